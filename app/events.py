@@ -1,0 +1,168 @@
+"""The event model: what collectors emit (RawEvent) and what the dataflow reasons about (UnifiedEvent).
+
+Fed by: every collector (they build RawEvents), the enrich and normalize agents (they build
+UnifiedEvents). Feeds: every topic record in `app.records`, the graph sink.
+
+All types are msgspec Structs: they are the typed boundary of every subject and topic.
+Timestamps are timezone-aware UTC datetimes; ids are plain strings (see `EventId`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Literal, NewType
+
+import msgspec
+
+EventId = NewType("EventId", str)
+
+Severity = Literal["debug", "info", "warning", "error", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("debug", "info", "warning", "error", "critical")
+
+#: Collector types the architecture names. A RawEvent's `type` is one of these.
+COLLECTOR_TYPES = ("kernel", "kubeapi", "cni", "dns", "cri", "kubelet", "etcd", "systemd")
+
+CLUSTER_SCOPE = "_cluster"
+"""Namespace token used in subjects for cluster-scoped objects (Nodes, PVs...)."""
+
+
+class RawEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One observation as a collector saw it, before any interpretation.
+
+    `data` is the collector's payload untouched (a Kubernetes object as JSON, a kernel
+    record...). `metadata` carries what the collector already parsed cheaply; the keys
+    `namespace`, `kind`, `name` and `uid` are read by the publisher and the enricher.
+    """
+
+    id: str
+    timestamp: datetime
+    type: str
+    data: bytes
+    metadata: dict[str, str] = {}
+    trace_id: str = ""
+    span_id: str = ""
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.get("namespace") or CLUSTER_SCOPE
+
+
+class TraceContext(msgspec.Struct, frozen=True, kw_only=True):
+    trace_id: str
+    span_id: str = ""
+
+
+class SemanticContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What the event means: intent ("config-change", "oom-kill"), category, severity, prose."""
+
+    intent: str
+    category: str
+    narrative: str
+    severity: Severity = "info"
+
+
+class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+
+
+class K8sContext(msgspec.Struct, frozen=True, kw_only=True):
+    """The Kubernetes object an event is about: the key that joins it to the topology."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+    labels: dict[str, str] = {}
+    node: str = ""
+    owner: ObjectRef | None = None
+
+
+class KernelData(msgspec.Struct, frozen=True, kw_only=True):
+    pid: int = 0
+    comm: str = ""
+    syscall: str = ""
+    cgroup: str = ""
+    detail: dict[str, str] = {}
+
+
+class NetworkData(msgspec.Struct, frozen=True, kw_only=True):
+    protocol: str = ""
+    src: str = ""
+    dst: str = ""
+    port: int = 0
+    query: str = ""
+    rcode: str = ""
+    detail: dict[str, str] = {}
+
+
+class KubernetesData(msgspec.Struct, frozen=True, kw_only=True):
+    """The Kubernetes layer of an event.
+
+    `action` says what was seen: a watch verb on an object (ADDED, MODIFIED, DELETED,
+    SNAPSHOT for an object read from a list), or EVENT for a core/v1 or events.k8s.io Event.
+    """
+
+    action: str
+    reason: str = ""
+    message: str = ""
+    event_type: str = ""  # Normal / Warning, for Events
+    count: int = 1
+    reporting_component: str = ""
+    resource_version: str = ""
+    phase: str = ""
+    restart_count: int = 0
+    exit_code: int | None = None
+    container_reason: str = ""
+
+
+class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A RawEvent joined to its meaning and its place in the cluster."""
+
+    id: str
+    timestamp: datetime
+    type: str
+    source: str
+    semantic: SemanticContext
+    trace: TraceContext | None = None
+    k8s: K8sContext | None = None
+    kernel: KernelData | None = None
+    network: NetworkData | None = None
+    kubernetes: KubernetesData | None = None
+    correlation_hints: list[str] = []
+
+
+_SUBJECT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def subject_token(value: str) -> str:
+    """Make `value` safe as one NATS subject token (no dots, spaces or wildcards)."""
+    return _SUBJECT_TOKEN.sub("_", value) or "_"
+
+
+def content_id(*parts: bytes | str) -> EventId:
+    """A deterministic event id from the event's content.
+
+    Replaying the same recording twice yields the same ids, so JetStream's duplicate
+    window and the graph's MERGE both drop the repeat.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x1f")
+    return EventId(digest.hexdigest())
+
+
+def utc(value: datetime) -> datetime:
+    """Normalize to an aware UTC datetime (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def epoch_ms(value: datetime) -> int:
+    return int(utc(value).timestamp() * 1000)

@@ -1,0 +1,144 @@
+"""Configuration: one YAML file, overridable by environment variables.
+
+Fed by: the CLI (`--config`), `TAPIO_CONFIG`, or the endpoints file `tapio up` writes into
+the state directory. Feeds: every adapter (NATS, Kafka, graph) and the Faust app.
+
+Resolution order, later wins:
+1. built-in defaults (loopback ports of a stack you run yourself);
+2. the embedded stack's endpoints file (`<state_dir>/stack.yaml`) when `tapio up` is running;
+3. the YAML file named by `--config` or `TAPIO_CONFIG`;
+4. environment variables `TAPIO_<SECTION>_<FIELD>`, e.g. `TAPIO_GRAPH_URI=neo4j://db:7687`,
+   `TAPIO_KAFKA_BOOTSTRAP_SERVERS=k1:9092,k2:9092` (lists are comma separated).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgspec
+import yaml
+
+
+class ConfigError(Exception):
+    """The configuration is unreadable or a value has the wrong type: fix the named file or variable."""
+
+
+class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    urls: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    stream: str = "EVENTS"
+    subject_prefix: str = "events"
+    replicas: int = 1
+    max_msgs: int = 1_000_000
+    max_age_s: float = 24 * 3600
+    duplicate_window_s: float = 120
+    deadletter_stream: str = "DEADLETTER"
+    deadletter_prefix: str = "deadletter"
+    bridge_durable: str = "tapio-bridge"
+    bridge_fetch: int = 1000
+    publish_in_flight: int = 2000
+
+
+class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    bootstrap_servers: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1:9092"])
+    topic_prefix: str = "tapio"
+    partitions: int = 4
+    replication: int = 1
+    # Tansu makes a consumer wait the whole fetch_max_wait_ms even when data is there
+    # (shared/notes/stack.md); Faust hard-codes 1500 ms. 50 ms keeps a hop under 100 ms.
+    fetch_max_wait_ms: int = 50
+    # Tansu completes a group join only after session_timeout / 2.
+    session_timeout_s: float = 10.0
+
+
+class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    uri: str = "falkordb://127.0.0.1:6379"
+    name: str = "tapio"  # FalkorDB graph key, or Neo4j database
+    username: str = ""
+    password: str = ""
+    batch_size: int = 500
+
+
+class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    app_id: str = "tapio"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = ".tapio/worker"
+    batch_max: int = 1000
+    log_level: str = "info"
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    graph: GraphSettings = msgspec.field(default_factory=GraphSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    state_dir: str = ".tapio"
+
+
+def state_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("TAPIO_STATE_DIR", ".tapio"))
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read configuration {path}: {e}") from e
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"configuration {path} must be a mapping at the top level")
+    return loaded
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    sections: dict[str, Any] = {}
+    fields = {name: cls for name, cls in (
+        ("nats", NatsSettings), ("kafka", KafkaSettings),
+        ("graph", GraphSettings), ("worker", WorkerSettings),
+    )}
+    for section, cls in fields.items():
+        for field in msgspec.structs.fields(cls):
+            var = f"TAPIO_{section.upper()}_{field.name.upper()}"
+            if var not in environ:
+                continue
+            raw = environ[var]
+            value: Any = [v.strip() for v in raw.split(",") if v.strip()] if field.type == list[str] else raw
+            sections.setdefault(section, {})[field.name] = value
+    if "TAPIO_STATE_DIR" in environ:
+        sections["state_dir"] = environ["TAPIO_STATE_DIR"]
+    return sections
+
+
+def load_settings(config: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, the running embedded stack, a file and the environment."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    state_dir = state_dir_from_env(environ)
+    stack_file = state_dir / "stack.yaml"
+    if stack_file.exists():
+        data = _merge(data, _read_yaml(stack_file).get("settings", {}))
+    config = config or environ.get("TAPIO_CONFIG")
+    if config:
+        data = _merge(data, _read_yaml(Path(config)))
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as e:
+        where = config or "environment / stack.yaml"
+        raise ConfigError(f"invalid configuration ({where}): {e}") from e
+
+
+def to_yaml(settings: Settings) -> str:
+    return yaml.safe_dump(msgspec.to_builtins(settings), sort_keys=False)

