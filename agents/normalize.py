@@ -1,0 +1,118 @@
+"""Stage 2, normalize: give each enriched event its meaning and its final UnifiedEvent form.
+
+Fed by: topic `enriched` (EnrichedBatch). Feeds: topic `unified` (UnifiedBatch).
+
+The meaning (intent, category, severity) comes from `app/semantics.yaml`, a table keyed by
+Kubernetes reason and by object change, so new reasons are data, not code. The narrative is
+one plain sentence an SRE can read in a list.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import msgspec
+import yaml
+
+from app.events import SemanticContext, Severity, UnifiedEvent
+from app.records import EnrichedBatch, EnrichedEvent, UnifiedBatch
+
+
+class Meaning(msgspec.Struct, frozen=True, array_like=True):
+    intent: str
+    category: str
+    severity: Severity = "info"
+
+
+class SemanticTable(msgspec.Struct, frozen=True):
+    reasons: dict[str, Meaning]
+    message_hints: dict[str, Meaning]
+    changes: dict[str, Meaning]
+    container_reasons: dict[str, Meaning]
+    default: Meaning
+
+
+@lru_cache(maxsize=1)
+def semantic_table() -> SemanticTable:
+    text = resources.files("app").joinpath("semantics.yaml").read_text()
+    return msgspec.convert(yaml.safe_load(text), SemanticTable)
+
+
+_RANK = {s: i for i, s in enumerate(("debug", "info", "warning", "error", "critical"))}
+
+
+def _at_least(severity: Severity, floor: Severity) -> Severity:
+    return severity if _RANK[severity] >= _RANK[floor] else floor
+
+
+def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
+    kube = event.kubernetes
+    if kube is None:
+        return table.default
+    if kube.action == "EVENT":
+        for hint, meaning in table.message_hints.items():
+            if hint in kube.message:
+                return meaning
+        meaning = table.reasons.get(kube.reason, table.default)
+        if kube.event_type == "Warning":
+            meaning = Meaning(meaning.intent, meaning.category, _at_least(meaning.severity, "warning"))
+        return meaning
+    kind = event.k8s.kind if event.k8s else ""
+    if kube.container_reason in table.container_reasons:
+        return table.container_reasons[kube.container_reason]
+    return (table.changes.get(f"{kind}/{kube.action}") or table.changes.get(kube.action) or table.default)
+
+
+def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
+    k8s, kube = event.k8s, event.kubernetes
+    subject = f"{k8s.kind} {k8s.namespace + '/' if k8s.namespace else ''}{k8s.name}" if k8s else event.raw.type
+    if kube is None:
+        return f"{subject}: {meaning.intent}"
+    if kube.action == "EVENT":
+        times = f" (x{kube.count})" if kube.count > 1 else ""
+        return f"{subject}: {kube.reason}{times}: {kube.message}".rstrip(": ")
+    verb = {"ADDED": "was created", "MODIFIED": "was modified", "DELETED": "was deleted"}.get(kube.action, "observed")
+    detail = f" ({kube.container_reason}, {kube.restart_count} restarts)" if kube.container_reason else ""
+    return f"{subject} {verb}{detail}"
+
+
+def hints(event: EnrichedEvent) -> list[str]:
+    k8s = event.k8s
+    if k8s is None:
+        return []
+    out = [f"{k8s.kind.lower()}:{k8s.uid or k8s.namespace + '/' + k8s.name}"]
+    if k8s.namespace:
+        out.append(f"namespace:{k8s.namespace}")
+    if k8s.node:
+        out.append(f"node:{k8s.node}")
+    if k8s.owner:
+        out.append(f"owner:{k8s.owner.uid or k8s.owner.kind + '/' + k8s.owner.name}")
+    return out
+
+
+def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) -> UnifiedEvent:
+    """Pure: the UnifiedEvent for one enriched event."""
+    table = table or semantic_table()
+    meaning = meaning_of(event, table)
+    raw = event.raw
+    return UnifiedEvent(
+        id=raw.id, timestamp=raw.timestamp, type=raw.type, source=raw.metadata.get("source", raw.type),
+        semantic=SemanticContext(intent=meaning.intent, category=meaning.category,
+                                 severity=meaning.severity, narrative=narrative(event, meaning)),
+        trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=hints(event))
+
+
+
+
+def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[EnrichedEvent, str, str]]]:
+    """The stage transform: one EnrichedBatch in, one UnifiedBatch and the rejects out."""
+    table = semantic_table()
+    out: list[UnifiedEvent] = []
+    rejected: list[tuple[EnrichedEvent, str, str]] = []
+    for event in batch.events:
+        try:
+            out.append(normalize_event(event, table))
+        except (KeyError, ValueError, msgspec.ValidationError) as e:
+            rejected.append((event, event.raw.id, f"cannot normalize: {e!r}"))
+    return UnifiedBatch(events=out), rejected

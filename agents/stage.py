@@ -1,0 +1,55 @@
+"""The loop every batch stage shares: read a batch, transform it, send it on, never die.
+
+Fed by: one stage topic. Feeds: the next stage topic, and `deadletter.<stage>` for input the
+stage could not use. Used by enrich, normalize, match and predict (the sink has its own loop).
+
+No exception leaves the loop (a Faust agent that raises is restarted by its supervisor and
+skips offsets): a record that does not decode, a transform that raises, and single events a
+transform rejects all go to the dead-letter subject with the reason and `topic[partition]@offset`.
+The output keeps the input's partition, so a namespace stays on one partition end to end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import faust
+import msgspec
+
+from app.codec import Poison, msgpack_encoder, where_of
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: transform(batch) -> (output batch or None, [(rejected item, event id, reason)])
+Transform = Callable[[Any], tuple[msgspec.Struct | None, list[tuple[msgspec.Struct, str, str]]]]
+
+
+def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
+                   transform: Transform, runtime: Runtime) -> Any:
+    async def run(stream: faust.StreamT) -> None:
+        await runtime.ready()
+        async for event in stream.events():
+            message, value = event.message, event.value
+            where = where_of(message)
+            if isinstance(value, Poison):
+                await runtime.dead_letter(stage=name, reason=value.reason, where=value.where, payload=value.payload)
+                continue
+            try:
+                out, rejected = transform(value)
+            except Exception as e:  # a bug or a case nobody foresaw: keep the batch, keep going
+                log.exception("%s failed on %s; the batch is dead-lettered", name, where)
+                await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where,
+                                          payload=message.value or b"")
+                continue
+            for item, event_id, reason in rejected:
+                await runtime.dead_letter(stage=name, reason=reason, where=f"{where} event {event_id}",
+                                          payload=msgpack_encoder.encode(item), event_id=event_id)
+            count = len(getattr(out, "events", ())) if out is not None else 0
+            if out is not None and count:
+                await target.send(value=out, partition=message.partition)
+            runtime.stats.add(name, count)
+
+    run.__name__ = name
+    return app.agent(source, name=f"tapio.{name}")(run)

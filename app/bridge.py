@@ -1,0 +1,206 @@
+"""The bridge: JetStream `EVENTS` -> Kafka topic `raw`, acknowledged only after Kafka has the events.
+
+Fed by: a durable JetStream pull consumer (`tapio-bridge`) on `events.>`.
+Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by the enrich agent.
+
+Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked the
+record holding it; a crash before that makes JetStream redeliver it after `ack_wait`, and the
+graph sink's idempotent MERGE keeps the graph exactly-once. A message that is not a RawEvent
+is sent to `deadletter.bridge` with the reason, then acked (it would never decode later).
+
+Tansu notes (shared/notes/stack.md): the idempotent producer fails there (`InitProducerId`),
+so it is off; the topic is created here with the configured partition count so that the
+bridge and Faust agree on partitioning whoever starts first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import defaultdict
+from typing import Sequence
+
+import msgspec
+import nats.errors
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from app.codec import MsgpackCodec
+from app.events import RawEvent, epoch_ms
+from app.jetstream import RAW_CODEC, DeadLetterPublisher, connect, ensure_streams
+from app.records import RawBatch
+from app.settings import Settings
+from app.topics import topic_name
+
+log = logging.getLogger(__name__)
+
+RAW_BATCH_CODEC = MsgpackCodec(RawBatch)
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class BridgeError(Exception):
+    """The bridge cannot reach Kafka or NATS; it retries, and this says which one to check."""
+
+
+def partition_for(namespace: str, partitions: int) -> int:
+    """Stable across processes and restarts (unlike hash()): all of a namespace on one partition."""
+    return zlib.crc32(namespace.encode()) % partitions
+
+
+def traceparent(event: RawEvent) -> str | None:
+    """W3C traceparent for the event's trace context, or None when it has none or it is malformed."""
+    if not event.trace_id:
+        return None
+    try:
+        ctx = SpanContext(trace_id=int(event.trace_id, 16), span_id=int(event.span_id or "1", 16),
+                          is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    except ValueError:
+        return None
+    if not ctx.is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=set_span_in_context(NonRecordingSpan(ctx)))
+    return carrier.get("traceparent")
+
+
+class Decoded(msgspec.Struct):
+    events: dict[int, list[RawEvent]]
+    poison: list[tuple[Msg, str]]
+
+
+def decode_messages(msgs: Sequence[Msg], partitions: int) -> Decoded:
+    """Pure: split fetched messages into RawEvents grouped by partition, and poison with its reason."""
+    groups: dict[int, list[RawEvent]] = defaultdict(list)
+    poison: list[tuple[Msg, str]] = []
+    for msg in msgs:
+        try:
+            event = RAW_CODEC.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            poison.append((msg, f"not a RawEvent: {e}"))
+            continue
+        groups[partition_for(event.namespace, partitions)].append(event)
+    return Decoded(events=dict(groups), poison=poison)
+
+
+def batch_headers(events: Sequence[RawEvent]) -> list[tuple[str, bytes]]:
+    headers = [("tapio-events", str(len(events)).encode()),
+               ("tapio-event-time-min", str(min(epoch_ms(e.timestamp) for e in events)).encode())]
+    seen: set[str] = set()
+    for event in events:
+        tp = traceparent(event)
+        if tp and tp not in seen:
+            seen.add(tp)
+            headers.append(("traceparent", tp.encode()))
+    return headers
+
+
+class Bridge:
+    """Pulls from JetStream, produces to Kafka, acks JetStream. `run()` until `stop()`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = topic_name(settings.kafka, "raw")
+        self.partitions = settings.kafka.partitions
+        self._stopping = asyncio.Event()
+        self.bridged = 0
+        self.dead_lettered = 0
+        self.started_at = 0.0
+        self._backoff = 0.5
+
+    async def _ensure_topic(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(self.topic, self.partitions, self.settings.kafka.replication)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            await admin.close()
+
+    async def start(self) -> None:
+        ns = self.settings.nats
+        self.nc = await connect(ns, name="tapio-bridge")
+        self.js = self.nc.jetstream()
+        await ensure_streams(self.js, ns)
+        self.deadletters = DeadLetterPublisher(self.js, ns)
+        self.sub = await self.js.pull_subscribe(
+            f"{ns.subject_prefix}.>", durable=ns.bridge_durable, stream=ns.stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                  ack_wait=ns.bridge_ack_wait_s, max_ack_pending=ns.bridge_max_ack_pending,
+                                  max_deliver=-1),
+        )
+        try:
+            await self._ensure_topic()
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka.bootstrap_servers, acks="all",
+                enable_idempotence=False, linger_ms=5, max_request_size=16 * 1024 * 1024,
+                compression_type=None, request_timeout_ms=30000)
+            await self.producer.start()
+        except KafkaError as e:
+            await self.nc.close()
+            raise BridgeError(f"cannot reach Kafka at {self.settings.kafka.bootstrap_servers}: {e!r}; "
+                              f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
+        self.started_at = time.monotonic()
+        log.info("bridge: %s.> (durable %s) -> kafka topic %s (%d partitions)",
+                 ns.subject_prefix, ns.bridge_durable, self.topic, self.partitions)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.nc.drain()
+
+    async def step(self) -> int:
+        """One fetch -> produce -> ack round. Returns the number of messages handled."""
+        try:
+            msgs = await self.sub.fetch(self.settings.nats.bridge_fetch, timeout=0.5)
+        except nats.errors.TimeoutError:
+            return 0
+        decoded = decode_messages(msgs, self.partitions)
+        for msg, reason in decoded.poison:
+            meta = msg.metadata
+            await self.deadletters.send(stage="bridge", reason=reason, payload=msg.data,
+                                        where=f"{msg.subject} stream_seq={meta.sequence.stream}")
+            self.dead_lettered += 1
+        futures = []
+        for partition, events in decoded.events.items():
+            value = RAW_BATCH_CODEC.encode(RawBatch(events=events))
+            futures.append(await self.producer.send(
+                self.topic, value=value, partition=partition,
+                timestamp_ms=max(epoch_ms(e.timestamp) for e in events), headers=batch_headers(events)))
+        try:
+            await asyncio.gather(*futures)
+        except KafkaError as e:
+            # Nothing is acked: JetStream redelivers the whole fetch after a short delay.
+            for msg in msgs:
+                await msg.nak(delay=1.0)
+            raise BridgeError(f"Kafka did not take {len(msgs)} events: {e!r}; they will be redelivered") from e
+        for msg in msgs:
+            await msg.ack()
+        self.bridged += sum(len(v) for v in decoded.events.values())
+        return len(msgs)
+
+    async def step_logged(self) -> int:
+        """`step`, but a failure is logged and waited out with backoff instead of raised."""
+        try:
+            handled = await self.step()
+        except (BridgeError, nats.errors.Error, KafkaError) as e:
+            log.error("bridge: %s; retrying in %.1fs", e, self._backoff)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, 10.0)
+            return 0
+        self._backoff = 0.5
+        return handled
+
+    async def run(self) -> None:
+        """Standalone mode (`tapio bridge`): pump until `stop()`."""
+        while not self._stopping.is_set():
+            await self.step_logged()

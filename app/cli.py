@@ -1,0 +1,169 @@
+"""The `tapio` command.
+
+Fed by: the user's shell. Feeds: everything else; each subcommand is a thin shell over one
+module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.demo`).
+
+    tapio up / down / status      the embedded stack (nats-server, Tansu, FalkorDB) on loopback
+    tapio worker [--no-bridge]    one worker of the group: the Faust agents (and the bridge)
+    tapio bridge                  the JetStream -> Kafka bridge alone
+    tapio replay FILE|DIR...      publish recordings (kubectl JSON/YAML, watch streams) to JetStream
+    tapio deadletters             what was rejected, why and where
+    tapio demo                    everything above on a bundled incident, then what the graph knows
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from app.settings import ConfigError, Settings, load_settings, state_dir_from_env
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("config"))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False), envvar="TAPIO_CONFIG",
+              help="YAML configuration (default: the running embedded stack, then built-in defaults).")
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
+    """Tapio: Kubernetes behavior research engine."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Where servers keep data, logs and stack.yaml (default $TAPIO_STATE_DIR or .tapio).")
+@click.option("--nats-port", default=0, help="0 picks a free port.")
+@click.option("--kafka-port", default=0, help="0 picks a free port.")
+@click.option("--graph-port", default=0, help="0 picks a free port.")
+def up(state_dir: str | None, nats_port: int, kafka_port: int, graph_port: int) -> None:
+    """Start the embedded stack in the background and record its endpoints."""
+    from app.stack import EmbeddedStack, StackError
+
+    stack = EmbeddedStack(state_dir or state_dir_from_env(), nats_port=nats_port, kafka_port=kafka_port,
+                          graph_port=graph_port)
+    try:
+        settings = stack.start()
+    except StackError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"embedded stack up ({stack.state_file}):")
+    click.echo(f"  nats   {settings.nats.urls[0]}")
+    click.echo(f"  kafka  {settings.kafka.bootstrap_servers[0]}")
+    click.echo(f"  graph  {settings.graph.uri}")
+    if stack.bolt_uri():
+        click.echo(f"  bolt   {stack.bolt_uri()}  (FalkorDB's experimental Bolt listener)")
+    click.echo("stop it with `tapio down`")
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None)
+def down(state_dir: str | None) -> None:
+    """Stop the embedded stack that `tapio up` started."""
+    from app.stack import StackError, stop_from_state
+
+    try:
+        stopped = stop_from_state(state_dir or state_dir_from_env())
+    except StackError as e:
+        raise click.ClickException(str(e)) from e
+    for server in stopped:
+        click.echo(f"stopped {server.name} (pid {server.pid})")
+
+
+@cli.command()
+@click.option("--bridge/--no-bridge", default=True, show_default=True,
+              help="Also run the JetStream -> Kafka bridge in this process.")
+@click.pass_context
+def worker(ctx: click.Context, bridge: bool) -> None:
+    """Run one worker of the group until interrupted."""
+    from app.faust_app import run_worker
+
+    settings = _settings(ctx)
+    sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
+    run_worker(settings, with_bridge=bridge)
+
+
+@cli.command(name="bridge")
+@click.pass_context
+def bridge_cmd(ctx: click.Context) -> None:
+    """Run the JetStream -> Kafka bridge alone until interrupted."""
+    from app.bridge import Bridge
+
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        b = Bridge(settings)
+        await b.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(b.stop()))
+        try:
+            await b.run()
+        finally:
+            await b.close()
+            logging.getLogger("app.bridge").info("bridge stopped after %d events", b.bridged)
+
+    asyncio.run(main())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.pass_context
+def replay(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Publish recorded events and objects (files or folders) to JetStream with their original times."""
+    from app.demo import publish_recordings
+
+    settings = _settings(ctx)
+    summary = asyncio.run(publish_recordings(settings, list(paths)))
+    click.echo(f"{summary.events} events from {summary.files} file(s) published "
+               f"({summary.duplicates} already in the stream); {len(summary.errors)} error(s)")
+    for error in summary.errors:
+        click.echo(f"  {error}", err=True)
+    if summary.errors and not summary.events:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def deadletters(ctx: click.Context, limit: int) -> None:
+    """Show the newest dead letters: stage, where, reason."""
+    from app.demo import list_deadletters
+
+    for letter in asyncio.run(list_deadletters(_settings(ctx), limit=limit)):
+        click.echo(f"{letter.at:%Y-%m-%d %H:%M:%S} [{letter.stage}] {letter.where}: {letter.reason}")
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the demo's own stack lives (default: a fresh temporary folder).")
+@click.option("--scenario", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of recordings to replay instead of the bundled ConfigMap incident.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the dataflow to drain.")
+def demo(state_dir: str | None, scenario: str | None, timeout: float) -> None:
+    """Start the embedded stack and a worker, replay an incident, and show what the graph knows."""
+    from app.demo import run_demo
+
+    code = run_demo(state_dir=Path(state_dir) if state_dir else None,
+                    scenario=Path(scenario) if scenario else None, timeout=timeout, echo=click.echo)
+    sys.exit(code)
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The Faust app: topics, the five agents, the worker's web pages, and how a worker starts.
+
+Fed by: `tapio worker` (and `tapio demo`), with the resolved Settings.
+Feeds: Kafka topics raw -> enriched -> unified -> matched -> insights, and the graph.
+
+The app is built by a function, not at import time, so tests and the CLI can build one per
+configuration. Settings Faust needs for Tansu (shared/notes/stack.md) are applied here:
+a short session timeout (a group join completes only after session_timeout / 2) and, through
+`app.transport`, a short fetch wait.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faust
+import msgspec
+from mode import Service
+
+from agents.enrich import enrich_stage
+from agents.match import match_batch
+from agents.normalize import normalize_stage
+from agents.predict import predict_batch
+from agents.sink import register_sink
+from agents.stage import register_stage
+from app.bridge import Bridge
+from app.runtime import Runtime
+from app.settings import Settings
+from app.topics import Topics
+from app.transport import TapioTransport
+
+
+class TapioApp(faust.App):
+    tapio_settings: Settings
+
+    def _new_transport(self) -> Any:
+        return TapioTransport(self.conf.broker_consumer, self)
+
+
+def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
+    kafka, worker = settings.kafka, settings.worker
+    Path(worker.data_dir).mkdir(parents=True, exist_ok=True)
+    app = TapioApp(
+        worker.app_id,
+        broker=[f"kafka://{server}" for server in kafka.bootstrap_servers],
+        store="rocksdb://",
+        datadir=worker.data_dir,
+        web_host=worker.web_host,
+        web_port=worker.web_port,
+        web_bind=worker.web_host,
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication,
+        broker_session_timeout=kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, kafka.session_timeout_s / 3),
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        producer_max_request_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        stream_buffer_maxsize=64,
+        topic_allow_declare=True,
+        web_transport="tcp://",
+    )
+    app.tapio_settings = settings
+    topics = Topics(app, kafka)
+    runtime = Runtime(settings, loop=None)
+    register_stage(app, name="enrich", source=topics["raw"], target=topics["enriched"],
+                   transform=enrich_stage, runtime=runtime)
+    register_stage(app, name="normalize", source=topics["enriched"], target=topics["unified"],
+                   transform=normalize_stage, runtime=runtime)
+    register_stage(app, name="match", source=topics["unified"], target=topics["matched"],
+                   transform=match_batch, runtime=runtime)
+    register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
+                   transform=predict_batch, runtime=runtime)
+    register_sink(app, source=topics["insights"], runtime=runtime)
+
+    @app.page("/tapio/stages/")
+    async def stages(web: Any, request: Any) -> Any:
+        return web.json({name: {**msgspec.to_builtins(c), "rate": c.rate}
+                         for name, c in runtime.stats.snapshot().items()})
+
+    return app, runtime
+
+
+class BridgeService(Service):
+    """Runs the JetStream -> Kafka bridge inside a worker process."""
+
+    def __init__(self, bridge: Bridge, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bridge = bridge
+        self.runtime = runtime
+
+    async def on_start(self) -> None:
+        await self.bridge.start()
+
+    @Service.task
+    async def _pump(self) -> None:
+        while not self.should_stop:
+            handled = await self.bridge.step_logged()
+            if handled:
+                self.runtime.stats.add("bridge", handled)
+
+    async def on_stop(self) -> None:
+        await self.bridge.close()
+
+
+def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None) -> None:
+    """Block running one worker of the group until SIGINT/SIGTERM."""
+    app, runtime = create_app(settings)
+    services: list[Service] = [runtime]
+    if with_bridge:
+        services.append(BridgeService(Bridge(settings), runtime))
+    worker = faust.Worker(app, *services, loglevel=loglevel or settings.worker.log_level,
+                          workdir=settings.worker.data_dir, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,203 @@
+"""NATS JetStream: the EVENTS and DEADLETTER streams, and publishing to them with confirmed acks.
+
+Fed by: collectors (`EventPublisher.publish_many`), any stage that rejects input
+(`DeadLetterPublisher.send`). Feeds: the bridge, which pulls from EVENTS.
+
+Every publish carries `Nats-Msg-Id: <event id>`, so the stream's duplicate window drops a
+re-publish of the same event. Every ack is awaited; a publish whose ack fails or times out
+is retried with backoff and only then reported as `PublishFailed`: never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from app.codec import JsonCodec
+from app.events import RawEvent, subject_token
+from app.records import DeadLetter
+from app.settings import NatsSettings
+
+log = logging.getLogger(__name__)
+
+RAW_CODEC = JsonCodec(RawEvent)
+DEADLETTER_CODEC = JsonCodec(DeadLetter)
+
+REASON_HEADER = "Tapio-Reason"
+WHERE_HEADER = "Tapio-Where"
+
+
+class JetStreamError(Exception):
+    """JetStream refused or did not answer: check that nats-server runs with -js and the stream config."""
+
+
+class PublishFailed(JetStreamError):
+    """Events could not be stored after retries; they were NOT acknowledged by JetStream."""
+
+    def __init__(self, event_ids: Sequence[str], cause: BaseException) -> None:
+        super().__init__(f"{len(event_ids)} event(s) not stored in JetStream after retries "
+                         f"(first {event_ids[:3]}): {cause!r}; is nats-server up and the EVENTS stream present?")
+        self.event_ids = list(event_ids)
+
+
+async def connect(settings: NatsSettings, *, name: str) -> NATS:
+    try:
+        return await nats.connect(servers=settings.urls, name=name, max_reconnect_attempts=-1,
+                                  reconnect_time_wait=0.5, connect_timeout=5,
+                                  allow_reconnect=True)
+    except (OSError, nats.errors.Error) as e:
+        raise JetStreamError(f"cannot reach NATS at {settings.urls}: {e!r}; start it (`tapio up`) "
+                             f"or set nats.urls / TAPIO_NATS_URLS") from e
+
+
+def events_stream_config(settings: NatsSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.stream,
+        subjects=[f"{settings.subject_prefix}.>"],
+        retention=RetentionPolicy.LIMITS,
+        max_msgs=settings.max_msgs,
+        max_age=settings.max_age_s,
+        num_replicas=settings.replicas,
+        duplicate_window=settings.duplicate_window_s,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+    )
+
+
+def deadletter_stream_config(settings: NatsSettings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.deadletter_stream,
+        subjects=[f"{settings.deadletter_prefix}.>"],
+        retention=RetentionPolicy.LIMITS,
+        max_msgs=settings.max_msgs,
+        max_age=7 * 24 * 3600,
+        num_replicas=settings.replicas,
+        storage=StorageType.FILE,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, settings: NatsSettings) -> None:
+    """Create or update both streams; safe to run any number of times."""
+    for config in (events_stream_config(settings), deadletter_stream_config(settings)):
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # exists with another configuration: bring it to ours
+            await js.update_stream(config)
+
+
+def event_subject(settings: NatsSettings, event: RawEvent) -> str:
+    return f"{settings.subject_prefix}.{subject_token(event.type)}.{subject_token(event.namespace)}"
+
+
+class EventPublisher:
+    """Publishes RawEvents to `events.<type>.<namespace>`, many in flight, every ack confirmed."""
+
+    def __init__(self, js: JetStreamContext, settings: NatsSettings, *, ack_timeout: float = 10.0,
+                 attempts: int = 5) -> None:
+        self.js = js
+        self.settings = settings
+        self.ack_timeout = ack_timeout
+        self.attempts = attempts
+        self.published = 0
+        self.duplicates = 0
+
+    async def _publish_one(self, event: RawEvent, payload: bytes) -> None:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.1, max=3),
+            retry=retry_if_exception_type((nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError,
+                                           nats.errors.ConnectionClosedError, asyncio.TimeoutError)),
+            reraise=True,
+        ):
+            with attempt:
+                ack = await self.js.publish(event_subject(self.settings, event), payload,
+                                            timeout=self.ack_timeout, headers={"Nats-Msg-Id": event.id})
+                self.duplicates += bool(ack.duplicate)
+
+    async def publish_many(self, events: Iterable[RawEvent]) -> int:
+        """Publish all events; return how many JetStream acknowledged. Raises PublishFailed."""
+        window = self.settings.publish_in_flight
+        pending: list[tuple[RawEvent, bytes, asyncio.Future]] = []
+        count = 0
+
+        async def settle() -> None:
+            nonlocal count
+            failed: list[tuple[RawEvent, bytes]] = []
+            futures = [f for _, _, f in pending]
+            done, not_done = await asyncio.wait(futures, timeout=self.ack_timeout)
+            for event, payload, fut in pending:
+                if fut in not_done:
+                    fut.cancel()
+                    failed.append((event, payload))
+                elif fut.exception() is not None:
+                    failed.append((event, payload))
+                else:
+                    self.duplicates += bool(fut.result().duplicate)
+            for event, payload in failed:  # retried one by one, with backoff
+                try:
+                    await self._publish_one(event, payload)
+                except Exception as e:
+                    raise PublishFailed([e_.id for e_, _ in failed], e) from e
+            count += len(pending)
+            pending.clear()
+
+        for event in events:
+            payload = RAW_CODEC.encode(event)
+            fut = await self.js.publish_async(event_subject(self.settings, event), payload,
+                                              headers={"Nats-Msg-Id": event.id})
+            pending.append((event, payload, fut))
+            if len(pending) >= window:
+                await settle()
+        if pending:
+            await settle()
+        self.published += count
+        return count
+
+
+class DeadLetterPublisher:
+    """Sends rejected input to `deadletter.<stage>` with the reason, in a header and in the record."""
+
+    def __init__(self, js: JetStreamContext, settings: NatsSettings) -> None:
+        self.js = js
+        self.settings = settings
+        self.sent = 0
+
+    async def send(self, *, stage: str, reason: str, where: str, payload: bytes, event_id: str = "") -> None:
+        letter = DeadLetter(stage=stage, reason=reason, where=where, payload=payload,
+                            at=datetime.now(timezone.utc), event_id=event_id)
+        subject = f"{self.settings.deadletter_prefix}.{subject_token(stage)}"
+        log.warning("dead-lettered %s input from %s: %s (inspect with `tapio deadletters`)", stage, where, reason)
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(multiplier=0.1, max=3),
+                                           reraise=True):
+            with attempt:
+                await self.js.publish(subject, DEADLETTER_CODEC.encode(letter),
+                                      headers={REASON_HEADER: reason[:1000].replace("\n", " "),
+                                               WHERE_HEADER: where[:1000]})
+        self.sent += 1
+
+
+async def read_deadletters(js: JetStreamContext, settings: NatsSettings, *, limit: int = 100) -> list[DeadLetter]:
+    """The newest dead letters (up to `limit`), oldest first, read without consuming them."""
+    info = await js.stream_info(settings.deadletter_stream)
+    if not info.state.messages:
+        return []
+    last = info.state.last_seq
+    first = max(info.state.first_seq, last - limit + 1, 1)
+    letters = []
+    for seq in range(first, last + 1):
+        try:
+            msg = await js.get_msg(settings.deadletter_stream, seq)
+        except nats.js.errors.NotFoundError:
+            continue
+        letters.append(DEADLETTER_CODEC.decode(msg.data))
+    return letters

@@ -1,0 +1,70 @@
+"""Publish recordings to JetStream: the I/O shell around `collectors.replay`.
+
+Fed by: `tapio replay FILE...` and `tapio demo`, with paths of recordings users already have.
+Feeds: JetStream subjects `events.kubeapi.<namespace>` (good events, with their original
+timestamps) and `deadletter.replay` (every part of a file that could not be parsed, with the
+file and position). A bad part never stops the rest of the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import msgspec
+
+from app.events import RawEvent
+from app.jetstream import DeadLetterPublisher, EventPublisher
+from collectors.replay import ReplayError, read_recording
+
+log = logging.getLogger(__name__)
+
+
+class ReplaySummary(msgspec.Struct, kw_only=True):
+    files: int = 0
+    events: int = 0
+    duplicates: int = 0
+    event_ids: list[str] = []
+    errors: list[str] = []
+
+
+def recording_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files named, and every file under folders named, in a stable order (README files skipped)."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if child.suffix.lower() in {".json", ".yaml", ".yml", ".jsonl", ".log", ""}:
+                    yield child
+        else:
+            yield path
+
+
+async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher,
+                       deadletters: DeadLetterPublisher, chunk: int = 5000) -> ReplaySummary:
+    summary = ReplaySummary()
+    for path in recording_files(paths):
+        summary.files += 1
+        batch: list[RawEvent] = []
+        for item in read_recording(path):
+            if isinstance(item, ReplayError):
+                summary.errors.append(str(item))
+                log.error("replay: %s (the rest of the file still goes through)", item)
+                await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
+                                       payload=item.fragment.encode())
+                continue
+            batch.append(item)
+            if len(batch) >= chunk:
+                await _flush(batch, publisher, summary)
+        await _flush(batch, publisher, summary)
+    return summary
+
+
+async def _flush(batch: list[RawEvent], publisher: EventPublisher, summary: ReplaySummary) -> None:
+    if not batch:
+        return
+    before = publisher.duplicates
+    summary.events += await publisher.publish_many(batch)
+    summary.duplicates += publisher.duplicates - before
+    summary.event_ids.extend(e.id for e in batch)
+    batch.clear()

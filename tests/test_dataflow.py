@@ -1,0 +1,221 @@
+"""End to end on the real embedded stack: file -> JetStream -> bridge -> Faust agents -> graph.
+
+One worker (agents only) and one standalone bridge process run for the whole module, as a
+deployment would run them; each test uses its own namespace, so tests do not see each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from app.demo import publish_recordings, wait_for_events
+from app.events import RawEvent, content_id
+from app.jetstream import (RAW_CODEC, EventPublisher, connect, ensure_streams, event_subject,
+                           read_deadletters)
+from app.settings import Settings
+from app.stack import EmbeddedStack, free_port
+from app.workers import ChildProcess, start_bridge, start_worker, with_worker_port
+from collectors.replay import read_recording
+from topology import queries
+from topology.graph import open_graph
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def flow_settings(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = with_worker_port(embedded.settings(), free_port(),
+                                data_dir=str(tmp_path_factory.mktemp("worker")))
+    # a killed bridge's unacked fetch comes back after ack_wait: keep the test short
+    return msgspec.structs.replace(settings, nats=msgspec.structs.replace(settings.nats, bridge_ack_wait_s=4.0))
+
+
+@pytest.fixture(scope="module")
+def worker(flow_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> ChildProcess:
+    proc = start_worker(flow_settings, with_bridge=False, log_dir=tmp_path_factory.mktemp("worker-log"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def bridge_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bridge-log")
+
+
+@pytest.fixture(scope="module")
+def bridge(flow_settings: Settings, worker: ChildProcess, bridge_logs: Path) -> dict[str, ChildProcess]:
+    holder = {"proc": start_bridge(flow_settings, log_dir=bridge_logs)}
+    yield holder
+    holder["proc"].stop()
+
+
+async def graph_rows(settings: Settings, q: queries.Query, **params: object) -> list[dict]:
+    graph = open_graph(settings.graph)
+    try:
+        return await graph.query(q, **params)
+    finally:
+        await graph.close()
+
+
+def k8s_event(i: int, *, namespace: str, pod: str, uid: str, reason: str = "BackOff", node: str = "node-a") -> dict:
+    when = (T0 + timedelta(seconds=i)).isoformat().replace("+00:00", "Z")
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{pod}.{i:06d}", "namespace": namespace, "uid": f"ev-{namespace}-{i}"},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace, "uid": uid},
+        "reason": reason, "message": f"Back-off restarting failed container in pod {pod}",
+        "type": "Warning", "count": 1, "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": when, "lastTimestamp": when,
+    }
+
+
+def pod(name: str, uid: str, *, namespace: str, node: str, cm: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "labels": {"app": "web"},
+                     "creationTimestamp": "2026-11-20T09:00:00Z",
+                     "ownerReferences": [{"kind": "ReplicaSet", "name": "web-5d4f", "uid": "rs-1",
+                                          "controller": True}]},
+        "spec": {"nodeName": node, "volumes": [{"name": "cfg", "configMap": {"name": cm}}]},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": "web", "restartCount": 3,
+             "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                          "finishedAt": "2026-11-20T10:00:30Z"}}}]},
+    }
+
+
+async def test_replayed_files_become_exact_graph(bridge, flow_settings: Settings, tmp_path: Path) -> None:
+    ns = "flow-exact"
+    events_file = tmp_path / "events.json"
+    events_file.write_text(json.dumps({"apiVersion": "v1", "kind": "EventList", "items": [
+        k8s_event(i, namespace=ns, pod=f"web-{i % 2}", uid=f"uid-web-{i % 2}") for i in range(6)]}))
+    pods_file = tmp_path / "pods.json"
+    pods_file.write_text(json.dumps({"apiVersion": "v1", "kind": "PodList", "items": [
+        pod("web-0", "uid-web-0", namespace=ns, node="node-a", cm="web-config"),
+        pod("web-1", "uid-web-1", namespace=ns, node="node-b", cm="web-config")]}))
+
+    expected = [e for p in (events_file, pods_file) for e in read_recording(p)]
+    assert all(isinstance(e, RawEvent) for e in expected) and len(expected) == 8
+
+    summary = await publish_recordings(flow_settings, [events_file, pods_file])
+    assert summary.events == 8 and summary.errors == []
+    found = await wait_for_events(flow_settings, summary.event_ids, timeout=90)
+    assert found == 8, bridge["proc"].log_tail()
+
+    ids = sorted(e.id for e in expected)
+    rows = await graph_rows(flow_settings, queries.EVENT_IDS_IN_NAMESPACE, namespace=ns)
+    assert [r["id"] for r in rows] == ids
+    affected = await graph_rows(flow_settings, queries.ALL_AFFECTED)
+    pairs = {(r["event"], r["uid"]) for r in affected if r["event"] in set(ids)}
+    event_pod = {e.id: ("uid-web-0" if b"web-0" in e.data else "uid-web-1") for e in expected}
+    assert pairs == {(eid, uid) for eid, uid in event_pod.items()}
+    pods = {r["name"]: r for r in await graph_rows(flow_settings, queries.NAMESPACE_SUMMARY, namespace=ns)}
+    assert set(pods) == {"web-0", "web-1"}
+    assert pods["web-0"]["events"] == 4 and pods["web-1"]["events"] == 4
+    assert pods["web-0"]["warnings"] == 4  # 3 BackOff Warnings + the CrashLoopBackOff snapshot
+    props = (await graph_rows(flow_settings, queries.resource("Pod"), namespace=ns, name="web-1"))[0]["props"]
+    assert props["node"] == "node-b" and "app=web" in props["labels"] and props["owner_kind"] == "ReplicaSet"
+
+    # the same files again: JetStream's duplicate window drops them, the graph is unchanged
+    again = await publish_recordings(flow_settings, [events_file, pods_file])
+    assert again.duplicates == 8
+    rows = await graph_rows(flow_settings, queries.EVENT_IDS_IN_NAMESPACE, namespace=ns)
+    assert [r["id"] for r in rows] == ids
+
+
+def synthetic(i: int, namespace: str) -> RawEvent:
+    data = json.dumps(k8s_event(i, namespace=namespace, pod=f"p-{i % 50}", uid=f"{namespace}-p-{i % 50}")).encode()
+    return RawEvent(id=content_id("kill-test", namespace, str(i)), timestamp=T0 + timedelta(milliseconds=i),
+                    type="kubeapi", data=data,
+                    metadata={"namespace": namespace, "kind": "Event", "action": "EVENT"})
+
+
+async def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(bridge, flow_settings: Settings,
+                                                                      bridge_logs: Path) -> None:
+    ns = "flow-kill"
+    events = [synthetic(i, ns) for i in range(30_000)]
+    nc = await connect(flow_settings.nats, name="test-kill")
+    js = nc.jetstream()
+    await ensure_streams(js, flow_settings.nats)
+    publishing = asyncio.ensure_future(EventPublisher(js, flow_settings.nats).publish_many(events))
+    ids = [e.id for e in events]
+    # kill the bridge once events are flowing into the graph
+    for _ in range(600):
+        found = (await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=ids[:5000]))[0]["n"]
+        if found > 500:
+            break
+        await asyncio.sleep(0.1)
+    bridge["proc"].kill()
+    assert not bridge["proc"].alive()
+    await publishing
+    await nc.drain()
+    before_restart = (await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=ids))[0]["n"]
+    assert before_restart < len(ids), "the bridge was killed after the stream ended: the test proves nothing"
+
+    bridge["proc"] = start_bridge(flow_settings, name="bridge-restarted", log_dir=bridge_logs)
+    found = await wait_for_events(flow_settings, ids, timeout=180)
+    assert found == len(ids), bridge["proc"].log_tail()
+    edges = (await graph_rows(flow_settings, queries.COUNT_AFFECTED, ids=ids))[0]["n"]
+    assert edges == len(ids)
+    rows = await graph_rows(flow_settings, queries.EVENT_IDS_IN_NAMESPACE, namespace=ns)
+    assert len(rows) == len(ids)
+
+
+async def test_malformed_input_is_dead_lettered_and_good_events_arrive(bridge, flow_settings: Settings,
+                                                                        tmp_path: Path) -> None:
+    ns = "flow-bad"
+    good = [k8s_event(i, namespace=ns, pod="ok", uid="uid-ok") for i in range(3)]
+    bad_type = k8s_event(9, namespace=ns, pod="ok", uid="uid-ok")
+    bad_type["lastTimestamp"] = 42
+    bad_type["firstTimestamp"] = 42
+    text = json.dumps({"kind": "EventList", "items": [good[0], bad_type, good[1], good[2]]}, indent=1)
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(text)
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(text[: text.rindex('"reason"')])  # cut inside the last item
+    garbage = tmp_path / "garbage.json"
+    garbage.write_bytes(b"\x00\xff not json at all {{{")
+
+    summary = await publish_recordings(flow_settings, [mixed, truncated, garbage])
+    assert summary.events == 3 + 2  # mixed: 3 good; truncated: the 2 complete good items before the cut
+    assert len(summary.errors) == 3
+    assert any("mixed.json" in e and "items[1]" in e for e in summary.errors)
+    assert any("truncated.json" in e and "line" in e for e in summary.errors)
+    assert any("garbage.json" in e for e in summary.errors)
+
+    # on the subject: bytes that are not a RawEvent, and a RawEvent whose payload is not an object
+    nc = await connect(flow_settings.nats, name="test-bad")
+    js = nc.jetstream()
+    await js.publish(f"{flow_settings.nats.subject_prefix}.kubeapi.{ns}", b'{"id": 5, "oops": true}')
+    not_k8s = RawEvent(id="not-k8s-1", timestamp=T0, type="kubeapi", data=b"[1, 2",
+                       metadata={"namespace": ns, "kind": "Event", "action": "EVENT"})
+    await js.publish(event_subject(flow_settings.nats, not_k8s), RAW_CODEC.encode(not_k8s))
+    after_bad = synthetic(1, ns)
+    await EventPublisher(js, flow_settings.nats).publish_many([after_bad])
+
+    good_ids = summary.event_ids + [after_bad.id]
+    assert await wait_for_events(flow_settings, good_ids, timeout=90) == len(set(good_ids))
+    rows = await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=["not-k8s-1"])
+    assert rows[0]["n"] == 0
+
+    letters: list = []
+    for _ in range(100):
+        letters = await read_deadletters(js, flow_settings.nats, limit=1000)
+        if any(l.stage == "enrich" and l.event_id == "not-k8s-1" for l in letters):
+            break
+        await asyncio.sleep(0.1)
+    await nc.drain()
+    by_stage = {(l.stage, l.where.split(":")[0]) for l in letters}
+    assert ("replay", str(mixed)) in by_stage and ("replay", str(garbage)) in by_stage
+    bridge_letters = [l for l in letters if l.stage == "bridge" and f".{ns} " in l.where]
+    assert bridge_letters and "not a RawEvent" in bridge_letters[0].reason
+    assert bridge_letters[0].payload == b'{"id": 5, "oops": true}'
+    enrich_letters = [l for l in letters if l.stage == "enrich" and l.event_id == "not-k8s-1"]
+    assert enrich_letters and "not a Kubernetes object" in enrich_letters[0].reason

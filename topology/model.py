@@ -1,0 +1,61 @@
+"""The graph model, declared once: node labels, their key properties, relationship names.
+
+Fed by: nothing (constants). Feeds: `topology.queries`, which generates every per-label
+Cypher text from these fixed names (labels cannot be Cypher parameters, so they must never
+come from user strings), and `topology.rows`, which maps an event's Kubernetes kind to a label.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Kubernetes kinds Tapio knows, each a node label of its own, keyed by `uid`.
+RESOURCE_LABELS: Final[tuple[str, ...]] = (
+    "Pod", "Node", "Namespace", "Service", "EndpointSlice", "ConfigMap", "Secret",
+    "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
+    "PersistentVolumeClaim", "PersistentVolume", "StorageClass", "Ingress", "NetworkPolicy",
+    "HorizontalPodAutoscaler", "ServiceAccount",
+)
+
+#: Label of any other kind; the original kind is kept in its `kind` property.
+GENERIC_LABEL: Final = "Resource"
+#: Label of an observation (a UnifiedEvent), keyed by `id`.
+EVENT_LABEL: Final = "Event"
+
+RESOURCE_KEY: Final = "uid"
+EVENT_KEY: Final = "id"
+
+#: Every label a resource node can carry: the known kinds, then the generic one.
+ALL_RESOURCE_LABELS: Final[tuple[str, ...]] = RESOURCE_LABELS + (GENERIC_LABEL,)
+
+#: Label -> key property, for every node label of the model (schema generation reads this).
+NODE_KEYS: Final[dict[str, str]] = {
+    **{label: RESOURCE_KEY for label in ALL_RESOURCE_LABELS},
+    EVENT_LABEL: EVENT_KEY,
+}
+
+# Relationship types. Written now: AFFECTED (Event -> resource).
+AFFECTED: Final = "AFFECTED"
+
+#: The architecture's full relationship schema as data: name -> (from, to). Only AFFECTED
+#: is written today; the rest are reserved names for the topology and correlation work.
+RELATIONSHIPS: Final[dict[str, tuple[str, str]]] = {
+    AFFECTED: (EVENT_LABEL, "resource"),
+    "RUNS_ON": ("Pod", "Node"),
+    "MOUNTS": ("Pod", "ConfigMap|PersistentVolumeClaim"),
+    "USES_SECRET": ("Pod", "Secret"),
+    "SELECTS": ("Service|NetworkPolicy", "Pod"),
+    "OWNS": ("resource", "resource"),
+    "CAUSED": (EVENT_LABEL, EVENT_LABEL),
+    "PRECEDED": (EVENT_LABEL, EVENT_LABEL),
+    "MATCHES": (EVENT_LABEL, "Pattern"),
+    "PREDICTED": ("Prediction", "resource"),
+    "VALIDATES": (EVENT_LABEL, "Prediction"),
+}
+
+_BY_LOWER: Final[dict[str, str]] = {label.lower(): label for label in RESOURCE_LABELS}
+
+
+def label_for(kind: str) -> str:
+    """The node label of a Kubernetes kind: the known label (case-insensitive), else `Resource`."""
+    return _BY_LOWER.get(kind.lower(), GENERIC_LABEL)

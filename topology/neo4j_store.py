@@ -1,0 +1,101 @@
+"""Neo4j backend of `GraphStore`, through the official async driver (`neo4j.AsyncGraphDatabase`).
+
+Fed by: `topology.graph.open_graph` for bolt://, neo4j:// (and +s) URIs; UnifiedEvents from
+the graph sink. Feeds: the Neo4j database named `GraphSettings.name`.
+
+All write queries of one `write_events` call run in ONE managed transaction, so a failure
+leaves nothing half-written. The driver's own retry loop is switched off
+(`max_transaction_retry_time=0`): `topology.graph.with_retries` owns the retry policy for
+both backends. (This module is not named neo4j.py: that would shadow the driver.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
+from neo4j.exceptions import (AuthError, DriverError, Neo4jError, ServiceUnavailable,
+                              SessionExpired)
+
+from app.events import UnifiedEvent
+from app.settings import GraphSettings
+from topology.graph import GraphError, GraphQueryError, batches, with_retries
+from topology.queries import CLEAR, NEO4J_SCHEMA, WRITE_EVENTS_WITHOUT_RESOURCE, WRITE_RESOURCE_EVENTS, Query
+from topology.rows import WriteBatch
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _is_transient(e: BaseException) -> bool:
+    # IncompleteCommit (commit outcome unknown) is retried too: every write is a MERGE.
+    if isinstance(e, (ServiceUnavailable, SessionExpired, OSError, asyncio.TimeoutError)):
+        return True
+    return isinstance(e, (Neo4jError, DriverError)) and e.is_retryable()
+
+
+class Neo4jStore:
+    """GraphStore on one Neo4j database; no auth when `settings.username` is empty."""
+
+    def __init__(self, settings: GraphSettings) -> None:
+        auth = (settings.username, settings.password) if settings.username else None
+        self._settings = settings
+        self._target = f"{settings.uri} (database {settings.name!r})"
+        self._driver = AsyncGraphDatabase.driver(settings.uri, auth=auth, max_transaction_retry_time=0,
+                                                 connection_timeout=CONNECT_TIMEOUT_S)
+
+    async def _transaction(self, work: Any, *, write: bool, what: str) -> Any:
+        async def op() -> Any:
+            try:
+                async with self._driver.session(database=self._settings.name) as session:
+                    run = session.execute_write if write else session.execute_read
+                    return await run(work)
+            except (Neo4jError, DriverError) as e:
+                if _is_transient(e):
+                    raise
+                if isinstance(e, AuthError):
+                    raise GraphError(f"Neo4j at {self._target} refused the credentials: "
+                                     f"set graph.username / graph.password ({e})") from e
+                if isinstance(e, Neo4jError):
+                    raise GraphQueryError(f"Neo4j at {self._target} rejected {what}: {e.code} {e.message}. "
+                                          f"Fix the text in topology/queries.py or the database name "
+                                          f"(graph.name)") from e
+                raise GraphError(f"Neo4j driver error on {what} at {self._target}: {e}") from e
+
+        return await with_retries(op, is_transient=_is_transient, target=self._target)
+
+    async def setup_schema(self) -> None:
+        for q in NEO4J_SCHEMA:  # schema changes cannot share a transaction with each other's writes
+            await self._transaction(_consume(q, {}), write=True, what=f"query {q.name!r}")
+
+    async def write_events(self, events: Sequence[UnifiedEvent]) -> int:
+        planned: list[WriteBatch] = list(batches(events, size=self._settings.batch_size))
+
+        async def work(tx: AsyncManagedTransaction) -> None:
+            for batch in planned:
+                for label, rows in batch.resources.items():
+                    await (await tx.run(WRITE_RESOURCE_EVENTS[label].text, rows=rows)).consume()
+                if batch.orphans:
+                    await (await tx.run(WRITE_EVENTS_WITHOUT_RESOURCE.text, events=batch.orphans)).consume()
+
+        if planned:
+            await self._transaction(work, write=True, what=f"write_events ({len(events)} events)")
+        return sum(b.event_count for b in planned)
+
+    async def query(self, q: Query, **params: object) -> list[dict]:
+        async def work(tx: AsyncManagedTransaction) -> list[dict]:
+            return await (await tx.run(q.text, params)).data()
+
+        return await self._transaction(work, write=False, what=f"query {q.name!r}")
+
+    async def clear(self) -> None:
+        await self._transaction(_consume(CLEAR, {}), write=True, what=f"query {CLEAR.name!r}")
+
+    async def close(self) -> None:
+        await self._driver.close()
+
+
+def _consume(q: Query, params: dict[str, object]) -> Any:
+    async def work(tx: AsyncManagedTransaction) -> None:
+        await (await tx.run(q.text, params)).consume()
+    return work
