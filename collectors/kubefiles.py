@@ -136,6 +136,9 @@ def expand(value: Any, base: str, file: str) -> Iterator[Item | ReplayError]:
     elif isinstance(value, dict):
         if is_watch_event(value):
             yield from _watch_item(value, here, file)
+        elif value.get("kind") == "Status" and value.get("status") == "Failure":
+            yield ReplayError(file=file, position=here, reason=f"API error Status: {_status_text(value)}",
+                              fragment=json.dumps(value, sort_keys=True, default=str)[:FRAGMENT_CHARS])
         elif _is_list(value):
             yield from _list_items(value, base, file)
         else:
@@ -179,18 +182,22 @@ def _watch_item(event: dict, position: str, file: str) -> Iterator[Item | Replay
     if kind == "BOOKMARK":
         return
     if kind == "ERROR":
-        status = obj if isinstance(obj, dict) else {}
-        message = status.get("message") or status.get("reason") or str(obj)
-        code = status.get("code")
-        suffix = f" (code {code})" if code is not None else ""
         yield ReplayError(
             file=file,
             position=position,
-            reason=f"watch ERROR event: {message}{suffix}",
+            reason=f"watch ERROR event: {_status_text(obj)}",
             fragment=json.dumps(obj, sort_keys=True, default=str)[:FRAGMENT_CHARS],
         )
         return
     yield Item(value=obj, position=position, action=kind, from_watch=True)
+
+
+def _status_text(status: Any) -> str:
+    if not isinstance(status, dict):
+        return str(status)[:FRAGMENT_CHARS]
+    message = status.get("message") or status.get("reason") or "no message"
+    code = status.get("code")
+    return f"{message} (code {code})" if code is not None else str(message)
 
 
 # -- JSON: one document, a truncated document, or a stream of concatenated objects -----------
@@ -259,13 +266,17 @@ def _stream_action(part: Item | ReplayError, seen_uids: set[str]) -> Item | Repl
 
 
 def _json_error(text: str, exc: json.JSONDecodeError, file: str, lines: _Lines) -> ReplayError:
-    if exc.pos >= len(text.rstrip()):
+    data_end = len(text.rstrip())
+    pos = exc.pos
+    # strict JSON strings cannot hold a raw newline: an unterminated one ran into the end of data
+    if pos >= data_end or exc.msg.startswith("Unterminated string"):
+        pos = data_end
         reason = f"truncated JSON: unexpected end of data ({exc.msg})"
-        frag = text[max(0, exc.pos - FRAGMENT_CHARS) : exc.pos]
+        frag = text[max(0, pos - FRAGMENT_CHARS) : pos]
     else:
         reason = f"invalid JSON: {exc.msg}"
-        frag = fragment_of(text, exc.pos - 80)
-    position = f"line {lines.line(exc.pos)}, column {lines.column(exc.pos)}"
+        frag = fragment_of(text, pos - 80)
+    position = f"line {lines.line(pos)}, column {lines.column(pos)}"
     return ReplayError(file=file, position=position, reason=reason, fragment=frag)
 
 

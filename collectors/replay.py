@@ -125,7 +125,8 @@ def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
     try:
         data = msgspec.json.encode(obj, order="sorted")
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
-        raise ReplayValueError("", f"cannot encode as JSON: {exc}") from exc
+        hint = " (a mapping key is not a string: quote YAML keys like on/yes/1)" if "str keys" in str(exc) else ""
+        raise ReplayValueError("", f"cannot encode as JSON: {exc}{hint}") from exc
     return RawEvent(
         id=content_id("kubeapi", final_action, data),
         timestamp=timestamp,
