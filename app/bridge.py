@@ -156,13 +156,14 @@ class Bridge:
 
     async def close(self) -> None:
         await self.producer.stop()
-        await self.nc.drain()
+        await self.nc.flush(timeout=5)  # acks are publishes: make sure they left
+        await self.nc.close()
 
     async def step(self) -> int:
         """One fetch -> produce -> ack round. Returns the number of messages handled."""
         try:
             msgs = await self.sub.fetch(self.settings.nats.bridge_fetch, timeout=0.5)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing to fetch right now
             return 0
         decoded = decode_messages(msgs, self.partitions)
         for msg, reason in decoded.poison:
@@ -192,8 +193,8 @@ class Bridge:
         """`step`, but a failure is logged and waited out with backoff instead of raised."""
         try:
             handled = await self.step()
-        except (BridgeError, nats.errors.Error, KafkaError) as e:
-            log.error("bridge: %s; retrying in %.1fs", e, self._backoff)
+        except Exception as e:  # the bridge never dies: unacked messages come back from JetStream
+            log.error("bridge: %r; retrying in %.1fs", e, self._backoff)
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, 10.0)
             return 0

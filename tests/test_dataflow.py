@@ -184,10 +184,12 @@ async def test_malformed_input_is_dead_lettered_and_good_events_arrive(bridge, f
     garbage.write_bytes(b"\x00\xff not json at all {{{")
 
     summary = await publish_recordings(flow_settings, [mixed, truncated, garbage])
-    assert summary.events == 3 + 2  # mixed: 3 good; truncated: the 2 complete good items before the cut
-    assert len(summary.errors) == 3
-    assert any("mixed.json" in e and "items[1]" in e for e in summary.errors)
-    assert any("truncated.json" in e and "line" in e for e in summary.errors)
+    # mixed: 3 good; truncated: the 2 complete good items before the cut (the same ids again)
+    assert summary.events == 3 + 2 and summary.duplicates == 2
+    assert len(summary.errors) == 4, summary.errors
+    assert any("mixed.json: items[1]" in e and "lastTimestamp" in e for e in summary.errors)
+    assert any("truncated.json: items[1]" in e and "lastTimestamp" in e for e in summary.errors)
+    assert any("truncated.json: line" in e and "truncated JSON" in e for e in summary.errors)
     assert any("garbage.json" in e for e in summary.errors)
 
     # on the subject: bytes that are not a RawEvent, and a RawEvent whose payload is not an object

@@ -1,0 +1,179 @@
+"""End-to-end throughput of the running stack: JetStream publish -> bridge -> Faust agents -> graph.
+
+    .venv/bin/python benchmarks/pipeline.py --events 200000
+
+Starts its own embedded stack (nats-server, Tansu, FalkorDB) in a temporary folder, one
+`tapio worker --no-bridge` and one `tapio bridge` process, publishes N Kubernetes Events
+(stamped with their publish time) across several namespaces, and waits until every one is
+an Event node in the graph. Prints:
+- events/s end to end (first publish -> last event in the graph) and per stage
+  (publish, bridge from the JetStream consumer's ack floor, each agent from the worker's
+  `/tapio/stages/` page),
+- publish-to-graph latency p50/p99 (the sink stamps `ingested_at` on each Event node),
+- peak RSS of every process,
+- the ratio to the 10,000 events/s bar.
+Exit code 1 if any event is missing from the graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.events import RawEvent, content_id, epoch_ms  # noqa: E402
+from app.jetstream import EventPublisher, connect, ensure_streams  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from app.stack import EmbeddedStack, free_port  # noqa: E402
+from app.workers import start_bridge, start_worker, with_worker_port  # noqa: E402
+from topology import queries  # noqa: E402
+from topology.graph import open_graph  # noqa: E402
+
+TARGET = 10_000
+
+
+def make_event(i: int, run: str, namespaces: int, pods: int) -> RawEvent:
+    ns = f"bench-{i % namespaces}"
+    pod = f"web-{(i // namespaces) % pods}"
+    now = datetime.now(timezone.utc)
+    stamp = now.isoformat().replace("+00:00", "Z")
+    data = json.dumps({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{pod}.{i}", "namespace": ns, "uid": f"{run}-{i}"},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns, "uid": f"{ns}-{pod}"},
+        "reason": "BackOff", "message": f"Back-off restarting failed container web in pod {pod}",
+        "type": "Warning", "count": 1 + i % 7, "source": {"component": "kubelet", "host": f"node-{i % 13}"},
+        "firstTimestamp": stamp, "lastTimestamp": stamp,
+    }).encode()
+    return RawEvent(id=content_id(run, str(i)), timestamp=now, type="kubeapi", data=data,
+                    metadata={"namespace": ns, "kind": "Event", "action": "EVENT", "reason": "BackOff"})
+
+
+class Sampler:
+    """Peak RSS per process and the bridge's progress, sampled in the background."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak: dict[str, int] = {name: 0 for name in pids}
+
+    def sample(self) -> None:
+        for name, proc in self.procs.items():
+            try:
+                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak[name] = max(self.peak[name], rss)
+
+
+def stages(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/tapio/stages/", timeout=5) as r:
+        return json.loads(r.read())
+
+
+async def run(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="tapio-bench-"))
+    stack = EmbeddedStack(root, bolt_port=None)
+    settings: Settings = stack.start()
+    settings = with_worker_port(settings, free_port())
+    settings = msgspec.structs.replace(settings, kafka=msgspec.structs.replace(settings.kafka, partitions=args.partitions))
+    worker = start_worker(settings, with_bridge=False)
+    bridge = start_bridge(settings)
+    pids = {s.name: s.pid for s in stack.servers} | {"worker": worker.pid, "bridge": bridge.pid}
+    sampler = Sampler(pids | {"benchmark": psutil.Process().pid})
+    graph = open_graph(settings.graph)
+    nc = await connect(settings.nats, name="bench")
+    js = nc.jetstream()
+    await ensure_streams(js, settings.nats)
+    publisher = EventPublisher(js, settings.nats)
+    try:
+        # warm up: one event through the whole flow proves the group has joined
+        warm = make_event(0, "warmup", 1, 1)
+        await publisher.publish_many([warm])
+        t = time.monotonic()
+        while not (await graph.query(queries.COUNT_EVENTS, ids=[warm.id]))[0]["n"]:
+            if time.monotonic() - t > 120 or not worker.alive():
+                print("worker never became ready:\n" + worker.log_tail(), file=sys.stderr)
+                return 2
+            await asyncio.sleep(0.2)
+        base_count = (await graph.query(queries.COUNT_ALL_EVENTS))[0]["n"]
+        print(f"stack and worker ready in {time.monotonic() - t:.1f}s after warm-up publish; "
+              f"publishing {args.events} events over {args.namespaces} namespaces ...")
+
+        run_id = f"run-{time.time_ns()}"
+        ack_progress: list[tuple[float, int]] = []
+
+        async def watch() -> None:
+            while True:
+                sampler.sample()
+                info = await js.consumer_info(settings.nats.stream, settings.nats.bridge_durable)
+                ack_progress.append((time.monotonic(), info.ack_floor.stream_seq))
+                await asyncio.sleep(0.25)
+
+        watcher = asyncio.ensure_future(watch())
+        start = time.monotonic()
+        published = await publisher.publish_many(
+            make_event(i, run_id, args.namespaces, args.pods) for i in range(args.events))
+        publish_s = time.monotonic() - start
+        found = 0
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            found = (await graph.query(queries.COUNT_ALL_EVENTS))[0]["n"] - base_count
+            if found >= args.events:
+                break
+            await asyncio.sleep(0.1)
+        total_s = time.monotonic() - start
+        watcher.cancel()
+        sampler.sample()
+
+        ids = [content_id(run_id, str(i)) for i in range(0, args.events, max(1, args.events // 5000))]
+        rows = await graph.query(queries.EVENT_TIMES, ids=ids)
+        lat = sorted(r["ingested_at"] - r["timestamp"] for r in rows)
+        per_stage = stages(settings.worker.web_port)
+        first_seq = next((s for _, s in ack_progress if s > 1), 1)
+        moving = [(t, s) for t, s in ack_progress if s > first_seq]
+        bridge_rate = ((moving[-1][1] - first_seq) / (moving[-1][0] - start)) if moving else 0.0
+
+        rate = found / total_s
+        print(f"\nevents in graph: {found}/{args.events} ({published} acked by JetStream)")
+        print(f"end to end:  {rate:,.0f} events/s over {total_s:.1f}s  (target {TARGET:,}/s: ratio {rate / TARGET:.2f})")
+        print(f"  publish    {published / publish_s:,.0f} events/s")
+        print(f"  bridge     {bridge_rate:,.0f} events/s (JetStream ack floor)")
+        for name, s in per_stage.items():
+            print(f"  {name:<10} {s['rate']:,.0f} events/s  ({s['events']} events in {s['batches']} batches)")
+        if lat:
+            p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
+            print(f"latency publish->graph: p50 {p(0.50):,} ms  p99 {p(0.99):,} ms  max {lat[-1]:,} ms "
+                  f"({len(lat)} sampled events)")
+        print("peak RSS: " + ", ".join(f"{n} {b / 2**20:,.0f} MiB" for n, b in sampler.peak.items()))
+        return 0 if found >= args.events else 1
+    finally:
+        await nc.drain()
+        await graph.close()
+        bridge.stop()
+        worker.stop()
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--pods", type=int, default=500)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=600)
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
