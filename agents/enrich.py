@@ -23,7 +23,7 @@ class EnrichError(ValueError):
     """A payload is not the Kubernetes object its metadata announces."""
 
 
-class _Ref(msgspec.Struct, rename="camel"):
+class _Ref(msgspec.Struct, rename="camel", gc=False):
     kind: str = ""
     name: str = ""
     namespace: str = ""
@@ -31,7 +31,7 @@ class _Ref(msgspec.Struct, rename="camel"):
     controller: bool = False
 
 
-class _Meta(msgspec.Struct, rename="camel"):
+class _Meta(msgspec.Struct, rename="camel", gc=False):
     name: str = ""
     namespace: str = ""
     uid: str = ""
@@ -40,46 +40,46 @@ class _Meta(msgspec.Struct, rename="camel"):
     resource_version: str = ""
 
 
-class _Terminated(msgspec.Struct, rename="camel"):
+class _Terminated(msgspec.Struct, rename="camel", gc=False):
     exit_code: int | None = None
     reason: str = ""
 
 
-class _Waiting(msgspec.Struct, rename="camel"):
+class _Waiting(msgspec.Struct, rename="camel", gc=False):
     reason: str = ""
 
 
-class _State(msgspec.Struct, rename="camel"):
+class _State(msgspec.Struct, rename="camel", gc=False):
     waiting: _Waiting | None = None
     terminated: _Terminated | None = None
 
 
-class _ContainerStatus(msgspec.Struct, rename="camel"):
+class _ContainerStatus(msgspec.Struct, rename="camel", gc=False):
     restart_count: int = 0
     state: _State | None = None
     last_state: _State | None = None
 
 
-class _Status(msgspec.Struct, rename="camel"):
+class _Status(msgspec.Struct, rename="camel", gc=False):
     phase: str = ""
     container_statuses: list[_ContainerStatus] | None = None
     init_container_statuses: list[_ContainerStatus] | None = None
 
 
-class _Spec(msgspec.Struct, rename="camel"):
+class _Spec(msgspec.Struct, rename="camel", gc=False):
     node_name: str = ""
 
 
-class _Source(msgspec.Struct, rename="camel"):
+class _Source(msgspec.Struct, rename="camel", gc=False):
     component: str = ""
     host: str = ""
 
 
-class _Series(msgspec.Struct, rename="camel"):
+class _Series(msgspec.Struct, rename="camel", gc=False):
     count: int = 0
 
 
-class _KubeObject(msgspec.Struct, rename="camel"):
+class _KubeObject(msgspec.Struct, rename="camel", gc=False):
     """The fields Tapio reads from any Kubernetes object or Event; everything else is ignored."""
 
     kind: str = ""
@@ -164,7 +164,8 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
             action=md.get("action", "SNAPSHOT"), reason=reason, resource_version=meta.resource_version,
             phase=obj.status.phase if obj.status else "", restart_count=restarts, exit_code=exit_code,
             container_reason=reason)
-    return EnrichedEvent(raw=raw, k8s=k8s, kubernetes=kube, trace=_trace(raw))
+    # the payload has been read: later stages do not need it, and it would ride four more topics
+    return EnrichedEvent(raw=msgspec.structs.replace(raw, data=b""), k8s=k8s, kubernetes=kube, trace=_trace(raw))
 
 
 def _trace(raw: RawEvent) -> TraceContext | None:

@@ -9,8 +9,9 @@ its record type and the stage's place in the dataflow already exist and are exer
 
 from __future__ import annotations
 
-from app.records import MatchedBatch, UnifiedBatch
+from app.records import MatchedBatchView, UnifiedBatchView
 
 
-def match_batch(batch: UnifiedBatch) -> tuple[MatchedBatch, list]:
-    return MatchedBatch(events=batch.events, matches=[]), []
+def match_batch(batch: UnifiedBatchView) -> tuple[MatchedBatchView, list]:
+    """Forward the events unread (see app.records, "views"): the record sent is a MatchedBatch."""
+    return MatchedBatchView(events=batch.events, matches=[]), []

@@ -8,8 +8,9 @@ matches pass through and the predictions list stays empty.
 
 from __future__ import annotations
 
-from app.records import InsightBatch, MatchedBatch
+from app.records import InsightBatchView, MatchedBatchView
 
 
-def predict_batch(batch: MatchedBatch) -> tuple[InsightBatch, list]:
-    return InsightBatch(events=batch.events, matches=batch.matches, predictions=[]), []
+def predict_batch(batch: MatchedBatchView) -> tuple[InsightBatchView, list]:
+    """Forward the events unread (see app.records, "views"): the record sent is an InsightBatch."""
+    return InsightBatchView(events=batch.events, matches=batch.matches, predictions=[]), []

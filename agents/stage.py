@@ -18,6 +18,7 @@ import faust
 import msgspec
 
 from app.codec import Poison, msgpack_encoder, where_of
+from app.records import batch_size
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
             for item, event_id, reason in rejected:
                 await runtime.dead_letter(stage=name, reason=reason, where=f"{where} event {event_id}",
                                           payload=msgpack_encoder.encode(item), event_id=event_id)
-            count = len(getattr(out, "events", ())) if out is not None else 0
+            count = batch_size(out) if out is not None else 0
             if out is not None and count:
                 await target.send(value=out, partition=message.partition)
             runtime.stats.add(name, count)

@@ -28,7 +28,7 @@ CLUSTER_SCOPE = "_cluster"
 """Namespace token used in subjects for cluster-scoped objects (Nodes, PVs...)."""
 
 
-class RawEvent(msgspec.Struct, frozen=True, kw_only=True):
+class RawEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """One observation as a collector saw it, before any interpretation.
 
     `data` is the collector's payload untouched (a Kubernetes object as JSON, a kernel
@@ -49,12 +49,12 @@ class RawEvent(msgspec.Struct, frozen=True, kw_only=True):
         return self.metadata.get("namespace") or CLUSTER_SCOPE
 
 
-class TraceContext(msgspec.Struct, frozen=True, kw_only=True):
+class TraceContext(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     trace_id: str
     span_id: str = ""
 
 
-class SemanticContext(msgspec.Struct, frozen=True, kw_only=True):
+class SemanticContext(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """What the event means: intent ("config-change", "oom-kill"), category, severity, prose."""
 
     intent: str
@@ -63,14 +63,14 @@ class SemanticContext(msgspec.Struct, frozen=True, kw_only=True):
     severity: Severity = "info"
 
 
-class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
+class ObjectRef(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     kind: str
     name: str
     namespace: str = ""
     uid: str = ""
 
 
-class K8sContext(msgspec.Struct, frozen=True, kw_only=True):
+class K8sContext(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """The Kubernetes object an event is about: the key that joins it to the topology."""
 
     kind: str
@@ -82,7 +82,7 @@ class K8sContext(msgspec.Struct, frozen=True, kw_only=True):
     owner: ObjectRef | None = None
 
 
-class KernelData(msgspec.Struct, frozen=True, kw_only=True):
+class KernelData(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     pid: int = 0
     comm: str = ""
     syscall: str = ""
@@ -90,7 +90,7 @@ class KernelData(msgspec.Struct, frozen=True, kw_only=True):
     detail: dict[str, str] = {}
 
 
-class NetworkData(msgspec.Struct, frozen=True, kw_only=True):
+class NetworkData(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     protocol: str = ""
     src: str = ""
     dst: str = ""
@@ -100,7 +100,7 @@ class NetworkData(msgspec.Struct, frozen=True, kw_only=True):
     detail: dict[str, str] = {}
 
 
-class KubernetesData(msgspec.Struct, frozen=True, kw_only=True):
+class KubernetesData(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """The Kubernetes layer of an event.
 
     `action` says what was seen: a watch verb on an object (ADDED, MODIFIED, DELETED,
@@ -120,7 +120,7 @@ class KubernetesData(msgspec.Struct, frozen=True, kw_only=True):
     container_reason: str = ""
 
 
-class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True):
+class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """A RawEvent joined to its meaning and its place in the cluster."""
 
     id: str

@@ -10,7 +10,8 @@ import faust
 import msgspec
 
 from app.codec import StructSchema
-from app.records import EnrichedBatch, InsightBatch, MatchedBatch, RawBatch, UnifiedBatch
+from app.records import (EnrichedBatch, InsightBatch, MatchedBatch, MatchedBatchView, RawBatch, UnifiedBatch,
+                         UnifiedBatchView)
 from app.settings import KafkaSettings
 
 #: stage topic -> its record type, in dataflow order
@@ -23,6 +24,14 @@ TOPIC_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 
 
+#: stage topic -> the view its consuming stage decodes instead (see app.records, "views").
+#: match and predict forward events unread for now, so they skip decoding them.
+TOPIC_VIEWS: dict[str, type[msgspec.Struct]] = {
+    "unified": UnifiedBatchView,
+    "matched": MatchedBatchView,
+}
+
+
 def topic_name(settings: KafkaSettings, stage: str) -> str:
     return f"{settings.topic_prefix}.{stage}"
 
@@ -32,7 +41,7 @@ class Topics:
 
     def __init__(self, app: faust.App, settings: KafkaSettings) -> None:
         self.by_stage: dict[str, faust.TopicT] = {
-            stage: app.topic(topic_name(settings, stage), schema=StructSchema(typ),
+            stage: app.topic(topic_name(settings, stage), schema=StructSchema(TOPIC_VIEWS.get(stage, typ)),
                              partitions=settings.partitions, replicas=settings.replication)
             for stage, typ in TOPIC_TYPES.items()
         }

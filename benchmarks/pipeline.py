@@ -48,14 +48,14 @@ def make_event(i: int, run: str, namespaces: int, pods: int) -> RawEvent:
     pod = f"web-{(i // namespaces) % pods}"
     now = datetime.now(timezone.utc)
     stamp = now.isoformat().replace("+00:00", "Z")
-    data = json.dumps({
+    data = msgspec.json.encode({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": f"{pod}.{i}", "namespace": ns, "uid": f"{run}-{i}"},
         "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns, "uid": f"{ns}-{pod}"},
         "reason": "BackOff", "message": f"Back-off restarting failed container web in pod {pod}",
         "type": "Warning", "count": 1 + i % 7, "source": {"component": "kubelet", "host": f"node-{i % 13}"},
         "firstTimestamp": stamp, "lastTimestamp": stamp,
-    }).encode()
+    })
     return RawEvent(id=content_id(run, str(i)), timestamp=now, type="kubeapi", data=data,
                     metadata={"namespace": ns, "kind": "Event", "action": "EVENT", "reason": "BackOff"})
 
@@ -66,14 +66,33 @@ class Sampler:
     def __init__(self, pids: dict[str, int]) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.peak: dict[str, int] = {name: 0 for name in pids}
+        self.cpu: dict[str, float] = {name: 0.0 for name in pids}
+        self.cpu_start = self.cpu_seconds()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            try:
+                t = proc.cpu_times()
+                out[name] = t.user + t.system
+            except psutil.Error:
+                out[name] = self.cpu.get(name, 0.0)
+        return out
 
     def sample(self) -> None:
         for name, proc in self.procs.items():
             try:
-                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+                rss = proc.memory_info().rss
             except psutil.Error:
                 continue
             self.peak[name] = max(self.peak[name], rss)
+        now = self.cpu_seconds()
+        self.cpu = {name: now[name] - self.cpu_start.get(name, 0.0) for name in now}
+
+
+def first_n(rows: list[dict]) -> int:
+    """A count query's value (an empty result counts as 0)."""
+    return rows[0]["n"] if rows else 0
 
 
 def stages(port: int) -> dict:
@@ -101,12 +120,12 @@ async def run(args: argparse.Namespace) -> int:
         warm = make_event(0, "warmup", 1, 1)
         await publisher.publish_many([warm])
         t = time.monotonic()
-        while not (await graph.query(queries.COUNT_EVENTS, ids=[warm.id]))[0]["n"]:
+        while not first_n(await graph.query(queries.COUNT_EVENTS, ids=[warm.id])):
             if time.monotonic() - t > 120 or not worker.alive():
                 print("worker never became ready:\n" + worker.log_tail(), file=sys.stderr)
                 return 2
             await asyncio.sleep(0.2)
-        base_count = (await graph.query(queries.COUNT_ALL_EVENTS))[0]["n"]
+        base_count = first_n(await graph.query(queries.COUNT_ALL_EVENTS))
         print(f"stack and worker ready in {time.monotonic() - t:.1f}s after warm-up publish; "
               f"publishing {args.events} events over {args.namespaces} namespaces ...")
 
@@ -120,6 +139,7 @@ async def run(args: argparse.Namespace) -> int:
                 ack_progress.append((time.monotonic(), info.ack_floor.stream_seq))
                 await asyncio.sleep(0.25)
 
+        sampler.cpu_start = sampler.cpu_seconds()
         watcher = asyncio.ensure_future(watch())
         start = time.monotonic()
         published = await publisher.publish_many(
@@ -128,7 +148,7 @@ async def run(args: argparse.Namespace) -> int:
         found = 0
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            found = (await graph.query(queries.COUNT_ALL_EVENTS))[0]["n"] - base_count
+            found = first_n(await graph.query(queries.COUNT_ALL_EVENTS)) - base_count
             if found >= args.events:
                 break
             await asyncio.sleep(0.1)
@@ -155,6 +175,7 @@ async def run(args: argparse.Namespace) -> int:
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             print(f"latency publish->graph: p50 {p(0.50):,} ms  p99 {p(0.99):,} ms  max {lat[-1]:,} ms "
                   f"({len(lat)} sampled events)")
+        print("CPU seconds during the run: " + ", ".join(f"{n} {c:.1f}" for n, c in sampler.cpu.items()))
         print("peak RSS: " + ", ".join(f"{n} {b / 2**20:,.0f} MiB" for n, b in sampler.peak.items()))
         return 0 if found >= args.events else 1
     finally:
