@@ -1,0 +1,78 @@
+"""enrich and normalize, pure, on real recordings from ../shared/realdata."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+
+from agents.enrich import EnrichError, enrich_event, enrich_stage
+from agents.normalize import normalize_event, normalize_stage
+from app.events import RawEvent
+from app.records import RawBatch
+from collectors.replay import read_recording
+REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
+
+TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
+
+
+def unified(path):
+    return [normalize_event(enrich_event(e)) for e in read_recording(path)]
+
+
+def test_oomkilled_pod_object_carries_exit_code_owner_and_node() -> None:
+    [event] = unified(TROUBLESHOOT / "pods" / "message-oomkill-pod.json")
+    assert (event.k8s.kind, event.k8s.name, event.k8s.namespace) == ("Pod", "oom-kill-job3-gbb89", "message-oomkill-pod")
+    assert event.k8s.node == "minikube"
+    assert event.k8s.owner.kind == "Job" and event.k8s.owner.name == "oom-kill-job3"
+    assert event.kubernetes.exit_code == 137 and event.kubernetes.container_reason == "OOMKilled"
+    assert (event.semantic.intent, event.semantic.severity) == ("oom-kill", "error")
+
+
+def test_image_pull_events_are_understood() -> None:
+    events = unified(TROUBLESHOOT / "events" / "message-image-pull-fail.json")
+    assert len(events) == 17
+    intents = Counter(e.semantic.intent for e in events)
+    assert intents["image-pull-failure"] == 3 and intents["scheduling-failure"] == 2
+    pull = next(e for e in events if e.semantic.intent == "image-pull-failure")
+    assert pull.k8s.kind == "Pod" and pull.k8s.uid == "209076ce-26d6-4836-981b-8c05cb0081eb"
+    assert pull.kubernetes.reason == "Failed" and pull.kubernetes.count == 4
+    assert pull.semantic.severity == "warning" and "x509" in pull.semantic.narrative
+    assert "node:minikube" in pull.correlation_hints
+
+
+def test_every_event_of_the_mixed_incident_file_enriches() -> None:
+    raws = list(read_recording(TROUBLESHOOT / "events" / "message-container-creating-failed-mount.json"))
+    out, rejected = enrich_stage(RawBatch(events=raws))
+    assert len(out.events) == 76 and rejected == []
+    assert all(e.raw.data == b"" for e in out.events)  # payload dropped once read
+    unified_batch, rejected = normalize_stage(out)
+    assert len(unified_batch.events) == 76 and rejected == []
+    assert {e.k8s.kind for e in unified_batch.events} == {"Pod", "ReplicaSet", "Deployment"}
+
+
+def test_bad_payload_is_rejected_with_reason_and_the_rest_goes_on() -> None:
+    good = next(iter(read_recording(TROUBLESHOOT / "events" / "message-image-pull-fail.json")))
+    bad = RawEvent(id="bad", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc), type="kubeapi",
+                   data=b'{"kind": "Event", "metadata": {"name": 5}}', metadata={"action": "EVENT"})
+    no_ref = msgspec.structs.replace(bad, id="noref", data=b'{"kind": "Event", "metadata": {"name": "x"}}')
+    out, rejected = enrich_stage(RawBatch(events=[bad, good, no_ref]))
+    assert [e.raw.id for e in out.events] == [good.id]
+    assert [(r.id, i) for r, i, _ in rejected] == [("bad", "bad"), ("noref", "noref")]
+    assert "not a Kubernetes object" in rejected[0][2] and "$.metadata.name" in rejected[0][2]
+    assert "involvedObject" in rejected[1][2]
+
+
+def test_other_collectors_take_context_from_metadata() -> None:
+    raw = RawEvent(id="k1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc), type="kernel", data=b"\x00",
+                   metadata={"kind": "Pod", "name": "api-0", "namespace": "prod", "uid": "u1", "node": "n1"})
+    event = normalize_event(enrich_event(raw))
+    assert event.k8s.uid == "u1" and event.k8s.node == "n1" and event.type == "kernel"
+    try:
+        enrich_event(msgspec.structs.replace(raw, type="kubeapi", data=b"not json"))
+    except EnrichError as e:
+        assert "not a Kubernetes object" in str(e)
+    else:
+        raise AssertionError("a kubeapi payload that is not JSON must be rejected")

@@ -1,0 +1,56 @@
+"""Pure parts of the bridge and the records: partitioning, trace headers, poison splitting, views."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+from app.bridge import batch_headers, decode_messages, partition_for, traceparent
+from app.events import RawEvent, SemanticContext, UnifiedEvent
+from app.jetstream import RAW_CODEC
+from app.records import InsightBatch, MatchedBatchView, UnifiedBatch, UnifiedBatchView, batch_size
+
+T = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+
+def raw(i: int, ns: str = "shop", **kw: str) -> RawEvent:
+    return RawEvent(id=f"e{i}", timestamp=T, type="kubeapi", data=b"{}", metadata={"namespace": ns}, **kw)
+
+
+class FakeMsg:  # the two attributes decode_messages reads from a nats Msg
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def test_partition_is_stable_and_in_range() -> None:
+    assert partition_for("shop", 4) == partition_for("shop", 4)
+    assert {partition_for(f"ns-{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+def test_traceparent_is_w3c_and_ignores_malformed_ids() -> None:
+    event = raw(1, trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7")
+    assert traceparent(event) == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert traceparent(raw(2)) is None
+    assert traceparent(raw(3, trace_id="not-hex")) is None
+    headers = dict(batch_headers([event, raw(4)]))
+    assert headers["tapio-events"] == b"2" and headers["traceparent"].startswith(b"00-4bf9")
+
+
+def test_decode_splits_poison_from_events_by_partition() -> None:
+    msgs = [FakeMsg(RAW_CODEC.encode(raw(1, "a"))), FakeMsg(b"garbage"), FakeMsg(b'{"id": 1}'),
+            FakeMsg(RAW_CODEC.encode(raw(2, "b")))]
+    decoded = decode_messages(msgs, 4)
+    assert sorted(e.id for group in decoded.events.values() for e in group) == ["e1", "e2"]
+    assert [m.data for m, _ in decoded.poison] == [b"garbage", b'{"id": 1}']
+    assert all(reason.startswith("not a RawEvent") for _, reason in decoded.poison)
+
+
+def test_views_forward_events_byte_for_byte() -> None:
+    events = [UnifiedEvent(id=f"u{i}", timestamp=T, type="kubeapi", source="s",
+                           semantic=SemanticContext(intent="i", category="c", narrative="n")) for i in range(20)]
+    wire = msgspec.msgpack.encode(UnifiedBatch(events=events))
+    view = msgspec.msgpack.decode(wire, type=UnifiedBatchView)
+    assert batch_size(view) == 20
+    forwarded = msgspec.msgpack.encode(MatchedBatchView(events=view.events))
+    assert msgspec.msgpack.decode(forwarded, type=InsightBatch).events == events

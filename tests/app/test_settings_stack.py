@@ -1,0 +1,59 @@
+"""Configuration layering and the embedded stack's errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from app.settings import ConfigError, load_settings
+from app.stack import EmbeddedStack, PortTaken, StackError, read_state, start_nats
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    config = tmp_path / "tapio.yaml"
+    config.write_text("graph:\n  uri: neo4j://db.internal:7687\n  username: tapio\nkafka:\n  partitions: 12\n")
+    settings = load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path),
+                                              "TAPIO_KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9092",
+                                              "TAPIO_GRAPH_PASSWORD": "s3cret"})
+    assert settings.graph.uri == "neo4j://db.internal:7687" and settings.graph.username == "tapio"
+    assert settings.graph.password == "s3cret" and settings.kafka.partitions == 12
+    assert settings.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
+
+
+def test_bad_configuration_names_the_problem(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("kafka:\n  partitions: many\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*partitions"):
+        load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path)})
+    config.write_text("graph:\n  url: typo\n")
+    with pytest.raises(ConfigError, match="url"):
+        load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path)})
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(PortTaken, match=f"127.0.0.1:{port} for nats-server is taken"):
+            start_nats(tmp_path, port)
+
+
+def test_up_writes_endpoints_that_settings_read_and_down_stops(tmp_path: Path) -> None:
+    stack = EmbeddedStack(tmp_path, bolt_port=None)
+    settings = stack.start()
+    try:
+        state = read_state(tmp_path)
+        assert [s.name for s in state.servers] == ["nats", "tansu", "falkordb"]
+        loaded = load_settings(environ={"TAPIO_STATE_DIR": str(tmp_path)})
+        assert loaded.nats.urls == settings.nats.urls and loaded.graph.uri == settings.graph.uri
+        with pytest.raises(StackError, match="already runs"):
+            EmbeddedStack(tmp_path).start()
+    finally:
+        stack.stop()
+    for server in state.servers:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=0.5)
+    assert not (tmp_path / "stack.yaml").exists()
