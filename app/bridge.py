@@ -91,7 +91,7 @@ def decode_messages(msgs: Sequence[Msg], partitions: int) -> Decoded:
 
 def batch_headers(events: Sequence[RawEvent]) -> list[tuple[str, bytes]]:
     headers = [("tapio-events", str(len(events)).encode()),
-               ("tapio-event-time-min", str(min(epoch_ms(e.timestamp) for e in events)).encode())]
+               ("tapio-event-time-min", str(epoch_ms(min(e.timestamp for e in events))).encode())]
     seen: set[str] = set()
     for event in events:
         tp = traceparent(event)
@@ -194,7 +194,7 @@ class Bridge:
             value = RAW_BATCH_CODEC.encode(RawBatch(events=events))
             futures.append(await self.producer.send(
                 self.topic, value=value, partition=partition,
-                timestamp_ms=max(epoch_ms(e.timestamp) for e in events), headers=batch_headers(events)))
+                timestamp_ms=epoch_ms(max(e.timestamp for e in events)), headers=batch_headers(events)))
         try:
             await asyncio.gather(*futures)
         except KafkaError as e:

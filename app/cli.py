@@ -49,12 +49,14 @@ def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
 @click.option("--nats-port", default=0, help="0 picks a free port.")
 @click.option("--kafka-port", default=0, help="0 picks a free port.")
 @click.option("--graph-port", default=0, help="0 picks a free port.")
-def up(state_dir: str | None, nats_port: int, kafka_port: int, graph_port: int) -> None:
+@click.option("--bolt-port", type=int, default=None,
+              help="Also open FalkorDB's experimental Bolt listener (0 picks a port); off by default.")
+def up(state_dir: str | None, nats_port: int, kafka_port: int, graph_port: int, bolt_port: int | None) -> None:
     """Start the embedded stack in the background and record its endpoints."""
     from app.stack import EmbeddedStack, StackError
 
     stack = EmbeddedStack(state_dir or state_dir_from_env(), nats_port=nats_port, kafka_port=kafka_port,
-                          graph_port=graph_port)
+                          graph_port=graph_port, bolt_port=bolt_port)
     try:
         settings = stack.start()
     except StackError as e:

@@ -13,6 +13,7 @@ external servers through the configuration instead.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -157,20 +158,45 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
-def start_falkordb(state_dir: Path, port: int = 0, bolt_port: int | None = 0) -> ServerProcess:
-    """Start redis-server with the FalkorDB module. `bolt_port=None` disables the Bolt listener."""
+def free_low_port() -> int:
+    """A free port below 32768: FalkorDB 4.16 silently ignores a BOLT_PORT above 32767.
+
+    Its Bolt listener binds every interface, so the port must be free on the wildcard address.
+    """
+    for _ in range(200):
+        port = random.randint(20000, 32767)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise PortTaken("no free port between 20000 and 32767 for FalkorDB's Bolt listener")
+
+
+def start_falkordb(state_dir: Path, port: int = 0, bolt_port: int | None = None) -> ServerProcess:
+    """Start redis-server with the FalkorDB module.
+
+    `bolt_port=None` (the default) leaves FalkorDB's experimental Bolt listener off: after a
+    Bolt client says GOODBYE, the server's next new connection of any kind hangs until that
+    client gives up, so a shared server should not listen on Bolt. `bolt_port=0` picks a port.
+    """
     port = port or free_port()
     _check_port_free(port, "FalkorDB")
     redis, module = falkordb_binaries()
     argv = [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(state_dir), "--loadmodule", str(module)]
     extra: dict[str, int] = {}
+    ready = lambda: _redis_ping(port)  # noqa: E731
     if bolt_port is not None:
-        bolt_port = bolt_port or free_port()
+        bolt_port = bolt_port or free_low_port()
+        if bolt_port > 32767:
+            raise PortTaken(f"FalkorDB ignores BOLT_PORT {bolt_port} (above 32767): pick a lower port")
         _check_port_free(bolt_port, "FalkorDB's Bolt listener")
         argv += ["BOLT_PORT", str(bolt_port)]
         extra["bolt"] = bolt_port
-    return _spawn("falkordb", argv, state_dir / "logs", port, lambda: _redis_ping(port), extra_ports=extra)
+        ready = lambda: _redis_ping(port) and _answers(bolt_port)  # noqa: E731
+    return _spawn("falkordb", argv, state_dir / "logs", port, ready, extra_ports=extra)
 
 
 def _terminate(pid: int, grace: float = 5.0) -> None:
@@ -201,7 +227,7 @@ class EmbeddedStack:
     """Start, describe and stop the three servers under one state directory."""
 
     def __init__(self, state_dir: str | Path, *, nats_port: int = 0, kafka_port: int = 0,
-                 graph_port: int = 0, bolt_port: int | None = 0) -> None:
+                 graph_port: int = 0, bolt_port: int | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.ports = dict(nats=nats_port, kafka=kafka_port, graph=graph_port)
         self.bolt_port = bolt_port

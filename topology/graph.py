@@ -5,8 +5,9 @@ Feeds: the graph sink (`write_events`), the demo and tests (`query` with a named
 `topology.queries.Query`). Backends: `topology.falkor` (FalkorDB, native client) and
 `topology.neo4j_store` (Neo4j, or anything speaking Bolt, through the neo4j driver).
 
-Every write is an idempotent MERGE, so retrying after a dropped connection (when the server
-may already have applied the statement) and replaying a recording are both safe.
+Every write is idempotent (MERGE on resources, create-if-absent on events), so retrying after
+a dropped connection (when the server may already have applied the statement) and replaying
+a recording are both safe.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class GraphError(Exception):
 
 
 class GraphUnavailable(GraphError):
-    """The graph server could not be reached, even after retries: start it or fix graph.uri."""
+    """The graph server could not be reached (even after retries) or refused the credentials:
+    start it, or fix graph.uri / graph.username / graph.password."""
 
 
 class GraphQueryError(GraphError):
@@ -53,7 +55,12 @@ class GraphStore(Protocol):
         """Create the key indexes/constraints of every label; safe to run again."""
 
     async def write_events(self, events: Sequence[UnifiedEvent]) -> int:
-        """Write events, their resources and AFFECTED edges; returns the distinct events written."""
+        """Write events, their resources and AFFECTED edges, in batches of settings.batch_size.
+
+        Returns how many events were written (an id repeated within a batch counts once); all
+        are then in the graph, an id already there being left as it is. Raises
+        GraphUnavailable, GraphQueryError.
+        """
 
     async def query(self, q: Query, **params: object) -> list[dict]:
         """Run a read-only named query; one dict per row, keyed by the RETURN names."""

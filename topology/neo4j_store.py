@@ -14,22 +14,31 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Sequence
 
+import msgspec
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
 from neo4j.exceptions import (AuthError, DriverError, Neo4jError, ServiceUnavailable,
                               SessionExpired)
 
 from app.events import UnifiedEvent
 from app.settings import GraphSettings
-from topology.graph import GraphError, GraphQueryError, batches, with_retries
+from topology.graph import GraphError, GraphQueryError, GraphUnavailable, batches, with_retries
 from topology.queries import CLEAR, NEO4J_SCHEMA, WRITE_EVENTS_WITHOUT_RESOURCE, WRITE_RESOURCE_EVENTS, Query
 from topology.rows import WriteBatch
 
 CONNECT_TIMEOUT_S = 5.0
+#: Bounds opening a connection, Bolt handshake included (connection_timeout alone does not).
+ACQUIRE_TIMEOUT_S = 10.0
+
+
+#: Two writers created the same Event at once; the retry sees it and skips it.
+_RACED = "Neo.ClientError.Schema.ConstraintValidationFailed"
 
 
 def _is_transient(e: BaseException) -> bool:
-    # IncompleteCommit (commit outcome unknown) is retried too: every write is a MERGE.
+    # IncompleteCommit (commit outcome unknown) is retried too: every write is idempotent.
     if isinstance(e, (ServiceUnavailable, SessionExpired, OSError, asyncio.TimeoutError)):
+        return True
+    if isinstance(e, Neo4jError) and e.code == _RACED:
         return True
     return isinstance(e, (Neo4jError, DriverError)) and e.is_retryable()
 
@@ -42,7 +51,8 @@ class Neo4jStore:
         self._settings = settings
         self._target = f"{settings.uri} (database {settings.name!r})"
         self._driver = AsyncGraphDatabase.driver(settings.uri, auth=auth, max_transaction_retry_time=0,
-                                                 connection_timeout=CONNECT_TIMEOUT_S)
+                                                 connection_timeout=CONNECT_TIMEOUT_S,
+                                                 connection_acquisition_timeout=ACQUIRE_TIMEOUT_S)
 
     async def _transaction(self, work: Any, *, write: bool, what: str) -> Any:
         async def op() -> Any:
@@ -53,9 +63,9 @@ class Neo4jStore:
             except (Neo4jError, DriverError) as e:
                 if _is_transient(e):
                     raise
-                if isinstance(e, AuthError):
-                    raise GraphError(f"Neo4j at {self._target} refused the credentials: "
-                                     f"set graph.username / graph.password ({e})") from e
+                if isinstance(e, AuthError):  # not retried here; the sink keeps holding its events
+                    raise GraphUnavailable(f"Neo4j at {self._target} refused the credentials: "
+                                           f"set graph.username / graph.password ({e})") from e
                 if isinstance(e, Neo4jError):
                     raise GraphQueryError(f"Neo4j at {self._target} rejected {what}: {e.code} {e.message}. "
                                           f"Fix the text in topology/queries.py or the database name "
@@ -74,9 +84,11 @@ class Neo4jStore:
         async def work(tx: AsyncManagedTransaction) -> None:
             for batch in planned:
                 for label, rows in batch.resources.items():
-                    await (await tx.run(WRITE_RESOURCE_EVENTS[label].text, rows=rows)).consume()
+                    await (await tx.run(WRITE_RESOURCE_EVENTS[label].text,
+                                        rows=msgspec.to_builtins(rows))).consume()
                 if batch.orphans:
-                    await (await tx.run(WRITE_EVENTS_WITHOUT_RESOURCE.text, events=batch.orphans)).consume()
+                    await (await tx.run(WRITE_EVENTS_WITHOUT_RESOURCE.text,
+                                        events=msgspec.to_builtins(batch.orphans))).consume()
 
         if planned:
             await self._transaction(work, write=True, what=f"write_events ({len(events)} events)")

@@ -1,15 +1,17 @@
 """Every Cypher text of the project, as named, parameterized queries.
 
-Fed by: `topology.model` (labels, keys, relationship names). Feeds: the graph backends
-(`topology.falkor`, `topology.neo4j_store`) and every reader of the graph (demo, tests),
-which call `GraphStore.query(q, **params)` with one of the `Query` values below.
+Fed by: `topology.model` (labels, keys, relationship names) and the row layouts of
+`topology.rows`. Feeds: the graph backends (`topology.falkor`, `topology.neo4j_store`) and
+every reader of the graph (demo, tests, benchmarks), which call
+`GraphStore.query(q, **params)` with one of the `Query` values below.
 
 Rules:
 - One dialect that FalkorDB 4.16 and Neo4j 5 both accept: no `EXISTS { }` subqueries,
   no `IF NOT EXISTS` outside the Neo4j schema list, no map-valued properties.
 - Labels cannot be Cypher parameters, so per-label texts are generated here from the model's
   fixed label list, never from user strings; an unknown kind maps to `Resource`.
-- Values always travel as parameters (`$rows`, `$ids`, `$namespace`...).
+- Values always travel as parameters (`$rows`, `$ids`, `$namespace`...); write rows are
+  positional lists whose layout `topology.rows` declares.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import NamedTuple
 
 from topology.model import (AFFECTED, ALL_RESOURCE_LABELS, EVENT_KEY, EVENT_LABEL, GENERIC_LABEL,
                             NODE_KEYS, RESOURCE_KEY, label_for)
+from topology.rows import EventRow, ResourceRow
 
 
 class Query(NamedTuple):
@@ -26,32 +29,45 @@ class Query(NamedTuple):
 
 
 # --- writes -----------------------------------------------------------------------------
+# Positions come from the row Structs' field order (`row[i]`, `ev[i]`), see topology.rows.
 
-_SET_EVENT = f"""MERGE (e:{EVENT_LABEL} {{{EVENT_KEY}: ev.id}})
-ON CREATE SET e.ingested_at = ev.ingested_at
-SET e += ev.props"""
+_EV = EventRow.__struct_fields__
+_RES = ResourceRow.__struct_fields__
+_EVENT_PROPS = "{" + ", ".join(f"{name}: ev[{i}]" for i, name in enumerate(_EV)) + "}"
+_RES_SET = ",\n    ".join(
+    f"r.{name} = row[{i}]" if name in ("last_seen", "kind") else f"r.{name} = coalesce(row[{i}], r.{name})"
+    for i, name in enumerate(_RES) if name not in (RESOURCE_KEY, "events"))
+
+
+def _create_missing_event(carry: str) -> str:
+    # An Event is immutable once written: create it (props inline) only when its id is new.
+    # FalkorDB: MERGE + SET costs ~2x this, because a SET re-indexes the new node.
+    return f"""OPTIONAL MATCH (known:{EVENT_LABEL} {{{EVENT_KEY}: ev[{_EV.index(EVENT_KEY)}]}})
+WITH {carry}ev, known WHERE known IS NULL
+CREATE (e:{EVENT_LABEL} {_EVENT_PROPS})"""
 
 
 def _write_resource_events(label: str) -> Query:
-    # Resource props are replaced only by a row at least as recent as what the node holds,
-    # so replaying an older event never moves last_seen (or any prop) backwards.
+    # Props are replaced only by a row at least as recent as the node (last_seen), and never
+    # by a null, so a replay or a late, older event never moves the resource backwards.
+    # An event is created with its AFFECTED edge in the same statement.
     return Query(f"write_events:{label}", f"""UNWIND $rows AS row
-MERGE (r:{label} {{{RESOURCE_KEY}: row.uid}})
-WITH r, row, coalesce(r.last_seen, -1) <= row.props.last_seen AS newer
-SET r += CASE WHEN newer THEN row.props ELSE {{}} END
+MERGE (r:{label} {{{RESOURCE_KEY}: row[{_RES.index(RESOURCE_KEY)}]}})
+WITH r, row, coalesce(r.last_seen, -1) <= row[{_RES.index("last_seen")}] AS newer
+FOREACH (ignored IN CASE WHEN newer THEN [1] ELSE [] END |
+    SET {_RES_SET})
 WITH r, row
-UNWIND row.events AS ev
-{_SET_EVENT}
-MERGE (e)-[:{AFFECTED}]->(r)""")
+UNWIND row[{_RES.index("events")}] AS ev
+{_create_missing_event("r, ")}-[:{AFFECTED}]->(r)""")
 
 
-#: label -> the query writing `$rows` (see `topology.rows.ResourceRow`) of that label.
+#: label -> the query writing `$rows` (list of `topology.rows.ResourceRow`) of that label.
 WRITE_RESOURCE_EVENTS: dict[str, Query] = {label: _write_resource_events(label)
                                            for label in ALL_RESOURCE_LABELS}
 
-#: `$events`: event rows (see `topology.rows.EventRow`) that have no Kubernetes object.
+#: `$events`: list of `topology.rows.EventRow` that have no Kubernetes object.
 WRITE_EVENTS_WITHOUT_RESOURCE = Query("write_events:no_resource", f"""UNWIND $events AS ev
-{_SET_EVENT}""")
+{_create_missing_event("")}""")
 
 #: Delete every node and edge of the graph; indexes and constraints stay.
 CLEAR = Query("clear", "MATCH (n) DETACH DELETE n")
@@ -86,7 +102,8 @@ _RESOURCE = {label: _resource(label) for label in ALL_RESOURCE_LABELS}
 
 
 def events_for_resource(kind: str) -> Query:
-    """Events affecting one resource. Params: `kind`, `namespace` ("" if cluster-scoped), `name`.
+    """Events affecting one resource. Params: `namespace` ("" if cluster-scoped), `name`, and
+    `kind` (read only for kinds outside the model, which share the `Resource` label).
 
     Rows: id, timestamp (epoch ms), type, severity, reason, intent, narrative; oldest first.
     """
@@ -94,7 +111,7 @@ def events_for_resource(kind: str) -> Query:
 
 
 def resource(kind: str) -> Query:
-    """One resource and its properties. Params: `kind`, `namespace`, `name`. Rows: label, uid, props."""
+    """One resource and its properties. Params as `events_for_resource`. Rows: label, uid, props."""
     return _RESOURCE[label_for(kind)]
 
 
@@ -162,3 +179,14 @@ NEO4J_SCHEMA: tuple[Query, ...] = tuple(
           f"FOR (n:{label}) REQUIRE n.{key} IS UNIQUE")
     for label, key in NODE_KEYS.items()
 )
+
+
+# --- benchmarks and operations ---------------------------------------------------------
+
+#: Row: n = the number of Event nodes in the graph.
+COUNT_ALL_EVENTS = Query("count_all_events", f"MATCH (e:{EVENT_LABEL}) RETURN count(e) AS n")
+
+#: Params `ids`. Rows: id, timestamp (event time, epoch ms), ingested_at (sink write time, epoch ms).
+EVENT_TIMES = Query("event_times", f"""UNWIND $ids AS id
+MATCH (e:{EVENT_LABEL} {{{EVENT_KEY}: id}})
+RETURN e.id AS id, e.timestamp AS timestamp, e.ingested_at AS ingested_at""")

@@ -1,57 +1,89 @@
-"""UnifiedEvents -> graph write parameters. Pure: no I/O, deterministic (sorted) output.
+"""UnifiedEvents -> graph write rows. Pure: no I/O, deterministic (sorted) output.
 
 Fed by: the graph backends' `write_events` (one call per batch of `GraphSettings.batch_size`).
-Feeds: the write queries of `topology.queries` (`$rows` per label, `$events` for events
-without a Kubernetes object).
+Feeds: the write queries of `topology.queries`, as `$rows` (ResourceRows of one label) and
+`$events` (EventRows of events without a Kubernetes object).
 
-Shapes (plain dicts, passed as query parameters as they are):
-- EventRow: `{"id", "ingested_at", "props"}`. `ingested_at` is set only when the Event node
-  is created, so a replay keeps the first ingestion time.
-- ResourceRow: `{"uid", "props", "events": [EventRow...]}`, one per resource and batch.
-
-Property values are scalars or lists of scalars only (neither FalkorDB nor Neo4j stores
-maps). Empty strings and missing values are left out rather than stored.
+Rows are `array_like` msgspec Structs: they travel as positional lists (FalkorDB parses
+lists several times faster than the same data as maps, and no map key needs quoting), and
+`topology.queries` generates its `row[i]` / `ev[i]` indexes from the field order declared here.
+Property values are scalars or lists of scalars (neither FalkorDB nor Neo4j stores maps);
+empty strings become None, and a None is simply not stored.
 
 Resource key: `k8s.uid` when the event carries it, else the synthetic key
-`f"{kind}:{namespace}/{name}"` (namespace "" for cluster-scoped objects, kind normalized to
+`f"{kind}:{namespace}/{name}"` (namespace "" for cluster-scoped objects; kind normalized to
 the model's label when known). Later topology work, which reads objects with their real
 uids, will write the real keys; events seen before then stay on the synthetic node.
 """
 
 from __future__ import annotations
 
-from typing import Sequence, TypedDict
+from typing import Sequence
 
 import msgspec
 
 from app.events import K8sContext, UnifiedEvent, epoch_ms
 from topology.model import GENERIC_LABEL, label_for
 
-Scalar = str | int | float | bool
-Props = dict[str, Scalar | list[Scalar]]
 
+class EventRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    """One Event node. `id` is its key; every other field is a property of the same name.
 
-class EventRow(TypedDict):
+    `ingested_at` (epoch ms) is kept from the first write: an Event is written once, and a
+    replay of the same id leaves the node as it is.
+    """
+
     id: str
     ingested_at: int
-    props: Props
+    type: str | None = None
+    source: str | None = None
+    timestamp: int | None = None  # epoch ms
+    severity: str | None = None
+    intent: str | None = None
+    category: str | None = None
+    narrative: str | None = None
+    namespace: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    event_type: str | None = None
+    count: int | None = None
+    action: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
-class ResourceRow(TypedDict):
+class ResourceRow(msgspec.Struct, array_like=True, kw_only=True):
+    """One resource node and the events of this batch that affect it.
+
+    `uid` is its key, `events` its AFFECTED events (sorted by id); the other fields are
+    properties. A row replaces a property only if it is at least as recent (`last_seen`) as
+    the node, and never with a None: replays and late events never move it backwards.
+    """
+
     uid: str
-    props: Props
     events: list[EventRow]
+    last_seen: int  # epoch ms of the newest event
+    kind: str
+    name: str | None = None
+    namespace: str | None = None
+    node: str | None = None
+    labels: list[str] | None = None  # "key=value", sorted
+    owner_kind: str | None = None
+    owner_name: str | None = None
+    owner_uid: str | None = None
 
 
 class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
-    """One batch of writes: per label, rows sorted by uid; events without a resource by id."""
+    """One batch of writes: per label (sorted), rows sorted by uid; resource-less events by id."""
 
-    resources: dict[str, list[ResourceRow]]  # label -> rows; labels in sorted order
+    resources: dict[str, list[ResourceRow]]
     orphans: list[EventRow]
 
     @property
     def event_count(self) -> int:
-        return len(self.orphans) + sum(len(r["events"]) for rows in self.resources.values() for r in rows)
+        return len(self.orphans) + sum(len(r.events) for rows in self.resources.values() for r in rows)
 
 
 def kind_of(k8s: K8sContext) -> str:
@@ -65,75 +97,81 @@ def resource_key(k8s: K8sContext) -> str:
     return k8s.uid or f"{kind_of(k8s)}:{k8s.namespace}/{k8s.name}"
 
 
-def _clean(props: dict[str, object]) -> Props:
-    return {k: v for k, v in props.items() if v is not None and v != ""}  # type: ignore[misc]
-
-
-def event_props(event: UnifiedEvent) -> Props:
-    """The Event node's properties (all but `id` and `ingested_at`, which the row carries)."""
+def event_row(event: UnifiedEvent, *, ingested_at_ms: int) -> EventRow:
     sem, k8s, kube, trace = event.semantic, event.k8s, event.kubernetes, event.trace
-    return _clean({
-        "type": event.type,
-        "source": event.source,
-        "timestamp": epoch_ms(event.timestamp),
-        "severity": sem.severity,
-        "intent": sem.intent,
-        "category": sem.category,
-        "narrative": sem.narrative,
-        "namespace": k8s.namespace if k8s else None,
-        "kind": kind_of(k8s) if k8s else None,
-        "name": k8s.name if k8s else None,
-        "reason": kube.reason if kube else None,
-        "message": kube.message if kube else None,
-        "event_type": kube.event_type if kube else None,
-        "count": kube.count if kube else None,
-        "action": kube.action if kube else None,
-        "trace_id": trace.trace_id if trace else None,
-        "span_id": trace.span_id if trace else None,
-    })
+    return EventRow(
+        id=event.id, ingested_at=ingested_at_ms,
+        type=event.type or None, source=event.source or None, timestamp=epoch_ms(event.timestamp),
+        severity=sem.severity or None, intent=sem.intent or None, category=sem.category or None,
+        narrative=sem.narrative or None,
+        namespace=(k8s.namespace or None) if k8s else None,
+        kind=kind_of(k8s) if k8s else None,
+        name=(k8s.name or None) if k8s else None,
+        reason=(kube.reason or None) if kube else None,
+        message=(kube.message or None) if kube else None,
+        event_type=(kube.event_type or None) if kube else None,
+        count=kube.count if kube else None,
+        action=(kube.action or None) if kube else None,
+        trace_id=(trace.trace_id or None) if trace else None,
+        span_id=(trace.span_id or None) if trace else None,
+    )
 
 
-def _resource_props(k8s: K8sContext, uid: str) -> Props:
-    owner = k8s.owner
-    return _clean({
-        "uid": uid,
-        "kind": kind_of(k8s),
-        "name": k8s.name,
-        "namespace": k8s.namespace,
-        "node": k8s.node,
-        "labels": sorted(f"{k}={v}" for k, v in k8s.labels.items()) or None,
-        "owner_kind": owner.kind if owner else None,
-        "owner_name": owner.name if owner else None,
-        "owner_uid": owner.uid if owner else None,
-    })
+def _resource_row(uid: str, members: list[tuple[UnifiedEvent, EventRow]]) -> ResourceRow:
+    """Fold the members' contexts oldest to newest: a newer non-empty value wins."""
+    if len(members) > 1:
+        members.sort(key=lambda m: (m[1].timestamp, m[1].id))
+    folded: dict[str, object] = {}
+    previous: K8sContext | None = None
+    for event, _ in members:
+        k8s = event.k8s
+        assert k8s is not None
+        if k8s == previous:
+            continue
+        previous = k8s
+        if k8s.name:
+            folded["name"] = k8s.name
+        if k8s.namespace:
+            folded["namespace"] = k8s.namespace
+        if k8s.node:
+            folded["node"] = k8s.node
+        if k8s.labels:
+            folded["labels"] = sorted(f"{k}={v}" for k, v in k8s.labels.items())
+        owner = k8s.owner
+        if owner is not None:
+            if owner.kind:
+                folded["owner_kind"] = owner.kind
+            if owner.name:
+                folded["owner_name"] = owner.name
+            if owner.uid:
+                folded["owner_uid"] = owner.uid
+    newest_event, newest_row = members[-1]
+    assert newest_event.k8s is not None
+    rows = [row for _, row in members]
+    if len(rows) > 1:
+        rows.sort(key=lambda r: r.id)
+    return ResourceRow(uid=uid, events=rows, last_seen=newest_row.timestamp or 0,
+                       kind=kind_of(newest_event.k8s), **folded)  # type: ignore[arg-type]
 
 
 def event_rows(events: Sequence[UnifiedEvent], *, ingested_at_ms: int) -> WriteBatch:
     """Group `events` by the resource they affect, ready for the write queries.
 
-    Duplicate ids keep the last occurrence. A resource's props come from its events folded
-    oldest to newest (a newer non-empty value wins); `last_seen` is the newest timestamp.
+    Duplicate ids keep the last occurrence.
     """
     unique = {e.id: e for e in events}
     grouped: dict[tuple[str, str], list[tuple[UnifiedEvent, EventRow]]] = {}
     orphans: list[EventRow] = []
     for event in unique.values():
-        row = EventRow(id=event.id, ingested_at=ingested_at_ms, props=event_props(event))
+        row = event_row(event, ingested_at_ms=ingested_at_ms)
         if event.k8s is None:
             orphans.append(row)
-            continue
-        key = (label_for(event.k8s.kind), resource_key(event.k8s))
-        grouped.setdefault(key, []).append((event, row))
+        else:
+            key = (label_for(event.k8s.kind), resource_key(event.k8s))
+            grouped.setdefault(key, []).append((event, row))
 
     resources: dict[str, list[ResourceRow]] = {}
     for (label, uid), members in sorted(grouped.items()):
-        members.sort(key=lambda m: (m[1]["props"]["timestamp"], m[1]["id"]))
-        props: Props = {}
-        for event, _ in members:
-            assert event.k8s is not None
-            props.update(_resource_props(event.k8s, uid))
-        props["last_seen"] = members[-1][1]["props"]["timestamp"]
-        rows = sorted((row for _, row in members), key=lambda r: r["id"])
-        resources.setdefault(label, []).append(ResourceRow(uid=uid, props=props, events=rows))
-    orphans.sort(key=lambda r: r["id"])
+        resources.setdefault(label, []).append(_resource_row(uid, members))
+    orphans.sort(key=lambda r: r.id)
     return WriteBatch(resources=resources, orphans=orphans)
