@@ -87,12 +87,19 @@ def down(state_dir: str | None) -> None:
 @cli.command()
 @click.option("--bridge/--no-bridge", default=True, show_default=True,
               help="Also run the JetStream -> Kafka bridge in this process.")
+@click.option("--stages", default=None,
+              help="Comma-separated stages to run (enrich,normalize,match,predict,sink); default all.")
 @click.pass_context
-def worker(ctx: click.Context, bridge: bool) -> None:
+def worker(ctx: click.Context, bridge: bool, stages: str | None) -> None:
     """Run one worker of the group until interrupted."""
+    import msgspec
+
     from app.faust_app import run_worker
 
     settings = _settings(ctx)
+    if stages:
+        chosen = [s.strip() for s in stages.split(",") if s.strip()]
+        settings = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, stages=chosen))
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
     run_worker(settings, with_bridge=bridge)
 

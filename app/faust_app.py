@@ -12,7 +12,7 @@ a short session timeout (a group join completes only after session_timeout / 2) 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import faust
 import msgspec
@@ -38,11 +38,31 @@ class TapioApp(faust.App):
         return TapioTransport(self.conf.broker_consumer, self)
 
 
+#: the dataflow's stages in order: (name, source topic, target topic, transform)
+STAGES = (
+    ("enrich", "raw", "enriched", enrich_stage),
+    ("normalize", "enriched", "unified", normalize_stage),
+    ("match", "unified", "matched", match_batch),
+    ("predict", "matched", "insights", predict_batch),
+)
+STAGE_NAMES = tuple(name for name, *_ in STAGES) + ("sink",)
+
+
+def group_id(app_id: str, stages: Sequence[str]) -> str:
+    """Workers running every stage form group `app_id`; a worker running a subset of stages
+    joins its own group (`app_id-sink`, ...), so each subset scales and rebalances alone."""
+    return app_id if tuple(stages) == STAGE_NAMES else f"{app_id}-{'-'.join(stages)}"
+
+
 def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     kafka, worker = settings.kafka, settings.worker
+    unknown = set(worker.stages) - set(STAGE_NAMES)
+    if unknown:
+        raise ValueError(f"worker.stages names unknown stages {sorted(unknown)}; known: {', '.join(STAGE_NAMES)}")
+    stages = [name for name in STAGE_NAMES if name in worker.stages]
     Path(worker.data_dir).mkdir(parents=True, exist_ok=True)
     app = TapioApp(
-        worker.app_id,
+        group_id(worker.app_id, stages),
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers],
         store="rocksdb://",
         datadir=worker.data_dir,
@@ -64,15 +84,12 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     app.tapio_settings = settings
     topics = Topics(app, kafka)
     runtime = Runtime(settings, loop=None)
-    register_stage(app, name="enrich", source=topics["raw"], target=topics["enriched"],
-                   transform=enrich_stage, runtime=runtime)
-    register_stage(app, name="normalize", source=topics["enriched"], target=topics["unified"],
-                   transform=normalize_stage, runtime=runtime)
-    register_stage(app, name="match", source=topics["unified"], target=topics["matched"],
-                   transform=match_batch, runtime=runtime)
-    register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
-                   transform=predict_batch, runtime=runtime)
-    register_sink(app, source=topics["insights"], runtime=runtime)
+    for name, source, target, transform in STAGES:
+        if name in stages:
+            register_stage(app, name=name, source=topics[source], target=topics[target],
+                           transform=transform, runtime=runtime)
+    if "sink" in stages:
+        register_sink(app, source=topics["insights"], runtime=runtime)
 
     @app.page("/tapio/stages/")
     async def stages(web: Any, request: Any) -> Any:

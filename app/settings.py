@@ -68,8 +68,10 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".tapio/worker"
-    batch_max: int = 1000
     log_level: str = "info"
+    # which dataflow stages this worker runs (all by default); see app.faust_app.group_id
+    stages: list[str] = msgspec.field(
+        default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink"])
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

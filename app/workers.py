@@ -62,8 +62,8 @@ class ChildProcess:
 
 
 def start_worker(settings: Settings, *, name: str = "worker", with_bridge: bool = True,
-                 log_dir: Path | None = None) -> ChildProcess:
-    args = ["worker"] + ([] if with_bridge else ["--no-bridge"])
+                 log_dir: Path | None = None, stages: list[str] | None = None) -> ChildProcess:
+    args = ["worker"] + ([] if with_bridge else ["--no-bridge"]) + (["--stages", ",".join(stages)] if stages else [])
     return ChildProcess(settings, args, name=name, log_dir=log_dir or Path(settings.state_dir) / "logs")
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
