@@ -1,6 +1,6 @@
 """The bridge: JetStream `EVENTS` -> Kafka topic `raw`, acknowledged only after Kafka has the events.
 
-Fed by: a durable JetStream push consumer (`tapio-bridge`, a queue group) on `events.>`.
+Fed by: a durable JetStream pull consumer (`tapio-bridge`) on `events.>`, shared by every bridge.
 Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by the enrich agent.
 
 Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked the
@@ -28,13 +28,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from app.codec import MsgpackCodec
 from app.events import RawEvent, epoch_ms
-from app.jetstream import RAW_CODEC, DeadLetterPublisher, connect, ensure_streams
+from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
 from app.records import RawBatch
 from app.settings import Settings
 from app.topics import topic_name
@@ -113,8 +112,6 @@ class Bridge:
         self.dead_lettered = 0
         self.started_at = 0.0
         self._backoff = 0.5
-        self._buffer: list[Msg] = []
-        self._have_batch = asyncio.Event()
 
     async def _ensure_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
@@ -132,17 +129,8 @@ class Bridge:
         self.js = self.nc.jetstream()
         await ensure_streams(self.js, ns)
         self.deadletters = DeadLetterPublisher(self.js, ns)
-        # A durable push consumer bound to a queue group: every bridge of the worker group
-        # shares it, and JetStream spreads messages among them. nats.py's pull `fetch` waits on
-        # each message with its own timer and task (~50 us each, most of the bridge's CPU);
-        # a push callback costs a list append.
-        self.sub = await self.js.subscribe(
-            f"{ns.subject_prefix}.>", queue=ns.bridge_durable, durable=ns.bridge_durable, stream=ns.stream,
-            cb=self._on_message, manual_ack=True, pending_msgs_limit=4 * ns.bridge_max_ack_pending,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                  ack_wait=ns.bridge_ack_wait_s, max_ack_pending=ns.bridge_max_ack_pending,
-                                  max_deliver=-1),
-        )
+        self.pull = PullBatches(self.js, ns, batch=ns.bridge_fetch, expires_s=ns.bridge_linger_s)
+        await self.pull.start()
         try:
             await self._ensure_topic()
             self.producer = AIOKafkaProducer(
@@ -160,27 +148,16 @@ class Bridge:
 
     async def stop(self) -> None:
         self._stopping.set()
-        self._have_batch.set()
-
-    async def _on_message(self, msg: Msg) -> None:
-        self._buffer.append(msg)
-        if len(self._buffer) >= self.settings.nats.bridge_fetch:
-            self._have_batch.set()
 
     async def close(self) -> None:
         await self.producer.stop()
+        await self.pull.close()
         await self.nc.flush(timeout=5)  # acks are publishes: make sure they left
         await self.nc.close()
 
     async def step(self) -> int:
         """One batch -> produce -> ack round. Returns the number of messages handled."""
-        if len(self._buffer) < self.settings.nats.bridge_fetch:
-            try:  # linger: a full batch, or whatever arrived within the linger time
-                await asyncio.wait_for(self._have_batch.wait(), timeout=self.settings.nats.bridge_linger_s)
-            except asyncio.TimeoutError:
-                pass
-        self._have_batch.clear()
-        msgs, self._buffer = self._buffer, []
+        msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
             return 0
         decoded = decode_messages(msgs, self.partitions)

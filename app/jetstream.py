@@ -22,7 +22,8 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType,
+                         StreamConfig)
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from app.codec import JsonCodec
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 RAW_CODEC = JsonCodec(RawEvent)
 DEADLETTER_CODEC = JsonCodec(DeadLetter)
 
+STATUS_HEADER = "Status"  # nats.py's key for the status line of a JetStream status message
 REASON_HEADER = "Tapio-Reason"
 WHERE_HEADER = "Tapio-Where"
 
@@ -190,6 +192,82 @@ class EventPublisher:
             count += 1
         self.published += count
         return count
+
+
+class PullBatches:
+    """A durable JetStream pull consumer read in batches, with one pull request always ahead.
+
+    Each round asks `$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>` for up to `batch` messages
+    that expire after `expires_s`; the messages (and the 408 status that ends a short round)
+    arrive on this reader's own inbox through a callback. nats.py's `fetch` waits on every
+    message with its own timer and task, which cost ~50 us a message here, more than the rest
+    of the bridge; a callback costs a list append. While the caller works on one batch, the
+    next request is already being filled. Several readers (bridges) share one durable
+    consumer: JetStream hands each message to one of them.
+    """
+
+    def __init__(self, js: JetStreamContext, settings: NatsSettings, *, batch: int, expires_s: float) -> None:
+        self.js = js
+        self.nc = js._nc
+        self.settings = settings
+        self.batch = batch
+        self.expires_s = expires_s
+        self._rounds: dict[str, tuple[list[nats.aio.msg.Msg], asyncio.Event]] = {}
+        self._order: list[str] = []
+        self._seq = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.js.add_consumer(s.stream, ConsumerConfig(
+            durable_name=s.bridge_durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+            filter_subject=f"{s.subject_prefix}.>", ack_wait=s.bridge_ack_wait_s,
+            max_ack_pending=s.bridge_max_ack_pending, max_deliver=-1))
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(f"{self.inbox}.*", cb=self._on_message)
+        await self._request()
+
+    async def _request(self) -> None:
+        self._seq += 1
+        token = str(self._seq)
+        self._rounds[token] = ([], asyncio.Event())
+        self._order.append(token)
+        body = json.dumps({"batch": self.batch, "expires": int(self.expires_s * 1e9)}).encode()
+        await self.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{self.settings.stream}.{self.settings.bridge_durable}",
+                              body, reply=f"{self.inbox}.{token}")
+
+    async def _on_message(self, msg: nats.aio.msg.Msg) -> None:
+        if msg.headers and msg.headers.get(STATUS_HEADER) and not msg.data:
+            # a status message comes on the request's own inbox: 408 expired, 409 limits...
+            round_ = self._rounds.get(msg.subject.rpartition(".")[2])
+            if round_ is not None and msg.headers[STATUS_HEADER] != "100":  # 100: heartbeat
+                round_[1].set()
+            return
+        # A data message carries its stream subject, not the inbox. JetStream serves waiting
+        # requests in order, so it belongs to the oldest round that is not complete yet.
+        for token in self._order:
+            msgs, done = self._rounds[token]
+            if not done.is_set():
+                msgs.append(msg)
+                if len(msgs) >= self.batch:
+                    done.set()
+                return
+        log.error("pull consumer: a message arrived with no round open (%s); it will be redelivered", msg.subject)
+
+    async def next_batch(self) -> list[nats.aio.msg.Msg]:
+        """The oldest round's messages once it is complete (full, or expired); asks for the next."""
+        token = self._order[0]
+        msgs, done = self._rounds[token]
+        try:
+            await asyncio.wait_for(done.wait(), timeout=self.expires_s + 5.0)
+        except asyncio.TimeoutError:
+            pass  # the server never answered (restart?): whatever came is used, the rest redelivers
+        self._order.pop(0)
+        del self._rounds[token]
+        await self._request()
+        return msgs
+
+    async def close(self) -> None:
+        await self.sub.unsubscribe()
 
 
 class DeadLetterPublisher:

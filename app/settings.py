@@ -37,7 +37,7 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     deadletter_prefix: str = "deadletter"
     bridge_durable: str = "tapio-bridge"
     bridge_fetch: int = 5000  # messages per Kafka produce round
-    bridge_linger_s: float = 0.1  # how long a round waits to fill up
+    bridge_linger_s: float = 0.1  # how long a round waits to fill up (the pull request's expiry)
     bridge_ack_wait_s: float = 30.0
     bridge_max_ack_pending: int = 20000
     publish_in_flight: int = 2000
