@@ -85,10 +85,15 @@ def render_report(namespace: str, rows: Sequence[dict]) -> list[str]:
              f"{sum(r['events'] for r in rows)} events"]
     ranked = sorted(rows, key=lambda r: (-r["warnings"], r["kind"], r["name"]))
     width = max(len(f"{r['kind']}/{r['name']}") for r in ranked)
+    nodes = sorted({r["node"] for r in ranked if r["kind"] == "Pod" and r.get("node")})
+    if nodes:
+        lines.append(f"  pods run on {len(nodes)} node(s): {', '.join(nodes)}")
     for r in ranked:
         name = f"{r['kind']}/{r['name']}"
+        where = f"on {r['node']}" if r.get("node") and r["kind"] == "Pod" else ""
+        last = r["last_reason"] or r.get("last_intent") or "-"
         lines.append(f"  {name:<{width}}  {r['events']:>3} events  {r['warnings']:>3} warnings  "
-                     f"last: {r['last_reason'] or '-'}")
+                     f"last: {last:<18} {where}".rstrip())
     return lines
 
 

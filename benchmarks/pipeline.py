@@ -158,6 +158,16 @@ async def run(args: argparse.Namespace) -> int:
             sampler.cpu_start = sampler.cpu_seconds()
             start = time.monotonic()
             watcher = asyncio.ensure_future(watch())
+        elif args.rate:
+            # a steady offered load: latency at a rate the stack sustains, without a backlog
+            watcher = asyncio.ensure_future(watch())
+            start = time.monotonic()
+            published, tick = 0, max(1, args.rate // 20)
+            while published < args.events:
+                chunk = [next(events) for _ in range(min(tick, args.events - published))]
+                published += await publisher.publish_many(chunk)
+                await asyncio.sleep(max(0.0, start + published / args.rate - time.monotonic()))
+            publish_s = time.monotonic() - start
         else:
             watcher = asyncio.ensure_future(watch())
             start = time.monotonic()
@@ -213,10 +223,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--namespaces", type=int, default=20)
     parser.add_argument("--pods", type=int, default=500)
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=2,
+                        help="partitions per topic (2 gives one worker the largest batches)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--split-sink", action="store_true",
                         help="run the graph sink in a second worker process (its own group)")
+    parser.add_argument("--rate", type=int, default=0,
+                        help="publish at this many events/s instead of as fast as possible (for latency)")
     parser.add_argument("--backlog", action="store_true",
                         help="publish everything first, then start the bridge and time the drain")
     sys.exit(asyncio.run(run(parser.parse_args())))

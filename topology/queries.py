@@ -130,16 +130,17 @@ EVENT_IDS_IN_NAMESPACE = Query("event_ids_in_namespace", f"""MATCH (e:{EVENT_LAB
 WHERE e.namespace = $namespace
 RETURN e.id AS id ORDER BY id""")
 
-#: Params `namespace`. Rows per resource: kind, name, uid, events, last_reason, warnings.
+#: Params `namespace`. Rows per resource: kind, name, uid, node, events, last_reason,
+#: last_intent (the newest event's), warnings.
 #: A warning is a Kubernetes Warning event or severity warning/error/critical.
 NAMESPACE_SUMMARY = Query("namespace_summary", f"""MATCH (e:{EVENT_LABEL})-[:{AFFECTED}]->(r)
 WHERE r.namespace = $namespace
 WITH r, e ORDER BY e.timestamp, e.id
-WITH r, count(e) AS events, collect(e.reason) AS reasons,
+WITH r, count(e) AS events, collect(e.reason) AS reasons, collect(e.intent) AS intents,
      count(CASE WHEN e.event_type = 'Warning'
                   OR e.severity IN ['warning', 'error', 'critical'] THEN 1 END) AS warnings
-RETURN r.kind AS kind, r.name AS name, r.uid AS uid, events,
-       reasons[size(reasons) - 1] AS last_reason, warnings
+RETURN r.kind AS kind, r.name AS name, r.uid AS uid, r.node AS node, events,
+       reasons[size(reasons) - 1] AS last_reason, intents[size(intents) - 1] AS last_intent, warnings
 ORDER BY kind, name, uid""")
 
 #: Rows: id of every Event node.

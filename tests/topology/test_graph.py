@@ -139,12 +139,14 @@ async def test_read_queries(store: GraphStore) -> None:
     assert await store.query(queries.EVENT_IDS_IN_NAMESPACE, namespace="shop") == [
         {"id": i} for i in sorted(["e-web1-a", "e-web1-b", "e-web2", "e-cfg", "e-widget"])]
     assert await store.query(queries.NAMESPACE_SUMMARY, namespace="shop") == [
-        {"kind": "ConfigMap", "name": "app-config", "uid": "u-cfg", "events": 1, "last_reason": "Updated",
-         "warnings": 0},
-        {"kind": "Pod", "name": "web-1", "uid": "u-web-1", "events": 2, "last_reason": "BackOff", "warnings": 1},
-        {"kind": "Pod", "name": "web-2", "uid": "u-web-2", "events": 1, "last_reason": "Started", "warnings": 0},
-        {"kind": "Widget", "name": "gizmo", "uid": "Widget:shop/gizmo", "events": 1, "last_reason": None,
-         "warnings": 0},
+        {"kind": "ConfigMap", "name": "app-config", "uid": "u-cfg", "node": None, "events": 1,
+         "last_reason": "Updated", "last_intent": "test", "warnings": 0},
+        {"kind": "Pod", "name": "web-1", "uid": "u-web-1", "node": "node-a", "events": 2, "last_reason": "BackOff",
+         "last_intent": "test", "warnings": 1},
+        {"kind": "Pod", "name": "web-2", "uid": "u-web-2", "node": None, "events": 1, "last_reason": "Started",
+         "last_intent": "test", "warnings": 0},
+        {"kind": "Widget", "name": "gizmo", "uid": "Widget:shop/gizmo", "node": None, "events": 1,
+         "last_reason": None, "last_intent": "test", "warnings": 0},
     ]
     times = await store.query(queries.EVENT_TIMES, ids=["e-web2"])
     assert [(r["id"], r["timestamp"]) for r in times] == [("e-web2", T0_MS + 2000)]

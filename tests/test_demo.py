@@ -1,0 +1,22 @@
+"""`tapio demo`, the first thing a person runs, as a user runs it: a subprocess, exit code 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_replays_the_configmap_incident_into_the_graph(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "demo", "--state-dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=240)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "published 105 events from 5 files (0 parse errors)" in out
+    assert "105/105 events in the graph" in out
+    assert "pods run on 3 node(s): node-a, node-b, node-c" in out
+    pods = [line for line in out.splitlines() if line.strip().startswith("Pod/nginx-")]
+    assert len(pods) == 6 and all("BackOff" in line for line in pods)
+    assert any(line.strip().startswith("ConfigMap/nginx-config") for line in out.splitlines())
+    # the demo stops what it started
+    assert not (tmp_path / "demo" / "stack.yaml").exists()
