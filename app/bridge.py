@@ -31,7 +31,7 @@ from nats.aio.msg import Msg
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from app.codec import MsgpackCodec
+from app.codec import Codec
 from app.events import RawEvent, epoch_ms
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
 from app.records import RawBatch
@@ -40,7 +40,7 @@ from app.topics import topic_name
 
 log = logging.getLogger(__name__)
 
-RAW_BATCH_CODEC = MsgpackCodec(RawBatch)
+RAW_BATCH_CODEC = Codec(RawBatch, "msgpack")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 

@@ -10,7 +10,7 @@ agent sends to the dead-letter subject and acknowledges.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import faust
 import msgspec
@@ -30,25 +30,17 @@ class Poison(msgspec.Struct, frozen=True, kw_only=True):
     payload: bytes
 
 
-class JsonCodec(Generic[T]):
-    def __init__(self, typ: type[T]) -> None:
+class Codec(Generic[T]):
+    """One msgspec type on the wire: `Codec(RawEvent, "json")` for NATS, `"msgpack"` for Kafka."""
+
+    def __init__(self, typ: type[T], wire: Literal["json", "msgpack"]) -> None:
         self.type = typ
-        self._decoder = msgspec.json.Decoder(typ)
+        module = msgspec.json if wire == "json" else msgspec.msgpack
+        self._encoder = json_encoder if wire == "json" else msgpack_encoder
+        self._decoder = module.Decoder(typ)
 
     def encode(self, value: T) -> bytes:
-        return json_encoder.encode(value)
-
-    def decode(self, data: bytes) -> T:
-        return self._decoder.decode(data)
-
-
-class MsgpackCodec(Generic[T]):
-    def __init__(self, typ: type[T]) -> None:
-        self.type = typ
-        self._decoder = msgspec.msgpack.Decoder(typ)
-
-    def encode(self, value: T) -> bytes:
-        return msgpack_encoder.encode(value)
+        return self._encoder.encode(value)
 
     def decode(self, data: bytes) -> T:
         return self._decoder.decode(data)
@@ -63,7 +55,7 @@ class StructSchema(faust.Schema):
 
     def __init__(self, typ: type[Any]) -> None:
         super().__init__(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        self.codec = MsgpackCodec(typ)
+        self.codec = Codec(typ, "msgpack")
 
     def loads_value(self, app: AppT, message: Message, *, loads: Any = None, serializer: Any = None) -> Any:
         data = message.value or b""

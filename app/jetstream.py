@@ -26,15 +26,15 @@ from nats.js.api import (AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy
                          StreamConfig)
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from app.codec import JsonCodec
+from app.codec import Codec
 from app.events import RawEvent, subject_token
 from app.records import DeadLetter
 from app.settings import NatsSettings
 
 log = logging.getLogger(__name__)
 
-RAW_CODEC = JsonCodec(RawEvent)
-DEADLETTER_CODEC = JsonCodec(DeadLetter)
+RAW_CODEC = Codec(RawEvent, "json")
+DEADLETTER_CODEC = Codec(DeadLetter, "json")
 
 STATUS_HEADER = "Status"  # nats.py's key for the status line of a JetStream status message
 REASON_HEADER = "Tapio-Reason"
