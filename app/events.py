@@ -19,10 +19,6 @@ import msgspec
 EventId = NewType("EventId", str)
 
 Severity = Literal["debug", "info", "warning", "error", "critical"]
-SEVERITIES: tuple[Severity, ...] = ("debug", "info", "warning", "error", "critical")
-
-#: Collector types the architecture names. A RawEvent's `type` is one of these.
-COLLECTOR_TYPES = ("kernel", "kubeapi", "cni", "dns", "cri", "kubelet", "etcd", "systemd")
 
 CLUSTER_SCOPE = "_cluster"
 """Namespace token used in subjects for cluster-scoped objects (Nodes, PVs...)."""
@@ -38,7 +34,7 @@ class RawEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_default
 
     id: str
     timestamp: datetime
-    type: str
+    type: str  # the collector: kernel, kubeapi, cni, dns, cri, kubelet, etcd, systemd
     data: bytes
     metadata: dict[str, str] = {}
     trace_id: str = ""

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgspec
@@ -75,12 +74,3 @@ def with_worker_port(settings: Settings, port: int, *, data_dir: str | None = No
     worker = msgspec.structs.replace(settings.worker, web_port=port,
                                      data_dir=data_dir or settings.worker.data_dir)
     return msgspec.structs.replace(settings, worker=worker)
-
-
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")

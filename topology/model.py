@@ -37,21 +37,6 @@ NODE_KEYS: Final[dict[str, str]] = {
 # Relationship types. Written now: AFFECTED (Event -> resource).
 AFFECTED: Final = "AFFECTED"
 
-#: The architecture's full relationship schema as data: name -> (from, to). Only AFFECTED
-#: is written today; the rest are reserved names for the topology and correlation work.
-RELATIONSHIPS: Final[dict[str, tuple[str, str]]] = {
-    AFFECTED: (EVENT_LABEL, "resource"),
-    "RUNS_ON": ("Pod", "Node"),
-    "MOUNTS": ("Pod", "ConfigMap|PersistentVolumeClaim"),
-    "USES_SECRET": ("Pod", "Secret"),
-    "SELECTS": ("Service|NetworkPolicy", "Pod"),
-    "OWNS": ("resource", "resource"),
-    "CAUSED": (EVENT_LABEL, EVENT_LABEL),
-    "PRECEDED": (EVENT_LABEL, EVENT_LABEL),
-    "MATCHES": (EVENT_LABEL, "Pattern"),
-    "PREDICTED": ("Prediction", "resource"),
-    "VALIDATES": (EVENT_LABEL, "Prediction"),
-}
 
 _BY_LOWER: Final[dict[str, str]] = {label.lower(): label for label in RESOURCE_LABELS}
 
