@@ -34,8 +34,26 @@ NODE_KEYS: Final[dict[str, str]] = {
     EVENT_LABEL: EVENT_KEY,
 }
 
-# Relationship types. Written now: AFFECTED (Event -> resource).
+# Relationship types. AFFECTED (Event -> resource) is written by the graph sink.
 AFFECTED: Final = "AFFECTED"
+
+#: Between resources, the live topology (source -> target):
+#: (owner)-[:OWNS]->(owned), (Pod)-[:RUNS_ON]->(Node), (Service)-[:SELECTS]->(Pod),
+#: (Pod)-[:MOUNTS]->(ConfigMap), (Pod)-[:USES_SECRET]->(Secret), (Pod)-[:CLAIMS]->(PVC),
+#: (PVC)-[:BOUND_TO]->(PV), (PVC|PV)-[:USES]->(StorageClass), (Ingress)-[:ROUTES_TO]->(Service),
+#: (NetworkPolicy)-[:APPLIES_TO]->(Pod), (HPA)-[:SCALES]->(target).
+TOPOLOGY_RELATIONS: Final[tuple[str, ...]] = (
+    "OWNS", "RUNS_ON", "SELECTS", "MOUNTS", "USES_SECRET", "CLAIMS", "BOUND_TO", "USES",
+    "ROUTES_TO", "APPLIES_TO", "SCALES",
+)
+#: Relations a context walks to find what a resource depends on or what depends on it
+#: (ownership is walked on its own; RUNS_ON is left out: a Node joins hundreds of pods).
+DEPENDENCY_RELATIONS: Final[tuple[str, ...]] = (
+    "MOUNTS", "USES_SECRET", "SELECTS", "CLAIMS", "BOUND_TO", "USES", "ROUTES_TO", "APPLIES_TO", "SCALES",
+)
+#: Between events: (cause)-[:CAUSED]->(effect), (earlier)-[:PRECEDED {delay_ms}]->(later).
+CAUSED: Final = "CAUSED"
+PRECEDED: Final = "PRECEDED"
 
 
 _BY_LOWER: Final[dict[str, str]] = {label.lower(): label for label in RESOURCE_LABELS}

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from topology.model import (AFFECTED, ALL_RESOURCE_LABELS, EVENT_KEY, EVENT_LABEL, GENERIC_LABEL,
-                            NODE_KEYS, RESOURCE_KEY, label_for)
+from functools import lru_cache
+
+from topology.model import (AFFECTED, ALL_RESOURCE_LABELS, CAUSED, DEPENDENCY_RELATIONS, EVENT_KEY, EVENT_LABEL,
+                            GENERIC_LABEL, NODE_KEYS, PRECEDED, RESOURCE_KEY, TOPOLOGY_RELATIONS, label_for)
 from topology.rows import EventRow, ResourceRow
 
 
@@ -153,6 +155,83 @@ RETURN labels(r)[0] AS label, r.{RESOURCE_KEY} AS uid ORDER BY label, uid""")
 #: Rows: event (id), uid (resource) of every AFFECTED edge.
 ALL_AFFECTED = Query("all_affected", f"""MATCH (e:{EVENT_LABEL})-[:{AFFECTED}]->(r)
 RETURN e.id AS event, r.{RESOURCE_KEY} AS uid ORDER BY event, uid""")
+
+
+# --- topology and context ---------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def write_edges(relation: str, src_label: str, dst_label: str) -> Query:
+    """MERGE `$rows` of [source uid, target uid] as (src:Src)-[:RELATION]->(dst:Dst).
+
+    Labels and relation come from the model's fixed vocabulary only (ValueError otherwise).
+    """
+    if relation not in TOPOLOGY_RELATIONS + (CAUSED, PRECEDED):
+        raise ValueError(f"unknown relation {relation!r}")
+    for label in (src_label, dst_label):
+        if label not in ALL_RESOURCE_LABELS + (EVENT_LABEL,):
+            raise ValueError(f"unknown label {label!r}")
+    src_key, dst_key = NODE_KEYS[src_label], NODE_KEYS[dst_label]
+    return Query(f"write_edges:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
+MERGE (a:{src_label} {{{src_key}: row[0]}})
+MERGE (b:{dst_label} {{{dst_key}: row[1]}})
+MERGE (a)-[:{relation}]->(b)""")
+
+
+_DEPENDS = "|".join(DEPENDENCY_RELATIONS)
+_TOPOLOGY = "|".join(TOPOLOGY_RELATIONS)
+_ANCHOR = f"MATCH (e:{EVENT_LABEL} {{{EVENT_KEY}: $id}})"
+_EVENT_COLUMNS = ("{v}.id AS id, {v}.timestamp AS timestamp, {v}.reason AS reason, {v}.intent AS intent, "
+                  "{v}.severity AS severity, {v}.narrative AS narrative")
+
+#: Params `id`. Rows: the event, and each resource it affects (label, uid, name, namespace, node).
+CONTEXT_EVENT = Query("context_event", f"""{_ANCHOR}
+OPTIONAL MATCH (e)-[:{AFFECTED}]->(r)
+RETURN {_EVENT_COLUMNS.format(v="e")},
+       labels(r)[0] AS label, r.uid AS uid, r.name AS name, r.namespace AS namespace, r.node AS node""")
+
+#: Params `id`. Rows: the owners of the affected resources, nearest first (depth 1 = direct owner).
+CONTEXT_OWNERS = Query("context_owners", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
+MATCH p = (o)-[:OWNS*1..4]->(r)
+RETURN labels(o)[0] AS label, o.uid AS uid, o.name AS name, o.namespace AS namespace,
+       min(length(p)) AS depth
+ORDER BY depth, label, name""")
+
+#: Params `id`, `limit`. Rows: resources within 3 hops of the affected ones through
+#: dependency relations (mounts, selectors, claims, routes...), nearest first.
+CONTEXT_DEPENDENCIES = Query("context_dependencies", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
+MATCH p = (r)-[:{_DEPENDS}*1..3]-(d)
+WHERE d <> r
+RETURN labels(d)[0] AS label, d.uid AS uid, d.name AS name, d.namespace AS namespace, d.node AS node,
+       min(length(p)) AS hops
+ORDER BY hops, label, name
+LIMIT $limit""")
+
+#: Params `id`, `window_ms`, `limit`. Rows: other events within the window that affect the same
+#: resources or a resource one topology hop away (its ConfigMap, its node, its service...).
+CONTEXT_TEMPORAL = Query("context_temporal", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
+WITH e, r
+MATCH (r)-[:{_TOPOLOGY}*0..1]-(x)
+WITH DISTINCT e, x
+MATCH (x)<-[:{AFFECTED}]-(t:{EVENT_LABEL})
+WHERE t.timestamp >= e.timestamp - $window_ms AND t.timestamp <= e.timestamp + $window_ms
+  AND t.id <> e.id
+RETURN DISTINCT {_EVENT_COLUMNS.format(v="t")}, labels(x)[0] AS label, x.name AS name
+ORDER BY timestamp, id
+LIMIT $limit""")
+
+#: Params `id`. Rows: each chain of causes ending at the event, as event ids root first.
+CONTEXT_CAUSES = Query("context_causes", f"""{_ANCHOR}
+MATCH p = (root:{EVENT_LABEL})-[:{CAUSED}*1..10]->(e)
+RETURN [n IN nodes(p) | n.id] AS chain
+ORDER BY size(chain) DESC
+LIMIT 5""")
+
+#: Params `id`, `limit`. Rows: events the event caused, directly or not, nearest first.
+CONTEXT_CONSEQUENCES = Query("context_consequences", f"""{_ANCHOR}
+MATCH p = (e)-[:{CAUSED}*1..10]->(c:{EVENT_LABEL})
+RETURN {_EVENT_COLUMNS.format(v="c")}, min(length(p)) AS depth
+ORDER BY depth, timestamp
+LIMIT $limit""")
 
 
 # --- schema -----------------------------------------------------------------------------
