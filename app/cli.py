@@ -8,6 +8,7 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio bridge                  the JetStream -> Kafka bridge alone
     tapio replay FILE|DIR...      publish recordings (kubectl JSON/YAML, watch streams) to JetStream
     tapio deadletters             what was rejected, why and where
+    tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
     tapio demo                    everything above on a bundled incident, then what the graph knows
 """
 
@@ -142,6 +143,35 @@ def replay(ctx: click.Context, paths: tuple[str, ...]) -> None:
         click.echo(f"  {error}", err=True)
     if summary.errors and not summary.events:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("event_id")
+@click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@click.pass_context
+def context(ctx: click.Context, event_id: str, output: str) -> None:
+    """What the graph knows around one event: resources, owners, dependencies, correlated events, causes."""
+    import msgspec
+
+    from topology.context import ContextError, reveal_context
+    from topology.graph import open_graph
+    from topology.narrative import render_tree
+
+    async def main() -> object:
+        graph = open_graph(_settings(ctx).graph)
+        try:
+            return await reveal_context(graph, event_id)
+        finally:
+            await graph.close()
+
+    try:
+        found = asyncio.run(main())
+    except ContextError as e:
+        raise click.ClickException(str(e)) from e
+    if output == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(found).decode(), indent=2))
+    else:
+        click.echo("\n".join(render_tree(found)))
 
 
 @cli.command()

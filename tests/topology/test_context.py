@@ -17,15 +17,17 @@ from topology.graph import open_graph
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 
 
-def ev(eid: str, second: int, kind: str, name: str, uid: str, reason: str, *, node: str = "") -> UnifiedEvent:
+def ev(eid: str, second: int, kind: str, name: str, uid: str, reason: str, *, node: str = "",
+       intent: str = "") -> UnifiedEvent:
     return UnifiedEvent(id=eid, timestamp=T0 + timedelta(seconds=second), type="kubeapi", source="test",
-                        semantic=SemanticContext(intent=reason.lower(), category="test", narrative=f"{name}: {reason}"),
+                        semantic=SemanticContext(intent=intent or reason.lower(), category="test",
+                                                 narrative=f"{name}: {reason}"),
                         k8s=K8sContext(kind=kind, name=name, namespace="shop", uid=uid, node=node),
                         kubernetes=KubernetesData(action="EVENT", reason=reason))
 
 
 EVENTS = [
-    ev("cm-edit", 0, "ConfigMap", "nginx-config", "u-cm", "Updated"),
+    ev("cm-edit", 0, "ConfigMap", "nginx-config", "u-cm", "Updated", intent="config-change"),
     ev("p1-backoff", 40, "Pod", "nginx-1", "u-p1", "BackOff", node="node-a"),
     ev("p1-unhealthy", 35, "Pod", "nginx-1", "u-p1", "Unhealthy", node="node-a"),
     ev("p2-backoff", 50, "Pod", "nginx-2", "u-p2", "BackOff", node="node-b"),
@@ -87,3 +89,14 @@ def test_edge_queries_only_take_the_model_vocabulary() -> None:
         queries.write_edges("DROP", "Pod", "Node")
     with pytest.raises(ValueError, match="unknown label"):
         queries.write_edges("OWNS", "Pod) DETACH DELETE (x", "Node")
+
+
+async def test_tree_names_the_change_behind_the_crash(graph) -> None:
+    from topology.narrative import render_tree
+
+    ctx = await reveal_context(graph, "p2-backoff")  # no CAUSED chain: the cause comes from correlation
+    text = "\n".join(render_tree(ctx))
+    assert text.splitlines()[0] == "nginx-2: BackOff  [info]"
+    assert "affects Pod shop/nginx-2 on node node-b" in text
+    assert "owned by ReplicaSet u-rs <- Deployment u-dep" in text  # nameless (edge-only) nodes show their uid
+    assert "probable root cause: correlated change 50s before: ConfigMap nginx-config (Updated)" in text
