@@ -9,6 +9,7 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio replay FILE|DIR...      publish recordings (kubectl JSON/YAML, watch streams) to JetStream
     tapio deadletters             what was rejected, why and where
     tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
+    tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
     tapio demo                    everything above on a bundled incident, then what the graph knows
 """
 
@@ -172,6 +173,43 @@ def context(ctx: click.Context, event_id: str, output: str) -> None:
         click.echo(msgspec.json.format(msgspec.json.encode(found).decode(), indent=2))
     else:
         click.echo("\n".join(render_tree(found)))
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@click.pass_context
+def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output: str) -> None:
+    """Why a resource is in trouble: `tapio explain pod/web-0 -n shop` (kubectl argument style)."""
+    import msgspec
+
+    from app.explain import ExplainError, explain as explain_resource, parse_target
+    from topology.graph import open_graph
+    from topology.narrative import render_tree
+
+    try:
+        kind, name = parse_target(target)
+    except ExplainError as e:
+        raise click.UsageError(str(e)) from e
+
+    async def main() -> object:
+        graph = open_graph(_settings(ctx).graph)
+        try:
+            return await explain_resource(graph, kind=kind, name=name, namespace=namespace)
+        finally:
+            await graph.close()
+
+    try:
+        found = asyncio.run(main())
+    except ExplainError as e:
+        raise click.ClickException(str(e)) from e
+    if output == "json":
+        click.echo(msgspec.json.format(msgspec.json.encode(found).decode(), indent=2))
+    else:
+        where = f" -n {found.namespace}" if found.namespace else ""
+        click.echo(f"{found.kind}/{found.name}{where}: {found.events} events in the graph; the most telling:")
+        click.echo("\n".join(render_tree(found.context)))
 
 
 @cli.command()

@@ -1,0 +1,80 @@
+"""`tapio explain <kind>/<name> -n <namespace>`: the story of one resource, from the live graph.
+
+Fed by: the CLI. Feeds: the terminal (a tree) or JSON.
+
+Picks the resource's most telling recent event (the newest of its worst severity), reveals
+that event's context (`topology.context`) and renders it (`topology.narrative`). Arguments
+follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from topology import queries
+from topology.context import Context, reveal_context
+from topology.graph import GraphStore
+
+KIND_ALIASES = {
+    "po": "Pod", "pod": "Pod", "pods": "Pod", "no": "Node", "node": "Node", "nodes": "Node",
+    "svc": "Service", "service": "Service", "services": "Service",
+    "cm": "ConfigMap", "configmap": "ConfigMap", "configmaps": "ConfigMap",
+    "secret": "Secret", "secrets": "Secret",
+    "deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
+    "rs": "ReplicaSet", "replicaset": "ReplicaSet", "replicasets": "ReplicaSet",
+    "sts": "StatefulSet", "statefulset": "StatefulSet", "statefulsets": "StatefulSet",
+    "ds": "DaemonSet", "daemonset": "DaemonSet", "daemonsets": "DaemonSet",
+    "job": "Job", "jobs": "Job", "cj": "CronJob", "cronjob": "CronJob", "cronjobs": "CronJob",
+    "pvc": "PersistentVolumeClaim", "persistentvolumeclaim": "PersistentVolumeClaim",
+    "pv": "PersistentVolume", "persistentvolume": "PersistentVolume",
+    "sc": "StorageClass", "storageclass": "StorageClass",
+    "ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress",
+    "netpol": "NetworkPolicy", "networkpolicy": "NetworkPolicy",
+    "hpa": "HorizontalPodAutoscaler", "horizontalpodautoscaler": "HorizontalPodAutoscaler",
+    "ns": "Namespace", "namespace": "Namespace",
+}
+CLUSTER_SCOPED = {"Node", "PersistentVolume", "StorageClass", "Namespace"}
+_RANK = {"critical": 4, "error": 3, "warning": 2, "info": 1, "debug": 0}
+
+
+class ExplainError(LookupError):
+    """What to explain is malformed or unknown to the graph; the message says which."""
+
+
+class Explanation(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    name: str
+    namespace: str
+    events: int
+    context: Context
+
+
+def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
+    """kubectl style: ("pod/web-0",) or ("pod", "web-0") -> ("Pod", "web-0")."""
+    if len(args) == 1 and "/" in args[0]:
+        kind, _, name = args[0].partition("/")
+    elif len(args) == 2:
+        kind, name = args
+    else:
+        raise ExplainError(f"expected KIND/NAME or KIND NAME, got {' '.join(args) or 'nothing'}")
+    resolved = KIND_ALIASES.get(kind.lower(), kind)
+    if not name:
+        raise ExplainError(f"no name in {args[0]!r}")
+    return resolved, name
+
+
+def pick_event(rows: list[dict]) -> dict:
+    """The newest event of the worst severity: what an SRE asking 'why' means."""
+    return max(rows, key=lambda r: (_RANK.get(r.get("severity") or "info", 1), r.get("timestamp") or 0, r["id"]))
+
+
+async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) -> Explanation:
+    ns = "" if kind in CLUSTER_SCOPED else namespace
+    rows = await graph.query(queries.events_for_resource(kind), kind=kind, namespace=ns, name=name)
+    if not rows:
+        where = f" in namespace {ns}" if ns else ""
+        raise ExplainError(f"the graph has no events about {kind} {name}{where}: check the name and -n, "
+                           f"or replay/collect its events first")
+    event = pick_event(rows)
+    ctx = await reveal_context(graph, event["id"])
+    return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx)
