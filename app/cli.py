@@ -7,6 +7,7 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio worker [--no-bridge]    one worker of the group: the Faust agents (and the bridge)
     tapio bridge                  the JetStream -> Kafka bridge alone
     tapio replay FILE|DIR...      publish recordings (kubectl JSON/YAML, watch streams) to JetStream
+    tapio collect kubeapi         list + watch a live cluster and publish to JetStream
     tapio deadletters             what was rejected, why and where
     tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
     tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
@@ -127,6 +128,38 @@ def bridge_cmd(ctx: click.Context) -> None:
             logging.getLogger("app.bridge").info("bridge stopped after %d events", b.bridged)
 
     asyncio.run(main())
+
+
+@cli.group()
+def collect() -> None:
+    """Run a collector until interrupted."""
+
+
+@collect.command(name="kubeapi")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the in-cluster service account).")
+@click.option("--context", "kube_context", default=None, help="kubeconfig context (default: the current one).")
+@click.option("--kinds", default=None, help="Comma-separated kinds to watch (default: all 21, see docker/rbac.yaml).")
+@click.pass_context
+def collect_kubeapi(ctx: click.Context, kubeconfig: str | None, kube_context: str | None, kinds: str | None) -> None:
+    """List and watch the Kubernetes API and publish every object change and Event to JetStream."""
+    from app.jetstream import JetStreamError
+    from collectors.kubeapi import KubeConfigError, UnknownKindError, run_kubeapi_collector
+
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_kubeapi_collector(settings, kubeconfig=kubeconfig, context=kube_context, stop=stop,
+                                    kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else None)
+
+    try:
+        asyncio.run(main())
+    except (KubeConfigError, UnknownKindError, JetStreamError) as e:
+        raise click.ClickException(str(e)) from e
 
 
 @cli.command()

@@ -1,0 +1,445 @@
+"""The kubeapi collector with the real `kubernetes` client against kmock's KubernetesEmulator.
+
+kmock facts these tests rely on (kmock 0.8, checked in its source): the sync client sends
+`watch=true`, which kmock matches; a list answers `resourceVersion: "..."`; every watch first
+replays all current objects as ADDED, then streams what goes through the emulator's HTTP API
+(POST / PATCH / DELETE); objects set through `emulator.objects` directly change state WITHOUT a
+watch event, which is how these tests make "the gap" a 410 hides; resourceVersion and uid are
+never stamped, so every object carries its own; resourceVersion / timeoutSeconds on a watch are
+ignored. A 410 is injected as an ERROR event on the resource's bus (`emulator._buses`, private),
+or as the HTTP status of a watch request through a one-shot reaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import kmock
+import kmock._internal.parsing as kmock_parsing
+import msgspec
+import pytest
+import yaml
+from kubernetes import client
+
+from app.events import RawEvent
+from app.jetstream import RAW_CODEC, connect, ensure_streams
+from app.settings import Settings
+from collectors.kubeapi import (KINDS, LAST_APPLIED, KubeConfigError, UnknownKindError, load_api_client, resolve_kinds,
+                                run_kubeapi_collector, watch_cluster)
+from collectors.replay import ReplayError, raw_event_from_object
+from collectors.watching import WatchOptions
+
+T0 = "2026-11-20T10:00:00Z"
+FAST = WatchOptions(backoff_initial_s=0.05, backoff_max_s=0.2)
+PODS, NODES = kmock.resource("", "v1", "pods"), kmock.resource("", "v1", "nodes")
+CMS, SECRETS = kmock.resource("", "v1", "configmaps"), kmock.resource("", "v1", "secrets")
+_kmock_parse_path = kmock_parsing.parse_path
+ParsedPath = kmock_parsing.ParsedPath
+RBAC = Path(__file__).resolve().parents[2] / "docker" / "rbac.yaml"
+
+
+def obj(kind: str, name: str, *, ns: str = "", rv: str = "1", api_version: str = "v1", **fields: object) -> dict:
+    meta = {"name": name, "uid": f"uid-{name}", "resourceVersion": rv, "creationTimestamp": T0}
+    if ns:
+        meta["namespace"] = ns
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, **fields}
+
+
+def with_rv(o: dict, rv: str, **fields: object) -> dict:
+    new = copy.deepcopy(o)
+    new["metadata"]["resourceVersion"] = rv
+    new.update(fields)
+    return new
+
+
+def seen(events: list[RawEvent]) -> list[tuple[str, str, str]]:
+    return [(e.metadata["action"], e.metadata["name"], e.metadata["resource_version"]) for e in events]
+
+
+async def until(predicate: Callable[[], object], *, timeout: float = 10.0,
+                what: Callable[[], str] | str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        await asyncio.sleep(0.01)
+
+
+def watches(emu: kmock.KubernetesEmulator, resource: kmock.resource, *, action=kmock.action.WATCH) -> list:
+    return [r for r in emu if r.action == action and r.resource == resource]
+
+
+def lists(emu: kmock.KubernetesEmulator, resource: kmock.resource) -> list:
+    return watches(emu, resource, action=kmock.action.LIST)
+
+
+async def watch_live(emu: kmock.KubernetesEmulator, resource: kmock.resource) -> None:
+    """Until a watch on `resource` listens to the emulator's bus (its replay of current objects is sent)."""
+    await until(lambda: emu._buses[resource].consumer_count >= 1, what=f"a watch on {resource}")
+
+
+def _parse_path_listing_namespaces(path: str) -> ParsedPath:
+    """kmock 0.8 fails (ValueError, HTTP 500) on `/api/v1/namespaces`: it reads "namespaces" as the
+    start of `/namespaces/<ns>/...` and finds no namespace. The list of Namespaces is a plural."""
+    if path.strip("/").split("/") == ["api", "v1", "namespaces"]:
+        return ParsedPath(group="", version="v1", plural="namespaces")
+    return _kmock_parse_path(path)
+
+
+@pytest.fixture
+async def emulator(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(kmock_parsing, "parse_path", _parse_path_listing_namespaces)
+    async with kmock.KubernetesEmulator() as emu, kmock.Server(emu):
+        for spec in KINDS:
+            emu.resources[f"{spec.api_version}/{spec.plural}"] = kmock.ResourceInfo(
+                kind=spec.kind, namespaced=spec.method.endswith("_for_all_namespaces"))
+        yield emu
+
+
+def api_for(emu: kmock.KubernetesEmulator) -> client.ApiClient:
+    configuration = client.Configuration(host=str(emu.url).rstrip("/"))
+    configuration.connection_pool_maxsize = len(KINDS) + 4  # as load_api_client sizes it: one per watch
+    return client.ApiClient(configuration)
+
+
+class Collector:
+    """watch_cluster drained in the background into `.events`, stopped through its `stop` event."""
+
+    def __init__(self, api: client.ApiClient, kinds: list[str] | None, *, options: WatchOptions = FAST) -> None:
+        self.stop = asyncio.Event()
+        self.watch = watch_cluster(api, kinds=kinds, stop=self.stop, options=options)
+        self.items: list = []
+
+    @property
+    def events(self) -> list[RawEvent]:
+        return [i for i in self.items if isinstance(i, RawEvent)]
+
+    async def __aenter__(self) -> Collector:
+        await self.watch.__aenter__()
+        self.task = asyncio.create_task(self._drain())
+        return self
+
+    async def _drain(self) -> None:
+        async for item in self.watch:
+            self.items.append(item)
+
+    async def wait(self, n: int) -> list[RawEvent]:
+        await until(lambda: len(self.events) >= n, what=lambda: f"{n} events, have {seen(self.events)}")
+        await asyncio.sleep(0.2)  # nothing more should come
+        return self.events
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, timeout=5)  # stop ends the iteration, watches still open
+        await self.watch.aclose()
+
+
+async def test_list_then_watch_emits_snapshots_then_changes(emulator: kmock.KubernetesEmulator) -> None:
+    web1 = obj("Pod", "web-1", ns="shop", spec={"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]},
+               status={"containerStatuses": [{"name": "c", "restartCount": 2}]})
+    node = obj("Node", "n1")
+    emulator.objects[PODS, "shop", "web-1"] = web1
+    emulator.objects[NODES, None, "n1"] = node
+    web2 = obj("Pod", "web-2", ns="shop", rv="5")
+    async with Collector(api_for(emulator), ["pods", "nodes"]) as run:
+        await run.wait(2)
+        await watch_live(emulator, PODS)
+        assert (await emulator.post("/api/v1/namespaces/shop/pods", json=web2)).status == 200
+        await until(lambda: len(run.events) >= 3)
+        patch = {"metadata": {"resourceVersion": "6"}, "status": {"phase": "Running"}}
+        assert (await emulator.patch("/api/v1/namespaces/shop/pods/web-1", json=patch)).status == 200
+        await until(lambda: len(run.events) >= 4)
+        assert (await emulator.delete("/api/v1/namespaces/shop/pods/web-2")).status == 200
+        events = await run.wait(5)
+
+    web1_v6 = with_rv(web1, "6", status={**web1["status"], "phase": "Running"})
+    expected_pods = [("SNAPSHOT", web1), ("ADDED", web2), ("MODIFIED", web1_v6), ("DELETED", web2)]
+    pods = [e for e in events if e.metadata["kind"] == "Pod"]
+    assert seen(pods) == [("SNAPSHOT", "web-1", "1"), ("ADDED", "web-2", "5"), ("MODIFIED", "web-1", "6"),
+                          ("DELETED", "web-2", "5")]
+    for event, (action, o) in zip(pods, expected_pods):
+        assert event.id == raw_event_from_object(o, action=action, source="x").id
+        assert {k: event.metadata[k] for k in ("kind", "name", "namespace", "uid", "action", "api_version")} == {
+            "kind": "Pod", "name": o["metadata"]["name"], "namespace": "shop", "uid": o["metadata"]["uid"],
+            "action": action, "api_version": "v1"}
+        assert event.type == "kubeapi" and event.metadata["source"].endswith("/pods")
+    assert pods[0].metadata["node"] == "n1" and b'"nodeName":"n1"' in pods[0].data  # camelCase, as sent
+    assert b'"restartCount":2' in pods[0].data
+    [node_event] = [e for e in events if e.metadata["kind"] == "Node"]
+    assert (node_event.metadata["action"], node_event.namespace) == ("SNAPSHOT", "_cluster")
+    assert node_event.id == raw_event_from_object(node, action="SNAPSHOT", source="x").id
+    [watch] = watches(emulator, PODS)
+    assert watch.params["allowWatchBookmarks"] == "true" and watch.params["resourceVersion"] == "..."
+    assert int(watch.params["timeoutSeconds"]) >= FAST.timeout_seconds and len(lists(emulator, PODS)) == 1
+
+
+async def test_normal_end_resumes_from_the_last_bookmark_without_relisting(
+        emulator: kmock.KubernetesEmulator) -> None:
+    a, b = obj("ConfigMap", "a", ns="app"), obj("ConfigMap", "b", ns="app", rv="5")
+    emulator.objects[CMS, "app", "a"] = a
+    bookmark = {"type": "BOOKMARK", "object": {"kind": "ConfigMap", "apiVersion": "v1",
+                                               "metadata": {"resourceVersion": "9"}}}
+    # the first watch request gets a finite stream: one change, a bookmark, then the server ends it
+    emulator[kmock.action.WATCH, CMS][:1] << ({"type": "ADDED", "object": b}, bookmark)
+    async with Collector(api_for(emulator), ["configmaps"]) as run:
+        events = await run.wait(2)
+        await until(lambda: len(watches(emulator, CMS)) >= 2, what="the watch resumed")
+    assert seen(events) == [("SNAPSHOT", "a", "1"), ("ADDED", "b", "5")]
+    first, second = watches(emulator, CMS)[:2]
+    assert first.params["resourceVersion"] == "..." and second.params["resourceVersion"] == "9"
+    assert len(lists(emulator, CMS)) == 1
+
+
+async def test_410_error_event_relists_and_emits_only_the_gap(emulator: kmock.KubernetesEmulator) -> None:
+    a, b, c = (obj("ConfigMap", n, ns="app") for n in "abc")
+    for o in (a, b, c):
+        emulator.objects[CMS, "app", o["metadata"]["name"]] = o
+    async with Collector(api_for(emulator), ["configmaps"]) as run:
+        await run.wait(3)
+        await watch_live(emulator, CMS)
+        await emulator.patch("/api/v1/namespaces/app/configmaps/a", json={"metadata": {"resourceVersion": "2"}})
+        await until(lambda: len(run.events) >= 4)
+        # the gap: changes the watch never reports
+        emulator.objects[CMS, "app", "b"].delete()
+        emulator.objects[CMS, "app", "c"].patch({"metadata": {"resourceVersion": "2"}, "data": {"k": "v"}})
+        emulator.objects[CMS, "app", "d"] = obj("ConfigMap", "d", ns="app")
+        await emulator._buses[CMS].put({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired",
+            "message": "too old resource version: 1 (2)"}})
+        await until(lambda: len(run.events) >= 7)
+        await emulator.post("/api/v1/namespaces/app/configmaps", json=obj("ConfigMap", "e", ns="app"))
+        events = await run.wait(8)
+    assert seen(events) == [
+        ("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "1"), ("SNAPSHOT", "c", "1"),
+        ("MODIFIED", "a", "2"),
+        ("DELETED", "b", "1"), ("MODIFIED", "c", "2"), ("ADDED", "d", "1"),  # the relist: the gap only
+        ("ADDED", "e", "1"),
+    ]
+    assert len({e.id for e in events}) == 8
+    assert len(lists(emulator, CMS)) == 2
+    assert events[5].id == raw_event_from_object(with_rv(c, "2", data={"k": "v"}), action="MODIFIED", source="").id
+
+
+async def test_410_status_on_opening_the_watch_relists(emulator: kmock.KubernetesEmulator) -> None:
+    a, b = obj("ConfigMap", "a", ns="app"), obj("ConfigMap", "b", ns="app")
+    emulator.objects[CMS, "app", "a"], emulator.objects[CMS, "app", "b"] = a, b
+
+    def gap_then_gone() -> dict:
+        emulator.objects[CMS, "app", "a"].patch({"metadata": {"resourceVersion": "3"}})
+        emulator.objects[CMS, "app", "b"].delete()
+        emulator.objects[CMS, "app", "c"] = obj("ConfigMap", "c", ns="app", rv="3")
+        return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Gone",
+                "message": "too old resource version"}
+
+    emulator[kmock.action.WATCH, CMS][:1] << 410 << gap_then_gone
+    async with Collector(api_for(emulator), ["configmaps"]) as run:
+        events = await run.wait(5)
+        await until(lambda: len(watches(emulator, CMS)) >= 2)
+    assert seen(events) == [("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "1"),
+                            ("DELETED", "b", "1"), ("MODIFIED", "a", "3"), ("ADDED", "c", "3")]
+    assert len(lists(emulator, CMS)) == 2
+
+
+async def test_secret_values_never_leave_the_collector(emulator: kmock.KubernetesEmulator) -> None:
+    password, token = "hunter2-Sup3rS3cret", "tok-9f8e7d6c5b4a"
+    encoded = base64.b64encode(password.encode()).decode()
+    applied = yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "data": {"password": encoded}})
+    secret = obj("Secret", "db", ns="shop", type="Opaque", data={"password": encoded, "a-user": "YWRtaW4="},
+                 stringData={"token": token})
+    secret["metadata"]["annotations"] = {LAST_APPLIED: applied, "team": "db"}
+    emulator.objects[SECRETS, "shop", "db"] = secret
+    rotated = "rotated-Pa55w0rd-xyz"
+    async with Collector(api_for(emulator), ["secrets"]) as run:
+        await run.wait(1)
+        await watch_live(emulator, SECRETS)
+        await emulator.patch("/api/v1/namespaces/shop/secrets/db", json={
+            "metadata": {"resourceVersion": "2"}, "data": {"password": base64.b64encode(rotated.encode()).decode()}})
+        events = await run.wait(2)
+    assert seen(events) == [("SNAPSHOT", "db", "1"), ("MODIFIED", "db", "2")]
+    for event in events:
+        wire = RAW_CODEC.encode(event)  # everything that would be published
+        for value in (password, encoded, token, rotated, base64.b64encode(rotated.encode()).decode(), "admin",
+                      "YWRtaW4="):
+            assert value.encode() not in wire and value.encode() not in event.data
+    first, second = (msgspec.json.decode(e.data) for e in events)
+    assert list(first["data"]) == ["a-user", "password"] and list(first["stringData"]) == ["token"]
+    assert all(v.startswith("sha256:") and len(v) == 71 for v in first["data"].values())
+    assert first["data"]["password"] != second["data"]["password"]  # a rotation still shows
+    assert first["data"]["a-user"] == second["data"]["a-user"]
+    annotations = first["metadata"]["annotations"]
+    assert annotations["team"] == "db" and annotations[LAST_APPLIED].startswith("sha256:")
+
+
+async def test_every_kind_is_listed_with_kind_and_api_version_filled_in(emulator: kmock.KubernetesEmulator) -> None:
+    for spec in KINDS:  # stored like a real API server lists them: items without kind / apiVersion
+        namespaced = spec.method.endswith("_for_all_namespaces")
+        item = obj(spec.kind, f"x-{spec.name}", ns="ns" if namespaced else "")
+        del item["kind"], item["apiVersion"]
+        emulator.objects[f"{spec.api_version}/{spec.plural}", "ns" if namespaced else None, f"x-{spec.name}"] = item
+    async with Collector(api_for(emulator), None) as run:
+        events = await run.wait(len(KINDS))
+    assert len(events) == len(KINDS)
+    by_name = {e.metadata["name"]: e for e in events}
+    for spec in KINDS:
+        event = by_name[f"x-{spec.name}"]
+        assert (event.metadata["kind"], event.metadata["api_version"]) == (spec.kind, spec.api_version)
+        assert event.metadata["action"] == ("EVENT" if spec.kind == "Event" else "SNAPSHOT")
+
+
+async def test_an_unusable_object_comes_out_as_an_error_and_the_rest_goes_on(
+        emulator: kmock.KubernetesEmulator) -> None:
+    timeless = obj("ConfigMap", "timeless", ns="app")
+    del timeless["metadata"]["creationTimestamp"]
+    emulator.objects[CMS, "app", "timeless"] = timeless
+    emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
+    async with Collector(api_for(emulator), ["configmaps"]) as run:
+        events = await run.wait(1)
+    [error] = [i for i in run.items if isinstance(i, ReplayError)]
+    assert seen(events) == [("SNAPSHOT", "a", "1")]
+    assert error.position == "SNAPSHOT app/timeless" and "no timestamp" in error.reason
+    assert error.file.endswith("/configmaps") and '"timeless"' in error.fragment
+
+
+async def test_api_errors_back_off_and_say_what_to_check(emulator: kmock.KubernetesEmulator,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403, "reason": "Forbidden",
+                 "message": 'configmaps is forbidden: User "x" cannot list resource "configmaps"'}
+    emulator[kmock.action.LIST, CMS][:2] << 403 << forbidden
+    with caplog.at_level(logging.WARNING, logger="collectors.watching"):
+        async with Collector(api_for(emulator), ["configmaps"]) as run:
+            events = await run.wait(1)
+    assert seen(events) == [("SNAPSHOT", "a", "1")] and len(lists(emulator, CMS)) == 3
+    warnings = [r.getMessage() for r in caplog.records if "configmaps" in r.getMessage()]
+    assert len(warnings) == 2 and all("HTTP 403" in w and "RBAC" in w and "retrying in" in w for w in warnings)
+
+
+async def test_a_watch_that_keeps_ending_at_once_does_not_busy_loop(emulator: kmock.KubernetesEmulator) -> None:
+    emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
+    emulator[kmock.action.WATCH, CMS] << b""  # every watch: 200, empty body, over
+    options = WatchOptions(backoff_initial_s=0.1, backoff_max_s=0.4)
+    async with Collector(api_for(emulator), ["configmaps"], options=options) as run:
+        await run.wait(1)
+        await asyncio.sleep(1.5)
+    assert 2 <= len(watches(emulator, CMS)) <= 10  # reconnects, with backoff: not hundreds
+    assert len(lists(emulator, CMS)) == 1 and len(run.events) == 1
+
+
+async def test_stop_ends_open_watches_and_their_threads(emulator: kmock.KubernetesEmulator) -> None:
+    emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
+    started = asyncio.get_running_loop().time()
+    async with Collector(api_for(emulator), ["configmaps", "pods", "nodes"]) as run:
+        await run.wait(1)
+        await watch_live(emulator, CMS)
+    assert asyncio.get_running_loop().time() - started < 5
+    await until(lambda: not [t for t in threading.enumerate() if t.name.startswith("kubeapi")], timeout=5,
+                what="the watch threads to end")
+
+
+def test_kind_names() -> None:
+    assert [s.name for s in resolve_kinds(["Pod", "deployments.apps", "events", "events.events.k8s.io"])] == [
+        "pods", "deployments", "events", "events.events.k8s.io"]
+    assert resolve_kinds(["Event"])[0].api_version == "v1"
+    assert len(resolve_kinds(None)) == len(KINDS) == 21
+    with pytest.raises(UnknownKindError, match="unknown kind 'widgets'"):
+        resolve_kinds(["widgets"])
+    with pytest.raises(UnknownKindError, match="no kinds"):
+        resolve_kinds([])
+
+
+def test_rbac_grants_read_only_exactly_the_watched_kinds() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all(RBAC.read_text())}
+    granted = {(group, resource) for rule in docs["ClusterRole"]["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {(s.group, s.plural) for s in KINDS}
+    assert all(sorted(rule["verbs"]) == ["get", "list", "watch"] for rule in docs["ClusterRole"]["rules"])
+    assert docs["ServiceAccount"]["metadata"] == {"name": "tapio", "namespace": "tapio"}
+    binding = docs["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == docs["ClusterRole"]["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tapio", "namespace": "tapio"}]
+
+
+def kubeconfig(path: Path, emulator_url: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "http://127.0.0.1:9"}},
+                     {"name": "emu", "cluster": {"server": emulator_url}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}},
+                     {"name": "emulator", "context": {"cluster": "emu", "user": "u"}}],
+    }))
+    return path
+
+
+async def test_kubeconfig_and_context_pick_the_cluster(emulator: kmock.KubernetesEmulator, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    url = str(emulator.url).rstrip("/")
+    path = kubeconfig(tmp_path / "config", url)
+    assert load_api_client(kubeconfig=str(path)).configuration.host == "http://127.0.0.1:9"  # current-context
+    api = load_api_client(kubeconfig=str(path), context="emulator")
+    assert api.configuration.host == url
+    emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
+    async with Collector(api, ["configmaps"]) as run:
+        assert seen(await run.wait(1)) == [("SNAPSHOT", "a", "1")]
+    monkeypatch.setenv("KUBECONFIG", str(path))  # found like kubectl finds it
+    assert load_api_client(context="emulator").configuration.host == url
+    with pytest.raises(KubeConfigError, match="context 'nope'"):
+        load_api_client(kubeconfig=str(path), context="nope")
+    with pytest.raises(KubeConfigError, match="does not exist"):
+        load_api_client(kubeconfig=str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config, not in a pod
+    with pytest.raises(KubeConfigError, match="in-cluster service account"):
+        load_api_client()
+
+
+async def test_end_to_end_into_jetstream(emulator: kmock.KubernetesEmulator, settings: Settings,
+                                         tmp_path: Path) -> None:
+    ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    password = "e2e-secret-value-42"
+    pod = obj("Pod", "api-0", ns=ns)
+    secret = obj("Secret", "creds", ns=ns, data={"password": base64.b64encode(password.encode()).decode()})
+    event = obj("Event", "api-0.17f", ns=ns, reason="BackOff", type="Warning", message="Back-off restarting",
+                involvedObject={"kind": "Pod", "name": "api-0", "namespace": ns, "uid": "uid-api-0"},
+                lastTimestamp="2026-11-20T10:05:00Z", count=3)
+    emulator.objects[PODS, ns, "api-0"] = pod
+    emulator.objects[SECRETS, ns, "creds"] = secret
+    emulator.objects[kmock.resource("", "v1", "events"), ns, "api-0.17f"] = event
+    path = kubeconfig(tmp_path / "config", str(emulator.url).rstrip("/"))
+
+    nc = await connect(settings.nats, name="test-kubeapi-e2e")
+    js = nc.jetstream()
+    await ensure_streams(js, settings.nats)  # so the test can subscribe first; the collector does it too
+    stop = asyncio.Event()
+    collector = asyncio.create_task(run_kubeapi_collector(
+        settings, kubeconfig=str(path), context="emulator", kinds=["pods", "secrets", "events"], stop=stop,
+        options=FAST))
+    try:
+        sub = await js.subscribe(f"{settings.nats.subject_prefix}.kubeapi.{ns}", ordered_consumer=True)
+        msgs = [await sub.next_msg(timeout=15) for _ in range(3)]
+        await watch_live(emulator, PODS)
+        await emulator.post(f"/api/v1/namespaces/{ns}/pods", json=obj("Pod", "api-1", ns=ns, rv="2"))
+        msgs.append(await sub.next_msg(timeout=15))
+        stop.set()
+        await asyncio.wait_for(collector, timeout=10)  # stop ends it cleanly
+    finally:
+        stop.set()
+        await asyncio.wait({collector}, timeout=10)
+        await nc.drain()
+    got = {(e.metadata["action"], e.metadata["name"]): e for e in (RAW_CODEC.decode(m.data) for m in msgs)}
+    assert set(got) == {("SNAPSHOT", "api-0"), ("SNAPSHOT", "creds"), ("EVENT", "api-0.17f"), ("ADDED", "api-1")}
+    assert got["SNAPSHOT", "api-0"].id == raw_event_from_object(pod, action="SNAPSHOT", source="").id
+    assert got["EVENT", "api-0.17f"].id == raw_event_from_object(event, action="EVENT", source="").id
+    assert got["EVENT", "api-0.17f"].metadata["reason"] == "BackOff"
+    for m in msgs:
+        assert m.subject == f"events.kubeapi.{ns}" and m.metadata.stream == "EVENTS"
+        assert m.headers["Nats-Msg-Id"] == RAW_CODEC.decode(m.data).id
+        assert password.encode() not in m.data and base64.b64encode(password.encode()) not in m.data
