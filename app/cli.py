@@ -21,10 +21,33 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any, Awaitable, Callable, TypeVar
 
 import click
 
 from app.settings import ConfigError, Settings, load_settings, state_dir_from_env
+
+T = TypeVar("T")
+
+
+def _on_graph(ctx: click.Context, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(graph)` on the configured graph, closing the connection after."""
+    from topology.graph import open_graph
+
+    async def main() -> T:
+        graph = open_graph(_settings(ctx).graph)
+        try:
+            return await work(graph)
+        finally:
+            await graph.close()
+
+    return asyncio.run(main())
+
+
+def _echo_json(value: object) -> None:
+    import msgspec
+
+    click.echo(msgspec.json.format(msgspec.json.encode(value).decode(), indent=2))
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -185,25 +208,15 @@ def replay(ctx: click.Context, paths: tuple[str, ...]) -> None:
 @click.pass_context
 def context(ctx: click.Context, event_id: str, output: str) -> None:
     """What the graph knows around one event: resources, owners, dependencies, correlated events, causes."""
-    import msgspec
-
     from topology.context import ContextError, reveal_context
-    from topology.graph import open_graph
     from topology.narrative import render_tree
 
-    async def main() -> object:
-        graph = open_graph(_settings(ctx).graph)
-        try:
-            return await reveal_context(graph, event_id)
-        finally:
-            await graph.close()
-
     try:
-        found = asyncio.run(main())
+        found = _on_graph(ctx, lambda graph: reveal_context(graph, event_id))
     except ContextError as e:
         raise click.ClickException(str(e)) from e
     if output == "json":
-        click.echo(msgspec.json.format(msgspec.json.encode(found).decode(), indent=2))
+        _echo_json(found)
     else:
         click.echo("\n".join(render_tree(found)))
 
@@ -215,10 +228,7 @@ def context(ctx: click.Context, event_id: str, output: str) -> None:
 @click.pass_context
 def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output: str) -> None:
     """Why a resource is in trouble: `tapio explain pod/web-0 -n shop` (kubectl argument style)."""
-    import msgspec
-
     from app.explain import ExplainError, explain as explain_resource, parse_target
-    from topology.graph import open_graph
     from topology.narrative import render_tree
 
     try:
@@ -226,19 +236,12 @@ def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output:
     except ExplainError as e:
         raise click.UsageError(str(e)) from e
 
-    async def main() -> object:
-        graph = open_graph(_settings(ctx).graph)
-        try:
-            return await explain_resource(graph, kind=kind, name=name, namespace=namespace)
-        finally:
-            await graph.close()
-
     try:
-        found = asyncio.run(main())
+        found = _on_graph(ctx, lambda graph: explain_resource(graph, kind=kind, name=name, namespace=namespace))
     except ExplainError as e:
         raise click.ClickException(str(e)) from e
     if output == "json":
-        click.echo(msgspec.json.format(msgspec.json.encode(found).decode(), indent=2))
+        _echo_json(found)
     else:
         where = f" -n {found.namespace}" if found.namespace else ""
         click.echo(f"{found.kind}/{found.name}{where}: {found.events} events in the graph; the most telling:")
@@ -272,7 +275,15 @@ def demo(state_dir: str | None, scenario: str | None, timeout: float) -> None:
 
 
 def main() -> None:
-    cli(obj={})
+    from app.jetstream import JetStreamError
+    from app.stack import StackError
+    from topology.graph import GraphError
+
+    try:
+        cli(obj={})
+    except (GraphError, JetStreamError, StackError, ConfigError) as e:  # the message says what to do
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

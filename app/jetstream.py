@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence
 
 import nats
 import nats.aio.msg
@@ -54,14 +54,37 @@ class PublishFailed(JetStreamError):
         self.event_ids = list(event_ids)
 
 
+async def _quiet(e: Exception) -> None:  # nats.py prints every failed attempt otherwise
+    log.debug("nats: %r", e)
+
+
+def _on_disconnect(nc_ref: list[NATS]) -> Callable[[], Awaitable[None]]:
+    async def disconnected() -> None:
+        if nc_ref and not (nc_ref[0].is_closed or nc_ref[0].is_draining):  # not our own close
+            log.warning("nats: disconnected; reconnecting (check nats-server if this lasts)")
+    return disconnected
+
+
+async def _reconnected() -> None:
+    log.warning("nats: reconnected")
+
+
 async def connect(settings: NatsSettings, *, name: str) -> NATS:
+    """Connect, giving up after a few attempts with a clear error; once connected, reconnect forever."""
+    holder: list[NATS] = []
     try:
-        return await nats.connect(servers=settings.urls, name=name, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5, connect_timeout=5,
-                                  allow_reconnect=True)
+        nc = await nats.connect(servers=settings.urls, name=name, max_reconnect_attempts=3,
+                                reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True,
+                                error_cb=_quiet, disconnected_cb=_on_disconnect(holder),
+                                reconnected_cb=_reconnected)
     except (OSError, nats.errors.Error) as e:
         raise JetStreamError(f"cannot reach NATS at {settings.urls}: {e!r}; start it (`tapio up`) "
                              f"or set nats.urls / TAPIO_NATS_URLS") from e
+    # nats.py uses one limit for the first connection and for reconnects: a running worker or
+    # collector must ride out a NATS restart, so lift it now that the servers are known good.
+    nc.options["max_reconnect_attempts"] = -1
+    holder.append(nc)
+    return nc
 
 
 def events_stream_config(settings: NatsSettings) -> StreamConfig:
