@@ -159,23 +159,89 @@ RETURN e.id AS event, r.{RESOURCE_KEY} AS uid ORDER BY event, uid""")
 
 # --- topology and context ---------------------------------------------------------------
 
+def _check(relation: str | None, *labels: str) -> None:
+    if relation is not None and relation not in TOPOLOGY_RELATIONS + (CAUSED, PRECEDED):
+        raise ValueError(f"unknown relation {relation!r}")
+    for label in labels:
+        if label not in ALL_RESOURCE_LABELS + (EVENT_LABEL,):
+            raise ValueError(f"unknown label {label!r}")
+
+
 @lru_cache(maxsize=None)
 def write_edges(relation: str, src_label: str, dst_label: str) -> Query:
     """MERGE `$rows` of [source uid, target uid] as (src:Src)-[:RELATION]->(dst:Dst).
 
     Labels and relation come from the model's fixed vocabulary only (ValueError otherwise).
     """
-    if relation not in TOPOLOGY_RELATIONS + (CAUSED, PRECEDED):
-        raise ValueError(f"unknown relation {relation!r}")
-    for label in (src_label, dst_label):
-        if label not in ALL_RESOURCE_LABELS + (EVENT_LABEL,):
-            raise ValueError(f"unknown label {label!r}")
+    _check(relation, src_label, dst_label)
     src_key, dst_key = NODE_KEYS[src_label], NODE_KEYS[dst_label]
     return Query(f"write_edges:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
 MERGE (a:{src_label} {{{src_key}: row[0]}})
 MERGE (b:{dst_label} {{{dst_key}: row[1]}})
 MERGE (a)-[:{relation}]->(b)""")
 
+
+@lru_cache(maxsize=None)
+def upsert_objects(label: str) -> Query:
+    """`$rows` of [uid, props map]: the object's node with its current props (replacing them)."""
+    _check(None, label)
+    return Query(f"upsert_objects:{label}", f"""UNWIND $rows AS row
+MERGE (n:{label} {{{RESOURCE_KEY}: row[0]}})
+SET n += row[1]""")
+
+
+@lru_cache(maxsize=None)
+def placeholder_objects(label: str) -> Query:
+    """`$rows` of [uid, props map]: a node for an object known only by name; props on creation only."""
+    _check(None, label)
+    return Query(f"placeholder_objects:{label}", f"""UNWIND $rows AS row
+MERGE (n:{label} {{{RESOURCE_KEY}: row[0]}})
+ON CREATE SET n += row[1]""")
+
+
+@lru_cache(maxsize=None)
+def link_objects(relation: str, src_label: str, dst_label: str) -> Query:
+    """`$rows` of [src uid, dst uid, edge id, props map]: MERGE the edge by its id."""
+    _check(relation, src_label, dst_label)
+    return Query(f"link_objects:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
+MERGE (a:{src_label} {{{RESOURCE_KEY}: row[0]}})
+MERGE (b:{dst_label} {{{RESOURCE_KEY}: row[1]}})
+MERGE (a)-[r:{relation} {{id: row[2]}}]->(b)
+SET r += row[3]""")
+
+
+@lru_cache(maxsize=None)
+def unlink_objects(relation: str, src_label: str, dst_label: str) -> Query:
+    """`$rows` of [src uid, dst uid, edge id]: delete that edge if it is there."""
+    _check(relation, src_label, dst_label)
+    return Query(f"unlink_objects:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
+MATCH (a:{src_label} {{{RESOURCE_KEY}: row[0]}})-[r:{relation} {{id: row[2]}}]->(b:{dst_label} {{{RESOURCE_KEY}: row[1]}})
+DELETE r""")
+
+
+@lru_cache(maxsize=None)
+def fold_alias(label: str) -> Query:
+    """`$rows` of [synthetic key, uid]: events of the placeholder move to the real node."""
+    _check(None, label)
+    return Query(f"fold_alias:{label}", f"""UNWIND $rows AS row
+MATCH (s:{label} {{{RESOURCE_KEY}: row[0]}})<-[:{AFFECTED}]-(e:{EVENT_LABEL})
+MATCH (n:{label} {{{RESOURCE_KEY}: row[1]}})
+MERGE (e)-[:{AFFECTED}]->(n)""")
+
+
+@lru_cache(maxsize=None)
+def drop_placeholder(label: str) -> Query:
+    """`$rows` of [synthetic key]: delete the placeholder node and what still hangs on it."""
+    _check(None, label)
+    return Query(f"drop_placeholder:{label}", f"""UNWIND $rows AS row
+MATCH (s:{label} {{{RESOURCE_KEY}: row[0]}})
+DETACH DELETE s""")
+
+
+#: Rows: type, src (uid), dst (uid), id of every topology edge.
+ALL_TOPOLOGY_EDGES = Query("all_topology_edges", f"""MATCH (a)-[r:{"|".join(TOPOLOGY_RELATIONS)}]->(b)
+RETURN type(r) AS type, a.{RESOURCE_KEY} AS src, b.{RESOURCE_KEY} AS dst, r.id AS id
+ORDER BY id""")
 
 _DEPENDS = "|".join(DEPENDENCY_RELATIONS)
 _TOPOLOGY = "|".join(TOPOLOGY_RELATIONS)
