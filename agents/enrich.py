@@ -130,7 +130,20 @@ def _owner(meta: _Meta) -> ObjectRef | None:
     return ObjectRef(kind=ref.kind, name=ref.name, namespace=meta.namespace, uid=ref.uid)
 
 
+def _enrich_change(raw: RawEvent) -> EnrichedEvent:
+    """A change event of the topology service: what changed is in its metadata (and its payload)."""
+    md = raw.metadata
+    if not md.get("kind") or not md.get("name"):
+        raise EnrichError("change event without kind or name in its metadata")
+    k8s = K8sContext(kind=md["kind"], name=md["name"], namespace=md.get("namespace", ""), uid=md.get("uid", ""))
+    kube = KubernetesData(action="CHANGE", reason=md.get("reason", "Changed"), message=md.get("message", ""),
+                          resource_version=md.get("resource_version", ""))
+    return EnrichedEvent(raw=msgspec.structs.replace(raw, data=b""), k8s=k8s, kubernetes=kube, trace=_trace(raw))
+
+
 def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
+    if raw.metadata.get("action") == "CHANGE":
+        return _enrich_change(raw)
     try:
         obj = _DECODER.decode(raw.data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:

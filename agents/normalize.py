@@ -69,6 +69,8 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
     subject = f"{k8s.kind} {k8s.namespace + '/' if k8s.namespace else ''}{k8s.name}" if k8s else event.raw.type
     if kube is None:
         return f"{subject}: {meaning.intent}"
+    if kube.action == "CHANGE":  # the topology service's summary already names the object
+        return kube.message or f"{subject} changed"
     if kube.action == "EVENT":
         times = f" (x{kube.count})" if kube.count > 1 else ""
         return f"{subject}: {kube.reason}{times}: {kube.message}".rstrip(": ")

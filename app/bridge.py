@@ -1,7 +1,9 @@
 """The bridge: JetStream `EVENTS` -> Kafka topic `raw`, acknowledged only after Kafka has the events.
 
 Fed by: a durable JetStream pull consumer (`tapio-bridge`) on `events.>`, shared by every bridge.
-Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by the enrich agent.
+Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by the enrich agent,
+and the `objects` topic (one record per observed Kubernetes object, keyed by uid, one partition),
+read by the topology service.
 
 Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked the
 record holding it; a crash before that makes JetStream redeliver it after `ack_wait`, and the
@@ -41,6 +43,19 @@ from app.topics import topic_name
 log = logging.getLogger(__name__)
 
 RAW_BATCH_CODEC = Codec(RawBatch, "msgpack")
+OBJECT_CODEC = Codec(RawEvent, "msgpack")
+OBJECT_ACTIONS = frozenset({"SNAPSHOT", "ADDED", "MODIFIED", "DELETED"})
+
+
+def is_object_event(event: RawEvent) -> bool:
+    """A Kubernetes object as observed (not an Event about one): what the topology is built from."""
+    return event.type == "kubeapi" and event.metadata.get("action") in OBJECT_ACTIONS
+
+
+def object_key(event: RawEvent) -> str:
+    """The objects topic's record key: one key per object, so a compacted topic keeps its latest state."""
+    md = event.metadata
+    return md.get("uid") or f"{md.get('kind', '')}:{md.get('namespace', '')}/{md.get('name', '')}"
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -106,6 +121,7 @@ class Bridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = topic_name(settings.kafka, "raw")
+        self.objects_topic = topic_name(settings.kafka, "objects")
         self.partitions = settings.kafka.partitions
         self._stopping = asyncio.Event()
         self.bridged = 0
@@ -116,10 +132,16 @@ class Bridge:
     async def _ensure_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
         await admin.start()
+        replication = self.settings.kafka.replication
         try:
-            await admin.create_topics([NewTopic(self.topic, self.partitions, self.settings.kafka.replication)])
-        except TopicAlreadyExistsError:
-            pass
+            for topic in (NewTopic(self.topic, self.partitions, replication),
+                          # one partition: one topology service sees every object, in order;
+                          # compacted by object key in a real Kafka (Tansu ignores the policy)
+                          NewTopic(self.objects_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})):
+                try:
+                    await admin.create_topics([topic])
+                except TopicAlreadyExistsError:
+                    pass
         finally:
             await admin.close()
 
@@ -172,6 +194,11 @@ class Bridge:
             futures.append(await self.producer.send(
                 self.topic, value=value, partition=partition,
                 timestamp_ms=epoch_ms(max(e.timestamp for e in events)), headers=batch_headers(events)))
+            for event in events:  # object observations also feed the topology, one record per object
+                if is_object_event(event):
+                    futures.append(await self.producer.send(
+                        self.objects_topic, value=OBJECT_CODEC.encode(event), partition=0,
+                        key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)))
         try:
             await asyncio.gather(*futures)
         except KafkaError as e:

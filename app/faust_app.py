@@ -28,6 +28,7 @@ from app.bridge import Bridge
 from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import Topics
+from app.topology_service import TopologyService
 from app.transport import TapioTransport
 
 
@@ -46,19 +47,23 @@ STAGES = (
     ("predict", "matched", "insights", predict_batch),
 )
 STAGE_NAMES = tuple(name for name, *_ in STAGES) + ("sink",)
+#: services a worker may also run, named in `worker.stages` like the agents
+SERVICE_NAMES = ("topology",)
 
 
 def group_id(app_id: str, stages: Sequence[str]) -> str:
     """Workers running every stage form group `app_id`; a worker running a subset of stages
     joins its own group (`app_id-sink`, ...), so each subset scales and rebalances alone."""
-    return app_id if tuple(stages) == STAGE_NAMES else f"{app_id}-{'-'.join(stages)}"
+    agents = tuple(s for s in stages if s in STAGE_NAMES)
+    return app_id if agents == STAGE_NAMES else f"{app_id}-{'-'.join(agents)}"
 
 
 def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     kafka, worker = settings.kafka, settings.worker
-    unknown = set(worker.stages) - set(STAGE_NAMES)
+    unknown = set(worker.stages) - set(STAGE_NAMES) - set(SERVICE_NAMES)
     if unknown:
-        raise ValueError(f"worker.stages names unknown stages {sorted(unknown)}; known: {', '.join(STAGE_NAMES)}")
+        raise ValueError(f"worker.stages names unknown stages {sorted(unknown)}; "
+                         f"known: {', '.join(STAGE_NAMES + SERVICE_NAMES)}")
     stages = [name for name in STAGE_NAMES if name in worker.stages]
     Path(worker.data_dir).mkdir(parents=True, exist_ok=True)
     app = TapioApp(
@@ -127,6 +132,8 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     services: list[Service] = [runtime]
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))
+    if "topology" in settings.worker.stages:
+        services.append(TopologyService(settings, runtime))
     worker = faust.Worker(app, *services, loglevel=loglevel or settings.worker.log_level,
                           workdir=settings.worker.data_dir, redirect_stdouts=False)
     worker.execute_from_commandline()

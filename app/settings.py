@@ -71,7 +71,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: str = "info"
     # which dataflow stages this worker runs (all by default); see app.faust_app.group_id
     stages: list[str] = msgspec.field(
-        default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink"])
+        default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink", "topology"])
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

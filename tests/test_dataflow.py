@@ -221,3 +221,36 @@ async def test_malformed_input_is_dead_lettered_and_good_events_arrive(bridge, f
     assert bridge_letters[0].payload == b'{"id": 5, "oops": true}'
     enrich_letters = [l for l in letters if l.stage == "enrich" and l.event_id == "not-k8s-1"]
     assert enrich_letters and "not a Kubernetes object" in enrich_letters[0].reason
+
+
+async def test_explain_names_the_configmap_edit_behind_the_crash_loop(bridge, flow_settings: Settings) -> None:
+    from app.demo import DEFAULT_SCENARIO
+    from app.explain import explain
+    from topology.narrative import render_tree
+
+    summary = await publish_recordings(flow_settings, [DEFAULT_SCENARIO])
+    assert summary.errors == []
+    assert await wait_for_events(flow_settings, summary.event_ids, timeout=90) == len(set(summary.event_ids))
+    graph = open_graph(flow_settings.graph)
+    try:
+        for _ in range(300):  # the change event goes round the dataflow once more
+            rows = await graph.query(queries.events_for_resource("ConfigMap"), namespace="shop", name="nginx-config")
+            if any(r["intent"] == "config-change" and r["reason"] == "Changed" for r in rows):
+                break
+            await asyncio.sleep(0.1)
+        items = json.loads((DEFAULT_SCENARIO / "objects.json").read_text())["items"]
+        pods = {o["metadata"]["uid"] for o in items if o["kind"] == "Pod"}
+        edges = await graph.query(queries.ALL_TOPOLOGY_EDGES)
+        # 6 pods x (nginx-config, the projected kube-root-ca.crt)
+        assert len([e for e in edges if e["type"] == "MOUNTS" and e["src"] in pods]) == 12
+        found = await explain(graph, kind="Pod", name="nginx-7c9d8f6b5d-4xk2p", namespace="shop")
+    finally:
+        await graph.close()
+    text = "\n".join(render_tree(found.context))
+    assert "probable root cause:" in text and "ConfigMap shop/nginx-config: key nginx.conf modified" in text
+    assert "6 pods on 3 nodes (node-a, node-b, node-c)" in text
+    for pod in ("nginx-7c9d8f6b5d-4xk2p", "nginx-7c9d8f6b5d-9qwzt", "nginx-7c9d8f6b5d-b7mfd",
+                "nginx-7c9d8f6b5d-hx2lc", "nginx-7c9d8f6b5d-r5ntv", "nginx-7c9d8f6b5d-zk8sj"):
+        assert pod in text
+    assert "related Service: frontend" in text and "related Ingress: shop-ingress" in text
+    assert "owned by ReplicaSet nginx-7c9d8f6b5d <- Deployment nginx" in text

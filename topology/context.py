@@ -7,7 +7,8 @@ The architecture's single context query joins six OPTIONAL MATCHes into one row 
 their results; here each part is its own named query anchored on the event's indexed id
 (FalkorDB plans these in well under a millisecond, the joined form in seconds), run in turn:
 the affected resources, their ownership chain, dependencies within 3 hops, events within
-+-5 minutes on the same or a neighbouring resource, the chains of causes and the consequences.
++-5 minutes on the same or a neighbouring resource, configuration changes and rollouts within
+2 hops in the hour before, the chains of causes and the consequences.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     owners: list[ResourceRef]
     dependencies: list[ResourceRef]
     correlated: list[RelatedEvent]
+    changes: list[RelatedEvent]  # config edits and rollouts nearby in the lookback, newest first
     causes: list[list[str]]  # chains of event ids, root first, ending at this event
     consequences: list[EventSummary]
 
@@ -66,8 +68,11 @@ def _ref(row: dict, distance_key: str | None = None) -> ResourceRef:
                        node=row.get("node"), distance=row[distance_key] if distance_key else 0)
 
 
+CHANGE_INTENTS = ["config-change", "rollout"]
+
+
 async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 300_000,
-                         limit: int = 200) -> Context:
+                         lookback_ms: int = 3_600_000, limit: int = 200) -> Context:
     """The whole context of one event. Raises ContextError when the id is unknown."""
     rows = await graph.query(queries.CONTEXT_EVENT, id=event_id)
     if not rows:
@@ -76,6 +81,8 @@ async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 3
     owners = await graph.query(queries.CONTEXT_OWNERS, id=event_id)
     dependencies = await graph.query(queries.CONTEXT_DEPENDENCIES, id=event_id, limit=limit)
     temporal = await graph.query(queries.CONTEXT_TEMPORAL, id=event_id, window_ms=window_ms, limit=limit)
+    changes = await graph.query(queries.CONTEXT_RECENT_CHANGES, id=event_id, intents=CHANGE_INTENTS,
+                                lookback_ms=lookback_ms, limit=20)
     causes = await graph.query(queries.CONTEXT_CAUSES, id=event_id)
     consequences = await graph.query(queries.CONTEXT_CONSEQUENCES, id=event_id, limit=limit)
     return Context(
@@ -85,6 +92,7 @@ async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 3
         dependencies=[_ref(r, "hops") for r in dependencies],
         correlated=[RelatedEvent(event=_summary(r), on_label=r.get("label"), on_name=r.get("name"))
                     for r in temporal],
+        changes=[RelatedEvent(event=_summary(r), on_label=r.get("label"), on_name=r.get("name")) for r in changes],
         causes=[r["chain"] for r in causes],
         consequences=[_summary(r) for r in consequences],
     )

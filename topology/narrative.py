@@ -32,9 +32,14 @@ def _line(event: EventSummary, anchor: int | None) -> str:
 
 
 def probable_cause(ctx: Context) -> str | None:
+    """The CAUSED chain patterns drew, else the newest change nearby before the event (a correlation)."""
     anchor = ctx.event.timestamp
     if ctx.causes:
         return "caused by the chain " + " -> ".join(ctx.causes[0])
+    if ctx.changes:  # config edits and rollouts within 2 hops in the lookback, newest first
+        change = ctx.changes[0]
+        return f"{relative(change.event.timestamp, anchor)}: {change.event.narrative or change.event.intent} " \
+               f"(a change on {change.on_label} {change.on_name}, correlated, not proven)"
     earlier = [c for c in ctx.correlated
                if c.event.intent in CHANGE_INTENTS and (c.event.timestamp or 0) <= (anchor or 0)]
     if earlier:
@@ -42,6 +47,18 @@ def probable_cause(ctx: Context) -> str | None:
         return f"correlated change {relative(first.event.timestamp, anchor)}: {first.on_label} {first.on_name} " \
                f"({first.event.reason or first.event.intent})"
     return None
+
+
+def pods_around(ctx: Context) -> str | None:
+    """'6 pods on 3 nodes (node-a, node-b, node-c): ...' over the affected and related pods."""
+    pods = [r for r in ctx.affected + ctx.dependencies if r.label == "Pod"]
+    if len(pods) < 2:
+        return None
+    nodes = sorted({p.node for p in pods if p.node})
+    on = f" on {len(nodes)} node{'s' if len(nodes) != 1 else ''} ({', '.join(nodes)})" if nodes else ""
+    names = sorted(p.name or p.uid for p in pods)
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return f"{len(pods)} pods{on} share these dependencies: {shown}"
 
 
 def render_tree(ctx: Context) -> list[str]:
@@ -53,15 +70,19 @@ def render_tree(ctx: Context) -> list[str]:
         body.append(f"affects {r.label} {r.namespace + '/' if r.namespace else ''}{r.name}{on}")
     if ctx.owners:
         body.append("owned by " + " <- ".join(f"{o.label} {o.name or o.uid}" for o in ctx.owners))
-    by_label: dict[str, list[str]] = {}
-    for d in ctx.dependencies:
-        by_label.setdefault(d.label, []).append(d.name or d.uid)
-    for label, names in sorted(by_label.items()):
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        body.append(f"related {label}: {shown}")
     cause = probable_cause(ctx)
     if cause:
         body.append(f"probable root cause: {cause}")
+    around = pods_around(ctx)
+    if around:
+        body.append(around)
+    by_label: dict[str, list[str]] = {}
+    for d in ctx.dependencies:
+        if d.label != "Pod":
+            by_label.setdefault(d.label, []).append(d.name or d.uid)
+    for label, names in sorted(by_label.items()):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        body.append(f"related {label}: {shown}")
     for c in ctx.correlated[:10]:
         body.append(f"{_line(c.event, anchor)} ({c.on_label} {c.on_name})")
     if len(ctx.correlated) > 10:

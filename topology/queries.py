@@ -285,6 +285,19 @@ RETURN DISTINCT {_EVENT_COLUMNS.format(v="t")}, labels(x)[0] AS label, x.name AS
 ORDER BY timestamp, id
 LIMIT $limit""")
 
+#: Params `id`, `intents`, `lookback_ms`, `limit`. Rows: changes (events whose intent is one of
+#: `intents`: config edits, rollouts) on the affected resources or anything within 2 hops of them
+#: through dependencies or ownership, in the `lookback_ms` before the event, newest first.
+CONTEXT_RECENT_CHANGES = Query("context_recent_changes", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
+WITH e, r
+MATCH (r)-[:{_DEPENDS}|OWNS*0..2]-(x)
+WITH DISTINCT e, x
+MATCH (x)<-[:{AFFECTED}]-(c:{EVENT_LABEL})
+WHERE c.intent IN $intents AND c.timestamp <= e.timestamp AND c.timestamp >= e.timestamp - $lookback_ms
+RETURN DISTINCT {_EVENT_COLUMNS.format(v="c")}, labels(x)[0] AS label, x.name AS name
+ORDER BY timestamp DESC, id
+LIMIT $limit""")
+
 #: Params `id`. Rows: each chain of causes ending at the event, as event ids root first.
 CONTEXT_CAUSES = Query("context_causes", f"""{_ANCHOR}
 MATCH p = (root:{EVENT_LABEL})-[:{CAUSED}*1..10]->(e)

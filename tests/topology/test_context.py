@@ -99,4 +99,7 @@ async def test_tree_names_the_change_behind_the_crash(graph) -> None:
     assert text.splitlines()[0] == "nginx-2: BackOff  [info]"
     assert "affects Pod shop/nginx-2 on node node-b" in text
     assert "owned by ReplicaSet u-rs <- Deployment u-dep" in text  # nameless (edge-only) nodes show their uid
-    assert "probable root cause: correlated change 50s before: ConfigMap nginx-config (Updated)" in text
+    assert ("probable root cause: 50s before: nginx-config: Updated "
+            "(a change on ConfigMap nginx-config, correlated, not proven)") in text
+    assert "2 pods on 2 nodes (node-a, node-b) share these dependencies: nginx-1, nginx-2" in text
+    assert [c.event.id for c in ctx.changes] == ["cm-edit"]

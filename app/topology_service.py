@@ -1,0 +1,154 @@
+"""The topology service: keeps the graph's topology current and turns object edits into change events.
+
+Fed by: the `objects` topic (one record per observed Kubernetes object, from the bridge), read
+from its first offset at every start. Feeds: the graph (nodes and edges, via
+`topology.writer`) and JetStream (`events.kubeapi.<ns>`: one change event per tracked edit,
+which the dataflow then carries like any event).
+
+State: an `ObjectIndex` and the last version of every object, in memory, rebuilt at start by
+reading the topic from the beginning. In a real Kafka that topic is compacted by object key,
+so the rebuild reads about one record per live object; this replaces a Faust table, whose
+recovery Tansu breaks (shared/notes/stack.md). Replaying is harmless: graph writes MERGE,
+and a change event's id is derived from the object's uid and resourceVersion, so JetStream's
+duplicate window and the graph's write-once events drop repeats.
+One service per worker group is enough (`worker.stages` includes `topology`); more just
+write the same thing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from app.bridge import OBJECT_CODEC
+from app.events import RawEvent, content_id
+from app.jetstream import EventPublisher
+from app.runtime import Runtime
+from app.settings import Settings
+from app.topics import topic_name
+from topology.changes import ObjectChange, diff_objects
+from topology.graph import GraphError
+from topology.index import ObjectIndex
+from topology.relations import TopologyChange
+from topology.writer import apply_changes
+
+log = logging.getLogger(__name__)
+STAGE = "topology"
+
+
+def change_event(change: ObjectChange, source: RawEvent) -> RawEvent:
+    """Pure: the RawEvent recording one object edit (what changed, old -> new where not secret)."""
+    return RawEvent(
+        id=content_id("change", change.uid or f"{change.kind}:{change.namespace}/{change.name}",
+                      change.resource_version),
+        timestamp=source.timestamp, type="kubeapi", data=msgspec.json.encode(change),
+        metadata={"kind": change.kind, "name": change.name, "namespace": change.namespace, "uid": change.uid,
+                  "action": "CHANGE", "reason": "Changed", "message": change.summary[:1000],
+                  "resource_version": change.resource_version, "source": f"topology:{source.id}"},
+        trace_id=source.trace_id, span_id=source.span_id)
+
+
+class TopologyState:
+    """Pure state machine: object events in, topology changes and change events out."""
+
+    def __init__(self) -> None:
+        self.index = ObjectIndex()
+        self.last: dict[str, tuple[datetime, dict]] = {}
+
+    def observe(self, event: RawEvent) -> tuple[TopologyChange, RawEvent | None]:
+        """The topology change and change event one observation brings. An observation older
+        than the last one of the same object (recordings replayed out of order) changes nothing."""
+        obj = msgspec.json.decode(event.data)
+        if not isinstance(obj, dict):
+            raise ValueError("payload is not a Kubernetes object")
+        key = event.metadata.get("uid") or content_id(event.metadata.get("kind", ""),
+                                                       event.metadata.get("namespace", ""),
+                                                       event.metadata.get("name", ""))
+        seen = self.last.get(key)
+        if seen is not None and event.timestamp < seen[0]:
+            return TopologyChange(), None
+        if event.metadata.get("action") == "DELETED":
+            self.last.pop(key, None)
+            return self.index.remove(obj), None
+        self.last[key] = (event.timestamp, obj)
+        topology = self.index.add(obj)
+        change = diff_objects(seen[1], obj) if seen is not None else None
+        return topology, change_event(change, event) if change else None
+
+
+class TopologyService(Service):
+    def __init__(self, settings: Settings, runtime: Runtime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.runtime = runtime
+        self.topology = TopologyState()
+        self.topic = topic_name(settings.kafka, "objects")
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers,
+                                         enable_auto_commit=False, fetch_max_wait_ms=50,
+                                         max_partition_fetch_bytes=16 * 1024 * 1024)
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        await self.consumer.stop()
+
+    async def _assign(self) -> None:
+        partition = TopicPartition(self.topic, 0)
+        while not self.should_stop:  # the bridge creates the topic; wait for it
+            if partition.topic in await self.consumer.topics():
+                self.consumer.assign([partition])
+                await self.consumer.seek_to_beginning(partition)
+                return
+            await asyncio.sleep(1.0)
+
+    @Service.task
+    async def _run(self) -> None:
+        await self.runtime.ready()
+        await self._assign()
+        publisher = EventPublisher(self.runtime.nc.jetstream(), self.settings.nats)
+        while not self.should_stop:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+            except KafkaError as e:
+                log.error("topology: cannot read %s: %r; retrying", self.topic, e)
+                await asyncio.sleep(1.0)
+                continue
+            records = [r for batch in batches.values() for r in batch]
+            if records:
+                await self._handle(records, publisher)
+
+    async def _handle(self, records: list, publisher: EventPublisher) -> None:
+        changes: list[TopologyChange] = []
+        edits: list[RawEvent] = []
+        for record in records:
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            try:
+                event = OBJECT_CODEC.decode(record.value)
+                topology, edit = self.topology.observe(event)
+            except Exception as e:  # a bad object must not stop the topology
+                await self.runtime.dead_letter(stage=STAGE, reason=f"{type(e).__name__}: {e}", where=where,
+                                               payload=record.value or b"")
+                continue
+            changes.append(topology)
+            if edit is not None:
+                edits.append(edit)
+        delay = 0.5
+        while not self.should_stop:
+            try:
+                await apply_changes(self.runtime.graph, changes)
+                break
+            except GraphError as e:
+                log.error("topology: graph write failed (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+        if edits:
+            await publisher.publish_many(edits)
+        self.runtime.stats.add(STAGE, len(records))
