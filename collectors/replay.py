@@ -88,6 +88,17 @@ def parse_recording(data: bytes, file: str) -> Iterator[RawEvent | ReplayError]:
             )
 
 
+def event_identity(metadata: dict[str, str], timestamp: datetime) -> str:
+    """One id per observation of a Kubernetes Event, whichever API served it.
+
+    core/v1 and events.k8s.io/v1 serve the same Event objects in two shapes; keyed on what both
+    share (uid, resourceVersion, the normalized count and time), the same observation read from
+    either API, a watch or a file has one id, so JetStream and the graph keep it once.
+    """
+    return content_id("kubeapi-event", metadata["uid"], metadata["resource_version"],
+                      metadata.get("count", "1"), timestamp.isoformat())
+
+
 def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
     """The RawEvent of one Kubernetes object or Event.
 
@@ -128,7 +139,8 @@ def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
         hint = " (a mapping key is not a string: quote YAML keys like on/yes/1)" if "str keys" in str(exc) else ""
         raise ReplayValueError("", f"cannot encode as JSON: {exc}{hint}") from exc
     return RawEvent(
-        id=content_id("kubeapi", final_action, data),
+        id=event_identity(metadata, timestamp) if is_event and metadata["uid"] else
+        content_id("kubeapi", final_action, data),
         timestamp=timestamp,
         type="kubeapi",
         data=data,

@@ -19,6 +19,7 @@ from collectors.replay import (
     ReplayError,
     ReplayFileError,
     ReplayValueError,
+    event_identity,
     raw_event_from_object,
     read_recording,
 )
@@ -547,7 +548,7 @@ def test_ids_are_content_ids_and_idempotent(tmp_path: Path) -> None:
     assert len({e.id for e in first}) == 3
     for raw in first:
         assert raw.data == msgspec.json.encode(json.loads(raw.data), order="sorted")
-        assert raw.id == content_id("kubeapi", "EVENT", raw.data)
+        assert raw.id == event_identity(raw.metadata, raw.timestamp)
     copy = write(tmp_path, "elsewhere.yaml", yaml.safe_dump({"kind": "EventList", "apiVersion": "v1",
                                                              "items": [event("e1")]}))
     (same,), _ = parse(copy)
@@ -555,6 +556,14 @@ def test_ids_are_content_ids_and_idempotent(tmp_path: Path) -> None:
     added = raw_event_from_object(pod("p", "u"), action="ADDED", source="s")
     modified = raw_event_from_object(pod("p", "u"), action="MODIFIED", source="s")
     assert added.id != modified.id
+    assert added.id == content_id("kubeapi", "ADDED", added.data)  # objects: a content id
+    # the same Event served by events.k8s.io/v1 has the same id as its core/v1 shape
+    v1 = raw_event_from_object(event("e9"), action="EVENT", source="s")
+    new_api = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": event("e9")["metadata"],
+               "regarding": event("e9")["involvedObject"], "reason": "BackOff", "note": "message of e9",
+               "type": "Warning", "deprecatedCount": 2, "deprecatedLastTimestamp": "2026-11-20T10:00:00Z",
+               "deprecatedFirstTimestamp": "2026-11-20T09:00:00Z", "reportingController": "kubelet"}
+    assert raw_event_from_object(new_api, action="EVENT", source="s").id == v1.id
 
 
 def test_raw_event_from_object_direct() -> None:
