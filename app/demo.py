@@ -5,7 +5,8 @@ Fed by: the CLI. Feeds: the terminal.
 The demo is what a person runs first: it starts the embedded stack and one worker (agents and
 bridge), replays the bundled incident (a ConfigMap edit followed by crash-looping pods, in
 several kubectl formats), waits until every replayed event is in the graph, prints what the
-graph now holds about the affected namespace, and stops everything it started.
+graph now holds about the affected namespace and `tapio explain` of the worst pod, and stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from app.settings import Settings
 from app.stack import EmbeddedStack, StackError, free_port
 from app.workers import start_worker, with_worker_port
 from collectors.replayer import ReplaySummary, replay_files
+from app.explain import explain
 from topology import queries
 from topology.graph import open_graph
+from topology.narrative import render_tree
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "configmap-crashloop"
@@ -77,6 +80,21 @@ async def namespace_report(settings: Settings, namespace: str) -> list[dict]:
         await graph.close()
 
 
+async def explain_lines(settings: Settings, pod: str, namespace: str, *, timeout: float) -> list[str]:
+    """`tapio explain` of one pod, once the topology's change events have gone round the flow."""
+    graph = open_graph(settings.graph)
+    try:
+        deadline = time.monotonic() + min(timeout, 30.0)
+        while time.monotonic() < deadline:  # change events take one more trip through the dataflow
+            found = await explain(graph, kind="Pod", name=pod, namespace=namespace)
+            if found.context.changes:
+                break
+            await asyncio.sleep(0.5)
+        return render_tree(found.context)
+    finally:
+        await graph.close()
+
+
 def render_report(namespace: str, rows: Sequence[dict]) -> list[str]:
     """Pure: the terminal lines for a namespace summary, worst resources first."""
     if not rows:
@@ -124,8 +142,15 @@ def run_demo(*, state_dir: Path | None, scenario: Path | None, timeout: float,
         if found < expected:
             echo("the dataflow did not drain in time; the worker log ends:\n" + worker.log_tail())
             return 1
-        for line in render_report(namespace, asyncio.run(namespace_report(settings, namespace))):
+        rows = asyncio.run(namespace_report(settings, namespace))
+        for line in render_report(namespace, rows):
             echo(line)
+        worst = max((r for r in rows if r["kind"] == "Pod"), key=lambda r: (r["warnings"], r["name"]), default=None)
+        if worst is not None:
+            echo("")
+            echo(f"$ tapio explain pod/{worst['name']} -n {namespace}")
+            for line in asyncio.run(explain_lines(settings, worst["name"], namespace, timeout=timeout)):
+                echo(line)
         return 0
     finally:
         if worker is not None:

@@ -18,5 +18,8 @@ def test_demo_replays_the_configmap_incident_into_the_graph(tmp_path: Path) -> N
     pods = [line for line in out.splitlines() if line.strip().startswith("Pod/nginx-")]
     assert len(pods) == 6 and all("BackOff" in line for line in pods)
     assert any(line.strip().startswith("ConfigMap/nginx-config") for line in out.splitlines())
+    assert "$ tapio explain pod/nginx-7c9d8f6b5d-" in out
+    assert "probable root cause:" in out and "ConfigMap shop/nginx-config: key nginx.conf modified" in out
+    assert "6 pods on 3 nodes (node-a, node-b, node-c)" in out
     # the demo stops what it started
     assert not (tmp_path / "demo" / "stack.yaml").exists()
