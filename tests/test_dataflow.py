@@ -248,7 +248,7 @@ async def test_explain_names_the_configmap_edit_behind_the_crash_loop(bridge, fl
         await graph.close()
     text = "\n".join(render_tree(found.context))
     assert "probable root cause:" in text and "ConfigMap shop/nginx-config: key nginx.conf modified" in text
-    assert "6 pods on 3 nodes (node-a, node-b, node-c)" in text
+    assert "6 pods on 3 nodes (node-a, node-b, node-c) share these dependencies; 6 of 6 restarted" in text
     for pod in ("nginx-7c9d8f6b5d-4xk2p", "nginx-7c9d8f6b5d-9qwzt", "nginx-7c9d8f6b5d-b7mfd",
                 "nginx-7c9d8f6b5d-hx2lc", "nginx-7c9d8f6b5d-r5ntv", "nginx-7c9d8f6b5d-zk8sj"):
         assert pod in text

@@ -38,6 +38,7 @@ class ResourceRef(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None = None
     namespace: str | None = None
     node: str | None = None
+    restarts: int | None = None  # container restarts, for pods the topology has seen
     distance: int = 0  # ownership depth or dependency hops
 
 
@@ -65,7 +66,8 @@ def _summary(row: dict) -> EventSummary:
 
 def _ref(row: dict, distance_key: str | None = None) -> ResourceRef:
     return ResourceRef(label=row["label"], uid=row["uid"], name=row.get("name"), namespace=row.get("namespace"),
-                       node=row.get("node"), distance=row[distance_key] if distance_key else 0)
+                       node=row.get("node"), restarts=row.get("restarts"),
+                       distance=row[distance_key] if distance_key else 0)
 
 
 CHANGE_INTENTS = ["config-change", "rollout"]

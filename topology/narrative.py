@@ -58,7 +58,9 @@ def pods_around(ctx: Context) -> str | None:
     on = f" on {len(nodes)} node{'s' if len(nodes) != 1 else ''} ({', '.join(nodes)})" if nodes else ""
     names = sorted(p.name or p.uid for p in pods)
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    return f"{len(pods)} pods{on} share these dependencies: {shown}"
+    known = [p for p in pods if p.restarts is not None]
+    restarted = f"; {sum(1 for p in known if p.restarts)} of {len(known)} restarted" if known else ""
+    return f"{len(pods)} pods{on} share these dependencies{restarted}: {shown}"
 
 
 def render_tree(ctx: Context) -> list[str]:

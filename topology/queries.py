@@ -253,7 +253,8 @@ _EVENT_COLUMNS = ("{v}.id AS id, {v}.timestamp AS timestamp, {v}.reason AS reaso
 CONTEXT_EVENT = Query("context_event", f"""{_ANCHOR}
 OPTIONAL MATCH (e)-[:{AFFECTED}]->(r)
 RETURN {_EVENT_COLUMNS.format(v="e")},
-       labels(r)[0] AS label, r.uid AS uid, r.name AS name, r.namespace AS namespace, r.node AS node""")
+       labels(r)[0] AS label, r.uid AS uid, r.name AS name, r.namespace AS namespace, r.node AS node,
+       r.restart_count AS restarts""")
 
 #: Params `id`. Rows: the owners of the affected resources, nearest first (depth 1 = direct owner).
 CONTEXT_OWNERS = Query("context_owners", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
@@ -268,7 +269,7 @@ CONTEXT_DEPENDENCIES = Query("context_dependencies", f"""{_ANCHOR}-[:{AFFECTED}]
 MATCH p = (r)-[:{_DEPENDS}*1..3]-(d)
 WHERE d <> r
 RETURN labels(d)[0] AS label, d.uid AS uid, d.name AS name, d.namespace AS namespace, d.node AS node,
-       min(length(p)) AS hops
+       d.restart_count AS restarts, min(length(p)) AS hops
 ORDER BY hops, label, name
 LIMIT $limit""")
 
