@@ -55,6 +55,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     dependencies: list[ResourceRef]
     correlated: list[RelatedEvent]
     changes: list[RelatedEvent]  # config edits and rollouts nearby in the lookback, newest first
+    previous: RelatedEvent | None = None  # the same reason on it or a sibling, before the window
     causes: list[list[str]]  # chains of event ids, root first, ending at this event
     consequences: list[EventSummary]
 
@@ -85,6 +86,7 @@ async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 3
     temporal = await graph.query(queries.CONTEXT_TEMPORAL, id=event_id, window_ms=window_ms, limit=limit)
     changes = await graph.query(queries.CONTEXT_RECENT_CHANGES, id=event_id, intents=CHANGE_INTENTS,
                                 lookback_ms=lookback_ms, limit=20)
+    previous = await graph.query(queries.CONTEXT_PREVIOUS, id=event_id, window_ms=window_ms)
     causes = await graph.query(queries.CONTEXT_CAUSES, id=event_id)
     consequences = await graph.query(queries.CONTEXT_CONSEQUENCES, id=event_id, limit=limit)
     return Context(
@@ -95,6 +97,8 @@ async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 3
         correlated=[RelatedEvent(event=_summary(r), on_label=r.get("label"), on_name=r.get("name"))
                     for r in temporal],
         changes=[RelatedEvent(event=_summary(r), on_label=r.get("label"), on_name=r.get("name")) for r in changes],
+        previous=RelatedEvent(event=_summary(previous[0]), on_label=previous[0].get("label"),
+                              on_name=previous[0].get("name")) if previous else None,
         causes=[r["chain"] for r in causes],
         consequences=[_summary(r) for r in consequences],
     )

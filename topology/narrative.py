@@ -2,7 +2,8 @@
 
 Fed by: `topology.context.Context`. Feeds: `tapio context` (and later `tapio explain`).
 
-Times are shown relative to the event ("40s before", "2m after"); the probable cause line is
+Times are shown relative to the event ("40s before", "2m after"). Predicted impact appears
+once patterns make predictions (the behavior-patterns work). The probable cause line is
 the first chain of CAUSED edges when patterns have drawn one, otherwise the earliest
 configuration change or rollout on a neighbouring resource within the window, labelled as a
 correlation, not a proof.
@@ -75,6 +76,9 @@ def render_tree(ctx: Context) -> list[str]:
     cause = probable_cause(ctx)
     if cause:
         body.append(f"probable root cause: {cause}")
+    if ctx.previous is not None:
+        body.append(f"previous occurrence: {relative(ctx.previous.event.timestamp, anchor)}: "
+                    f"{ctx.previous.event.narrative or ctx.previous.event.reason}")
     around = pods_around(ctx)
     if around:
         body.append(around)

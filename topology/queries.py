@@ -299,6 +299,18 @@ RETURN DISTINCT {_EVENT_COLUMNS.format(v="c")}, labels(x)[0] AS label, x.name AS
 ORDER BY timestamp DESC, id
 LIMIT $limit""")
 
+#: Params `id`, `window_ms`. Rows (at most 1): the newest earlier event with the same reason on the
+#: same resource or a sibling (same owner), before the correlation window: a previous occurrence.
+CONTEXT_PREVIOUS = Query("context_previous", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
+WITH e, r
+MATCH (r)<-[:OWNS*0..1]-(o)-[:OWNS*0..1]->(s)
+WITH DISTINCT e, s
+MATCH (s)<-[:{AFFECTED}]-(p:{EVENT_LABEL})
+WHERE p.reason = e.reason AND p.timestamp < e.timestamp - $window_ms
+RETURN {_EVENT_COLUMNS.format(v="p")}, labels(s)[0] AS label, s.name AS name
+ORDER BY timestamp DESC, id
+LIMIT 1""")
+
 #: Params `id`. Rows: each chain of causes ending at the event, as event ids root first.
 CONTEXT_CAUSES = Query("context_causes", f"""{_ANCHOR}
 MATCH p = (root:{EVENT_LABEL})-[:{CAUSED}*1..10]->(e)

@@ -71,6 +71,14 @@ async def test_context_of_a_crash_looping_pod(graph) -> None:
     assert correlated == {("p1-unhealthy", "Pod"), ("cm-edit", "ConfigMap"), ("node-a-pressure", "Node")}
     assert ctx.causes[0] == ["cm-edit", "p1-unhealthy", "p1-backoff"]
     assert ctx.consequences == []
+    assert ctx.previous is None  # no earlier BackOff under the same owner
+
+
+async def test_previous_occurrence_on_a_sibling(graph) -> None:
+    await graph.write_events([ev("p2-old-backoff", -3600, "Pod", "nginx-2", "u-p2", "BackOff", node="node-b")])
+    ctx = await reveal_context(graph, "p1-backoff")
+    assert ctx.previous is not None and ctx.previous.event.id == "p2-old-backoff"
+    assert (ctx.previous.on_label, ctx.previous.on_name) == ("Pod", "nginx-2")
 
 
 async def test_consequences_of_the_config_edit(graph) -> None:
