@@ -9,6 +9,7 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio replay FILE|DIR...      publish recordings (kubectl JSON/YAML, watch streams) to JetStream
     tapio collect kubeapi         list + watch a live cluster and publish to JetStream
     tapio deadletters             what was rejected, why and where
+    tapio patterns lint [DIR]     validate behavior patterns (file:line: field: problem)
     tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
     tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
     tapio demo                    everything above on a bundled incident, then what the graph knows
@@ -151,6 +152,26 @@ def bridge_cmd(ctx: click.Context) -> None:
             logging.getLogger("app.bridge").info("bridge stopped after %d events", b.bridged)
 
     asyncio.run(main())
+
+
+@cli.group()
+def patterns() -> None:
+    """Behavior patterns (YAML, apiVersion behavior.tapio.io/v1)."""
+
+
+@patterns.command(name="lint")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False), default="patterns")
+def patterns_lint(directory: str) -> None:
+    """Check every pattern file of DIRECTORY; errors name file, line and field."""
+    from agents.patterns import lint
+
+    errors = lint(directory)
+    for error in errors:
+        click.echo(str(error), err=True)
+    count = len(list(Path(directory).glob("*.y*ml")))
+    click.echo(f"{count} pattern file(s) in {directory}: {len(errors)} error(s)")
+    if errors:
+        sys.exit(1)
 
 
 @cli.group()

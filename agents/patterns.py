@@ -1,0 +1,475 @@
+"""Behavior patterns as data: the `behavior.tapio.io/v1` BehaviorPattern schema, its loader and lint.
+
+Fed by: `patterns/*.yaml` (one pattern per file) and `app/semantics.yaml` (the intents the
+normalize stage really produces, so a pattern cannot wait for an intent that never comes).
+Feeds: the match stage (a windowed matcher evaluates `spec.conditions` over UnifiedEvents,
+grouped by a topology scope) and the predict stage (`spec.predictions` become `Prediction`s).
+
+Pure: msgspec Structs validated on load, no Faust, no I/O beyond reading the files. The engine
+knows condition TYPES (event, count, rate, sequence, metric), never pattern names. Every error
+names the file, the line and the field: `patterns/x.yaml:14: spec.conditions[1].operator: ...`.
+Line numbers come from PyYAML's node marks (the document is composed to nodes once, a
+path -> line map is kept, and msgspec's `$.spec.conditions[1].operator` path is mapped onto it).
+
+What a matcher owes a pattern: events are bucketed by `spec.scope` (object, owner, node,
+namespace, configmap, service, cluster) in event time; with `match: all` every `required`
+condition must hold in the same scope (with `any`, one); optional conditions only add `boost`
+to the confidence. `count`/`rate`/`metric` group by their own `group_by`; `sequence` relates
+its `then` events to the `first` one through `join` (JOINS). Windows are at most 5m (the
+dataflow's event-time windows) unless a condition sets `long_window: true`. A prediction
+applies when its `when` tests pass on an event of the match; its message fills `{scope}` (the
+scope key), `{count}` (what the deciding condition counted), `{namespace}` and `{name}` (the
+namespace and object of the newest matched event).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import typing
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+import yaml
+
+from app.events import UnifiedEvent
+
+WINDOW_MAX_S = 300.0
+"""The dataflow's windows hold 5 minutes of event time; longer needs `long_window: true`."""
+LONG_WINDOW_MAX_S = 86400.0
+PLACEHOLDERS = frozenset({"scope", "count", "namespace", "name"})
+
+Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "gt", "gte", "lt", "lte", "exists"]
+Comparison = Literal["gt", "gte", "lt", "lte"]
+Scope = Literal["object", "owner", "node", "namespace", "configmap", "service", "cluster"]
+Join = Literal["mounts", "owns", "same_node", "same_owner", "same_namespace", "selected_by_same_service"]
+JOINS: dict[str, str] = {
+    "mounts": "B's pod mounts (volume, envFrom, key ref) the ConfigMap or Secret A is about",
+    "owns": "A is a workload (Deployment, StatefulSet...) that owns B's pod, through a ReplicaSet or not",
+    "same_node": "A and B run on the same node (k8s.node, or A is the Node itself)",
+    "same_owner": "A and B share their controlling owner (ReplicaSet, StatefulSet, Job...)",
+    "same_namespace": "A and B are in the same namespace",
+    "selected_by_same_service": "a Service selects both A's pod and B's pod",
+}
+NUMERIC_OPS = frozenset({"gt", "gte", "lt", "lte"})
+Scalar = Union[str, int, float, bool]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+SemVer = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+\.\d+$")]
+Snake = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
+Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+_METRIC = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class PatternError(Exception):
+    """A pattern file that cannot be used: `file:line: field: message`."""
+
+    def __init__(self, file: str | Path, line: int, *, field: str = "", message: str) -> None:
+        self.file, self.line, self.field, self.message = str(file), line, field, message
+        super().__init__(f"{self.file}:{line}: {field + ': ' if field else ''}{message}")
+
+
+class _Text:
+    """A string with meaning, kept as written (so a pattern round-trips) and checked on load."""
+
+    __slots__ = ("text",)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.text!r})"
+
+
+class Duration(_Text):
+    """A duration written `30s`, `5m`, `1h` (or `500ms`); `.seconds` is what a matcher uses."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, text: str) -> None:
+        found = _DURATION.match(text) if isinstance(text, str) else None
+        if not found or float(found[1]) <= 0:
+            raise ValueError(f"expected a duration like 30s, 5m or 1h, got {text!r}")
+        self.text, self.seconds = text, float(found[1]) * _UNIT_S[found[2]]
+
+
+class Template(_Text):
+    """A message that may use only the `{scope}`, `{count}`, `{namespace}`, `{name}` placeholders."""
+
+    __slots__ = ()
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise ValueError(f"expected a string, got {type(text).__name__}")
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"bad template: {exc}") from None
+        for field, spec, conv in fields:
+            if field not in PLACEHOLDERS or spec or conv:
+                raise ValueError(f"unknown placeholder {{{field}}}: use {_choices(PLACEHOLDERS)}")
+        self.text = text
+
+    def render(self, **values: object) -> str:
+        return self.text.format_map({key: values.get(key, "") for key in PLACEHOLDERS})
+
+
+class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Predicate(_Base, kw_only=True):
+    """One test on one UnifiedEvent field (dotted path, e.g. `kubernetes.reason`, `k8s.labels.app`)."""
+
+    field: str
+    operator: Operator
+    value: Scalar | list[Scalar] | None = None
+
+
+class _Condition(_Base, tag_field="type", kw_only=True):
+    """`required: false` does not gate the match; when it holds, `boost` is added to each confidence."""
+
+    required: bool = True
+    boost: Annotated[float, msgspec.Meta(ge=0.0, le=0.5)] = 0.0
+
+
+class EventCondition(_Condition, tag="event", kw_only=True):
+    """At least one event in the scope's window satisfies field/operator/value."""
+
+    field: str
+    operator: Operator
+    value: Scalar | list[Scalar] | None = None
+
+
+class CountCondition(_Condition, tag="count", kw_only=True):
+    """At least `at_least` events matching every `where` test within `window`, per `group_by` scope.
+
+    With `distinct` (a field path), count distinct values of that field instead (3 pods, not 3 events).
+    """
+
+    where: Annotated[list[Predicate], msgspec.Meta(min_length=1)]
+    at_least: PositiveInt
+    window: Duration = Duration("5m")
+    group_by: Scope = "namespace"
+    distinct: str = ""
+    long_window: bool = False
+
+
+class RateCondition(_Condition, tag="rate", kw_only=True):
+    """Events matching `where`, per minute averaged over `window`, compared with `per_minute`."""
+
+    where: Annotated[list[Predicate], msgspec.Meta(min_length=1)]
+    operator: Comparison
+    per_minute: Annotated[float, msgspec.Meta(gt=0)]
+    window: Duration = Duration("5m")
+    group_by: Scope = "namespace"
+    long_window: bool = False
+
+
+class SequenceCondition(_Condition, tag="sequence", kw_only=True):
+    """An event matching `first`, then at least `at_least` events matching `then` within `within`,
+    the later ones related to the first through the topology when `join` is set (see JOINS)."""
+
+    first: Annotated[list[Predicate], msgspec.Meta(min_length=1)]
+    then: Annotated[list[Predicate], msgspec.Meta(min_length=1)]
+    within: Duration
+    join: Join | None = None
+    at_least: PositiveInt = 1
+    long_window: bool = False
+
+
+class MetricCondition(_Condition, tag="metric", kw_only=True):
+    """A metric sample (`memory.usage_percent`) compared with `value` for all of `window`, per scope."""
+
+    field: str
+    operator: Comparison
+    value: float
+    window: Duration = Duration("5m")
+    group_by: Scope = "object"
+    long_window: bool = False
+
+
+Condition = Union[EventCondition, CountCondition, RateCondition, SequenceCondition, MetricCondition]
+CONDITION_TYPES = ("event", "count", "rate", "sequence", "metric")
+
+
+class PredictionSpec(_Base, kw_only=True):
+    type: Snake
+    confidence_base: Confidence
+    time_horizon: Duration
+    message: Template
+    impact: list[Snake] = []
+    remediation: Template = Template("")
+    when: list[Predicate] = []  # applies only if an event of the match passes every test
+
+
+class Metadata(_Base, kw_only=True):
+    name: Name
+    version: SemVer
+    description: str = ""
+    labels: dict[str, str] = {}
+
+
+class Spec(_Base, kw_only=True):
+    enabled: bool = True
+    priority: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 50
+    scope: Scope = "namespace"
+    match: Literal["all", "any"] = "all"
+    conditions: Annotated[list[Condition], msgspec.Meta(min_length=1)]
+    predictions: Annotated[list[PredictionSpec], msgspec.Meta(min_length=1)]
+
+
+class BehaviorPattern(_Base, kw_only=True):
+    """One pattern file. `spec.scope` keys a match (and fills `{scope}`); `spec.match` says whether
+    all conditions or any one must hold in the same scope's window."""
+
+    apiVersion: Literal["behavior.tapio.io/v1"]
+    kind: Literal["BehaviorPattern"]
+    metadata: Metadata
+    spec: Spec
+
+
+_CHOICES = {"operator": Operator, "group_by": Scope, "scope": Scope, "join": Join, "match": Literal["all", "any"],
+            "apiVersion": Literal["behavior.tapio.io/v1"], "kind": Literal["BehaviorPattern"]}
+
+
+def _choices(values: Any) -> str:
+    return ", ".join(sorted(values) if isinstance(values, (set, frozenset)) else values)
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ in (Duration, Template):
+        return type_(obj)
+    raise NotImplementedError(f"cannot decode {type_}")
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, (Duration, Template)):
+        return obj.text
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+def to_builtins(pattern: BehaviorPattern) -> dict[str, Any]:
+    """The pattern as plain data (durations and templates as written), ready for `yaml.safe_dump`."""
+    return msgspec.to_builtins(pattern, enc_hook=_enc_hook)
+
+
+# --- event fields ------------------------------------------------------------------------
+
+
+def _event_fields(root: type = UnifiedEvent, prefix: str = "") -> Iterator[tuple[str, type]]:
+    """(dotted path, leaf type) of every UnifiedEvent field; a dict field yields `path.*`."""
+    for name, hint in typing.get_type_hints(root).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        leaf = args[0] if len(args) == 1 else hint
+        path = f"{prefix}{name}"
+        if isinstance(leaf, type) and issubclass(leaf, msgspec.Struct):
+            yield from _event_fields(leaf, path + ".")
+        elif typing.get_origin(leaf) is dict:
+            yield f"{path}.*", str
+        else:
+            yield path, leaf
+
+
+EVENT_FIELDS: dict[str, Any] = dict(_event_fields())
+
+
+def field_type(path: str) -> Any | None:
+    """The type of a UnifiedEvent field path, None if the path does not exist."""
+    if path in EVENT_FIELDS:
+        return EVENT_FIELDS[path]
+    head, _, key = path.rpartition(".")
+    return EVENT_FIELDS.get(f"{head}.*") if key else None
+
+
+def known_intents() -> frozenset[str]:
+    """Every intent `app/semantics.yaml` can give an event."""
+    table = yaml.safe_load(resources.files("app").joinpath("semantics.yaml").read_text())
+    rows = [table["default"]] + [m for key, section in table.items() if isinstance(section, dict)
+                                 for m in section.values()]
+    return frozenset(str(row[0]) for row in rows)
+
+
+# --- checks msgspec cannot express -------------------------------------------------------
+
+
+def _check_predicate(p: Predicate | EventCondition, at: str, *, intents: frozenset[str]) -> Iterator[tuple[str, str]]:
+    ftype = field_type(p.field)
+    if ftype is None:
+        yield f"{at}.field", f"not a UnifiedEvent field: {p.field!r} (e.g. semantic.intent, kubernetes.reason, k8s.kind)"
+        return
+    op, value = p.operator, p.value
+    if op == "exists":
+        if value not in (None, True, False):
+            yield f"{at}.value", "exists takes no value (or true/false)"
+    elif value is None:
+        yield f"{at}.value", f"{op} needs a value"
+    elif op in ("in", "not_in") and (not isinstance(value, list) or not value):
+        yield f"{at}.value", f"{op} needs a non-empty list, got {value!r}"
+    elif op not in ("in", "not_in") and isinstance(value, list):
+        yield f"{at}.value", f"{op} needs one value, not a list (use in / not_in)"
+    elif op in NUMERIC_OPS and ftype not in (int, float):
+        yield f"{at}.operator", f"{op} compares numbers; {p.field} is not numeric"
+    elif op in NUMERIC_OPS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        yield f"{at}.value", f"{op} needs a number, got {value!r}"
+    elif p.field == "semantic.intent" and op in ("equals", "not_equals", "in", "not_in"):
+        for intent in value if isinstance(value, list) else [value]:
+            if intent not in intents:
+                yield f"{at}.value", f"unknown intent {intent!r} (app/semantics.yaml has {_choices(intents)})"
+
+
+def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) -> list[tuple[str, str]]:
+    """Semantic errors as (field path, message): fields, operator/value pairs, intents, windows."""
+    intents = known_intents() if intents is None else intents
+    errors: list[tuple[str, str]] = []
+    for i, cond in enumerate(pattern.spec.conditions):
+        at = f"spec.conditions[{i}]"
+        if isinstance(cond, EventCondition):
+            errors += _check_predicate(cond, at, intents=intents)
+            continue
+        if isinstance(cond, MetricCondition):
+            if not _METRIC.match(cond.field):
+                errors.append((f"{at}.field", f"expected a metric name like memory.usage_percent, got {cond.field!r}"))
+        lists = {"where": getattr(cond, "where", [])} if not isinstance(cond, SequenceCondition) \
+            else {"first": cond.first, "then": cond.then}
+        for key, preds in lists.items():
+            for j, pred in enumerate(preds):
+                errors += _check_predicate(pred, f"{at}.{key}[{j}]", intents=intents)
+        if isinstance(cond, CountCondition) and cond.distinct and field_type(cond.distinct) is None:
+            errors.append((f"{at}.distinct", f"not a UnifiedEvent field: {cond.distinct!r}"))
+        key = "within" if isinstance(cond, SequenceCondition) else "window"
+        window, limit = getattr(cond, key), LONG_WINDOW_MAX_S if cond.long_window else WINDOW_MAX_S
+        if window.seconds > limit:
+            hint = "" if cond.long_window else " (the dataflow's windows are 5m of event time; set long_window: true)"
+            errors.append((f"{at}.{key}", f"{window.text} is longer than {limit:g}s{hint}"))
+    if not any(cond.required for cond in pattern.spec.conditions):
+        errors.append(("spec.conditions", "at least one condition must be required"))
+    for i, pred in enumerate(pattern.spec.predictions):
+        for j, test in enumerate(pred.when):
+            errors += _check_predicate(test, f"spec.predictions[{i}].when[{j}]", intents=intents)
+        if pred.time_horizon.seconds > LONG_WINDOW_MAX_S:
+            errors.append((f"spec.predictions[{i}].time_horizon", f"{pred.time_horizon.text} is longer than 24h"))
+    return errors
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _line_map(node: yaml.Node, *, file: str, path: tuple = (), lines: dict | None = None) -> dict[tuple, int]:
+    """path -> 1-based line of every key and item; duplicate mapping keys are an error."""
+    lines = {(): node.start_mark.line + 1} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (key.value if isinstance(key, yaml.ScalarNode) else "?",)
+            if sub in lines:
+                raise PatternError(file, key.start_mark.line + 1, field=_dotted(sub), message="duplicate key")
+            lines[sub] = key.start_mark.line + 1
+            _line_map(value, file=file, path=sub, lines=lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _line_map(item, file=file, path=path + (i,), lines=lines)
+    return lines
+
+
+def _dotted(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _parse_path(text: str) -> tuple:
+    return tuple(int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", text))
+
+
+def _line_of(lines: dict[tuple, int], path: tuple) -> int:
+    while path not in lines:
+        path = path[:-1]
+    return lines[path]
+
+
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _from_validation(exc: msgspec.ValidationError, *, file: str, lines: dict[tuple, int]) -> PatternError:
+    found = _MSGSPEC_ERROR.match(str(exc))
+    msg, path = found["msg"], _parse_path(found["path"] or "")
+    if extra := re.match(r"Object (?:missing required|contains unknown) field `([^`]+)`", msg):
+        path += (extra[1],)
+        msg = "required field is missing" if "missing" in msg else "unknown field"
+    elif (bad := re.match(r"Invalid (?:enum )?value (.+)$", msg)) and path:
+        key = path[-1]
+        allowed = CONDITION_TYPES if key == "type" and "conditions" in path else \
+            typing.get_args(_CHOICES[key]) if key in _CHOICES else None
+        if allowed:
+            msg = f"expected one of {_choices(allowed)}, got {bad[1]}"
+    return PatternError(file, _line_of(lines, path), field=_dotted(path), message=msg)
+
+
+def load_pattern(path: str | Path, *, intents: frozenset[str] | None = None) -> BehaviorPattern:
+    """Read, validate and return one pattern; raise PatternError naming file, line and field."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PatternError(file, 0, message=f"cannot read: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise PatternError(file, 1, message="empty file: expected one BehaviorPattern")
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = ", ".join(filter(None, (exc.context, exc.problem))) or str(exc)
+        raise PatternError(file, mark.line + 1 if mark else 0, message=f"YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    lines = _line_map(node, file=file)
+    try:
+        pattern = msgspec.convert(data, BehaviorPattern, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise _from_validation(exc, file=file, lines=lines) from None
+    for field, message in check(pattern, intents=intents):
+        raise PatternError(file, _line_of(lines, _parse_path(field)), field=field, message=message)
+    return pattern
+
+
+def load_patterns(directory: str | Path, *, intents: frozenset[str] | None = None
+                  ) -> tuple[list[BehaviorPattern], list[PatternError]]:
+    """Every `*.yaml` / `*.yml` in `directory`, sorted by name; one bad file does not stop the others.
+
+    A metadata.name already used by an earlier file is an error on the later file.
+    """
+    intents = known_intents() if intents is None else intents
+    patterns: list[BehaviorPattern] = []
+    errors: list[PatternError] = []
+    seen: dict[str, str] = {}
+    files = sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    for file in files:
+        try:
+            pattern = load_pattern(file, intents=intents)
+        except PatternError as exc:
+            errors.append(exc)
+            continue
+        name = pattern.metadata.name
+        if name in seen:
+            lines = _line_map(yaml.compose(file.read_text(encoding="utf-8")), file=str(file))
+            errors.append(PatternError(file, _line_of(lines, ("metadata", "name")), field="metadata.name",
+                                       message=f"duplicate name {name!r} (also in {seen[name]})"))
+            continue
+        seen[name] = str(file)
+        patterns.append(pattern)
+    return patterns, errors
+
+
+def lint(directory: str | Path) -> list[PatternError]:
+    """Every error in a pattern directory; empty when the catalog is usable."""
+    return load_patterns(directory)[1]
+
