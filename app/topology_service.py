@@ -29,12 +29,12 @@ from mode import Service
 
 from app.bridge import OBJECT_CODEC
 from app.events import RawEvent, content_id
-from app.jetstream import EventPublisher
+from app.jetstream import EventPublisher, PublishFailed
 from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import topic_name
 from topology.changes import ObjectChange, diff_objects
-from topology.graph import GraphError
+from topology.graph import GraphError, GraphQueryError
 from topology.index import ObjectIndex
 from topology.relations import TopologyChange
 from topology.writer import apply_changes
@@ -140,15 +140,31 @@ class TopologyService(Service):
             changes.append(topology)
             if edit is not None:
                 edits.append(edit)
+        await self._write(changes, where=f"{self.topic}@{records[0].offset}-{records[-1].offset}")
+        if edits:
+            try:
+                await publisher.publish_many(edits)
+            except PublishFailed as e:  # the next start reads the topic again and re-derives them
+                log.error("topology: %s; these change events come back at the next start", e)
+        self.runtime.stats.add(STAGE, len(records))
+
+    async def _write(self, changes: list[TopologyChange], *, where: str) -> None:
+        """Write with backoff while the graph is down; a change the graph rejects is dead-lettered alone."""
         delay = 0.5
         while not self.should_stop:
             try:
                 await apply_changes(self.runtime.graph, changes)
-                break
+                return
+            except GraphQueryError as e:
+                log.error("topology: the graph rejected a batch (%s); writing changes one by one", e)
+                for change in changes:
+                    try:
+                        await apply_changes(self.runtime.graph, [change])
+                    except GraphQueryError as one:
+                        await self.runtime.dead_letter(stage=STAGE, reason=f"graph rejected the change: {one}",
+                                                       where=where, payload=msgspec.json.encode(change))
+                return
             except GraphError as e:
                 log.error("topology: graph write failed (%s); retrying in %.1fs", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 15.0)
-        if edits:
-            await publisher.publish_many(edits)
-        self.runtime.stats.add(STAGE, len(records))
