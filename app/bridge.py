@@ -25,7 +25,6 @@ from collections import defaultdict
 from typing import Sequence
 
 import msgspec
-import nats.errors
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError

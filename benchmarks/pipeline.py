@@ -32,7 +32,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.events import RawEvent, content_id, epoch_ms  # noqa: E402
+from app.events import RawEvent, content_id  # noqa: E402
 from app.jetstream import EventPublisher, connect, ensure_streams  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.stack import EmbeddedStack, free_port  # noqa: E402

@@ -245,7 +245,6 @@ def test_config_drift_sees_the_demo_incident() -> None:
     assert _hits(drift.first, events) >= 1 and _hits(drift.then, events) >= 3
 
 
-@pytest.mark.skipif(not REALDATA.is_dir(), reason="needs ../shared/realdata")
 def test_catalog_tests_hit_real_recordings() -> None:
     events = _events(REALDATA)
     patterns = {p.metadata.name: p for p in load_patterns(CATALOG)[0]}

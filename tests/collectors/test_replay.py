@@ -29,7 +29,6 @@ TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
 MUST_GATHER = REALDATA / "must-gather-clean"
 SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
 
-needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason="shared realdata not present")
 
 
 def utc(text: str) -> datetime:
@@ -78,7 +77,6 @@ def pod(name: str, uid: str, created: str = "2026-11-20T08:00:00Z", **status) ->
 # -- real recordings -----------------------------------------------------------------------
 
 
-@needs_realdata
 @pytest.mark.parametrize(
     ("name", "count"), [("message-container-creating-failed-mount.json", 76), ("message-image-pull-fail.json", 17)]
 )
@@ -92,7 +90,6 @@ def test_troubleshoot_event_lists(name: str, count: int) -> None:
     assert all(e.timestamp.tzinfo is not None for e in events)
 
 
-@needs_realdata
 def test_troubleshoot_event_fields() -> None:
     events, _ = parse(TROUBLESHOOT / "events" / "message-container-creating-failed-mount.json")
     # items[0]: a scheduler event with lastTimestamp null, only a sub-second eventTime
@@ -118,7 +115,6 @@ def test_troubleshoot_event_fields() -> None:
     assert json.loads(backoff.data)["firstTimestamp"] == "2023-07-09T23:56:01Z"
 
 
-@needs_realdata
 def test_troubleshoot_image_pull_event() -> None:
     events, _ = parse(TROUBLESHOOT / "events" / "message-image-pull-fail.json")
     failed = events[2]
@@ -128,7 +124,6 @@ def test_troubleshoot_image_pull_event() -> None:
     assert failed.timestamp == utc("2023-07-11T05:36:12Z")
 
 
-@needs_realdata
 @pytest.mark.parametrize(
     ("name", "pod_name", "uid", "node", "newest"),
     [
@@ -153,7 +148,6 @@ def test_troubleshoot_pod_lists(name: str, pod_name: str, uid: str, node: str, n
     assert only.timestamp == utc(newest)
 
 
-@needs_realdata
 @pytest.mark.parametrize(
     ("where", "count"),
     [
@@ -169,7 +163,6 @@ def test_must_gather_event_yaml(where: str, count: int) -> None:
     assert len({e.id for e in events}) == count
 
 
-@needs_realdata
 def test_must_gather_fields() -> None:
     events, _ = parse(MUST_GATHER / "vsphere/namespaces/openshift-kube-apiserver/core/events.yaml")
     # items[105]: no lastTimestamp, eventTime, firstTimestamp nor count -> creationTimestamp, count 1
@@ -193,7 +186,6 @@ def test_must_gather_fields() -> None:
     assert mount.timestamp == utc("2021-08-03T09:26:34Z")
 
 
-@needs_realdata
 def test_truncated_real_event_list_salvages_complete_items(tmp_path: Path) -> None:
     text = (TROUBLESHOOT / "events" / "message-container-creating-failed-mount.json").read_text()
     item_starts = [i for i in range(len(text)) if text.startswith('\n    {\n      "kind": "Event"', i)]

@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "app" / "scenarios" / "configmap-crashloop"
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 PODS = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files" / "pods"
-needs_realdata = pytest.mark.skipif(not PODS.is_dir(), reason="shared realdata not present")
 
 POD_NODES = {"4xk2p": "node-a", "hx2lc": "node-a", "9qwzt": "node-b", "r5ntv": "node-b",
              "b7mfd": "node-c", "zk8sj": "node-c"}
@@ -373,7 +372,6 @@ def real_pods(name: str) -> list[dict]:
     return json.loads((PODS / f"{name}.json").read_text())["items"]
 
 
-@needs_realdata
 def test_real_pods_edges() -> None:
     items = [p for f in sorted(PODS.glob("*.json")) for p in json.loads(f.read_text())["items"]]
     index = build(items)
