@@ -14,6 +14,7 @@ import msgspec
 from topology import queries
 from topology.context import Context, reveal_context
 from topology.graph import GraphStore
+from topology.model import CLUSTER_SCOPED
 
 KIND_ALIASES = {
     "po": "Pod", "pod": "Pod", "pods": "Pod", "no": "Node", "node": "Node", "nodes": "Node",
@@ -33,7 +34,6 @@ KIND_ALIASES = {
     "hpa": "HorizontalPodAutoscaler", "horizontalpodautoscaler": "HorizontalPodAutoscaler",
     "ns": "Namespace", "namespace": "Namespace",
 }
-CLUSTER_SCOPED = {"Node", "PersistentVolume", "StorageClass", "Namespace"}
 _RANK = {"critical": 4, "error": 3, "warning": 2, "info": 1, "debug": 0}
 
 

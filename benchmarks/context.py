@@ -73,12 +73,14 @@ async def build(graph, args: argparse.Namespace) -> None:
     }
     for (relation, src, dst), rows in edges.items():
         for s in range(0, len(rows), 5000):
-            await graph.execute(queries.write_edges(relation, src, dst), rows=rows[s:s + 5000])
+            await graph.execute(queries.link_objects(relation, src, dst),
+                                rows=[[a, b, f"{a}-{relation}->{b}", {}] for a, b in rows[s:s + 5000]])
     rng = random.Random(11)
     chains = [[f"ev-{rng.randrange(args.events):07d}" for _ in range(4)] for _ in range(args.chains)]
     caused = [[a, b] for chain in chains for a, b in zip(chain, chain[1:])]
     for s in range(0, len(caused), 5000):
-        await graph.execute(queries.write_edges("CAUSED", "Event", "Event"), rows=caused[s:s + 5000])
+        await graph.execute(queries.link_objects("CAUSED", "Event", "Event"),
+                            rows=[[a, b, f"{a}-CAUSED->{b}", {}] for a, b in caused[s:s + 5000]])
     print(f"graph built in {time.monotonic() - t:.0f}s: {args.pods:,} pods on {args.nodes} nodes, "
           f"{deployments:,} deployments, {args.events:,} events, {len(caused):,} CAUSED edges")
 

@@ -17,6 +17,12 @@ RESOURCE_LABELS: Final[tuple[str, ...]] = (
     "HorizontalPodAutoscaler", "ServiceAccount",
 )
 
+#: Kinds that live outside namespaces (their namespace is "" in keys and queries).
+CLUSTER_SCOPED: Final[frozenset[str]] = frozenset({
+    "Node", "Namespace", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding",
+    "CustomResourceDefinition", "PriorityClass", "IngressClass", "CSIDriver", "VolumeAttachment",
+})
+
 #: Label of any other kind; the original kind is kept in its `kind` property.
 GENERIC_LABEL: Final = "Resource"
 #: Label of an observation (a UnifiedEvent), keyed by `id`.

@@ -168,20 +168,6 @@ def _check(relation: str | None, *labels: str) -> None:
 
 
 @lru_cache(maxsize=None)
-def write_edges(relation: str, src_label: str, dst_label: str) -> Query:
-    """MERGE `$rows` of [source uid, target uid] as (src:Src)-[:RELATION]->(dst:Dst).
-
-    Labels and relation come from the model's fixed vocabulary only (ValueError otherwise).
-    """
-    _check(relation, src_label, dst_label)
-    src_key, dst_key = NODE_KEYS[src_label], NODE_KEYS[dst_label]
-    return Query(f"write_edges:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
-MERGE (a:{src_label} {{{src_key}: row[0]}})
-MERGE (b:{dst_label} {{{dst_key}: row[1]}})
-MERGE (a)-[:{relation}]->(b)""")
-
-
-@lru_cache(maxsize=None)
 def upsert_objects(label: str) -> Query:
     """`$rows` of [uid, props map]: the object's node with its current props (replacing them)."""
     _check(None, label)
@@ -201,11 +187,16 @@ ON CREATE SET n += row[1]""")
 
 @lru_cache(maxsize=None)
 def link_objects(relation: str, src_label: str, dst_label: str) -> Query:
-    """`$rows` of [src uid, dst uid, edge id, props map]: MERGE the edge by its id."""
+    """`$rows` of [src key, dst key, edge id, props map]: MERGE both ends and the edge by its id.
+
+    Keys are each label's key property (`uid` for resources, `id` for events); labels and
+    relation come from the model's fixed vocabulary only (ValueError otherwise).
+    """
     _check(relation, src_label, dst_label)
+    src_key, dst_key = NODE_KEYS[src_label], NODE_KEYS[dst_label]
     return Query(f"link_objects:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
-MERGE (a:{src_label} {{{RESOURCE_KEY}: row[0]}})
-MERGE (b:{dst_label} {{{RESOURCE_KEY}: row[1]}})
+MERGE (a:{src_label} {{{src_key}: row[0]}})
+MERGE (b:{dst_label} {{{dst_key}: row[1]}})
 MERGE (a)-[r:{relation} {{id: row[2]}}]->(b)
 SET r += row[3]""")
 

@@ -35,16 +35,13 @@ from typing import Any, NamedTuple
 import msgspec
 
 from app.events import K8sContext
+from topology.model import CLUSTER_SCOPED
 from topology.rows import kind_of, resource_key
 
 Prop = str | int | bool | list[str] | None
 EdgeProp = str | int | None
 ObjId = tuple[str, str, str]  # (kind as stored, namespace, name)
 
-CLUSTER_SCOPED = frozenset({
-    "Node", "Namespace", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding",
-    "CustomResourceDefinition", "PriorityClass", "IngressClass", "CSIDriver", "VolumeAttachment",
-})
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
 WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"})

@@ -50,7 +50,8 @@ async def test_explain_a_pod_from_the_graph(settings: Settings) -> None:
             ev("start", 10, "Pod", "web-0", "Started", "info", "lifecycle"),
             ev("crash", 40, "Pod", "web-0", "BackOff", "warning", "crash-loop"),
         ])
-        await graph.execute(queries.write_edges("MOUNTS", "Pod", "ConfigMap"), rows=[["u-web-0", "u-nginx-config"]])
+        await graph.execute(queries.link_objects("MOUNTS", "Pod", "ConfigMap"),
+                            rows=[["u-web-0", "u-nginx-config", "m1", {}]])
         found = await explain(graph, kind="Pod", name="web-0", namespace="shop")
         assert found.events == 2 and found.context.event.id == "crash"
         assert {c.event.id for c in found.context.correlated} == {"start", "cfg"}

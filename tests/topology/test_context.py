@@ -50,9 +50,10 @@ async def graph(settings: Settings):
     await store.setup_schema()
     await store.write_events(EVENTS)
     for (relation, src, dst), pairs in EDGES.items():
-        await store.execute(queries.write_edges(relation, src, dst), rows=[list(p) for p in pairs])
-    await store.execute(queries.write_edges("CAUSED", "Event", "Event"), rows=[["cm-edit", "p1-unhealthy"],
-                                                                                ["p1-unhealthy", "p1-backoff"]])
+        await store.execute(queries.link_objects(relation, src, dst), rows=[[a, b, f"{a}-{relation}->{b}", {}]
+                                                                           for a, b in pairs])
+    await store.execute(queries.link_objects("CAUSED", "Event", "Event"), rows=[["cm-edit", "p1-unhealthy", "c1", {}],
+                                                                                ["p1-unhealthy", "p1-backoff", "c2", {}]])
     yield store
     await store.clear()
     await store.close()
@@ -94,9 +95,9 @@ async def test_unknown_event_is_a_clear_error(graph) -> None:
 
 def test_edge_queries_only_take_the_model_vocabulary() -> None:
     with pytest.raises(ValueError, match="unknown relation"):
-        queries.write_edges("DROP", "Pod", "Node")
+        queries.link_objects("DROP", "Pod", "Node")
     with pytest.raises(ValueError, match="unknown label"):
-        queries.write_edges("OWNS", "Pod) DETACH DELETE (x", "Node")
+        queries.link_objects("OWNS", "Pod) DETACH DELETE (x", "Node")
 
 
 async def test_tree_names_the_change_behind_the_crash(graph) -> None:
