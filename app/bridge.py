@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import zlib
 from collections import defaultdict
 from typing import Sequence
@@ -125,7 +124,6 @@ class Bridge:
         self._stopping = asyncio.Event()
         self.bridged = 0
         self.dead_lettered = 0
-        self.started_at = 0.0
         self._backoff = 0.5
 
     async def _ensure_topic(self) -> None:
@@ -163,7 +161,6 @@ class Bridge:
             await self.nc.close()
             raise BridgeError(f"cannot reach Kafka at {self.settings.kafka.bootstrap_servers}: {e!r}; "
                               f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
-        self.started_at = time.monotonic()
         log.info("bridge: %s.> (durable %s) -> kafka topic %s (%d partitions)",
                  ns.subject_prefix, ns.bridge_durable, self.topic, self.partitions)
 

@@ -87,30 +87,20 @@ async def connect(settings: NatsSettings, *, name: str) -> NATS:
     return nc
 
 
+def _stream(settings: NatsSettings, *, name: str, prefix: str, max_age_s: float, **extra: object) -> StreamConfig:
+    return StreamConfig(name=name, subjects=[f"{prefix}.>"], retention=RetentionPolicy.LIMITS,
+                        max_msgs=settings.max_msgs, max_age=max_age_s, num_replicas=settings.replicas,
+                        storage=StorageType.FILE, **extra)
+
+
 def events_stream_config(settings: NatsSettings) -> StreamConfig:
-    return StreamConfig(
-        name=settings.stream,
-        subjects=[f"{settings.subject_prefix}.>"],
-        retention=RetentionPolicy.LIMITS,
-        max_msgs=settings.max_msgs,
-        max_age=settings.max_age_s,
-        num_replicas=settings.replicas,
-        duplicate_window=settings.duplicate_window_s,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-    )
+    return _stream(settings, name=settings.stream, prefix=settings.subject_prefix, max_age_s=settings.max_age_s,
+                   duplicate_window=settings.duplicate_window_s, discard=DiscardPolicy.OLD)
 
 
 def deadletter_stream_config(settings: NatsSettings) -> StreamConfig:
-    return StreamConfig(
-        name=settings.deadletter_stream,
-        subjects=[f"{settings.deadletter_prefix}.>"],
-        retention=RetentionPolicy.LIMITS,
-        max_msgs=settings.max_msgs,
-        max_age=7 * 24 * 3600,
-        num_replicas=settings.replicas,
-        storage=StorageType.FILE,
-    )
+    return _stream(settings, name=settings.deadletter_stream, prefix=settings.deadletter_prefix,
+                   max_age_s=7 * 24 * 3600)
 
 
 async def ensure_streams(js: JetStreamContext, settings: NatsSettings) -> None:
@@ -136,7 +126,6 @@ class EventPublisher:
         self.settings = settings
         self.ack_timeout = ack_timeout
         self.attempts = attempts
-        self.published = 0
         self.duplicates = 0
 
     async def _publish_one(self, event: RawEvent, payload: bytes) -> None:
@@ -213,7 +202,6 @@ class EventPublisher:
             except Exception as e:
                 raise PublishFailed([e_.id for e_, _ in failed], e) from e
             count += 1
-        self.published += count
         return count
 
 
@@ -299,7 +287,6 @@ class DeadLetterPublisher:
     def __init__(self, js: JetStreamContext, settings: NatsSettings) -> None:
         self.js = js
         self.settings = settings
-        self.sent = 0
 
     async def send(self, *, stage: str, reason: str, where: str, payload: bytes, event_id: str = "") -> None:
         letter = DeadLetter(stage=stage, reason=reason, where=where, payload=payload,
@@ -312,7 +299,6 @@ class DeadLetterPublisher:
                 await self.js.publish(subject, DEADLETTER_CODEC.encode(letter),
                                       headers={REASON_HEADER: reason[:1000].replace("\n", " "),
                                                WHERE_HEADER: where[:1000]})
-        self.sent += 1
 
 
 async def read_deadletters(js: JetStreamContext, settings: NatsSettings, *, limit: int = 100) -> list[DeadLetter]:
