@@ -13,9 +13,11 @@ subject); the rest of the batch goes on.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from app.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext
+from app.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
 from app.records import EnrichedBatch, EnrichedEvent, RawBatch
 
 
@@ -66,8 +68,63 @@ class _Status(msgspec.Struct, rename="camel", gc=False):
     init_container_statuses: list[_ContainerStatus] | None = None
 
 
+_NONE = msgspec.Raw(b"")  # an absent field read as raw JSON
+
+
+class _NameRef(msgspec.Struct, rename="camel", gc=False):
+    name: str = ""
+
+
+class _ClaimRef(msgspec.Struct, rename="camel", gc=False):
+    claim_name: str = ""
+
+
+class _SecretVolume(msgspec.Struct, rename="camel", gc=False):
+    secret_name: str = ""
+
+
+class _Projection(msgspec.Struct, rename="camel", gc=False):
+    config_map: _NameRef | None = None
+    secret: _NameRef | None = None
+
+
+class _Projected(msgspec.Struct, rename="camel", gc=False):
+    sources: list[_Projection] | None = None
+
+
+class _Volume(msgspec.Struct, rename="camel", gc=False):
+    config_map: _NameRef | None = None
+    secret: _SecretVolume | None = None
+    persistent_volume_claim: _ClaimRef | None = None
+    projected: _Projected | None = None
+
+
+class _ValueFrom(msgspec.Struct, rename="camel", gc=False):
+    config_map_key_ref: _NameRef | None = None
+    secret_key_ref: _NameRef | None = None
+
+
+class _Env(msgspec.Struct, rename="camel", gc=False):
+    value_from: _ValueFrom | None = None
+
+
+class _EnvFrom(msgspec.Struct, rename="camel", gc=False):
+    config_map_ref: _NameRef | None = None
+    secret_ref: _NameRef | None = None
+
+
+class _Container(msgspec.Struct, rename="camel", gc=False):
+    env: list[_Env] | None = None
+    env_from: list[_EnvFrom] | None = None
+
+
 class _Spec(msgspec.Struct, rename="camel", gc=False):
     node_name: str = ""
+    volumes: list[_Volume] | None = None
+    containers: list[_Container] | None = None
+    init_containers: list[_Container] | None = None
+    selector: msgspec.Raw = _NONE  # a Service's map, or a workload's LabelSelector
+    template: msgspec.Raw = _NONE  # a workload's pod template
 
 
 class _Source(msgspec.Struct, rename="camel", gc=False):
@@ -101,6 +158,8 @@ class _KubeObject(msgspec.Struct, rename="camel", gc=False):
     # other objects
     spec: _Spec | None = None
     status: _Status | None = None
+    data: msgspec.Raw = _NONE  # ConfigMap / Secret
+    binary_data: msgspec.Raw = _NONE
 
 
 _DECODER = msgspec.json.Decoder(_KubeObject)
@@ -120,6 +179,60 @@ def _container_summary(status: _Status | None) -> tuple[int, int | None, str]:
         if cs.state and cs.state.waiting and cs.state.waiting.reason:
             reason = cs.state.waiting.reason
     return restarts, exit_code, reason
+
+
+def pod_refs(spec: _Spec | None) -> list[str]:
+    """The ConfigMaps, Secrets and PVCs a pod spec uses: volumes, projected sources, env, envFrom."""
+    if spec is None:
+        return []
+    refs: list[str] = []
+    for vol in spec.volumes or []:
+        if vol.config_map and vol.config_map.name:
+            refs.append(f"ConfigMap/{vol.config_map.name}")
+        if vol.secret and vol.secret.secret_name:
+            refs.append(f"Secret/{vol.secret.secret_name}")
+        if vol.persistent_volume_claim and vol.persistent_volume_claim.claim_name:
+            refs.append(f"PersistentVolumeClaim/{vol.persistent_volume_claim.claim_name}")
+        for src in (vol.projected.sources or []) if vol.projected else []:
+            if src.config_map and src.config_map.name:
+                refs.append(f"ConfigMap/{src.config_map.name}")
+            if src.secret and src.secret.name:
+                refs.append(f"Secret/{src.secret.name}")
+    for container in (spec.init_containers or []) + (spec.containers or []):
+        for env in container.env or []:
+            source = env.value_from
+            if source and source.config_map_key_ref and source.config_map_key_ref.name:
+                refs.append(f"ConfigMap/{source.config_map_key_ref.name}")
+            if source and source.secret_key_ref and source.secret_key_ref.name:
+                refs.append(f"Secret/{source.secret_key_ref.name}")
+        for env_from in container.env_from or []:
+            if env_from.config_map_ref and env_from.config_map_ref.name:
+                refs.append(f"ConfigMap/{env_from.config_map_ref.name}")
+            if env_from.secret_ref and env_from.secret_ref.name:
+                refs.append(f"Secret/{env_from.secret_ref.name}")
+    return sorted(set(refs))
+
+
+_SELECTOR = msgspec.json.Decoder(dict[str, Any])
+
+
+def _selector(kind: str, spec: _Spec | None) -> dict[str, str]:
+    """A Service's selector map, or a workload's `matchLabels` (expressions are not followed)."""
+    if spec is None or not spec.selector:
+        return {}
+    try:
+        value = _SELECTOR.decode(spec.selector)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return {}
+    if kind != "Service":
+        value = value.get("matchLabels") or {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _content_hash(obj: _KubeObject) -> str:
+    """A short hash of what an edit changes: ConfigMap/Secret data, or a workload's pod template."""
+    parts = [p for p in (obj.data, obj.binary_data, obj.spec.template if obj.spec else _NONE) if p]
+    return content_id(*(bytes(p) for p in parts))[:16] if parts else ""
 
 
 def _owner(meta: _Meta) -> ObjectRef | None:
@@ -170,15 +283,34 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
             raise EnrichError("object has no kind or no metadata.name")
         meta = obj.metadata
         node = (obj.spec.node_name if obj.spec else "") or (meta.name if kind == "Node" else "")
+        spec = obj.spec
+        refs = pod_refs(spec) if kind == "Pod" else pod_refs(_template_spec(spec)) if spec and spec.template else []
         k8s = K8sContext(kind=kind, name=meta.name, namespace=meta.namespace, uid=meta.uid,
-                         labels=meta.labels or {}, node=node, owner=_owner(meta))
+                         labels=meta.labels or {}, node=node, owner=_owner(meta), refs=refs,
+                         selector=_selector(kind, spec))
         restarts, exit_code, reason = _container_summary(obj.status)
         kube = KubernetesData(
             action=md.get("action", "SNAPSHOT"), reason=reason, resource_version=meta.resource_version,
             phase=obj.status.phase if obj.status else "", restart_count=restarts, exit_code=exit_code,
-            container_reason=reason)
+            container_reason=reason, content_hash=_content_hash(obj))
     # the payload has been read: later stages do not need it, and it would ride four more topics
     return EnrichedEvent(raw=msgspec.structs.replace(raw, data=b""), k8s=k8s, kubernetes=kube, trace=_trace(raw))
+
+
+class _Template(msgspec.Struct, gc=False):
+    spec: _Spec | None = None
+
+
+_TEMPLATE = msgspec.json.Decoder(_Template)
+
+
+def _template_spec(spec: _Spec | None) -> _Spec | None:
+    if spec is None or not spec.template:
+        return None
+    try:
+        return _TEMPLATE.decode(spec.template).spec
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _trace(raw: RawEvent) -> TraceContext | None:
@@ -216,4 +348,4 @@ def enrich_batch(events: list[RawEvent]) -> tuple[list[EnrichedEvent], list[tupl
 def enrich_stage(batch: RawBatch) -> tuple[EnrichedBatch, list[tuple[RawEvent, str, str]]]:
     """The stage transform: one RawBatch in, one EnrichedBatch and the rejects out."""
     out, rejected = enrich_batch(batch.events)
-    return EnrichedBatch(events=out), [(raw, raw.id, reason) for raw, reason in rejected]
+    return EnrichedBatch(events=out, watermark=batch.watermark), [(raw, raw.id, reason) for raw, reason in rejected]

@@ -93,6 +93,21 @@ def hints(event: EnrichedEvent) -> list[str]:
     return out
 
 
+METRIC_PREFIX = "metric."
+
+
+def metrics_of(metadata: dict[str, str]) -> dict[str, float]:
+    """Samples a collector put in its metadata as `metric.<name>: <number>` (bad numbers are left out)."""
+    out: dict[str, float] = {}
+    for key, value in metadata.items():
+        if key.startswith(METRIC_PREFIX):
+            try:
+                out[key[len(METRIC_PREFIX):]] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
 def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) -> UnifiedEvent:
     """Pure: the UnifiedEvent for one enriched event."""
     table = table or semantic_table()
@@ -102,7 +117,8 @@ def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) ->
         id=raw.id, timestamp=raw.timestamp, type=raw.type, source=raw.metadata.get("source", raw.type),
         semantic=SemanticContext(intent=meaning.intent, category=meaning.category,
                                  severity=meaning.severity, narrative=narrative(event, meaning)),
-        trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=hints(event))
+        trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=hints(event),
+        metrics=metrics_of(raw.metadata))
 
 
 
@@ -117,4 +133,4 @@ def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[Enri
             out.append(normalize_event(event, table))
         except (KeyError, ValueError, msgspec.ValidationError) as e:
             rejected.append((event, event.raw.id, f"cannot normalize: {e!r}"))
-    return UnifiedBatch(events=out), rejected
+    return UnifiedBatch(events=out, watermark=batch.watermark), rejected

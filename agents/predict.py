@@ -1,16 +1,80 @@
-"""Stage 4, predict: turn pattern matches into predictions with a confidence.
+"""Stage 4, predict: turn pattern matches into predictions with a confidence, a message and a remedy.
 
-Fed by: topic `matched` (MatchedBatch). Feeds: topic `insights` (InsightBatch).
+Fed by: topic `matched` (MatchedBatch: events from the match stage, matches from the windows).
+Feeds: topic `insights` (InsightBatch), written to the graph by the sink.
 
-With no pattern matches yet (see agents/match.py) there is nothing to predict: events and
-matches pass through and the predictions list stays empty.
+A match yields one Prediction per `spec.predictions` entry whose `when` tests pass on one of the
+match's events. Confidence = confidence_base + the boosts of the optional conditions that held,
+capped at 0.99. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
+pattern's priority (priority 50 keeps the confidence as is). Events pass through unread.
+
+Pure (`predictions_for`); the stage reads the live catalog (`agents.catalog`), so an edited
+message or base confidence applies to the next match.
 """
 
 from __future__ import annotations
 
-from app.records import InsightBatchView, MatchedBatchView
+from collections.abc import Callable
+from datetime import timedelta
+
+from agents.hits import compile_test
+from agents.patterns import BehaviorPattern
+from app.events import ObjectRef, content_id
+from app.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
+
+MAX_CONFIDENCE = 0.99
 
 
-def predict_batch(batch: MatchedBatchView) -> tuple[InsightBatchView, list]:
-    """Forward the events unread (see app.records, "views"): the record sent is an InsightBatch."""
-    return InsightBatchView(events=batch.events, matches=batch.matches, predictions=[]), []
+def _impacted(match: PatternMatch) -> list[ObjectRef]:
+    seen: dict[tuple[str, str, str], ObjectRef] = {}
+    for event in match.evidence:
+        k8s = event.k8s
+        if k8s is not None:
+            seen.setdefault((k8s.kind, k8s.namespace, k8s.name),
+                            ObjectRef(kind=k8s.kind, name=k8s.name, namespace=k8s.namespace, uid=k8s.uid))
+    return list(seen.values())
+
+
+def _newest(match: PatternMatch) -> tuple[str, str]:
+    events = [e for e in match.evidence if e.k8s is not None]
+    if not events:
+        return "", ""
+    newest = max(events, key=lambda e: e.timestamp)
+    return newest.k8s.namespace, newest.k8s.name  # type: ignore[union-attr]
+
+
+def _scope_label(scope: str) -> str:
+    """`node:node-a` -> `node-a`, `owner:Deployment/shop/nginx` -> `Deployment/shop/nginx`."""
+    return scope.split(":", 1)[1] if ":" in scope else scope
+
+
+def predictions_for(match: PatternMatch, pattern: BehaviorPattern) -> list[Prediction]:
+    out: list[Prediction] = []
+    namespace, name = _newest(match)
+    values = {"scope": _scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
+    impacted = _impacted(match)
+    for i, spec in enumerate(pattern.spec.predictions):
+        if spec.when:
+            tests: list[Callable] = [compile_test(t.field, t.operator, t.value) for t in spec.when]
+            if not any(all(test(e, e.semantic.intent) for test in tests) for e in match.evidence):
+                continue
+        confidence = round(min(spec.confidence_base + match.boost, MAX_CONFIDENCE), 4)
+        out.append(Prediction(
+            id=content_id("prediction", match.id, str(i)), match_id=match.id, pattern=match.pattern,
+            version=match.version, type=spec.type, confidence=confidence,
+            time_horizon_s=spec.time_horizon.seconds, message=spec.message.render(**values),
+            scope=match.scope, at=match.matched_at, due=match.matched_at + timedelta(seconds=spec.time_horizon.seconds),
+            score=round(confidence * (0.5 + match.priority / 100), 4), impact=list(spec.impact), impacted=impacted,
+            remediation=spec.remediation.render(**values)))
+    return out
+
+
+def predict_batch(batch: MatchedBatchView, patterns: dict[str, BehaviorPattern]) -> tuple[InsightBatchView, list]:
+    """Predictions for the batch's matches; a match whose pattern was deleted since keeps no prediction."""
+    predictions: list[Prediction] = []
+    for match in batch.matches:
+        pattern = patterns.get(match.pattern)
+        if pattern is not None:
+            predictions.extend(predictions_for(match, pattern))
+    return InsightBatchView(events=batch.events, matches=batch.matches, predictions=predictions,
+                            watermark=batch.watermark), []

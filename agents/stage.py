@@ -48,7 +48,8 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                 await runtime.dead_letter(stage=name, reason=reason, where=f"{where} event {event_id}",
                                           payload=msgpack_encoder.encode(item), event_id=event_id)
             count = batch_size(out) if out is not None else 0
-            if out is not None and count:
+            # an empty batch still carries the event-time watermark (app.bridge.Watermark)
+            if out is not None and (count or getattr(out, "watermark", 0) or getattr(out, "matches", None)):
                 await target.send(value=out, partition=message.partition)
             runtime.stats.add(name, count)
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections import defaultdict
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -113,6 +114,39 @@ def batch_headers(events: Sequence[RawEvent]) -> list[tuple[str, bytes]]:
     return headers
 
 
+class Watermark:
+    """The event-time watermark the bridge stamps on every batch: the newest event time it has bridged.
+
+    Every round sends a batch to every partition (an empty one where the round had no events), so
+    each partition learns how far event time has come even when its namespaces are quiet. Snapshots
+    (objects read from a list) carry no moment of their own and do not move it. When nothing
+    arrives for `idle_advance_s`, the stamp moves on with the wall clock (once a second), so the
+    last windows of a quiet stream still close; a replay at full speed is never idle that long.
+    The allowed lateness is subtracted by the windows, not here.
+    """
+
+    def __init__(self, *, idle_advance_s: float) -> None:
+        self.newest = 0  # epoch ms
+        self.idle_advance_s = idle_advance_s
+        self._last_event = 0.0  # monotonic time of the last event
+        self._last_idle = 0.0
+
+    def observe(self, events: Iterable[RawEvent], now: float) -> int:
+        for event in events:
+            if event.metadata.get("action") != "SNAPSHOT":
+                self.newest = max(self.newest, epoch_ms(event.timestamp))
+        self._last_event = now
+        return self.newest
+
+    def idle_stamp(self, now: float) -> int | None:
+        """The stamp to send while idle, or None (not idle long enough, or sent less than 1 s ago)."""
+        idle = now - self._last_event
+        if not self.newest or idle < self.idle_advance_s or now - self._last_idle < 1.0:
+            return None
+        self._last_idle = now
+        return self.newest + int(idle * 1000)
+
+
 class Bridge:
     """Pulls from JetStream, produces to Kafka, acks JetStream. `run()` until `stop()`."""
 
@@ -122,6 +156,7 @@ class Bridge:
         self.objects_topic = topic_name(settings.kafka, "objects")
         self.partitions = settings.kafka.partitions
         self._stopping = asyncio.Event()
+        self.watermark = Watermark(idle_advance_s=settings.match.idle_advance_s)
         self.bridged = 0
         self.dead_lettered = 0
         self._backoff = 0.5
@@ -177,8 +212,12 @@ class Bridge:
         """One batch -> produce -> ack round. Returns the number of messages handled."""
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
+            idle = self.watermark.idle_stamp(time.monotonic())
+            if idle is not None:
+                await self._heartbeat(idle, skip=())
             return 0
         decoded = decode_messages(msgs, self.partitions)
+        stamp = self.watermark.observe((e for events in decoded.events.values() for e in events), time.monotonic())
         for msg, reason in decoded.poison:
             meta = msg.metadata
             await self.deadletters.send(stage="bridge", reason=reason, payload=msg.data,
@@ -186,7 +225,7 @@ class Bridge:
             self.dead_lettered += 1
         futures = []
         for partition, events in decoded.events.items():
-            value = RAW_BATCH_CODEC.encode(RawBatch(events=events))
+            value = RAW_BATCH_CODEC.encode(RawBatch(events=events, watermark=stamp))
             futures.append(await self.producer.send(
                 self.topic, value=value, partition=partition,
                 timestamp_ms=epoch_ms(max(e.timestamp for e in events)), headers=batch_headers(events)))
@@ -195,6 +234,7 @@ class Bridge:
                     futures.append(await self.producer.send(
                         self.objects_topic, value=OBJECT_CODEC.encode(event), partition=0,
                         key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)))
+        futures.extend(await self._send_heartbeats(stamp, skip=decoded.events.keys()))
         try:
             await asyncio.gather(*futures)
         except KafkaError as e:
@@ -206,6 +246,21 @@ class Bridge:
             await msg.ack()
         self.bridged += sum(len(v) for v in decoded.events.values())
         return len(msgs)
+
+    async def _send_heartbeats(self, stamp: int, *, skip: Iterable[int]) -> list[asyncio.Future]:
+        """An empty batch carrying the watermark to every partition this round had no events for."""
+        if not stamp:
+            return []
+        value = RAW_BATCH_CODEC.encode(RawBatch(events=[], watermark=stamp))
+        skipped = set(skip)
+        return [await self.producer.send(self.topic, value=value, partition=p)
+                for p in range(self.partitions) if p not in skipped]
+
+    async def _heartbeat(self, stamp: int, *, skip: Iterable[int]) -> None:
+        try:
+            await asyncio.gather(*await self._send_heartbeats(stamp, skip=skip))
+        except KafkaError as e:
+            log.warning("bridge: watermark heartbeat not sent (%r); the next one carries it", e)
 
     async def step_logged(self) -> int:
         """`step`, but a failure is logged and waited out with backoff instead of raised."""

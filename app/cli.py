@@ -21,6 +21,7 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -208,13 +209,22 @@ def collect_kubeapi(ctx: click.Context, kubeconfig: str | None, kube_context: st
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--shift-to", "shift_to", metavar="TIME|now", default=None,
+              help="Move the recording so its newest event is at TIME (RFC 3339) or now: matching runs in "
+                   "event time, and a dataflow that has seen newer events treats old ones as late.")
 @click.pass_context
-def replay(ctx: click.Context, paths: tuple[str, ...]) -> None:
-    """Publish recorded events and objects (files or folders) to JetStream with their original times."""
+def replay(ctx: click.Context, paths: tuple[str, ...], shift_to: str | None) -> None:
+    """Publish recorded events and objects (files or folders) to JetStream, snapshots first, then by time."""
     from app.demo import publish_recordings
+    from collectors.replay import parse_time
 
     settings = _settings(ctx)
-    summary = asyncio.run(publish_recordings(settings, list(paths)))
+    target = None
+    if shift_to is not None:
+        target = datetime.now(timezone.utc) if shift_to == "now" else parse_time(shift_to)
+        if target is None:
+            raise click.BadParameter(f"expected an RFC 3339 time or 'now', got {shift_to!r}", param_hint="--shift-to")
+    summary = asyncio.run(publish_recordings(settings, list(paths), shift_to=target))
     click.echo(f"{summary.events} events from {summary.files} file(s) published "
                f"({summary.duplicates} already in the stream); {len(summary.errors)} error(s)")
     for error in summary.errors:

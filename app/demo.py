@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,13 +33,14 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "configmap-crashloop"
 
 
-async def publish_recordings(settings: Settings, paths: Sequence[str | Path]) -> ReplaySummary:
+async def publish_recordings(settings: Settings, paths: Sequence[str | Path], *,
+                             shift_to: datetime | None = None) -> ReplaySummary:
     nc = await connect(settings.nats, name="tapio-replay")
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings.nats)
         return await replay_files(paths, publisher=EventPublisher(js, settings.nats),
-                                  deadletters=DeadLetterPublisher(js, settings.nats))
+                                  deadletters=DeadLetterPublisher(js, settings.nats), shift_to=shift_to)
     finally:
         await nc.drain()
 

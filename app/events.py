@@ -76,6 +76,8 @@ class K8sContext(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     labels: dict[str, str] = {}
     node: str = ""
     owner: ObjectRef | None = None
+    refs: list[str] = []  # a pod's or workload's ConfigMaps/Secrets/PVCs: "ConfigMap/name", "Secret/name"...
+    selector: dict[str, str] = {}  # a Service's (or workload's matchLabels) pod selector
 
 
 class KernelData(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -114,6 +116,7 @@ class KubernetesData(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_d
     restart_count: int = 0
     exit_code: int | None = None
     container_reason: str = ""
+    content_hash: str = ""  # ConfigMap/Secret data or a workload's pod template: tells an edit from a status update
 
 
 class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -130,6 +133,7 @@ class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     network: NetworkData | None = None
     kubernetes: KubernetesData | None = None
     correlation_hints: list[str] = []
+    metrics: dict[str, float] = {}  # samples a collector measured ("memory.usage_percent": 91.5)
 
 
 _SUBJECT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")

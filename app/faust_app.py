@@ -18,8 +18,9 @@ import faust
 import msgspec
 from mode import Service
 
+from agents.catalog import Catalog
 from agents.enrich import enrich_stage
-from agents.match import match_batch
+from agents.match import register_select, register_windows
 from agents.normalize import normalize_stage
 from agents.predict import predict_batch
 from agents.sink import register_sink
@@ -34,19 +35,19 @@ from app.transport import TapioTransport
 
 class TapioApp(faust.App):
     tapio_settings: Settings
+    tapio_catalog: Catalog | None = None
 
     def _new_transport(self) -> Any:
         return TapioTransport(self.conf.broker_consumer, self)
 
 
-#: the dataflow's stages in order: (name, source topic, target topic, transform)
+#: the stateless batch stages: (name, source topic, target topic, transform)
 STAGES = (
     ("enrich", "raw", "enriched", enrich_stage),
     ("normalize", "enriched", "unified", normalize_stage),
-    ("match", "unified", "matched", match_batch),
-    ("predict", "matched", "insights", predict_batch),
 )
-STAGE_NAMES = tuple(name for name, *_ in STAGES) + ("sink",)
+#: every stage in dataflow order; match (select + windows), predict and sink have their own wiring
+STAGE_NAMES = ("enrich", "normalize", "match", "predict", "sink")
 #: services a worker may also run, named in `worker.stages` like the agents
 SERVICE_NAMES = ("topology",)
 
@@ -93,8 +94,34 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         if name in stages:
             register_stage(app, name=name, source=topics[source], target=topics[target],
                            transform=transform, runtime=runtime)
+    if "match" in stages or "predict" in stages:
+        catalog = Catalog(settings.match.patterns_dir)
+        app.tapio_catalog = catalog
+
+        @app.timer(settings.match.reload_interval_s)
+        async def reload_patterns() -> None:
+            catalog.poll()
+
+        @app.page("/tapio/patterns/")
+        async def pattern_status(web: Any, request: Any) -> Any:
+            return web.json(msgspec.to_builtins(catalog.status()))
+
+    if "match" in stages:
+        register_select(app, source=topics["unified"], matched=topics["matched"], hits=topics["hits"],
+                        catalog=catalog, runtime=runtime)
+        register_windows(app, source=topics["hits"], matched=topics["matched"], catalog=catalog, runtime=runtime)
+    if "predict" in stages:
+        register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
+                       transform=lambda batch: predict_batch(batch, catalog.patterns), runtime=runtime)
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
+
+    @app.page("/tapio/health/")
+    async def health(web: Any, request: Any) -> Any:
+        """`ok`, or `degraded` with the reasons (a pattern file that does not validate, ...)."""
+        catalog_now = getattr(app, "tapio_catalog", None)
+        errors = catalog_now.errors if catalog_now is not None else []
+        return web.json({"status": "degraded" if errors else "ok", "pattern_errors": errors})
 
     @app.page("/tapio/stages/")
     async def stages(web: Any, request: Any) -> Any:

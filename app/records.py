@@ -17,13 +17,14 @@ from datetime import datetime
 
 import msgspec
 
-from app.events import K8sContext, KubernetesData, RawEvent, TraceContext, UnifiedEvent
+from app.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, UnifiedEvent
 
 
 class RawBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Topic `raw`: RawEvents as collectors published them, bridged from JetStream."""
 
     events: list[RawEvent]
+    watermark: int = 0
 
 
 class EnrichedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -42,50 +43,118 @@ class EnrichedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_de
     """Topic `enriched`."""
 
     events: list[EnrichedEvent]
+    watermark: int = 0
 
 
 class UnifiedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Topic `unified`: events in their final, layer-independent form."""
 
     events: list[UnifiedEvent]
+    watermark: int = 0
+
+
+class Hit(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """Topic `hits`: one event that passed one condition's tests, keyed to one scope of one pattern.
+
+    `cond` is the condition's fingerprint (its tests, not its thresholds, so a threshold edit
+    keeps the window state). `role` is `first`/`then` for a sequence. `series` names a repeated
+    Kubernetes Event (same object, reason, message): only the increase of its `count` counts.
+    """
+
+    pattern: str
+    key: str
+    cond: str
+    t: int  # event time, epoch ms
+    event: UnifiedEvent
+    role: str = ""
+    distinct: str = ""
+    series: str = ""
+    count: int = 1
+    value: float = 0.0  # a metric sample
+
+
+class HitBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """Topic `hits`: the hits of one unified batch for one hits partition, and the source's watermark.
+
+    Sent to every hits partition for every unified batch, empty or not, so each window
+    partition learns how far every source partition has come in event time.
+    """
+
+    source: int
+    watermark: int
+    hits: list[Hit] = []
+
+
+class Link(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """`(cause)-[:CAUSED]->(effect)` and `(cause)-[:PRECEDED {delay_s}]->(effect)` of a sequence match."""
+
+    cause: str
+    effect: str
+    delay_s: float
 
 
 class PatternMatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    """One behavior pattern matched over a window of events (filled by the patterns work)."""
+    """One behavior pattern that held in one scope at one event time.
 
-    pattern: str
-    version: str
-    event_ids: list[str]
-    window_start: datetime
-    window_end: datetime
-    scope: str = ""
-
-
-class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    """Topic `matched`: the unified events and the pattern matches they completed."""
-
-    events: list[UnifiedEvent]
-    matches: list[PatternMatch] = []
-
-
-class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    """What a match says comes next (filled by the patterns work)."""
+    `id` is a content hash of (pattern, scope, matched_at): a replay finds the same id.
+    `evidence` carries the events it rests on, so the graph can write the match whole even
+    when those events travel on another partition. `count` is what the deciding condition
+    counted; `boost` what optional conditions added to the confidence.
+    """
 
     id: str
     pattern: str
+    version: str
+    scope: str
+    matched_at: datetime
+    window_start: datetime
+    event_ids: list[str]
+    evidence: list[UnifiedEvent] = []
+    links: list[Link] = []
+    count: int = 0
+    boost: float = 0.0
+    priority: int = 50
+
+
+class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """Topic `matched`: unified events (from match) or the matches a window closed (from windows)."""
+
+    events: list[UnifiedEvent] = []
+    matches: list[PatternMatch] = []
+    watermark: int = 0
+
+
+class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """What a match says comes next: `(Pattern)-[:PREDICTED]->(Prediction)` in the graph.
+
+    `at` is the match's event time, `due` = at + time horizon. `score` ranks hypotheses that
+    share symptoms (confidence weighted by the pattern's priority).
+    """
+
+    id: str
+    match_id: str
+    pattern: str
+    version: str
+    type: str
     confidence: float
     time_horizon_s: float
     message: str
-    impacted: list[str] = []
+    scope: str
+    at: datetime
+    due: datetime
+    score: float = 0.0
+    impact: list[str] = []
+    impacted: list[ObjectRef] = []
     remediation: str = ""
 
 
 class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Topic `insights`: everything the graph sink writes."""
 
-    events: list[UnifiedEvent]
+    events: list[UnifiedEvent] = []
     matches: list[PatternMatch] = []
     predictions: list[Prediction] = []
+    watermark: int = 0
 
 
 # --- views ------------------------------------------------------------------------------
@@ -94,26 +163,33 @@ class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
 # (`msgspec.Raw`) and re-sent byte for byte. A view is a typed partial read of the topic's
 # declared record, not another record type: what it sends decodes as the declared type.
 
+EMPTY_EVENTS = msgspec.Raw(b"\x90")  # a MessagePack empty array
+
 
 class UnifiedBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     events: msgspec.Raw
+    watermark: int = 0
 
 
 class MatchedBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    events: msgspec.Raw
+    events: msgspec.Raw = EMPTY_EVENTS
     matches: list[PatternMatch] = []
+    watermark: int = 0
 
 
 class InsightBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    events: msgspec.Raw
+    events: msgspec.Raw = EMPTY_EVENTS
     matches: list[PatternMatch] = []
     predictions: list[Prediction] = []
+    watermark: int = 0
 
 
 def batch_size(batch: msgspec.Struct) -> int:
     """How many events a batch or a view carries, without decoding raw events."""
     events = getattr(batch, "events", ())
     if isinstance(events, msgspec.Raw):
+        if not len(events):
+            return 0
         return msgpack_array_len(bytes(events))
     return len(events)
 

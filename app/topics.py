@@ -10,7 +10,7 @@ import faust
 import msgspec
 
 from app.codec import StructSchema
-from app.records import (EnrichedBatch, InsightBatch, MatchedBatch, MatchedBatchView, RawBatch, UnifiedBatch,
+from app.records import (EnrichedBatch, HitBatch, InsightBatch, MatchedBatch, MatchedBatchView, RawBatch, UnifiedBatch,
                          UnifiedBatchView)
 from app.settings import KafkaSettings
 
@@ -21,11 +21,12 @@ TOPIC_TYPES: dict[str, type[msgspec.Struct]] = {
     "unified": UnifiedBatch,
     "matched": MatchedBatch,
     "insights": InsightBatch,
+    "hits": HitBatch,
 }
 
 
 #: stage topic -> the view its consuming stage decodes instead (see app.records, "views").
-#: match and predict forward events unread for now, so they skip decoding them.
+#: match decodes the events itself (and forwards them unread); predict never reads them.
 TOPIC_VIEWS: dict[str, type[msgspec.Struct]] = {
     "unified": UnifiedBatchView,
     "matched": MatchedBatchView,

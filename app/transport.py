@@ -6,13 +6,57 @@ Faust hard-codes `fetch_max_wait_ms=1500` in its worker consumer. Tansu makes a 
 that long even when data is there (shared/notes/stack.md: ~0.4-0.75 s per hop), so five hops
 would cost seconds. Here the worker consumer uses `kafka.fetch_max_wait_ms` instead (50 ms by
 default; harmless on a real Kafka, which answers as soon as data arrives).
+
+Tansu's ListOffsets(LATEST) returns the last batch's base offset + 1 after batched produce, so
+Faust's table recovery saw a persisted offset "above the highwater" and crashed (or, with the
+check off, lost state). With `kafka.probe_highwaters` the highwaters come from a fetch response.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, Mapping
 
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+
+async def fetched_highwaters(bootstrap: list[str], partitions: list[TP], listed: Mapping[TP, int],
+                             *, timeout_s: float = 10.0) -> dict[TP, int]:
+    """Highwaters as a fetch response reports them (Tansu's ListOffsets is low after batched produce).
+
+    For each partition with data, fetch from just before the listed end; the response carries the
+    true high watermark. Partitions the broker lists as empty are taken as listed.
+    """
+    result = {tp: listed.get(tp, 0) for tp in partitions}
+    pending = {tp for tp in partitions if result[tp] > 0}
+    if not pending:
+        return result
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50,
+                             group_id=None)
+    await probe.start()
+    try:
+        probe.assign(list(pending))
+        for tp in pending:
+            probe.seek(tp, max(result[tp] - 1, 0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while pending and loop.time() < deadline:
+            await probe.getmany(timeout_ms=200)
+            for tp in list(pending):
+                high = probe.highwater(tp)
+                if high is not None:
+                    result[tp] = max(result[tp], high)
+                    pending.discard(tp)
+    finally:
+        await probe.stop()
+    if pending:
+        log.warning("highwater probe: no fetch answer for %s; using ListOffsets", sorted(pending))
+    return result
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -21,6 +65,14 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # read by AIOKafkaConsumer.start() when it builds its Fetcher
         consumer._fetch_max_wait_ms = self.app.tapio_settings.kafka.fetch_max_wait_ms
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """Table recovery reads these: from a fetch response when `kafka.probe_highwaters` (Tansu)."""
+        listed = await super()._highwaters(partitions)
+        kafka = self.app.tapio_settings.kafka
+        if not kafka.probe_highwaters or not partitions:
+            return listed
+        return await fetched_highwaters(kafka.bootstrap_servers, list(partitions), listed)
 
 
 class _Consumer(faust_aiokafka.Consumer):

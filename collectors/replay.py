@@ -88,6 +88,41 @@ def parse_recording(data: bytes, file: str) -> Iterator[RawEvent | ReplayError]:
             )
 
 
+def publish_order(events: list[RawEvent]) -> list[RawEvent]:
+    """The order a recording is published in: snapshots first, then everything else by event time.
+
+    A SNAPSHOT (an object read from a list, not a watch) is state, not a moment: its timestamp is
+    only the newest time it carries. Published first, it teaches the match stage which pods belong
+    to which node, workload and ConfigMap before the Events about them, and it never moves the
+    event-time watermark (see app.bridge). Everything else is stably sorted by its own time, which
+    is the order live collection would have produced; so windows see a recording as they would
+    have seen the cluster.
+    """
+    snapshots = [e for e in events if e.metadata.get("action") == "SNAPSHOT"]
+    timed = sorted((e for e in events if e.metadata.get("action") != "SNAPSHOT"), key=lambda e: e.timestamp)
+    return snapshots + timed
+
+
+def shifted(events: list[RawEvent], delta: timedelta) -> list[RawEvent]:
+    """The recording moved in time by `delta`: timestamps and ids change, payloads do not.
+
+    Matching runs in event time, and a dataflow that has seen newer events takes last week's
+    ones as late; `tapio replay --shift-to now` moves an old incident to the present. The id
+    changes with the shift, so the moved copy is a new event, not a duplicate of the original.
+    """
+    if not delta:
+        return events
+    tag = str(int(delta.total_seconds() * 1000))
+    return [msgspec.structs.replace(e, timestamp=e.timestamp + delta, id=content_id(e.id, "shift", tag))
+            for e in events]
+
+
+def newest_time(events: list[RawEvent]) -> datetime | None:
+    """The newest event time of a recording, snapshots aside (they carry no moment of their own)."""
+    times = [e.timestamp for e in events if e.metadata.get("action") != "SNAPSHOT"]
+    return max(times) if times else None
+
+
 def event_identity(metadata: dict[str, str], timestamp: datetime) -> str:
     """One id per observation of a Kubernetes Event, whichever API served it.
 

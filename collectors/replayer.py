@@ -9,6 +9,7 @@ file and position). A bad part never stops the rest of the file.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -16,9 +17,13 @@ import msgspec
 
 from app.events import RawEvent
 from app.jetstream import DeadLetterPublisher, EventPublisher
-from collectors.replay import ReplayError, read_recording
+from collectors.replay import ReplayError, newest_time, publish_order, read_recording, shifted
 
 log = logging.getLogger(__name__)
+
+
+LABELS_FILE = "labels.yaml"
+"""A scenario's ground truth (see patterns/scenarios/): never a recording."""
 
 
 class ReplaySummary(msgspec.Struct, kw_only=True):
@@ -34,18 +39,24 @@ def recording_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     for path in map(Path, paths):
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if child.suffix.lower() in {".json", ".yaml", ".yml", ".jsonl", ".log", ""}:
+                if child.suffix.lower() in {".json", ".yaml", ".yml", ".jsonl", ".log", ""} \
+                        and child.name != LABELS_FILE:
                     yield child
         else:
             yield path
 
 
 async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher,
-                       deadletters: DeadLetterPublisher, chunk: int = 5000) -> ReplaySummary:
+                       deadletters: DeadLetterPublisher, chunk: int = 5000,
+                       shift_to: datetime | None = None) -> ReplaySummary:
+    """Publish every recording under `paths` as one stream, in `publish_order` (snapshots, then by time).
+
+    With `shift_to`, the recording is moved so that its newest timed event is at that time.
+    """
     summary = ReplaySummary()
+    events: list[RawEvent] = []
     for path in recording_files(paths):
         summary.files += 1
-        batch: list[RawEvent] = []
         for item in read_recording(path):
             if isinstance(item, ReplayError):
                 summary.errors.append(str(item))
@@ -53,10 +64,13 @@ async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher
                 await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
                                        payload=item.fragment.encode())
                 continue
-            batch.append(item)
-            if len(batch) >= chunk:
-                await _flush(batch, publisher, summary)
-        await _flush(batch, publisher, summary)
+            events.append(item)
+    newest = newest_time(events)
+    if shift_to is not None and newest is not None:
+        events = shifted(events, shift_to - newest)
+    ordered = publish_order(events)
+    for start in range(0, len(ordered), chunk):
+        await _flush(ordered[start:start + chunk], publisher, summary)
     return summary
 
 

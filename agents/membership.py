@@ -1,0 +1,171 @@
+"""What the match stage knows about where an event belongs: a pod's node, workload, ConfigMaps, Services.
+
+Fed by: the object observations in the unified stream (Pods, ReplicaSets, Services, ConfigMaps,
+Secrets, workloads), in stream order. Feeds: the scope keys of hits (`agents.hits`).
+
+A Kubernetes Event about a Pod names only the Pod; to count it for "the Deployment", "the node"
+or "the ConfigMap the pod mounts", the match stage keeps one small record per object, learned
+from the objects that went by earlier in the same partition (one namespace stays on one
+partition, so a pod and its Events meet in order). It also tells an edit from a status update:
+a MODIFIED ConfigMap or workload whose `content_hash` did not change is not a change.
+
+Pure: the records live in any mutable mapping (a dict offline, a RocksDB-backed Faust table in
+the worker), keyed `namespace/Kind/name`; values are msgspec Structs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+import msgspec
+
+from app.events import UnifiedEvent
+
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"})
+TRACKED_KINDS = WORKLOAD_KINDS | {"Pod", "Service", "ConfigMap", "Secret"}
+CONTENT_KINDS = frozenset({"ConfigMap", "Secret", "Deployment", "StatefulSet", "DaemonSet"})
+
+
+class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """What one object contributes to scope keys."""
+
+    node: str = ""
+    owner: str = ""  # "Kind/name" of the controlling owner
+    refs: list[str] = []
+    labels: dict[str, str] = {}
+    selector: dict[str, str] = {}
+    content_hash: str = ""
+
+
+class ServiceIndex(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """Every Service of one namespace with its selector (key `namespace/Service/*`)."""
+
+    selectors: dict[str, dict[str, str]] = {}
+
+
+Store = MutableMapping[str, msgspec.Struct]
+
+
+def member_key(namespace: str, kind: str, name: str) -> str:
+    return f"{namespace}/{kind}/{name}"
+
+
+def services_key(namespace: str) -> str:
+    return f"{namespace}/Service/*"
+
+
+def _set(store: Store, key: str, value: msgspec.Struct) -> None:
+    if store.get(key) != value:  # a table write is a changelog record: only on change
+        store[key] = value
+
+
+def learn(store: Store, event: UnifiedEvent) -> bool:
+    """Record what an object observation says; True when the event is a real edit (content changed).
+
+    Only ADDED/MODIFIED/SNAPSHOT/DELETED observations teach anything. For ConfigMaps, Secrets and
+    workloads the return value says whether this observation changed their content: the first
+    observation of an object never is a change (nothing to compare with).
+    """
+    k8s, kube = event.k8s, event.kubernetes
+    if k8s is None or kube is None or kube.action not in ("ADDED", "MODIFIED", "SNAPSHOT", "DELETED"):
+        return False
+    if k8s.kind not in TRACKED_KINDS:
+        return False
+    key = member_key(k8s.namespace, k8s.kind, k8s.name)
+    previous = store.get(key)
+    if kube.action == "DELETED":
+        if k8s.kind == "Service":
+            _forget_service(store, k8s.namespace, k8s.name)
+        return False
+    owner = f"{k8s.owner.kind}/{k8s.owner.name}" if k8s.owner else ""
+    member = Member(node=k8s.node, owner=owner, refs=k8s.refs, labels=k8s.labels if k8s.kind == "Pod" else {},
+                    selector=k8s.selector, content_hash=kube.content_hash)
+    if isinstance(previous, Member):  # keep what a thinner observation lacks (a status-only watch line)
+        member = msgspec.structs.replace(
+            member, node=member.node or previous.node, owner=member.owner or previous.owner,
+            refs=member.refs or previous.refs, content_hash=member.content_hash or previous.content_hash)
+    _set(store, key, member)
+    if k8s.kind == "Service":
+        index = store.get(services_key(k8s.namespace))
+        selectors = dict(index.selectors) if isinstance(index, ServiceIndex) else {}
+        selectors[k8s.name] = k8s.selector
+        _set(store, services_key(k8s.namespace), ServiceIndex(selectors=selectors))
+    changed = (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and isinstance(previous, Member)
+               and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
+    return changed
+
+
+def _forget_service(store: Store, namespace: str, name: str) -> None:
+    index = store.get(services_key(namespace))
+    if isinstance(index, ServiceIndex) and name in index.selectors:
+        selectors = {k: v for k, v in index.selectors.items() if k != name}
+        _set(store, services_key(namespace), ServiceIndex(selectors=selectors))
+
+
+def _get(store: Store, namespace: str, kind: str, name: str) -> Member | None:
+    found = store.get(member_key(namespace, kind, name))
+    return found if isinstance(found, Member) else None
+
+
+def workload_of(store: Store, namespace: str, kind: str, name: str) -> str:
+    """"Kind/name" of the workload an object belongs to: a pod's owner, a ReplicaSet's Deployment."""
+    if kind == "Pod":
+        pod = _get(store, namespace, "Pod", name)
+        if pod is None or not pod.owner:
+            return ""
+        kind, _, name = pod.owner.partition("/")
+    if kind == "ReplicaSet":
+        rs = _get(store, namespace, "ReplicaSet", name)
+        if rs is not None and rs.owner.startswith("Deployment/"):
+            return rs.owner
+    if kind == "Job":
+        job = _get(store, namespace, "Job", name)
+        if job is not None and job.owner.startswith("CronJob/"):
+            return f"Job/{name}"  # a CronJob's runs are separate workloads: each Job has its own backoff
+    return f"{kind}/{name}" if kind in WORKLOAD_KINDS else ""
+
+
+def node_of(store: Store, event: UnifiedEvent) -> str:
+    k8s = event.k8s
+    if k8s is None:
+        return ""
+    if k8s.kind == "Node":
+        return k8s.name
+    if k8s.kind == "Pod":
+        pod = _get(store, k8s.namespace, "Pod", k8s.name)
+        if pod is not None and pod.node:
+            return pod.node
+    return k8s.node
+
+
+def refs_of(store: Store, event: UnifiedEvent) -> list[str]:
+    """The ConfigMaps/Secrets an event is about: itself, or the ones its pod (or workload) uses."""
+    k8s = event.k8s
+    if k8s is None:
+        return []
+    if k8s.kind in ("ConfigMap", "Secret"):
+        return [f"{k8s.kind}/{k8s.namespace}/{k8s.name}"]
+    if k8s.kind == "Pod" or k8s.kind in WORKLOAD_KINDS:
+        member = _get(store, k8s.namespace, k8s.kind, k8s.name)
+        refs = (member.refs if member else []) or k8s.refs
+        return [f"{ref.split('/', 1)[0]}/{k8s.namespace}/{ref.split('/', 1)[1]}" for ref in refs
+                if ref.startswith(("ConfigMap/", "Secret/"))]
+    return []
+
+
+def services_of(store: Store, event: UnifiedEvent) -> list[str]:
+    """"namespace/name" of the Services selecting the event's pod, or the Service itself."""
+    k8s = event.k8s
+    if k8s is None:
+        return []
+    if k8s.kind == "Service":
+        return [f"{k8s.namespace}/{k8s.name}"]
+    if k8s.kind != "Pod":
+        return []
+    pod = _get(store, k8s.namespace, "Pod", k8s.name)
+    labels = (pod.labels if pod else {}) or k8s.labels
+    index = store.get(services_key(k8s.namespace))
+    if not labels or not isinstance(index, ServiceIndex):
+        return []
+    return [f"{k8s.namespace}/{name}" for name, sel in sorted(index.selectors.items())
+            if sel and all(labels.get(k) == v for k, v in sel.items())]

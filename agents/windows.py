@@ -1,0 +1,228 @@
+"""Event-time windows: the stateful half of matching, one `WindowState` per (pattern, scope key).
+
+Fed by: `Hit`s (from `agents.hits`) and the event-time watermark. Feeds: `PatternMatch`es.
+
+How a pattern holds (see agents/patterns.py for the schema): at an event time t, each condition
+looks at its hits in (t - window, t]; a sequence at a `first` hit ta and its `then` hits in
+(ta, ta + within] up to t. With `match: all` every required condition holds at the same t; with
+`any`, one. The match is the FIRST t at which the pattern holds, found only once the watermark
+has passed t, so the result depends on the hits, not on how fast or in which interleaving they
+arrived: a replay at full speed finds what live processing found. After a match the pattern is
+quiet in that scope for its longest window (one match per pattern and scope per window).
+
+Counting: a `count`/`rate` condition counts occurrences. A repeated Kubernetes Event (a series:
+same object, reason, message) adds the increase of its `count` since its last observation held
+here, or its whole `count` when first seen. `distinct` counts distinct values instead.
+
+State stays bounded: hits older than the pattern's span are pruned at every advance, hits of the
+same second, series and distinct value are merged into one entry, and a list never holds more
+than MAX_ENTRIES (the oldest go first). A hit at or before the last evaluated time is late and
+is dropped (counted by the caller); the allowed lateness is applied to the watermark upstream.
+
+Pure: no Faust, no I/O. The match stage keeps states in a RocksDB-backed table.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import msgspec
+
+from agents.hits import CompiledCondition, CompiledPattern
+from agents.patterns import CountCondition, EventCondition, MetricCondition, RateCondition, SequenceCondition
+from app.events import UnifiedEvent, content_id
+from app.records import Hit, Link, PatternMatch
+
+MAX_ENTRIES = 2000
+MAX_EVIDENCE = 50
+_OPS = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}
+
+
+class Entry(msgspec.Struct, array_like=True, gc=False):
+    t: int
+    w: int  # occurrences
+    id: str
+    d: str = ""  # distinct value
+    v: float = 0.0  # metric sample
+
+
+class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
+    entries: dict[str, list[Entry]] = {}  # "<condition fp>:<role>" -> entries sorted by t
+    series: dict[str, list[int]] = {}  # "<fp>:<series>" -> [max count, last t]
+    evidence: dict[str, UnifiedEvent] = {}
+    done_to: int = 0  # every t <= done_to has been evaluated
+    quiet_until: int = 0
+
+    def empty(self) -> bool:
+        return not any(self.entries.values())
+
+
+def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
+    """Add hits to the state; returns how many were late (at or before `done_to`) and dropped."""
+    late = 0
+    for hit in hits:
+        if hit.t <= state.done_to:
+            late += 1
+            continue
+        weight = 1
+        if hit.series:
+            skey = f"{hit.cond}:{hit.series}"
+            seen = state.series.get(skey)
+            weight = hit.count if seen is None else max(hit.count - seen[0], 0)
+            state.series[skey] = [max(hit.count, seen[0] if seen else 0), max(hit.t, seen[1] if seen else 0)]
+            if weight == 0:
+                continue  # the same observation again (a redelivery or an unchanged relist)
+        entries = state.entries.setdefault(f"{hit.cond}:{hit.role}", [])
+        _insert(entries, Entry(t=hit.t, w=weight, id=hit.event.id, d=hit.distinct, v=hit.value))
+        state.evidence.setdefault(hit.event.id, hit.event)
+    return late
+
+
+def _insert(entries: list[Entry], entry: Entry) -> None:
+    i = bisect.bisect_right(entries, entry.t, key=lambda e: e.t)
+    for j in range(i - 1, -1, -1):  # merge with an entry of the same second and distinct value
+        other = entries[j]
+        if other.t // 1000 != entry.t // 1000:
+            break
+        if other.d == entry.d and other.v == entry.v:
+            other.w += entry.w
+            return
+    entries.insert(i, entry)
+    if len(entries) > MAX_ENTRIES:
+        del entries[0]
+
+
+def _window(entries: list[Entry], start: int, end: int) -> list[Entry]:
+    """Entries with start < t <= end."""
+    lo = bisect.bisect_right(entries, start, key=lambda e: e.t)
+    hi = bisect.bisect_right(entries, end, key=lambda e: e.t)
+    return entries[lo:hi]
+
+
+class Held(msgspec.Struct, gc=False):
+    count: int
+    entries: list[Entry]
+    links: list[Link] = []
+
+
+def evaluate(cond: CompiledCondition, state: WindowState, t: int) -> Held | None:
+    """Whether one condition holds at event time t, with what it counted and the entries it used."""
+    spec = cond.spec
+    if isinstance(spec, SequenceCondition):
+        firsts = _window(state.entries.get(f"{cond.fp}:first", []), t - cond.window_ms, t)
+        thens = state.entries.get(f"{cond.fp}:then", [])
+        for first in firsts:
+            after = _window(thens, first.t, min(first.t + cond.window_ms, t))
+            occurrences = sum(e.w for e in after)
+            if occurrences >= spec.at_least:
+                links = [Link(cause=first.id, effect=e.id, delay_s=(e.t - first.t) / 1000) for e in after
+                         if e.id != first.id][:MAX_EVIDENCE]
+                return Held(count=occurrences, entries=[first, *after], links=links)
+        return None
+    inside = _window(state.entries.get(f"{cond.fp}:", []), t - cond.window_ms, t)
+    if not inside:
+        return None
+    if isinstance(spec, EventCondition):
+        return Held(count=sum(e.w for e in inside), entries=inside)
+    if isinstance(spec, CountCondition):
+        count = len({e.d for e in inside if e.d}) if spec.distinct else sum(e.w for e in inside)
+        return Held(count=count, entries=inside) if count >= spec.at_least else None
+    if isinstance(spec, RateCondition):
+        count = sum(e.w for e in inside)
+        rate = count / (cond.window_ms / 60000)
+        return Held(count=count, entries=inside) if _OPS[spec.operator](float(rate), spec.per_minute) else None
+    if isinstance(spec, MetricCondition):  # every sample passes, and the samples cover most of the window
+        covers = t - inside[0].t >= 0.75 * cond.window_ms
+        ok = covers and all(_OPS[spec.operator](float(e.v), float(spec.value)) for e in inside)
+        return Held(count=len(inside), entries=inside) if ok else None
+    raise TypeError(f"unknown condition type {type(spec).__name__}")
+
+
+def holds(pattern: CompiledPattern, state: WindowState, t: int) -> tuple[list[Held], float] | None:
+    """The required conditions that decide the match and the optional ones that boost it, or None."""
+    required: list[Held] = []
+    boost = 0.0
+    optional: list[Held] = []
+    any_required = False
+    for cond in pattern.conditions:
+        held = evaluate(cond, state, t)
+        if cond.spec.required:
+            if held is None and pattern.pattern.spec.match == "all":
+                return None
+            if held is not None:
+                any_required = True
+                required.append(held)
+        elif held is not None:
+            optional.append(held)
+            boost += cond.spec.boost
+    if not any_required:
+        return None
+    return required + optional, round(boost, 4)
+
+
+def advance(pattern: CompiledPattern, key: str, state: WindowState, watermark: int) -> list[PatternMatch]:
+    """Evaluate every hit time in (done_to, watermark], in order; prune what no window can use again."""
+    matches: list[PatternMatch] = []
+    if watermark <= state.done_to:
+        return matches
+    times = sorted({e.t for entries in state.entries.values() for e in entries
+                    if state.done_to < e.t <= watermark and e.t >= state.quiet_until})
+    for t in times:
+        if t < state.quiet_until:
+            continue
+        found = holds(pattern, state, t)
+        if found is None:
+            continue
+        helds, boost = found
+        matches.append(_match(pattern, key, state, t, helds, boost))
+        state.quiet_until = t + pattern.span_ms
+    state.done_to = watermark
+    _prune(state, watermark - pattern.span_ms)
+    return matches
+
+
+def _prune(state: WindowState, before: int) -> None:
+    for name, entries in list(state.entries.items()):
+        cut = bisect.bisect_right(entries, before, key=lambda e: e.t)
+        if cut:
+            del entries[:cut]
+        if not entries:
+            del state.entries[name]
+    state.series = {k: v for k, v in state.series.items() if v[1] > before}
+    live = {e.id for entries in state.entries.values() for e in entries}
+    state.evidence = {i: ev for i, ev in state.evidence.items() if i in live}
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds: list[Held],
+           boost: float) -> PatternMatch:
+    ids: list[str] = []
+    for held in helds:
+        for entry in held.entries:
+            if entry.id not in ids:
+                ids.append(entry.id)
+    ids = ids[:MAX_EVIDENCE]
+    return PatternMatch(
+        id=content_id("match", pattern.name, key, str(t)), pattern=pattern.name, version=pattern.version,
+        scope=key, matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=ids,
+        evidence=[state.evidence[i] for i in ids if i in state.evidence],
+        links=[link for held in helds for link in held.links][:MAX_EVIDENCE],
+        count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority)
+
+
+def encode_state(state: WindowState) -> bytes:
+    return _ENCODER.encode(state)
+
+
+def decode_state(data: bytes) -> WindowState:
+    return _DECODER.decode(data)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(WindowState)
+
