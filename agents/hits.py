@@ -179,7 +179,7 @@ class Selector:
             if not keys:
                 continue
             distinct = "" if cond.distinct is None else str(cond.distinct(event, intent) or "")
-            series, count = series_of(event)
+            series, count = series_of(event) if isinstance(cond.spec, (CountCondition, RateCondition)) else ("", 1)
             value = event.metrics.get(cond.spec.field, 0.0) if isinstance(cond.spec, MetricCondition) else 0.0
             for key in keys:
                 out.append(Hit(pattern=pattern.name, key=key, cond=cond.fp, role=role, t=t, event=event,

@@ -11,15 +11,22 @@ names the file, the line and the field: `patterns/x.yaml:14: spec.conditions[1].
 Line numbers come from PyYAML's node marks (the document is composed to nodes once, a
 path -> line map is kept, and msgspec's `$.spec.conditions[1].operator` path is mapped onto it).
 
-What a matcher owes a pattern: events are bucketed by `spec.scope` (object, owner, node,
-namespace, configmap, service, cluster) in event time; with `match: all` every `required`
-condition must hold in the same scope (with `any`, one); optional conditions only add `boost`
-to the confidence. `count`/`rate`/`metric` group by their own `group_by`; `sequence` relates
-its `then` events to the `first` one through `join` (JOINS). Windows are at most 5m (the
-dataflow's event-time windows) unless a condition sets `long_window: true`. A prediction
+What the matcher does with a pattern (agents/hits.py, agents/windows.py, agents/match.py):
+`spec.scope` is the join. Each event is keyed to the scopes it belongs to: `object`
+(the object itself), `owner` (its workload: a pod's ReplicaSet resolved to its Deployment),
+`node`, `namespace`, `configmap` (a ConfigMap/Secret, or every one a pod uses), `service` (every
+Service selecting the pod) or `cluster`; so "pods that mount the changed ConfigMap" are the
+`then` events keyed to that ConfigMap. Every condition's `group_by` must therefore equal
+`spec.scope`, and a sequence's `join` must name the relation the scope stands for (JOIN_SCOPE).
+With `match: all` every required condition holds at the same event time t in one scope key
+(with `any`, one); a condition looks at (t - window, t], a sequence at a `first` event and its
+`then` events within `within`; optional conditions add `boost` to the confidence. `count` and
+`rate` count occurrences: a repeated Kubernetes Event adds the increase of its `count` (a
+recording that holds only the last observation, x37, counts 37), and `distinct` counts distinct
+values instead. Windows are at most 5m unless a condition sets `long_window: true`. A prediction
 applies when its `when` tests pass on an event of the match; its message fills `{scope}` (the
-scope key), `{count}` (what the deciding condition counted), `{namespace}` and `{name}` (the
-namespace and object of the newest matched event).
+scope key without its type), `{count}` (what the first required condition counted),
+`{namespace}` and `{name}` (of the newest matched event).
 """
 
 from __future__ import annotations
@@ -53,6 +60,10 @@ JOINS: dict[str, str] = {
     "same_owner": "A and B share their controlling owner (ReplicaSet, StatefulSet, Job...)",
     "same_namespace": "A and B are in the same namespace",
     "selected_by_same_service": "a Service selects both A's pod and B's pod",
+}
+JOIN_SCOPE: dict[str, tuple[str, ...]] = {
+    "mounts": ("configmap",), "owns": ("owner",), "same_owner": ("owner",), "same_node": ("node",),
+    "same_namespace": ("namespace",), "selected_by_same_service": ("service",),
 }
 NUMERIC_OPS = frozenset({"gt", "gte", "lt", "lte"})
 Scalar = Union[str, int, float, bool]
@@ -158,7 +169,7 @@ class CountCondition(_Condition, tag="count", kw_only=True):
     where: Annotated[list[Predicate], msgspec.Meta(min_length=1)]
     at_least: PositiveInt
     window: Duration = Duration("5m")
-    group_by: Scope = "namespace"
+    group_by: Scope | None = None  # the pattern's scope; when given it must equal spec.scope
     distinct: str = ""
     long_window: bool = False
 
@@ -170,7 +181,7 @@ class RateCondition(_Condition, tag="rate", kw_only=True):
     operator: Comparison
     per_minute: Annotated[float, msgspec.Meta(gt=0)]
     window: Duration = Duration("5m")
-    group_by: Scope = "namespace"
+    group_by: Scope | None = None  # the pattern's scope; when given it must equal spec.scope
     long_window: bool = False
 
 
@@ -193,7 +204,7 @@ class MetricCondition(_Condition, tag="metric", kw_only=True):
     operator: Comparison
     value: float
     window: Duration = Duration("5m")
-    group_by: Scope = "object"
+    group_by: Scope | None = None  # the pattern's scope; when given it must equal spec.scope
     long_window: bool = False
 
 
@@ -345,6 +356,13 @@ def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) ->
                 errors += _check_predicate(pred, f"{at}.{key}[{j}]", intents=intents)
         if isinstance(cond, CountCondition) and cond.distinct and field_type(cond.distinct) is None:
             errors.append((f"{at}.distinct", f"not a UnifiedEvent field: {cond.distinct!r}"))
+        group_by = getattr(cond, "group_by", None)
+        if group_by is not None and group_by != pattern.spec.scope:
+            errors.append((f"{at}.group_by", f"{group_by} differs from spec.scope {pattern.spec.scope}: a pattern's "
+                                             f"conditions meet in its scope (drop group_by, or change spec.scope)"))
+        if isinstance(cond, SequenceCondition) and cond.join and pattern.spec.scope not in JOIN_SCOPE[cond.join]:
+            errors.append((f"{at}.join", f"{cond.join} joins through scope {JOIN_SCOPE[cond.join][0]}, "
+                                         f"but spec.scope is {pattern.spec.scope}"))
         key = "within" if isinstance(cond, SequenceCondition) else "window"
         window, limit = getattr(cond, key), LONG_WINDOW_MAX_S if cond.long_window else WINDOW_MAX_S
         if window.seconds > limit:

@@ -1,4 +1,5 @@
-"""Stage 5, graph sink: write events, the resources they affect and the AFFECTED edges.
+"""Stage 5, graph sink: write events, the resources they affect and the AFFECTED edges, then the
+batch's pattern matches and predictions.
 
 Fed by: topic `insights` (InsightBatch). Feeds: the graph (FalkorDB embedded, Neo4j in production).
 
@@ -9,48 +10,91 @@ is down the sink retries with backoff and does not move on: offsets are not comm
 records that are not in the graph, and Kafka holds the backlog (backpressure).
 A write the graph rejects is retried event by event; the events it still rejects go to
 `deadletter.sink` with the graph's error, the others are written.
+
+Matches and predictions are written after the events (`GraphStore.write_insights`, which also
+writes each match's evidence events, so a match never waits for its events' own batch), with
+the same backoff. A batch the graph rejects is retried match by match (a match with the
+predictions made from it); a match it still rejects goes to `deadletter.sink` as an
+InsightBatch holding that match and its predictions, the others are written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import faust
 
 from app.codec import Poison, msgpack_encoder
 from app.events import UnifiedEvent
+from app.records import InsightBatch, PatternMatch, Prediction
 from app.runtime import Runtime
 from topology.graph import GraphQueryError, GraphUnavailable
+from topology.insight_rows import InvalidInsight, MatchGroup, by_match
 
 log = logging.getLogger(__name__)
 
 STAGE = "sink"
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 15.0
+
+T = TypeVar("T")
+
+
+async def _until_reachable(op: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run `op` until the graph is reachable: GraphUnavailable is retried with backoff, forever."""
+    delay = BACKOFF_FIRST_S
+    while True:
+        try:
+            return await op()
+        except GraphUnavailable as e:
+            log.error("graph sink: %s; holding %s and retrying in %.1fs", e, what, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
 
 
 async def write_with_backoff(runtime: Runtime, events: list[UnifiedEvent]) -> None:
     graph = runtime.graph
     assert graph is not None
-    delay = 0.5
-    while True:
-        try:
-            await graph.write_events(events)
-            return
-        except GraphUnavailable as e:
-            log.error("graph sink: %s; holding %d events and retrying in %.1fs", e, len(events), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15.0)
-        except GraphQueryError as e:
-            log.error("graph sink: the graph rejected a batch of %d (%s); writing them one by one", len(events), e)
-            for event in events:
-                try:
-                    await graph.write_events([event])
-                except GraphQueryError as one:
-                    await runtime.dead_letter(stage=STAGE, reason=f"graph rejected the event: {one}",
-                                              where=f"event {event.id}", payload=msgpack_encoder.encode(event),
-                                              event_id=event.id)
-            return
+    try:
+        await _until_reachable(lambda: graph.write_events(events), what=f"{len(events)} events")
+    except GraphQueryError as e:
+        log.error("graph sink: the graph rejected a batch of %d (%s); writing them one by one", len(events), e)
+        for event in events:
+            try:
+                await _until_reachable(lambda: graph.write_events([event]), what=f"event {event.id}")
+            except GraphQueryError as one:
+                await runtime.dead_letter(stage=STAGE, reason=f"graph rejected the event: {one}",
+                                          where=f"event {event.id}", payload=msgpack_encoder.encode(event),
+                                          event_id=event.id)
+
+
+async def dead_letter_match(runtime: Runtime, group: MatchGroup, reason: str) -> None:
+    """Send one match and its predictions to `deadletter.sink`, as the InsightBatch they came in."""
+    batch = InsightBatch(matches=[group.match] if group.match is not None else [], predictions=group.predictions)
+    await runtime.dead_letter(stage=STAGE, reason=reason, where=f"match {group.match_id}",
+                              payload=msgpack_encoder.encode(batch))
+
+
+async def write_insights_with_backoff(runtime: Runtime, matches: list[PatternMatch],
+                                      predictions: list[Prediction]) -> None:
+    graph = runtime.graph
+    assert graph is not None
+    what = f"{len(matches)} matches and {len(predictions)} predictions"
+    try:
+        await _until_reachable(lambda: graph.write_insights(matches, predictions), what=what)
+    except (GraphQueryError, InvalidInsight) as e:
+        log.error("graph sink: the graph rejected %s (%s); writing them match by match", what, e)
+        for group in by_match(matches, predictions):
+            one_match = [group.match] if group.match is not None else []
+            try:
+                await _until_reachable(lambda: graph.write_insights(one_match, group.predictions),
+                                       what=f"match {group.match_id}")
+            except GraphQueryError as one:
+                await dead_letter_match(runtime, group, f"graph rejected the match: {one}")
+            except InvalidInsight as one:
+                await dead_letter_match(runtime, group, f"invalid match: {one}")
 
 
 def register_sink(app: faust.App, *, source: faust.TopicT, runtime: Runtime, max_records: int = 50,
@@ -59,12 +103,16 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: Runtime, max
         await runtime.ready()
         async for values in stream.take(max_records, within=within):
             events: list[UnifiedEvent] = []
+            matches: list[PatternMatch] = []
+            predictions: list[Prediction] = []
             for value in values:
                 if isinstance(value, Poison):
                     await runtime.dead_letter(stage=STAGE, reason=value.reason, where=value.where,
                                               payload=value.payload)
                 else:
                     events.extend(value.events)
+                    matches.extend(value.matches)
+                    predictions.extend(value.predictions)
             if events:
                 try:
                     await write_with_backoff(runtime, events)
@@ -74,6 +122,13 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: Runtime, max
                         await runtime.dead_letter(stage=STAGE, reason=f"{type(e).__name__}: {e}",
                                                   where=f"event {event.id}", payload=msgpack_encoder.encode(event),
                                                   event_id=event.id)
+            if matches or predictions:
+                try:
+                    await write_insights_with_backoff(runtime, matches, predictions)
+                except Exception as e:  # as above: keep them in the dead-letter stream
+                    log.exception("graph sink failed unexpectedly on %d matches; dead-lettering them", len(matches))
+                    for group in by_match(matches, predictions):
+                        await dead_letter_match(runtime, group, f"{type(e).__name__}: {e}")
             runtime.stats.add(STAGE, len(events))
 
     return app.agent(source, name="tapio.sink")(sink)

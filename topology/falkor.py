@@ -4,7 +4,9 @@ Fed by: `topology.graph.open_graph` for falkordb:// and redis:// URIs; UnifiedEv
 the graph sink. Feeds: the FalkorDB graph whose key is `GraphSettings.name`.
 
 Each write query is one GRAPH.QUERY, which FalkorDB applies atomically: the resources of
-one label in a batch, their events and AFFECTED edges land together or not at all.
+one label in a batch, their events and AFFECTED edges land together or not at all; so do the
+patterns, predictions and edges of a chunk of match groups (`write_insights`, after the
+matches' evidence events).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from falkordb.asyncio import FalkorDB
 from falkordb.asyncio.graph import AsyncGraph
 
 from app.events import UnifiedEvent
+from app.records import PatternMatch, Prediction
 from app.settings import GraphSettings
 from topology.graph import GraphQueryError, batches, with_retries
+from topology.insight_queries import write_insights as write_insights_query
+from topology.insight_rows import chunks, insight_rows, labels_of
 from topology.rows import WriteBatch
 from topology.queries import (CLEAR, FALKOR_INDEXES, FALKOR_LIST_INDEXES, WRITE_EVENTS_WITHOUT_RESOURCE,
                               WRITE_RESOURCE_EVENTS, Query)
@@ -157,6 +162,14 @@ class FalkorStore:
         if batch.orphans:
             await self._run(WRITE_EVENTS_WITHOUT_RESOURCE, {"events": batch.orphans}, read_only=False)
         return batch.event_count
+
+    async def write_insights(self, matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> int:
+        planned = insight_rows(matches, predictions)  # InvalidInsight before anything is written
+        if planned.evidence:
+            await self.write_events(planned.evidence)
+        for chunk in chunks(planned.groups, size=self._settings.batch_size):
+            await self._run(write_insights_query(labels_of(chunk)), {"groups": chunk}, read_only=False)
+        return planned.count
 
     async def query(self, q: Query, **params: object) -> list[dict]:
         return await self._run(q, params or None, read_only=True)

@@ -1,7 +1,7 @@
 """The graph store interface: one protocol, two backends, picked by the URI scheme.
 
 Fed by: `GraphSettings` (uri, name, credentials, batch_size) from `app.settings`.
-Feeds: the graph sink (`write_events`), the demo and tests (`query` with a named
+Feeds: the graph sink (`write_events`, `write_insights`), the demo and tests (`query` with a named
 `topology.queries.Query`). Backends: `topology.falkor` (FalkorDB, native client) and
 `topology.neo4j_store` (Neo4j, or anything speaking Bolt, through the neo4j driver).
 
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from app.events import UnifiedEvent
+from app.records import PatternMatch, Prediction
 from app.settings import GraphSettings
 from topology.queries import Query
 from topology.rows import WriteBatch, event_rows
@@ -59,6 +60,17 @@ class GraphStore(Protocol):
 
         Returns how many events were written (an id repeated within a batch counts once); all
         are then in the graph, an id already there being left as it is. Raises
+        GraphUnavailable, GraphQueryError.
+        """
+
+    async def write_insights(self, matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> int:
+        """Write pattern matches and predictions (see `topology.insight_queries` for the graph):
+        first the matches' evidence events exactly as `write_events` writes them, then their
+        Pattern nodes, MATCHES / CAUSED / PRECEDED edges, Prediction nodes, PREDICTED and IMPACTS
+        edges. Idempotent (MERGE by id): a replay leaves one copy of each.
+
+        Returns how many matches and predictions were written (ids repeated count once).
+        Raises InvalidInsight (nothing written) for a value the graph cannot hold,
         GraphUnavailable, GraphQueryError.
         """
 

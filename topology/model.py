@@ -27,9 +27,15 @@ CLUSTER_SCOPED: Final[frozenset[str]] = frozenset({
 GENERIC_LABEL: Final = "Resource"
 #: Label of an observation (a UnifiedEvent), keyed by `id`.
 EVENT_LABEL: Final = "Event"
+#: Label of a behavior pattern, keyed by its `name` (props: version, priority, last_matched).
+PATTERN_LABEL: Final = "Pattern"
+#: Label of a prediction a pattern match made, keyed by `id`.
+PREDICTION_LABEL: Final = "Prediction"
 
 RESOURCE_KEY: Final = "uid"
 EVENT_KEY: Final = "id"
+PATTERN_KEY: Final = "name"
+PREDICTION_KEY: Final = "id"
 
 #: Every label a resource node can carry: the known kinds, then the generic one.
 ALL_RESOURCE_LABELS: Final[tuple[str, ...]] = RESOURCE_LABELS + (GENERIC_LABEL,)
@@ -38,7 +44,11 @@ ALL_RESOURCE_LABELS: Final[tuple[str, ...]] = RESOURCE_LABELS + (GENERIC_LABEL,)
 NODE_KEYS: Final[dict[str, str]] = {
     **{label: RESOURCE_KEY for label in ALL_RESOURCE_LABELS},
     EVENT_LABEL: EVENT_KEY,
+    PATTERN_LABEL: PATTERN_KEY,
+    PREDICTION_LABEL: PREDICTION_KEY,
 }
+#: (label, property) indexes besides the keys: a hypothesis finds the predictions of a match.
+SECONDARY_INDEXES: Final[tuple[tuple[str, str], ...]] = ((PREDICTION_LABEL, "match_id"),)
 
 # Relationship types. AFFECTED (Event -> resource) is written by the graph sink.
 AFFECTED: Final = "AFFECTED"
@@ -57,9 +67,15 @@ TOPOLOGY_RELATIONS: Final[tuple[str, ...]] = (
 DEPENDENCY_RELATIONS: Final[tuple[str, ...]] = (
     "MOUNTS", "USES_SECRET", "SELECTS", "CLAIMS", "BOUND_TO", "USES", "ROUTES_TO", "APPLIES_TO", "SCALES",
 )
-#: Between events: (cause)-[:CAUSED]->(effect), (earlier)-[:PRECEDED {delay_ms}]->(later).
+#: Between events: (cause)-[:CAUSED]->(effect), (earlier)-[:PRECEDED {delay_s}]->(later).
 CAUSED: Final = "CAUSED"
 PRECEDED: Final = "PRECEDED"
+#: Pattern matches and predictions (written by the graph sink from `insights`):
+#: (Event)-[:MATCHES {match_id, scope, ...}]->(Pattern), (Pattern)-[:PREDICTED]->(Prediction),
+#: (Prediction)-[:IMPACTS]->(resource).
+MATCHES: Final = "MATCHES"
+PREDICTED: Final = "PREDICTED"
+IMPACTS: Final = "IMPACTS"
 
 
 _BY_LOWER: Final[dict[str, str]] = {label.lower(): label for label in RESOURCE_LABELS}

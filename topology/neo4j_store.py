@@ -3,10 +3,10 @@
 Fed by: `topology.graph.open_graph` for bolt://, neo4j:// (and +s) URIs; UnifiedEvents from
 the graph sink. Feeds: the Neo4j database named `GraphSettings.name`.
 
-All write queries of one `write_events` call run in ONE managed transaction, so a failure
-leaves nothing half-written. The driver's own retry loop is switched off
-(`max_transaction_retry_time=0`): `topology.graph.with_retries` owns the retry policy for
-both backends. (This module is not named neo4j.py: that would shadow the driver.)
+All write queries of one `write_events` (or `write_insights`: evidence events, then the
+match groups) call run in ONE managed transaction, so a failure leaves nothing half-written.
+The driver's own retry loop is switched off (`max_transaction_retry_time=0`):
+`topology.graph.with_retries` owns the retry policy for both backends. (This module is not named neo4j.py: that would shadow the driver.)
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from neo4j.exceptions import (AuthError, DriverError, Neo4jError, ServiceUnavail
                               SessionExpired)
 
 from app.events import UnifiedEvent
+from app.records import PatternMatch, Prediction
 from app.settings import GraphSettings
 from topology.graph import GraphError, GraphQueryError, GraphUnavailable, batches, with_retries
+from topology.insight_queries import write_insights as write_insights_query
+from topology.insight_rows import chunks, insight_rows, labels_of
 from topology.queries import CLEAR, NEO4J_SCHEMA, WRITE_EVENTS_WITHOUT_RESOURCE, WRITE_RESOURCE_EVENTS, Query
 from topology.rows import WriteBatch
 
@@ -82,17 +85,26 @@ class Neo4jStore:
         planned: list[WriteBatch] = list(batches(events, size=self._settings.batch_size))
 
         async def work(tx: AsyncManagedTransaction) -> None:
-            for batch in planned:
-                for label, rows in batch.resources.items():
-                    await (await tx.run(WRITE_RESOURCE_EVENTS[label].text,
-                                        rows=msgspec.to_builtins(rows))).consume()
-                if batch.orphans:
-                    await (await tx.run(WRITE_EVENTS_WITHOUT_RESOURCE.text,
-                                        events=msgspec.to_builtins(batch.orphans))).consume()
+            await _write_event_batches(tx, planned)
 
         if planned:
             await self._transaction(work, write=True, what=f"write_events ({len(events)} events)")
         return sum(b.event_count for b in planned)
+
+    async def write_insights(self, matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> int:
+        planned = insight_rows(matches, predictions)  # InvalidInsight before anything is written
+        events = list(batches(planned.evidence, size=self._settings.batch_size))
+        groups = list(chunks(planned.groups, size=self._settings.batch_size))
+
+        async def work(tx: AsyncManagedTransaction) -> None:
+            await _write_event_batches(tx, events)
+            for chunk in groups:
+                await (await tx.run(write_insights_query(labels_of(chunk)).text,
+                                    groups=msgspec.to_builtins(chunk))).consume()
+
+        if groups or events:
+            await self._transaction(work, write=True, what=f"write_insights ({len(planned.groups)} match groups)")
+        return planned.count
 
     async def query(self, q: Query, **params: object) -> list[dict]:
         async def work(tx: AsyncManagedTransaction) -> list[dict]:
@@ -108,6 +120,15 @@ class Neo4jStore:
 
     async def close(self) -> None:
         await self._driver.close()
+
+
+async def _write_event_batches(tx: AsyncManagedTransaction, planned: list[WriteBatch]) -> None:
+    for batch in planned:
+        for label, rows in batch.resources.items():
+            await (await tx.run(WRITE_RESOURCE_EVENTS[label].text, rows=msgspec.to_builtins(rows))).consume()
+        if batch.orphans:
+            await (await tx.run(WRITE_EVENTS_WITHOUT_RESOURCE.text,
+                                events=msgspec.to_builtins(batch.orphans))).consume()
 
 
 def _consume(q: Query, params: dict[str, object]) -> Any:

@@ -1,4 +1,5 @@
-"""Every Cypher text of the project, as named, parameterized queries.
+"""Every Cypher text of the project, as named, parameterized queries (those of pattern matches
+and predictions are in `topology.insight_queries`, under the same rules).
 
 Fed by: `topology.model` (labels, keys, relationship names) and the row layouts of
 `topology.rows`. Feeds: the graph backends (`topology.falkor`, `topology.neo4j_store`) and
@@ -21,7 +22,8 @@ from typing import NamedTuple
 from functools import lru_cache
 
 from topology.model import (AFFECTED, ALL_RESOURCE_LABELS, CAUSED, DEPENDENCY_RELATIONS, EVENT_KEY, EVENT_LABEL,
-                            GENERIC_LABEL, NODE_KEYS, PRECEDED, RESOURCE_KEY, TOPOLOGY_RELATIONS, label_for)
+                            GENERIC_LABEL, IMPACTS, NODE_KEYS, PRECEDED, PREDICTION_LABEL, RESOURCE_KEY,
+                            SECONDARY_INDEXES, TOPOLOGY_RELATIONS, label_for)
 from topology.rows import EventRow, ResourceRow
 
 
@@ -77,7 +79,9 @@ CLEAR = Query("clear", "MATCH (n) DETACH DELETE n")
 
 # --- reads ------------------------------------------------------------------------------
 
-def _resource_match(label: str) -> str:
+def resource_match(label: str) -> str:
+    """`MATCH (r:label)` of one resource by params `name`, `namespace` ("" if cluster-scoped) and,
+    for the generic label only, `kind`."""
     # Cluster-scoped objects have no namespace property: they match namespace "".
     kind = " AND r.kind = $kind" if label == GENERIC_LABEL else ""
     return (f"MATCH (r:{label}) WHERE r.name = $name "
@@ -86,7 +90,7 @@ def _resource_match(label: str) -> str:
 
 def _events_for_resource(label: str) -> Query:
     # Start from the resource, then expand (FalkorDB's planner: 0.2 ms instead of 82 ms).
-    return Query(f"events_for_resource:{label}", f"""{_resource_match(label)}
+    return Query(f"events_for_resource:{label}", f"""{resource_match(label)}
 WITH r MATCH (r)<-[:{AFFECTED}]-(e:{EVENT_LABEL})
 RETURN e.id AS id, e.timestamp AS timestamp, e.type AS type, e.severity AS severity,
        e.reason AS reason, e.intent AS intent, e.narrative AS narrative
@@ -94,7 +98,7 @@ ORDER BY timestamp, id""")
 
 
 def _resource(label: str) -> Query:
-    return Query(f"resource:{label}", f"""{_resource_match(label)}
+    return Query(f"resource:{label}", f"""{resource_match(label)}
 RETURN labels(r)[0] AS label, r.uid AS uid, properties(r) AS props
 ORDER BY uid""")
 
@@ -221,6 +225,16 @@ MERGE (e)-[:{AFFECTED}]->(n)""")
 
 
 @lru_cache(maxsize=None)
+def fold_alias_impacts(label: str) -> Query:
+    """`$rows` of [synthetic key, uid]: predictions impacting the placeholder impact the real node."""
+    _check(None, label)
+    return Query(f"fold_alias_impacts:{label}", f"""UNWIND $rows AS row
+MATCH (s:{label} {{{RESOURCE_KEY}: row[0]}})<-[:{IMPACTS}]-(p:{PREDICTION_LABEL})
+MATCH (n:{label} {{{RESOURCE_KEY}: row[1]}})
+MERGE (p)-[:{IMPACTS}]->(n)""")
+
+
+@lru_cache(maxsize=None)
 def drop_placeholder(label: str) -> Query:
     """`$rows` of [synthetic key]: delete the placeholder node and what still hangs on it."""
     _check(None, label)
@@ -325,22 +339,28 @@ class IndexSpec(NamedTuple):
     query: Query
 
 
-#: FalkorDB: one range index per label on its key. Creating an existing index is an error
-#: there, so the backend first reads `FALKOR_LIST_INDEXES` and runs only the missing ones.
+#: FalkorDB: one range index per label on its key, and the model's secondary indexes. Creating
+#: an existing index is an error there, so the backend first reads `FALKOR_LIST_INDEXES` and
+#: runs only the missing ones.
 FALKOR_INDEXES: tuple[IndexSpec, ...] = tuple(
     IndexSpec(label, key, Query(f"index:{label}.{key}", f"CREATE INDEX FOR (n:{label}) ON (n.{key})"))
-    for label, key in NODE_KEYS.items()
+    for label, key in (*NODE_KEYS.items(), *SECONDARY_INDEXES)
 )
 #: Rows: label, properties (list) of every index of the graph.
 FALKOR_LIST_INDEXES = Query("list_indexes",
                             "CALL db.indexes() YIELD label, properties RETURN label, properties")
 
-#: Neo4j 5: one uniqueness constraint per label on its key (it brings its own index).
+#: Neo4j 5: one uniqueness constraint per label on its key (it brings its own index), then the
+#: secondary indexes.
 NEO4J_SCHEMA: tuple[Query, ...] = tuple(
     Query(f"constraint:{label}.{key}",
           f"CREATE CONSTRAINT tapio_{label.lower()}_{key} IF NOT EXISTS "
           f"FOR (n:{label}) REQUIRE n.{key} IS UNIQUE")
     for label, key in NODE_KEYS.items()
+) + tuple(
+    Query(f"index:{label}.{prop}",
+          f"CREATE INDEX tapio_{label.lower()}_{prop} IF NOT EXISTS FOR (n:{label}) ON (n.{prop})")
+    for label, prop in SECONDARY_INDEXES
 )
 
 

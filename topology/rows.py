@@ -22,7 +22,7 @@ from typing import Sequence
 
 import msgspec
 
-from app.events import K8sContext, UnifiedEvent, epoch_ms
+from app.events import K8sContext, ObjectRef, UnifiedEvent, epoch_ms
 from topology.model import GENERIC_LABEL, label_for
 
 
@@ -86,14 +86,15 @@ class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
         return len(self.orphans) + sum(len(r.events) for rows in self.resources.values() for r in rows)
 
 
-def kind_of(k8s: K8sContext) -> str:
+def kind_of(k8s: K8sContext | ObjectRef) -> str:
     """The kind as stored: the model's label for a known kind (any case), else as given."""
     label = label_for(k8s.kind)
     return k8s.kind if label == GENERIC_LABEL else label
 
 
-def resource_key(k8s: K8sContext) -> str:
-    """The resource's `uid` property: the real uid, else `kind:namespace/name`."""
+def resource_key(k8s: K8sContext | ObjectRef) -> str:
+    """The resource's `uid` property: the real uid, else `kind:namespace/name` (an event's object
+    and a prediction's impacted object are keyed alike, so both land on the same node)."""
     return k8s.uid or f"{kind_of(k8s)}:{k8s.namespace}/{k8s.name}"
 
 

@@ -3,7 +3,7 @@
 Fed by: the topology service (`app.topology_service`), with the TopologyChanges that
 `topology.index.ObjectIndex` returns for a batch of object events. Feeds: the graph, through
 the named queries `upsert_objects`, `placeholder_objects`, `link_objects`, `unlink_objects`,
-`fold_alias` and `drop_placeholder` of `topology.queries`.
+`fold_alias`, `fold_alias_impacts` and `drop_placeholder` of `topology.queries`.
 
 `coalesce` (pure) folds a sequence of changes into their net effect, so a batch costs one
 statement per (query, label) instead of one per object, and an edge added then removed
@@ -82,6 +82,7 @@ async def apply_changes(graph: GraphStore, changes: Sequence[TopologyChange]) ->
         by_label_alias[label_for(alias.kind)].append([alias.synthetic_key, alias.uid])
     for label, rows in sorted(by_label_alias.items()):
         await graph.execute(queries.fold_alias(label), rows=rows)
+        await graph.execute(queries.fold_alias_impacts(label), rows=rows)
         await graph.execute(queries.drop_placeholder(label), rows=[[synthetic] for synthetic, _ in rows])
     return net
 

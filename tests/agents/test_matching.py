@@ -1,0 +1,357 @@
+"""The matcher's pure parts: scope keys, counting, sequences, event time, quiet periods, hot reload.
+
+No servers: these run the same functions the match and windows agents run (agents/match.py is
+only their Faust shell); tests/test_patterns_e2e.py runs them inside the real dataflow.
+"""
+
+from __future__ import annotations
+
+import random
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agents.catalog import Catalog
+from agents.hits import Selector, compile_pattern
+from agents.patterns import load_pattern
+from agents.predict import predictions_for
+from agents.windows import MAX_ENTRIES, WindowState, add_hits, advance, decode_state, encode_state
+from app.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent, content_id, epoch_ms
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+END = 2**62
+
+
+def ev(sec: float, intent: str, *, kind: str = "Pod", name: str = "web-1", ns: str = "shop", node: str = "",
+       action: str = "EVENT", reason: str = "", count: int = 1, message: str = "", refs: list[str] | None = None,
+       owner: ObjectRef | None = None, labels: dict[str, str] | None = None, content_hash: str = "",
+       selector: dict[str, str] | None = None, metrics: dict[str, float] | None = None) -> UnifiedEvent:
+    when = T0 + timedelta(seconds=sec)
+    return UnifiedEvent(
+        id=content_id(str(sec), intent, kind, name, ns, action, reason, str(count), message, content_hash),
+        timestamp=when, type="kubeapi", source="test",
+        semantic=SemanticContext(intent=intent, category="test", narrative=f"{kind} {name} {intent}"),
+        k8s=K8sContext(kind=kind, name=name, namespace=ns, node=node, refs=refs or [], owner=owner,
+                       labels=labels or {}, selector=selector or {}),
+        kubernetes=KubernetesData(action=action, reason=reason, count=count, message=message,
+                                  content_hash=content_hash),
+        metrics=metrics or {})
+
+
+def pattern_file(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run(events: list[UnifiedEvent], patterns: list, *, store: dict | None = None,
+        watermark_every: int = 0) -> list:
+    """Hits -> states -> advance; with watermark_every, advance as the stream goes (newest - 10 s)."""
+    store = {} if store is None else store
+    compiled = {p.name: p for p in patterns}
+    selector = Selector(patterns)
+    states: dict[tuple[str, str], WindowState] = {}
+    matches = []
+    newest = 0
+    for i, event in enumerate(events):
+        for hit in selector.hits(event, store):
+            add_hits(states.setdefault((hit.pattern, hit.key), WindowState()), [hit])
+        newest = max(newest, epoch_ms(event.timestamp))
+        if watermark_every and i % watermark_every == 0:
+            for (name, key), state in states.items():
+                matches += advance(compiled[name], key, state, newest - 10_000)
+    for (name, key), state in states.items():
+        matches += advance(compiled[name], key, state, END)
+    return sorted(matches, key=lambda m: (m.matched_at, m.scope))
+
+
+OOM = """\
+    apiVersion: behavior.tapio.io/v1
+    kind: BehaviorPattern
+    metadata: {name: oom, version: 1.0.0}
+    spec:
+      scope: node
+      conditions:
+        - type: count
+          where: [{field: semantic.intent, operator: equals, value: oom-kill}]
+          distinct: k8s.name
+          at_least: 3
+          window: 5m
+        - type: count
+          where: [{field: semantic.intent, operator: equals, value: resource-pressure}]
+          at_least: 1
+          required: false
+          boost: 0.1
+      predictions:
+        - type: cascading_failure
+          confidence_base: 0.7
+          time_horizon: 10m
+          message: "{count} pods OOM-killed on {scope}"
+          remediation: "look at {scope}"
+"""
+
+
+def test_distinct_count_per_node_across_namespaces(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    events = [ev(0, "oom-kill", name="a", ns="shop", node="n1"), ev(60, "oom-kill", name="b", ns="batch", node="n1"),
+              ev(90, "oom-kill", name="a", ns="shop", node="n1", message="again"),  # same pod again: still 2 distinct
+              ev(100, "oom-kill", name="x", ns="shop", node="n2"),
+              ev(120, "oom-kill", name="c", ns="web", node="n1")]
+    [match] = run(events, [oom])
+    assert match.scope == "node:n1" and match.count == 3 and match.matched_at == T0 + timedelta(seconds=120)
+    assert len(match.evidence) == 4 and match.boost == 0.0
+    [prediction] = predictions_for(match, oom.pattern)
+    assert prediction.message == "3 pods OOM-killed on n1" and prediction.remediation == "look at n1"
+    assert prediction.confidence == 0.7 and prediction.due == match.matched_at + timedelta(minutes=10)
+    assert {r.name for r in prediction.impacted} == {"a", "b", "c"}
+
+
+def test_below_threshold_or_outside_the_window_is_silent(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    spread = [ev(0, "oom-kill", name="a", node="n1"), ev(200, "oom-kill", name="b", node="n1"),
+              ev(301, "oom-kill", name="c", node="n1")]  # a is 301 s before c: outside (t - 5m, t]
+    assert run(spread, [oom]) == []
+    assert run(spread[:2], [oom]) == []
+
+
+def test_optional_condition_boosts_confidence(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    events = [ev(0, "resource-pressure", kind="Node", name="n1", ns=""),
+              *(ev(10 + i, "oom-kill", name=f"p{i}", node="n1") for i in range(3))]
+    [match] = run(events, [oom])
+    assert match.boost == 0.1
+    assert predictions_for(match, oom.pattern)[0].confidence == 0.8
+
+
+def test_matches_do_not_depend_on_arrival_order_or_watermark_pace(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    events = [ev(i * 7, "oom-kill", name=f"p{i % 5}", node=f"n{i % 2}", message=f"#{i}") for i in range(200)]
+    in_order = run(events, [oom])
+    assert len(in_order) >= 4
+    shuffled = events[:]
+    random.Random(7).shuffle(shuffled)
+    assert [m.id for m in run(shuffled, [oom])] == [m.id for m in in_order]
+    paced = run(events, [oom], watermark_every=3)
+    assert [(m.id, m.count, m.event_ids) for m in paced] == [(m.id, m.count, m.event_ids) for m in in_order]
+
+
+def test_one_match_per_scope_per_window_then_again(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    burst = [ev(s, "oom-kill", name=f"p{i}", node="n1") for i, s in enumerate((0, 10, 20, 30, 40, 50))]
+    later = [ev(400 + s, "oom-kill", name=f"q{i}", node="n1") for i, s in enumerate((0, 10, 20))]
+    matches = run(burst + later, [oom])
+    assert [m.matched_at - T0 for m in matches] == [timedelta(seconds=20), timedelta(seconds=420)]
+    assert len({m.id for m in matches}) == 2
+
+
+def test_late_hits_are_dropped_not_rematched(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    selector = Selector([oom])
+    state = WindowState()
+    for e in (ev(0, "oom-kill", name="a", node="n1"), ev(10, "oom-kill", name="b", node="n1")):
+        add_hits(state, selector.hits(e, {}))
+    assert advance(oom, "node:n1", state, epoch_ms(T0) + 60_000) == []
+    assert add_hits(state, selector.hits(ev(30, "oom-kill", name="c", node="n1"), {})) == 1
+    assert advance(oom, "node:n1", state, END) == []
+
+
+REPEATS = """\
+    apiVersion: behavior.tapio.io/v1
+    kind: BehaviorPattern
+    metadata: {name: backoff, version: 1.0.0}
+    spec:
+      scope: object
+      conditions:
+        - type: count
+          where: [{field: semantic.intent, operator: equals, value: crash-loop}]
+          at_least: 5
+          window: 5m
+      predictions:
+        - {type: crash, confidence_base: 0.5, time_horizon: 5m, message: "{name} x{count}"}
+"""
+
+
+def test_repeated_events_count_occurrences_not_observations(tmp_path: Path) -> None:
+    backoff = compile_pattern(load_pattern(pattern_file(tmp_path, REPEATS)))
+    msg = "Back-off restarting failed container"
+    watched = [ev(i * 20, "crash-loop", reason="BackOff", count=i + 1, message=msg) for i in range(6)]
+    [match] = run(watched, [backoff])  # observations x1..x5: five occurrences at the fifth
+    assert match.count == 5 and match.matched_at == T0 + timedelta(seconds=80)
+    assert run([ev(0, "crash-loop", reason="BackOff", count=37, message=msg)], [backoff])[0].count == 37
+    again = [ev(0, "crash-loop", reason="BackOff", count=3, message=msg)] * 4  # redelivered: still 3
+    assert run(again, [backoff]) == []
+
+
+DRIFT = """\
+    apiVersion: behavior.tapio.io/v1
+    kind: BehaviorPattern
+    metadata: {name: drift, version: 1.0.0}
+    spec:
+      scope: configmap
+      conditions:
+        - type: sequence
+          first: [{field: semantic.intent, operator: equals, value: config-change}]
+          then: [{field: semantic.intent, operator: in, value: [crash-loop, probe-failure]}]
+          within: 5m
+          join: mounts
+          at_least: 2
+      predictions:
+        - {type: outage, confidence_base: 0.8, time_horizon: 15m, message: "{scope} broke {count} times"}
+"""
+
+
+def _cluster(ns: str = "shop") -> list[UnifiedEvent]:
+    rs = ObjectRef(kind="ReplicaSet", name="web-5d", namespace=ns)
+    return [
+        ev(-100, "observed", kind="ConfigMap", name="cfg", action="SNAPSHOT", content_hash="h1"),
+        ev(-100, "observed", kind="ReplicaSet", name="web-5d", action="SNAPSHOT",
+           owner=ObjectRef(kind="Deployment", name="web", namespace=ns)),
+        ev(-100, "observed", name="web-1", action="SNAPSHOT", refs=["ConfigMap/cfg"], owner=rs, node="n1",
+           labels={"app": "web"}),
+        ev(-100, "observed", name="web-2", action="SNAPSHOT", refs=["ConfigMap/cfg", "Secret/tls"], owner=rs,
+           node="n2", labels={"app": "web"}),
+        ev(-100, "observed", name="other", action="SNAPSHOT", node="n1", labels={"app": "other"}),
+        ev(-100, "observed", kind="Service", name="front", action="SNAPSHOT", selector={"app": "web"}),
+    ]
+
+
+def test_sequence_joins_through_the_configmap_the_pods_mount(tmp_path: Path) -> None:
+    drift = compile_pattern(load_pattern(pattern_file(tmp_path, DRIFT)))
+    events = _cluster() + [
+        ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h2"),
+        ev(30, "crash-loop", name="other", reason="BackOff"),  # does not mount cfg: not counted
+        ev(40, "crash-loop", name="web-1", reason="BackOff"),
+        ev(50, "probe-failure", name="web-2", reason="Unhealthy"),
+    ]
+    [match] = run(events, [drift])
+    assert match.scope == "configmap:ConfigMap/shop/cfg" and match.count == 2
+    assert match.matched_at == T0 + timedelta(seconds=50)
+    cause = events[6].id
+    assert [(link.cause, link.delay_s) for link in match.links] == [(cause, 40.0), (cause, 50.0)]
+    assert match.event_ids[0] == cause
+
+
+def test_an_edit_is_only_an_edit_when_content_changed(tmp_path: Path) -> None:
+    drift = compile_pattern(load_pattern(pattern_file(tmp_path, DRIFT)))
+    same = _cluster() + [
+        ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h1"),  # labels only
+        ev(40, "crash-loop", name="web-1", reason="BackOff"), ev(50, "crash-loop", name="web-2", reason="BackOff"),
+    ]
+    assert run(same, [drift]) == []
+    change_event = _cluster() + [  # the topology service's CHANGE restates a MODIFIED; never counted
+        ev(0, "config-change", kind="ConfigMap", name="cfg", action="CHANGE"),
+        ev(40, "crash-loop", name="web-1", reason="BackOff"), ev(50, "crash-loop", name="web-2", reason="BackOff"),
+    ]
+    assert run(change_event, [drift]) == []
+
+
+def test_scope_keys_follow_membership() -> None:
+    from agents.hits import scope_keys
+    store: dict = {}
+    selector = Selector([])
+    for event in _cluster():
+        selector.hits(event, store)
+    crash = ev(1, "crash-loop", name="web-2")
+    assert scope_keys("owner", crash, store) == ["owner:Deployment/shop/web"]
+    assert scope_keys("node", crash, store) == ["node:n2"]
+    assert scope_keys("configmap", crash, store) == ["configmap:ConfigMap/shop/cfg", "configmap:Secret/shop/tls"]
+    assert scope_keys("service", crash, store) == ["service:shop/front"]
+    assert scope_keys("object", crash, store) == ["object:Pod/shop/web-2"]
+    assert scope_keys("owner", ev(1, "crash-loop", name="unknown"), store) == []  # never seen: no owner
+    assert scope_keys("node", ev(1, "node-not-ready", kind="Node", name="n3", ns=""), store) == ["node:n3"]
+
+
+RATE_AND_METRIC = """\
+    apiVersion: behavior.tapio.io/v1
+    kind: BehaviorPattern
+    metadata: {name: hot, version: 1.0.0}
+    spec:
+      scope: node
+      match: any
+      conditions:
+        - type: rate
+          where: [{field: semantic.intent, operator: equals, value: dns-failure}]
+          operator: gt
+          per_minute: 2
+          window: 2m
+        - type: metric
+          field: memory.usage_percent
+          operator: gt
+          value: 85
+          window: 4m
+      predictions:
+        - {type: pressure, confidence_base: 0.6, time_horizon: 10m, message: "{scope}"}
+"""
+
+
+def test_rate_and_metric_conditions(tmp_path: Path) -> None:
+    hot = compile_pattern(load_pattern(pattern_file(tmp_path, RATE_AND_METRIC)))
+    sample = lambda s, v: ev(s, "observed", kind="Node", name="n1", ns="", metrics={"memory.usage_percent": v})  # noqa: E731
+    assert run([sample(s, 90) for s in range(0, 180, 60)], [hot]) == []  # 2 min of samples: not 75 % of 4 min
+    [match] = run([sample(s, 90) for s in range(0, 300, 60)], [hot])
+    assert match.matched_at == T0 + timedelta(seconds=180)
+    assert run([sample(s, 90 if s != 120 else 70) for s in range(0, 300, 60)], [hot]) == []
+    dns = [ev(s, "dns-failure", name="api", node="n1", message=f"lookup {s}") for s in range(0, 120, 24)]  # 5 in 2m: 2.5/min
+    assert len(run(dns, [hot])) == 1
+    assert run(dns[:4], [hot]) == []  # 4 in 2m: 2.0/min is not > 2
+
+
+def test_state_is_bounded_and_round_trips(tmp_path: Path) -> None:
+    backoff = compile_pattern(load_pattern(pattern_file(tmp_path, REPEATS)))
+    selector = Selector([backoff])
+    state = WindowState()
+    for i in range(MAX_ENTRIES + 500):  # distinct seconds and messages: no merging
+        add_hits(state, selector.hits(ev(i * 0.1, "crash-loop", message=str(i)), {}))
+    assert sum(len(v) for v in state.entries.values()) <= MAX_ENTRIES
+    same = decode_state(encode_state(state))
+    assert same == state
+    advance(backoff, "object:Pod/shop/web-1", state, epoch_ms(T0) + 3_600_000)
+    assert state.empty() and not state.evidence and not state.series
+
+
+def test_catalog_hot_reload_keeps_last_good_version(tmp_path: Path) -> None:
+    path = pattern_file(tmp_path, OOM, "oom.yaml")
+    catalog = Catalog(tmp_path)
+    assert catalog.generation == 1 and catalog.compiled["oom"].conditions[0].spec.at_least == 3
+    fp = catalog.compiled["oom"].conditions[0].fp
+    path.write_text(path.read_text().replace("at_least: 3", "at_least: 2"))
+    assert catalog.poll() and catalog.generation == 2
+    assert catalog.compiled["oom"].conditions[0].spec.at_least == 2
+    assert catalog.compiled["oom"].conditions[0].fp == fp  # threshold edits keep window state
+    path.write_text(path.read_text().replace("at_least: 2", "at_least: many"))
+    assert not catalog.poll()
+    assert catalog.compiled["oom"].conditions[0].spec.at_least == 2
+    [error] = catalog.errors
+    assert "oom.yaml:" in error and "at_least" in error
+    path.unlink()
+    assert catalog.poll() and "oom" not in catalog.patterns and catalog.errors == []
+
+
+def test_prediction_when_tests_filter(tmp_path: Path) -> None:
+    text = OOM.replace("""          remediation: "look at {scope}"
+""", """          remediation: "look at {scope}"
+        - type: eviction
+          confidence_base: 0.95
+          time_horizon: 5m
+          message: "evictions next on {scope}"
+          when: [{field: k8s.namespace, operator: equals, value: kube-system}]
+""")
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, text)))
+    [match] = run([ev(i, "oom-kill", name=f"p{i}", node="n1") for i in range(3)], [oom])
+    assert [p.type for p in predictions_for(match, oom.pattern)] == ["cascading_failure"]
+    [match] = run([ev(i, "oom-kill", name=f"p{i}", node="n1", ns="kube-system") for i in range(3)], [oom])
+    assert [p.type for p in predictions_for(match, oom.pattern)] == ["cascading_failure", "eviction"]
+
+
+@pytest.mark.parametrize("bad, field", [
+    ("      scope: node\n", "group_by"),
+    ("      scope: namespace\n", "join"),
+])
+def test_lint_requires_conditions_to_meet_in_the_scope(tmp_path: Path, bad: str, field: str) -> None:
+    from agents.patterns import PatternError
+    text = (OOM.replace("          window: 5m\n", "          window: 5m\n          group_by: namespace\n", 1)
+            if field == "group_by" else DRIFT.replace("      scope: configmap\n", bad))
+    with pytest.raises(PatternError, match=field):
+        load_pattern(pattern_file(tmp_path, text))

@@ -1,0 +1,284 @@
+"""The pattern catalog inside the real running dataflow: JetStream -> bridge -> Faust -> FalkorDB.
+
+One isolated dataflow (its own stream, topics, tables and graph) runs the shipped catalog (a
+copy, so a test can add its own pattern file). Each labelled scenario under patterns/scenarios
+is replayed into its own slot of event time (`--shift-to`: slots are 6 h apart, so windows never
+mix), and the predictions the graph holds for the slot are compared with the labels. Then:
+a replay of the recorded JetStream stream into a second dataflow gives identical predictions; a
+threshold edit applies to the next window; window state survives a worker restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+
+from app.demo import publish_recordings
+from app.events import RawEvent
+from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
+from app.settings import Settings, isolated
+from app.stack import EmbeddedStack, free_port
+from app.workers import ChildProcess, start_worker, with_worker_port
+from collectors.replay import newest_time, read_recording
+from collectors.replayer import recording_files
+from topology.graph import open_graph
+from topology.predictions import StoredPrediction, list_predictions
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted(p.parent for p in (ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml"))
+BASE = datetime(2027, 1, 4, tzinfo=timezone.utc)
+SLOT = timedelta(hours=6)
+
+
+def _settings(embedded: EmbeddedStack, name: str, patterns: Path, data: Path) -> Settings:
+    settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(data)), name)
+    return msgspec.structs.replace(settings, match=msgspec.structs.replace(
+        settings.match, patterns_dir=str(patterns), idle_advance_s=2.0))
+
+
+@pytest.fixture(scope="module")
+def patterns_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("patterns")
+    for file in (ROOT / "patterns").glob("*.yaml"):
+        shutil.copy(file, target / file.name)
+    return target
+
+
+@pytest.fixture(scope="module")
+def flow(embedded: EmbeddedStack, patterns_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    settings = _settings(embedded, "patterns-e2e", patterns_dir, tmp_path_factory.mktemp("pworker"))
+    logs = tmp_path_factory.mktemp("pworker-log")
+    holder = {"settings": settings, "logs": logs, "proc": start_worker(settings, log_dir=logs)}
+    wait_for_web(settings, holder["proc"])
+    yield holder
+    holder["proc"].stop()
+
+
+def wait_for_web(settings: Settings, proc: ChildProcess, timeout: float = 60.0) -> None:
+    """Until the worker's web server answers (its agents and tables are up by then)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.alive(), proc.log_tail()
+        try:
+            page(settings, "/tapio/patterns/")
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"worker web server did not answer: {proc.log_tail()}")
+
+
+def page(settings: Settings, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.worker.web_port}{path}", timeout=5) as response:
+        return json.load(response)
+
+
+async def predictions(settings: Settings, since: datetime, until: datetime) -> list[StoredPrediction]:
+    graph = open_graph(settings.graph)
+    try:
+        return await list_predictions(graph, since=since, until=until, limit=1000)
+    finally:
+        await graph.close()
+
+
+async def settle(settings: Settings, since: datetime, until: datetime, proc: ChildProcess, *,
+                 at_least: int = 0, quiet_s: float = 6.0, timeout: float = 120.0) -> list[StoredPrediction]:
+    """Predictions in [since, until] once at least `at_least` exist and none came for `quiet_s`."""
+    loop = asyncio.get_running_loop()
+    deadline, last, stable_since = loop.time() + timeout, None, loop.time()
+    while loop.time() < deadline:
+        assert proc.alive(), proc.log_tail()
+        found = await predictions(settings, since, until)
+        ids = sorted(p.id for p in found)
+        if ids != last:
+            last, stable_since = ids, loop.time()
+        elif len(found) >= at_least and loop.time() - stable_since >= quiet_s:
+            return found
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"predictions did not settle: {last}\n{proc.log_tail()}")
+
+
+def scenario_events(folder: Path) -> list[RawEvent]:
+    return [e for f in recording_files([folder]) for e in read_recording(f) if isinstance(e, RawEvent)]
+
+
+async def test_every_scenario_fires_what_its_labels_say(flow: dict) -> None:
+    settings, proc = flow["settings"], flow["proc"]
+    assert len(SCENARIOS) >= 30, "each of the 15 patterns has a positive and a negative scenario"
+    slots = []
+    for k, folder in enumerate(SCENARIOS):
+        shift_to = BASE + k * SLOT
+        delta = shift_to - newest_time(scenario_events(folder))
+        summary = await publish_recordings(settings, [folder], shift_to=shift_to)
+        assert summary.errors == [], folder
+        slots.append((folder, shift_to, delta))
+    labelled = sum(len(yaml.safe_load((f / "labels.yaml").read_text())["incidents"]) for f, _, _ in slots)
+    found = await settle(settings, BASE - SLOT, BASE + len(SCENARIOS) * SLOT, proc, at_least=labelled)
+    problems = []
+    for folder, shift_to, delta in slots:
+        labels = yaml.safe_load((folder / "labels.yaml").read_text())
+        name = folder.relative_to(ROOT / "patterns" / "scenarios")
+        mine = [p for p in found if shift_to - SLOT + timedelta(hours=1) < p.at <= shift_to + timedelta(minutes=30)]
+        fired = {(p.pattern, p.scope): p for p in mine}
+        for incident in labels["incidents"]:
+            got = fired.get((incident["pattern"], incident["scope"]))
+            due = datetime.fromisoformat(incident["due_by"].replace("Z", "+00:00")) + delta
+            if got is None:
+                problems.append(f"{name}: {incident['pattern']} did not fire in {incident['scope']}")
+            elif got.at > due:
+                problems.append(f"{name}: {incident['pattern']} fired at {got.at - delta}, after due_by")
+        expected = {i["pattern"] for i in labels["incidents"]}
+        for pattern, scope in fired:
+            if pattern not in expected or pattern in labels.get("silent", []):
+                problems.append(f"{name}: {pattern} fired in {scope} but the labels do not expect it")
+    assert problems == [], "\n".join(problems)
+
+
+async def _publish_paced(settings: Settings, events: list[RawEvent], *, pause_s: float) -> None:
+    nc = await connect(settings.nats, name="paced")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings.nats)
+        publisher = EventPublisher(js, settings.nats)
+        for event in events:
+            await publisher.publish_many([event])
+            await asyncio.sleep(pause_s)
+    finally:
+        await nc.drain()
+
+
+async def _stream_messages(settings: Settings) -> list[RawEvent]:
+    nc = await connect(settings.nats, name="reader")
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(settings.nats.stream)
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(settings.nats.stream, seq)
+            out.append(RAW_CODEC.decode(msg.data))
+        return out
+    finally:
+        await nc.drain()
+
+
+async def test_replaying_the_recorded_stream_gives_the_predictions_live_gave(
+        embedded: EmbeddedStack, patterns_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from collectors.replay import publish_order
+    folder = ROOT / "app" / "scenarios" / "configmap-crashloop"
+    events = publish_order(scenario_events(folder))
+    live = _settings(embedded, "patterns-live", patterns_dir, tmp_path_factory.mktemp("live"))
+    replay = _settings(embedded, "patterns-replay", patterns_dir, tmp_path_factory.mktemp("replay"))
+    procs = [start_worker(s, log_dir=tmp_path_factory.mktemp("log")) for s in (live, replay)]
+    try:
+        await _publish_paced(live, events, pause_s=0.03)  # one event at a time, as a cluster sends them
+        span = (events[0].timestamp - timedelta(days=1), events[-1].timestamp + timedelta(days=1))
+        live_found = await settle(live, *span, procs[0], at_least=3)
+        recorded = await _stream_messages(live)  # the JetStream stream as it was recorded live
+        assert len(recorded) >= len(events)
+        publisher_events = [e for e in recorded if e.metadata.get("action") != "CHANGE"]
+        nc = await connect(replay.nats, name="replay")
+        try:
+            js = nc.jetstream()
+            await ensure_streams(js, replay.nats)
+            await EventPublisher(js, replay.nats).publish_many(publisher_events)  # full speed, one go
+        finally:
+            await nc.drain()
+        replay_found = await settle(replay, *span, procs[1], at_least=len(live_found))
+    finally:
+        for proc in procs:
+            proc.stop()
+
+    def key(p: StoredPrediction) -> tuple:
+        return (p.id, p.pattern, p.scope, p.at, p.confidence, p.message, sorted(r.key for r in p.impacted))
+    assert sorted(map(key, replay_found)) == sorted(map(key, live_found))
+    assert {p.pattern for p in live_found} >= {"config-drift"}
+
+
+HOT = """\
+apiVersion: behavior.tapio.io/v1
+kind: BehaviorPattern
+metadata: {{name: e2e-hot-reload, version: "1.0.{v}"}}
+spec:
+  scope: object
+  conditions:
+    - type: count
+      where:
+        - {{field: kubernetes.reason, operator: equals, value: E2eHotReload}}
+      at_least: {n}
+      window: 5m
+  predictions:
+    - {{type: test, confidence_base: 0.5, time_horizon: 5m, message: "{{count}} in {{scope}}"}}
+"""
+
+
+def hot_events(start: datetime, pod: str, n: int, *, every_s: int = 10, reason: str = "E2eHotReload") -> list[dict]:
+    return [{"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": f"{pod}.{i}", "namespace": "hot", "uid": f"hot-{pod}-{start.timestamp()}-{i}"},
+             "involvedObject": {"kind": "Pod", "name": pod, "namespace": "hot", "uid": f"uid-{pod}"},
+             "reason": reason, "message": f"occurrence {i}", "type": "Warning", "count": 1,
+             "lastTimestamp": (start + timedelta(seconds=every_s * i)).isoformat().replace("+00:00", "Z")}
+            for i in range(n)]
+
+
+async def _wait_generation(settings: Settings, above: int, *, or_error: bool = False) -> dict:
+    for _ in range(100):
+        status = page(settings, "/tapio/patterns/")
+        if status["generation"] > above or (or_error and status["errors"]):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError("the worker did not reload the pattern folder")
+
+
+async def test_a_threshold_edit_applies_to_the_next_window(flow: dict, tmp_path: Path) -> None:
+    settings, proc, patterns = flow["settings"], flow["proc"], Path(flow["settings"].match.patterns_dir)
+    generation = page(settings, "/tapio/patterns/")["generation"]
+    (patterns / "e2e-hot.yaml").write_text(HOT.format(v=0, n=5))
+    assert "e2e-hot-reload" in (await _wait_generation(settings, generation))["patterns"]
+    t1 = BASE + 200 * SLOT
+    # three in the first window (threshold 5), and a later event that moves event time past it
+    clock = hot_events(t1 + timedelta(minutes=15), "clock", 1, reason="E2eClock")
+    (tmp_path / "first.json").write_text(json.dumps({"kind": "List", "items": hot_events(t1, "p1", 3) + clock}))
+    await publish_recordings(settings, [tmp_path / "first.json"])
+    await asyncio.sleep(3.0)  # the first window is evaluated under the old threshold
+    # a broken edit: the last good version keeps running and the health page says why
+    generation = page(settings, "/tapio/patterns/")["generation"]
+    (patterns / "e2e-hot.yaml").write_text(HOT.format(v=1, n="three"))
+    status = await _wait_generation(settings, generation, or_error=True)
+    assert status["generation"] == generation and "e2e-hot.yaml" in status["errors"][0]
+    health = page(settings, "/tapio/health/")
+    assert health["status"] == "degraded" and "at_least" in health["pattern_errors"][0]
+    (patterns / "e2e-hot.yaml").write_text(HOT.format(v=2, n=3))
+    assert (await _wait_generation(settings, generation))["patterns"]["e2e-hot-reload"] == "1.0.2"
+    assert page(settings, "/tapio/health/")["status"] == "ok"
+    t2 = t1 + timedelta(minutes=30)
+    (tmp_path / "second.json").write_text(json.dumps({"kind": "List", "items": hot_events(t2, "p2", 3)}))
+    await publish_recordings(settings, [tmp_path / "second.json"])
+    found = await settle(settings, t1 - timedelta(minutes=1), t2 + timedelta(hours=1), proc, at_least=1)
+    assert [(p.pattern, p.scope, p.message) for p in found] == [
+        ("e2e-hot-reload", "object:Pod/hot/p2", "3 in Pod/hot/p2")]
+
+
+async def test_window_state_survives_a_worker_restart(flow: dict, tmp_path: Path) -> None:
+    settings, patterns = flow["settings"], Path(flow["settings"].match.patterns_dir)
+    (patterns / "e2e-hot.yaml").write_text(HOT.format(v=3, n=4))
+    t = BASE + 300 * SLOT
+    events = hot_events(t, "p3", 4, every_s=60)
+    (tmp_path / "before.json").write_text(json.dumps({"kind": "List", "items": events[:2]}))
+    (tmp_path / "after.json").write_text(json.dumps({"kind": "List", "items": events[2:]}))
+    await asyncio.sleep(1.0)  # the edit is loaded (reload interval 0.25 s)
+    await publish_recordings(settings, [tmp_path / "before.json"])
+    await asyncio.sleep(4.0)  # the two hits are in the window table
+    assert flow["proc"].stop() == 0
+    flow["proc"] = start_worker(settings, log_dir=flow["logs"], name="worker-restarted")
+    wait_for_web(settings, flow["proc"])
+    await publish_recordings(settings, [tmp_path / "after.json"])
+    found = await settle(settings, t - timedelta(minutes=1), t + timedelta(hours=1), flow["proc"], at_least=1)
+    assert [(p.pattern, p.message) for p in found] == [("e2e-hot-reload", "4 in Pod/hot/p3")]

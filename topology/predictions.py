@@ -1,0 +1,108 @@
+"""Predictions read back from the graph, ranked: what is expected next, and every hypothesis
+that fits one resource.
+
+Fed by: the Prediction nodes and IMPACTS / MATCHES edges the graph sink writes
+(`GraphStore.write_insights`), through the named queries of `topology.insight_queries`.
+Feeds: the CLI, the demo and tests, as `StoredPrediction` / `Hypothesis` Structs.
+
+Ranking: score (confidence weighted by the pattern's priority) first, then the newest `at`, then
+id, so equal inputs list in the same order. When several hypotheses fit the same symptoms,
+all are kept and ranked; none hides another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+import msgspec
+
+from app.events import epoch_ms
+from topology import insight_queries
+from topology.graph import GraphStore
+from topology.model import label_for
+
+Via = Literal["impacts", "evidence"]
+
+
+class ImpactedResource(msgspec.Struct, frozen=True, kw_only=True):
+    """A resource a prediction IMPACTS; `key` is its node key (the uid, or `Kind:namespace/name`)."""
+
+    kind: str
+    name: str = ""
+    namespace: str = ""
+    key: str
+
+
+class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
+    """A Prediction node with the resources it IMPACTS (sorted by kind, namespace, name).
+
+    `at` (the match's event time) and `due` are stored as epoch ms and read back as UTC datetimes.
+    """
+
+    id: str
+    match_id: str
+    pattern: str
+    version: str = ""
+    type: str = ""
+    confidence: float = 0.0
+    time_horizon_s: float = 0.0
+    message: str = ""
+    scope: str = ""
+    namespace: str = ""
+    at: datetime
+    due: datetime
+    score: float = 0.0
+    impact: list[str] = []
+    remediation: str = ""
+    impacted: list[ImpactedResource] = []
+
+
+class Hypothesis(msgspec.Struct, frozen=True, kw_only=True):
+    """A prediction that fits a resource, and how: it `impacts` the resource, and/or its match
+    rests on `evidence` (an event) affecting the resource."""
+
+    prediction: StoredPrediction
+    via: list[Via]
+
+
+def _datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _prediction(row: dict) -> StoredPrediction:
+    props = {k: v for k, v in row.items() if v is not None and k not in ("impacted", "via")}
+    props["at"], props["due"] = _datetime(row["at"]), _datetime(row["due"])
+    props["impacted"] = [{"kind": kind or "", "name": name or "", "namespace": namespace or "", "key": key}
+                         for kind, name, namespace, key in sorted(row["impacted"], key=_impacted_order)]
+    return msgspec.convert(props, StoredPrediction)
+
+
+def _impacted_order(ref: list) -> tuple[str, ...]:
+    kind, name, namespace, key = ref
+    return kind or "", namespace or "", name or "", key
+
+
+async def list_predictions(graph: GraphStore, namespace: str | None = None, pattern: str | None = None,
+                           since: datetime | None = None, until: datetime | None = None,
+                           limit: int = 50) -> list[StoredPrediction]:
+    """Predictions, best score first (then newest), optionally of one namespace, one pattern,
+    and made at `since <= at < until`."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    rows = await graph.query(insight_queries.LIST_PREDICTIONS, namespace=namespace, pattern=pattern,
+                             since=epoch_ms(since) if since is not None else None,
+                             until=epoch_ms(until) if until is not None else None, limit=limit)
+    return [_prediction(row) for row in rows]
+
+
+async def hypotheses_for(graph: GraphStore, kind: str, namespace: str, name: str, *,
+                         limit: int = 50) -> list[Hypothesis]:
+    """Every prediction that impacts the resource (`namespace` "" if cluster-scoped), or whose
+    match contains an event affecting it, best score first (then newest)."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    rows = await graph.query(insight_queries.hypotheses_for(label_for(kind)), kind=kind, namespace=namespace,
+                             name=name, limit=limit)
+    return [Hypothesis(prediction=_prediction(row), via=sorted(row["via"], key=("impacts", "evidence").index))
+            for row in rows]
