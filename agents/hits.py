@@ -26,6 +26,7 @@ from agents.patterns import (BehaviorPattern, CountCondition, EventCondition, Me
 from app.events import UnifiedEvent, content_id, epoch_ms
 from app.records import Hit
 
+_ENCODER = msgspec.msgpack.Encoder()
 Test = Callable[[UnifiedEvent, str], bool]  # (event, effective intent) -> passes
 
 _NUMERIC = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
@@ -36,6 +37,17 @@ def getter(path: str) -> Callable[[UnifiedEvent, str], Any]:
     parts = path.split(".")
     if path == "semantic.intent":
         return lambda event, intent: intent
+    head = ".".join(parts[:2])
+    if len(parts) <= 2 and typing_leaf(path):  # a plain attribute path: one attrgetter call
+        read = operator.attrgetter(head)
+
+        def get_attr(event: UnifiedEvent, intent: str) -> Any:
+            try:
+                return read(event)
+            except AttributeError:  # a layer that is None (no k8s, no kubernetes)
+                return None
+
+        return get_attr
 
     def get(event: UnifiedEvent, intent: str) -> Any:
         value: Any = event
@@ -46,6 +58,12 @@ def getter(path: str) -> Callable[[UnifiedEvent, str], Any]:
         return value
 
     return get
+
+
+def typing_leaf(path: str) -> bool:
+    """True when `path` names a field of a Struct (not a key inside a dict such as k8s.labels)."""
+    from agents.patterns import EVENT_FIELDS
+    return path in EVENT_FIELDS
 
 
 def compile_test(field: str, op: str, value: Any) -> Test:
@@ -70,8 +88,19 @@ def compile_test(field: str, op: str, value: Any) -> Test:
         get(e, i))
 
 
-def _all(tests: list[Test]) -> Test:
-    return lambda e, i: all(t(e, i) for t in tests)
+PredKey = tuple[str, str, Any]  # (field, operator, value made hashable)
+
+
+def _key(p: Predicate | EventCondition) -> PredKey:
+    value = tuple(p.value) if isinstance(p.value, list) else p.value
+    return (p.field, p.operator, value)
+
+
+def _test_of(key: PredKey) -> Test:
+    field, op, value = key
+    if op == "has_metric":
+        return lambda e, i: field in e.metrics
+    return compile_test(field, op, list(value) if isinstance(value, tuple) else value)
 
 
 def _intents(preds: Iterable[Predicate | EventCondition]) -> frozenset[str] | None:
@@ -88,7 +117,7 @@ class CompiledCondition(msgspec.Struct, kw_only=True):
     index: int
     spec: Any  # one of agents.patterns' condition structs
     fp: str  # fingerprint of the tests (thresholds excluded): window state survives a threshold edit
-    roles: list[tuple[str, Test, frozenset[str] | None]]  # (role, test, required intents)
+    roles: list[tuple[str, list[PredKey], frozenset[str] | None]]  # (role, tests, required intents)
     window_ms: int
     distinct: Callable[[UnifiedEvent, str], Any] | None = None
 
@@ -119,21 +148,18 @@ def compile_pattern(pattern: BehaviorPattern) -> CompiledPattern:
     for i, cond in enumerate(pattern.spec.conditions):
         distinct = None
         if isinstance(cond, EventCondition):
-            roles = [("", compile_test(cond.field, cond.operator, cond.value), _intents([cond]))]
+            roles = [("", [_key(cond)], _intents([cond]))]
             window = WINDOW_MAX_S
         elif isinstance(cond, SequenceCondition):
-            roles = [("first", _all([compile_test(p.field, p.operator, p.value) for p in cond.first]),
-                      _intents(cond.first)),
-                     ("then", _all([compile_test(p.field, p.operator, p.value) for p in cond.then]),
-                      _intents(cond.then))]
+            roles = [("first", [_key(p) for p in cond.first], _intents(cond.first)),
+                     ("then", [_key(p) for p in cond.then], _intents(cond.then))]
             window = cond.within.seconds
         elif isinstance(cond, MetricCondition):
-            name = cond.field
-            roles = [("", lambda e, i, name=name: name in e.metrics, None)]
+            roles = [("", [(cond.field, "has_metric", None)], None)]
             window = cond.window.seconds
         else:  # count, rate
             assert isinstance(cond, (CountCondition, RateCondition))
-            roles = [("", _all([compile_test(p.field, p.operator, p.value) for p in cond.where]), _intents(cond.where))]
+            roles = [("", [_key(p) for p in cond.where], _intents(cond.where))]
             window = cond.window.seconds
             if isinstance(cond, CountCondition) and cond.distinct:
                 distinct = getter(cond.distinct)
@@ -144,59 +170,140 @@ def compile_pattern(pattern: BehaviorPattern) -> CompiledPattern:
                            scope=pattern.spec.scope, conditions=conditions, span_ms=span)
 
 
+#: fields whose equals/in tests index the catalog (most selective first)
+INDEX_FIELDS = ("semantic.intent", "kubernetes.reason", "kubernetes.container_reason", "k8s.kind", "type")
+METRICS = ("metrics", None)
+
+
+class _Entry(msgspec.Struct, gc=False):
+    pattern: CompiledPattern
+    cond: CompiledCondition
+    role: str
+    tests: tuple[int, ...]  # indexes into Selector._tests
+    series: bool  # count and rate conditions weigh repeated Events by their count
+    metric: str
+
+
 class Selector:
-    """The catalog, indexed by intent: `hits(event, store)` is what the match stage calls per event."""
+    """The catalog, indexed by intent: `hits(event, store)` is what the match stage calls per event.
+
+    Every distinct test is compiled once and run at most once per event, however many
+    conditions share it; the intent test that put a condition in the index is not run again.
+    """
 
     def __init__(self, patterns: Iterable[CompiledPattern]) -> None:
         self.patterns = [p for p in patterns if p.pattern.spec.enabled]
-        self._by_intent: dict[str, list[tuple[CompiledPattern, CompiledCondition, str, Test]]] = defaultdict(list)
-        self._always: list[tuple[CompiledPattern, CompiledCondition, str, Test]] = []
+        index: dict[PredKey, int] = {}
+        self._tests: list[Test] = []
+        # (field, value) -> entries whose tests require field == value; metric entries under METRICS
+        self._index: dict[tuple[str, Any], list[_Entry]] = defaultdict(list)
+        self._always: list[_Entry] = []
+
+        def entry(pattern: CompiledPattern, cond: CompiledCondition, role: str, keys: list[PredKey]) -> _Entry:
+            ids = []
+            for key in keys:
+                if key not in index:
+                    index[key] = len(self._tests)
+                    self._tests.append(_test_of(key))
+                ids.append(index[key])
+            return _Entry(pattern=pattern, cond=cond, role=role, tests=tuple(ids),
+                          series=isinstance(cond.spec, (CountCondition, RateCondition)),
+                          metric=cond.spec.field if isinstance(cond.spec, MetricCondition) else "")
+
         for pattern in self.patterns:
             for cond in pattern.conditions:
-                for role, test, intents in cond.roles:
-                    entry = (pattern, cond, role, test)
-                    if intents is None:
-                        self._always.append(entry)
-                    else:
-                        for intent in intents:
-                            self._by_intent[intent].append(entry)
+                for role, keys, _ in cond.roles:
+                    if keys and keys[0][1] == "has_metric":
+                        self._index[METRICS].append(entry(pattern, cond, role, keys))
+                        continue
+                    by = next((k for f in INDEX_FIELDS for k in keys if k[0] == f and k[1] in ("equals", "in")), None)
+                    if by is None:
+                        self._always.append(entry(pattern, cond, role, keys))
+                        continue
+                    rest = [k for k in keys if k != by]
+                    for value in (by[2] if by[1] == "in" else (by[2],)):
+                        self._index[(by[0], value)].append(entry(pattern, cond, role, rest))
+        used = {field for field, _ in self._index if field != METRICS[0]}
+        self._lookups = [(field, getter(field)) for field in INDEX_FIELDS if field in used]
 
-    def hits(self, event: UnifiedEvent, store: Store) -> list[Hit]:
+    def candidates(self, event: UnifiedEvent, intent: str) -> list[_Entry]:
+        found: list[_Entry] = []
+        for field, get in self._lookups:
+            value = get(event, intent)
+            if value is not None:
+                found.extend(self._index.get((field, value), ()))
+        if event.metrics:
+            found.extend(self._index.get(METRICS, ()))
+        found.extend(self._always)
+        return found
+
+    def hits(self, event: UnifiedEvent, store: Store, raw: msgspec.Raw | None = None) -> list[Hit]:
+        """The hits of one event; `raw` is its MessagePack encoding when the caller has it already."""
         changed = learn(store, event)
         intent = effective_intent(event, changed)
-        candidates = self._by_intent.get(intent, ())
-        if not candidates and not self._always:
+        candidates = self.candidates(event, intent)
+        if not candidates:
             return []
         out: list[Hit] = []
-        t = epoch_ms(event.timestamp)
+        results: dict[int, bool] = {}
+        tests = self._tests
         keys_cache: dict[str, list[str]] = {}
-        for pattern, cond, role, test in (*candidates, *self._always):
-            if not test(event, intent):
+        emitted: set[tuple[str, str, str]] = set()  # two conditions with the same tests share entries
+        t = 0
+        for entry in candidates:
+            passed = True
+            for i in entry.tests:
+                result = results.get(i)
+                if result is None:
+                    result = results[i] = bool(tests[i](event, intent))
+                if not result:
+                    passed = False
+                    break
+            if not passed:
                 continue
-            keys = keys_cache.get(pattern.scope)
+            scope = entry.pattern.scope
+            keys = keys_cache.get(scope)
             if keys is None:
-                keys = keys_cache[pattern.scope] = scope_keys(pattern.scope, event, store)
+                keys = keys_cache[scope] = scope_keys(scope, event, store)
             if not keys:
                 continue
+            once = (entry.pattern.name, entry.cond.fp, entry.role)
+            if once in emitted:
+                continue
+            emitted.add(once)
+            if not t:
+                t = epoch_ms(event.timestamp)
+                if raw is None:
+                    raw = msgspec.Raw(_ENCODER.encode(event))
+            cond = entry.cond
             distinct = "" if cond.distinct is None else str(cond.distinct(event, intent) or "")
-            series, count = series_of(event) if isinstance(cond.spec, (CountCondition, RateCondition)) else ("", 1)
-            value = event.metrics.get(cond.spec.field, 0.0) if isinstance(cond.spec, MetricCondition) else 0.0
+            series, count = series_of(event) if entry.series else ("", 1)
+            value = event.metrics.get(entry.metric, 0.0) if entry.metric else 0.0
             for key in keys:
-                out.append(Hit(pattern=pattern.name, key=key, cond=cond.fp, role=role, t=t, event=event,
-                               distinct=distinct, series=series, count=count, value=value))
+                out.append(Hit(pattern=entry.pattern.name, key=key, cond=cond.fp, role=entry.role, t=t, id=event.id,
+                               event=raw, distinct=distinct, series=series, count=count, value=value))
         return out
 
 
-def effective_intent(event: UnifiedEvent, changed: bool) -> str:
-    """The intent matching uses. An edit is only an edit when content changed: a MODIFIED ConfigMap,
-    Secret or workload whose content is the same (a status or scale update) is `observed`. Change
-    events (action CHANGE) restate an edit the MODIFIED observation already carried, later: they are
-    `observed` too, so a replay at any speed counts each edit once, at its own time."""
+#: intents a Pod's status reports from a terminated container: only news when restarts went up
+TERMINATION_INTENTS = frozenset({"oom-kill", "container-failure"})
+
+
+def effective_intent(event: UnifiedEvent, news: bool) -> str:
+    """The intent matching uses (`news` from `membership.learn`). An edit is only an edit when
+    content changed: a MODIFIED ConfigMap, Secret or workload whose content is the same (a status
+    or scale update) is `observed`. A Pod status that shows the same terminated container again
+    (restarts did not go up) is `observed`. Change events (action CHANGE) restate an edit the
+    MODIFIED observation already carried, later: they are `observed` too, so a replay at any
+    speed counts each edit once, at its own time."""
     kube, k8s = event.kubernetes, event.k8s
     if kube is not None and k8s is not None:
         if kube.action == "CHANGE":
             return "observed"
-        if kube.action == "MODIFIED" and k8s.kind in CONTENT_KINDS and not changed:
+        if kube.action == "MODIFIED" and k8s.kind in CONTENT_KINDS and not news:
+            return "observed"
+        if k8s.kind == "Pod" and kube.action != "EVENT" and not news and \
+                event.semantic.intent in TERMINATION_INTENTS:
             return "observed"
     return event.semantic.intent
 

@@ -21,6 +21,7 @@ Both tables survive a restart and move with their partitions on a rebalance (Fau
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, MutableMapping
@@ -31,7 +32,8 @@ import msgspec
 
 from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
-from agents.windows import WindowState, add_hits, advance, decode_state, encode_state
+from agents.partition_windows import PartitionWindows
+from agents.windows import WindowState, decode_state, encode_state
 from app.codec import Poison, msgpack_encoder, where_of
 from app.events import UnifiedEvent
 from app.records import Hit, HitBatch, MatchedBatch, MatchedBatchView, UnifiedBatchView
@@ -39,7 +41,8 @@ from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_EVENTS = msgspec.msgpack.Decoder(list[UnifiedEvent])
+_RAW_EVENTS = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_EVENT = msgspec.msgpack.Decoder(UnifiedEvent)
 _MEMBER = msgspec.msgpack.Decoder(Member)
 _SERVICES = msgspec.msgpack.Decoder(ServiceIndex)
 _MARKS = msgspec.msgpack.Decoder(dict[int, int])
@@ -97,16 +100,18 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
                 continue
             assert isinstance(value, UnifiedBatchView)
             try:
-                events = _EVENTS.decode(value.events)
+                raws = _RAW_EVENTS.decode(value.events)
+                events = [(_EVENT.decode(raw), raw) for raw in raws]
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 await runtime.dead_letter(stage="match", reason=f"events do not decode: {e}",
                                           where=where_of(message), payload=message.value or b"")
                 continue
             by_partition: dict[int, list[Hit]] = defaultdict(list)
             selector = catalog.selector
-            for unified in events:
+            selected_at = time.time()
+            for unified, raw in events:
                 try:
-                    found = selector.hits(unified, store)
+                    found = selector.hits(unified, store, raw)
                 except Exception as e:  # a pattern or an event nobody foresaw: this event only
                     log.exception("match: testing event %s failed; it is dead-lettered", unified.id)
                     await runtime.dead_letter(stage="match", reason=f"{type(e).__name__}: {e}",
@@ -120,7 +125,8 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
             if value.watermark or by_partition:
                 for p in range(partitions):
                     await hits.send(value=HitBatch(source=message.partition, watermark=value.watermark,
-                                                   hits=by_partition.get(p, [])), partition=p)
+                                                   hits=by_partition.get(p, []), selected_at=selected_at),
+                                    partition=p)
             runtime.stats.add("match", len(events))
             runtime.stats.add("hits", sum(len(h) for h in by_partition.values()))
 
@@ -128,33 +134,35 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
 
 
 class WindowPartition:
-    """The windows of one hits partition: states cached in memory, written through to the table."""
+    """One hits partition: its `PartitionWindows` over the table, and each source's watermark."""
 
     def __init__(self, partition: int, table: Any, marks: Any, partitions: int) -> None:
-        self.partition = partition
-        self.table, self.marks, self.partitions = table, marks, partitions
-        self.states: dict[str, WindowState] = {}
-        self.due: dict[str, int] = {}  # table key -> the event time at which it next needs a look
+        self.partition, self.table, self.marks, self.partitions = partition, table, marks, partitions
         data = marks.get(f"p{partition}")
         self.sources: dict[int, int] = _MARKS.decode(data) if data else {}
+        keys = []
         for raw_key in list(table.keys()):  # states this partition already holds (restart, rebalance)
             key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
             pattern, _, scope = key.partition("|")
             if hits_partition(pattern, scope, partitions) == partition:
-                self.due[key] = 0
+                keys.append(key)
+        self.windows = PartitionWindows(self._load, keys)
 
-    def state(self, key: str, *, watermark: int = 0) -> WindowState:
-        """A key's state; a new one starts at the current watermark (older hits are late for it too)."""
-        state = self.states.get(key)
-        if state is None:
-            data = self.table.get(key)
-            state = self.states[key] = decode_state(data) if data else WindowState(done_to=max(watermark, 0))
-        return state
+    def _load(self, key: str) -> WindowState | None:
+        data = self.table.get(key)
+        return decode_state(data) if data else None
 
     def watermark(self, lateness_ms: int) -> int:
         if len(self.sources) < self.partitions:
             return 0  # a source that never reported may still hold old events
         return min(self.sources.values()) - lateness_ms
+
+    def write_back(self) -> None:
+        for key, state in self.windows.flush().items():
+            if state is not None:
+                self.table[key] = encode_state(state)
+            elif self.table.get(key) is not None:
+                del self.table[key]
 
 
 def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.TopicT, catalog: Catalog,
@@ -184,60 +192,21 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             part = held.get(message.partition)
             if part is None:
                 part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions)
-            dirty: set[str] = set()
-            late = 0
-            by_key: dict[str, list[Hit]] = defaultdict(list)
-            for hit in value.hits:
-                by_key[f"{hit.pattern}|{hit.key}"].append(hit)
             before = part.watermark(lateness_ms)
-            for key, key_hits in by_key.items():
-                state = part.state(key, watermark=before)
-                late += add_hits(state, key_hits)
-                part.due[key] = min(part.due.get(key, 2**62), min(h.t for h in key_hits))
-                dirty.add(key)
+            late = part.windows.add(value.hits, watermark=before)
             if value.watermark > part.sources.get(value.source, 0):
                 part.sources[value.source] = value.watermark
                 marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
-            now = part.watermark(lateness_ms)
-            found = []
-            if now > before or dirty:
-                found = _advance(part, catalog, now, dirty)
-            for key in dirty:
-                state = part.states.get(key)
-                if state is None or (state.empty() and state.quiet_until <= now):
-                    part.states.pop(key, None)
-                    part.due.pop(key, None)
-                    if table.get(key) is not None:
-                        del table[key]
-                else:
-                    table[key] = encode_state(state)
+            found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms))
+            part.write_back()
             if found:
                 await matched.send(value=MatchedBatch(matches=found), partition=message.partition)
             runtime.stats.add("windows", len(value.hits), rejected=0)
+            if value.hits and value.selected_at:  # select took the events -> their windows are evaluated
+                runtime.stats.time("match_latency", time.time() - value.selected_at, len(value.hits))
             if late:
                 runtime.stats.add("late", late)
             if found:
                 runtime.stats.add("matches", len(found))
 
     return app.agent(source, name="tapio.windows")(windows)
-
-
-def _advance(part: WindowPartition, catalog: Catalog, watermark: int, dirty: set[str]) -> list:
-    found = []
-    for key, due in list(part.due.items()):
-        if due > watermark:
-            continue
-        name, _, scope = key.partition("|")
-        compiled = catalog.compiled.get(name)
-        state = part.state(key)
-        if compiled is None:  # the pattern was deleted: its state goes with it
-            state.entries.clear()
-            state.quiet_until = 0
-            dirty.add(key)
-            continue
-        found.extend(advance(compiled, scope, state, watermark))
-        dirty.add(key)
-        pending = [e.t for entries in state.entries.values() for e in entries if e.t > state.done_to]
-        part.due[key] = min(pending) if pending else \
-            max((e.t for entries in state.entries.values() for e in entries), default=watermark) + compiled.span_ms
-    return found

@@ -29,12 +29,14 @@ CONTENT_KINDS = frozenset({"ConfigMap", "Secret", "Deployment", "StatefulSet", "
 class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """What one object contributes to scope keys."""
 
+    uid: str = ""
     node: str = ""
     owner: str = ""  # "Kind/name" of the controlling owner
     refs: list[str] = []
     labels: dict[str, str] = {}
     selector: dict[str, str] = {}
     content_hash: str = ""
+    restarts: int = -1  # a pod's container restarts at its last observation (-1: unknown)
 
 
 class ServiceIndex(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -60,11 +62,14 @@ def _set(store: Store, key: str, value: msgspec.Struct) -> None:
 
 
 def learn(store: Store, event: UnifiedEvent) -> bool:
-    """Record what an object observation says; True when the event is a real edit (content changed).
+    """Record what an object observation says; True when the observation is news, not a repeat.
 
-    Only ADDED/MODIFIED/SNAPSHOT/DELETED observations teach anything. For ConfigMaps, Secrets and
-    workloads the return value says whether this observation changed their content: the first
-    observation of an object never is a change (nothing to compare with).
+    News is: a ConfigMap, Secret or workload whose content changed since its previous
+    observation (a MODIFIED with the same content is a status or metadata update), or a Pod
+    whose container restarts went up (its status then reports a new termination; the same
+    `lastState: OOMKilled` seen again at the next status update is not a new OOM kill). A first
+    observation is news for a Pod (nothing says the termination it shows was seen) and not for
+    the others (nothing to compare with). Only ADDED/MODIFIED/SNAPSHOT/DELETED teach anything.
     """
     k8s, kube = event.k8s, event.kubernetes
     if k8s is None or kube is None or kube.action not in ("ADDED", "MODIFIED", "SNAPSHOT", "DELETED"):
@@ -73,26 +78,33 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
         return False
     key = member_key(k8s.namespace, k8s.kind, k8s.name)
     previous = store.get(key)
+    if not isinstance(previous, Member) or (previous.uid and k8s.uid and previous.uid != k8s.uid):
+        previous = None  # never seen, or a new object under an old name (a recreated StatefulSet pod)
     if kube.action == "DELETED":
         if k8s.kind == "Service":
             _forget_service(store, k8s.namespace, k8s.name)
+        if key in store:
+            del store[key]
         return False
     owner = f"{k8s.owner.kind}/{k8s.owner.name}" if k8s.owner else ""
-    member = Member(node=k8s.node, owner=owner, refs=k8s.refs, labels=k8s.labels if k8s.kind == "Pod" else {},
-                    selector=k8s.selector, content_hash=kube.content_hash)
-    if isinstance(previous, Member):  # keep what a thinner observation lacks (a status-only watch line)
+    member = Member(uid=k8s.uid, node=k8s.node, owner=owner, refs=k8s.refs,
+                    labels=k8s.labels if k8s.kind == "Pod" else {}, selector=k8s.selector,
+                    content_hash=kube.content_hash, restarts=kube.restart_count if k8s.kind == "Pod" else -1)
+    if previous is not None:  # keep what a thinner observation lacks (a status-only watch line)
         member = msgspec.structs.replace(
-            member, node=member.node or previous.node, owner=member.owner or previous.owner,
-            refs=member.refs or previous.refs, content_hash=member.content_hash or previous.content_hash)
+            member, uid=member.uid or previous.uid, node=member.node or previous.node,
+            owner=member.owner or previous.owner, refs=member.refs or previous.refs,
+            content_hash=member.content_hash or previous.content_hash)
     _set(store, key, member)
     if k8s.kind == "Service":
         index = store.get(services_key(k8s.namespace))
         selectors = dict(index.selectors) if isinstance(index, ServiceIndex) else {}
         selectors[k8s.name] = k8s.selector
         _set(store, services_key(k8s.namespace), ServiceIndex(selectors=selectors))
-    changed = (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and isinstance(previous, Member)
-               and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
-    return changed
+    if k8s.kind == "Pod":
+        return previous is None or previous.restarts < 0 or kube.restart_count > previous.restarts
+    return (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and previous is not None
+            and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
 
 
 def _forget_service(store: Store, namespace: str, name: str) -> None:

@@ -22,7 +22,7 @@ from agents.enrich import EnrichError, enrich_event
 from agents.hits import Selector
 from agents.normalize import normalize_event
 from agents.predict import predictions_for
-from agents.windows import WindowState, add_hits, advance
+from agents.partition_windows import PartitionWindows
 from app.events import epoch_ms
 from app.records import PatternMatch, Prediction
 from collectors.replay import ReplayError, publish_order, read_recording
@@ -41,7 +41,7 @@ class OfflineResult(msgspec.Struct, kw_only=True):
 
 def match_events(raw_events: Iterable, catalog: Catalog, *, lateness_ms: int = 10_000) -> OfflineResult:
     store: dict = {}
-    states: dict[tuple[str, str], WindowState] = {}
+    windows = PartitionWindows(lambda key: None)
     selector: Selector = catalog.selector
     matches: list[PatternMatch] = []
     errors: list[str] = []
@@ -54,17 +54,11 @@ def match_events(raw_events: Iterable, catalog: Catalog, *, lateness_ms: int = 1
         except EnrichError as e:
             errors.append(f"event {raw.id}: {e}")
             continue
-        for hit in selector.hits(event, store):
-            state = states.get((hit.pattern, hit.key))
-            if state is None:  # as in agents.match: a new state starts at the current watermark
-                state = states[(hit.pattern, hit.key)] = WindowState(done_to=max(newest - lateness_ms, 0))
-            late += add_hits(state, [hit])
+        late += windows.add(selector.hits(event, store), watermark=newest - lateness_ms)
         if raw.metadata.get("action") != "SNAPSHOT":
             newest = max(newest, epoch_ms(raw.timestamp))
-        for (name, key), state in states.items():
-            matches.extend(advance(catalog.compiled[name], key, state, newest - lateness_ms))
-    for (name, key), state in states.items():
-        matches.extend(advance(catalog.compiled[name], key, state, END_OF_INPUT))
+        matches.extend(windows.advance(catalog.compiled, newest - lateness_ms))
+    matches.extend(windows.advance(catalog.compiled, END_OF_INPUT))
     matches.sort(key=lambda m: (m.matched_at, m.pattern, m.scope))
     predictions = [p for m in matches for p in predictions_for(m, catalog.patterns[m.pattern])]
     return OfflineResult(events=count, matches=matches, predictions=predictions, late=late, errors=errors)

@@ -14,7 +14,8 @@ Counting: a `count`/`rate` condition counts occurrences. A repeated Kubernetes E
 same object, reason, message) adds the increase of its `count` since its last observation held
 here, or its whole `count` when first seen. `distinct` counts distinct values instead.
 
-State stays bounded: hits older than the pattern's span are pruned at every advance, hits of the
+State stays bounded: a state keeps the bytes of at most MAX_KEPT_EVIDENCE events (a match's
+other event ids are linked to the events the graph already holds), hits older than the pattern's span are pruned at every advance, hits of the
 same second, series and distinct value are merged into one entry, and a list never holds more
 than MAX_ENTRIES (the oldest go first). A hit at or before the last evaluated time is late and
 is dropped (counted by the caller); the allowed lateness is applied to the watermark upstream.
@@ -36,7 +37,8 @@ from app.events import UnifiedEvent, content_id
 from app.records import Hit, Link, PatternMatch
 
 MAX_ENTRIES = 2000
-MAX_EVIDENCE = 50
+MAX_EVIDENCE = 50  # events (and links) a match carries
+MAX_KEPT_EVIDENCE = 64  # events a state keeps the bytes of: its changelog record stays small
 _OPS = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}
 
 
@@ -51,7 +53,7 @@ class Entry(msgspec.Struct, array_like=True, gc=False):
 class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     entries: dict[str, list[Entry]] = {}  # "<condition fp>:<role>" -> entries sorted by t
     series: dict[str, list[int]] = {}  # "<fp>:<series>" -> [max count, last t]
-    evidence: dict[str, UnifiedEvent] = {}
+    evidence: dict[str, msgspec.Raw] = {}  # event id -> the UnifiedEvent's MessagePack bytes
     done_to: int = 0  # every t <= done_to has been evaluated
     quiet_until: int = 0
 
@@ -75,8 +77,9 @@ def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
             if weight == 0:
                 continue  # the same observation again (a redelivery or an unchanged relist)
         entries = state.entries.setdefault(f"{hit.cond}:{hit.role}", [])
-        _insert(entries, Entry(t=hit.t, w=weight, id=hit.event.id, d=hit.distinct, v=hit.value))
-        state.evidence.setdefault(hit.event.id, hit.event)
+        _insert(entries, Entry(t=hit.t, w=weight, id=hit.id, d=hit.distinct, v=hit.value))
+        if len(state.evidence) < MAX_KEPT_EVIDENCE:
+            state.evidence.setdefault(hit.id, hit.event)
     return late
 
 
@@ -210,7 +213,7 @@ def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds
     return PatternMatch(
         id=content_id("match", pattern.name, key, str(t)), pattern=pattern.name, version=pattern.version,
         scope=key, matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=ids,
-        evidence=[state.evidence[i] for i in ids if i in state.evidence],
+        evidence=[_EVENT.decode(state.evidence[i]) for i in ids if i in state.evidence],
         links=[link for held in helds for link in held.links][:MAX_EVIDENCE],
         count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority)
 
@@ -225,4 +228,5 @@ def decode_state(data: bytes) -> WindowState:
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(WindowState)
+_EVENT = msgspec.msgpack.Decoder(UnifiedEvent)
 

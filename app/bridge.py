@@ -26,8 +26,7 @@ from typing import Iterable, Sequence
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 from nats.aio.msg import Msg
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -37,7 +36,7 @@ from app.events import RawEvent, epoch_ms
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
 from app.records import RawBatch
 from app.settings import Settings
-from app.topics import topic_name
+from app.topics import ensure_topics, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -161,22 +160,6 @@ class Bridge:
         self.dead_lettered = 0
         self._backoff = 0.5
 
-    async def _ensure_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers)
-        await admin.start()
-        replication = self.settings.kafka.replication
-        try:
-            for topic in (NewTopic(self.topic, self.partitions, replication),
-                          # one partition: one topology service sees every object, in order;
-                          # compacted by object key in a real Kafka (Tansu ignores the policy)
-                          NewTopic(self.objects_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})):
-                try:
-                    await admin.create_topics([topic])
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            await admin.close()
-
     async def start(self) -> None:
         ns = self.settings.nats
         self.nc = await connect(ns, name="tapio-bridge")
@@ -186,7 +169,7 @@ class Bridge:
         self.pull = PullBatches(self.js, ns, batch=ns.bridge_fetch, expires_s=ns.bridge_linger_s)
         await self.pull.start()
         try:
-            await self._ensure_topic()
+            await ensure_topics(self.settings.kafka)
             self.producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka.bootstrap_servers, acks="all",
                 enable_idempotence=False, linger_ms=5, max_request_size=16 * 1024 * 1024,

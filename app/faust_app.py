@@ -11,6 +11,7 @@ a short session timeout (a group join completes only after session_timeout / 2) 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,7 @@ from agents.stage import register_stage
 from app.bridge import Bridge
 from app.runtime import Runtime
 from app.settings import Settings
-from app.topics import Topics
+from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
 
@@ -125,8 +126,9 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
 
     @app.page("/tapio/stages/")
     async def stages(web: Any, request: Any) -> Any:
-        return web.json({name: {**msgspec.to_builtins(c), "rate": c.rate}
-                         for name, c in runtime.stats.snapshot().items()})
+        counters = {name: {**msgspec.to_builtins(c), "rate": c.rate} for name, c in runtime.stats.snapshot().items()}
+        timings = {name: msgspec.to_builtins(r.percentiles()) for name, r in runtime.stats.timings.items()}
+        return web.json(counters | ({"timings": timings} if timings else {}))
 
     return app, runtime
 
@@ -155,6 +157,7 @@ class BridgeService(Service):
 
 def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None) -> None:
     """Block running one worker of the group until SIGINT/SIGTERM."""
+    asyncio.run(ensure_topics(settings.kafka))
     app, runtime = create_app(settings)
     services: list[Service] = [runtime]
     if with_bridge:

@@ -56,6 +56,7 @@ class UnifiedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
 class Hit(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Topic `hits`: one event that passed one condition's tests, keyed to one scope of one pattern.
 
+    The event rides as bytes: the windows decode it only for a match's evidence.
     `cond` is the condition's fingerprint (its tests, not its thresholds, so a threshold edit
     keeps the window state). `role` is `first`/`then` for a sequence. `series` names a repeated
     Kubernetes Event (same object, reason, message): only the increase of its `count` counts.
@@ -65,7 +66,8 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=Tru
     key: str
     cond: str
     t: int  # event time, epoch ms
-    event: UnifiedEvent
+    id: str  # the event's id
+    event: msgspec.Raw  # the UnifiedEvent, MessagePack, kept undecoded: evidence if the hit ends in a match
     role: str = ""
     distinct: str = ""
     series: str = ""
@@ -83,6 +85,7 @@ class HitBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_default
     source: int
     watermark: int
     hits: list[Hit] = []
+    selected_at: float = 0.0  # wall clock (epoch s) when select took the batch: match latency, for stats
 
 
 class Link(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

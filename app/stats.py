@@ -24,9 +24,52 @@ class StageCounter(msgspec.Struct, kw_only=True):
         return self.events / span if span > 0 else 0.0
 
 
+class Percentiles(msgspec.Struct, kw_only=True):
+    samples: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+class Reservoir:
+    """The last `size` samples of a duration (seconds), weighted, for percentiles on the stats page."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.values: list[float] = []
+        self.weights: list[int] = []
+        self._next = 0
+
+    def add(self, seconds: float, weight: int = 1) -> None:
+        if len(self.values) < self.size:
+            self.values.append(seconds)
+            self.weights.append(weight)
+        else:
+            self.values[self._next], self.weights[self._next] = seconds, weight
+            self._next = (self._next + 1) % self.size
+
+    def percentiles(self) -> Percentiles:
+        pairs = sorted(zip(self.values, self.weights))
+        total = sum(w for _, w in pairs)
+
+        def at(q: float) -> float:
+            seen = 0
+            for value, weight in pairs:
+                seen += weight
+                if seen >= q * total:
+                    return round(value * 1000, 3)
+            return 0.0
+        return Percentiles(samples=total, p50_ms=at(0.5), p99_ms=at(0.99),
+                           max_ms=round(pairs[-1][0] * 1000, 3) if pairs else 0.0)
+
+
 class StageStats:
     def __init__(self) -> None:
         self.stages: dict[str, StageCounter] = {}
+        self.timings: dict[str, Reservoir] = {}
+
+    def time(self, name: str, seconds: float, weight: int = 1) -> None:
+        self.timings.setdefault(name, Reservoir()).add(seconds, weight)
 
     def add(self, stage: str, events: int, *, rejected: int = 0) -> None:
         counter = self.stages.setdefault(stage, StageCounter())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import faust
 import msgspec
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 from app.codec import StructSchema
 from app.records import (EnrichedBatch, HitBatch, InsightBatch, MatchedBatch, MatchedBatchView, RawBatch, UnifiedBatch,
@@ -31,6 +33,31 @@ TOPIC_VIEWS: dict[str, type[msgspec.Struct]] = {
     "unified": UnifiedBatchView,
     "matched": MatchedBatchView,
 }
+
+
+async def ensure_topics(settings: KafkaSettings) -> None:
+    """Create every dataflow topic with the configured partition count (an existing one is kept).
+
+    Run before a worker or a bridge starts: a topic a consumer or producer touches first is
+    auto-created with the broker's default partition count, and Faust then refuses the tables
+    whose changelogs were created with ours (PartitionsMismatch).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        wanted = [NewTopic(topic_name(settings, stage), settings.partitions, settings.replication)
+                  for stage in TOPIC_TYPES]
+        # one partition: one topology service sees every object, in order; compacted by object
+        # key in a real Kafka (Tansu ignores the policy)
+        wanted.append(NewTopic(topic_name(settings, "objects"), 1, settings.replication,
+                               topic_configs={"cleanup.policy": "compact"}))
+        for topic in wanted:
+            try:
+                await admin.create_topics([topic])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
 
 
 def topic_name(settings: KafkaSettings, stage: str) -> str:

@@ -1,0 +1,102 @@
+"""The windows of one hits partition: which states need a look, and what must be written back.
+
+Fed by: hits (`add`) and the partition's event-time watermark (`advance`). Feeds: matches, and
+`flush()`, the states to write to the RocksDB-backed table (None: delete the key).
+
+Pure bookkeeping around `agents.windows`, shared by the windows agent (agents/match.py) and the
+offline runner (agents/offline.py), so both evaluate the same states at the same times. A state
+is only looked at when it has hits at or before the watermark that were not evaluated yet, or
+when its last hit has aged out of every window (then it is deleted). A state is only written
+back when its hits or its quiet period changed: a state whose evaluation moved only `done_to`
+is not rewritten, so after a restart its last hits are evaluated again and yield the same
+matches, with the same ids (the graph writes them once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from agents.hits import CompiledPattern
+from agents.windows import WindowState, add_hits, advance
+from app.records import Hit, PatternMatch
+
+NEVER = 2**62
+
+
+def _pending(state: WindowState) -> int:
+    """The earliest hit time not evaluated yet, or NEVER."""
+    return min((e.t for entries in state.entries.values() for e in entries if e.t > state.done_to), default=NEVER)
+
+
+def _last(state: WindowState) -> int:
+    return max((entries[-1].t for entries in state.entries.values() if entries), default=0)
+
+
+class PartitionWindows:
+    def __init__(self, load: Callable[[str], WindowState | None], keys: Iterable[str] = ()) -> None:
+        self._load = load
+        self.states: dict[str, WindowState] = {}
+        self.due: dict[str, int] = {key: 0 for key in keys}  # key -> event time it next needs a look
+        self._dirty: set[str] = set()
+
+    def state(self, key: str, *, watermark: int = 0) -> WindowState:
+        """A key's state; a new one starts at the watermark (older hits are late for it too)."""
+        state = self.states.get(key)
+        if state is None:
+            state = self._load(key) or WindowState(done_to=max(watermark, 0))
+            self.states[key] = state
+        return state
+
+    def add(self, hits: Iterable[Hit], *, watermark: int) -> int:
+        """Add hits (any keys); returns how many were late and dropped."""
+        late = 0
+        by_key: dict[str, list[Hit]] = {}
+        for hit in hits:
+            by_key.setdefault(f"{hit.pattern}|{hit.key}", []).append(hit)
+        for key, key_hits in by_key.items():
+            state = self.state(key, watermark=watermark)
+            dropped = add_hits(state, key_hits)
+            late += dropped
+            if dropped < len(key_hits):
+                self._dirty.add(key)
+                self.due[key] = min(self.due.get(key, NEVER), _pending(state))
+        return late
+
+    def advance(self, compiled: dict[str, CompiledPattern], watermark: int) -> list[PatternMatch]:
+        """Evaluate every state with hits at or before the watermark; matches in event-time order."""
+        found: list[PatternMatch] = []
+        for key, due in list(self.due.items()):
+            if due > watermark:
+                continue
+            name, _, scope = key.partition("|")
+            state = self.state(key)
+            pattern = compiled.get(name)
+            if pattern is None:  # the pattern was deleted: its state goes with it
+                self.states[key] = WindowState()
+                self.due.pop(key)
+                self._dirty.add(key)
+                continue
+            before = (state.quiet_until, sum(len(v) for v in state.entries.values()))
+            found.extend(advance(pattern, scope, state, watermark))
+            if (state.quiet_until, sum(len(v) for v in state.entries.values())) != before:
+                self._dirty.add(key)
+            pending = _pending(state)
+            self.due[key] = pending if pending != NEVER else _last(state) + pattern.span_ms
+            if state.empty():
+                self.due.pop(key)
+                self._dirty.add(key)
+        found.sort(key=lambda m: (m.matched_at, m.pattern, m.scope))
+        return found
+
+    def flush(self) -> dict[str, WindowState | None]:
+        """The states changed since the last flush; None for a state to delete."""
+        out: dict[str, WindowState | None] = {}
+        for key in self._dirty:
+            state = self.states.get(key)
+            if state is None or state.empty():
+                self.states.pop(key, None)
+                out[key] = None
+            else:
+                out[key] = state
+        self._dirty.clear()
+        return out
