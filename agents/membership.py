@@ -37,6 +37,7 @@ class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=
     selector: dict[str, str] = {}
     content_hash: str = ""
     restarts: int = -1  # a pod's container restarts at its last observation (-1: unknown)
+    status: str = ""  # a pod's container reason and exit code at its last observation
 
 
 class ServiceIndex(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -66,8 +67,9 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
 
     News is: a ConfigMap, Secret or workload whose content changed since its previous
     observation (a MODIFIED with the same content is a status or metadata update), or a Pod
-    whose container restarts went up (its status then reports a new termination; the same
-    `lastState: OOMKilled` seen again at the next status update is not a new OOM kill). A first
+    whose container restarts went up or whose container reason / exit code changed (a new
+    termination, including a Job pod's single one; the same `lastState: OOMKilled` seen again
+    at the next status update is not a new OOM kill). A first
     observation is news for a Pod (nothing says the termination it shows was seen) and not for
     the others (nothing to compare with). Only ADDED/MODIFIED/SNAPSHOT/DELETED teach anything.
     """
@@ -89,7 +91,8 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
     owner = f"{k8s.owner.kind}/{k8s.owner.name}" if k8s.owner else ""
     member = Member(uid=k8s.uid, node=k8s.node, owner=owner, refs=k8s.refs,
                     labels=k8s.labels if k8s.kind == "Pod" else {}, selector=k8s.selector,
-                    content_hash=kube.content_hash, restarts=kube.restart_count if k8s.kind == "Pod" else -1)
+                    content_hash=kube.content_hash, restarts=kube.restart_count if k8s.kind == "Pod" else -1,
+                    status=f"{kube.container_reason}/{kube.exit_code}" if k8s.kind == "Pod" else "")
     if previous is not None:  # keep what a thinner observation lacks (a status-only watch line)
         member = msgspec.structs.replace(
             member, uid=member.uid or previous.uid, node=member.node or previous.node,
@@ -102,7 +105,8 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
         selectors[k8s.name] = k8s.selector
         _set(store, services_key(k8s.namespace), ServiceIndex(selectors=selectors))
     if k8s.kind == "Pod":
-        return previous is None or previous.restarts < 0 or kube.restart_count > previous.restarts
+        return (previous is None or previous.restarts < 0 or kube.restart_count > previous.restarts
+                or member.status != previous.status)
     return (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and previous is not None
             and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
 

@@ -118,7 +118,7 @@ def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) ->
         semantic=SemanticContext(intent=meaning.intent, category=meaning.category,
                                  severity=meaning.severity, narrative=narrative(event, meaning)),
         trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=hints(event),
-        metrics=metrics_of(raw.metadata))
+        metrics=metrics_of(raw.metadata) if raw.type != "kubeapi" else {})
 
 
 

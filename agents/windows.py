@@ -16,7 +16,7 @@ here, or its whole `count` when first seen. `distinct` counts distinct values in
 
 State stays bounded: a state keeps the bytes of at most MAX_KEPT_EVIDENCE events (a match's
 other event ids are linked to the events the graph already holds), hits older than the pattern's span are pruned at every advance, hits of the
-same second, series and distinct value are merged into one entry, and a list never holds more
+same time, series and distinct value are merged into one entry, and a list never holds more
 than MAX_ENTRIES (the oldest go first). A hit at or before the last evaluated time is late and
 is dropped (counted by the caller); the allowed lateness is applied to the watermark upstream.
 
@@ -85,9 +85,9 @@ def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
 
 def _insert(entries: list[Entry], entry: Entry) -> None:
     i = bisect.bisect_right(entries, entry.t, key=lambda e: e.t)
-    for j in range(i - 1, -1, -1):  # merge with an entry of the same second and distinct value
+    for j in range(i - 1, -1, -1):  # merge with an entry of the same time and distinct value
         other = entries[j]
-        if other.t // 1000 != entry.t // 1000:
+        if other.t != entry.t:
             break
         if other.d == entry.d and other.v == entry.v:
             other.w += entry.w

@@ -35,7 +35,8 @@ def test_image_pull_events_are_understood() -> None:
     events = unified(TROUBLESHOOT / "events" / "message-image-pull-fail.json")
     assert len(events) == 17
     intents = Counter(e.semantic.intent for e in events)
-    assert intents["image-pull-failure"] == 3 and intents["scheduling-failure"] == 2
+    # Failed x3 (ErrImagePull, x509) and the kubelet's "Back-off pulling image" BackOff: not a crash loop
+    assert intents["image-pull-failure"] == 4 and intents["scheduling-failure"] == 2 and intents["crash-loop"] == 0
     pull = next(e for e in events if e.semantic.intent == "image-pull-failure")
     assert pull.k8s.kind == "Pod" and pull.k8s.uid == "209076ce-26d6-4836-981b-8c05cb0081eb"
     assert pull.kubernetes.reason == "Failed" and pull.kubernetes.count == 4
