@@ -12,6 +12,7 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio patterns lint [DIR]     validate behavior patterns (file:line: field: problem)
     tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
     tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
+    tapio predictions [-n NS]     what the patterns predict, best score first
     tapio demo                    everything above on a bundled incident, then what the graph knows
 """
 
@@ -260,7 +261,7 @@ def context(ctx: click.Context, event_id: str, output: str) -> None:
 def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output: str) -> None:
     """Why a resource is in trouble: `tapio explain pod/web-0 -n shop` (kubectl argument style)."""
     from app.explain import ExplainError, explain as explain_resource, parse_target
-    from topology.narrative import render_tree
+    from topology.narrative import render_hypotheses, render_tree
 
     try:
         kind, name = parse_target(target)
@@ -277,6 +278,36 @@ def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output:
         where = f" -n {found.namespace}" if found.namespace else ""
         click.echo(f"{found.kind}/{found.name}{where}: {found.events} events in the graph; the most telling:")
         click.echo("\n".join(render_tree(found.context)))
+        click.echo("")
+        click.echo("\n".join(render_hypotheses(found.hypotheses)))
+
+
+@cli.command()
+@click.option("-n", "--namespace", default=None, help="Only predictions about this namespace.")
+@click.option("--pattern", default=None, help="Only this pattern's predictions.")
+@click.option("--since", default=None, metavar="TIME", help="Only matches at or after TIME (RFC 3339).")
+@click.option("--limit", default=50, show_default=True)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def predictions(ctx: click.Context, namespace: str | None, pattern: str | None, since: str | None, limit: int,
+                output: str) -> None:
+    """What the behavior patterns predict, from the live graph, best score first."""
+    from collectors.replay import parse_time
+    from topology.predictions import list_predictions
+
+    start = None
+    if since is not None and (start := parse_time(since)) is None:
+        raise click.BadParameter(f"expected an RFC 3339 time, got {since!r}", param_hint="--since")
+    found = _on_graph(ctx, lambda graph: list_predictions(graph, namespace=namespace, pattern=pattern,
+                                                          since=start, limit=limit))
+    if output == "json":
+        _echo_json(found)
+        return
+    if not found:
+        click.echo("no predictions" + (f" in namespace {namespace}" if namespace else ""))
+    for p in found:
+        click.echo(f"{p.score:.2f} {p.at:%Y-%m-%d %H:%M:%S}Z [{p.pattern}] {p.scope}: {p.message} "
+                   f"(confidence {p.confidence:.0%}, {p.type} by {p.due:%H:%M:%S}Z)")
 
 
 @cli.command()

@@ -27,7 +27,7 @@ from collectors.replayer import ReplaySummary, replay_files
 from app.explain import explain
 from topology import queries
 from topology.graph import open_graph
-from topology.narrative import render_tree
+from topology.narrative import render_hypotheses, render_tree
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "configmap-crashloop"
@@ -89,10 +89,10 @@ async def explain_lines(settings: Settings, pod: str, namespace: str, *, timeout
         deadline = time.monotonic() + min(timeout, 30.0)
         while time.monotonic() < deadline:  # change events take one more trip through the dataflow
             found = await explain(graph, kind="Pod", name=pod, namespace=namespace)
-            if found.context.changes:
+            if found.context.changes and found.hypotheses:
                 break
             await asyncio.sleep(0.5)
-        return render_tree(found.context)
+        return render_tree(found.context) + [""] + render_hypotheses(found.hypotheses)
     finally:
         await graph.close()
 

@@ -3,7 +3,8 @@
 Fed by: the CLI. Feeds: the terminal (a tree) or JSON.
 
 Picks the resource's most telling recent event (the newest of its worst severity), reveals
-that event's context (`topology.context`) and renders it (`topology.narrative`). Arguments
+that event's context (`topology.context`) and renders it (`topology.narrative`), followed by
+every prediction the patterns made that fits the resource, ranked (`topology.predictions`). Arguments
 follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
 """
 
@@ -15,6 +16,7 @@ from topology import queries
 from topology.context import Context, reveal_context
 from topology.graph import GraphStore
 from topology.model import CLUSTER_SCOPED
+from topology.predictions import Hypothesis, hypotheses_for, merge_hypotheses, predictions_in_scopes
 
 KIND_ALIASES = {
     "po": "Pod", "pod": "Pod", "pods": "Pod", "no": "Node", "node": "Node", "nodes": "Node",
@@ -47,6 +49,7 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     namespace: str
     events: int
     context: Context
+    hypotheses: list[Hypothesis] = []  # every prediction that fits the resource, best first
 
 
 def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
@@ -68,6 +71,27 @@ def pick_event(rows: list[dict]) -> dict:
     return max(rows, key=lambda r: (_RANK.get(r.get("severity") or "info", 1), r.get("timestamp") or 0, r["id"]))
 
 
+def scope_keys_of(kind: str, name: str, namespace: str, ctx: Context) -> list[str]:
+    """The pattern scope keys (see agents/hits.py:scope_keys) a resource belongs to, from its context."""
+    def ref(label: str, ref_name: str | None) -> str:
+        return f"{label}/{namespace}/{ref_name}" if namespace else f"{label}/{ref_name}"
+    keys = [f"object:{ref(kind, name)}", "cluster"]
+    if namespace:
+        keys.append(f"namespace:{namespace}")
+    keys += [f"owner:{ref(o.label, o.name)}" for o in ctx.owners if o.name]
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
+        keys.append(f"owner:{ref(kind, name)}")
+    keys += [f"node:{r.node}" for r in ctx.affected if r.node]
+    if kind == "Node":
+        keys.append(f"node:{name}")
+    for dep in ctx.dependencies:
+        if dep.label in ("ConfigMap", "Secret") and dep.name:
+            keys.append(f"configmap:{dep.label}/{dep.namespace or namespace}/{dep.name}")
+        elif dep.label == "Service" and dep.name:
+            keys.append(f"service:{dep.namespace or namespace}/{dep.name}")
+    return sorted(set(keys))
+
+
 async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) -> Explanation:
     ns = "" if kind in CLUSTER_SCOPED else namespace
     rows = await graph.query(queries.events_for_resource(kind), kind=kind, namespace=ns, name=name)
@@ -77,4 +101,7 @@ async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) ->
                            f"or replay/collect its events first")
     event = pick_event(rows)
     ctx = await reveal_context(graph, event["id"])
-    return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx)
+    ranked = merge_hypotheses(await hypotheses_for(graph, kind, ns, name, limit=10),
+                              await predictions_in_scopes(graph, scope_keys_of(kind, name, ns, ctx), limit=10),
+                              limit=10)
+    return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx, hypotheses=ranked)

@@ -142,6 +142,15 @@ RETURN {_COLUMNS}, impacted, via
 
 _HYPOTHESES = {label: _hypotheses(label) for label in ALL_RESOURCE_LABELS}
 
+#: Params `scopes` (scope keys such as `owner:Deployment/shop/nginx`, `node:node-a`) and `limit`.
+#: Rows as LIST_PREDICTIONS, `via` ['scope']: predictions about a scope a resource belongs to.
+PREDICTIONS_IN_SCOPES = Query("predictions_in_scopes", f"""MATCH (pr:{PREDICTION_LABEL})
+WHERE pr.scope IN $scopes
+WITH pr, ['scope'] AS via ORDER BY pr.score DESC, pr.at DESC, pr.id LIMIT $limit
+{_IMPACTED}
+RETURN {_COLUMNS}, impacted, via
+{_RANKED}""")
+
 
 def hypotheses_for(label: str) -> Query:
     """Predictions fitting one resource of `label` (a model label, `Resource` for other kinds).

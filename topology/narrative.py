@@ -98,3 +98,19 @@ def render_tree(ctx: Context) -> list[str]:
     for i, text in enumerate(body):
         lines.append(("└─ " if i == len(body) - 1 else "├─ ") + text)
     return lines
+
+
+def render_hypotheses(hypotheses: list) -> list[str]:
+    """The ranked predictions that fit a resource (topology.predictions.Hypothesis), best first."""
+    if not hypotheses:
+        return ["no pattern has matched around it (yet): nothing predicted"]
+    lines = [f"what the patterns predict ({len(hypotheses)} {'hypotheses' if len(hypotheses) > 1 else 'hypothesis'}, "
+             f"best first):"]
+    for rank, found in enumerate(hypotheses, 1):
+        p = found.prediction
+        lines.append(f"  {rank}. [{p.pattern}] {p.message}")
+        lines.append(f"     confidence {p.confidence:.0%}, {p.type} expected by {p.due:%Y-%m-%d %H:%M:%S}Z "
+                     f"(matched {p.at:%H:%M:%S}Z in {p.scope})")
+        if p.remediation:
+            lines.append(f"     do: {' '.join(p.remediation.split())}")
+    return lines

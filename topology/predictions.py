@@ -22,7 +22,7 @@ from topology import insight_queries
 from topology.graph import GraphStore
 from topology.model import label_for
 
-Via = Literal["impacts", "evidence"]
+Via = Literal["impacts", "evidence", "scope"]
 
 
 class ImpactedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,8 +59,9 @@ class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Hypothesis(msgspec.Struct, frozen=True, kw_only=True):
-    """A prediction that fits a resource, and how: it `impacts` the resource, and/or its match
-    rests on `evidence` (an event) affecting the resource."""
+    """A prediction that fits a resource, and how: it `impacts` the resource, its match rests on
+    `evidence` (an event) affecting the resource, and/or it is about a `scope` the resource
+    belongs to (its workload, node, a ConfigMap it mounts...)."""
 
     prediction: StoredPrediction
     via: list[Via]
@@ -106,3 +107,25 @@ async def hypotheses_for(graph: GraphStore, kind: str, namespace: str, name: str
                              name=name, limit=limit)
     return [Hypothesis(prediction=_prediction(row), via=sorted(row["via"], key=("impacts", "evidence").index))
             for row in rows]
+
+
+async def predictions_in_scopes(graph: GraphStore, scopes: list[str], *, limit: int = 50) -> list[Hypothesis]:
+    """Predictions made about any of `scopes` (pattern scope keys), best score first."""
+    if not scopes:
+        return []
+    rows = await graph.query(insight_queries.PREDICTIONS_IN_SCOPES, scopes=scopes, limit=limit)
+    return [Hypothesis(prediction=_prediction(row), via=["scope"]) for row in rows]
+
+
+def merge_hypotheses(*groups: list[Hypothesis], limit: int = 50) -> list[Hypothesis]:
+    """One Hypothesis per prediction (its `via` reasons merged), best score first, then newest."""
+    merged: dict[str, Hypothesis] = {}
+    order = ("impacts", "evidence", "scope")
+    for group in groups:
+        for found in group:
+            seen = merged.get(found.prediction.id)
+            via = sorted(set(found.via) | set(seen.via if seen else ()), key=order.index)
+            merged[found.prediction.id] = Hypothesis(prediction=found.prediction, via=via)
+    ranked = sorted(merged.values(), key=lambda h: (-h.prediction.score, -h.prediction.at.timestamp(),
+                                                    h.prediction.id))
+    return ranked[:limit]
