@@ -282,3 +282,35 @@ async def test_window_state_survives_a_worker_restart(flow: dict, tmp_path: Path
     await publish_recordings(settings, [tmp_path / "after.json"])
     found = await settle(settings, t - timedelta(minutes=1), t + timedelta(hours=1), flow["proc"], at_least=1)
     assert [(p.pattern, p.message) for p in found] == [("e2e-hot-reload", "4 in Pod/hot/p3")]
+
+
+async def test_window_state_moves_with_its_partitions_to_another_worker(flow: dict, tmp_path: Path) -> None:
+    """Rebalance and takeover: a second worker joins the group, the first leaves; the windows it
+    held are recovered from the changelog by the second, which completes the match."""
+    settings, patterns = flow["settings"], Path(flow["settings"].match.patterns_dir)
+    (patterns / "e2e-hot.yaml").write_text(HOT.format(v=4, n=4))
+    t = BASE + 400 * SLOT
+    events = [e for pod in ("q1", "q2", "q3", "q4") for e in hot_events(t, pod, 4, every_s=60)]
+    (tmp_path / "before.json").write_text(json.dumps({"kind": "List", "items": [
+        e for e in events if e["lastTimestamp"] < (t + timedelta(seconds=90)).isoformat().replace("+00:00", "Z")]}))
+    (tmp_path / "after.json").write_text(json.dumps({"kind": "List", "items": [
+        e for e in events if e["lastTimestamp"] >= (t + timedelta(seconds=90)).isoformat().replace("+00:00", "Z")]}))
+    await asyncio.sleep(1.0)
+    await publish_recordings(settings, [tmp_path / "before.json"])  # 2 of 4 hits for each of 4 pods
+    await asyncio.sleep(4.0)
+    second = with_worker_port(settings, free_port(), data_dir=str(tmp_path / "second-worker"))
+    joined = start_worker(second, log_dir=flow["logs"], name="worker-second")
+    try:
+        wait_for_web(second, joined)
+        await asyncio.sleep(8.0)  # the group rebalances: the partitions are split between the two
+        assert flow["proc"].stop() == 0  # the first leaves: the second takes every partition over
+        flow["proc"] = joined
+        await asyncio.sleep(8.0)
+        await publish_recordings(second, [tmp_path / "after.json"])
+        found = await settle(second, t - timedelta(minutes=1), t + timedelta(hours=1), joined, at_least=4)
+    except BaseException:
+        joined.stop()
+        raise
+    assert sorted((p.pattern, p.message) for p in found) == [
+        ("e2e-hot-reload", f"4 in Pod/hot/{pod}") for pod in ("q1", "q2", "q3", "q4")]
+    assert "ConsistencyError" not in joined.log_tail(200_000)
