@@ -143,7 +143,7 @@ class Watermark:
         if not self.newest or idle < self.idle_advance_s or now - self._last_idle < 1.0:
             return None
         self._last_idle = now
-        return self.newest + int(idle * 1000)
+        return self.newest + round(idle * 1000)
 
 
 class Bridge:

@@ -355,3 +355,67 @@ def test_lint_requires_conditions_to_meet_in_the_scope(tmp_path: Path, bad: str,
             if field == "group_by" else DRIFT.replace("      scope: configmap\n", bad))
     with pytest.raises(PatternError, match=field):
         load_pattern(pattern_file(tmp_path, text))
+
+
+def test_membership_forgets_deleted_objects_and_recreated_pods_start_fresh() -> None:
+    from agents.membership import learn, member_key, node_of
+    store: dict = {}
+    old = ev(0, "observed", name="db-0", action="SNAPSHOT", node="n1")
+    old = UnifiedEvent(**{**{f: getattr(old, f) for f in old.__struct_fields__},
+                          "k8s": K8sContext(kind="Pod", name="db-0", namespace="shop", uid="u-old", node="n1")})
+    learn(store, old)
+    assert node_of(store, ev(1, "crash-loop", name="db-0")) == "n1"
+    recreated = UnifiedEvent(**{**{f: getattr(old, f) for f in old.__struct_fields__},
+                                "k8s": K8sContext(kind="Pod", name="db-0", namespace="shop", uid="u-new")})
+    learn(store, recreated)  # same name, new uid, not scheduled yet: the old node is not inherited
+    assert node_of(store, ev(2, "scheduling-failure", name="db-0")) == ""
+    learn(store, ev(3, "observed", name="db-0", action="DELETED"))
+    assert member_key("shop", "Pod", "db-0") not in store
+
+
+def test_a_pod_status_is_news_only_when_a_container_terminated_again() -> None:
+    from agents.hits import effective_intent
+    from agents.membership import learn
+    store: dict = {}
+
+    def status(sec: int, restarts: int, reason: str, exit_code: int | None) -> UnifiedEvent:
+        e = ev(sec, "oom-kill", name="api", action="MODIFIED")
+        return UnifiedEvent(**{**{f: getattr(e, f) for f in e.__struct_fields__},
+                               "kubernetes": KubernetesData(action="MODIFIED", restart_count=restarts,
+                                                            container_reason=reason, exit_code=exit_code)})
+    seen = [effective_intent(e, learn(store, e)) for e in (
+        status(0, 1, "OOMKilled", 137),  # first sight: news
+        status(30, 1, "OOMKilled", 137),  # the same lastState at the next status update
+        status(60, 2, "OOMKilled", 137),  # killed again
+        status(90, 2, "Error", 1))]  # a Job pod (restartPolicy Never) failing differently
+    assert seen == ["oom-kill", "observed", "oom-kill", "oom-kill"]
+
+
+def test_partition_windows_write_back_only_what_changed_and_drop_deleted_patterns(tmp_path: Path) -> None:
+    from agents.partition_windows import PartitionWindows
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    selector = Selector([oom])
+    windows = PartitionWindows(lambda key: None)
+    hits = [h for i in range(3) for h in selector.hits(ev(i, "oom-kill", name=f"p{i}", node="n1"), {})]
+    windows.add(hits, watermark=0)
+    assert list(windows.flush()) == ["oom|node:n1"]
+    [match] = windows.advance({"oom": oom}, epoch_ms(T0) + 5_000)
+    assert match.count == 3 and list(windows.flush()) == ["oom|node:n1"]  # quiet period started
+    assert windows.advance({"oom": oom}, epoch_ms(T0) + 6_000) == [] and windows.flush() == {}
+    windows.advance({}, epoch_ms(T0) + 7_000 + 300_000)  # the pattern is gone: so is its state
+    assert windows.flush() == {"oom|node:n1": None}
+
+
+def test_offline_runner_finds_the_bundled_incident() -> None:
+    from agents.offline import run
+    root = Path(__file__).resolve().parents[2]
+    result = run([root / "app" / "scenarios" / "configmap-crashloop"], root / "patterns")
+    assert result.errors == [] and result.events == 105 and result.late == 0
+    found = {(m.pattern, m.scope) for m in result.matches}
+    assert found == {("config-drift", "configmap:ConfigMap/shop/nginx-config"),
+                     ("liveness-death-spiral", "owner:Deployment/shop/nginx"),
+                     ("probe-failure", "owner:Deployment/shop/nginx")}
+    drift = next(m for m in result.matches if m.pattern == "config-drift")
+    cause = next(e for e in drift.evidence if e.id == drift.links[0].cause)
+    assert cause.k8s.kind == "ConfigMap" and cause.kubernetes.action == "MODIFIED"
+    assert all(link.delay_s > 0 for link in drift.links)

@@ -54,3 +54,20 @@ def test_views_forward_events_byte_for_byte() -> None:
     assert batch_size(view) == 20
     forwarded = msgspec.msgpack.encode(MatchedBatchView(events=view.events))
     assert msgspec.msgpack.decode(forwarded, type=InsightBatch).events == events
+
+
+def _raw(ms: int, action: str = "EVENT") -> RawEvent:
+    return RawEvent(id=str(ms), timestamp=datetime.fromtimestamp(ms / 1000, tz=timezone.utc), type="kubeapi",
+                    data=b"{}", metadata={"action": action})
+
+
+def test_watermark_is_the_newest_timed_event_and_moves_on_when_idle() -> None:
+    from app.bridge import Watermark
+    mark = Watermark(idle_advance_s=5.0)
+    assert mark.idle_stamp(100.0) is None  # nothing seen yet: nothing to advance from
+    assert mark.observe([_raw(10_000), _raw(8_000), _raw(99_000_000, "SNAPSHOT")], now=100.0) == 10_000
+    assert mark.observe([_raw(9_000)], now=101.0) == 10_000  # an older event never moves it back
+    assert mark.idle_stamp(105.0) is None  # 4 s of silence: not yet
+    assert mark.idle_stamp(106.5) == 10_000 + 5_500  # 5.5 s of silence: event time moves on with it
+    assert mark.idle_stamp(107.0) is None  # at most once a second
+    assert mark.idle_stamp(107.6) == 10_000 + 6_600

@@ -61,3 +61,29 @@ async def test_explain_a_pod_from_the_graph(settings: Settings) -> None:
     finally:
         await graph.clear()
         await graph.close()
+
+
+def test_scope_keys_of_a_pod_cover_every_pattern_scope_it_belongs_to() -> None:
+    from app.explain import scope_keys_of
+    from topology.context import Context, EventSummary, ResourceRef
+    ctx = Context(event=EventSummary(id="e"), affected=[ResourceRef(label="Pod", uid="u", name="web-1", node="n1")],
+                  owners=[ResourceRef(label="ReplicaSet", uid="r", name="web-5d"),
+                          ResourceRef(label="Deployment", uid="d", name="web")],
+                  dependencies=[ResourceRef(label="ConfigMap", uid="c", name="cfg", namespace="shop"),
+                                ResourceRef(label="Service", uid="s", name="front", namespace="shop")],
+                  correlated=[], changes=[], causes=[], consequences=[])
+    assert scope_keys_of("Pod", "web-1", "shop", ctx) == sorted([
+        "cluster", "namespace:shop", "object:Pod/shop/web-1", "node:n1", "owner:ReplicaSet/shop/web-5d",
+        "owner:Deployment/shop/web", "configmap:ConfigMap/shop/cfg", "service:shop/front"])
+
+
+def test_hypotheses_merge_their_reasons_and_rank_by_score() -> None:
+    from topology.predictions import Hypothesis, StoredPrediction, merge_hypotheses
+    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+
+    def p(pid: str, score: float) -> StoredPrediction:
+        return StoredPrediction(id=pid, match_id="m" + pid, pattern="x", at=at, due=at, score=score)
+    merged = merge_hypotheses([Hypothesis(prediction=p("a", 0.4), via=["impacts"])],
+                              [Hypothesis(prediction=p("b", 0.9), via=["scope"]),
+                               Hypothesis(prediction=p("a", 0.4), via=["scope"])])
+    assert [(h.prediction.id, h.via) for h in merged] == [("b", ["scope"]), ("a", ["impacts", "scope"])]

@@ -575,3 +575,31 @@ def test_raw_event_from_object_direct() -> None:
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n", "creationTimestamp": "2026-11-20T06:00:00Z"}}
     raw = raw_event_from_object(node, action="SNAPSHOT", source="s")
     assert raw.namespace == "_cluster" and raw.metadata["namespace"] == ""
+
+
+def test_publish_order_puts_snapshots_first_then_event_time() -> None:
+    from datetime import timedelta
+
+    from collectors.replay import newest_time, publish_order, shifted
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+
+    def raw(name: str, sec: int, action: str) -> RawEvent:
+        return RawEvent(id=name, timestamp=t0 + timedelta(seconds=sec), type="kubeapi", data=b"{}",
+                        metadata={"action": action})
+    events = [raw("ev-late", 50, "EVENT"), raw("snap-new", 900, "SNAPSHOT"), raw("watch", 10, "MODIFIED"),
+              raw("ev-early", 5, "EVENT"), raw("snap-old", 1, "SNAPSHOT")]
+    assert [e.id for e in publish_order(events)] == ["snap-new", "snap-old", "ev-early", "watch", "ev-late"]
+    assert newest_time(events) == t0 + timedelta(seconds=50)  # snapshots carry no moment of their own
+    moved = shifted(events, timedelta(hours=2))
+    assert [e.timestamp - o.timestamp for e, o in zip(moved, events)] == [timedelta(hours=2)] * 5
+    assert {e.id for e in moved}.isdisjoint(e.id for e in events)  # a moved copy is a new event
+    assert [e.data for e in moved] == [e.data for e in events]
+    assert shifted(events, timedelta(0)) is events
+
+
+def test_scenario_labels_are_not_recordings(tmp_path: Path) -> None:
+    from collectors.replayer import recording_files
+    (tmp_path / "events.json").write_text("[]")
+    (tmp_path / "labels.yaml").write_text("incidents: []")
+    (tmp_path / "README.md").write_text("story")
+    assert [p.name for p in recording_files([tmp_path])] == ["events.json"]
