@@ -18,7 +18,8 @@ from pathlib import Path
 import msgspec
 
 from agents.hits import CompiledPattern, Selector, compile_pattern
-from agents.patterns import BehaviorPattern, PatternError, known_intents, load_pattern
+from agents.pattern_files import load_pattern
+from agents.patterns import BehaviorPattern, PatternError, known_intents
 
 log = logging.getLogger(__name__)
 

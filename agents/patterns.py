@@ -1,15 +1,13 @@
-"""Behavior patterns as data: the `behavior.tapio.io/v1` BehaviorPattern schema, its loader and lint.
+"""Behavior patterns as data: the `behavior.tapio.io/v1` BehaviorPattern schema and its checks.
 
 Fed by: `patterns/*.yaml` (one pattern per file) and `app/semantics.yaml` (the intents the
 normalize stage really produces, so a pattern cannot wait for an intent that never comes).
 Feeds: the match stage (a windowed matcher evaluates `spec.conditions` over UnifiedEvents,
 grouped by a topology scope) and the predict stage (`spec.predictions` become `Prediction`s).
 
-Pure: msgspec Structs validated on load, no Faust, no I/O beyond reading the files. The engine
-knows condition TYPES (event, count, rate, sequence, metric), never pattern names. Every error
-names the file, the line and the field: `patterns/x.yaml:14: spec.conditions[1].operator: ...`.
-Line numbers come from PyYAML's node marks (the document is composed to nodes once, a
-path -> line map is kept, and msgspec's `$.spec.conditions[1].operator` path is mapped onto it).
+Pure: msgspec Structs validated on load, no Faust, no I/O but `app/semantics.yaml`. The engine
+knows condition TYPES (event, count, rate, sequence, metric), never pattern names. Reading
+files, with errors that name file, line and field, is `agents.pattern_files`.
 
 What the matcher does with a pattern (agents/hits.py, agents/windows.py, agents/match.py):
 `spec.scope` is the join. Each event is keyed to the scopes it belongs to: `object`
@@ -126,7 +124,7 @@ class Template(_Text):
             raise ValueError(f"bad template: {exc}") from None
         for field, spec, conv in fields:
             if field not in PLACEHOLDERS or spec or conv:
-                raise ValueError(f"unknown placeholder {{{field}}}: use {_choices(PLACEHOLDERS)}")
+                raise ValueError(f"unknown placeholder {{{field}}}: use {choices_text(PLACEHOLDERS)}")
         self.text = text
 
     def render(self, **values: object) -> str:
@@ -248,15 +246,15 @@ class BehaviorPattern(_Base, kw_only=True):
     spec: Spec
 
 
-_CHOICES = {"operator": Operator, "group_by": Scope, "scope": Scope, "join": Join, "match": Literal["all", "any"],
+CHOICES = {"operator": Operator, "group_by": Scope, "scope": Scope, "join": Join, "match": Literal["all", "any"],
             "apiVersion": Literal["behavior.tapio.io/v1"], "kind": Literal["BehaviorPattern"]}
 
 
-def _choices(values: Any) -> str:
+def choices_text(values: Any) -> str:
     return ", ".join(sorted(values) if isinstance(values, (set, frozenset)) else values)
 
 
-def _dec_hook(type_: type, obj: Any) -> Any:
+def dec_hook(type_: type, obj: Any) -> Any:
     if type_ in (Duration, Template):
         return type_(obj)
     raise NotImplementedError(f"cannot decode {type_}")
@@ -334,7 +332,7 @@ def _check_predicate(p: Predicate | EventCondition, at: str, *, intents: frozens
     elif p.field == "semantic.intent" and op in ("equals", "not_equals", "in", "not_in"):
         for intent in value if isinstance(value, list) else [value]:
             if intent not in intents:
-                yield f"{at}.value", f"unknown intent {intent!r} (app/semantics.yaml has {_choices(intents)})"
+                yield f"{at}.value", f"unknown intent {intent!r} (app/semantics.yaml has {choices_text(intents)})"
 
 
 def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) -> list[tuple[str, str]]:
@@ -376,118 +374,3 @@ def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) ->
         if pred.time_horizon.seconds > LONG_WINDOW_MAX_S:
             errors.append((f"spec.predictions[{i}].time_horizon", f"{pred.time_horizon.text} is longer than 24h"))
     return errors
-
-
-# --- loading -----------------------------------------------------------------------------
-
-
-def _line_map(node: yaml.Node, *, file: str, path: tuple = (), lines: dict | None = None) -> dict[tuple, int]:
-    """path -> 1-based line of every key and item; duplicate mapping keys are an error."""
-    lines = {(): node.start_mark.line + 1} if lines is None else lines
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = path + (key.value if isinstance(key, yaml.ScalarNode) else "?",)
-            if sub in lines:
-                raise PatternError(file, key.start_mark.line + 1, field=_dotted(sub), message="duplicate key")
-            lines[sub] = key.start_mark.line + 1
-            _line_map(value, file=file, path=sub, lines=lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[path + (i,)] = item.start_mark.line + 1
-            _line_map(item, file=file, path=path + (i,), lines=lines)
-    return lines
-
-
-def _dotted(path: tuple) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-
-
-def _parse_path(text: str) -> tuple:
-    return tuple(int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", text))
-
-
-def _line_of(lines: dict[tuple, int], path: tuple) -> int:
-    while path not in lines:
-        path = path[:-1]
-    return lines[path]
-
-
-_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-
-
-def _from_validation(exc: msgspec.ValidationError, *, file: str, lines: dict[tuple, int]) -> PatternError:
-    found = _MSGSPEC_ERROR.match(str(exc))
-    msg, path = found["msg"], _parse_path(found["path"] or "")
-    if extra := re.match(r"Object (?:missing required|contains unknown) field `([^`]+)`", msg):
-        path += (extra[1],)
-        msg = "required field is missing" if "missing" in msg else "unknown field"
-    elif (bad := re.match(r"Invalid (?:enum )?value (.+)$", msg)) and path:
-        key = path[-1]
-        allowed = CONDITION_TYPES if key == "type" and "conditions" in path else \
-            typing.get_args(_CHOICES[key]) if key in _CHOICES else None
-        if allowed:
-            msg = f"expected one of {_choices(allowed)}, got {bad[1]}"
-    return PatternError(file, _line_of(lines, path), field=_dotted(path), message=msg)
-
-
-def load_pattern(path: str | Path, *, intents: frozenset[str] | None = None) -> BehaviorPattern:
-    """Read, validate and return one pattern; raise PatternError naming file, line and field."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PatternError(file, 0, message=f"cannot read: {exc}") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise PatternError(file, 1, message="empty file: expected one BehaviorPattern")
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = ", ".join(filter(None, (exc.context, exc.problem))) or str(exc)
-        raise PatternError(file, mark.line + 1 if mark else 0, message=f"YAML: {problem}") from None
-    finally:
-        loader.dispose()
-    lines = _line_map(node, file=file)
-    try:
-        pattern = msgspec.convert(data, BehaviorPattern, dec_hook=_dec_hook)
-    except msgspec.ValidationError as exc:
-        raise _from_validation(exc, file=file, lines=lines) from None
-    for field, message in check(pattern, intents=intents):
-        raise PatternError(file, _line_of(lines, _parse_path(field)), field=field, message=message)
-    return pattern
-
-
-def load_patterns(directory: str | Path, *, intents: frozenset[str] | None = None
-                  ) -> tuple[list[BehaviorPattern], list[PatternError]]:
-    """Every `*.yaml` / `*.yml` in `directory`, sorted by name; one bad file does not stop the others.
-
-    A metadata.name already used by an earlier file is an error on the later file.
-    """
-    intents = known_intents() if intents is None else intents
-    patterns: list[BehaviorPattern] = []
-    errors: list[PatternError] = []
-    seen: dict[str, str] = {}
-    files = sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    for file in files:
-        try:
-            pattern = load_pattern(file, intents=intents)
-        except PatternError as exc:
-            errors.append(exc)
-            continue
-        name = pattern.metadata.name
-        if name in seen:
-            lines = _line_map(yaml.compose(file.read_text(encoding="utf-8")), file=str(file))
-            errors.append(PatternError(file, _line_of(lines, ("metadata", "name")), field="metadata.name",
-                                       message=f"duplicate name {name!r} (also in {seen[name]})"))
-            continue
-        seen[name] = str(file)
-        patterns.append(pattern)
-    return patterns, errors
-
-
-def lint(directory: str | Path) -> list[PatternError]:
-    """Every error in a pattern directory; empty when the catalog is usable."""
-    return load_patterns(directory)[1]
-

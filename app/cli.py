@@ -165,7 +165,7 @@ def patterns() -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False), default="patterns")
 def patterns_lint(directory: str) -> None:
     """Check every pattern file of DIRECTORY; errors name file, line and field."""
-    from agents.patterns import lint
+    from agents.pattern_files import lint
 
     errors = lint(directory)
     for error in errors:

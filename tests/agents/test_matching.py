@@ -15,7 +15,7 @@ import pytest
 
 from agents.catalog import Catalog
 from agents.hits import Selector, compile_pattern
-from agents.patterns import load_pattern
+from agents.pattern_files import load_pattern
 from agents.predict import predictions_for
 from agents.windows import MAX_ENTRIES, WindowState, add_hits, advance, decode_state, encode_state
 from app.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent, content_id, epoch_ms

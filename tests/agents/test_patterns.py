@@ -8,6 +8,7 @@ import msgspec
 import pytest
 import yaml
 
+from agents.pattern_files import lint, load_pattern, load_patterns
 from agents.patterns import (
     BehaviorPattern,
     CountCondition,
@@ -16,9 +17,6 @@ from agents.patterns import (
     PatternError,
     SequenceCondition,
     Template,
-    lint,
-    load_pattern,
-    load_patterns,
     to_builtins,
 )
 
