@@ -76,6 +76,27 @@ def make_event(i: int, run: str, namespaces: int, pods: int, mix: str = "warning
                     metadata={"namespace": ns, "kind": "Event", "action": "EVENT", "reason": reason})
 
 
+async def changelog_records(settings: Settings) -> dict[str, int]:
+    """Records in each table changelog topic (highwaters from a fetch: Tansu's ListOffsets is low)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from app.transport import fetched_highwaters
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await consumer.start()
+    try:
+        out = {}
+        for table in ("tapio-members", "tapio-windows", "tapio-watermarks"):
+            topic = f"{settings.worker.app_id}-{table}-changelog"
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            listed = await consumer.end_offsets(tps) if tps else {}
+            highs = await fetched_highwaters(settings.kafka.bootstrap_servers, tps, listed) if tps else {}
+            out[table] = sum(highs.values())
+        return out
+    finally:
+        await consumer.stop()
+
+
 class Sampler:
     """Peak RSS per process and the bridge's progress, sampled in the background."""
 
@@ -122,12 +143,17 @@ async def run(args: argparse.Namespace) -> int:
     settings: Settings = stack.start()
     settings = with_worker_port(settings, free_port())
     settings = msgspec.structs.replace(settings, kafka=msgspec.structs.replace(settings.kafka, partitions=args.partitions))
+    if args.patterns is not None:  # an empty folder measures the dataflow without matching
+        settings = msgspec.structs.replace(settings, match=msgspec.structs.replace(
+            settings.match, patterns_dir=str(Path(args.patterns).resolve())))
+    split = [s for s in (args.split or ("sink" if args.split_sink else "")).split(",") if s]
+    everything = ["enrich", "normalize", "match", "predict", "sink", "topology"]
     worker = start_worker(settings, with_bridge=False,
-                          stages=["enrich", "normalize", "match", "predict"] if args.split_sink else None)
+                          stages=[s for s in everything if s not in split] if split else None)
     workers = {"worker": worker}
-    if args.split_sink:  # the graph sink in a process of its own (its own consumer group)
-        sink_settings = with_worker_port(settings, free_port(), data_dir=str(root / "sink-worker"))
-        workers["sink-worker"] = start_worker(sink_settings, name="sink-worker", with_bridge=False, stages=["sink"])
+    if split:  # these stages in a process of their own (their own consumer group)
+        sink_settings = with_worker_port(settings, free_port(), data_dir=str(root / "second-worker"))
+        workers["second-worker"] = start_worker(sink_settings, name="second-worker", with_bridge=False, stages=split)
     bridge = start_bridge(settings)
     pids = {s.name: s.pid for s in stack.servers} | {n: w.pid for n, w in workers.items()} | {"bridge": bridge.pid}
     sampler = Sampler(pids | {"benchmark": psutil.Process().pid})
@@ -204,8 +230,10 @@ async def run(args: argparse.Namespace) -> int:
         rows = await graph.query(queries.EVENT_TIMES, ids=ids)
         lat = sorted(r["ingested_at"] - r["timestamp"] for r in rows)
         per_stage = stages(settings.worker.web_port)
-        if args.split_sink:
-            per_stage |= stages(sink_settings.worker.web_port)
+        if split:
+            second = stages(sink_settings.worker.web_port)
+            per_stage = {**per_stage, **second, "timings": {**per_stage.get("timings", {}),
+                                                             **second.get("timings", {})}}
         first_seq = next((s for _, s in ack_progress if s > 1), 1)
         moving = [(t, s) for t, s in ack_progress if s > first_seq]
         bridge_rate = ((moving[-1][1] - first_seq) / (moving[-1][0] - start)) if moving else 0.0
@@ -219,7 +247,8 @@ async def run(args: argparse.Namespace) -> int:
         timings = per_stage.pop("timings", {})
         for name, s in per_stage.items():
             print(f"  {name:<10} {s['rate']:,.0f} events/s  ({s['events']} events in {s['batches']} batches)")
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.worker.web_port}/tapio/patterns/", timeout=5) as r:
+        port = sink_settings.worker.web_port if "match" in split else settings.worker.web_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/tapio/patterns/", timeout=5) as r:
             catalog = json.loads(r.read())
         print(f"patterns enabled: {len(catalog['patterns'])} ({catalog['directory']})")
         if "match_latency" in timings:
@@ -231,6 +260,10 @@ async def run(args: argparse.Namespace) -> int:
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             print(f"latency publish->graph: p50 {p(0.50):,} ms  p99 {p(0.99):,} ms  max {lat[-1]:,} ms "
                   f"({len(lat)} sampled events)")
+        changelog = await changelog_records(settings)
+        hits = per_stage.get("hits", {}).get("events", 0)
+        print("table changelog records: " + ", ".join(f"{name} {n:,}" for name, n in changelog.items())
+              + f" ({sum(changelog.values()) / max(found, 1):.3f} per event, {hits:,} hits)")
         print("CPU seconds during the run: " + ", ".join(f"{n} {c:.1f}" for n, c in sampler.cpu.items()))
         print("peak RSS: " + ", ".join(f"{n} {b / 2**20:,.0f} MiB" for n, b in sampler.peak.items()))
         return 0 if found >= args.events else 1
@@ -252,9 +285,15 @@ def main() -> None:
                         help="partitions per topic (2 gives one worker the largest batches)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--split-sink", action="store_true",
-                        help="run the graph sink in a second worker process (its own group)")
+                        help="run the graph sink in a second worker process (its own group); same as --split sink")
+    parser.add_argument("--split", default="", metavar="STAGES",
+                        help="run these stages (comma separated, e.g. match or match,predict) in a second worker "
+                             "process, each subset in its own consumer group")
     parser.add_argument("--rate", type=int, default=0,
                         help="publish at this many events/s instead of as fast as possible (for latency)")
+    parser.add_argument("--patterns", default=None, metavar="DIR",
+                        help="pattern folder (default: the shipped catalog, all 15 patterns); an empty folder "
+                             "measures the same dataflow with nothing to match")
     parser.add_argument("--mix", choices=["warnings", "real"], default="real",
                         help="real: Event reasons in the shares of real recordings (84%% Normal); warnings: every "
                              "event a BackOff warning, each one a hit for the catalog (worst case for matching)")
