@@ -123,14 +123,17 @@ def worker(ctx: click.Context, bridge: bool, stages: str | None) -> None:
     """Run one worker of the group until interrupted."""
     import msgspec
 
-    from app.faust_app import run_worker
+    from app.faust_app import WorkerStartError, run_worker
 
     settings = _settings(ctx)
     if stages:
         chosen = [s.strip() for s in stages.split(",") if s.strip()]
         settings = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, stages=chosen))
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
-    run_worker(settings, with_bridge=bridge)
+    try:
+        run_worker(settings, with_bridge=bridge)
+    except (WorkerStartError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
 
 
 @cli.command(name="bridge")

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from agents.catalog import Catalog
@@ -32,6 +33,10 @@ from app.settings import Settings
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
+
+
+class WorkerStartError(Exception):
+    """A worker cannot start: the message says what to fix (an unreachable server, a missing folder)."""
 
 
 class TapioApp(faust.App):
@@ -156,9 +161,20 @@ class BridgeService(Service):
 
 
 def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None) -> None:
-    """Block running one worker of the group until SIGINT/SIGTERM."""
-    asyncio.run(ensure_topics(settings.kafka))
-    app, runtime = create_app(settings)
+    """Block running one worker of the group until SIGINT/SIGTERM.
+
+    Raises WorkerStartError (before Faust starts) when Kafka cannot be reached to create the
+    topics or the pattern folder is missing.
+    """
+    try:
+        asyncio.run(ensure_topics(settings.kafka))
+    except KafkaError as e:
+        raise WorkerStartError(f"cannot reach Kafka at {', '.join(settings.kafka.bootstrap_servers)} ({e}): "
+                               f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
+    try:
+        app, runtime = create_app(settings)
+    except FileNotFoundError as e:
+        raise WorkerStartError(str(e)) from e
     services: list[Service] = [runtime]
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))
