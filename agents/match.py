@@ -10,10 +10,11 @@ against the catalog (`agents.hits`) and sends every hit to the hits partition of
 batch it sends every hits partition the source's event-time watermark (`app.bridge.Watermark`).
 
 `windows` (per hits partition) keeps one `WindowState` per (pattern, scope key) in the RocksDB-
-backed table `windows` and each source partition's watermark in `watermarks`. Its event time is
+backed table `windows`, stored as one delta record per batch (`agents.window_log`), and each
+source partition's watermark in `watermarks`. Its event time is
 the lowest watermark over all sources minus `match.allowed_lateness_s`; when that moves, the
 states with hits at or before it are evaluated (`agents.windows.advance`) and their matches go
-to `matched`. A table write is one changelog record per touched key per batch: state volume
+to `matched`. A batch writes one changelog record for all the windows it changed: state volume
 follows the hits, not the events, and is bounded by the windows (see agents/windows.py).
 Both tables survive a restart and move with their partitions on a rebalance (Faust changelogs).
 """
@@ -33,6 +34,7 @@ import msgspec
 from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows
+from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, encode_state
 from app.codec import Poison, msgpack_encoder, where_of
 from app.events import UnifiedEvent
@@ -134,22 +136,25 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
 
 
 class WindowPartition:
-    """One hits partition: its `PartitionWindows` over the table, and each source's watermark."""
+    """One hits partition: its `PartitionWindows`, stored as a `WindowLog` of deltas in the table,
+    and each source's watermark."""
 
     def __init__(self, partition: int, table: Any, marks: Any, partitions: int) -> None:
         self.partition, self.table, self.marks, self.partitions = partition, table, marks, partitions
         data = marks.get(f"p{partition}")
         self.sources: dict[int, int] = _MARKS.decode(data) if data else {}
-        keys = []
-        for raw_key in list(table.keys()):  # states this partition already holds (restart, rebalance)
-            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-            pattern, _, scope = key.partition("|")
-            if hits_partition(pattern, scope, partitions) == partition:
-                keys.append(key)
-        self.windows = PartitionWindows(self._load, keys)
+        prefix = delta_prefix(partition).encode()
+        deltas = []
+        for raw_key in list(table.keys()):  # what this partition already holds (restart, rebalance)
+            key = raw_key if isinstance(raw_key, bytes) else raw_key.encode()
+            if key.startswith(prefix):
+                deltas.append((key.decode(), table.get(key.decode())))
+        self.log = WindowLog(partition)
+        self._stored = self.log.load((k, v) for k, v in deltas if v)
+        self.windows = PartitionWindows(self._load, list(self._stored))
 
     def _load(self, key: str) -> WindowState | None:
-        data = self.table.get(key)
+        data = self._stored.pop(key, None)
         return decode_state(data) if data else None
 
     def watermark(self, lateness_ms: int) -> int:
@@ -158,10 +163,13 @@ class WindowPartition:
         return min(self.sources.values()) - lateness_ms
 
     def write_back(self) -> None:
-        for key, state in self.windows.flush().items():
-            if state is not None:
-                self.table[key] = encode_state(state)
-            elif self.table.get(key) is not None:
+        changes = {key: encode_state(state) if state is not None else b""
+                   for key, state in self.windows.flush().items()}
+        writes, deletes = self.log.record(changes, read=self.table.get)
+        for key, value in writes:
+            self.table[key] = value
+        for key in deletes:
+            if self.table.get(key) is not None:
                 del self.table[key]
 
 

@@ -419,3 +419,29 @@ def test_offline_runner_finds_the_bundled_incident() -> None:
     cause = next(e for e in drift.evidence if e.id == drift.links[0].cause)
     assert cause.k8s.kind == "ConfigMap" and cause.kubernetes.action == "MODIFIED"
     assert all(link.delay_s > 0 for link in drift.links)
+
+
+def test_window_log_writes_one_delta_per_batch_and_replays_to_the_latest_states() -> None:
+    from agents.window_log import COMPACT_AFTER, WindowLog, decode_delta
+    table: dict[str, bytes] = {}
+    log = WindowLog(3)
+
+    def batch(changes: dict[str, bytes]) -> None:
+        writes, deletes = log.record(changes, read=table.get)
+        assert len(writes) <= 1
+        table.update(writes)
+        for key in deletes:
+            del table[key]
+    batch({"a": b"a1", "b": b"b1"})
+    batch({"a": b"a2"})
+    assert sorted(table) == ["d:3:000000000000", "d:3:000000000001"]  # b1 keeps the first alive
+    batch({"b": b""})  # b deleted: the first delta holds nothing current any more
+    assert sorted(table) == ["d:3:000000000001"]
+    assert WindowLog(3).load(table.items()) == {"a": b"a2"}
+    for i in range(COMPACT_AFTER + 5):  # a long-lived state is copied forward, old deltas go
+        batch({f"k{i}": b"x"})
+    assert len(table) <= COMPACT_AFTER + 2
+    fresh = WindowLog(3)
+    assert fresh.load(table.items()) == {"a": b"a2", **{f"k{i}": b"x" for i in range(COMPACT_AFTER + 5)}}
+    assert all(decode_delta(v) for v in table.values())
+    assert fresh.next_seq == log.next_seq
