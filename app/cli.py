@@ -13,6 +13,7 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
     tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
     tapio predictions [-n NS]     what the patterns predict, best score first
+    tapio backtest [CORPUS...]    a pattern set against labelled recordings (--compare OTHER_DIR)
     tapio demo                    everything above on a bundled incident, then what the graph knows
 """
 
@@ -311,6 +312,65 @@ def predictions(ctx: click.Context, namespace: str | None, pattern: str | None, 
     for p in found:
         click.echo(f"{p.score:.2f} {p.at:%Y-%m-%d %H:%M:%S}Z [{p.pattern}] {p.scope}: {p.message} "
                    f"(confidence {p.confidence:.0%}, {p.type} by {p.due:%H:%M:%S}Z)")
+
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "patterns" / "scenarios"
+
+
+@cli.command()
+@click.argument("corpora", nargs=-1, type=click.Path(exists=True))
+@click.option("--patterns", "patterns_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The pattern set to test (default: match.patterns_dir, the shipped catalog).")
+@click.option("--compare", "compare_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A second pattern set, scored on the same corpora and shown side by side.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--details", is_flag=True, help="Also list every incident found or missed and every false positive.")
+@click.pass_context
+def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | None, compare_dir: str | None,
+             output: str, details: bool) -> None:
+    """Score a pattern set on labelled recordings: TP, FP, FN, precision, recall, F1, lead time.
+
+    CORPUS is a folder holding a labels.yaml and recordings (or a folder of such folders);
+    default: the labelled scenario suite, patterns/scenarios.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.backtest import COLUMNS, LabelError, find_corpora, pattern_names, run_recordings, score, table_rows
+
+    chosen = patterns_dir or _settings(ctx).match.patterns_dir
+    logging.getLogger("agents.catalog").setLevel(logging.WARNING)  # one line per loaded pattern is noise here
+    try:
+        found = find_corpora(corpora or [DEFAULT_CORPUS])
+    except LabelError as e:
+        raise click.ClickException(str(e)) from e
+    if not found:
+        raise click.ClickException(f"no labels.yaml under {', '.join(corpora)}: label a recording first (see README)")
+    reports = []
+    for folder in [chosen] + ([compare_dir] if compare_dir else []):
+        results, errors = run_recordings(found, folder)
+        for error in errors:
+            click.echo(f"warning: {error}", err=True)
+        reports.append(score(results, pattern_names(folder)))
+    if output == "json":
+        _echo_json({"patterns": chosen, "report": reports[0].to_builtins(),
+                    **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {})})
+        return
+    title = f"{chosen} on {len(found)} labelled corpora" + (f"  (A -> B: B is {compare_dir})" if compare_dir else "")
+    table = Table(title=title)
+    for header in ["pattern", *(name for name, _, _ in COLUMNS)]:
+        table.add_column(header, justify="left" if header == "pattern" else "right")
+    for row in table_rows(reports[0], reports[1] if compare_dir else None):
+        table.add_row(*(f"[bold yellow]{text}[/]" if differs else text for text, differs in row),
+                      style="bold" if row[0][0] == "(all)" else None)
+    console = Console()
+    console.width = max(console.width, 132)  # the table is wider than a pipe's 80 columns
+    console.print(table)
+    if details:
+        for finding in reports[0].findings:
+            when = f" at {finding.at:%Y-%m-%d %H:%M:%S}Z" if finding.at else ""
+            console.print(f"{finding.outcome:>4}  {finding.corpus}: {finding.pattern} in {finding.scope}{when}",
+                          markup=False)
 
 
 @cli.command()
