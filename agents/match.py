@@ -50,6 +50,11 @@ _SERVICES = msgspec.msgpack.Decoder(ServiceIndex)
 _MARKS = msgspec.msgpack.Decoder(dict[int, int])
 
 
+#: how often a partition's source watermarks are written to the table. A restart resumes from an
+#: older (lower) watermark, which only delays evaluation; it never evaluates a window early.
+MARKS_EVERY_S = 5.0
+
+
 def hits_partition(pattern: str, key: str, partitions: int) -> int:
     return zlib.crc32(f"{pattern}|{key}".encode()) % partitions
 
@@ -149,6 +154,7 @@ class WindowPartition:
             key = raw_key if isinstance(raw_key, bytes) else raw_key.encode()
             if key.startswith(prefix):
                 deltas.append((key.decode(), table.get(key.decode())))
+        self.marks_saved = 0.0  # monotonic time the watermarks were last written to the table
         self.log = WindowLog(partition)
         self._stored = self.log.load((k, v) for k, v in deltas if v)
         self.windows = PartitionWindows(self._load, list(self._stored))
@@ -203,8 +209,12 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             before = part.watermark(lateness_ms)
             late = part.windows.add(value.hits, watermark=before)
             if value.watermark > part.sources.get(value.source, 0):
+                new_source = value.source not in part.sources
                 part.sources[value.source] = value.watermark
-                marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
+                now_s = time.monotonic()
+                if new_source or now_s - part.marks_saved >= MARKS_EVERY_S:
+                    marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
+                    part.marks_saved = now_s
             found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms))
             part.write_back()
             if found:

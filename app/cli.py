@@ -23,6 +23,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
@@ -212,18 +213,94 @@ def collect_kubeapi(ctx: click.Context, kubeconfig: str | None, kube_context: st
         raise click.ClickException(str(e)) from e
 
 
+def _range_options(func: Callable) -> Callable:
+    """The options that pick a range of the live EVENTS stream (tapio replay, tapio backtest)."""
+    for option in reversed([
+        click.option("--since", default=None, metavar="TIME", help="Stream range: messages stored at or after TIME."),
+        click.option("--until", default=None, metavar="TIME", help="Stream range: stored at or before TIME."),
+        click.option("--from-seq", "from_seq", type=int, default=0, help="Stream range: from this sequence."),
+        click.option("--to-seq", "to_seq", type=int, default=0, help="Stream range: up to this sequence."),
+        click.option("--subject", default="", help="Stream range: only this subject (wildcards allowed)."),
+        click.option("--speed", type=float, default=0.0,
+                     help="Replay paced by event time, this many times faster (default: full speed)."),
+        click.option("--into", "into", default=None, metavar="NAME",
+                     help="The isolated dataflow's name (stream, topics, tables, graph); default replay-<time>."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _bounds(since: str | None, until: str | None, from_seq: int, to_seq: int, subject: str, speed: float) -> dict:
+    from collectors.replay import parse_time
+
+    bounds: dict[str, Any] = {"from_seq": from_seq, "to_seq": to_seq, "subject": subject, "speed": speed}
+    for name, text in (("since", since), ("until", until)):
+        if text is not None:
+            when = parse_time(text)
+            if when is None:
+                raise click.BadParameter(f"expected an RFC 3339 time, got {text!r}", param_hint=f"--{name}")
+            bounds[name] = when
+    return bounds
+
+
+def _replay_range(settings: Settings, name: str, bounds: dict, *, patterns_dir: str | None = None,
+                  keep: bool = False) -> Any:
+    """Run app.stream_replay.replay_range with progress bars on the terminal."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from app.stream_replay import ReplayRangeError, replay_range
+
+    columns = [TextColumn("{task.description:<9}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.completed:,.0f}/{task.total:,.0f}  {task.fields[rate]}"), TimeRemainingColumn()]
+    with Progress(*columns, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+        started = time.monotonic()
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(what, total=max(total, 1), rate="")
+            rate = f"{done / max(time.monotonic() - started, 1e-3):,.0f} events/s"
+            bars.update(tasks[what], completed=done, total=max(total, done, 1), rate=rate)
+
+        try:
+            return asyncio.run(replay_range(settings, name, patterns_dir=patterns_dir, progress=progress,
+                                            keep=keep, **bounds))
+        except ReplayRangeError as e:
+            raise click.ClickException(str(e)) from e
+
+
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--shift-to", "shift_to", metavar="TIME|now", default=None,
               help="Move the recording so its newest event is at TIME (RFC 3339) or now: matching runs in "
                    "event time, and a dataflow that has seen newer events treats old ones as late.")
+@_range_options
+@click.option("--keep", is_flag=True, help="Leave the isolated worker running after a stream replay.")
 @click.pass_context
-def replay(ctx: click.Context, paths: tuple[str, ...], shift_to: str | None) -> None:
-    """Publish recorded events and objects (files or folders) to JetStream, snapshots first, then by time."""
+def replay(ctx: click.Context, paths: tuple[str, ...], shift_to: str | None, since: str | None, until: str | None,
+           from_seq: int, to_seq: int, subject: str, speed: float, into: str | None, keep: bool) -> None:
+    """Publish recordings (files or folders), or replay a range of the live stream into an isolated dataflow.
+
+    With PATHS: publish them to JetStream, snapshots first, then by event time.
+    Without: copy a range of the EVENTS stream (--since/--from-seq ... or all of it) into a
+    dataflow of its own (stream, topics, tables, graph named after --into), run a worker on it
+    to the end, and summarize; live processing and its graph are untouched.
+    """
     from app.demo import publish_recordings
     from collectors.replay import parse_time
 
     settings = _settings(ctx)
+    if not paths:
+        name = into or f"replay-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+        result = _replay_range(settings, name, _bounds(since, until, from_seq, to_seq, subject, speed), keep=keep)
+        copied = result.copied
+        click.echo(f"{copied.copied} events (stream seq {copied.first_seq}..{copied.last_seq}) replayed into "
+                   f"{name}: {result.in_graph} in its graph {result.settings.graph.name!r}, "
+                   f"{len(result.predictions)} predictions")
+        for p in result.predictions[:20]:
+            click.echo(f"  {p.score:.2f} {p.at:%Y-%m-%d %H:%M:%S}Z [{p.pattern}] {p.scope}: {p.message}")
+        click.echo(f"inspect it: TAPIO_GRAPH_NAME={result.settings.graph.name} tapio predictions")
+        return
     target = None
     if shift_to is not None:
         target = datetime.now(timezone.utc) if shift_to == "now" else parse_time(shift_to)
@@ -325,33 +402,60 @@ DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "patterns" / "scenario
               help="A second pattern set, scored on the same corpora and shown side by side.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--details", is_flag=True, help="Also list every incident found or missed and every false positive.")
+@click.option("--stream", "from_stream", is_flag=True,
+              help="Backtest over a replayed range of the live stream (--since/--from-seq ...) instead of files.")
+@click.option("--labels", "labels_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="With --stream: the labels of the incidents in that range (the labels.yaml format).")
+@_range_options
 @click.pass_context
 def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | None, compare_dir: str | None,
-             output: str, details: bool) -> None:
+             output: str, details: bool, from_stream: bool, labels_file: str | None, since: str | None,
+             until: str | None, from_seq: int, to_seq: int, subject: str, speed: float, into: str | None) -> None:
     """Score a pattern set on labelled recordings: TP, FP, FN, precision, recall, F1, lead time.
 
     CORPUS is a folder holding a labels.yaml and recordings (or a folder of such folders);
-    default: the labelled scenario suite, patterns/scenarios.
+    default: the labelled scenario suite, patterns/scenarios. With --stream and --labels, the
+    corpus is a range of the live stream, replayed into an isolated dataflow per pattern set.
     """
     from rich.console import Console
     from rich.table import Table
 
-    from app.backtest import COLUMNS, LabelError, find_corpora, pattern_names, run_recordings, score, table_rows
+    from app.backtest import (COLUMNS, Corpus, Fired, LabelError, find_corpora, pattern_names, read_labels,
+                              run_recordings, score, table_rows)
 
-    chosen = patterns_dir or _settings(ctx).match.patterns_dir
+    settings = _settings(ctx)
+    chosen = patterns_dir or settings.match.patterns_dir
     logging.getLogger("agents.catalog").setLevel(logging.WARNING)  # one line per loaded pattern is noise here
-    try:
-        found = find_corpora(corpora or [DEFAULT_CORPUS])
-    except LabelError as e:
-        raise click.ClickException(str(e)) from e
-    if not found:
-        raise click.ClickException(f"no labels.yaml under {', '.join(corpora)}: label a recording first (see README)")
+    sets = [chosen] + ([compare_dir] if compare_dir else [])
     reports = []
-    for folder in [chosen] + ([compare_dir] if compare_dir else []):
-        results, errors = run_recordings(found, folder)
-        for error in errors:
-            click.echo(f"warning: {error}", err=True)
-        reports.append(score(results, pattern_names(folder)))
+    if from_stream:
+        if not labels_file:
+            raise click.UsageError("--stream needs --labels FILE: the incidents of that range")
+        try:
+            labels = read_labels(labels_file)
+        except LabelError as e:
+            raise click.ClickException(str(e)) from e
+        corpus = Corpus(name=labels.scenario or labels_file, folder=str(Path(labels_file).parent), labels=labels)
+        found = [corpus]
+        base = into or f"backtest-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+        bounds = _bounds(since, until, from_seq, to_seq, subject, speed)
+        for i, folder in enumerate(sets):
+            result = _replay_range(settings, f"{base}-{'ab'[i]}", bounds, patterns_dir=str(Path(folder).resolve()))
+            fired = [Fired(pattern=p.pattern, scope=p.scope, at=p.at) for p in result.predictions]
+            reports.append(score([(corpus, fired)], pattern_names(folder)))
+    else:
+        try:
+            found = find_corpora(corpora or [DEFAULT_CORPUS])
+        except LabelError as e:
+            raise click.ClickException(str(e)) from e
+        if not found:
+            raise click.ClickException(f"no labels.yaml under {', '.join(corpora)}: label a recording first "
+                                       f"(see README)")
+        for folder in sets:
+            results, errors = run_recordings(found, folder)
+            for error in errors:
+                click.echo(f"warning: {error}", err=True)
+            reports.append(score(results, pattern_names(folder)))
     if output == "json":
         _echo_json({"patterns": chosen, "report": reports[0].to_builtins(),
                     **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {})})

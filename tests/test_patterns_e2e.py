@@ -314,3 +314,58 @@ async def test_window_state_moves_with_its_partitions_to_another_worker(flow: di
     assert sorted((p.pattern, p.message) for p in found) == [
         ("e2e-hot-reload", f"4 in Pod/hot/{pod}") for pod in ("q1", "q2", "q3", "q4")]
     assert "ConsistencyError" not in joined.log_tail(200_000)
+
+
+async def _live_state(settings: Settings) -> dict:
+    """What a replay must not touch: the live graph, the live tables' changelogs, the bridge consumer."""
+    from aiokafka import AIOKafkaConsumer
+
+    from app.transport import fetched_highwaters
+    from topology import insight_queries, queries
+    graph = open_graph(settings.graph)
+    try:
+        events = (await graph.query(queries.COUNT_ALL_EVENTS))[0]["n"]
+        predictions = (await graph.query(insight_queries.COUNT_PREDICTIONS))[0]["n"]
+    finally:
+        await graph.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await consumer.start()
+    try:
+        from aiokafka import TopicPartition
+        # (the watermarks table moves with the wall clock while the stream is quiet: not compared)
+        tps = [TopicPartition(f"{settings.worker.app_id}-{table}-changelog", p)
+               for table in ("tapio-windows", "tapio-members")
+               for p in range(settings.kafka.partitions)]
+        highwaters = await fetched_highwaters(settings.kafka.bootstrap_servers, tps, await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+    nc = await connect(settings.nats, name="probe")
+    try:
+        info = await nc.jetstream().consumer_info(settings.nats.stream, settings.nats.bridge_durable)
+    finally:
+        await nc.drain()
+    return {"events": events, "predictions": predictions, "changelogs": sorted(highwaters.items()),
+            "bridge_delivered": info.delivered.stream_seq}
+
+
+async def test_replaying_a_stream_range_into_an_isolated_dataflow_leaves_live_untouched(flow: dict) -> None:
+    from app.stream_replay import replay_range
+    settings, proc = flow["settings"], flow["proc"]
+    folder = ROOT / "patterns" / "scenarios" / "config-drift" / "positive"
+    shift_to = BASE + 500 * SLOT
+    nc = await connect(settings.nats, name="seq")
+    try:
+        first = (await nc.jetstream().stream_info(settings.nats.stream)).state.last_seq + 1
+    finally:
+        await nc.drain()
+    await publish_recordings(settings, [folder], shift_to=shift_to)
+    live = await settle(settings, shift_to - timedelta(hours=2), shift_to + timedelta(hours=1), proc, at_least=1)
+    before = await _live_state(settings)
+    result = await replay_range(settings, "e2e-range", from_seq=first, patterns_dir=settings.match.patterns_dir)
+    assert result.copied.copied >= 38 and result.in_graph == len(set(result.copied.event_ids))
+    assert await _live_state(settings) == before  # live graph, tables and bridge consumer untouched
+
+    def key(p: StoredPrediction) -> tuple:
+        return (p.id, p.pattern, p.scope, p.at, p.message)
+    assert sorted(map(key, result.predictions)) == sorted(map(key, live))
+    assert [p.pattern for p in live] == ["config-drift"]

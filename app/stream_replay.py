@@ -1,0 +1,175 @@
+"""Replay a range of the live `EVENTS` stream into an isolated dataflow, to backtest patterns.
+
+Fed by: `tapio replay --since TIME | --from-seq N [--until ...] [--subject S] [--speed X]` and
+`tapio backtest --since ... --labels FILE`. Ranges are in stream terms: sequence numbers, or the
+time a message was stored in the stream.
+Feeds: an isolated dataflow (`app.settings.isolated`: its own stream, bridge consumer, topics,
+tables, consumer group and graph) that a worker started here processes, then a summary.
+
+The live stream is read through an ephemeral pull consumer with no acks, so live processing,
+its durable consumer, its tables and its graph are untouched. Messages are copied in stream
+order, as recorded, at full speed or paced by their event times (`speed` 2 = twice as fast as
+they happened). Event time drives the windows, so the pace changes nothing in the matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import msgspec
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from app.events import RawEvent
+from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
+from app.settings import Settings
+
+
+class ReplayRangeError(ValueError):
+    """The range is empty or malformed; the message says which bound to fix."""
+
+
+class RangeSummary(msgspec.Struct, kw_only=True):
+    copied: int = 0
+    skipped: int = 0  # not RawEvents (they would be dead letters live too)
+    first_seq: int = 0
+    last_seq: int = 0
+    event_ids: list[str] = []
+
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+async def copy_range(live: Settings, target: Settings, *, since: datetime | None = None, from_seq: int = 0,
+                     until: datetime | None = None, to_seq: int = 0, subject: str = "", speed: float = 0.0,
+                     progress: Progress | None = None, batch: int = 1000) -> RangeSummary:
+    """Copy live stream messages in [start, end] (and matching `subject`) into `target`'s stream."""
+    if since is not None and from_seq:
+        raise ReplayRangeError("give --since or --from-seq, not both")
+    if until is not None and since is not None and until <= since:
+        raise ReplayRangeError(f"--until {until.isoformat()} is not after --since {since.isoformat()}")
+    source = await connect(live.nats, name="tapio-replay-source")
+    sink = await connect(target.nats, name="tapio-replay-target")
+    summary = RangeSummary()
+    try:
+        js = source.jetstream()
+        info = await js.stream_info(live.nats.stream)
+        last = min(info.state.last_seq, to_seq) if to_seq else info.state.last_seq
+        if since is not None:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat(),
+                                    ack_policy=AckPolicy.NONE, inactive_threshold=60)
+        elif from_seq:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq,
+                                    ack_policy=AckPolicy.NONE, inactive_threshold=60)
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=60)
+        filter_subject = subject or f"{live.nats.subject_prefix}.>"
+        sub = await js.pull_subscribe(filter_subject, stream=live.nats.stream, config=config)
+        tjs = sink.jetstream()
+        await ensure_streams(tjs, target.nats)
+        publisher = EventPublisher(tjs, target.nats)
+        first_event: datetime | None = None
+        started = time.monotonic()
+        total = max(last - (from_seq or info.state.first_seq) + 1, 0)
+        done = False
+        while not done:
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except asyncio.TimeoutError:
+                break  # nothing left in the range
+            events: list[RawEvent] = []
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq > last:
+                    done = True
+                    break
+                summary.first_seq = summary.first_seq or seq
+                summary.last_seq = seq
+                try:
+                    event = RAW_CODEC.decode(msg.data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    summary.skipped += 1
+                    continue
+                if until is not None and msg.metadata.timestamp > until:
+                    done = True  # stored in the stream after the range
+                    break
+                if speed > 0:  # pace by event time
+                    first_event = first_event or event.timestamp
+                    due = started + (event.timestamp - first_event).total_seconds() / speed
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                events.append(event)
+            if events:
+                await publisher.publish_many(events)
+                summary.copied += len(events)
+                summary.event_ids.extend(e.id for e in events)
+            if progress is not None:
+                progress(summary.last_seq - (summary.first_seq or summary.last_seq) + 1, total)
+            if summary.last_seq >= last:
+                break
+        await sub.unsubscribe()
+    finally:
+        await source.drain()
+        await sink.drain()
+    if not summary.copied:
+        raise ReplayRangeError(f"no events in that range of stream {live.nats.stream} "
+                               f"(seq {info.state.first_seq}..{info.state.last_seq}); check --since/--from-seq/--subject")
+    return summary
+
+
+class RangeResult(msgspec.Struct, kw_only=True):
+    name: str
+    settings: Settings
+    copied: RangeSummary
+    in_graph: int
+    predictions: list
+
+
+async def replay_range(live: Settings, name: str, *, patterns_dir: str | None = None,
+                       progress: Callable[[str, int, int], None] | None = None, timeout: float = 600.0,
+                       keep: bool = False, **bounds: object) -> RangeResult:
+    """Copy a range of the live stream into the isolated dataflow `name`, run a worker on it until
+    every event is in its graph and its windows have closed, and return what it predicted."""
+    from pathlib import Path
+
+    from app.demo import wait_for_events
+    from app.settings import isolated
+    from app.stack import free_port
+    from app.workers import start_worker, with_worker_port
+    from topology.graph import open_graph
+    from topology.predictions import list_predictions
+
+    target = isolated(live, name)
+    target = with_worker_port(target, free_port(),
+                              data_dir=str(Path(live.state_dir) / "replays" / name / "worker"))
+    if patterns_dir is not None:
+        target = msgspec.structs.replace(target, match=msgspec.structs.replace(target.match, patterns_dir=patterns_dir))
+    target = msgspec.structs.replace(target, match=msgspec.structs.replace(target.match, idle_advance_s=1.0))
+    worker = start_worker(target, name=f"replay-{name}", log_dir=Path(live.state_dir) / "replays" / name)
+    try:
+        copied = await copy_range(live, target, progress=(lambda d, t: progress("copied", d, t)) if progress else None,
+                                  **bounds)  # type: ignore[arg-type]
+        in_graph = await wait_for_events(target, copied.event_ids, timeout=timeout, alive=worker.alive)
+        if progress:
+            progress("in graph", in_graph, len(set(copied.event_ids)))
+        # the last windows close once event time passes them (idle advance) + the allowed lateness
+        settle = target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
+        graph = open_graph(target.graph)
+        try:
+            seen, quiet_since = -1, time.monotonic()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and worker.alive():
+                found = await list_predictions(graph, limit=100_000)
+                if len(found) != seen:
+                    seen, quiet_since = len(found), time.monotonic()
+                elif time.monotonic() - quiet_since >= settle:
+                    break
+                await asyncio.sleep(0.5)
+            predictions = await list_predictions(graph, limit=100_000)
+        finally:
+            await graph.close()
+    finally:
+        if not keep:
+            worker.stop()
+    return RangeResult(name=name, settings=target, copied=copied, in_graph=in_graph, predictions=predictions)
