@@ -98,6 +98,10 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
     store = TableStore(members)
     partitions = runtime.settings.kafka.partitions
 
+    @app.on_partitions_revoked.connect
+    async def _forget_members(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        store.cache.clear()  # another worker may update them while they are not ours
+
     async def select(stream: faust.StreamT) -> None:
         await runtime.ready()
         async for event in stream.events():
@@ -206,17 +210,14 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             part = held.get(message.partition)
             if part is None:
                 part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions)
-            before = part.watermark(lateness_ms)
-            late = part.windows.add(value.hits, watermark=before)
-            if value.watermark > part.sources.get(value.source, 0):
-                new_source = value.source not in part.sources
-                part.sources[value.source] = value.watermark
-                now_s = time.monotonic()
-                if new_source or now_s - part.marks_saved >= MARKS_EVERY_S:
-                    marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
-                    part.marks_saved = now_s
-            found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms))
-            part.write_back()
+            try:
+                late, found = _take(part, value, marks, catalog, lateness_ms)
+            except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
+                log.exception("windows: batch %s failed; it is dead-lettered", where_of(message))
+                await runtime.dead_letter(stage="windows", reason=f"{type(e).__name__}: {e}",
+                                          where=where_of(message), payload=message.value or b"")
+                held.pop(message.partition, None)  # reload this partition's states from the table
+                continue
             if found:
                 await matched.send(value=MatchedBatch(matches=found), partition=message.partition)
             runtime.stats.add("windows", len(value.hits), rejected=0)
@@ -228,3 +229,19 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                 runtime.stats.add("matches", len(found))
 
     return app.agent(source, name="tapio.windows")(windows)
+
+
+def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int
+          ) -> tuple[int, list]:
+    """One hits batch: add its hits, move the source's watermark, evaluate, write back."""
+    late = part.windows.add(value.hits, watermark=part.watermark(lateness_ms))
+    if value.watermark > part.sources.get(value.source, 0):
+        new_source = value.source not in part.sources
+        part.sources[value.source] = value.watermark
+        now_s = time.monotonic()
+        if new_source or now_s - part.marks_saved >= MARKS_EVERY_S:
+            marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
+            part.marks_saved = now_s
+    found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms))
+    part.write_back()
+    return late, found
