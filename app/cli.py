@@ -293,7 +293,7 @@ def replay(ctx: click.Context, paths: tuple[str, ...], shift_to: str | None, sin
     if not paths:
         name = into or f"replay-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
         result = _replay_range(settings, name, _bounds(since, until, from_seq, to_seq, subject, speed), keep=keep)
-        copied = result.copied
+        copied = result.detail
         click.echo(f"{copied.copied} events (stream seq {copied.first_seq}..{copied.last_seq}) replayed into "
                    f"{name}: {result.in_graph} in its graph {result.settings.graph.name!r}, "
                    f"{len(result.predictions)} predictions")

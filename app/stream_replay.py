@@ -24,6 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.events import RawEvent
 from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
+from app.isolated import IsolatedRun, run_isolated
 from app.settings import Settings
 
 
@@ -118,58 +119,19 @@ async def copy_range(live: Settings, target: Settings, *, since: datetime | None
     return summary
 
 
-class RangeResult(msgspec.Struct, kw_only=True):
-    name: str
-    settings: Settings
-    copied: RangeSummary
-    in_graph: int
-    predictions: list
-
-
 async def replay_range(live: Settings, name: str, *, patterns_dir: str | None = None,
                        progress: Callable[[str, int, int], None] | None = None, timeout: float = 600.0,
-                       keep: bool = False, **bounds: object) -> RangeResult:
+                       keep: bool = False, **bounds: object) -> IsolatedRun:
     """Copy a range of the live stream into the isolated dataflow `name`, run a worker on it until
     every event is in its graph and its windows have closed, and return what it predicted."""
-    from pathlib import Path
-
-    from app.demo import wait_for_events
-    from app.settings import isolated
-    from app.stack import free_port
-    from app.workers import start_worker, with_worker_port
-    from topology.graph import open_graph
-    from topology.predictions import list_predictions
-
-    target = isolated(live, name)
-    target = with_worker_port(target, free_port(),
-                              data_dir=str(Path(live.state_dir) / "replays" / name / "worker"))
-    if patterns_dir is not None:
-        target = msgspec.structs.replace(target, match=msgspec.structs.replace(target.match, patterns_dir=patterns_dir))
-    target = msgspec.structs.replace(target, match=msgspec.structs.replace(target.match, idle_advance_s=1.0))
-    worker = start_worker(target, name=f"replay-{name}", log_dir=Path(live.state_dir) / "replays" / name)
-    try:
+    async def feed(target: Settings) -> list[str]:
         copied = await copy_range(live, target, progress=(lambda d, t: progress("copied", d, t)) if progress else None,
                                   **bounds)  # type: ignore[arg-type]
-        in_graph = await wait_for_events(target, copied.event_ids, timeout=timeout, alive=worker.alive)
-        if progress:
-            progress("in graph", in_graph, len(set(copied.event_ids)))
-        # the last windows close once event time passes them (idle advance) + the allowed lateness
-        settle = target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
-        graph = open_graph(target.graph)
-        try:
-            seen, quiet_since = -1, time.monotonic()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and worker.alive():
-                found = await list_predictions(graph, limit=100_000)
-                if len(found) != seen:
-                    seen, quiet_since = len(found), time.monotonic()
-                elif time.monotonic() - quiet_since >= settle:
-                    break
-                await asyncio.sleep(0.5)
-            predictions = await list_predictions(graph, limit=100_000)
-        finally:
-            await graph.close()
-    finally:
-        if not keep:
-            worker.stop()
-    return RangeResult(name=name, settings=target, copied=copied, in_graph=in_graph, predictions=predictions)
+        summaries.append(copied)
+        return copied.event_ids
+
+    summaries: list[RangeSummary] = []
+    run = await run_isolated(live, name, feed, patterns_dir=patterns_dir, progress=progress, timeout=timeout,
+                             keep=keep)
+    run.detail = summaries[0]
+    return run

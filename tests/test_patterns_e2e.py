@@ -362,7 +362,7 @@ async def test_replaying_a_stream_range_into_an_isolated_dataflow_leaves_live_un
     live = await settle(settings, shift_to - timedelta(hours=2), shift_to + timedelta(hours=1), proc, at_least=1)
     before = await _live_state(settings)
     result = await replay_range(settings, "e2e-range", from_seq=first, patterns_dir=settings.match.patterns_dir)
-    assert result.copied.copied >= 38 and result.in_graph == len(set(result.copied.event_ids))
+    assert result.detail.copied >= 38 and result.in_graph == len(set(result.event_ids))
     assert await _live_state(settings) == before  # live graph, tables and bridge consumer untouched
 
     def key(p: StoredPrediction) -> tuple:

@@ -1,0 +1,76 @@
+"""Run an isolated dataflow to the end: feed it, wait until its graph holds everything, read its predictions.
+
+Fed by: `tapio replay` of a stream range (app.stream_replay) and `tapio analyze` (app.analyze),
+each with a `feed` coroutine that publishes into the isolated stream and returns the event ids.
+Feeds: an `IsolatedRun` (the isolated settings, how many events reached the graph, predictions).
+
+The dataflow is `app.settings.isolated(live, name)`: its own stream, bridge consumer, topics,
+tables, consumer group and graph on the same servers. One worker (with its bridge) runs it; its
+bridge moves event time on after 1 s of quiet, so the last windows close within about
+`allowed_lateness_s` seconds of the last event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from app.settings import Settings, isolated
+
+
+class IsolatedRun(msgspec.Struct, kw_only=True):
+    name: str
+    settings: Settings
+    event_ids: list[str]
+    in_graph: int
+    predictions: list
+    detail: Any = None  # what the feed reported (a RangeSummary, a list of files...)
+
+
+async def run_isolated(live: Settings, name: str, feed: Callable[[Settings], Awaitable[list[str]]], *,
+                       patterns_dir: str | None = None, progress: Callable[[str, int, int], None] | None = None,
+                       timeout: float = 600.0, keep: bool = False) -> IsolatedRun:
+    from app.demo import wait_for_events
+    from app.stack import free_port
+    from app.workers import start_worker, with_worker_port
+    from topology.graph import open_graph
+    from topology.predictions import list_predictions
+
+    root = Path(live.state_dir) / "isolated" / name
+    target = with_worker_port(isolated(live, name), free_port(), data_dir=str(root / "worker"))
+    match = msgspec.structs.replace(target.match, idle_advance_s=1.0,
+                                    **({"patterns_dir": patterns_dir} if patterns_dir else {}))
+    target = msgspec.structs.replace(target, match=match)
+    worker = start_worker(target, name=f"worker-{name}", log_dir=root)
+    try:
+        event_ids = await feed(target)
+        in_graph = await wait_for_events(target, event_ids, timeout=timeout, alive=worker.alive)
+        if progress:
+            progress("in graph", in_graph, len(set(event_ids)))
+        if not worker.alive():
+            raise RuntimeError(f"the isolated worker stopped; its log ends:\n{worker.log_tail()}")
+        # the last windows close once event time passes them (idle advance) + the allowed lateness
+        settle = target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
+        graph = open_graph(target.graph)
+        try:
+            seen, quiet_since = -1, time.monotonic()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and worker.alive():
+                found = await list_predictions(graph, limit=100_000)
+                if len(found) != seen:
+                    seen, quiet_since = len(found), time.monotonic()
+                elif time.monotonic() - quiet_since >= settle:
+                    break
+                await asyncio.sleep(0.5)
+            predictions = await list_predictions(graph, limit=100_000)
+        finally:
+            await graph.close()
+    finally:
+        if not keep:
+            worker.stop()
+    return IsolatedRun(name=name, settings=target, event_ids=event_ids, in_graph=in_graph, predictions=predictions)
