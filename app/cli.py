@@ -14,12 +14,14 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
     tapio predictions [-n NS]     what the patterns predict, best score first
     tapio backtest [CORPUS...]    a pattern set against labelled recordings (--compare OTHER_DIR)
+    tapio analyze PATH...         root cause from support bundles, must-gathers, kubectl output
     tapio demo                    everything above on a bundled incident, then what the graph knows
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -243,16 +245,15 @@ def _bounds(since: str | None, until: str | None, from_seq: int, to_seq: int, su
     return bounds
 
 
-def _replay_range(settings: Settings, name: str, bounds: dict, *, patterns_dir: str | None = None,
-                  keep: bool = False) -> Any:
-    """Run app.stream_replay.replay_range with progress bars on the terminal."""
+@contextlib.contextmanager
+def _bars() -> Any:
+    """Rich progress bars on stderr; yields `progress(what, done, total)` (events/s and time left)."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-
-    from app.stream_replay import ReplayRangeError, replay_range
 
     columns = [TextColumn("{task.description:<9}"), BarColumn(), TaskProgressColumn(),
                TextColumn("{task.completed:,.0f}/{task.total:,.0f}  {task.fields[rate]}"), TimeRemainingColumn()]
-    with Progress(*columns, transient=False) as bars:
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as bars:
         tasks: dict[str, Any] = {}
         started = time.monotonic()
 
@@ -262,6 +263,15 @@ def _replay_range(settings: Settings, name: str, bounds: dict, *, patterns_dir: 
             rate = f"{done / max(time.monotonic() - started, 1e-3):,.0f} events/s"
             bars.update(tasks[what], completed=done, total=max(total, done, 1), rate=rate)
 
+        yield progress
+
+
+def _replay_range(settings: Settings, name: str, bounds: dict, *, patterns_dir: str | None = None,
+                  keep: bool = False) -> Any:
+    """Run app.stream_replay.replay_range with progress bars on the terminal."""
+    from app.stream_replay import ReplayRangeError, replay_range
+
+    with _bars() as progress:
         try:
             return asyncio.run(replay_range(settings, name, patterns_dir=patterns_dir, progress=progress,
                                             keep=keep, **bounds))
@@ -475,6 +485,50 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
             when = f" at {finding.at:%Y-%m-%d %H:%M:%S}Z" if finding.at else ""
             console.print(f"{finding.outcome:>4}  {finding.corpus}: {finding.pattern} in {finding.scope}{when}",
                           markup=False)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--now", "now_text", default=None, metavar="TIME",
+              help="Resolve relative ages (kubectl describe, get events) against TIME; default: the newest "
+                   "absolute time in the input.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--keep", is_flag=True, help="Leave the isolated worker running (to explore its graph).")
+@click.pass_context
+def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, output: str, keep: bool) -> None:
+    """What broke, why, and what else is affected: from a support bundle, a must-gather, kubectl output.
+
+    Uses the running stack (`tapio up`) when there is one, else starts the embedded stack for the
+    run. The input goes through the same dataflow, patterns and graph as live events, in a
+    dataflow of its own.
+    """
+    import tempfile
+
+    from app.analyze import analyze as run_analysis, render
+    from app.stack import EmbeddedStack, StackError
+    from collectors.replay import parse_time
+
+    now = None
+    if now_text is not None and (now := parse_time(now_text)) is None:
+        raise click.BadParameter(f"expected an RFC 3339 time, got {now_text!r}", param_hint="--now")
+    settings = _settings(ctx)
+    stack = None
+    if not (Path(settings.state_dir) / "stack.yaml").exists():
+        stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="tapio-analyze-")), bolt_port=None)
+        try:
+            settings = stack.start()
+        except StackError as e:
+            raise click.ClickException(str(e)) from e
+    try:
+        with _bars() as progress:
+            result = asyncio.run(run_analysis(settings, list(paths), now=now, keep=keep, progress=progress))
+    finally:
+        if stack is not None:
+            stack.stop()
+    if output == "json":
+        _echo_json(result)
+    else:
+        click.echo("\n".join(render(result)))
 
 
 @cli.command()

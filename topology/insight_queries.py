@@ -187,3 +187,19 @@ RETURN type(l) AS type, a.id AS cause, b.id AS effect, l.delay_s AS delay_s ORDE
 
 #: Rows: n = the number of Prediction nodes.
 COUNT_PREDICTIONS = Query("count_predictions", f"MATCH (pr:{PREDICTION_LABEL}) RETURN count(pr) AS n")
+
+
+# --- one match's story (tapio analyze) ---------------------------------------------------
+
+#: Params `match_id`. Rows: the events a match rests on, oldest first: id, timestamp (epoch ms),
+#: source (file#position of a recording), narrative, severity, kind, namespace, name.
+MATCH_EVENTS = Query("match_events", f"""MATCH (e:{EVENT_LABEL})-[m:{MATCHES}]->(:{PATTERN_LABEL})
+WHERE m.match_id = $match_id
+RETURN DISTINCT e.id AS id, e.timestamp AS timestamp, e.source AS source, e.narrative AS narrative,
+       e.severity AS severity, e.kind AS kind, e.namespace AS namespace, e.name AS name
+ORDER BY timestamp, id""")
+
+#: Params `ids` (event ids). Rows: cause, effect of every CAUSED edge between two of them.
+CAUSED_AMONG = Query("caused_among", f"""MATCH (a:{EVENT_LABEL})-[:{CAUSED}]->(b:{EVENT_LABEL})
+WHERE a.{EVENT_KEY} IN $ids AND b.{EVENT_KEY} IN $ids
+RETURN a.{EVENT_KEY} AS cause, b.{EVENT_KEY} AS effect ORDER BY cause, effect""")
