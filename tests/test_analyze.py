@@ -1,0 +1,59 @@
+"""`tapio analyze`: ranking rules (pure) and one recording through the real isolated dataflow."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from app.analyze import Analysis, Evidence, RootCause, analyze, is_ongoing, last_failures, rank, render, verdict
+from app.events import K8sContext, SemanticContext, UnifiedEvent
+from app.stack import EmbeddedStack
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+
+
+def cause(pattern: str, score: float, *, ongoing: bool, minute: int = 0) -> RootCause:
+    return RootCause(rank=0, pattern=pattern, scope="cluster", confidence=score, score=score, message=pattern,
+                     remediation="", at=T0 + timedelta(minutes=minute), ongoing=ongoing, chain=[], affected=[],
+                     evidence=[])
+
+
+def test_an_early_failure_that_resolved_ranks_below_the_ongoing_one() -> None:
+    ranked = rank([cause("red-herring", 0.9, ongoing=False), cause("real", 0.6, ongoing=True, minute=30),
+                   cause("echo", 0.6, ongoing=True, minute=31)])
+    assert [(c.rank, c.pattern) for c in ranked] == [(1, "real"), (2, "echo"), (3, "red-herring")]
+
+
+def test_ongoing_means_a_resource_still_failed_near_the_end() -> None:
+    def ev(minute: int, name: str, severity: str) -> UnifiedEvent:
+        return UnifiedEvent(id=f"{name}{minute}", timestamp=T0 + timedelta(minutes=minute), type="kubeapi",
+                            source="t", semantic=SemanticContext(intent="x", category="x", narrative="x",
+                                                                 severity=severity),
+                            k8s=K8sContext(kind="Pod", name=name, namespace="shop"))
+    last, newest = last_failures([ev(0, "early", "warning"), ev(1, "early", "info"), ev(40, "late", "error"),
+                                  ev(42, "late", "info")])
+    assert newest == T0 + timedelta(minutes=42)
+    assert not is_ongoing(["Pod/shop/early"], last, newest)  # failed at 0, fine for 42 minutes
+    assert is_ongoing(["Pod/shop/late"], last, newest)
+    assert is_ongoing(["Pod/shop/unknown"], last, newest)  # nothing says it recovered
+
+
+def test_no_prediction_means_no_incident() -> None:
+    text = verdict([], 57)
+    assert text.startswith("no incident found") and "57 events" in text
+    lines = render(Analysis(inputs=["x"], events=57, errors=["x.json: items[3]: bad"], hypotheses=[], verdict=text))
+    assert lines[0] == text and lines[-1] == "could not read: x.json: items[3]: bad"
+
+
+async def test_the_bundled_incident_names_the_configmap_edit_first(embedded: EmbeddedStack) -> None:
+    result = await analyze(embedded.settings(), [str(ROOT / "app" / "scenarios" / "configmap-crashloop")])
+    assert result.events == 105 and result.errors == []
+    top = result.hypotheses[0]
+    assert (top.rank, top.pattern, top.scope, top.ongoing) == (
+        1, "config-drift", "configmap:ConfigMap/shop/nginx-config", True)
+    assert top.chain[0] == "ConfigMap shop/nginx-config was modified"
+    first: Evidence = top.evidence[0]
+    assert first.source.endswith("configmap-watch.json#line 35 (watch event 2)")
+    assert {c.pattern for c in result.hypotheses} == {"config-drift", "liveness-death-spiral", "probe-failure"}
+    assert result.verdict.startswith("most likely: config-drift")
