@@ -166,19 +166,24 @@ _DECODER = msgspec.json.Decoder(_KubeObject)
 
 
 def _container_summary(status: _Status | None) -> tuple[int, int | None, str]:
-    """(restarts, last exit code, most telling container reason) over all containers."""
+    """(restarts, last exit code, most telling container reason) over all containers.
+
+    A waiting reason (CrashLoopBackOff, ImagePullBackOff) says more than the last termination,
+    except an OOM kill: `waiting: CrashLoopBackOff` with `lastState: OOMKilled` is an OOM kill.
+    """
     if status is None:
         return 0, None, ""
-    restarts, exit_code, reason = 0, None, ""
+    restarts, exit_code, reason, oom = 0, None, "", False
     for cs in (status.init_container_statuses or []) + (status.container_statuses or []):
         restarts += cs.restart_count
         for state in (cs.last_state, cs.state):
             if state and state.terminated:
                 exit_code = state.terminated.exit_code
                 reason = state.terminated.reason or reason
+                oom = oom or state.terminated.reason == "OOMKilled"
         if cs.state and cs.state.waiting and cs.state.waiting.reason:
             reason = cs.state.waiting.reason
-    return restarts, exit_code, reason
+    return restarts, exit_code, "OOMKilled" if oom else reason
 
 
 def pod_refs(spec: _Spec | None) -> list[str]:
