@@ -46,9 +46,17 @@ def _at_least(severity: Severity, floor: Severity) -> Severity:
     return severity if _RANK[severity] >= _RANK[floor] else floor
 
 
+_SEVERITIES = frozenset(("debug", "info", "warning", "error", "critical"))
+
+
 def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
     kube = event.kubernetes
     if kube is None:
+        md = event.raw.metadata
+        if event.raw.type == "logs" and md.get("intent"):  # collectors/log_signals.yaml gave the line its meaning
+            severity = md.get("severity", "warning")
+            return Meaning(md["intent"], md.get("category", "logs"),
+                           severity if severity in _SEVERITIES else "warning")  # type: ignore[arg-type]
         return table.default
     if kube.action == "EVENT":
         for hint, meaning in table.message_hints.items():
@@ -68,6 +76,11 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
     k8s, kube = event.k8s, event.kubernetes
     subject = f"{k8s.kind} {k8s.namespace + '/' if k8s.namespace else ''}{k8s.name}" if k8s else event.raw.type
     if kube is None:
+        md = event.raw.metadata
+        if event.raw.type == "logs" and md.get("signal"):
+            container = md.get("container", "")
+            where = f" (container {container}{', previous' if md.get('previous') == 'true' else ''})" if container else ""
+            return f"{subject}{where}: {md['signal']}: {md.get('message', '')}".rstrip(": ")
         return f"{subject}: {meaning.intent}"
     if kube.action == "CHANGE":  # the topology service's summary already names the object
         return kube.message or f"{subject} changed"

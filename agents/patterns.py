@@ -300,11 +300,13 @@ def field_type(path: str) -> Any | None:
 
 
 def known_intents() -> frozenset[str]:
-    """Every intent `app/semantics.yaml` can give an event."""
+    """Every intent an event can have: `app/semantics.yaml`, and the log signals of collectors/log_signals.yaml."""
+    from collectors.log_signals import signal_table
+
     table = yaml.safe_load(resources.files("app").joinpath("semantics.yaml").read_text())
     rows = [table["default"]] + [m for key, section in table.items() if isinstance(section, dict)
                                  for m in section.values()]
-    return frozenset(str(row[0]) for row in rows)
+    return frozenset(str(row[0]) for row in rows) | {s.intent for s in signal_table().signals}
 
 
 # --- checks msgspec cannot express -------------------------------------------------------

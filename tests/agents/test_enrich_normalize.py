@@ -77,3 +77,19 @@ def test_other_collectors_take_context_from_metadata() -> None:
         assert "not a Kubernetes object" in str(e)
     else:
         raise AssertionError("a kubeapi payload that is not JSON must be rejected")
+
+
+def test_a_log_line_gets_the_meaning_its_signal_gave_it() -> None:
+    raw = RawEvent(id="log-1", timestamp=datetime(2026, 11, 20, tzinfo=timezone.utc), type="logs",
+                   data=b"KeyError: 'DATABASE_URL'",
+                   metadata={"kind": "Pod", "name": "web-1", "namespace": "shop", "container": "app",
+                             "previous": "true", "signal": "missing-env", "intent": "config-error",
+                             "category": "configuration", "severity": "error",
+                             "message": "KeyError: 'DATABASE_URL'", "source": "logs/app-previous.log#line 12"})
+    event = normalize_event(enrich_event(raw))
+    assert (event.semantic.intent, event.semantic.severity) == ("config-error", "error")
+    assert event.semantic.narrative == "Pod shop/web-1 (container app, previous): missing-env: KeyError: 'DATABASE_URL'"
+    assert event.k8s.kind == "Pod" and event.source == "logs/app-previous.log#line 12"
+    odd = RawEvent(id="log-2", timestamp=raw.timestamp, type="logs", data=b"x",
+                   metadata={**raw.metadata, "severity": "loud"})
+    assert normalize_event(enrich_event(odd)).semantic.severity == "warning"

@@ -1,0 +1,281 @@
+"""The files inside an input (a folder or a tar archive read in place), and which layout they form.
+
+Fed by: `collectors.bundles`, with the paths users hand Tapio. Feeds: `collectors.bundles`, which
+reads each member by its layout's rules.
+
+Layouts are recognised by paths only (`detect_input`), never by a flag; see `collectors.bundles`.
+Archives (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`, `.tar.bz2`) are read member by member, never
+extracted: a member whose name is absolute or climbs out with `..` is reported and skipped, links
+and devices are skipped, a JSON/YAML member above MAX_MEMBER_BYTES is reported and not read, and a
+log is streamed line by line (a line keeps its first MAX_LINE_BYTES). A truncated or damaged
+archive gives a ReplayError naming the member and the byte (or line) where it broke; everything
+read before it is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import re
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import msgspec
+
+from collectors.kubefiles import ReplayError
+
+SUPPORT_BUNDLE = "support-bundle"
+MUST_GATHER = "must-gather"
+CLUSTER_INFO = "cluster-info-dump"
+CLUSTER_INFO_STREAM = "cluster-info-stream"
+RECORDINGS = "recordings"
+
+MAX_MEMBER_BYTES = 512 << 20  # an archive member read whole (JSON/YAML): larger ones are reported, not read
+MAX_LINE_BYTES = 1 << 20  # a longer log line keeps its first MiB
+RECORDING_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".jsonl", ".log", ""})  # as recording_files
+DOC_SUFFIXES = (".json", ".yaml", ".yml")
+ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+class InputKind(msgspec.Struct, frozen=True):
+    layout: str  # SUPPORT_BUNDLE, MUST_GATHER, CLUSTER_INFO, CLUSTER_INFO_STREAM or RECORDINGS
+    archive: bool = False
+    nested: bool = False  # the layout starts below a top folder (must-gather.local.*/<image>/namespaces/...)
+
+
+# -- detection ---------------------------------------------------------------------------------
+
+_SUPPORT = re.compile(r"(?:^|/)cluster-resources/(?:events/|pods/|deployments/|replicasets/|nodes\.json$)")
+_MUST_GATHER = re.compile(r"(?:^|/)(?:namespaces/[^/]+/(?:core|apps|pods)/|cluster-scoped-resources/)")
+DUMP_LOGS = re.compile(r"(?:^|/)[^/]+/[^/]+/logs\.txt$")
+_DUMP_NODES = re.compile(r"(?:^|/)nodes\.(?:json|yaml)$")
+_DUMP_LIST = re.compile(r"(?:^|/)[^/]+/(?:events|pods|replicasets|deployments|services|daemonsets|"
+                        r"replication-controllers)\.(?:json|yaml)$")
+
+
+def _depth(rel: str, start: int) -> int:
+    """How many folders lie above the point a marker matched at."""
+    prefix = rel[:start].strip("/")
+    return prefix.count("/") + 1 if prefix else 0
+
+
+def layout_of(names: Iterable[str], max_depth: int) -> tuple[str, int]:
+    """(layout, depth of its root): SUPPORT_BUNDLE or MUST_GATHER at their first marker, else
+    CLUSTER_INFO, else RECORDINGS (depth 0)."""
+    dump_logs: int | None = None
+    dump_nodes: dict[str, int] = {}
+    dump_lists: set[str] = set()
+    for rel in names:
+        for layout, marker in ((SUPPORT_BUNDLE, _SUPPORT), (MUST_GATHER, _MUST_GATHER)):
+            m = marker.search(rel)
+            if m and (depth := _depth(rel, m.start())) <= max_depth:
+                return layout, depth
+        if (m := DUMP_LOGS.search(rel)) and (depth := _depth(rel, m.start())) <= max_depth:
+            dump_logs = depth if dump_logs is None else min(dump_logs, depth)
+        for marker in (_DUMP_NODES, _DUMP_LIST):
+            if (m := marker.search(rel)) and (depth := _depth(rel, m.start())) <= max_depth:
+                root = rel[:m.start()].strip("/")
+                dump_nodes.update({root: depth} if marker is _DUMP_NODES else {})
+                dump_lists.update({root} if marker is _DUMP_LIST else set())
+    roots = [dump_nodes[r] for r in dump_nodes.keys() & dump_lists]
+    if dump_logs is not None or roots:
+        return CLUSTER_INFO, min([*roots, *([dump_logs] if dump_logs is not None else [])])
+    return RECORDINGS, 0
+
+
+def detect_input(path: str | Path) -> InputKind:
+    """The layout of one input (a folder, an archive or a single file), from the names inside.
+
+    A folder's layout must start at the folder or in a subfolder (`nested`); an archive's up to
+    two folders down (a top folder, and a must-gather's image folder).
+    """
+    path = Path(path)
+    if path.is_dir():
+        layout, depth = layout_of((rel for rel, _ in folder_files(path)), max_depth=1)
+        return InputKind(layout, nested=depth > 0)
+    if is_archive(path):
+        layout, depth = layout_of(_archive_names(path), max_depth=2)
+        return InputKind(layout, archive=True, nested=depth > 0)
+    return InputKind(CLUSTER_INFO_STREAM) if has_stream_mark(path) else InputKind(RECORDINGS)
+
+
+def is_archive(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    compressed = head.startswith((b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh"))
+    if not compressed and head[257:262] != b"ustar":
+        return False
+    try:
+        return tarfile.is_tarfile(path)
+    except ARCHIVE_ERRORS:  # damaged from its first block on: still an archive, reported as one
+        return path.name.lower().endswith((".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar"))
+
+
+STREAM_MARK = b"==== START logs for container "
+
+
+def has_stream_mark(source: Path | bytes) -> bool:
+    """A file (or its bytes) holding `kubectl cluster-info dump` log sections (read in 1 MiB chunks)."""
+    if isinstance(source, bytes):
+        return source.startswith(STREAM_MARK) or b"\n" + STREAM_MARK in source
+    tail = b"\n"
+    try:
+        with source.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                if (tail + chunk).find(b"\n" + STREAM_MARK) >= 0:
+                    return True
+                tail = chunk[-len(STREAM_MARK):]
+    except OSError:
+        return False
+    return False
+
+
+def _archive_names(path: Path) -> Iterator[str]:
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            while (info := tf.next()) is not None:
+                if info.isfile() and (rel := _safe_name(info.name)):
+                    yield rel
+    except ARCHIVE_ERRORS:
+        return
+
+
+def _safe_name(name: str) -> str | None:
+    """A member name as a relative path, or None when it is absolute or climbs out (`..`)."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if not parts or parts[0] == "/" or ".." in parts or re.match(r"[A-Za-z]:", parts[0]):
+        return None
+    return "/".join(p for p in parts if p != ".")
+
+
+# -- the members of an input -------------------------------------------------------------------
+
+
+class Member(msgspec.Struct, frozen=True):
+    rel: str  # path inside the input, with /
+    file: str  # the name errors and sources give
+    size: int  # in an archive (0 in a folder: only archive members are capped)
+    open: Callable[[], IO[bytes]]
+
+
+class Archive:
+    """The members of a tar archive, read in place; after damage, `broken` stops the walk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.broken = False
+
+    def members(self) -> Iterator[Member | ReplayError]:
+        try:
+            tf = tarfile.open(self.path, "r:*")
+        except ARCHIVE_ERRORS as exc:
+            yield ReplayError(file=str(self.path), position="file", reason=f"cannot read archive: {exc}")
+            return
+        with tf:
+            last = ""
+            while not self.broken:
+                try:
+                    info = tf.next()
+                except ARCHIVE_ERRORS as exc:
+                    where = f"after member {last}" if last else "first member"
+                    yield ReplayError(file=str(self.path), position=f"{where} (byte {tf.offset})",
+                                      reason=f"archive truncated or damaged: {exc}")
+                    return
+                if info is None:
+                    return
+                last = info.name
+                if not info.isfile():
+                    continue  # folders, links and devices carry no recordings
+                rel = _safe_name(info.name)
+                if rel is None:
+                    yield ReplayError(file=f"{self.path}:{info.name}", position="member",
+                                      reason="unsafe member path (absolute or with ..): skipped")
+                    continue
+                yield Member(rel=rel, file=f"{self.path}:{rel}", size=info.size,
+                              open=lambda info=info: tf.extractfile(info))
+
+
+def folder_files(root: Path) -> Iterator[tuple[str, Path]]:
+    for folder, subfolders, files in os.walk(root):  # symlinks are not followed out of the input
+        subfolders.sort()
+        for name in sorted(files):
+            path = Path(folder, name)
+            if not path.is_symlink():
+                yield path.relative_to(root).as_posix(), path
+
+
+def members(path: Path, archive: Archive | None) -> Iterator[Member | ReplayError]:
+    if archive is not None:
+        yield from archive.members()
+        return
+    for rel, file in folder_files(path):
+        yield Member(rel=rel, file=str(file), size=0, open=lambda file=file: file.open("rb"))
+
+
+def read_member(member: Member, archive: Archive | None, *, sniff: bool = False) -> tuple[bytes, ReplayError | None]:
+    """The member's bytes; after damage, what could be read and the error naming the byte.
+
+    With `sniff`, only kubectl text is read whole (b"" for anything else).
+    """
+    if archive is not None and member.size > MAX_MEMBER_BYTES:
+        return b"", ReplayError(file=member.file, position="member", reason=f"member too large to read "
+                                f"({member.size} bytes > {MAX_MEMBER_BYTES}): skipped")
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        with member.open() as f:
+            while chunk := f.read(1 << 13):  # small reads: a damaged archive loses less
+                if sniff and not chunks and not looks_like_kubectl_text(chunk):
+                    return b"", None
+                chunks.append(chunk)
+                got += len(chunk)
+    except ARCHIVE_ERRORS as exc:
+        return b"".join(chunks), damaged(member, archive, f"byte {got} of {member.size}", exc)
+    return b"".join(chunks), None
+
+
+def damaged(member: Member, archive: Archive | None, position: str, exc: BaseException) -> ReplayError:
+    if archive is not None:
+        archive.broken = True
+        return ReplayError(file=member.file, position=position, reason=f"archive truncated or damaged inside this "
+                           f"member ({exc}): what came before is still read")
+    return ReplayError(file=member.file, position=position, reason=f"cannot read: {exc}")
+
+
+def text_lines(f: IO[bytes]) -> Iterator[str]:
+    while line := f.readline(MAX_LINE_BYTES):
+        if not line.endswith(b"\n") and len(line) == MAX_LINE_BYTES:
+            while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield line.decode("utf-8", "replace")
+
+
+# -- kubectl text ------------------------------------------------------------------------------
+
+_TABLE_HEADER = re.compile(r"[A-Z][A-Z0-9()/._-]*(?: [A-Z][A-Z0-9()/._-]*)*"
+                           r"(?: {2,}[A-Z][A-Z0-9()/._-]*(?: [A-Z][A-Z0-9()/._-]*)*)+ *")
+_DESCRIBE = re.compile(r"Name:\s{2,}\S")
+
+
+def looks_like_kubectl_text(data: bytes) -> bool:
+    """A kubectl table (`LAST SEEN   TYPE   REASON ...`) or `kubectl describe` output, not JSON/YAML."""
+    lines = [ln for ln in data[:16384].decode("utf-8", "replace").lstrip("\ufeff").splitlines() if ln.strip()]
+    if not lines:
+        return False
+    text_line = lambda ln: _TABLE_HEADER.fullmatch(ln.rstrip()) or _DESCRIBE.match(ln)  # noqa: E731
+    if lines[0].lstrip()[:1] in ("{", "["):  # JSON, unless it only wraps text (a harness's header line)
+        if not any(text_line(ln) for ln in lines[:60]):
+            return False
+        try:
+            json.loads(data)
+            return False
+        except ValueError:
+            return True
+    return bool(text_line(lines[0]))
