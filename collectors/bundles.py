@@ -26,14 +26,13 @@ A layout found one folder down (`must-gather.local.*/<image>/`, the folder a bun
 extracted into) is read from there, and loose JSON/YAML files beside it as recordings.
 
 Text that looks like kubectl output (a table header, `Name:   ...`) goes to
-`collectors.kubetext.parse_kubectl_text` when that module can be imported, else it is a
-ReplayError; its MissingNowError (ages and no `now`) is raised to the caller. Nothing else raises
+`collectors.kubetext.parse_kubectl_text` (a recorded tool call's harness lines stripped); its
+MissingNowError (ages and no `now`) is raised to the caller. Nothing else raises
 on content. Inside an archive a file is named `archive.tar.gz:member/path` in errors and sources.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import re
@@ -66,7 +65,7 @@ from collectors.bundlefiles import (
     read_member,
     text_lines,
 )
-from collectors.kubefiles import FRAGMENT_CHARS, ReplayError
+from collectors.kubefiles import ReplayError
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
@@ -304,10 +303,12 @@ def _read_stream(data: bytes, file: str, now: datetime | None) -> Iterator[RawEv
 
 
 def _kubectl_text(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | ReplayError]:
-    try:  # imported only when needed: kubectl text support is optional
-        kubetext = importlib.import_module("collectors.kubetext")
-    except ImportError as exc:
-        yield ReplayError(file=file, position="file", reason=f"kubectl text (a table or describe output) is not "
-                          f"supported yet: {exc}", fragment=data[:FRAGMENT_CHARS].decode("utf-8", "replace"))
-        return
+    from collectors import kubetext
+    # a recorded tool call (JSON header lines, `stdout:`, a trailing `stderr:` block) holds kubectl
+    # text: parse the text, with the header lines blanked so line numbers stay the file's own
+    text = data.decode("utf-8", "replace")
+    body = kubetext.strip_harness(text)
+    if body and body != text:
+        skipped = text[:text.find(body.splitlines()[0])].count("\n") if body.strip() else 0
+        data = ("\n" * skipped + body).encode()
     yield from kubetext.parse_kubectl_text(data, file, now=now)

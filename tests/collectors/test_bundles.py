@@ -12,9 +12,7 @@ import io
 import json
 import re
 import shutil
-import sys
 import tarfile
-import types
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -423,22 +421,14 @@ def test_plain_recordings_read_as_recording_files_do(tmp_path: Path) -> None:
 EVENTS_TABLE = "LAST SEEN   TYPE      REASON    OBJECT      MESSAGE\n5m          Warning   BackOff   pod/web-1   Back-off\n"
 
 
-def test_kubectl_text_goes_to_kubetext_or_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kubectl_text_goes_to_kubetext(tmp_path: Path) -> None:
+    from collectors.kubetext import parse_kubectl_text
     table = write(tmp_path / "in" / "events.txt", EVENTS_TABLE)
-    write(tmp_path / "in" / "notes.txt", "remember to rotate the certificates\n")
+    write(tmp_path / "in" / "notes.txt", "remember to rotate the certificates\n")  # neither text nor recording
     now = utc("2026-11-20T10:00:00Z")
-    calls = []
-    fake = types.ModuleType("collectors.kubetext")
-    fake.parse_kubectl_text = lambda data, file, *, now=None: calls.append((data, file, now)) or iter(())
-    monkeypatch.setitem(sys.modules, "collectors.kubetext", fake)
-    assert split(read_inputs([tmp_path / "in"], now=now)) == ([], [])
-    assert calls == [(EVENTS_TABLE.encode(), str(table), now)]
-
-    monkeypatch.setitem(sys.modules, "collectors.kubetext", None)  # the module is not there
-    events, errors = split(read_inputs([table]))
-    assert events == [] and len(errors) == 1
-    assert (errors[0].file, errors[0].position) == (str(table), "file")
-    assert errors[0].reason.startswith("kubectl text (a table or describe output) is not supported yet")
+    events, errors = split(read_inputs([tmp_path / "in"], now=now))
+    assert errors == [] and events
+    assert events == list(parse_kubectl_text(EVENTS_TABLE.encode(), str(table), now=now))
 
 
 # -- container logs ------------------------------------------------------------------------------
@@ -593,3 +583,12 @@ def test_every_signal_has_needles_and_blocks_carry_times(monkeypatch: pytest.Mon
         ("connection-refused", utc("2026-11-20T10:00:00Z"), "next-line", "x.log:1"),
         ("connection-refused", utc("2026-11-20T10:00:00Z"), "previous-line", "x.log:6"),
         ("panic", utc("2026-11-20T10:00:05Z"), "previous-line", "x.log:10")]
+
+
+def test_kubectl_text_inside_a_recorded_tool_call_is_read_with_its_own_line_numbers() -> None:
+    holmes = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "holmesgpt"
+    for case, objects_and_events in (("test_investigate/01_oom_kill", 11), ("test_ask_holmes/10_image_pull_backoff", 7)):
+        items = list(read_inputs([holmes / case / "kubectl_describe.txt"]))
+        assert [i for i in items if isinstance(i, ReplayError)] == []
+        assert len(items) == objects_and_events
+        assert all(i.metadata["source"].startswith(str(holmes / case / "kubectl_describe.txt")) for i in items)
