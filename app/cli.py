@@ -519,9 +519,14 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
             settings = stack.start()
         except StackError as e:
             raise click.ClickException(str(e)) from e
+    from collectors.kubetext import MissingNowError
+    from collectors.replay import ReplayFileError
+
     try:
         with _bars() as progress:
             result = asyncio.run(run_analysis(settings, list(paths), now=now, keep=keep, progress=progress))
+    except (MissingNowError, ReplayFileError) as e:
+        raise click.ClickException(str(e)) from e
     finally:
         if stack is not None:
             stack.stop()

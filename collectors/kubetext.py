@@ -126,7 +126,7 @@ def parse_kubectl_text(data: bytes, file: str, *, now: datetime | None = None, k
     if anchor is None and _needs_time(parts):
         raise MissingNowError(
             f"{file}: kubectl text shows Event times only as ages (like '34s' or '18s (x2 over 34s)') and no "
-            f"absolute time to resolve them against: pass now= (tapio replay --now 2024-11-26T11:37:44Z), "
+            f"absolute time to resolve them against: pass --now TIME (tapio analyze --now 2024-11-26T11:37:44Z), "
             f"the moment the output was captured")
     return iter(list(_emit(parts, file, anchor)))
 

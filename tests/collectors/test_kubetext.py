@@ -204,7 +204,7 @@ def test_oom_snapshot_reads_as_an_oom_kill() -> None:
 
 def test_pvc_case_needs_now() -> None:
     for path in (PVC, REDIS):
-        with pytest.raises(MissingNowError, match=r"pass now="):
+        with pytest.raises(MissingNowError, match=r"pass --now TIME"):
             parse_kubectl_text(strip_harness(path.read_text()).encode(), str(path))
 
 
