@@ -358,7 +358,7 @@ def test_kubectl_events_with_repeat_counts_and_a_cut_row() -> None:
 
 
 def test_events_tables_need_now() -> None:
-    with pytest.raises(MissingNowError, match="tapio replay --now"):
+    with pytest.raises(MissingNowError, match="tapio analyze --now"):
         parse_kubectl_text(KUBECTL_EVENTS.encode(), "kubectl-events.txt")
 
 
