@@ -10,7 +10,8 @@ published, snapshots first then in event time, into an isolated dataflow of thei
 (`app.isolated`), and the hypotheses are that dataflow's predictions, read back from its graph.
 Ranking: a hypothesis whose resources are still failing at the end of the recording comes
 before one whose resources recovered (a red herring: an early failure that resolved itself),
-then by score. No prediction means no incident, and the analysis says so.
+then by score. No prediction means no incident, and failures that all recovered mean no ongoing
+incident: the analysis says so rather than inventing one.
 
 The ranking and the report are pure (`rank`, `render`); `analyze` is the I/O shell.
 """
@@ -95,6 +96,9 @@ def verdict(causes: list[RootCause], events: int) -> str:
         return (f"no incident found: none of the {events} events matches a behavior pattern "
                 f"(nothing here looks like a known failure; see the warnings with tapio explain)")
     top = causes[0]
+    if not top.ongoing:  # ranked first, so nothing is ongoing
+        return (f"no ongoing incident: {len(causes)} failure(s) in the recording resolved themselves before its "
+                f"end (listed below); the first: {top.pattern} in {top.scope}")
     state = "ongoing" if top.ongoing else "resolved by the end of the recording"
     return f"most likely: {top.pattern} in {top.scope} ({top.confidence:.0%}, {state}): {top.message}"
 

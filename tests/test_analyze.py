@@ -39,6 +39,11 @@ def test_ongoing_means_a_resource_still_failed_near_the_end() -> None:
     assert is_ongoing(["Pod/shop/unknown"], last, newest)  # nothing says it recovered
 
 
+def test_failures_that_all_recovered_are_no_ongoing_incident() -> None:
+    text = verdict(rank([cause("volume-mount-failure", 0.9, ongoing=False)]), 813)
+    assert text.startswith("no ongoing incident: 1 failure(s)") and "volume-mount-failure" in text
+
+
 def test_no_prediction_means_no_incident() -> None:
     text = verdict([], 57)
     assert text.startswith("no incident found") and "57 events" in text
