@@ -176,7 +176,7 @@ async def analyze(live: Settings, paths: list[str], *, now: datetime | None = No
                     progress("published", min(start + 2000, len(ordered)), len(ordered))
         finally:
             await nc.drain()
-        return [e.id for e in ordered]
+        return [e.id for e in ordered], max((e.timestamp for e in ordered), default=None)
 
     run = await run_isolated(live, name, feed, progress=progress, keep=keep)
     last, newest = last_failures(unified)

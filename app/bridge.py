@@ -22,6 +22,7 @@ import logging
 import time
 import zlib
 from collections import defaultdict
+from datetime import datetime
 from typing import Iterable, Sequence
 
 import msgspec
@@ -85,20 +86,41 @@ def traceparent(event: RawEvent) -> str | None:
 class Decoded(msgspec.Struct):
     events: dict[int, list[RawEvent]]
     poison: list[tuple[Msg, str]]
+    marks: list[RawEvent] = []  # end-of-input markers: they move event time, they are not events
+
+
+END_MARKER_TYPE = "control"
+END_MARKER_ACTION = "END_OF_INPUT"
+
+
+def end_marker(at: datetime, *, subject_namespace: str = "_control") -> RawEvent:
+    """A message that says "the input ends here; event time is now `at`": an isolated run (a
+    replayed range, `tapio analyze`) publishes it after its last event so the last windows close
+    at once instead of waiting for the idle advance. The bridge moves its watermark and drops it."""
+    return RawEvent(id=f"end-of-input-{epoch_ms(at)}", timestamp=at, type=END_MARKER_TYPE, data=b"",
+                    metadata={"action": END_MARKER_ACTION, "namespace": subject_namespace})
+
+
+def is_end_marker(event: RawEvent) -> bool:
+    return event.type == END_MARKER_TYPE and event.metadata.get("action") == END_MARKER_ACTION
 
 
 def decode_messages(msgs: Sequence[Msg], partitions: int) -> Decoded:
     """Pure: split fetched messages into RawEvents grouped by partition, and poison with its reason."""
     groups: dict[int, list[RawEvent]] = defaultdict(list)
     poison: list[tuple[Msg, str]] = []
+    marks: list[RawEvent] = []
     for msg in msgs:
         try:
             event = RAW_CODEC.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             poison.append((msg, f"not a RawEvent: {e}"))
             continue
+        if is_end_marker(event):
+            marks.append(event)
+            continue
         groups[partition_for(event.namespace, partitions)].append(event)
-    return Decoded(events=dict(groups), poison=poison)
+    return Decoded(events=dict(groups), poison=poison, marks=marks)
 
 
 def batch_headers(events: Sequence[RawEvent]) -> list[tuple[str, bytes]]:
@@ -200,7 +222,8 @@ class Bridge:
                 await self._heartbeat(idle, skip=())
             return 0
         decoded = decode_messages(msgs, self.partitions)
-        stamp = self.watermark.observe((e for events in decoded.events.values() for e in events), time.monotonic())
+        stamp = self.watermark.observe([*(e for events in decoded.events.values() for e in events), *decoded.marks],
+                                       time.monotonic())
         for msg, reason in decoded.poison:
             meta = msg.metadata
             await self.deadletters.send(stage="bridge", reason=reason, payload=msg.data,

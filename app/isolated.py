@@ -6,8 +6,9 @@ Feeds: an `IsolatedRun` (the isolated settings, how many events reached the grap
 
 The dataflow is `app.settings.isolated(live, name)`: its own stream, bridge consumer, topics,
 tables, consumer group and graph on the same servers. One worker (with its bridge) runs it; its
-bridge moves event time on after 1 s of quiet, so the last windows close within about
-`allowed_lateness_s` seconds of the last event.
+feed reports the newest event time of its input, and an end-of-input marker then moves event
+time past the last window (`app.bridge.end_marker`), so every window closes at once, however
+far a snapshot's time lies beyond the last event.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import msgspec
 
@@ -32,7 +34,11 @@ class IsolatedRun(msgspec.Struct, kw_only=True):
     detail: Any = None  # what the feed reported (a RangeSummary, a list of files...)
 
 
-async def run_isolated(live: Settings, name: str, feed: Callable[[Settings], Awaitable[list[str]]], *,
+Feed = Callable[[Settings], Awaitable[tuple[list[str], Optional[datetime]]]]
+"""Publishes into the isolated stream; returns the event ids and the newest event time (snapshots too)."""
+
+
+async def run_isolated(live: Settings, name: str, feed: Feed, *,
                        patterns_dir: str | None = None, progress: Callable[[str, int, int], None] | None = None,
                        timeout: float = 600.0, keep: bool = False) -> IsolatedRun:
     from app.demo import wait_for_events
@@ -48,14 +54,16 @@ async def run_isolated(live: Settings, name: str, feed: Callable[[Settings], Awa
     target = msgspec.structs.replace(target, match=match)
     worker = start_worker(target, name=f"worker-{name}", log_dir=root)
     try:
-        event_ids = await feed(target)
+        event_ids, newest = await feed(target)
+        if newest is not None:  # the input ends here: event time jumps past the last window at once
+            await publish_end_marker(target, newest + timedelta(seconds=target.match.allowed_lateness_s + 1))
         in_graph = await wait_for_events(target, event_ids, timeout=timeout, alive=worker.alive)
         if progress:
             progress("in graph", in_graph, len(set(event_ids)))
         if not worker.alive():
             raise RuntimeError(f"the isolated worker stopped; its log ends:\n{worker.log_tail()}")
-        # the last windows close once event time passes them (idle advance) + the allowed lateness
-        settle = target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
+        # the end marker closed the last windows; their matches take a few hops to reach the graph
+        settle = 4.0 if newest is not None else target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
         graph = open_graph(target.graph)
         try:
             seen, quiet_since = -1, time.monotonic()
@@ -74,3 +82,17 @@ async def run_isolated(live: Settings, name: str, feed: Callable[[Settings], Awa
         if not keep:
             worker.stop()
     return IsolatedRun(name=name, settings=target, event_ids=event_ids, in_graph=in_graph, predictions=predictions)
+
+
+async def publish_end_marker(target: Settings, at: datetime) -> None:
+    """Tell the isolated dataflow's bridge that event time is now `at` (app.bridge.end_marker)."""
+    from app.bridge import end_marker
+    from app.jetstream import EventPublisher, connect, ensure_streams
+
+    nc = await connect(target.nats, name="tapio-end-marker")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, target.nats)
+        await EventPublisher(js, target.nats).publish_many([end_marker(at)])
+    finally:
+        await nc.drain()

@@ -38,6 +38,7 @@ class RangeSummary(msgspec.Struct, kw_only=True):
     first_seq: int = 0
     last_seq: int = 0
     event_ids: list[str] = []
+    newest: datetime | None = None  # the newest event time copied
 
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -102,6 +103,8 @@ async def copy_range(live: Settings, target: Settings, *, since: datetime | None
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
                 events.append(event)
             if events:
+                newest = max(e.timestamp for e in events)
+                summary.newest = newest if summary.newest is None else max(summary.newest, newest)
                 await publisher.publish_many(events)
                 summary.copied += len(events)
                 summary.event_ids.extend(e.id for e in events)
@@ -128,7 +131,7 @@ async def replay_range(live: Settings, name: str, *, patterns_dir: str | None = 
         copied = await copy_range(live, target, progress=(lambda d, t: progress("copied", d, t)) if progress else None,
                                   **bounds)  # type: ignore[arg-type]
         summaries.append(copied)
-        return copied.event_ids
+        return copied.event_ids, copied.newest
 
     summaries: list[RangeSummary] = []
     run = await run_isolated(live, name, feed, patterns_dir=patterns_dir, progress=progress, timeout=timeout,

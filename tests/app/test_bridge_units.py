@@ -71,3 +71,17 @@ def test_watermark_is_the_newest_timed_event_and_moves_on_when_idle() -> None:
     assert mark.idle_stamp(106.5) == 10_000 + 5_500  # 5.5 s of silence: event time moves on with it
     assert mark.idle_stamp(107.0) is None  # at most once a second
     assert mark.idle_stamp(107.6) == 10_000 + 6_600
+
+
+def test_an_end_marker_moves_event_time_and_is_not_an_event() -> None:
+    from types import SimpleNamespace
+
+    from app.bridge import Watermark, end_marker
+    at = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+    msgs = [SimpleNamespace(data=RAW_CODEC.encode(e)) for e in (_raw(1_000), end_marker(at))]
+    decoded = decode_messages(msgs, 4)
+    assert [e.id for events in decoded.events.values() for e in events] == ["1000"]
+    assert [m.timestamp for m in decoded.marks] == [at] and decoded.poison == []
+    mark = Watermark(idle_advance_s=5.0)
+    assert mark.observe([*decoded.events.get(partition_for("_cluster", 4), []), *decoded.marks], now=1.0) == \
+        int(at.timestamp() * 1000)
