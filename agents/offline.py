@@ -23,7 +23,7 @@ from agents.hits import Selector
 from agents.normalize import normalize_event
 from agents.predict import predictions_for
 from agents.partition_windows import PartitionWindows
-from app.events import epoch_ms
+from app.events import RawEvent, epoch_ms
 from app.records import PatternMatch, Prediction
 from collectors.replay import ReplayError, publish_order, read_recording
 from collectors.replayer import recording_files
@@ -68,16 +68,22 @@ def match_recordings(paths: Iterable[str | Path], patterns_dir: str | Path = "pa
     return run(paths, patterns_dir).matches
 
 
-def run(paths: Iterable[str | Path], patterns_dir: str | Path = "patterns") -> OfflineResult:
-    catalog = Catalog(patterns_dir)
-    raw_events = []
+def read_recordings(paths: Iterable[str | Path]) -> tuple[list[RawEvent], list[str]]:
+    """Every RawEvent of the recordings under `paths`, and every part that could not be read."""
+    events: list[RawEvent] = []
     errors: list[str] = []
     for path in recording_files(paths):
         for item in read_recording(path):
             if isinstance(item, ReplayError):
                 errors.append(str(item))
             else:
-                raw_events.append(item)
+                events.append(item)
+    return events, errors
+
+
+def run(paths: Iterable[str | Path], patterns_dir: str | Path = "patterns") -> OfflineResult:
+    catalog = Catalog(patterns_dir)
+    raw_events, errors = read_recordings(paths)
     result = match_events(raw_events, catalog)
     result.errors = errors + result.errors + catalog.errors
     return result

@@ -148,12 +148,13 @@ async def analyze(live: Settings, paths: list[str], *, now: datetime | None = No
     from agents.normalize import normalize_event
     from app.isolated import run_isolated
     from app.jetstream import EventPublisher, connect, ensure_streams
+    from collectors.bundles import read_inputs
     from collectors.replay import ReplayError, publish_order
     from topology.graph import open_graph
 
     raws: list[RawEvent] = []
     errors: list[str] = []
-    for item in read_inputs(paths, now=now):
+    for item in read_inputs([Path(p) for p in paths], now=now):
         (errors.append(str(item)) if isinstance(item, ReplayError) else raws.append(item))
     ordered = publish_order(raws)
     unified = []
@@ -205,18 +206,3 @@ def _one_per_match(causes: list[RootCause]) -> list[RootCause]:
         if key not in best or cause.score > best[key].score:
             best[key] = cause
     return list(best.values())
-
-
-def read_inputs(paths: list[str], *, now: datetime | None = None) -> Iterable:
-    """Every input's RawEvents and ReplayErrors: bundles and kubectl text when their readers exist."""
-    try:
-        from collectors.bundles import read_inputs as read_any
-    except ImportError:
-        read_any = None
-    if read_any is not None:
-        yield from read_any([Path(p) for p in paths], now=now)
-        return
-    from collectors.replay import read_recording
-    from collectors.replayer import recording_files
-    for file in recording_files(paths):
-        yield from read_recording(file)

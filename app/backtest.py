@@ -198,21 +198,14 @@ def run_recordings(corpora: Sequence[Corpus], patterns_dir: str | Path) -> tuple
                                                                                 list[str]]:
     """Each corpus's recordings through the matcher (agents.offline), with one catalog; and the errors."""
     from agents.catalog import Catalog
-    from agents.offline import match_events
-    from collectors.replay import ReplayError, read_recording
-    from collectors.replayer import recording_files
+    from agents.offline import match_events, read_recordings
 
     catalog = Catalog(patterns_dir)
     errors = list(catalog.errors)
     out: list[tuple[Corpus, list[Fired]]] = []
     for corpus in corpora:
-        events = []
-        for file in recording_files([corpus.folder]):
-            for item in read_recording(file):
-                if isinstance(item, ReplayError):
-                    errors.append(str(item))
-                else:
-                    events.append(item)
+        events, unread = read_recordings([corpus.folder])
+        errors += unread
         result = match_events(events, catalog)
         errors += result.errors
         out.append((corpus, [Fired(pattern=m.pattern, scope=m.scope, at=m.matched_at) for m in result.matches]))
