@@ -45,10 +45,12 @@ class _Meta(msgspec.Struct, rename="camel", gc=False):
 class _Terminated(msgspec.Struct, rename="camel", gc=False):
     exit_code: int | None = None
     reason: str = ""
+    message: str = ""
 
 
 class _Waiting(msgspec.Struct, rename="camel", gc=False):
     reason: str = ""
+    message: str = ""
 
 
 class _State(msgspec.Struct, rename="camel", gc=False):
@@ -62,8 +64,16 @@ class _ContainerStatus(msgspec.Struct, rename="camel", gc=False):
     last_state: _State | None = None
 
 
+class _Condition(msgspec.Struct, rename="camel", gc=False):
+    type: str = ""
+    status: str = ""
+    reason: str = ""
+    message: str = ""
+
+
 class _Status(msgspec.Struct, rename="camel", gc=False):
     phase: str = ""
+    conditions: list[_Condition] | None = None
     container_statuses: list[_ContainerStatus] | None = None
     init_container_statuses: list[_ContainerStatus] | None = None
 
@@ -165,25 +175,37 @@ class _KubeObject(msgspec.Struct, rename="camel", gc=False):
 _DECODER = msgspec.json.Decoder(_KubeObject)
 
 
-def _container_summary(status: _Status | None) -> tuple[int, int | None, str]:
-    """(restarts, last exit code, most telling container reason) over all containers.
+def _container_summary(status: _Status | None) -> tuple[int, int | None, str, str]:
+    """(restarts, last exit code, most telling container reason, its message) over all containers.
 
     A waiting reason (CrashLoopBackOff, ImagePullBackOff) says more than the last termination,
     except an OOM kill: `waiting: CrashLoopBackOff` with `lastState: OOMKilled` is an OOM kill.
+    The message is the runtime's own words for the failure ("exec: \"wge\": executable file not
+    found in $PATH"), from the state that carries one.
     """
     if status is None:
-        return 0, None, ""
-    restarts, exit_code, reason, oom = 0, None, "", False
+        return 0, None, "", ""
+    restarts, exit_code, reason, message, oom = 0, None, "", "", False
     for cs in (status.init_container_statuses or []) + (status.container_statuses or []):
         restarts += cs.restart_count
         for state in (cs.last_state, cs.state):
             if state and state.terminated:
                 exit_code = state.terminated.exit_code
                 reason = state.terminated.reason or reason
+                message = state.terminated.message or message
                 oom = oom or state.terminated.reason == "OOMKilled"
         if cs.state and cs.state.waiting and cs.state.waiting.reason:
             reason = cs.state.waiting.reason
-    return restarts, exit_code, "OOMKilled" if oom else reason
+            message = cs.state.waiting.message or message
+    return restarts, exit_code, "OOMKilled" if oom else reason, message
+
+
+def _unscheduled(status: _Status | None) -> _Condition | None:
+    """The pod's `PodScheduled=False` condition (reason Unschedulable, the scheduler's message), if any."""
+    for cond in (status.conditions or []) if status else []:
+        if cond.type == "PodScheduled" and cond.status == "False":
+            return cond
+    return None
 
 
 def pod_refs(spec: _Spec | None) -> list[str]:
@@ -293,9 +315,11 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
         k8s = K8sContext(kind=kind, name=meta.name, namespace=meta.namespace, uid=meta.uid,
                          labels=meta.labels or {}, node=node, owner=_owner(meta), refs=refs,
                          selector=_selector(kind, spec))
-        restarts, exit_code, reason = _container_summary(obj.status)
+        restarts, exit_code, reason, message = _container_summary(obj.status)
+        unscheduled = _unscheduled(obj.status) if kind == "Pod" else None
         kube = KubernetesData(
-            action=md.get("action", "SNAPSHOT"), reason=reason, resource_version=meta.resource_version,
+            action=md.get("action", "SNAPSHOT"), reason=reason or (unscheduled.reason if unscheduled else ""),
+            message=message or (unscheduled.message if unscheduled else ""), resource_version=meta.resource_version,
             phase=obj.status.phase if obj.status else "", restart_count=restarts, exit_code=exit_code,
             container_reason=reason, content_hash=_content_hash(obj))
     # the payload has been read: later stages do not need it, and it would ride four more topics

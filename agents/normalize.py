@@ -69,6 +69,12 @@ def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
     kind = event.k8s.kind if event.k8s else ""
     if kube.container_reason in table.container_reasons:
         return table.container_reasons[kube.container_reason]
+    if kube.message:  # a container's own error ("exec: \"wge\": executable file not found in $PATH")
+        for hint, meaning in table.message_hints.items():
+            if hint in kube.message:
+                return meaning
+    if kube.reason and not kube.container_reason and kube.reason in table.reasons:  # a Pod's PodScheduled=False
+        return table.reasons[kube.reason]
     return (table.changes.get(f"{kind}/{kube.action}") or table.changes.get(kube.action) or table.default)
 
 
@@ -88,8 +94,10 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
         times = f" (x{kube.count})" if kube.count > 1 else ""
         return f"{subject}: {kube.reason}{times}: {kube.message}".rstrip(": ")
     verb = {"ADDED": "was created", "MODIFIED": "was modified", "DELETED": "was deleted"}.get(kube.action, "observed")
-    detail = f" ({kube.container_reason}, {kube.restart_count} restarts)" if kube.container_reason else ""
-    return f"{subject} {verb}{detail}"
+    reason = kube.container_reason or kube.reason
+    detail = f" ({reason}, {kube.restart_count} restarts)" if reason else ""
+    said = f": {' '.join(kube.message.split())[:300]}" if kube.message else ""
+    return f"{subject} {verb}{detail}{said}"
 
 
 def hints(event: EnrichedEvent) -> list[str]:

@@ -31,6 +31,22 @@ def test_oomkilled_pod_object_carries_exit_code_owner_and_node() -> None:
     assert (event.semantic.intent, event.semantic.severity) == ("oom-kill", "error")
 
 
+def test_pod_status_says_why_it_is_not_scheduled_and_what_the_runtime_said() -> None:
+    """PodScheduled=False gives its reason and the scheduler's message; a container that cannot
+    start gives the runtime's message, which says more than the PodInitializing of its neighbour."""
+    [pending] = unified(TROUBLESHOOT / "pods" / "message-pending-pod-resources.json")
+    assert (pending.kubernetes.reason, pending.kubernetes.container_reason) == ("Unschedulable", "")
+    assert pending.kubernetes.message.startswith("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    assert pending.semantic.intent == "scheduling-failure" and "Insufficient nvidia.com/gpu" in pending.semantic.narrative
+    [init] = unified(TROUBLESHOOT / "pods" / "message-pod-init-crashloop-backoff.json")
+    assert init.kubernetes.container_reason == "PodInitializing" and init.kubernetes.restart_count == 1
+    assert 'exec: "wge": executable file not found in $PATH' in init.kubernetes.message
+    assert (init.semantic.intent, init.semantic.severity) == ("container-failure", "error")
+    [creating] = unified(TROUBLESHOOT / "pods" / "message-container-creating-failed-mount.json")
+    assert (creating.kubernetes.container_reason, creating.kubernetes.message) == ("ContainerCreating", "")
+    assert creating.semantic.intent == "observed"  # nothing in a lone ContainerCreating says why
+
+
 def test_image_pull_events_are_understood() -> None:
     events = unified(TROUBLESHOOT / "events" / "message-image-pull-fail.json")
     assert len(events) == 17
