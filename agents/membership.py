@@ -15,6 +15,7 @@ the worker), keyed `namespace/Kind/name`; values are msgspec Structs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 
 import msgspec
@@ -62,6 +63,40 @@ def _set(store: Store, key: str, value: msgspec.Struct) -> None:
         store[key] = value
 
 
+#: a controller's own Events name what it created: "Created pod: web-7c9f-x2x1z" (ReplicaSet,
+#: Job, DaemonSet, StatefulSet), "Created job nightly-2907" (CronJob), "Scaled up replica set
+#: web-7c9f to 3" / "Scaled down replica set web-6b8d from 2 to 1" (Deployment)
+_CREATED = re.compile(r"^Created (pod|job):? (\S+)")
+_SCALED = re.compile(r"^Scaled (?:up|down) replica set (\S+) (?:to|from) ")
+
+
+def learn_from_event(store: Store, event: UnifiedEvent) -> None:
+    """Ownership a controller's Event states, for objects never seen as objects (an events-only
+    recording, or an Event that overtook its pod). An owner an observation gave is kept."""
+    k8s, kube = event.k8s, event.kubernetes
+    if k8s is None or kube is None:
+        return
+    child = ""
+    if kube.reason == "SuccessfulCreate" and k8s.kind in WORKLOAD_KINDS:
+        found = _CREATED.match(kube.message)
+        if found:
+            child = ("Pod" if found.group(1) == "pod" else "Job") + "/" + found.group(2)
+    elif kube.reason == "ScalingReplicaSet" and k8s.kind == "Deployment":
+        found = _SCALED.match(kube.message)
+        if found:
+            child = "ReplicaSet/" + found.group(1)
+    if not child:
+        return
+    kind, _, name = child.partition("/")
+    key = member_key(k8s.namespace, kind, name)
+    previous = store.get(key)
+    if isinstance(previous, Member):
+        if not previous.owner:
+            _set(store, key, msgspec.structs.replace(previous, owner=f"{k8s.kind}/{k8s.name}"))
+    else:
+        _set(store, key, Member(owner=f"{k8s.kind}/{k8s.name}"))
+
+
 def learn(store: Store, event: UnifiedEvent) -> bool:
     """Record what an object observation says; True when the observation is news, not a repeat.
 
@@ -74,6 +109,10 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
     the others (nothing to compare with). Only ADDED/MODIFIED/SNAPSHOT/DELETED teach anything.
     """
     k8s, kube = event.k8s, event.kubernetes
+    if k8s is not None and kube is not None and kube.action == "EVENT" and \
+            kube.reason in ("SuccessfulCreate", "ScalingReplicaSet"):
+        learn_from_event(store, event)
+        return False
     if k8s is None or kube is None or kube.action not in ("ADDED", "MODIFIED", "SNAPSHOT", "DELETED"):
         return False
     if k8s.kind not in TRACKED_KINDS:
@@ -124,11 +163,12 @@ def _get(store: Store, namespace: str, kind: str, name: str) -> Member | None:
 
 
 def workload_of(store: Store, namespace: str, kind: str, name: str) -> str:
-    """"Kind/name" of the workload an object belongs to: a pod's owner, a ReplicaSet's Deployment."""
+    """"Kind/name" of the workload an object belongs to: a pod's owner, a ReplicaSet's Deployment;
+    a pod with no known owner is its own workload ("Pod/name")."""
     if kind == "Pod":
         pod = _get(store, namespace, "Pod", name)
         if pod is None or not pod.owner:
-            return ""
+            return f"Pod/{name}"  # a bare pod (or one whose owner nothing told) is its own workload
         kind, _, name = pod.owner.partition("/")
     if kind == "ReplicaSet":
         rs = _get(store, namespace, "ReplicaSet", name)

@@ -259,8 +259,30 @@ def test_scope_keys_follow_membership() -> None:
     assert scope_keys("configmap", crash, store) == ["configmap:ConfigMap/shop/cfg", "configmap:Secret/shop/tls"]
     assert scope_keys("service", crash, store) == ["service:shop/front"]
     assert scope_keys("object", crash, store) == ["object:Pod/shop/web-2"]
-    assert scope_keys("owner", ev(1, "crash-loop", name="unknown"), store) == []  # never seen: no owner
+    # a pod nothing told us the owner of is its own workload, so its failures still meet
+    assert scope_keys("owner", ev(1, "crash-loop", name="unknown"), store) == ["owner:Pod/shop/unknown"]
     assert scope_keys("node", ev(1, "node-not-ready", kind="Node", name="n3", ns=""), store) == ["node:n3"]
+
+
+def test_controller_events_teach_ownership_of_pods_never_seen_as_objects() -> None:
+    """An events-only recording: the ReplicaSet's "Created pod" and the Deployment's "Scaled up"
+    Events are the only statement of who owns the pod; an owner an observation gave wins."""
+    from agents.hits import scope_keys
+    store: dict = {}
+    selector = Selector([])
+    for event in [
+        ev(0, "scaling", kind="Deployment", name="web", reason="ScalingReplicaSet",
+           message="Scaled up replica set web-7c9f to 3"),
+        ev(1, "lifecycle", kind="ReplicaSet", name="web-7c9f", reason="SuccessfulCreate",
+           message="Created pod: web-7c9f-x2x1z"),
+        ev(2, "lifecycle", kind="CronJob", name="nightly", reason="SuccessfulCreate", message="Created job nightly-2907"),
+        ev(3, "lifecycle", kind="Job", name="nightly-2907", reason="SuccessfulCreate", message="Created pod: nightly-2907-abcde"),
+        ev(4, "lifecycle", kind="ReplicaSet", name="other", reason="SuccessfulCreate", message="Created pod: web-1"),
+    ] + _cluster():
+        selector.hits(event, store)
+    assert scope_keys("owner", ev(5, "image-pull-failure", name="web-7c9f-x2x1z"), store) == ["owner:Deployment/shop/web"]
+    assert scope_keys("owner", ev(5, "oom-kill", name="nightly-2907-abcde"), store) == ["owner:Job/shop/nightly-2907"]
+    assert scope_keys("owner", ev(5, "crash-loop", name="web-1"), store) == ["owner:Deployment/shop/web"]
 
 
 RATE_AND_METRIC = """\
@@ -445,3 +467,12 @@ def test_window_log_writes_one_delta_per_batch_and_replays_to_the_latest_states(
     assert fresh.load(table.items()) == {"a": b"a2", **{f"k{i}": b"x" for i in range(COMPACT_AFTER + 5)}}
     assert all(decode_delta(v) for v in table.values())
     assert fresh.next_seq == log.next_seq
+
+
+def test_contains_and_not_contains_read_the_same_text() -> None:
+    from agents.hits import compile_test
+    unbound = ev(0, "scheduling-failure", message="0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims")
+    gpu = ev(0, "scheduling-failure", message="0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    has = compile_test("kubernetes.message", "contains", "unbound immediate")
+    lacks = compile_test("kubernetes.message", "not_contains", "unbound immediate")
+    assert (has(unbound, ""), lacks(unbound, ""), has(gpu, ""), lacks(gpu, "")) == (True, False, False, True)
