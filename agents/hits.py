@@ -79,10 +79,11 @@ def compile_test(field: str, op: str, value: Any) -> Test:
         choices = frozenset(value)
         inside = op == "in"
         return lambda e, i: (get(e, i) in choices) is inside
-    if op == "contains":
+    if op in ("contains", "not_contains"):
         needle = str(value)
+        inside = op == "contains"
         return lambda e, i: (lambda v: v is not None and needle in (v if isinstance(v, (list, dict)) else str(v)))(
-            get(e, i))
+            get(e, i)) is inside
     compare = _NUMERIC[op]
     return lambda e, i: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and compare(v, value))(
         get(e, i))

@@ -47,7 +47,7 @@ WINDOW_MAX_S = 300.0
 LONG_WINDOW_MAX_S = 86400.0
 PLACEHOLDERS = frozenset({"scope", "count", "namespace", "name"})
 
-Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "gt", "gte", "lt", "lte", "exists"]
+Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "not_contains", "gt", "gte", "lt", "lte", "exists"]
 Comparison = Literal["gt", "gte", "lt", "lte"]
 Scope = Literal["object", "owner", "node", "namespace", "configmap", "service", "cluster"]
 Join = Literal["mounts", "owns", "same_node", "same_owner", "same_namespace", "selected_by_same_service"]

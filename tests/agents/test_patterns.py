@@ -25,7 +25,7 @@ EXPECTED = {
     "oom-cascade", "config-drift", "noisy-neighbor", "scheduler-thrash", "dns-black-hole",
     "liveness-death-spiral", "pvc-deadlock", "network-partition", "bad-rollout", "image-pull-failure",
     "unschedulable-pod", "volume-mount-failure", "probe-failure", "init-container-failure", "job-backoff-limit",
-    "oom-kill-loop", "pvc-provisioning-failure",
+    "oom-kill-loop", "pvc-provisioning-failure", "container-cannot-start", "job-oom-kill",
 }
 
 # Line numbers in the tests below refer to this text (line 1 is `apiVersion`).
@@ -127,7 +127,7 @@ def test_templates() -> None:
 MISTAKES = [
     # (replace this, with that, line, field, in the message)
     ("operator: equals\n          value: oom", "operator: bigger\n          value: oom", 13,
-     "spec.conditions[0].where[0].operator", "expected one of equals, not_equals, in, not_in, contains, gt, gte, lt, lte, exists, got 'bigger'"),
+     "spec.conditions[0].where[0].operator", "expected one of equals, not_equals, in, not_in, contains, not_contains, gt, gte, lt, lte, exists, got 'bigger'"),
     ("window: 5m", "window: 5x", 16, "spec.conditions[0].window", "expected a duration like 30s, 5m or 1h, got '5x'"),
     ("time_horizon: 10m", "time_horizon: 10", 25, "spec.predictions[0].time_horizon", "got 10"),
     ("confidence_base: 0.75", "confidence_base: 1.5", 24, "spec.predictions[0].confidence_base", "<= 1.0"),
