@@ -271,18 +271,19 @@ def _owner(meta: _Meta) -> ObjectRef | None:
 
 
 def _enrich_change(raw: RawEvent) -> EnrichedEvent:
-    """A change event of the topology service: what changed is in its metadata (and its payload)."""
+    """A change event of the topology service (CHANGE), or a rollout read off a recording's
+    ReplicaSets (ROLLOUT, `collectors.rollouts`): what changed is in its metadata."""
     md = raw.metadata
     if not md.get("kind") or not md.get("name"):
         raise EnrichError("change event without kind or name in its metadata")
     k8s = K8sContext(kind=md["kind"], name=md["name"], namespace=md.get("namespace", ""), uid=md.get("uid", ""))
-    kube = KubernetesData(action="CHANGE", reason=md.get("reason", "Changed"), message=md.get("message", ""),
+    kube = KubernetesData(action=md["action"], reason=md.get("reason", "Changed"), message=md.get("message", ""),
                           resource_version=md.get("resource_version", ""))
     return EnrichedEvent(raw=msgspec.structs.replace(raw, data=b""), k8s=k8s, kubernetes=kube, trace=_trace(raw))
 
 
 def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
-    if raw.metadata.get("action") == "CHANGE":
+    if raw.metadata.get("action") in ("CHANGE", "ROLLOUT"):  # a change read off two versions of the object
         return _enrich_change(raw)
     try:
         obj = _DECODER.decode(raw.data)

@@ -88,7 +88,7 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
             where = f" (container {container}{', previous' if md.get('previous') == 'true' else ''})" if container else ""
             return f"{subject}{where}: {md['signal']}: {md.get('message', '')}".rstrip(": ")
         return f"{subject}: {meaning.intent}"
-    if kube.action == "CHANGE":  # the topology service's summary already names the object
+    if kube.action in ("CHANGE", "ROLLOUT"):  # the change summary already names the object
         return kube.message or f"{subject} changed"
     if kube.action == "EVENT":
         times = f" (x{kube.count})" if kube.count > 1 else ""

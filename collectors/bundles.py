@@ -69,6 +69,7 @@ from collectors.kubefiles import ReplayError
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
+from collectors.rollouts import rollout_events
 
 __all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SUPPORT_BUNDLE", "InputKind",
            "detect_input", "looks_like_kubectl_text", "read_inputs"]
@@ -82,7 +83,8 @@ _STREAM_NOISE = re.compile(r"(?:Create log request|Request log) error: ")
 
 
 def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> Iterator[RawEvent | ReplayError]:
-    """Every RawEvent and ReplayError of the inputs, each read by its layout.
+    """Every RawEvent and ReplayError of the inputs, each read by its layout, then the rollouts
+    their ReplicaSets imply (`collectors.rollouts`).
 
     `now` is when the inputs were captured: kubectl text resolves its relative ages against it, and
     a log line that nothing else places in time is put there. Raises ReplayFileError at once if an
@@ -96,8 +98,13 @@ def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> 
 
 
 def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+    replicasets: list[RawEvent] = []
     for path in inputs:
-        yield from _read_input(path, now, named=True)
+        for item in _read_input(path, now, named=True):
+            if isinstance(item, RawEvent) and item.metadata.get("kind") == "ReplicaSet":
+                replicasets.append(item)
+            yield item
+    yield from rollout_events(replicasets)  # a Deployment's revisions: the edits the recording implies
 
 
 def _read_input(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | ReplayError]:

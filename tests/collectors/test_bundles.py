@@ -592,3 +592,65 @@ def test_kubectl_text_inside_a_recorded_tool_call_is_read_with_its_own_line_numb
         assert [i for i in items if isinstance(i, ReplayError)] == []
         assert len(items) == objects_and_events
         assert all(i.metadata["source"].startswith(str(holmes / case / "kubectl_describe.txt")) for i in items)
+
+
+# -- rollouts read off ReplicaSets ------------------------------------------------------------
+
+
+def _replicaset(name: str, revision: int, created: str, image: str, replicas: int, *, env: str = "info") -> dict:
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}", "creationTimestamp": created,
+                         "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                              "uid": "uid-web", "controller": True}]},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                {"name": "web", "image": image, "env": [{"name": "LOG_LEVEL", "value": env}]}]}}},
+            "status": {"replicas": replicas}}
+
+
+def test_a_bundles_replicasets_give_the_rollout_and_its_template_diff(tmp_path: Path) -> None:
+    """Revision 2 changed the image and an env value: one ROLLOUT event at revision 2's creation,
+    saying what changed, and the bad rollout is matched like a live one (the rollout is the cause
+    of the new pods' crashes). A rollback has no known time and is left out."""
+    from agents.catalog import Catalog
+    from agents.offline import match_events
+    bundle = tmp_path / "bundle"
+    rs_list = {"kind": "ReplicaSetList", "apiVersion": "apps/v1", "items": [
+        _replicaset("web-6b8d", 1, "2026-11-20T08:00:00Z", "shop/web:1.4", 3),
+        _replicaset("web-7c9f", 2, "2026-11-20T10:00:00Z", "shop/web:1.5", 1, env="debug"),
+        _replicaset("other-1", 1, "2026-11-20T07:00:00Z", "shop/other:1", 1) | {"metadata": {
+            "name": "other-1", "namespace": "shop", "creationTimestamp": "2026-11-20T07:00:00Z"}},  # no owner
+    ]}
+    write(bundle / "cluster-resources" / "replicasets" / "shop.json", json.dumps(rs_list))
+    events = [{"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": f"web-7c9f-{pod}.{reason}", "namespace": "shop"},
+               "involvedObject": {"kind": kind, "name": name, "namespace": "shop"},
+               "reason": reason, "message": message, "type": kind_type, "count": count,
+               "firstTimestamp": at, "lastTimestamp": at}
+              for pod, kind, name, reason, message, kind_type, count, at in [
+                  ("a", "ReplicaSet", "web-7c9f", "SuccessfulCreate", "Created pod: web-7c9f-a", "Normal", 1, "2026-11-20T10:00:01Z"),
+                  ("b", "ReplicaSet", "web-7c9f", "SuccessfulCreate", "Created pod: web-7c9f-b", "Normal", 1, "2026-11-20T10:00:02Z"),
+                  ("a", "Pod", "web-7c9f-a", "BackOff", "Back-off restarting failed container web in pod web-7c9f-a",
+                   "Warning", 3, "2026-11-20T10:01:30Z"),
+                  ("b", "Pod", "web-7c9f-b", "BackOff", "Back-off restarting failed container web in pod web-7c9f-b",
+                   "Warning", 2, "2026-11-20T10:02:00Z")]]
+    write(bundle / "cluster-resources" / "events" / "shop.json", json.dumps({"kind": "EventList", "items": events}))
+    raws, errors = split(read_inputs([bundle]))
+    assert errors == []
+    [rollout] = [r for r in raws if r.metadata.get("action") == "ROLLOUT"]
+    assert rollout.timestamp == utc("2026-11-20T10:00:00Z")
+    assert (rollout.metadata["kind"], rollout.metadata["namespace"], rollout.metadata["name"]) == ("Deployment", "shop", "web")
+    assert rollout.metadata["message"] == (
+        "Deployment shop/web: container[web].env.LOG_LEVEL modified (info -> debug), container[web].image modified "
+        "(shop/web:1.4 -> shop/web:1.5) (revision 1 -> 2, ReplicaSet web-7c9f)")
+    assert rollout.metadata["source"].endswith("replicasets/shop.json#items[1]")
+    [match] = [m for m in match_events(raws, Catalog("patterns")).matches if m.pattern == "bad-rollout"]
+    assert match.scope == "owner:Deployment/shop/web"
+    assert match.links and {link.cause for link in match.links} == {rollout.id}
+
+    # `kubectl rollout undo`: revision 1's ReplicaSet becomes revision 3 (and revision 1 is gone).
+    # The undo's time is unknown (the ReplicaSet is older than revision 2), and revision 2 no
+    # longer has the revision before it: nothing is invented.
+    rs_list["items"][0] = _replicaset("web-6b8d", 3, "2026-11-20T08:00:00Z", "shop/web:1.4", 3)
+    write(bundle / "cluster-resources" / "replicasets" / "shop.json", json.dumps(rs_list))
+    assert [r for r in split(read_inputs([bundle]))[0] if r.metadata.get("action") == "ROLLOUT"] == []

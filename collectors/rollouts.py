@@ -1,0 +1,82 @@
+"""Rollouts a recording holds only as state: a Deployment's ReplicaSets, one per revision.
+
+Fed by: the ReplicaSets of a support bundle, must-gather or object list (SNAPSHOT RawEvents,
+from `collectors.bundles`). Feeds: one ROLLOUT RawEvent per revision after the first, read like
+the topology service's live change events, except that it counts: in a recording nothing else
+says that the Deployment was edited.
+
+The Deployment controller keeps one ReplicaSet per pod template, annotated with the revision
+(`deployment.kubernetes.io/revision`), created when that revision rolled out. So consecutive
+revisions give the edit (`topology.changes.diff_objects` of their pod templates: image, command,
+env, resources, probes, volumes) and its time (the newer ReplicaSet's creationTimestamp). A
+rollback re-uses an older ReplicaSet: its creationTimestamp predates the revision it replaced,
+so that rollout's time is unknown and it is left out.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+
+from app.events import RawEvent, content_id
+from topology.changes import REVISION_ANNOTATION, diff_objects, summarize
+
+ROLLOUT = "ROLLOUT"
+_NOT_TEMPLATE = frozenset({"revision", "replicas"})  # differ between any two ReplicaSets
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+
+
+def _deployment_of(meta: dict) -> dict | None:
+    refs = meta.get("ownerReferences") or []
+    return next((r for r in refs if r.get("kind") == "Deployment" and r.get("controller", True)), None)
+
+
+def rollout_events(replicasets: Iterable[RawEvent]) -> list[RawEvent]:
+    """A ROLLOUT event per Deployment revision whose template differs from the revision before it."""
+    revisions: dict[tuple[str, str, str], list[tuple[int, datetime, dict, RawEvent]]] = defaultdict(list)
+    for raw in replicasets:
+        if raw.metadata.get("kind") != "ReplicaSet":
+            continue
+        try:
+            obj = json.loads(raw.data)
+        except ValueError:
+            continue  # the enricher names it
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict):
+            continue
+        owner = _deployment_of(meta)
+        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+        created = _time(meta.get("creationTimestamp") or "")
+        if owner is None or created is None or not str(revision or "").isdigit():
+            continue
+        key = (meta.get("namespace") or "", owner.get("name") or "", owner.get("uid") or "")
+        revisions[key].append((int(revision), created, obj, raw))
+    out: list[RawEvent] = []
+    for (namespace, deployment, uid), found in revisions.items():
+        found.sort(key=lambda r: r[0])
+        for (old_rev, old_at, old, _), (new_rev, new_at, new, raw) in zip(found, found[1:]):
+            if new_at <= old_at:  # a rollback to an older ReplicaSet: when it happened is unknown
+                continue
+            change = diff_objects(old, new)
+            changes = [c for c in (change.changes if change else []) if c.key not in _NOT_TEMPLATE]
+            if not changes:
+                continue
+            summary = summarize("Deployment", namespace, deployment, changes)
+            message = f"{summary} (revision {old_rev} -> {new_rev}, ReplicaSet {new['metadata'].get('name', '')})"
+            out.append(RawEvent(
+                id=content_id("rollout", namespace, deployment, str(new_rev), message), timestamp=new_at,
+                type="kubeapi", data=b"",
+                metadata={"kind": "Deployment", "name": deployment, "namespace": namespace, "uid": uid,
+                          "action": ROLLOUT, "reason": "RolledOut", "message": message[:1000],
+                          "revision": str(new_rev), "source": raw.metadata.get("source", "")}))
+    return out
