@@ -112,7 +112,7 @@ def scenario_events(folder: Path) -> list[RawEvent]:
 
 async def test_every_scenario_fires_what_its_labels_say(flow: dict) -> None:
     settings, proc = flow["settings"], flow["proc"]
-    assert len(SCENARIOS) >= 34, "each of the 17 patterns has a positive and a negative scenario"
+    assert len(SCENARIOS) >= 38, "each of the 19 patterns has a positive and a negative scenario"
     slots = []
     for k, folder in enumerate(SCENARIOS):
         shift_to = BASE + k * SLOT
