@@ -635,6 +635,10 @@ def test_a_bundles_replicasets_give_the_rollout_and_its_template_diff(tmp_path: 
                   ("b", "Pod", "web-7c9f-b", "BackOff", "Back-off restarting failed container web in pod web-7c9f-b",
                    "Warning", 2, "2026-11-20T10:02:00Z")]]
     write(bundle / "cluster-resources" / "events" / "shop.json", json.dumps({"kind": "EventList", "items": events}))
+    # the new pod's previous run logged why it exited (kubectl logs --timestamps)
+    write(bundle / "cluster-resources" / "pods" / "logs" / "shop" / "web-7c9f-a" / "web-previous.log",
+          "2026-11-20T10:01:10.2Z starting web 1.5\n"
+          "2026-11-20T10:01:10.4Z FATAL: environment variable DATABASE_URL is not set\n")
     raws, errors = split(read_inputs([bundle]))
     assert errors == []
     [rollout] = [r for r in raws if r.metadata.get("action") == "ROLLOUT"]
@@ -644,9 +648,15 @@ def test_a_bundles_replicasets_give_the_rollout_and_its_template_diff(tmp_path: 
         "Deployment shop/web: container[web].env.LOG_LEVEL modified (info -> debug), container[web].image modified "
         "(shop/web:1.4 -> shop/web:1.5) (revision 1 -> 2, ReplicaSet web-7c9f)")
     assert rollout.metadata["source"].endswith("replicasets/shop.json#items[1]")
-    [match] = [m for m in match_events(raws, Catalog("patterns")).matches if m.pattern == "bad-rollout"]
+    catalog = Catalog("patterns")
+    [match] = [m for m in match_events(raws, catalog).matches if m.pattern == "bad-rollout"]
     assert match.scope == "owner:Deployment/shop/web"
     assert match.links and {link.cause for link in match.links} == {rollout.id}
+    [logged] = [r for r in raws if r.type == "logs"]
+    assert logged.id in match.event_ids and match.boost == 0.05  # the log line is evidence and its boost (no ScalingReplicaSet here)
+    from agents.predict import predictions_for
+    said = [p.message for p in predictions_for(match, catalog.patterns["bad-rollout"])]
+    assert any("configuration they need is missing" in m for m in said), said
 
     # `kubectl rollout undo`: revision 1's ReplicaSet becomes revision 3 (and revision 1 is gone).
     # The undo's time is unknown (the ReplicaSet is older than revision 2), and revision 2 no
