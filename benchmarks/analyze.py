@@ -1,20 +1,27 @@
 """How long `tapio analyze` takes on a recording of N events, embedded stack start-up included.
 
-    .venv/bin/python benchmarks/analyze.py --events 10000
+    .venv/bin/python benchmarks/analyze.py --events 10000             # a support bundle .tar.gz
+    .venv/bin/python benchmarks/analyze.py --events 10000 --format eventlist
 
-Writes an `EventList` of N Kubernetes Events (20 namespaces x 500 pods, reasons in the shares
-of the real recordings, as `benchmarks/pipeline.py --mix real`) to a temporary folder, runs
-`tapio analyze` on it as a user would (a fresh state directory, so it starts its own embedded
-stack), and prints the wall time against the 60 s bar of the analyze issue.
+The default input is a troubleshoot support bundle, packed as `.tar.gz` as users receive it:
+per namespace (20) its Events (`cluster-resources/events/<ns>.json`, reasons in the shares of the
+real recordings, as `benchmarks/pipeline.py --mix real`), its pods (25 per namespace, owned by 5
+Deployments), the Deployments' ReplicaSets (two revisions each, so every Deployment has a
+rollout to read) and one previous-container log per pod with two lines that mean something.
+Everything counts toward N. `--format eventlist` writes N Events as one `EventList` instead.
+It runs `tapio analyze` on it as a user would (a fresh state directory, so it starts its own
+embedded stack), and prints the wall time against the 60 s bar of the analyze issue.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -43,20 +50,87 @@ def event_list(n: int) -> dict:
     return {"apiVersion": "v1", "kind": "EventList", "items": items}
 
 
+NAMESPACES, PODS, DEPLOYMENTS = 20, 25, 5
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def bundle(n: int, target: Path) -> Path:
+    """A support bundle of `n` events in all (Events, pods, ReplicaSets, log lines) as .tar.gz."""
+    t0 = datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+    files: dict[str, bytes] = {}
+    objects = NAMESPACES * PODS + NAMESPACES * DEPLOYMENTS * 2 + NAMESPACES * PODS * 2  # pods, RSs, log lines
+    per_ns_events = max(n - objects, 0) // NAMESPACES
+    for k in range(NAMESPACES):
+        ns = f"ns-{k}"
+        rs, pods, events = [], [], []
+        for d in range(DEPLOYMENTS):
+            for rev in (1, 2):
+                rs.append({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+                    "name": f"api-{d}-r{rev}", "namespace": ns, "uid": f"{ns}-api-{d}-r{rev}",
+                    "creationTimestamp": _iso(t0 + timedelta(minutes=10 * rev)),
+                    "annotations": {"deployment.kubernetes.io/revision": str(rev)},
+                    "ownerReferences": [{"kind": "Deployment", "name": f"api-{d}", "uid": f"{ns}-api-{d}", "controller": True}]},
+                    "spec": {"replicas": PODS // DEPLOYMENTS, "template": {"spec": {"containers": [
+                        {"name": "api", "image": f"shop/api:1.{rev}", "env": [{"name": "MODE", "value": f"v{rev}"}]}]}}}})
+        for p in range(PODS):
+            pod, owner = f"api-{p % DEPLOYMENTS}-r2-{p:03d}", f"api-{p % DEPLOYMENTS}-r2"
+            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": pod, "namespace": ns, "uid": f"{ns}-{pod}", "creationTimestamp": _iso(t0 + timedelta(minutes=20)),
+                "ownerReferences": [{"kind": "ReplicaSet", "name": owner, "uid": f"{ns}-{owner}", "controller": True}]},
+                "spec": {"nodeName": f"node-{p % 13}", "containers": [{"name": "api"}]},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "api", "restartCount": 1,
+                           "state": {"running": {"startedAt": _iso(t0 + timedelta(minutes=31))}},
+                           "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                        "finishedAt": _iso(t0 + timedelta(minutes=30))}}}]}})
+            files[f"cluster-resources/pods/logs/{ns}/{pod}/api-previous.log"] = (
+                f"{_iso(t0 + timedelta(minutes=29, seconds=p))} dial tcp 10.0.{k}.{p}:5432: connect: connection refused\n"
+                f"{_iso(t0 + timedelta(minutes=29, seconds=p + 1))} panic: lookup db.{ns}.svc: no such host\n").encode()
+        for i in range(per_ns_events):
+            j = k + i * NAMESPACES
+            reason, kind = _REAL[(j * 7919) % len(_REAL)]
+            pod = f"api-{j % DEPLOYMENTS}-r2-{(j // NAMESPACES) % PODS:03d}"
+            when = _iso(t0 + timedelta(seconds=j * 0.36))
+            events.append({"apiVersion": "v1", "kind": "Event",
+                           "metadata": {"name": f"{pod}.{j}", "namespace": ns, "uid": f"u-{j}"},
+                           "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns, "uid": f"{ns}-{pod}"},
+                           "reason": reason, "message": f"{reason}: container api in pod {pod}", "type": kind,
+                           "count": 1, "source": {"component": "kubelet", "host": f"node-{j % 13}"},
+                           "firstTimestamp": when, "lastTimestamp": when})
+        files[f"cluster-resources/events/{ns}.json"] = json.dumps({"kind": "EventList", "items": events}).encode()
+        files[f"cluster-resources/pods/{ns}.json"] = json.dumps({"kind": "PodList", "items": pods}).encode()
+        files[f"cluster-resources/replicasets/{ns}.json"] = json.dumps({"kind": "ReplicaSetList", "items": rs}).encode()
+    files["version.yaml"] = b"apiVersion: troubleshoot.sh/v1beta2\nkind: SupportBundleVersion\n"
+    with tarfile.open(target, "w:gz") as tf:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"support-bundle-bench/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return target
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--format", choices=["bundle", "eventlist"], default="bundle")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tapio-analyze-bench-"))
-    recording = root / "events.json"
-    recording.write_text(json.dumps(event_list(args.events)))
+    if args.format == "bundle":
+        recording = bundle(args.events, root / "support-bundle.tar.gz")
+    else:
+        recording = root / "events.json"
+        recording.write_text(json.dumps(event_list(args.events)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPIO_")} | {"TAPIO_STATE_DIR": str(root / "state")}
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "app.cli", "analyze", str(recording)], env=env,
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     wall = time.monotonic() - start
     print(done.stdout.splitlines()[0] if done.stdout else done.stderr[-2000:])
-    print(f"tapio analyze on {args.events:,} events: {wall:.1f} s wall, embedded stack start-up included "
+    counted = next((line for line in done.stdout.splitlines() if line.startswith("(")), "")
+    print(counted)
+    print(f"tapio analyze on {args.events:,} events ({args.format}): {wall:.1f} s wall, embedded stack start-up included "
           f"(bar {BAR_S:.0f} s: ratio {wall / BAR_S:.2f})")
     return done.returncode
 
