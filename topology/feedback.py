@@ -89,4 +89,5 @@ async def prediction_counts(graph: GraphStore) -> dict[tuple[str, str], int]:
 
 
 async def count_feedback(graph: GraphStore) -> int:
-    return (await graph.query(feedback_queries.COUNT_FEEDBACK))[0]["n"]
+    rows = await graph.query(feedback_queries.COUNT_FEEDBACK)
+    return rows[0]["n"] if rows else 0  # a graph nothing was written to yet has no rows
