@@ -125,8 +125,27 @@ async def publish(settings: Settings, folder: Path, name: str, items: list[dict]
 
 # --- the worker -------------------------------------------------------------------------
 
+def _wait_ready(settings: Settings, proc: ChildProcess, timeout: float = 90.0) -> None:
+    """Until the worker's server answers /readyz with 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.alive(), proc.log_tail()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", settings.worker.web_port, timeout=5)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"the worker never became ready: {proc.log_tail()}"
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two workers of one isolated dataflow: `settings` runs every stage but predict (and the
+    bridge) and takes the votes; `predictor` runs only the predict stage, so the worker that
+    receives a vote is never the one that applies it."""
     patterns = tmp_path_factory.mktemp("api-patterns")
     for name, (reason, base) in PATTERNS.items():
         (patterns / f"{name}.yaml").write_text(PATTERN.format(name=name, reason=reason, base=base))
@@ -136,24 +155,19 @@ def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> d
         base, match=msgspec.structs.replace(base.match, patterns_dir=str(patterns), idle_advance_s=2.0),
         api=msgspec.structs.replace(base.api, token=TOKEN),
         feedback=msgspec.structs.replace(base.feedback, min_feedback=4, refresh_interval_s=1.0))
+    predictor = with_worker_port(settings, free_port(), data_dir=str(tmp_path_factory.mktemp("api-predictor")))
     logs = tmp_path_factory.mktemp("api-logs")
-    proc = start_worker(settings, log_dir=logs)
+    procs = []
     try:
-        deadline = time.monotonic() + 90
-        while True:  # until the server answers and says it is ready
-            assert proc.alive(), proc.log_tail()
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", settings.worker.web_port, timeout=5)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"the worker never became ready: {proc.log_tail()}"
-            time.sleep(0.3)
-        yield {"settings": settings, "proc": proc, "folder": tmp_path_factory.mktemp("api-recordings")}
+        procs.append(start_worker(settings, log_dir=logs, stages=["enrich", "normalize", "match", "sink", "topology"]))
+        procs.append(start_worker(predictor, log_dir=logs, name="predictor", with_bridge=False, stages=["predict"]))
+        _wait_ready(settings, procs[0])
+        _wait_ready(predictor, procs[1])
+        yield {"settings": settings, "proc": procs[0], "predictor": predictor, "predictor_proc": procs[1],
+               "folder": tmp_path_factory.mktemp("api-recordings")}
     finally:
-        proc.stop()
+        for proc in procs:
+            proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +215,7 @@ def test_health_readiness_and_a_loopback_only_server(flow: dict) -> None:
 
 async def test_feedback_round_trip_moves_the_confidence_as_the_rule_says(flow: dict,
                                                                          first_round: list[StoredPrediction]) -> None:
-    settings, proc = flow["settings"], flow["proc"]
+    settings, proc, predictor = flow["settings"], flow["proc"], flow["predictor"]
     by_pattern: dict[str, list[StoredPrediction]] = {}
     for p in first_round:
         by_pattern.setdefault(p.pattern, []).append(p)
@@ -221,9 +235,12 @@ async def test_feedback_round_trip_moves_the_confidence_as_the_rule_says(flow: d
                       ("fb-disable", "1.0.0"): Votes(accurate=0, total=4)}
     rule = LearningRule(prior_count=5, min_feedback=4, disable_below=0.3)
     expected = adjusted(0.6, factor(counts[("fb-learn", "1.0.0")], rule))
-    # the worker's predict stage has read them once its pattern statistics show them
+    # the voted-on worker predicts nothing: it reads the votes from the graph when asked
+    read_now = call(settings, "GET", "/api/v1/patterns", "/api/v1/patterns", status=200)
+    assert read_now.votes_refreshed == 0 and {r.name: r.feedback for r in read_now.patterns}["fb-learn"] == 3
+    # the predict-only worker has read them once its pattern statistics (what it applies) show them
     for _ in range(200):
-        listed = call(settings, "GET", "/api/v1/patterns", "/api/v1/patterns", status=200)
+        listed = call(predictor, "GET", "/api/v1/patterns", "/api/v1/patterns", status=200)
         reports = {r.name: r for r in listed.patterns}
         if reports["fb-learn"].feedback == 3 and not reports["fb-disable"].enabled:
             break
@@ -232,9 +249,9 @@ async def test_feedback_round_trip_moves_the_confidence_as_the_rule_says(flow: d
     assert reports["fb-learn"].predictions == 2 and reports["fb-learn"].enabled
     assert "feedback.disable_below" in reports["fb-disable"].disabled_reason
     assert reports["fb-control"].factor == 1.0 and reports["fb-control"].feedback == 0
-    assert "fb-disable" in call(settings, "GET", "/healthz", "/healthz", status=200).disabled_patterns
-    assert "fb-disable" in call(settings, "GET", "/readyz", "/readyz", status=200).disabled_patterns
-    assert "pattern fb-disable 1.0.0 disabled" in proc.log_tail(200_000)
+    assert "fb-disable" in call(predictor, "GET", "/healthz", "/healthz", status=200).disabled_patterns
+    assert "fb-disable" in call(predictor, "GET", "/readyz", "/readyz", status=200).disabled_patterns
+    assert "pattern fb-disable 1.0.0 disabled" in flow["predictor_proc"].log_tail(200_000)
 
     t2 = BASE + timedelta(hours=6)
     items = events(t2, "a3", "E2eLearn") + events(t2, "d5", "E2eDisable") + events(t2, "c2", "E2eControl")
@@ -315,7 +332,8 @@ async def test_read_api(flow: dict, first_round: list[StoredPrediction]) -> None
 
     listed = call(settings, "GET", "/api/v1/patterns", "/api/v1/patterns", status=200)
     assert sorted(r.name for r in listed.patterns) == sorted(PATTERNS) and listed.catalog_errors == []
-    assert listed.votes_refreshed > 0
+    assert listed.votes_refreshed == 0  # this worker predicts nothing: votes read at the request
+    assert call(flow["predictor"], "GET", "/api/v1/patterns", "/api/v1/patterns", status=200).votes_refreshed > 0
 
 
 def test_the_openapi_document_is_what_the_server_does(flow: dict) -> None:
