@@ -19,7 +19,7 @@ The ranking and the report are pure (`rank`, `render`); `analyze` is the I/O she
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -58,10 +58,6 @@ class Analysis(msgspec.Struct, kw_only=True):
     hypotheses: list[RootCause]
     verdict: str
     graph: str = ""
-
-
-def _ms(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, tz=timezone.utc)
 
 
 def last_failures(events: Iterable[UnifiedEvent]) -> tuple[dict[str, datetime], datetime | None]:

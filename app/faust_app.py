@@ -128,21 +128,33 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         learning = Learning(rule_of(settings.feedback))
         app.tapio_learning = learning
 
-        @app.timer(settings.feedback.refresh_interval_s)
-        async def refresh_feedback() -> None:
-            """Every worker re-reads the votes, so all predict with the same adjusted confidence."""
-            await runtime.ready()
+        def versions() -> dict[str, str]:
+            return {name: pattern.metadata.version for name, pattern in catalog.patterns.items()}
+
+        async def refresh_votes() -> bool:
             try:
-                await learning.refresh(runtime.graph,  # type: ignore[arg-type]
-                                       {n: p.metadata.version for n, p in catalog.patterns.items()})
+                await learning.refresh(runtime.graph, versions())  # type: ignore[arg-type]
+                return True
             except GraphError as e:
                 log.warning("feedback: cannot read the votes (%s); keeping the last ones", e)
             except Exception:  # a bug: keep the timer and the last votes
                 log.exception("feedback: refreshing the votes failed; keeping the last ones")
+            return False
+
+        async def first_votes() -> None:
+            """The predict stage's first batch waits for one read of the votes."""
+            while not await refresh_votes():
+                await asyncio.sleep(settings.feedback.refresh_interval_s)
+
+        @app.timer(settings.feedback.refresh_interval_s)
+        async def refresh_feedback() -> None:
+            """Every worker re-reads the votes, so all predict with the same adjusted confidence."""
+            await runtime.ready()
+            await refresh_votes()
 
         register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
                        transform=lambda batch: predict_batch(batch, catalog.patterns, learning.adjustments),
-                       runtime=runtime, before=learning.loaded.wait)
+                       runtime=runtime, before=first_votes)
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
 
