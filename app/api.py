@@ -71,6 +71,7 @@ class Api:
         self.settings = settings
         self._graph, self._nats = graph, nats
         self.catalog, self.learning = catalog, learning
+        self._own_catalog = False
         self.rule = rule_of(settings.feedback)
         self._document = _ENCODER.encode(openapi())
 
@@ -83,8 +84,10 @@ class Api:
         return graph
 
     def patterns(self) -> Catalog:
-        if self.catalog is None:  # a worker without the match and predict stages reads the folder once
-            self.catalog = Catalog(self.settings.match.patterns_dir)
+        if self.catalog is None:  # a worker without the match and predict stages reads the folder itself
+            self.catalog, self._own_catalog = Catalog(self.settings.match.patterns_dir), True
+        elif self._own_catalog:
+            self.catalog.poll()  # (a worker's own catalog is polled by its reload timer)
         return self.catalog
 
     def _authorize(self, request: web.Request) -> None:
