@@ -379,3 +379,42 @@ async def test_no_token_configured_refuses_writes(settings: Settings, tmp_path: 
     finally:
         await server.close()
         await graph.close()
+
+
+async def test_not_ready_lists_what_failed_and_a_graph_down_is_a_503(settings: Settings, tmp_path: Path) -> None:
+    """The same handlers in-process, pointed at ports nothing listens on and an empty pattern folder."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    from agents.catalog import Catalog
+    from app.api import Api, register_api
+    from app.api_schema import Error, Health, Readiness
+    dead = f"127.0.0.1:{free_port()}"
+    broken = msgspec.structs.replace(
+        settings, kafka=msgspec.structs.replace(settings.kafka, bootstrap_servers=[dead]),
+        graph=msgspec.structs.replace(settings.graph, uri=f"falkordb://{dead}"),
+        api=msgspec.structs.replace(settings.api, probe_timeout_s=1.0))
+    graph = open_graph(broken.graph)
+    (tmp_path / "empty").mkdir()
+    app = web.Application()
+    register_api(app.router, Api(broken, graph=lambda: graph, nats=lambda: None, catalog=Catalog(tmp_path / "empty")))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession() as session:
+            async with session.get(server.make_url("/readyz")) as response:
+                assert response.status == 503
+                ready = msgspec.json.decode(await response.read(), type=Readiness)
+            async with session.get(server.make_url("/healthz")) as response:
+                assert response.status == 200
+                msgspec.json.decode(await response.read(), type=Health)
+            async with session.get(server.make_url("/api/v1/predictions")) as response:
+                assert response.status == 503
+                down = msgspec.json.decode(await response.read(), type=Error)
+        assert not ready.ready and ready.failed == ["nats", "kafka", "graph", "patterns"]
+        details = {c.name: c.detail for c in ready.checks}
+        assert "not connected" in details["nats"] and "no pattern loaded" in details["patterns"]
+        assert "unreachable" in down.error and "graph.uri" in down.error
+    finally:
+        await server.close()
+        await graph.close()
