@@ -5,18 +5,21 @@ Feeds: topic `insights` (InsightBatch), written to the graph by the sink.
 
 A match yields one Prediction per `spec.predictions` entry whose `when` tests pass on one of the
 match's events. Confidence = confidence_base + the boosts of the optional conditions that held,
-capped at 0.99. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
+capped at 0.99, then multiplied by the pattern's feedback factor (`agents.confidence`: 1.0
+without feedback); a pattern feedback disabled makes no prediction. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
 pattern's priority (priority 50 keeps the confidence as is). Events pass through unread.
 
-Pure (`predictions_for`); the stage reads the live catalog (`agents.catalog`), so an edited
-message or base confidence applies to the next match.
+Pure (`predictions_for`, `predict_batch`); the stage reads the live catalog (`agents.catalog`), so
+an edited message or base confidence applies to the next match, and the adjustments the worker's
+learning loop last read from the graph (`app.learning`), so every worker applies the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
+from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
 from agents.patterns import BehaviorPattern
 from app.events import ObjectRef, content_id
@@ -48,7 +51,8 @@ def _scope_label(scope: str) -> str:
     return scope.split(":", 1)[1] if ":" in scope else scope
 
 
-def predictions_for(match: PatternMatch, pattern: BehaviorPattern) -> list[Prediction]:
+def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
+                    adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
     values = {"scope": _scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
@@ -58,7 +62,7 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern) -> list[Predi
             tests: list[Callable] = [compile_test(t.field, t.operator, t.value) for t in spec.when]
             if not any(all(test(e, e.semantic.intent) for test in tests) for e in match.evidence):
                 continue
-        confidence = round(min(spec.confidence_base + match.boost, MAX_CONFIDENCE), 4)
+        confidence = adjusted(round(min(spec.confidence_base + match.boost, MAX_CONFIDENCE), 4), adjustment.factor)
         out.append(Prediction(
             id=content_id("prediction", match.id, str(i)), match_id=match.id, pattern=match.pattern,
             version=match.version, type=spec.type, confidence=confidence,
@@ -69,12 +73,16 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern) -> list[Predi
     return out
 
 
-def predict_batch(batch: MatchedBatchView, patterns: dict[str, BehaviorPattern]) -> tuple[InsightBatchView, list]:
-    """Predictions for the batch's matches; a match whose pattern was deleted since keeps no prediction."""
+def predict_batch(batch: MatchedBatchView, patterns: dict[str, BehaviorPattern],
+                  adjustments: Mapping[str, Adjustment] | None = None) -> tuple[InsightBatchView, list]:
+    """Predictions for the batch's matches; a match whose pattern was deleted since, or whose
+    pattern feedback disabled (`adjustments`), keeps no prediction (the match itself is kept)."""
     predictions: list[Prediction] = []
+    adjustments = adjustments or {}
     for match in batch.matches:
         pattern = patterns.get(match.pattern)
-        if pattern is not None:
-            predictions.extend(predictions_for(match, pattern))
+        adjustment = adjustments.get(match.pattern, NO_FEEDBACK)
+        if pattern is not None and adjustment.disabled is None:
+            predictions.extend(predictions_for(match, pattern, adjustment))
     return InsightBatchView(events=batch.events, matches=batch.matches, predictions=predictions,
                             watermark=batch.watermark), []

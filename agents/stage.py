@@ -12,7 +12,7 @@ The output keeps the input's partition, so a namespace stays on one partition en
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 import msgspec
@@ -28,9 +28,14 @@ Transform = Callable[[Any], tuple[msgspec.Struct | None, list[tuple[msgspec.Stru
 
 
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
-                   transform: Transform, runtime: Runtime) -> Any:
+                   transform: Transform, runtime: Runtime,
+                   before: Callable[[], Awaitable[Any]] | None = None) -> Any:
+    """`before`: awaited after the runtime is ready, before the first record (the predict stage
+    waits for its first read of the feedback statistics)."""
     async def run(stream: faust.StreamT) -> None:
         await runtime.ready()
+        if before is not None:
+            await before()
         async for event in stream.events():
             message, value = event.message, event.value
             where = where_of(message)

@@ -19,7 +19,7 @@ The ranking and the report are pure (`rank`, `render`); `analyze` is the I/O she
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -58,10 +58,6 @@ class Analysis(msgspec.Struct, kw_only=True):
     hypotheses: list[RootCause]
     verdict: str
     graph: str = ""
-
-
-def _ms(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, tz=timezone.utc)
 
 
 def last_failures(events: Iterable[UnifiedEvent]) -> tuple[dict[str, datetime], datetime | None]:
@@ -127,19 +123,9 @@ def render(analysis: Analysis) -> list[str]:
 
 
 async def _story(graph: object, prediction: object) -> tuple[list[Evidence], list[str]]:
-    from topology import insight_queries
-    rows = await graph.query(insight_queries.MATCH_EVENTS, match_id=prediction.match_id)  # type: ignore[attr-defined]
-    text = {r["id"]: " ".join((r["narrative"] or r["id"]).split()) for r in rows}  # one line each
-    evidence = [Evidence(at=_ms(r["timestamp"]), source=r["source"] or "", text=text[r["id"]]) for r in rows]
-    ids = [r["id"] for r in rows]
-    links = await graph.query(insight_queries.CAUSED_AMONG, ids=ids) if ids else []  # type: ignore[attr-defined]
-    if links:
-        root = links[0]["cause"]
-        effects = [link["effect"] for link in links if link["cause"] == root]
-        chain = [text[root]] + [text[e] for e in effects[:3]]
-    else:
-        chain = [text[i] for i in ids[:1] + ids[-1:]] if len(ids) > 1 else [text[i] for i in ids]
-    return evidence, chain
+    from topology.predictions import match_story
+    story = await match_story(graph, prediction.match_id)  # type: ignore[arg-type, attr-defined]
+    return [Evidence(at=e.at, source=e.source, text=e.text) for e in story.evidence], story.chain
 
 
 async def analyze(live: Settings, paths: list[str], *, now: datetime | None = None, keep: bool = False,

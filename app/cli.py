@@ -10,6 +10,8 @@ module (`app.stack`, `app.faust_app`, `app.bridge`, `collectors.replayer`, `app.
     tapio collect kubeapi         list + watch a live cluster and publish to JetStream
     tapio deadletters             what was rejected, why and where
     tapio patterns lint [DIR]     validate behavior patterns (file:line: field: problem)
+    tapio patterns list           every pattern: enabled, base/adjusted confidence, predictions, feedback
+    tapio feedback ID --accurate|--inaccurate   vote on a prediction (as POST /api/v1/feedback does)
     tapio context EVENT_ID        what the graph knows around one event (tree or JSON)
     tapio explain KIND/NAME -n NS why a resource is in trouble, from the live graph
     tapio predictions [-n NS]     what the patterns predict, best score first
@@ -181,6 +183,70 @@ def patterns_lint(directory: str) -> None:
     click.echo(f"{count} pattern file(s) in {directory}: {len(errors)} error(s)")
     if errors:
         sys.exit(1)
+
+
+@patterns.command(name="list")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def patterns_list(ctx: click.Context, output: str) -> None:
+    """Every pattern of match.patterns_dir with what feedback made of it, from the graph."""
+    from agents.catalog import Catalog
+    from app.learning import pattern_statistics, rule_of
+
+    settings = _settings(ctx)
+    logging.getLogger("agents.catalog").setLevel(logging.WARNING)
+    try:
+        catalog = Catalog(settings.match.patterns_dir)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
+    reports = _on_graph(ctx, lambda graph: pattern_statistics(graph, catalog.patterns, rule_of(settings.feedback)))
+    if output == "json":
+        _echo_json({"patterns": reports, "catalog_errors": catalog.errors})
+        return
+    click.echo(f"{'pattern':<26} {'version':<8} {'state':<8} {'confidence':<22} {'predictions':>11} "
+               f"{'feedback':>8} {'accuracy':>8}")
+    for r in reports:
+        bases = "/".join(f"{b:.2f}" for b in r.base_confidence)
+        now = "/".join(f"{c:.2f}" for c in r.confidence)
+        confidence = bases if r.factor == 1.0 else f"{bases} -> {now}"
+        accuracy = "-" if r.accuracy is None else f"{r.accuracy:.0%}"
+        click.echo(f"{r.name:<26} {r.version:<8} {'enabled' if r.enabled else 'DISABLED':<8} {confidence:<22} "
+                   f"{r.predictions:>11} {r.feedback:>8} {accuracy:>8}")
+    for r in reports:
+        if not r.enabled:
+            click.echo(f"{r.name} is disabled: {r.disabled_reason}; accurate votes re-enable it, "
+                       f"or a new metadata.version starts its count afresh")
+    for error in catalog.errors:
+        click.echo(f"warning: {error}", err=True)
+
+
+@cli.command()
+@click.argument("prediction_id")
+@click.option("--accurate/--inaccurate", required=True, default=None, help="Was the prediction right?")
+@click.option("--rating", type=click.IntRange(-1, 1), default=0, show_default=True,
+              help="-1, 0 or 1 (stored with the vote; only --accurate/--inaccurate moves the confidence).")
+@click.option("--comment", default="", help="Why (stored with the vote).")
+@click.pass_context
+def feedback(ctx: click.Context, prediction_id: str, accurate: bool, rating: int, comment: str) -> None:
+    """Vote on a prediction, as POST /api/v1/feedback does: `tapio feedback ID --inaccurate --comment ...`."""
+    import msgspec
+
+    from app.api_schema import FeedbackRequest, field_of
+    from topology.feedback import UnknownPrediction, record_feedback
+
+    try:
+        vote = msgspec.convert({"prediction_id": prediction_id, "accurate": accurate, "rating": rating,
+                                "comment": comment}, FeedbackRequest)
+    except msgspec.ValidationError as e:
+        raise click.BadParameter(str(e), param_hint=field_of(e)) from e
+    try:
+        stored = _on_graph(ctx, lambda graph: record_feedback(
+            graph, prediction_id=vote.prediction_id, accurate=vote.accurate, rating=vote.rating,
+            comment=vote.comment, source="cli"))
+    except UnknownPrediction as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{stored.id}: {'accurate' if stored.accurate else 'inaccurate'} vote on {stored.prediction_id} "
+               f"({stored.pattern} {stored.version}); workers apply it within feedback.refresh_interval_s")
 
 
 @cli.group()

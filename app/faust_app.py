@@ -12,6 +12,7 @@ a short session timeout (a group join completes only after session_timeout / 2) 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,12 +28,17 @@ from agents.normalize import normalize_stage
 from agents.predict import predict_batch
 from agents.sink import register_sink
 from agents.stage import register_stage
+from app.api import Api, register_api
 from app.bridge import Bridge
+from app.learning import Learning, rule_of
 from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
+from topology.graph import GraphError
+
+log = logging.getLogger(__name__)
 
 
 class WorkerStartError(Exception):
@@ -42,6 +48,7 @@ class WorkerStartError(Exception):
 class TapioApp(faust.App):
     tapio_settings: Settings
     tapio_catalog: Catalog | None = None
+    tapio_learning: Learning | None = None
 
     def _new_transport(self) -> Any:
         return TapioTransport(self.conf.broker_consumer, self)
@@ -116,11 +123,44 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         register_select(app, source=topics["unified"], matched=topics["matched"], hits=topics["hits"],
                         catalog=catalog, runtime=runtime)
         register_windows(app, source=topics["hits"], matched=topics["matched"], catalog=catalog, runtime=runtime)
+    learning = None
     if "predict" in stages:
+        learning = Learning(rule_of(settings.feedback))
+        app.tapio_learning = learning
+
+        def versions() -> dict[str, str]:
+            return {name: pattern.metadata.version for name, pattern in catalog.patterns.items()}
+
+        async def refresh_votes() -> bool:
+            try:
+                await learning.refresh(runtime.graph, versions())  # type: ignore[arg-type]
+                return True
+            except GraphError as e:
+                log.warning("feedback: cannot read the votes (%s); keeping the last ones", e)
+            except Exception:  # a bug: keep the timer and the last votes
+                log.exception("feedback: refreshing the votes failed; keeping the last ones")
+            return False
+
+        async def first_votes() -> None:
+            """The predict stage's first batch waits for one read of the votes."""
+            while not await refresh_votes():
+                await asyncio.sleep(settings.feedback.refresh_interval_s)
+
+        @app.timer(settings.feedback.refresh_interval_s)
+        async def refresh_feedback() -> None:
+            """Every worker re-reads the votes, so all predict with the same adjusted confidence."""
+            await runtime.ready()
+            await refresh_votes()
+
         register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
-                       transform=lambda batch: predict_batch(batch, catalog.patterns), runtime=runtime)
+                       transform=lambda batch: predict_batch(batch, catalog.patterns, learning.adjustments),
+                       runtime=runtime, before=first_votes)
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
+
+    api = Api(settings, graph=lambda: runtime.graph, nats=lambda: getattr(runtime, "nc", None),
+              catalog=app.tapio_catalog, learning=learning)
+    register_api(app.web.web_app.router, api)
 
     @app.page("/tapio/health/")
     async def health(web: Any, request: Any) -> Any:

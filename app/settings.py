@@ -91,12 +91,35 @@ class MatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     idle_advance_s: float = 5.0
 
 
+class ApiSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP API the worker serves on worker.web_host:web_port (app.api)."""
+
+    # bearer token the write endpoints (POST /api/v1/feedback) require; empty: writes are refused
+    token: str = ""
+    max_body_bytes: int = 64 * 1024  # a larger request body is refused (413) before it is read
+    probe_timeout_s: float = 2.0  # how long /readyz waits for NATS, Kafka and the graph each
+
+
+class FeedbackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How feedback moves a pattern's confidence (agents.confidence)."""
+
+    # pseudo-votes assumed accurate: accuracy = (accurate + prior) / (total + prior)
+    prior_count: float = 5.0
+    # a pattern with at least this many votes on its current version whose accuracy (raw) is
+    # below disable_below makes no predictions until its accuracy rises or its version changes
+    min_feedback: int = 10
+    disable_below: float = 0.3
+    refresh_interval_s: float = 2.0  # how often a worker's predict stage re-reads the votes
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     graph: GraphSettings = msgspec.field(default_factory=GraphSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     match: MatchSettings = msgspec.field(default_factory=MatchSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
     state_dir: str = ".tapio"
 
 
@@ -130,6 +153,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     fields = {name: cls for name, cls in (
         ("nats", NatsSettings), ("kafka", KafkaSettings),
         ("graph", GraphSettings), ("worker", WorkerSettings), ("match", MatchSettings),
+        ("api", ApiSettings), ("feedback", FeedbackSettings),
     )}
     for section, cls in fields.items():
         for field in msgspec.structs.fields(cls):

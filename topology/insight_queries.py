@@ -119,6 +119,13 @@ RETURN {_COLUMNS}, impacted, via
 {_RANKED}""")
 
 
+#: Params `id`. Rows (0 or 1) as LIST_PREDICTIONS: one prediction by id.
+PREDICTION_BY_ID = Query("prediction_by_id", f"""MATCH (pr:{PREDICTION_LABEL} {{{PREDICTION_KEY}: $id}})
+WITH pr, [] AS via
+{_IMPACTED}
+RETURN {_COLUMNS}, impacted, via""")
+
+
 def _hypotheses(label: str) -> Query:
     # Both ways a prediction fits a resource, collected per resource node (a name can sit on a
     # synthetic and a real node), then merged per prediction: `via` lists `impacts` (it names the

@@ -31,11 +31,14 @@ EVENT_LABEL: Final = "Event"
 PATTERN_LABEL: Final = "Pattern"
 #: Label of a prediction a pattern match made, keyed by `id`.
 PREDICTION_LABEL: Final = "Prediction"
+#: Label of one feedback vote on a prediction, keyed by `id` (props: accurate, rating, comment, at, source).
+FEEDBACK_LABEL: Final = "Feedback"
 
 RESOURCE_KEY: Final = "uid"
 EVENT_KEY: Final = "id"
 PATTERN_KEY: Final = "name"
 PREDICTION_KEY: Final = "id"
+FEEDBACK_KEY: Final = "id"
 
 #: Every label a resource node can carry: the known kinds, then the generic one.
 ALL_RESOURCE_LABELS: Final[tuple[str, ...]] = RESOURCE_LABELS + (GENERIC_LABEL,)
@@ -46,6 +49,7 @@ NODE_KEYS: Final[dict[str, str]] = {
     EVENT_LABEL: EVENT_KEY,
     PATTERN_LABEL: PATTERN_KEY,
     PREDICTION_LABEL: PREDICTION_KEY,
+    FEEDBACK_LABEL: FEEDBACK_KEY,
 }
 #: (label, property) indexes besides the keys: a hypothesis finds the predictions of a match.
 SECONDARY_INDEXES: Final[tuple[tuple[str, str], ...]] = ((PREDICTION_LABEL, "match_id"),)
@@ -76,6 +80,8 @@ PRECEDED: Final = "PRECEDED"
 MATCHES: Final = "MATCHES"
 PREDICTED: Final = "PREDICTED"
 IMPACTS: Final = "IMPACTS"
+#: Feedback (written by `tapio feedback` and POST /api/v1/feedback): (Feedback)-[:VALIDATES]->(Prediction).
+VALIDATES: Final = "VALIDATES"
 
 
 _BY_LOWER: Final[dict[str, str]] = {label.lower(): label for label in RESOURCE_LABELS}

@@ -129,3 +129,49 @@ def merge_hypotheses(*groups: list[Hypothesis], limit: int = 50) -> list[Hypothe
     ranked = sorted(merged.values(), key=lambda h: (-h.prediction.score, -h.prediction.at.timestamp(),
                                                     h.prediction.id))
     return ranked[:limit]
+
+
+async def get_prediction(graph: GraphStore, prediction_id: str) -> StoredPrediction | None:
+    """One prediction by id, with the resources it impacts; None when the graph has none by that id."""
+    rows = await graph.query(insight_queries.PREDICTION_BY_ID, id=prediction_id)
+    return _prediction(rows[0]) if rows else None
+
+
+class EvidenceEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event a match rests on (`(Event)-[:MATCHES {match_id}]->(Pattern)`)."""
+
+    id: str
+    at: datetime | None
+    source: str = ""  # file#position of a recording, or the collector
+    text: str  # its narrative on one line (its id when it has none)
+    severity: str = ""
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+
+
+class MatchStory(msgspec.Struct, frozen=True, kw_only=True):
+    """The events one match rests on, oldest first, the CAUSED edges among them, and the causal
+    chain in words (root cause first, then up to three effects; else the first and last events)."""
+
+    evidence: list[EvidenceEvent]
+    caused: list[list[str]]  # [cause id, effect id]
+    chain: list[str]
+
+
+async def match_story(graph: GraphStore, match_id: str) -> MatchStory:
+    rows = await graph.query(insight_queries.MATCH_EVENTS, match_id=match_id)
+    text = {r["id"]: " ".join((r["narrative"] or r["id"]).split()) for r in rows}  # one line each
+    evidence = [EvidenceEvent(id=r["id"], at=_datetime(r["timestamp"]) if r["timestamp"] is not None else None,
+                              source=r["source"] or "", text=text[r["id"]], severity=r["severity"] or "",
+                              kind=r["kind"] or "", namespace=r["namespace"] or "", name=r["name"] or "")
+                for r in rows]
+    ids = [r["id"] for r in rows]
+    links = await graph.query(insight_queries.CAUSED_AMONG, ids=ids) if ids else []
+    if links:
+        root = links[0]["cause"]
+        effects = [link["effect"] for link in links if link["cause"] == root]
+        chain = [text[root]] + [text[e] for e in effects[:3]]
+    else:
+        chain = [text[i] for i in ids[:1] + ids[-1:]] if len(ids) > 1 else [text[i] for i in ids]
+    return MatchStory(evidence=evidence, caused=[[link["cause"], link["effect"]] for link in links], chain=chain)

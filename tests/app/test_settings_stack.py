@@ -22,6 +22,17 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     assert settings.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
 
 
+def test_api_and_feedback_sections_from_file_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "tapio.yaml"
+    config.write_text("api: {max_body_bytes: 1024}\nfeedback: {disable_below: 0.25}\n")
+    settings = load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path), "TAPIO_API_TOKEN": "s3cret",
+                                              "TAPIO_FEEDBACK_MIN_FEEDBACK": "20"})
+    assert (settings.api.token, settings.api.max_body_bytes) == ("s3cret", 1024)
+    assert (settings.feedback.min_feedback, settings.feedback.disable_below, settings.feedback.prior_count) == (
+        20, 0.25, 5.0)
+    assert load_settings(environ={"TAPIO_STATE_DIR": str(tmp_path)}).api.token == ""  # writes off by default
+
+
 def test_bad_configuration_names_the_problem(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("kafka:\n  partitions: many\n")
