@@ -30,6 +30,7 @@ from agents.stage import register_stage
 from app.bridge import Bridge
 from app.runtime import Runtime
 from app.settings import Settings
+from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         timings = {name: msgspec.to_builtins(r.percentiles()) for name, r in runtime.stats.timings.items()}
         return web.json(counters | ({"timings": timings} if timings else {}))
 
+    register_table_views(app, catalog=getattr(app, "tapio_catalog", None), settings=settings)
     return app, runtime
 
 
