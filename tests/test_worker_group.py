@@ -224,12 +224,7 @@ def tally_counts(settings: Settings) -> dict[tuple[str, str, str], tuple[int, st
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("stop", ["sigterm", pytest.param("sigkill", marks=pytest.mark.xfail(
-    reason="open bug, reproduced in 3 of 5 runs: after a SIGKILL the worker taking over the killed worker's "
-           "partitions processes only the empty watermark batches of their raw topic; the events published "
-           "around the kill on those partitions stay in tapio.raw (and partly in enriched/unified/matched) and "
-           "never reach the graph. The killed worker had committed few or no offsets. Cause not found yet",
-    strict=False))])
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_loss_or_double_counting(
         embedded: EmbeddedStack, tmp_path: Path, stop: str) -> None:
     patterns = tmp_path / "patterns"
