@@ -352,8 +352,13 @@ def register_table_views(app: Any, *, catalog: Any, settings: Any) -> None:
                 return as_json(web, {"error": "no worker holds the key's partition now (the group is rebalancing?)",
                                      "table": name, "key": key, "partition": p, "owners": owners(name)}, 503)
             url = f"{owner}{request.path}"
-            async with app.http_client.get(url, params={"forwarded": "1"}) as response:
-                return web.json(await response.json(), status=response.status)
+            try:
+                async with app.http_client.get(url, params={"forwarded": "1"}) as response:
+                    return web.json(await response.json(), status=response.status)
+            except Exception as e:  # the owner went away (a rebalance) or answered something else
+                log.warning("table view: forwarding %s to %s failed: %r", key, owner, e)
+                return as_json(web, {"error": f"the worker holding the key's partition did not answer: {e!r}",
+                                     "table": name, "key": key, "partition": p, "owners": owners(name)}, 502)
         row = one(name, key)
         if row is None:
             return as_json(web, {"error": "key not found", "table": name, "key": key, "partition": p,
