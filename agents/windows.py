@@ -12,11 +12,14 @@ quiet in that scope for its longest window (one match per pattern and scope per 
 
 Counting: a `count`/`rate` condition counts occurrences. A repeated Kubernetes Event (a series:
 same object, reason, message) adds the increase of its `count` since its last observation held
-here, or its whole `count` when first seen. `distinct` counts distinct values instead.
+here, or its whole `count` when first seen. `distinct` counts distinct values instead. A hit
+is counted once: one the state already holds (same condition, role, time, event id), such as a
+hits batch read again after a rebalance, adds nothing.
 
 State stays bounded: a state keeps the bytes of at most MAX_KEPT_EVIDENCE events (a match's
 other event ids are linked to the events the graph already holds), hits older than the pattern's span are pruned at every advance, hits of the
-same time, series and distinct value are merged into one entry, and a list never holds more
+same time, series and distinct value are merged into one entry (keeping their ids, at most
+MAX_MERGED per entry), and a list never holds more
 than MAX_ENTRIES (the oldest go first). A hit at or before the last evaluated time is late and
 is dropped (counted by the caller); the allowed lateness is applied to the watermark upstream.
 
@@ -37,6 +40,7 @@ from app.events import UnifiedEvent, content_id
 from app.records import Hit, Link, PatternMatch
 
 MAX_ENTRIES = 2000
+MAX_MERGED = 256  # hits one entry merges; the next one of the same time starts an entry of its own
 MAX_EVIDENCE = 50  # events (and links) a match carries
 MAX_KEPT_EVIDENCE = 64  # events a state keeps the bytes of: its changelog record stays small
 _OPS = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}
@@ -48,6 +52,7 @@ class Entry(msgspec.Struct, array_like=True, gc=False):
     id: str
     d: str = ""  # distinct value
     v: float = 0.0  # metric sample
+    more: list[str] = []  # ids of the other hits merged into this entry (same time, distinct value, sample)
 
 
 class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
@@ -62,11 +67,20 @@ class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
 
 
 def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
-    """Add hits to the state; returns how many were late (at or before `done_to`) and dropped."""
+    """Add hits to the state; returns how many were late (at or before `done_to`) and dropped.
+
+    A hit the state already holds (same condition, role, time and event id) is not counted
+    again: delivery is at least once, so after a rebalance or a restart a worker re-reads the
+    hits batches since the last committed offset, while the table it recovered already holds
+    what they added.
+    """
     late = 0
     for hit in hits:
         if hit.t <= state.done_to:
             late += 1
+            continue
+        entries = state.entries.setdefault(f"{hit.cond}:{hit.role}", [])
+        if _holds(entries, hit.t, hit.id):
             continue
         weight = 1
         if hit.series:
@@ -76,11 +90,21 @@ def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
             state.series[skey] = [max(hit.count, seen[0] if seen else 0), max(hit.t, seen[1] if seen else 0)]
             if weight == 0:
                 continue  # the same observation again (a redelivery or an unchanged relist)
-        entries = state.entries.setdefault(f"{hit.cond}:{hit.role}", [])
         _insert(entries, Entry(t=hit.t, w=weight, id=hit.id, d=hit.distinct, v=hit.value))
         if len(state.evidence) < MAX_KEPT_EVIDENCE:
             state.evidence.setdefault(hit.id, hit.event)
     return late
+
+
+def _holds(entries: list[Entry], t: int, event_id: str) -> bool:
+    """Whether an entry of time t already counts the event `event_id`."""
+    for j in range(bisect.bisect_right(entries, t, key=lambda e: e.t) - 1, -1, -1):
+        other = entries[j]
+        if other.t != t:
+            return False
+        if other.id == event_id or event_id in other.more:
+            return True
+    return False
 
 
 def _insert(entries: list[Entry], entry: Entry) -> None:
@@ -89,8 +113,9 @@ def _insert(entries: list[Entry], entry: Entry) -> None:
         other = entries[j]
         if other.t != entry.t:
             break
-        if other.d == entry.d and other.v == entry.v:
+        if other.d == entry.d and other.v == entry.v and len(other.more) < MAX_MERGED:
             other.w += entry.w
+            other.more = [*other.more, entry.id]  # a new list: a default [] is never shared
             return
     entries.insert(i, entry)
     if len(entries) > MAX_ENTRIES:

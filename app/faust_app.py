@@ -33,6 +33,7 @@ from app.bridge import Bridge
 from app.learning import Learning, rule_of
 from app.runtime import Runtime
 from app.settings import Settings
+from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
@@ -175,6 +176,7 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         timings = {name: msgspec.to_builtins(r.percentiles()) for name, r in runtime.stats.timings.items()}
         return web.json(counters | ({"timings": timings} if timings else {}))
 
+    register_table_views(app, catalog=getattr(app, "tapio_catalog", None), settings=settings)
     return app, runtime
 
 

@@ -10,6 +10,10 @@ default; harmless on a real Kafka, which answers as soon as data arrives).
 Tansu's ListOffsets(LATEST) returns the last batch's base offset + 1 after batched produce, so
 Faust's table recovery saw a persisted offset "above the highwater" and crashed (or, with the
 check off, lost state). With `kafka.probe_highwaters` the highwaters come from a fetch response.
+
+A stream partition nobody committed yet is sought to the beginning when Faust seeks back to the
+committed offsets (`seek_to_committed`): without it, a worker taking over the partitions of one
+killed before its first commit skipped the records fetched during the rebalance.
 """
 
 from __future__ import annotations
@@ -73,6 +77,24 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if not kafka.probe_highwaters or not partitions:
             return listed
         return await fetched_highwaters(kafka.bootstrap_servers, list(partitions), listed)
+
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Faust seeks its stream partitions back to their committed offsets after a rebalance
+        (and whenever it fetched while its flow was stopped, dropping what it fetched); aiokafka
+        seeks only partitions with a committed offset above 0. A partition taken over from a
+        worker that died before its first commit kept the position the fetcher had reached while
+        the records were dropped, and those records were never processed. Here such partitions
+        (stream topics only: Faust positions changelogs itself) go where `auto_offset_reset` says."""
+        committed = await super().seek_to_committed()
+        changelogs = self.app.tables.changelog_topics
+        unset = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        reset = self.app.conf.consumer_auto_offset_reset
+        if unset and reset in ("earliest", "latest"):
+            consumer = self._ensure_consumer()
+            seek = consumer.seek_to_beginning if reset == "earliest" else consumer.seek_to_end
+            await self.call_thread(seek, *unset)
+        return committed
 
 
 class _Consumer(faust_aiokafka.Consumer):

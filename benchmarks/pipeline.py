@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/pipeline.py --events 200000
 
 Starts its own embedded stack (nats-server, Tansu, FalkorDB) in a temporary folder, one
-`tapio worker --no-bridge` and one `tapio bridge` process, publishes N Kubernetes Events
+`tapio worker --no-bridge` (or `--workers N` of them in one group) and one `tapio bridge` process, publishes N Kubernetes Events
 (stamped with their publish time) across several namespaces, and waits until every one is
 an Event node in the graph. Prints:
 - events/s end to end (first publish -> last event in the graph) and per stage
@@ -137,6 +137,32 @@ def stages(port: int) -> dict:
         return json.loads(r.read())
 
 
+def merged_stages(pages: list[dict]) -> dict:
+    """The stage counters of several workers of one group: events and rates add up."""
+    if len(pages) == 1:
+        return pages[0]
+    out: dict = {"timings": {}}
+    for page in pages:
+        for name, value in page.items():
+            if name == "timings":
+                out["timings"].update(value)  # (percentiles do not add up: the last worker's)
+                continue
+            seen = out.setdefault(name, {"events": 0, "batches": 0, "rate": 0.0})
+            for field in ("events", "batches", "rate"):
+                seen[field] += value[field]
+    return out
+
+
+def table_partitions(settings: Settings) -> list[int]:
+    """The partitions of the windows table a worker holds (its share of the group), or []."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.worker.web_port}/tapio/tables/", timeout=5) as r:
+            tables = json.loads(r.read())["tables"]
+    except OSError:
+        return []
+    return next((t["partitions"] for t in tables if t["name"] == "tapio-windows"), [])
+
+
 async def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="tapio-bench-"))
     stack = EmbeddedStack(root, bolt_port=None)
@@ -151,6 +177,12 @@ async def run(args: argparse.Namespace) -> int:
     worker = start_worker(settings, with_bridge=False,
                           stages=[s for s in everything if s not in split] if split else None)
     workers = {"worker": worker}
+    group = [settings]  # the workers of the main group (--workers): one consumer group, partitions split
+    for n in range(2, args.workers + 1):
+        peer = with_worker_port(settings, free_port(), data_dir=str(root / f"worker-{n}"))
+        group.append(peer)
+        workers[f"worker-{n}"] = start_worker(peer, name=f"worker-{n}", with_bridge=False,
+                                              stages=[s for s in everything if s not in split] if split else None)
     if split:  # these stages in a process of their own (their own consumer group)
         sink_settings = with_worker_port(settings, free_port(), data_dir=str(root / "second-worker"))
         workers["second-worker"] = start_worker(sink_settings, name="second-worker", with_bridge=False, stages=split)
@@ -172,6 +204,14 @@ async def run(args: argparse.Namespace) -> int:
                 print("worker never became ready:\n" + worker.log_tail(), file=sys.stderr)
                 return 2
             await asyncio.sleep(0.2)
+        if len(group) > 1:  # every worker of the group holds partitions before the clock starts
+            while not all(table_partitions(peer) for peer in group):
+                if time.monotonic() - t > 180 or not all(w.alive() for w in workers.values()):
+                    print("the group never split the partitions", file=sys.stderr)
+                    return 2
+                await asyncio.sleep(0.5)
+            print("partitions: " + ", ".join(f"worker :{peer.worker.web_port} {table_partitions(peer)}"
+                                             for peer in group))
         base_count = first_n(await graph.query(queries.COUNT_ALL_EVENTS))
         print(f"stack and worker ready in {time.monotonic() - t:.1f}s after warm-up publish; "
               f"publishing {args.events} events over {args.namespaces} namespaces ...")
@@ -229,7 +269,7 @@ async def run(args: argparse.Namespace) -> int:
         ids = [content_id(run_id, str(i)) for i in range(0, args.events, max(1, args.events // 5000))]
         rows = await graph.query(queries.EVENT_TIMES, ids=ids)
         lat = sorted(r["ingested_at"] - r["timestamp"] for r in rows)
-        per_stage = stages(settings.worker.web_port)
+        per_stage = merged_stages([stages(peer.worker.web_port) for peer in group])
         if split:
             second = stages(sink_settings.worker.web_port)
             per_stage = {**per_stage, **second, "timings": {**per_stage.get("timings", {}),
@@ -284,6 +324,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=2,
                         help="partitions per topic (2 gives one worker the largest batches)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes in the group (each runs every stage; the partitions are split)")
     parser.add_argument("--split-sink", action="store_true",
                         help="run the graph sink in a second worker process (its own group); same as --split sink")
     parser.add_argument("--split", default="", metavar="STAGES",

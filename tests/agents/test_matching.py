@@ -320,6 +320,42 @@ def test_rate_and_metric_conditions(tmp_path: Path) -> None:
     assert run(dns[:4], [hot]) == []  # 4 in 2m: 2.0/min is not > 2
 
 
+def test_a_hit_delivered_again_is_not_counted_again(tmp_path: Path) -> None:
+    """At-least-once: after a rebalance a worker re-reads hits batches whose effect the recovered
+    window table already holds. Hits of the same second (merged into one entry) included."""
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    backoff = compile_pattern(load_pattern(pattern_file(tmp_path, REPEATS)))
+    selector = Selector([oom, backoff])
+    events = [ev(s, "crash-loop", message=f"#{i}") for i, s in enumerate((0, 0, 0, 10, 20))] + \
+             [ev(s, "oom-kill", name=n, node="n1") for s, n in ((0, "a"), (0, "b"), (5, "c"))]
+    hits = [h for e in events for h in selector.hits(e, {})]
+    once: dict[str, WindowState] = {}
+    twice: dict[str, WindowState] = {}
+    for hit in hits:
+        add_hits(once.setdefault(hit.key, WindowState()), [hit])
+    for batch in (hits[:4], hits[:6], hits[2:], hits):  # overlapping redeliveries, in any order
+        for hit in batch:
+            add_hits(twice.setdefault(hit.key, WindowState()), [hit])
+    assert twice == once
+    crash = once["object:Pod/shop/web-1"]
+    assert [(e.w, len(e.more)) for e in next(iter(crash.entries.values()))] == [(3, 2), (1, 0), (1, 0)]
+    stored = decode_state(encode_state(crash))  # the merged ids survive the table
+    assert add_hits(stored, [h for h in hits if h.key == "object:Pod/shop/web-1"]) == 0 and stored == crash
+    assert [m.count for m in advance(backoff, "object:Pod/shop/web-1", stored, END)] == [5]
+
+
+def test_merged_entries_stay_bounded_and_still_count_each_hit_once(tmp_path: Path) -> None:
+    from agents.windows import MAX_MERGED
+    backoff = compile_pattern(load_pattern(pattern_file(tmp_path, REPEATS)))
+    selector = Selector([backoff])
+    hits = [h for i in range(MAX_MERGED * 2 + 10) for h in selector.hits(ev(0, "crash-loop", message=str(i)), {})]
+    state = WindowState()
+    add_hits(state, hits)
+    add_hits(state, hits)
+    [entries] = state.entries.values()
+    assert sum(e.w for e in entries) == len(hits) and max(len(e.more) for e in entries) <= MAX_MERGED
+
+
 def test_state_is_bounded_and_round_trips(tmp_path: Path) -> None:
     backoff = compile_pattern(load_pattern(pattern_file(tmp_path, REPEATS)))
     selector = Selector([backoff])
