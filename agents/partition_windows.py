@@ -14,6 +14,7 @@ matches, with the same ids (the graph writes them once).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 
 from agents.hits import CompiledPattern
@@ -37,7 +38,18 @@ class PartitionWindows:
         self._load = load
         self.states: dict[str, WindowState] = {}
         self.due: dict[str, int] = {key: 0 for key in keys}  # key -> event time it next needs a look
+        # (due, key) for every due time set; an entry whose time is no longer the key's due is
+        # stale and skipped. `advance` pops only what is due instead of scanning every key.
+        self._heap: list[tuple[int, str]] = [(0, key) for key in self.due]
         self._dirty: set[str] = set()
+
+    def _set_due(self, key: str, due: int) -> None:
+        if self.due.get(key) != due:
+            self.due[key] = due
+            heapq.heappush(self._heap, (due, key))
+            if len(self._heap) > 4 * len(self.due) + 1024:  # drop stale entries now and then
+                self._heap = [(d, k) for k, d in self.due.items()]
+                heapq.heapify(self._heap)
 
     def state(self, key: str, *, watermark: int = 0) -> WindowState:
         """A key's state; a new one starts at the watermark (older hits are late for it too)."""
@@ -59,15 +71,18 @@ class PartitionWindows:
             late += dropped
             if dropped < len(key_hits):
                 self._dirty.add(key)
-                self.due[key] = min(self.due.get(key, NEVER), _pending(state))
+                self._set_due(key, min(self.due.get(key, NEVER), _pending(state)))
         return late
 
     def advance(self, compiled: dict[str, CompiledPattern], watermark: int) -> list[PatternMatch]:
         """Evaluate every state with hits at or before the watermark; matches in event-time order."""
         found: list[PatternMatch] = []
-        for key, due in list(self.due.items()):
-            if due > watermark:
-                continue
+        heap = self._heap
+        looked: list[tuple[int, str]] = []  # pushed back after the loop: each key is looked at once
+        while heap and heap[0][0] <= watermark:
+            due, key = heapq.heappop(heap)
+            if self.due.get(key) != due:
+                continue  # stale: the key's due time changed (or it is gone) since this was pushed
             name, _, scope = key.partition("|")
             state = self.state(key)
             pattern = compiled.get(name)
@@ -81,10 +96,15 @@ class PartitionWindows:
             if (state.quiet_until, sum(len(v) for v in state.entries.values())) != before:
                 self._dirty.add(key)
             pending = _pending(state)
-            self.due[key] = pending if pending != NEVER else _last(state) + pattern.span_ms
             if state.empty():
                 self.due.pop(key)
                 self._dirty.add(key)
+            else:
+                next_due = pending if pending != NEVER else _last(state) + pattern.span_ms
+                self.due[key] = next_due  # always pushed: this key's entry was just popped
+                looked.append((next_due, key))
+        for entry in looked:
+            heapq.heappush(heap, entry)
         found.sort(key=lambda m: (m.matched_at, m.pattern, m.scope))
         return found
 
