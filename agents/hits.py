@@ -16,15 +16,17 @@ import operator
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
 from agents.membership import (CONTENT_KINDS, Store, learn, node_of, refs_of, services_of, workload_of)
 from agents.patterns import (BehaviorPattern, CountCondition, EventCondition, MetricCondition, Predicate,
-                             RateCondition, SequenceCondition, WINDOW_MAX_S)
+                             RateCondition, Scope, SequenceCondition, WINDOW_MAX_S)
 from app.events import UnifiedEvent, content_id, epoch_ms
 from app.records import Hit
+
+SCOPES = frozenset(get_args(Scope))
 
 _ENCODER = msgspec.msgpack.Encoder()
 Test = Callable[[UnifiedEvent, str], bool]  # (event, effective intent) -> passes
@@ -121,6 +123,7 @@ class CompiledCondition(msgspec.Struct, kw_only=True):
     roles: list[tuple[str, list[PredKey], frozenset[str] | None]]  # (role, tests, required intents)
     window_ms: int
     distinct: Callable[[UnifiedEvent, str], Any] | None = None
+    distinct_scope: str = ""  # `distinct` names a scope: count distinct scope keys (see scope_keys)
 
 
 class CompiledPattern(msgspec.Struct, kw_only=True):
@@ -147,7 +150,7 @@ def _fingerprint(cond: Any) -> str:
 def compile_pattern(pattern: BehaviorPattern) -> CompiledPattern:
     conditions: list[CompiledCondition] = []
     for i, cond in enumerate(pattern.spec.conditions):
-        distinct = None
+        distinct, distinct_scope = None, ""
         if isinstance(cond, EventCondition):
             roles = [("", [_key(cond)], _intents([cond]))]
             window = WINDOW_MAX_S
@@ -162,10 +165,13 @@ def compile_pattern(pattern: BehaviorPattern) -> CompiledPattern:
             assert isinstance(cond, (CountCondition, RateCondition))
             roles = [("", [_key(p) for p in cond.where], _intents(cond.where))]
             window = cond.window.seconds
-            if isinstance(cond, CountCondition) and cond.distinct:
+            if isinstance(cond, CountCondition) and cond.distinct in SCOPES:
+                distinct_scope = cond.distinct
+            elif isinstance(cond, CountCondition) and cond.distinct:
                 distinct = getter(cond.distinct)
         conditions.append(CompiledCondition(index=i, spec=cond, fp=_fingerprint(cond), roles=roles,
-                                            window_ms=int(window * 1000), distinct=distinct))
+                                            window_ms=int(window * 1000), distinct=distinct,
+                                            distinct_scope=distinct_scope))
     span = max(c.window_ms for c in conditions)
     return CompiledPattern(pattern=pattern, name=pattern.metadata.name, version=pattern.metadata.version,
                            scope=pattern.spec.scope, conditions=conditions, span_ms=span)
@@ -277,7 +283,10 @@ class Selector:
                 if raw is None:
                     raw = msgspec.Raw(_ENCODER.encode(event))
             cond = entry.cond
-            distinct = "" if cond.distinct is None else str(cond.distinct(event, intent) or "")
+            if cond.distinct_scope:
+                distinct = next(iter(scope_keys(cond.distinct_scope, event, store)), "")
+            else:
+                distinct = "" if cond.distinct is None else str(cond.distinct(event, intent) or "")
             series, count = series_of(event) if entry.series else ("", 1)
             value = event.metrics.get(entry.metric, 0.0) if entry.metric else 0.0
             for key in keys:

@@ -161,7 +161,9 @@ class EventCondition(_Condition, tag="event", kw_only=True):
 class CountCondition(_Condition, tag="count", kw_only=True):
     """At least `at_least` events matching every `where` test within `window`, per `group_by` scope.
 
-    With `distinct` (a field path), count distinct values of that field instead (3 pods, not 3 events).
+    With `distinct` (a field path), count distinct values of that field instead (3 pods, not 3 events);
+    `distinct` may also name a scope (`owner`, `node`, ...): distinct scope keys, so `distinct: owner`
+    counts workloads as membership resolves them (a Job's retries are one, a bare pod its own).
     """
 
     where: Annotated[list[Predicate], msgspec.Meta(min_length=1)]
@@ -354,8 +356,9 @@ def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) ->
         for key, preds in lists.items():
             for j, pred in enumerate(preds):
                 errors += _check_predicate(pred, f"{at}.{key}[{j}]", intents=intents)
-        if isinstance(cond, CountCondition) and cond.distinct and field_type(cond.distinct) is None:
-            errors.append((f"{at}.distinct", f"not a UnifiedEvent field: {cond.distinct!r}"))
+        if isinstance(cond, CountCondition) and cond.distinct and field_type(cond.distinct) is None \
+                and cond.distinct not in typing.get_args(Scope):
+            errors.append((f"{at}.distinct", f"not a UnifiedEvent field nor a scope: {cond.distinct!r}"))
         group_by = getattr(cond, "group_by", None)
         if group_by is not None and group_by != pattern.spec.scope:
             errors.append((f"{at}.group_by", f"{group_by} differs from spec.scope {pattern.spec.scope}: a pattern's "

@@ -108,6 +108,21 @@ def test_distinct_count_per_node_across_namespaces(tmp_path: Path) -> None:
     assert {r.name for r in prediction.impacted} == {"a", "b", "c"}
 
 
+def test_distinct_by_a_scope_counts_workloads_not_pods(tmp_path: Path) -> None:
+    """`distinct: owner`: three retries of one Job killed on one node are one workload; pods of
+    three workloads (a bare pod is its own) are three."""
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM.replace("distinct: k8s.name", "distinct: owner"))))
+    job = ObjectRef(kind="Job", name="backfill", namespace="ml")
+    observed = [ev(-10, "observed", name=f"backfill-{i}", ns="ml", node="n1", action="SNAPSHOT", owner=job)
+                for i in range(3)]
+    retries = [ev(10 * i, "oom-kill", name=f"backfill-{i}", ns="ml", node="n1") for i in range(3)]
+    assert run(observed + retries, [oom]) == []
+    others = [ev(40, "oom-kill", name="web-1", ns="shop", node="n1"),
+              ev(50, "oom-kill", name="debug", ns="shop", node="n1")]  # never observed: its own workload
+    [match] = run(observed + retries + others, [oom])
+    assert match.scope == "node:n1" and match.count == 3 and match.matched_at == T0 + timedelta(seconds=50)
+
+
 def test_below_threshold_or_outside_the_window_is_silent(tmp_path: Path) -> None:
     oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
     spread = [ev(0, "oom-kill", name="a", node="n1"), ev(200, "oom-kill", name="b", node="n1"),

@@ -80,7 +80,7 @@ def test_catalog_uses_topology_joins_and_real_reasons() -> None:
     drift = patterns["config-drift"].spec.conditions[0]
     assert isinstance(drift, SequenceCondition) and drift.join == "mounts" and drift.within.seconds == 300
     oom = patterns["oom-cascade"].spec.conditions[0]
-    assert isinstance(oom, CountCondition) and (oom.group_by, oom.at_least, oom.distinct) == ("node", 3, "k8s.name")
+    assert isinstance(oom, CountCondition) and (oom.group_by, oom.at_least, oom.distinct) == ("node", 3, "owner")
     partition = patterns["network-partition"].spec.conditions[0]
     assert isinstance(partition, EventCondition) and partition.value == "ConnectivityOutageDetected"
     unschedulable = patterns["unschedulable-pod"].spec.predictions
