@@ -30,7 +30,8 @@ from app.workers import ChildProcess, start_worker, with_worker_port
 from collectors.replay import newest_time, read_recording
 from collectors.replayer import recording_files
 from topology.graph import open_graph
-from topology.predictions import StoredPrediction, list_predictions
+from prediction_waits import settle
+from topology.predictions import StoredPrediction
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.parent for p in (ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml"))
@@ -79,31 +80,6 @@ def wait_for_web(settings: Settings, proc: ChildProcess, timeout: float = 60.0) 
 def page(settings: Settings, path: str) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.worker.web_port}{path}", timeout=5) as response:
         return json.load(response)
-
-
-async def predictions(settings: Settings, since: datetime, until: datetime) -> list[StoredPrediction]:
-    graph = open_graph(settings.graph)
-    try:
-        return await list_predictions(graph, since=since, until=until, limit=1000)
-    finally:
-        await graph.close()
-
-
-async def settle(settings: Settings, since: datetime, until: datetime, proc: ChildProcess, *,
-                 at_least: int = 0, quiet_s: float = 6.0, timeout: float = 120.0) -> list[StoredPrediction]:
-    """Predictions in [since, until] once at least `at_least` exist and none came for `quiet_s`."""
-    loop = asyncio.get_running_loop()
-    deadline, last, stable_since = loop.time() + timeout, None, loop.time()
-    while loop.time() < deadline:
-        assert proc.alive(), proc.log_tail()
-        found = await predictions(settings, since, until)
-        ids = sorted(p.id for p in found)
-        if ids != last:
-            last, stable_since = ids, loop.time()
-        elif len(found) >= at_least and loop.time() - stable_since >= quiet_s:
-            return found
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"predictions did not settle: {last}\n{proc.log_tail()}")
 
 
 def scenario_events(folder: Path) -> list[RawEvent]:

@@ -27,10 +27,11 @@ from app.demo import publish_recordings
 from app.settings import Settings, isolated
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_worker, with_worker_port
+from prediction_waits import settle
 from topology import insight_queries
 from topology.feedback import count_feedback, vote_counts
 from topology.graph import open_graph
-from topology.predictions import StoredPrediction, list_predictions
+from topology.predictions import StoredPrediction
 
 TOKEN = "e2e-api-token"
 BASE = datetime(2027, 3, 1, tzinfo=timezone.utc)
@@ -97,23 +98,6 @@ async def graph_read(settings: Settings, work):
         return await work(graph)
     finally:
         await graph.close()
-
-
-async def settle(settings: Settings, since: datetime, until: datetime, proc: ChildProcess, *, at_least: int,
-                 quiet_s: float = 6.0, timeout: float = 120.0) -> list[StoredPrediction]:
-    """Predictions with since <= at < until once at least `at_least` exist and none came for `quiet_s`."""
-    loop = asyncio.get_running_loop()
-    deadline, last, stable_since = loop.time() + timeout, None, loop.time()
-    while loop.time() < deadline:
-        assert proc.alive(), proc.log_tail()
-        found = await graph_read(settings, lambda g: list_predictions(g, since=since, until=until, limit=1000))
-        ids = sorted(p.id for p in found)
-        if ids != last:
-            last, stable_since = ids, loop.time()
-        elif len(found) >= at_least and loop.time() - stable_since >= quiet_s:
-            return found
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"predictions did not settle: {last}\n{proc.log_tail()}")
 
 
 async def publish(settings: Settings, folder: Path, name: str, items: list[dict]) -> None:
