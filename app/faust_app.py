@@ -32,7 +32,7 @@ from app.api import Api, register_api
 from app.bridge import Bridge
 from app.learning import Learning, rule_of
 from app.runtime import Runtime
-from app.settings import Settings
+from app.settings import Settings, with_absolute_dirs
 from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
@@ -74,6 +74,7 @@ def group_id(app_id: str, stages: Sequence[str]) -> str:
 
 
 def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
+    settings = with_absolute_dirs(settings)
     kafka, worker = settings.kafka, settings.worker
     unknown = set(worker.stages) - set(STAGE_NAMES) - set(SERVICE_NAMES)
     if unknown:
@@ -213,6 +214,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     except KafkaError as e:
         raise WorkerStartError(f"cannot reach Kafka at {', '.join(settings.kafka.bootstrap_servers)} ({e}): "
                                f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
+    settings = with_absolute_dirs(settings)
     try:
         app, runtime = create_app(settings)
     except FileNotFoundError as e:

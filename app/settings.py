@@ -70,7 +70,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     app_id: str = "tapio"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    data_dir: str = ".tapio/worker"
+    data_dir: str = ""  # RocksDB tables and Faust's files; empty: <state_dir>/worker
     log_level: str = "info"
     # which dataflow stages this worker runs (all by default); see app.faust_app.group_id
     stages: list[str] = msgspec.field(
@@ -121,6 +121,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
     state_dir: str = ".tapio"
+
+
+def with_absolute_dirs(settings: Settings, cwd: Path | None = None) -> Settings:
+    """The state and worker data directories as absolute paths, relative ones taken from `cwd`.
+
+    Faust changes into the worker's directory before it creates it, so a relative data dir
+    would name a folder below itself; an isolated run derives its folders from the state dir.
+    """
+    base = (cwd or Path.cwd()).resolve()
+    state = base / settings.state_dir
+    data = base / settings.worker.data_dir if settings.worker.data_dir else state / "worker"
+    worker = msgspec.structs.replace(settings.worker, data_dir=str(data))
+    return msgspec.structs.replace(settings, state_dir=str(state), worker=worker)
 
 
 def state_dir_from_env(environ: Mapping[str, str] | None = None) -> Path:
@@ -181,10 +194,11 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
         data = _merge(data, _read_yaml(Path(config)))
     data = _merge(data, _env_overrides(environ))
     try:
-        return msgspec.convert(data, Settings, strict=False)
+        settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as e:
         where = config or "environment / stack.yaml"
         raise ConfigError(f"invalid configuration ({where}): {e}") from e
+    return with_absolute_dirs(settings)
 
 
 def to_yaml(settings: Settings) -> str:
@@ -194,6 +208,7 @@ def to_yaml(settings: Settings) -> str:
 def isolated(settings: Settings, name: str) -> Settings:
     """The same servers, a dataflow of its own: stream, subjects, bridge consumer, topics, group,
     tables and graph are all named after `name`, so it neither sees nor touches any other."""
+    settings = with_absolute_dirs(settings)
     token = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "isolated"
     upper = token.upper().replace("-", "_")
     nats = msgspec.structs.replace(settings.nats, stream=f"EVENTS_{upper}", subject_prefix=f"events-{token}",
