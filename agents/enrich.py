@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from app.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
-from app.records import EnrichedBatch, EnrichedEvent, RawBatch
+from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
+from core.records import EnrichedBatch, EnrichedEvent, RawBatch
 
 
 class EnrichError(ValueError):

@@ -20,11 +20,20 @@ from typing import Any, get_args
 
 import msgspec
 
-from agents.membership import (CONTENT_KINDS, Store, learn, node_of, refs_of, services_of, workload_of)
-from agents.patterns import (BehaviorPattern, CountCondition, EventCondition, MetricCondition, Predicate,
-                             RateCondition, Scope, SequenceCondition, WINDOW_MAX_S)
-from app.events import UnifiedEvent, content_id, epoch_ms
-from app.records import Hit
+from agents.membership import CONTENT_KINDS, Store, learn, node_of, refs_of, services_of, workload_of
+from agents.patterns import (
+    WINDOW_MAX_S,
+    BehaviorPattern,
+    CountCondition,
+    EventCondition,
+    MetricCondition,
+    Predicate,
+    RateCondition,
+    Scope,
+    SequenceCondition,
+)
+from core.events import UnifiedEvent, content_id, epoch_ms
+from core.records import Hit
 
 SCOPES = frozenset(get_args(Scope))
 

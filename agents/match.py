@@ -36,10 +36,10 @@ from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, encode_state
-from app.codec import Poison, msgpack_encoder, where_of
-from app.events import UnifiedEvent
-from app.records import Hit, HitBatch, MatchedBatch, MatchedBatchView, UnifiedBatchView
-from app.runtime import Runtime
+from core.codec import Poison, msgpack_encoder, where_of
+from core.events import UnifiedEvent
+from core.ports import StageRuntime
+from core.records import Hit, HitBatch, MatchedBatch, MatchedBatchView, UnifiedBatchView
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class TableStore(MutableMapping):
 
 
 def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.TopicT, hits: faust.TopicT,
-                    catalog: Catalog, runtime: Runtime) -> Any:
+                    catalog: Catalog, runtime: StageRuntime) -> Any:
     members = app.Table("tapio-members", default=None, key_type=bytes, value_type=bytes,
                         partitions=runtime.settings.kafka.partitions)
     store = TableStore(members)
@@ -184,7 +184,7 @@ class WindowPartition:
 
 
 def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.TopicT, catalog: Catalog,
-                     runtime: Runtime) -> Any:
+                     runtime: StageRuntime) -> Any:
     settings = runtime.settings
     partitions = settings.kafka.partitions
     lateness_ms = int(settings.match.allowed_lateness_s * 1000)

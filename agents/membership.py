@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 
 import msgspec
 
-from app.events import UnifiedEvent
+from core.events import UnifiedEvent
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"})
 TRACKED_KINDS = WORKLOAD_KINDS | {"Pod", "Service", "ConfigMap", "Secret"}

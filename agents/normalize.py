@@ -2,42 +2,18 @@
 
 Fed by: topic `enriched` (EnrichedBatch). Feeds: topic `unified` (UnifiedBatch).
 
-The meaning (intent, category, severity) comes from `app/semantics.yaml`, a table keyed by
+The meaning (intent, category, severity) comes from `core/kube/vocabulary/semantics.yaml`, a table keyed by
 Kubernetes reason and by object change, so new reasons are data, not code. The narrative is
 one plain sentence an SRE can read in a list.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
-
 import msgspec
-import yaml
 
-from app.events import SemanticContext, Severity, UnifiedEvent
-from app.records import EnrichedBatch, EnrichedEvent, UnifiedBatch
-
-
-class Meaning(msgspec.Struct, frozen=True, array_like=True):
-    intent: str
-    category: str
-    severity: Severity = "info"
-
-
-class SemanticTable(msgspec.Struct, frozen=True):
-    reasons: dict[str, Meaning]
-    message_hints: dict[str, Meaning]
-    changes: dict[str, Meaning]
-    container_reasons: dict[str, Meaning]
-    default: Meaning
-
-
-@lru_cache(maxsize=1)
-def semantic_table() -> SemanticTable:
-    text = resources.files("app").joinpath("semantics.yaml").read_text()
-    return msgspec.convert(yaml.safe_load(text), SemanticTable)
-
+from core.events import SemanticContext, Severity, UnifiedEvent
+from core.kube.semantics import Meaning, SemanticTable, semantic_table
+from core.records import EnrichedBatch, EnrichedEvent, UnifiedBatch
 
 _RANK = {s: i for i, s in enumerate(("debug", "info", "warning", "error", "critical"))}
 
@@ -53,7 +29,7 @@ def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
     kube = event.kubernetes
     if kube is None:
         md = event.raw.metadata
-        if event.raw.type == "logs" and md.get("intent"):  # collectors/log_signals.yaml gave the line its meaning
+        if event.raw.type == "logs" and md.get("intent"):  # core/kube/vocabulary/log_signals.yaml gave the line its meaning
             severity = md.get("severity", "warning")
             return Meaning(md["intent"], md.get("category", "logs"),
                            severity if severity in _SEVERITIES else "warning")  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 from agents.hits import CompiledPattern
 from agents.windows import WindowState, add_hits, advance
-from app.records import Hit, PatternMatch
+from core.records import Hit, PatternMatch
 
 NEVER = 2**62
 

@@ -18,8 +18,16 @@ from pathlib import Path
 import msgspec
 import yaml
 
-from agents.patterns import (CHOICES, CONDITION_TYPES, BehaviorPattern, PatternError, check, choices_text, dec_hook,
-                             known_intents)
+from agents.patterns import (
+    CHOICES,
+    CONDITION_TYPES,
+    BehaviorPattern,
+    PatternError,
+    check,
+    choices_text,
+    dec_hook,
+    known_intents,
+)
 
 
 def _line_map(node: yaml.Node, *, file: str, path: tuple = (), lines: dict | None = None) -> dict[tuple, int]:

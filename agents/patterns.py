@@ -1,11 +1,11 @@
 """Behavior patterns as data: the `behavior.tapio.io/v1` BehaviorPattern schema and its checks.
 
-Fed by: `patterns/*.yaml` (one pattern per file) and `app/semantics.yaml` (the intents the
+Fed by: `patterns/*.yaml` (one pattern per file) and `core/kube/vocabulary/semantics.yaml` (the intents the
 normalize stage really produces, so a pattern cannot wait for an intent that never comes).
 Feeds: the match stage (a windowed matcher evaluates `spec.conditions` over UnifiedEvents,
 grouped by a topology scope) and the predict stage (`spec.predictions` become `Prediction`s).
 
-Pure: msgspec Structs validated on load, no Faust, no I/O but `app/semantics.yaml`. The engine
+Pure: msgspec Structs validated on load, no Faust, no I/O but `core/kube/vocabulary/semantics.yaml`. The engine
 knows condition TYPES (event, count, rate, sequence, metric), never pattern names. Reading
 files, with errors that name file, line and field, is `agents.pattern_files`.
 
@@ -33,14 +33,13 @@ import re
 import string
 import typing
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
-import yaml
 
-from app.events import UnifiedEvent
+from core.events import UnifiedEvent
+from core.kube.semantics import known_intents
 
 WINDOW_MAX_S = 300.0
 """The dataflow's windows hold 5 minutes of event time; longer needs `long_window: true`."""
@@ -301,16 +300,6 @@ def field_type(path: str) -> Any | None:
     return EVENT_FIELDS.get(f"{head}.*") if key else None
 
 
-def known_intents() -> frozenset[str]:
-    """Every intent an event can have: `app/semantics.yaml`, and the log signals of collectors/log_signals.yaml."""
-    from collectors.log_signals import signal_table
-
-    table = yaml.safe_load(resources.files("app").joinpath("semantics.yaml").read_text())
-    rows = [table["default"]] + [m for key, section in table.items() if isinstance(section, dict)
-                                 for m in section.values()]
-    return frozenset(str(row[0]) for row in rows) | {s.intent for s in signal_table().signals}
-
-
 # --- checks msgspec cannot express -------------------------------------------------------
 
 
@@ -336,7 +325,7 @@ def _check_predicate(p: Predicate | EventCondition, at: str, *, intents: frozens
     elif p.field == "semantic.intent" and op in ("equals", "not_equals", "in", "not_in"):
         for intent in value if isinstance(value, list) else [value]:
             if intent not in intents:
-                yield f"{at}.value", f"unknown intent {intent!r} (app/semantics.yaml has {choices_text(intents)})"
+                yield f"{at}.value", f"unknown intent {intent!r} (core/kube/vocabulary/semantics.yaml has {choices_text(intents)})"
 
 
 def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) -> list[tuple[str, str]]:

@@ -22,8 +22,8 @@ from datetime import timedelta
 from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
 from agents.patterns import BehaviorPattern
-from app.events import ObjectRef, content_id
-from app.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
+from core.events import ObjectRef, content_id
+from core.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
 
 MAX_CONFIDENCE = 0.99
 

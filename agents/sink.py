@@ -26,12 +26,10 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import faust
 
-from app.codec import Poison, msgpack_encoder
-from app.events import UnifiedEvent
-from app.records import InsightBatch, PatternMatch, Prediction
-from app.runtime import Runtime
-from topology.graph import GraphQueryError, GraphUnavailable
-from topology.insight_rows import InvalidInsight, MatchGroup, by_match
+from core.codec import Poison, msgpack_encoder
+from core.events import UnifiedEvent
+from core.ports import GraphQueryError, GraphUnavailable, InvalidInsight, StageRuntime
+from core.records import InsightBatch, MatchGroup, PatternMatch, Prediction, by_match
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,7 @@ async def _until_reachable(op: Callable[[], Awaitable[T]], *, what: str) -> T:
             delay = min(delay * 2, BACKOFF_MAX_S)
 
 
-async def write_with_backoff(runtime: Runtime, events: list[UnifiedEvent]) -> None:
+async def write_with_backoff(runtime: StageRuntime, events: list[UnifiedEvent]) -> None:
     graph = runtime.graph
     assert graph is not None
     try:
@@ -70,14 +68,14 @@ async def write_with_backoff(runtime: Runtime, events: list[UnifiedEvent]) -> No
                                           event_id=event.id)
 
 
-async def dead_letter_match(runtime: Runtime, group: MatchGroup, reason: str) -> None:
+async def dead_letter_match(runtime: StageRuntime, group: MatchGroup, reason: str) -> None:
     """Send one match and its predictions to `deadletter.sink`, as the InsightBatch they came in."""
     batch = InsightBatch(matches=[group.match] if group.match is not None else [], predictions=group.predictions)
     await runtime.dead_letter(stage=STAGE, reason=reason, where=f"match {group.match_id}",
                               payload=msgpack_encoder.encode(batch))
 
 
-async def write_insights_with_backoff(runtime: Runtime, matches: list[PatternMatch],
+async def write_insights_with_backoff(runtime: StageRuntime, matches: list[PatternMatch],
                                       predictions: list[Prediction]) -> None:
     graph = runtime.graph
     assert graph is not None
@@ -97,7 +95,7 @@ async def write_insights_with_backoff(runtime: Runtime, matches: list[PatternMat
                 await dead_letter_match(runtime, group, f"invalid match: {one}")
 
 
-def register_sink(app: faust.App, *, source: faust.TopicT, runtime: Runtime, max_records: int = 50,
+def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime, max_records: int = 50,
                   within: float = 0.05) -> Any:
     async def sink(stream: faust.StreamT) -> None:
         await runtime.ready()

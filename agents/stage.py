@@ -17,9 +17,9 @@ from typing import Any, Awaitable, Callable
 import faust
 import msgspec
 
-from app.codec import Poison, msgpack_encoder, where_of
-from app.records import batch_size
-from app.runtime import Runtime
+from core.codec import Poison, msgpack_encoder, where_of
+from core.ports import StageRuntime
+from core.records import batch_size
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ Transform = Callable[[Any], tuple[msgspec.Struct | None, list[tuple[msgspec.Stru
 
 
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
-                   transform: Transform, runtime: Runtime,
+                   transform: Transform, runtime: StageRuntime,
                    before: Callable[[], Awaitable[Any]] | None = None) -> Any:
     """`before`: awaited after the runtime is ready, before the first record (the predict stage
     waits for its first read of the feedback statistics)."""

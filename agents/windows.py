@@ -36,8 +36,8 @@ import msgspec
 
 from agents.hits import CompiledCondition, CompiledPattern
 from agents.patterns import CountCondition, EventCondition, MetricCondition, RateCondition, SequenceCondition
-from app.events import UnifiedEvent, content_id
-from app.records import Hit, Link, PatternMatch
+from core.events import UnifiedEvent, content_id
+from core.records import Hit, Link, PatternMatch
 
 MAX_ENTRIES = 2000
 MAX_MERGED = 256  # hits one entry merges; the next one of the same time starts an entry of its own

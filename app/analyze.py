@@ -24,8 +24,8 @@ from pathlib import Path
 
 import msgspec
 
-from app.events import RawEvent, UnifiedEvent, content_id
-from app.settings import Settings
+from core.events import RawEvent, UnifiedEvent, content_id
+from core.settings import Settings
 
 _SEVERE = frozenset({"warning", "error", "critical"})
 
@@ -135,7 +135,8 @@ async def analyze(live: Settings, paths: list[str], *, now: datetime | None = No
     from app.isolated import run_isolated
     from app.jetstream import EventPublisher, connect, ensure_streams
     from collectors.bundles import read_inputs
-    from collectors.replay import ReplayError, publish_order
+    from collectors.replay import ReplayError
+    from core.events import publish_order
     from topology.graph import open_graph
 
     raws: list[RawEvent] = []

@@ -31,14 +31,27 @@ import msgspec
 from aiohttp import web
 
 from agents.catalog import Catalog
-from app.api_schema import (ROUTES, Check, Error, FeedbackRequest, Health, PatternList, PredictionDetail,
-                            PredictionList, PredictionsQuery, Readiness, field_of, openapi)
+from app.api_schema import (
+    ROUTES,
+    Check,
+    Error,
+    FeedbackRequest,
+    Health,
+    PatternList,
+    PredictionDetail,
+    PredictionList,
+    PredictionsQuery,
+    Readiness,
+    field_of,
+    openapi,
+)
 from app.learning import Learning, pattern_statistics, rule_of
-from app.settings import Settings
+from core.ports import GraphError
+from core.settings import Settings
 from topology import feedback_queries
 from topology.context import ContextError, reveal_context
 from topology.feedback import UnknownPrediction, feedback_on, record_feedback
-from topology.graph import GraphError, GraphStore
+from topology.graph import GraphStore
 from topology.narrative import render_tree
 from topology.predictions import get_prediction, list_predictions, match_story
 

@@ -198,7 +198,8 @@ def run_recordings(corpora: Sequence[Corpus], patterns_dir: str | Path) -> tuple
                                                                                 list[str]]:
     """Each corpus's recordings through the matcher (agents.offline), with one catalog; and the errors."""
     from agents.catalog import Catalog
-    from agents.offline import match_events, read_recordings
+    from agents.offline import match_events
+    from collectors.replayer import read_recordings
 
     catalog = Catalog(patterns_dir)
     errors = list(catalog.errors)

@@ -32,12 +32,12 @@ from nats.aio.msg import Msg
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from app.codec import Codec
-from app.events import RawEvent, epoch_ms
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
-from app.records import RawBatch
-from app.settings import Settings
 from app.topics import ensure_topics, topic_name
+from core.codec import Codec
+from core.events import RawEvent, epoch_ms
+from core.records import RawBatch
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

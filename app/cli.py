@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import click
 
-from app.settings import ConfigError, Settings, load_settings, state_dir_from_env
+from core.settings import ConfigError, Settings, load_settings, state_dir_from_env
 
 T = TypeVar("T")
 
@@ -262,8 +262,9 @@ def collect() -> None:
 @click.pass_context
 def collect_kubeapi(ctx: click.Context, kubeconfig: str | None, kube_context: str | None, kinds: str | None) -> None:
     """List and watch the Kubernetes API and publish every object change and Event to JetStream."""
+    from app.collect import run_kubeapi_collector
     from app.jetstream import JetStreamError
-    from collectors.kubeapi import KubeConfigError, UnknownKindError, run_kubeapi_collector
+    from collectors.kubeapi import KubeConfigError, UnknownKindError
 
     settings = _settings(ctx)
 
@@ -417,7 +418,8 @@ def context(ctx: click.Context, event_id: str, output: str) -> None:
 @click.pass_context
 def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output: str) -> None:
     """Why a resource is in trouble: `tapio explain pod/web-0 -n shop` (kubectl argument style)."""
-    from app.explain import ExplainError, explain as explain_resource, parse_target
+    from app.explain import ExplainError, parse_target
+    from app.explain import explain as explain_resource
     from topology.narrative import render_hypotheses, render_tree
 
     try:
@@ -496,8 +498,18 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
     from rich.console import Console
     from rich.table import Table
 
-    from app.backtest import (COLUMNS, Corpus, Fired, LabelError, find_corpora, pattern_names, read_labels,
-                              run_recordings, score, table_rows)
+    from app.backtest import (
+        COLUMNS,
+        Corpus,
+        Fired,
+        LabelError,
+        find_corpora,
+        pattern_names,
+        read_labels,
+        run_recordings,
+        score,
+        table_rows,
+    )
 
     settings = _settings(ctx)
     chosen = patterns_dir or settings.match.patterns_dir
@@ -570,7 +582,8 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
     """
     import tempfile
 
-    from app.analyze import analyze as run_analysis, render
+    from app.analyze import analyze as run_analysis
+    from app.analyze import render
     from app.stack import EmbeddedStack, StackError
     from collectors.replay import parse_time
 
@@ -631,7 +644,7 @@ def demo(state_dir: str | None, scenario: str | None, timeout: float) -> None:
 def main() -> None:
     from app.jetstream import JetStreamError
     from app.stack import StackError
-    from topology.graph import GraphError
+    from core.ports import GraphError
 
     try:
         cli(obj={})

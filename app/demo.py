@@ -18,13 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 
+from app.explain import explain
 from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_streams, read_deadletters
-from app.records import DeadLetter
-from app.settings import Settings
 from app.stack import EmbeddedStack, StackError, free_port
 from app.workers import start_worker, with_worker_port
 from collectors.replayer import ReplaySummary, replay_files
-from app.explain import explain
+from core.records import DeadLetter
+from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
 from topology.narrative import render_hypotheses, render_tree

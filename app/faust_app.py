@@ -32,12 +32,12 @@ from app.api import Api, register_api
 from app.bridge import Bridge
 from app.learning import Learning, rule_of
 from app.runtime import Runtime
-from app.settings import Settings, with_absolute_dirs
 from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
-from topology.graph import GraphError
+from core.ports import GraphError
+from core.settings import Settings, with_absolute_dirs
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Fed by: `tapio replay` of a stream range (app.stream_replay) and `tapio analyze`
 each with a `feed` coroutine that publishes into the isolated stream and returns the event ids.
 Feeds: an `IsolatedRun` (the isolated settings, how many events reached the graph, predictions).
 
-The dataflow is `app.settings.isolated(live, name)`: its own stream, bridge consumer, topics,
+The dataflow is `core.settings.isolated(live, name)`: its own stream, bridge consumer, topics,
 tables, consumer group and graph on the same servers. One worker (with its bridge) runs it; its
 feed reports the newest event time of its input, and an end-of-input marker then moves event
 time past the last window (`app.bridge.end_marker`), so every window closes at once, however
@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import msgspec
 
-from app.settings import Settings, isolated
+from core.settings import Settings, isolated
 
 
 class IsolatedRun(msgspec.Struct, kw_only=True):

@@ -22,14 +22,21 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import (AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType,
-                         StreamConfig)
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from app.codec import Codec
-from app.events import RawEvent, subject_token
-from app.records import DeadLetter
-from app.settings import NatsSettings
+from core.codec import Codec
+from core.events import RawEvent, subject_token
+from core.records import DeadLetter
+from core.settings import NatsSettings
 
 log = logging.getLogger(__name__)
 

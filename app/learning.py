@@ -18,10 +18,10 @@ import asyncio
 import logging
 from typing import Mapping
 
-from agents.confidence import (Adjustment, LearningRule, PatternReport, Votes, adjustments as compute_adjustments,
-                               pattern_reports)
+from agents.confidence import Adjustment, LearningRule, PatternReport, Votes, pattern_reports
+from agents.confidence import adjustments as compute_adjustments
 from agents.patterns import BehaviorPattern
-from app.settings import FeedbackSettings
+from core.settings import FeedbackSettings
 from topology.feedback import prediction_counts, vote_counts
 from topology.graph import GraphStore
 

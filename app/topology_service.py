@@ -28,13 +28,13 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from app.bridge import OBJECT_CODEC
-from app.events import RawEvent, content_id
 from app.jetstream import EventPublisher, PublishFailed
 from app.runtime import Runtime
-from app.settings import Settings
 from app.topics import topic_name
-from topology.changes import ObjectChange, diff_objects
-from topology.graph import GraphError, GraphQueryError
+from core.events import RawEvent, content_id
+from core.kube.changes import ObjectChange, diff_objects
+from core.ports import GraphError, GraphQueryError
+from core.settings import Settings
 from topology.index import ObjectIndex
 from topology.relations import TopologyChange
 from topology.writer import apply_changes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from app.settings import Settings, to_yaml
+from core.settings import Settings, to_yaml
 
 
 class ChildProcess:

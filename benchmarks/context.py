@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent  # noqa: E402
-from app.settings import GraphSettings  # noqa: E402
 from app.stack import _terminate, start_falkordb  # noqa: E402
+from core.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent  # noqa: E402
+from core.settings import GraphSettings  # noqa: E402
 from topology import queries  # noqa: E402
 from topology.context import reveal_context  # noqa: E402
 from topology.graph import open_graph  # noqa: E402

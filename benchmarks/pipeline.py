@@ -34,11 +34,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.events import RawEvent, content_id  # noqa: E402
 from app.jetstream import EventPublisher, connect, ensure_streams  # noqa: E402
-from app.settings import Settings  # noqa: E402
 from app.stack import EmbeddedStack, free_port  # noqa: E402
 from app.workers import start_bridge, start_worker, with_worker_port  # noqa: E402
+from core.events import RawEvent, content_id  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from topology import queries  # noqa: E402
 from topology.graph import open_graph  # noqa: E402
 

@@ -42,7 +42,6 @@ from pathlib import Path, PurePosixPath
 
 import msgspec
 
-from app.events import RawEvent
 from collectors.bundlefiles import (
     ARCHIVE_ERRORS,
     CLUSTER_INFO,
@@ -70,6 +69,7 @@ from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_e
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
 from collectors.rollouts import rollout_events
+from core.events import RawEvent
 
 __all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SUPPORT_BUNDLE", "InputKind",
            "detect_input", "looks_like_kubectl_text", "read_inputs"]

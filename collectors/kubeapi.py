@@ -3,7 +3,7 @@
 Fed by: a Kubernetes API server, found the way kubectl finds it (`--kubeconfig`, `--context`,
 `KUBECONFIG`, `~/.kube/config`, else the pod's service account), read with the synchronous
 `kubernetes` client (read-only; `docker/rbac.yaml` is the ClusterRole it needs).
-Feeds: JetStream `events.kubeapi.<namespace>` through `EventPublisher` (`run_kubeapi_collector`),
+Feeds: JetStream `events.kubeapi.<namespace>` through `app.collect.run_kubeapi_collector`,
 `deadletter.kubeapi` for objects that cannot be used; or any async callback (`collect`) or
 async iteration (`watch_cluster`), which is what the tests use without NATS.
 
@@ -35,18 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from app.events import RawEvent
-from app.jetstream import DeadLetterPublisher, EventPublisher, PublishFailed, connect, ensure_streams
-from app.settings import Settings
 from collectors.kubefiles import ReplayError
 from collectors.watching import Resource, ResourceWatcher, WatchOptions
+from core.events import RawEvent
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KINDS", "ClusterWatch", "KindSpec", "KubeConfigError", "UnknownKindError", "WatchOptions", "collect",
-           "load_api_client", "redact_secret", "resolve_kinds", "run_kubeapi_collector", "watch_cluster"]
+           "load_api_client", "redact_secret", "resolve_kinds", "watch_cluster"]
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -314,45 +311,3 @@ async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent
                 await sink(events)
                 handed += len(events)
     return handed
-
-
-async def run_kubeapi_collector(settings: Settings, *, kubeconfig: str | None = None, context: str | None = None,
-                                kinds: Sequence[str] | None = None, stop: asyncio.Event | None = None,
-                                options: WatchOptions | None = None) -> None:
-    """Watch the cluster and publish to JetStream `events.kubeapi.<namespace>` until `stop` is set.
-
-    Raises KubeConfigError / UnknownKindError at once, JetStreamError when NATS is unreachable.
-    A batch JetStream does not take is retried with backoff (holding the watchers back) until it
-    is stored or `stop` is set.
-    """
-    specs = resolve_kinds(kinds)
-    api_client = load_api_client(kubeconfig=kubeconfig, context=context, pool_size=len(specs) + 4)
-    log.info("kubeapi collector: watching %d kind(s) at %s", len(specs), api_client.configuration.host)
-    nc = await connect(settings.nats, name="tapio-kubeapi")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings.nats)
-        publisher = EventPublisher(js, settings.nats)
-        deadletters = DeadLetterPublisher(js, settings.nats)
-
-        async def publish(events: list[RawEvent]) -> None:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(PublishFailed), wait=wait_exponential_jitter(max=30),
-                stop=lambda _: stop is not None and stop.is_set(), reraise=True,
-                before_sleep=lambda state: log.error("kubeapi collector: %s; retrying the batch of %d",
-                                                     state.outcome.exception(), len(events)),
-            ):
-                with attempt:
-                    await publisher.publish_many(events)
-
-        async def dead_letter(error: ReplayError) -> None:
-            await deadletters.send(stage="kubeapi", reason=error.reason, where=f"{error.file}: {error.position}",
-                                   payload=error.fragment.encode())
-
-        total = await collect(api_client, sink=publish, reject=dead_letter, kinds=[s.name for s in specs],
-                              stop=stop, options=options)
-        log.info("kubeapi collector: stopped after %d event(s) (%d duplicate(s) dropped by JetStream)",
-                 total, publisher.duplicates)
-    finally:
-        await nc.drain()
-        api_client.close()

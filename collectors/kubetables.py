@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from app.events import content_id
+from core.events import content_id
 
 FRAGMENT_CHARS = 200
 

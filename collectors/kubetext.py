@@ -34,7 +34,6 @@ from datetime import datetime
 
 import msgspec
 
-from app.events import RawEvent, content_id, utc
 from collectors.kubedescribe import Described, parse_describe_block
 from collectors.kubefiles import SNAPSHOT, ReplayError
 from collectors.kubetables import (
@@ -48,6 +47,7 @@ from collectors.kubetables import (
     rfc3339,
 )
 from collectors.replay import EVENT, ReplayValueError, raw_event_from_object
+from core.events import RawEvent, content_id, utc
 
 __all__ = ["MissingNowError", "looks_like_kubectl_text", "parse_kubectl_text", "strip_harness"]
 

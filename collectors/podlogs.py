@@ -4,8 +4,8 @@ Fed by: `collectors.bundles` (logs inside support bundles, must-gathers and clus
 one `LogScanner` per container log, fed line by line, so a log of any size is streamed.
 Feeds: the replay publisher, next to the Kubernetes objects of the same bundle.
 
-Which lines: those matching a signal of `collectors/log_signals.yaml` (data, like
-app/semantics.yaml); every other line is dropped. An event carries the pod, the container,
+Which lines: those matching a signal of `core/kube/vocabulary/log_signals.yaml` (data, like
+core/kube/vocabulary/semantics.yaml); every other line is dropped. An event carries the pod, the container,
 whether the log is `--previous`, the signal with its meaning, and the line's place (`file:line`).
 
 When: a line's own time, from a `kubectl logs --timestamps` prefix, else the app's own stamp at
@@ -34,9 +34,9 @@ from typing import Any, Iterator
 
 import msgspec
 
-from app.events import RawEvent, content_id
 from collectors.kubefiles import FRAGMENT_CHARS, ReplayError
-from collectors.log_signals import Signal, SignalTable, signal_table
+from core.events import RawEvent, content_id
+from core.kube.log_signals import Signal, SignalTable, signal_table
 
 MESSAGE_CHARS = 1000
 DATA_BYTES = 4096  # a line's payload is cut here (its id still covers the whole line)

@@ -20,8 +20,8 @@ from typing import Any
 
 import msgspec
 
-from app.events import RawEvent, content_id
 from collectors.kubefiles import FRAGMENT_CHARS, SNAPSHOT, Item, ReplayError, split_recording
+from core.events import RawEvent, content_id
 
 __all__ = [
     "EVENT",
@@ -86,21 +86,6 @@ def parse_recording(data: bytes, file: str) -> Iterator[RawEvent | ReplayError]:
             yield ReplayError(
                 file=file, position=part.position, reason=_reason(part, exc), fragment=_fragment(part.value)
             )
-
-
-def publish_order(events: list[RawEvent]) -> list[RawEvent]:
-    """The order a recording is published in: snapshots first, then everything else by event time.
-
-    A SNAPSHOT (an object read from a list, not a watch) is state, not a moment: its timestamp is
-    only the newest time it carries. Published first, it teaches the match stage which pods belong
-    to which node, workload and ConfigMap before the Events about them, and it never moves the
-    event-time watermark (see app.bridge). Everything else is stably sorted by its own time, which
-    is the order live collection would have produced; so windows see a recording as they would
-    have seen the cluster.
-    """
-    snapshots = [e for e in events if e.metadata.get("action") == "SNAPSHOT"]
-    timed = sorted((e for e in events if e.metadata.get("action") != "SNAPSHOT"), key=lambda e: e.timestamp)
-    return snapshots + timed
 
 
 def shifted(events: list[RawEvent], delta: timedelta) -> list[RawEvent]:

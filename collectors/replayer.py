@@ -15,9 +15,9 @@ from typing import Iterable, Iterator
 
 import msgspec
 
-from app.events import RawEvent
-from app.jetstream import DeadLetterPublisher, EventPublisher
-from collectors.replay import ReplayError, newest_time, publish_order, read_recording, shifted
+from collectors.replay import ReplayError, newest_time, read_recording, shifted
+from core.events import RawEvent, publish_order
+from core.ports import DeadLetterSink, EventPublisher
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def recording_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher,
-                       deadletters: DeadLetterPublisher, chunk: int = 5000,
+                       deadletters: DeadLetterSink, chunk: int = 5000,
                        shift_to: datetime | None = None) -> ReplaySummary:
     """Publish every recording under `paths` as one stream, in `publish_order` (snapshots, then by time).
 
@@ -82,3 +82,16 @@ async def _flush(batch: list[RawEvent], publisher: EventPublisher, summary: Repl
     summary.duplicates += publisher.duplicates - before
     summary.event_ids.extend(e.id for e in batch)
     batch.clear()
+
+
+def read_recordings(paths: Iterable[str | Path]) -> tuple[list[RawEvent], list[str]]:
+    """Every RawEvent of the recordings under `paths`, and every part that could not be read."""
+    events: list[RawEvent] = []
+    errors: list[str] = []
+    for path in recording_files(paths):
+        for item in read_recording(path):
+            if isinstance(item, ReplayError):
+                errors.append(str(item))
+            else:
+                events.append(item)
+    return events, errors

@@ -7,7 +7,7 @@ says that the Deployment was edited.
 
 The Deployment controller keeps one ReplicaSet per pod template, annotated with the revision
 (`deployment.kubernetes.io/revision`), created when that revision rolled out. So consecutive
-revisions give the edit (`topology.changes.diff_objects` of their pod templates: image, command,
+revisions give the edit (`core.kube.changes.diff_objects` of their pod templates: image, command,
 env, resources, probes, volumes) and its time (the newer ReplicaSet's creationTimestamp). A
 rollback re-uses an older ReplicaSet: its creationTimestamp predates the revision it replaced,
 so that rollout's time is unknown and it is left out.
@@ -22,8 +22,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from app.events import RawEvent, content_id
-from topology.changes import REVISION_ANNOTATION, diff_objects, summarize
+from core.events import RawEvent, content_id
+from core.kube.changes import REVISION_ANNOTATION, diff_objects, summarize
 
 ROLLOUT = "ROLLOUT"
 _NOT_TEMPLATE = frozenset({"revision", "replicas"})  # differ between any two ReplicaSets

@@ -42,9 +42,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from app.events import RawEvent
 from collectors.kubefiles import FRAGMENT_CHARS, SNAPSHOT, ReplayError
 from collectors.replay import ReplayValueError, raw_event_from_object
+from core.events import RawEvent
 
 log = logging.getLogger(__name__)
 

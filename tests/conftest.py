@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
 from app.stack import EmbeddedStack
+from core.settings import Settings
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.analyze import Analysis, Evidence, RootCause, analyze, is_ongoing, last_failures, rank, render, verdict
-from app.events import K8sContext, SemanticContext, UnifiedEvent
 from app.stack import EmbeddedStack
+from core.events import K8sContext, SemanticContext, UnifiedEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)

@@ -15,13 +15,12 @@ import msgspec
 import pytest
 
 from app.demo import publish_recordings, wait_for_events
-from app.events import RawEvent, content_id
-from app.jetstream import (RAW_CODEC, EventPublisher, connect, ensure_streams, event_subject,
-                           read_deadletters)
-from app.settings import Settings
+from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams, event_subject, read_deadletters
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_bridge, start_worker, with_worker_port
 from collectors.replay import read_recording
+from core.events import RawEvent, content_id
+from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
 

@@ -20,17 +20,17 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
+from prediction_waits import settle
 
 from app.demo import publish_recordings
-from app.events import RawEvent
 from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
-from app.settings import Settings, isolated
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_worker, with_worker_port
 from collectors.replay import newest_time, read_recording
 from collectors.replayer import recording_files
+from core.events import RawEvent
+from core.settings import Settings, isolated
 from topology.graph import open_graph
-from prediction_waits import settle
 from topology.predictions import StoredPrediction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ async def _stream_messages(settings: Settings) -> list[RawEvent]:
 
 async def test_replaying_the_recorded_stream_gives_the_predictions_live_gave(
         embedded: EmbeddedStack, patterns_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from collectors.replay import publish_order
+    from core.events import publish_order
     folder = ROOT / "app" / "scenarios" / "configmap-crashloop"
     events = publish_order(scenario_events(folder))
     live = _settings(embedded, "patterns-live", patterns_dir, tmp_path_factory.mktemp("live"))

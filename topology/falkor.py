@@ -21,15 +21,22 @@ import redis.exceptions
 from falkordb.asyncio import FalkorDB
 from falkordb.asyncio.graph import AsyncGraph
 
-from app.events import UnifiedEvent
-from app.records import PatternMatch, Prediction
-from app.settings import GraphSettings
-from topology.graph import GraphQueryError, batches, with_retries
+from core.events import UnifiedEvent
+from core.ports import GraphQueryError
+from core.records import PatternMatch, Prediction
+from core.settings import GraphSettings
 from topology.insight_queries import write_insights as write_insights_query
 from topology.insight_rows import chunks, insight_rows, labels_of
-from topology.rows import WriteBatch
-from topology.queries import (CLEAR, FALKOR_INDEXES, FALKOR_LIST_INDEXES, WRITE_EVENTS_WITHOUT_RESOURCE,
-                              WRITE_RESOURCE_EVENTS, Query)
+from topology.queries import (
+    CLEAR,
+    FALKOR_INDEXES,
+    FALKOR_LIST_INDEXES,
+    WRITE_EVENTS_WITHOUT_RESOURCE,
+    WRITE_RESOURCE_EVENTS,
+    Query,
+)
+from topology.retrying import with_retries
+from topology.rows import WriteBatch, batches
 
 CONNECT_TIMEOUT_S = 5.0
 QUERY_TIMEOUT_S = 60.0

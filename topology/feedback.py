@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-from app.events import epoch_ms
+from core.events import epoch_ms
 from topology import feedback_queries
 from topology.graph import GraphStore
 

@@ -1,6 +1,6 @@
 """The graph store interface: one protocol, two backends, picked by the URI scheme.
 
-Fed by: `GraphSettings` (uri, name, credentials, batch_size) from `app.settings`.
+Fed by: `GraphSettings` (uri, name, credentials, batch_size) from `core.settings`.
 Feeds: the graph sink (`write_events`, `write_insights`), the demo and tests (`query` with a named
 `topology.queries.Query`). Backends: `topology.falkor` (FalkorDB, native client) and
 `topology.neo4j_store` (Neo4j, or anything speaking Bolt, through the neo4j driver).
@@ -12,39 +12,17 @@ a recording are both safe.
 
 from __future__ import annotations
 
-import time
-from typing import Awaitable, Callable, Iterator, Protocol, Sequence, TypeVar
+from typing import Protocol, Sequence
 from urllib.parse import urlsplit
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
-
-from app.events import UnifiedEvent
-from app.records import PatternMatch, Prediction
-from app.settings import GraphSettings
+from core.events import UnifiedEvent
+from core.ports import GraphError
+from core.records import PatternMatch, Prediction
+from core.settings import GraphSettings
 from topology.queries import Query
-from topology.rows import WriteBatch, event_rows
-
-T = TypeVar("T")
-
-RETRY_ATTEMPTS = 5
-RETRY_WAIT_MIN_S = 0.1
-RETRY_WAIT_MAX_S = 2.0
 
 FALKOR_SCHEMES = ("falkordb", "redis", "rediss")
 NEO4J_SCHEMES = ("bolt", "neo4j", "bolt+s", "neo4j+s", "bolt+ssc", "neo4j+ssc")
-
-
-class GraphError(Exception):
-    """Base of the graph layer's errors."""
-
-
-class GraphUnavailable(GraphError):
-    """The graph server could not be reached (even after retries) or refused the credentials:
-    start it, or fix graph.uri / graph.username / graph.password."""
-
-
-class GraphQueryError(GraphError):
-    """The server rejected a query: a bug in `topology.queries` or a schema/dialect mismatch."""
 
 
 class UnsupportedGraphURI(GraphError, ValueError):
@@ -85,42 +63,6 @@ class GraphStore(Protocol):
 
     async def close(self) -> None:
         ...
-
-
-def batches(events: Sequence[UnifiedEvent], *, size: int) -> Iterator[WriteBatch]:
-    """Split `events` into write batches of at most `size` events, stamped with the ingest time."""
-    if size < 1:
-        raise ValueError(f"graph.batch_size must be at least 1, got {size}")
-    now_ms = int(time.time() * 1000)
-    for start in range(0, len(events), size):
-        yield event_rows(events[start:start + size], ingested_at_ms=now_ms)
-
-
-async def with_retries(op: Callable[[], Awaitable[T]], *, is_transient: Callable[[BaseException], bool],
-                       target: str) -> T:
-    """Run `op`, retrying transient connection errors with exponential backoff.
-
-    After RETRY_ATTEMPTS failures raises GraphUnavailable naming `target`; any other error
-    propagates at once (backends raise GraphQueryError for rejected queries).
-    """
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(RETRY_ATTEMPTS),
-        wait=wait_exponential(multiplier=RETRY_WAIT_MIN_S, max=RETRY_WAIT_MAX_S),
-        retry=retry_if_exception(is_transient),
-        reraise=True,
-    )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                return await op()
-    except Exception as e:
-        if is_transient(e):
-            raise GraphUnavailable(
-                f"graph server {target} unreachable after {RETRY_ATTEMPTS} attempts "
-                f"({type(e).__name__}: {e}); check that it runs (`tapio up` for the embedded one) "
-                f"and that graph.uri / TAPIO_GRAPH_URI points at it") from e
-        raise
-    raise AssertionError("unreachable")  # AsyncRetrying either returns or raises
 
 
 def open_graph(settings: GraphSettings) -> GraphStore:

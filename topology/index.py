@@ -11,8 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from topology.relations import (Alias, Edge, ObjectNode, ObjId, TopologyChange, _declarations, _key, _matches,
-                                _Ref, _Selector, identity, normalize_kind, object_node, synthetic_key)
+from topology.relations import (
+    Alias,
+    Edge,
+    ObjectNode,
+    ObjId,
+    TopologyChange,
+    _declarations,
+    _key,
+    _matches,
+    _Ref,
+    _Selector,
+    identity,
+    normalize_kind,
+    object_node,
+    synthetic_key,
+)
 
 
 class _Entry(NamedTuple):

@@ -27,11 +27,24 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from topology.model import (AFFECTED, ALL_RESOURCE_LABELS, CAUSED, EVENT_KEY, EVENT_LABEL, IMPACTS, MATCHES,
-                            PATTERN_KEY, PATTERN_LABEL, PRECEDED, PREDICTED, PREDICTION_KEY, PREDICTION_LABEL,
-                            RESOURCE_KEY)
-from topology.queries import Query, resource_match
 from topology.insight_rows import EventEdgeRow, ImpactRow, InsightGroupRow, PredictionRow
+from topology.model import (
+    AFFECTED,
+    ALL_RESOURCE_LABELS,
+    CAUSED,
+    EVENT_KEY,
+    EVENT_LABEL,
+    IMPACTS,
+    MATCHES,
+    PATTERN_KEY,
+    PATTERN_LABEL,
+    PRECEDED,
+    PREDICTED,
+    PREDICTION_KEY,
+    PREDICTION_LABEL,
+    RESOURCE_KEY,
+)
+from topology.queries import Query, resource_match
 
 # --- writes -----------------------------------------------------------------------------
 

@@ -22,15 +22,11 @@ from typing import Iterator, Sequence
 
 import msgspec
 
-from app.events import ObjectRef, UnifiedEvent, epoch_ms
-from app.records import PatternMatch, Prediction
+from core.events import ObjectRef, UnifiedEvent, epoch_ms
+from core.ports import InvalidInsight
+from core.records import MatchGroup, PatternMatch, Prediction, by_match
 from topology.model import label_for
 from topology.rows import kind_of, resource_key
-
-
-class InvalidInsight(ValueError):
-    """A match or prediction the graph cannot hold as given (named in the message); the graph
-    sink dead-letters its match group and writes the others."""
 
 
 class ImpactRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
@@ -93,14 +89,6 @@ class InsightGroupRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True
     boost: float | None = None
 
 
-class MatchGroup(msgspec.Struct, frozen=True, kw_only=True):
-    """A match (absent when only its predictions are in the batch) and its predictions."""
-
-    match_id: str
-    match: PatternMatch | None
-    predictions: list[Prediction]
-
-
 class InsightWrite(msgspec.Struct, frozen=True, kw_only=True):
     """Everything one `write_insights` call writes: evidence events first, then the groups."""
 
@@ -133,17 +121,6 @@ def prediction_namespace(prediction: Prediction) -> str | None:
     """From the scope, else the first impacted object with a namespace."""
     return scope_namespace(prediction.scope) or next(
         (ref.namespace for ref in prediction.impacted if ref.namespace), None)
-
-
-def by_match(matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> list[MatchGroup]:
-    """Matches (deduplicated by id, the last wins) with their predictions, sorted by match id."""
-    unique = {m.id: m for m in matches}
-    preds: dict[str, dict[str, Prediction]] = {}
-    for p in predictions:
-        preds.setdefault(p.match_id, {})[p.id] = p
-    return [MatchGroup(match_id=mid, match=unique.get(mid),
-                       predictions=sorted(preds.get(mid, {}).values(), key=lambda p: p.id))
-            for mid in sorted(unique.keys() | preds.keys())]
 
 
 def _finite(value: float, what: str) -> float:

@@ -16,17 +16,17 @@ from typing import Any, Sequence
 
 import msgspec
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction
-from neo4j.exceptions import (AuthError, DriverError, Neo4jError, ServiceUnavailable,
-                              SessionExpired)
+from neo4j.exceptions import AuthError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired
 
-from app.events import UnifiedEvent
-from app.records import PatternMatch, Prediction
-from app.settings import GraphSettings
-from topology.graph import GraphError, GraphQueryError, GraphUnavailable, batches, with_retries
+from core.events import UnifiedEvent
+from core.ports import GraphError, GraphQueryError, GraphUnavailable
+from core.records import PatternMatch, Prediction
+from core.settings import GraphSettings
 from topology.insight_queries import write_insights as write_insights_query
 from topology.insight_rows import chunks, insight_rows, labels_of
 from topology.queries import CLEAR, NEO4J_SCHEMA, WRITE_EVENTS_WITHOUT_RESOURCE, WRITE_RESOURCE_EVENTS, Query
-from topology.rows import WriteBatch
+from topology.retrying import with_retries
+from topology.rows import WriteBatch, batches
 
 CONNECT_TIMEOUT_S = 5.0
 #: Bounds opening a connection, Bolt handshake included (connection_timeout alone does not).

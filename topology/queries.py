@@ -17,13 +17,26 @@ Rules:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
-from functools import lru_cache
-
-from topology.model import (AFFECTED, ALL_RESOURCE_LABELS, CAUSED, DEPENDENCY_RELATIONS, EVENT_KEY, EVENT_LABEL,
-                            GENERIC_LABEL, IMPACTS, NODE_KEYS, PRECEDED, PREDICTION_LABEL, RESOURCE_KEY,
-                            SECONDARY_INDEXES, TOPOLOGY_RELATIONS, label_for)
+from topology.model import (
+    AFFECTED,
+    ALL_RESOURCE_LABELS,
+    CAUSED,
+    DEPENDENCY_RELATIONS,
+    EVENT_KEY,
+    EVENT_LABEL,
+    GENERIC_LABEL,
+    IMPACTS,
+    NODE_KEYS,
+    PRECEDED,
+    PREDICTION_LABEL,
+    RESOURCE_KEY,
+    SECONDARY_INDEXES,
+    TOPOLOGY_RELATIONS,
+    label_for,
+)
 from topology.rows import EventRow, ResourceRow
 
 

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from app.events import K8sContext
+from core.events import K8sContext
 from topology.model import CLUSTER_SCOPED
 from topology.rows import kind_of, resource_key
 

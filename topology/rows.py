@@ -18,11 +18,12 @@ uids, will write the real keys; events seen before then stay on the synthetic no
 
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import Iterator, Sequence
 
 import msgspec
 
-from app.events import K8sContext, ObjectRef, UnifiedEvent, epoch_ms
+from core.events import K8sContext, ObjectRef, UnifiedEvent, epoch_ms
 from topology.model import GENERIC_LABEL, label_for
 
 
@@ -176,3 +177,12 @@ def event_rows(events: Sequence[UnifiedEvent], *, ingested_at_ms: int) -> WriteB
         resources.setdefault(label, []).append(_resource_row(uid, members))
     orphans.sort(key=lambda r: r.id)
     return WriteBatch(resources=resources, orphans=orphans)
+
+
+def batches(events: Sequence[UnifiedEvent], *, size: int) -> Iterator[WriteBatch]:
+    """Split `events` into write batches of at most `size` events, stamped with the ingest time."""
+    if size < 1:
+        raise ValueError(f"graph.batch_size must be at least 1, got {size}")
+    now_ms = int(time.time() * 1000)
+    for start in range(0, len(events), size):
+        yield event_rows(events[start:start + size], ingested_at_ms=now_ms)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Sequence
 
-
 from topology import queries
 from topology.graph import GraphStore
 from topology.model import label_for

@@ -8,11 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from agents.confidence import (NO_FEEDBACK, LearningRule, Votes, adjusted, adjustment, adjustments, factor,
-                               pattern_reports, smoothed_accuracy)
+from agents.confidence import (
+    NO_FEEDBACK,
+    LearningRule,
+    Votes,
+    adjusted,
+    adjustment,
+    adjustments,
+    factor,
+    pattern_reports,
+    smoothed_accuracy,
+)
 from agents.pattern_files import load_pattern
 from agents.predict import predict_batch, predictions_for
-from app.records import MatchedBatchView, PatternMatch
+from core.records import MatchedBatchView, PatternMatch
 
 RULE = LearningRule()  # prior 5, min_feedback 10, disable_below 0.3
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)

@@ -10,9 +10,10 @@ import msgspec
 
 from agents.enrich import EnrichError, enrich_event, enrich_stage
 from agents.normalize import normalize_event, normalize_stage
-from app.events import RawEvent
-from app.records import RawBatch
 from collectors.replay import read_recording
+from core.events import RawEvent
+from core.records import RawBatch
+
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 
 TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"

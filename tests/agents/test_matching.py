@@ -18,7 +18,7 @@ from agents.hits import Selector, compile_pattern
 from agents.pattern_files import load_pattern
 from agents.predict import predictions_for
 from agents.windows import MAX_ENTRIES, WindowState, add_hits, advance, decode_state, encode_state
-from app.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent, content_id, epoch_ms
+from core.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent, content_id, epoch_ms
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 END = 2**62
@@ -480,10 +480,13 @@ def test_partition_windows_write_back_only_what_changed_and_drop_deleted_pattern
 
 
 def test_offline_runner_finds_the_bundled_incident() -> None:
-    from agents.offline import run
+    from agents.catalog import Catalog
+    from agents.offline import match_events
+    from collectors.replayer import read_recordings
     root = Path(__file__).resolve().parents[2]
-    result = run([root / "app" / "scenarios" / "configmap-crashloop"], root / "patterns")
-    assert result.errors == [] and result.events == 105 and result.late == 0
+    events, unread = read_recordings([root / "app" / "scenarios" / "configmap-crashloop"])
+    result = match_events(events, Catalog(root / "patterns"))
+    assert unread == [] and result.errors == [] and result.events == 105 and result.late == 0
     found = {(m.pattern, m.scope) for m in result.matches}
     assert found == {("config-drift", "configmap:ConfigMap/shop/nginx-config"),
                      ("liveness-death-spiral", "owner:Deployment/shop/nginx"),

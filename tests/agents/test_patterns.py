@@ -219,8 +219,8 @@ def _passes(test, event) -> bool:
 def _events(*paths: Path) -> list:
     from agents.enrich import EnrichError, enrich_event
     from agents.normalize import normalize_event
-    from app.events import RawEvent
     from collectors.replay import read_recording
+    from core.events import RawEvent
 
     files = [f for p in paths for f in sorted(p.rglob("*")) if f.suffix in (".json", ".yaml")]
     events = []

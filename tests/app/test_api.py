@@ -20,14 +20,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from prediction_waits import settle
 
 from agents.confidence import LearningRule, Votes, adjusted, factor
 from app.api_schema import ROUTES, openapi
 from app.demo import publish_recordings
-from app.settings import Settings, isolated
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_worker, with_worker_port
-from prediction_waits import settle
+from core.settings import Settings, isolated
 from topology import insight_queries
 from topology.feedback import count_feedback, vote_counts
 from topology.graph import open_graph

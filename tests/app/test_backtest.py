@@ -12,8 +12,18 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from app.backtest import (Corpus, Fired, Incident, LabelError, Labels, RootCause, find_corpora, read_labels,
-                          run_recordings, score)
+from app.backtest import (
+    Corpus,
+    Fired,
+    Incident,
+    LabelError,
+    Labels,
+    RootCause,
+    find_corpora,
+    read_labels,
+    run_recordings,
+    score,
+)
 from app.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]

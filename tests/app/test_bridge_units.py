@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import msgspec
 
 from app.bridge import batch_headers, decode_messages, partition_for, traceparent
-from app.events import RawEvent, SemanticContext, UnifiedEvent
 from app.jetstream import RAW_CODEC
-from app.records import InsightBatch, MatchedBatchView, UnifiedBatch, UnifiedBatchView, batch_size
+from core.events import RawEvent, SemanticContext, UnifiedEvent
+from core.records import InsightBatch, MatchedBatchView, UnifiedBatch, UnifiedBatchView, batch_size
 
 T = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from app.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent
 from app.explain import ExplainError, explain, parse_target, pick_event
-from app.settings import Settings
+from core.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent
+from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
 

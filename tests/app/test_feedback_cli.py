@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from agents.confidence import LearningRule, Votes, adjusted, factor
 from agents.pattern_files import load_pattern
 from app.cli import cli
-from app.records import PatternMatch, Prediction
-from app.settings import Settings, to_yaml
-from topology.feedback import count_feedback, feedback_on, record_feedback, vote_counts, UnknownPrediction
+from core.records import PatternMatch, Prediction
+from core.settings import Settings, to_yaml
+from topology.feedback import UnknownPrediction, count_feedback, feedback_on, record_feedback, vote_counts
 from topology.graph import open_graph
 from topology.predictions import get_prediction, match_story
 

@@ -8,10 +8,17 @@ from datetime import datetime, timezone
 import msgspec
 import pytest
 
-from app.events import RawEvent
-from app.jetstream import (EventPublisher, PublishFailed, connect, ensure_streams, events_stream_config,
-                           read_deadletters, DeadLetterPublisher)
-from app.settings import Settings
+from app.jetstream import (
+    DeadLetterPublisher,
+    EventPublisher,
+    PublishFailed,
+    connect,
+    ensure_streams,
+    events_stream_config,
+    read_deadletters,
+)
+from core.events import RawEvent
+from core.settings import Settings
 
 T = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import ConfigError, load_settings
 from app.stack import EmbeddedStack, PortTaken, StackError, read_state, start_nats
+from core.settings import ConfigError, load_settings
 
 
 def test_file_then_environment_override(tmp_path: Path) -> None:

@@ -21,10 +21,18 @@ from agents.pattern_files import load_pattern
 from agents.window_log import COMPACT_AFTER, WindowLog
 from agents.windows import encode_state
 from app.bridge import partition_for
-from app.codec import msgpack_encoder
-from app.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent, content_id, epoch_ms
-from app.table_view import (MEMBERS, WATERMARKS, WINDOWS, delta_row, key_partition, member_rows, watermark_rows,
-                            window_rows)
+from app.table_view import (
+    MEMBERS,
+    WATERMARKS,
+    WINDOWS,
+    delta_row,
+    key_partition,
+    member_rows,
+    watermark_rows,
+    window_rows,
+)
+from core.codec import msgpack_encoder
+from core.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent, content_id, epoch_ms
 
 T0 = datetime(2027, 2, 1, 12, 0, tzinfo=timezone.utc)
 PATTERN = """\

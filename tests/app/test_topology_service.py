@@ -7,9 +7,9 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from app.events import RawEvent
 from app.topology_service import TopologyState
 from collectors.replay import raw_event_from_object
+from core.events import RawEvent
 
 SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from app.events import RawEvent
 from collectors import bundlefiles
 from collectors.bundles import (
     CLUSTER_INFO,
@@ -33,6 +32,7 @@ from collectors.bundles import (
 )
 from collectors.kubefiles import ReplayError
 from collectors.podlogs import LogScanner, LogSource, line_time, log_events, pod_info
+from core.events import RawEvent
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
@@ -570,7 +570,7 @@ def test_repeated_signal_lines_are_capped_per_log() -> None:
 
 def test_every_signal_has_needles_and_blocks_carry_times(monkeypatch: pytest.MonkeyPatch) -> None:
     from collectors import podlogs
-    from collectors.log_signals import signal_table
+    from core.kube.log_signals import signal_table
 
     assert all(s.needles for s in signal_table().signals) and signal_table().needles
     monkeypatch.setattr(podlogs, "BLOCK_LINES", 3)

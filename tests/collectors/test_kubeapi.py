@@ -28,13 +28,21 @@ import pytest
 import yaml
 from kubernetes import client
 
-from app.events import RawEvent
+from app.collect import run_kubeapi_collector
 from app.jetstream import RAW_CODEC, connect, ensure_streams
-from app.settings import Settings
-from collectors.kubeapi import (KINDS, LAST_APPLIED, KubeConfigError, UnknownKindError, load_api_client, resolve_kinds,
-                                run_kubeapi_collector, watch_cluster)
+from collectors.kubeapi import (
+    KINDS,
+    LAST_APPLIED,
+    KubeConfigError,
+    UnknownKindError,
+    load_api_client,
+    resolve_kinds,
+    watch_cluster,
+)
 from collectors.replay import ReplayError, raw_event_from_object
 from collectors.watching import WatchOptions
+from core.events import RawEvent
+from core.settings import Settings
 
 T0 = "2026-11-20T10:00:00Z"
 FAST = WatchOptions(backoff_initial_s=0.05, backoff_max_s=0.2)

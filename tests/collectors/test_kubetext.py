@@ -15,10 +15,10 @@ import pytest
 
 from agents.enrich import enrich_event
 from agents.normalize import normalize_event
-from app.events import RawEvent
 from collectors.kubetables import parse_age, parse_interval
 from collectors.kubetext import MissingNowError, looks_like_kubectl_text, parse_kubectl_text, strip_harness
 from collectors.replay import ReplayError
+from core.events import RawEvent
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 HOLMES = REALDATA / "holmesgpt"

@@ -14,7 +14,6 @@ import msgspec
 import pytest
 import yaml
 
-from app.events import RawEvent, content_id
 from collectors.replay import (
     ReplayError,
     ReplayFileError,
@@ -23,6 +22,7 @@ from collectors.replay import (
     raw_event_from_object,
     read_recording,
 )
+from core.events import RawEvent, content_id
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
@@ -580,7 +580,8 @@ def test_raw_event_from_object_direct() -> None:
 def test_publish_order_puts_snapshots_first_then_event_time() -> None:
     from datetime import timedelta
 
-    from collectors.replay import newest_time, publish_order, shifted
+    from collectors.replay import newest_time, shifted
+    from core.events import publish_order
     t0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 
     def raw(name: str, sec: int, action: str) -> RawEvent:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from app.settings import Settings
 from app.workers import ChildProcess
+from core.settings import Settings
 from topology.graph import open_graph
 from topology.predictions import StoredPrediction, list_predictions
 

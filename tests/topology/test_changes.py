@@ -1,4 +1,4 @@
-"""Pure tests of topology.changes.diff_objects: ConfigMaps, Secrets (hashes only), workload templates."""
+"""Pure tests of core.kube.changes.diff_objects: ConfigMaps, Secrets (hashes only), workload templates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from topology.changes import VALUE_CHARS, KeyChange, diff_objects, secret_hash
+from core.kube.changes import VALUE_CHARS, KeyChange, diff_objects, secret_hash
 
 SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
 

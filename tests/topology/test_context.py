@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from app.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent
-from app.settings import Settings
+from core.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent
+from core.settings import Settings
 from topology import queries
 from topology.context import ContextError, reveal_context
 from topology.graph import open_graph

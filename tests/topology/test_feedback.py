@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.records import PatternMatch, Prediction
-from app.settings import GraphSettings
 from app.stack import _terminate, start_falkordb
+from core.records import PatternMatch, Prediction
+from core.settings import GraphSettings
 from topology.feedback import UnknownPrediction, count_feedback, feedback_on, record_feedback, vote_counts
 from topology.graph import open_graph
 

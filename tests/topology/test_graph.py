@@ -14,13 +14,13 @@ import msgspec
 import pytest
 from falkordb.asyncio import FalkorDB
 
-from app.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent
-from app.settings import GraphSettings, Settings
 from app.stack import _terminate, free_port, start_falkordb
+from core.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent
+from core.ports import GraphQueryError, GraphUnavailable
+from core.settings import GraphSettings, Settings
 from topology import queries
 from topology.falkor import FalkorStore
-from topology.graph import (GraphQueryError, GraphStore, GraphUnavailable, UnsupportedGraphURI,
-                            open_graph)
+from topology.graph import GraphStore, UnsupportedGraphURI, open_graph
 from topology.model import NODE_KEYS, SECONDARY_INDEXES
 from topology.neo4j_store import Neo4jStore
 

@@ -9,11 +9,19 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from app.events import K8sContext, ObjectRef, SemanticContext, UnifiedEvent
-from app.records import Link, PatternMatch, Prediction
+from core.events import K8sContext, ObjectRef, SemanticContext, UnifiedEvent
+from core.ports import InvalidInsight
+from core.records import Link, PatternMatch, Prediction, by_match
 from topology import insight_queries
-from topology.insight_rows import (EventEdgeRow, ImpactRow, InvalidInsight, by_match, chunks, insight_rows,
-                                   labels_of, prediction_namespace, scope_namespace)
+from topology.insight_rows import (
+    EventEdgeRow,
+    ImpactRow,
+    chunks,
+    insight_rows,
+    labels_of,
+    prediction_namespace,
+    scope_namespace,
+)
 from topology.rows import event_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -16,12 +16,13 @@ import pytest
 
 from agents import sink
 from agents.sink import write_insights_with_backoff
-from app.events import K8sContext, ObjectRef, SemanticContext, UnifiedEvent
-from app.records import InsightBatch, Link, PatternMatch, Prediction
-from app.settings import GraphSettings, Settings
 from app.stack import _terminate, start_falkordb
+from core.events import K8sContext, ObjectRef, SemanticContext, UnifiedEvent
+from core.ports import GraphQueryError, GraphUnavailable
+from core.records import InsightBatch, Link, PatternMatch, Prediction
+from core.settings import GraphSettings, Settings
 from topology import insight_queries, queries
-from topology.graph import GraphQueryError, GraphStore, GraphUnavailable, open_graph
+from topology.graph import GraphStore, open_graph
 from topology.predictions import ImpactedResource, hypotheses_for, list_predictions
 from topology.relations import Alias, ObjectNode, TopologyChange
 from topology.writer import apply_changes

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from app.events import (K8sContext, KubernetesData, ObjectRef, SemanticContext, TraceContext,
-                        UnifiedEvent)
+from core.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, TraceContext, UnifiedEvent
 from topology.rows import EventRow, ResourceRow, WriteBatch, event_rows
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from app.settings import Settings
+from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
 from topology.index import ObjectIndex

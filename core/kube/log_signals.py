@@ -1,6 +1,6 @@
-"""The table of container-log signals (`collectors/log_signals.yaml`), compiled for fast scanning.
+"""The table of container-log signals (`core/kube/vocabulary/log_signals.yaml`), compiled for fast scanning.
 
-Fed by: `collectors/log_signals.yaml` (data, like app/semantics.yaml: a line becomes an event only
+Fed by: `core/kube/vocabulary/log_signals.yaml` (data, like core/kube/vocabulary/semantics.yaml: a line becomes an event only
 when one of its signals matches). Feeds: `collectors.podlogs`, which scans logs with it.
 
 Each signal's patterns are compiled into one regex, and from the parsed patterns come the
@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 try:  # CPython's own pattern parser (3.11+): finds the literal words a pattern needs
-    from re import _constants as _c, _parser
+    from re import _constants as _c
+    from re import _parser
 except ImportError:  # pragma: no cover - without it every line is searched with the regexes
     _parser = None
 
 import msgspec
 import yaml
 
-SIGNALS_FILE = Path(__file__).with_name("log_signals.yaml")
+from core.kube.vocabulary import vocabulary_file
+
+SIGNALS_FILE = "log_signals.yaml"
 
 
 class SignalSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,8 +62,10 @@ _FLAGS = re.IGNORECASE | re.MULTILINE
 
 
 @lru_cache(maxsize=4)
-def signal_table(path: str | Path = SIGNALS_FILE) -> SignalTable:
-    spec = msgspec.convert(yaml.safe_load(Path(path).read_text()), SignalFile)
+def signal_table(path: str | Path | None = None) -> SignalTable:
+    """The shipped signals (`core/kube/vocabulary/log_signals.yaml`), or those of the file `path`."""
+    text = Path(path).read_text() if path is not None else vocabulary_file(SIGNALS_FILE).read_text()
+    spec = msgspec.convert(yaml.safe_load(text), SignalFile)
     signals = []
     for s in spec.signals:
         needles = [_pattern_needles(p) for p in s.patterns]

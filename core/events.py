@@ -1,7 +1,7 @@
 """The event model: what collectors emit (RawEvent) and what the dataflow reasons about (UnifiedEvent).
 
 Fed by: every collector (they build RawEvents), the enrich and normalize agents (they build
-UnifiedEvents). Feeds: every topic record in `app.records`, the graph sink.
+UnifiedEvents). Feeds: every topic record in `core.records`, the graph sink.
 
 All types are msgspec Structs: they are the typed boundary of every subject and topic.
 Timestamps are timezone-aware UTC datetimes; ids are plain strings (see `EventId`).
@@ -166,3 +166,18 @@ def utc(value: datetime) -> datetime:
 
 def epoch_ms(value: datetime) -> int:
     return int(utc(value).timestamp() * 1000)
+
+
+def publish_order(events: list[RawEvent]) -> list[RawEvent]:
+    """The order a recording is published in: snapshots first, then everything else by event time.
+
+    A SNAPSHOT (an object read from a list, not a watch) is state, not a moment: its timestamp is
+    only the newest time it carries. Published first, it teaches the match stage which pods belong
+    to which node, workload and ConfigMap before the Events about them, and it never moves the
+    event-time watermark (see app.bridge). Everything else is stably sorted by its own time, which
+    is the order live collection would have produced; so windows see a recording as they would
+    have seen the cluster.
+    """
+    snapshots = [e for e in events if e.metadata.get("action") == "SNAPSHOT"]
+    timed = sorted((e for e in events if e.metadata.get("action") != "SNAPSHOT"), key=lambda e: e.timestamp)
+    return snapshots + timed

@@ -13,11 +13,12 @@ stage turns one batch into one batch. Within a batch, events keep their order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
-from app.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, UnifiedEvent
+from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, UnifiedEvent
 
 
 class RawBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -218,3 +219,22 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     payload: bytes
     at: datetime
     event_id: str = ""
+
+
+class MatchGroup(msgspec.Struct, frozen=True, kw_only=True):
+    """A match (absent when only its predictions are in the batch) and its predictions."""
+
+    match_id: str
+    match: PatternMatch | None
+    predictions: list[Prediction]
+
+
+def by_match(matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> list[MatchGroup]:
+    """Matches (deduplicated by id, the last wins) with their predictions, sorted by match id."""
+    unique = {m.id: m for m in matches}
+    preds: dict[str, dict[str, Prediction]] = {}
+    for p in predictions:
+        preds.setdefault(p.match_id, {})[p.id] = p
+    return [MatchGroup(match_id=mid, match=unique.get(mid),
+                       predictions=sorted(preds.get(mid, {}).values(), key=lambda p: p.id))
+            for mid in sorted(unique.keys() | preds.keys())]
