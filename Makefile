@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, make):
 #   make demo   install into .venv, start the embedded stack, replay the bundled incident, show the graph
-#   make test   install into .venv and run the test suite against real embedded servers
+#   make test   install into .venv, check the layers, lint and types, run the test suite against real embedded servers
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
@@ -11,13 +11,19 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo test bench
+.PHONY: install demo check test bench
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tapio demo
 
-test: $(STAMP)
+# the layers (import-linter contracts in pyproject.toml), ruff, and a strict type check of core/
+check: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: check
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)

@@ -33,9 +33,10 @@ class Codec(Generic[T]):
 
     def __init__(self, typ: type[T], wire: Literal["json", "msgpack"]) -> None:
         self.type = typ
-        module = msgspec.json if wire == "json" else msgspec.msgpack
-        self._encoder = json_encoder if wire == "json" else msgpack_encoder
-        self._decoder = module.Decoder(typ)
+        self._encoder: msgspec.json.Encoder | msgspec.msgpack.Encoder = (
+            json_encoder if wire == "json" else msgpack_encoder)
+        self._decoder: msgspec.json.Decoder[T] | msgspec.msgpack.Decoder[T] = (
+            msgspec.json.Decoder(typ) if wire == "json" else msgspec.msgpack.Decoder(typ))
 
     def encode(self, value: T) -> bytes:
         return self._encoder.encode(value)

@@ -202,7 +202,8 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
 
 
 def to_yaml(settings: Settings) -> str:
-    return yaml.safe_dump(msgspec.to_builtins(settings), sort_keys=False)
+    text: str = yaml.safe_dump(msgspec.to_builtins(settings), sort_keys=False)
+    return text
 
 
 def isolated(settings: Settings, name: str) -> Settings:
