@@ -12,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
 from app.cli.ranges import bounds, range_options, replay_range
 from app.cli.settings import settings_of
 from app.cli.terminal import echo_json, progress_bars
-
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "patterns" / "scenarios"
 
 
 @click.command()
@@ -51,14 +48,12 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
 
     from app.backtest import (
         COLUMNS,
-        Corpus,
-        Fired,
+        DEFAULT_CORPUS,
         LabelError,
         find_corpora,
-        pattern_names,
-        read_labels,
-        run_recordings,
-        score,
+        labelled_range,
+        score_recordings,
+        score_replays,
         table_rows,
     )
 
@@ -66,23 +61,18 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
     chosen = patterns_dir or settings.match.patterns_dir
     logging.getLogger("agents.catalog").setLevel(logging.WARNING)  # one line per loaded pattern is noise here
     sets = [chosen] + ([compare_dir] if compare_dir else [])
-    reports = []
     if from_stream:
         if not labels_file:
             raise click.UsageError("--stream needs --labels FILE: the incidents of that range")
         try:
-            labels = read_labels(labels_file)
+            corpus = labelled_range(labels_file)
         except LabelError as e:
             raise click.ClickException(str(e)) from e
-        corpus = Corpus(name=labels.scenario or labels_file, folder=str(Path(labels_file).parent), labels=labels)
         found = [corpus]
-        base = into or f"backtest-{datetime.now(UTC):%Y%m%d%H%M%S}"
         stream_range = bounds(since, until, from_seq, to_seq, subject, speed)
-        for i, folder in enumerate(sets):
-            result = replay_range(settings, f"{base}-{'ab'[i]}", stream_range,
-                                  patterns_dir=str(Path(folder).resolve()))
-            fired = [Fired(pattern=p.pattern, scope=p.scope, at=p.at) for p in result.predictions]
-            reports.append(score([(corpus, fired)], pattern_names(folder)))
+        reports = score_replays(
+            corpus, sets, name=into or f"backtest-{datetime.now(UTC):%Y%m%d%H%M%S}",
+            replay=lambda name, folder: replay_range(settings, name, stream_range, patterns_dir=folder).predictions)
     else:
         try:
             found = find_corpora(corpora or [DEFAULT_CORPUS])
@@ -91,11 +81,9 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
         if not found:
             raise click.ClickException(f"no labels.yaml under {', '.join(corpora)}: label a recording first "
                                        f"(see README)")
-        for folder in sets:
-            results, errors = run_recordings(found, folder)
-            for error in errors:
-                click.echo(f"warning: {error}", err=True)
-            reports.append(score(results, pattern_names(folder)))
+        reports, errors = score_recordings(found, sets)
+        for error in errors:
+            click.echo(f"warning: {error}", err=True)
     if output == "json":
         echo_json({"patterns": chosen, "report": reports[0].to_builtins(),
                    **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {})})
@@ -132,35 +120,20 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
     run. The input goes through the same dataflow, patterns and graph as live events, in a
     dataflow of its own.
     """
-    import tempfile
-
     from app.analyze import analyze as run_analysis
     from app.analyze import render
-    from app.stack import EmbeddedStack, StackError
-    from collectors.replay import parse_time
+    from app.stack import StackError, running_stack
+    from collectors.kubetext import MissingNowError
+    from collectors.replay import ReplayFileError, parse_time
 
     now = None
     if now_text is not None and (now := parse_time(now_text)) is None:
         raise click.BadParameter(f"expected an RFC 3339 time, got {now_text!r}", param_hint="--now")
-    settings = settings_of(ctx)
-    stack = None
-    if not (Path(settings.state_dir) / "stack.yaml").exists():
-        stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="tapio-analyze-")), bolt_port=None)
-        try:
-            settings = stack.start()
-        except StackError as e:
-            raise click.ClickException(str(e)) from e
-    from collectors.kubetext import MissingNowError
-    from collectors.replay import ReplayFileError
-
     try:
-        with progress_bars() as progress:
+        with running_stack(settings_of(ctx), prefix="tapio-analyze-") as settings, progress_bars() as progress:
             result = asyncio.run(run_analysis(settings, list(paths), now=now, keep=keep, progress=progress))
-    except (MissingNowError, ReplayFileError) as e:
+    except (StackError, MissingNowError, ReplayFileError) as e:
         raise click.ClickException(str(e)) from e
-    finally:
-        if stack is not None:
-            stack.stop()
     if output == "json":
         echo_json(result)
     else:

@@ -8,8 +8,6 @@ JetStream -> Kafka bridge alone) and `app.demo.run_demo` (all of it on a recorde
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -87,23 +85,9 @@ def worker(ctx: click.Context, bridge: bool, stages: str | None) -> None:
 @click.pass_context
 def bridge_cmd(ctx: click.Context) -> None:
     """Run the JetStream -> Kafka bridge alone until interrupted."""
-    from app.bridge import Bridge
+    from app.bridge import run_alone
 
-    settings = settings_of(ctx)
-
-    async def main() -> None:
-        b = Bridge(settings)
-        await b.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(b.stop()))
-        try:
-            await b.run()
-        finally:
-            await b.close()
-            logging.getLogger("app.bridge").info("bridge stopped after %d events", b.bridged)
-
-    asyncio.run(main())
+    asyncio.run(run_alone(settings_of(ctx)))
 
 
 @click.command()
