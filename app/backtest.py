@@ -27,8 +27,10 @@ from typing import Protocol
 import msgspec
 import yaml
 
+from patterns import SCENARIOS
+
 LABELS_FILE = "labels.yaml"
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "patterns" / "scenarios"
+DEFAULT_CORPUS = SCENARIOS  # the labelled scenario suite shipped with the catalog
 
 
 class LabelError(ValueError):

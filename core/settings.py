@@ -14,11 +14,14 @@ Resolution order, later wins:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import msgspec
 import yaml
+
+import patterns
 
 
 class ConfigError(Exception):
@@ -78,7 +81,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def _default_patterns_dir() -> str:
-    return str(Path(__file__).resolve().parent.parent / "patterns")
+    return str(patterns.CATALOG)  # the shipped catalog, in a checkout or an installed wheel
 
 
 class MatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

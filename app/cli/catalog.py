@@ -24,11 +24,19 @@ def patterns() -> None:
 
 
 @patterns.command(name="lint")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False), default="patterns")
-def patterns_lint(directory: str) -> None:
-    """Check every pattern file of DIRECTORY; errors name file, line and field."""
+@click.argument("directory", type=click.Path(exists=True, file_okay=False), required=False)
+@click.pass_context
+def patterns_lint(ctx: click.Context, directory: str | None) -> None:
+    """Check every pattern file of DIRECTORY; errors name file, line and field.
+
+    DIRECTORY defaults to match.patterns_dir: the catalog shipped with Tapio unless configured.
+    """
     from agents.pattern_files import lint
 
+    if directory is None:
+        directory = settings_of(ctx).match.patterns_dir
+        if not Path(directory).is_dir():
+            raise click.ClickException(f"pattern directory {directory} does not exist: set match.patterns_dir")
     errors = lint(directory)
     for error in errors:
         click.echo(str(error), err=True)
