@@ -1,6 +1,6 @@
 """The live pattern catalog: a folder of BehaviorPattern files, reloaded when a file changes.
 
-Fed by: `match.patterns_dir` (default: the repository's `patterns/`). Feeds: the match stage
+Fed by: `match.patterns_dir` (default: the shipped catalog, `patterns.CATALOG`). Feeds: the match stage
 (`selector`, `compiled`), the windows (`compiled`) and the predict stage (`patterns`).
 
 Hot reload: `poll()` compares every file's (mtime, size) with the last look; the worker calls it

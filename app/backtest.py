@@ -3,7 +3,8 @@
 Fed by: labelled corpora (a folder with `labels.yaml` and recordings, such as
 `patterns/scenarios/<pattern>/{positive,negative}/`) and the predictions a pattern set made on
 them (`agents.offline` for recordings; a replayed JetStream range gives the same records).
-Feeds: `tapio backtest` (a table, JSON, and `--compare` of two pattern sets).
+Feeds: `tapio backtest` (a table, JSON, and `--compare` of two pattern sets), through
+`score_recordings` (corpora on disk) and `score_replays` (a labelled range of the live stream).
 
 Scoring, per corpus: a labelled incident is found (true positive) when a prediction of its
 pattern names its scope; found at or before `due_by` counts as on time. A (pattern, scope) that
@@ -12,20 +13,24 @@ incident nothing found is a false negative. Lead time = `failure_at` - the first
 the incident (positive: before the failure). Time to root cause = that prediction's time - the
 root-cause event's time. Precision, recall and F1 per pattern and overall.
 
-Pure: labels in, scores out; no servers.
+Pure: labels in, scores out; no servers (a stream range is replayed by the caller's function).
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 import yaml
 
+from patterns import SCENARIOS
+
 LABELS_FILE = "labels.yaml"
+DEFAULT_CORPUS = SCENARIOS  # the labelled scenario suite shipped with the catalog
 
 
 class LabelError(ValueError):
@@ -59,6 +64,14 @@ class Labels(msgspec.Struct, frozen=True, kw_only=True):
 
 class Fired(msgspec.Struct, frozen=True, kw_only=True):
     """One prediction as the backtest sees it: which pattern, in which scope, at what event time."""
+
+    pattern: str
+    scope: str
+    at: datetime
+
+
+class Predicted(Protocol):
+    """What a replayed range predicted (`topology.predictions` rows have these fields and more)."""
 
     pattern: str
     scope: str
@@ -216,6 +229,35 @@ def run_recordings(corpora: Sequence[Corpus], patterns_dir: str | Path) -> tuple
 def pattern_names(patterns_dir: str | Path) -> list[str]:
     from agents.catalog import Catalog
     return sorted(Catalog(patterns_dir).patterns)
+
+
+def score_recordings(corpora: Sequence[Corpus], pattern_sets: Sequence[str | Path]) -> tuple[list[Report], list[str]]:
+    """Each pattern set on the recordings of every corpus: one report per set, and the errors met on the way."""
+    reports: list[Report] = []
+    errors: list[str] = []
+    for folder in pattern_sets:
+        results, unread = run_recordings(corpora, folder)
+        errors += unread
+        reports.append(score(results, pattern_names(folder)))
+    return reports, errors
+
+
+def labelled_range(labels_file: str) -> Corpus:
+    """The corpus of a range of the live stream: the incidents its labels file names (the recordings are the range)."""
+    labels = read_labels(labels_file)
+    return Corpus(name=labels.scenario or labels_file, folder=str(Path(labels_file).parent), labels=labels)
+
+
+def score_replays(corpus: Corpus, pattern_sets: Sequence[str | Path], *, name: str,
+                  replay: Callable[[str, str], Iterable[Predicted]]) -> list[Report]:
+    """Each pattern set on one range of the live stream: `replay(dataflow, patterns_dir)` replays the range
+    into the isolated dataflow `<name>-a` (the second set: `<name>-b`) and returns its predictions."""
+    reports = []
+    for i, folder in enumerate(pattern_sets):
+        fired = [Fired(pattern=p.pattern, scope=p.scope, at=p.at)
+                 for p in replay(f"{name}-{'ab'[i]}", str(Path(folder).resolve()))]
+        reports.append(score([(corpus, fired)], pattern_names(folder)))
+    return reports
 
 
 # --- the terminal table ----------------------------------------------------------------------

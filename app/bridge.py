@@ -1,6 +1,7 @@
 """The bridge: JetStream `EVENTS` -> Kafka topic `raw`, acknowledged only after Kafka has the events.
 
-Fed by: a durable JetStream pull consumer (`tapio-bridge`) on `events.>`, shared by every bridge.
+Fed by: a durable JetStream pull consumer (`tapio-bridge`) on `events.>`, shared by every bridge
+(each worker runs one, `tapio bridge` runs one alone through `run_alone`).
 Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by the enrich agent,
 and the `objects` topic (one record per observed Kubernetes object, keyed by uid, one partition),
 read by the topology service.
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -284,3 +286,17 @@ class Bridge:
         """Standalone mode (`tapio bridge`): pump until `stop()`."""
         while not self._stopping.is_set():
             await self.step_logged()
+
+
+async def run_alone(settings: Settings) -> None:
+    """`tapio bridge`: one bridge in this process, pumping until SIGINT or SIGTERM."""
+    bridge = Bridge(settings)
+    await bridge.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bridge.stop()))
+    try:
+        await bridge.run()
+    finally:
+        await bridge.close()
+        log.info("bridge stopped after %d events", bridge.bridged)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Sequence
 
 from app.explain import explain
 from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_streams, read_deadletters
@@ -25,12 +25,12 @@ from app.workers import start_worker, with_worker_port
 from collectors.replayer import ReplaySummary, replay_files
 from core.records import DeadLetter
 from core.settings import Settings
+from patterns import DEMO_SCENARIO
 from topology import queries
 from topology.graph import open_graph
 from topology.narrative import render_hypotheses, render_tree
 
-SCENARIOS = Path(__file__).parent / "scenarios"
-DEFAULT_SCENARIO = SCENARIOS / "configmap-crashloop"
+DEFAULT_SCENARIO = DEMO_SCENARIO
 
 
 async def publish_recordings(settings: Settings, paths: Sequence[str | Path], *,

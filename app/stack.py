@@ -1,6 +1,7 @@
 """The embedded stack: nats-server (JetStream), the Tansu Kafka broker and FalkorDB on loopback.
 
-Fed by: `tapio up` / `tapio down`, `tapio demo`, the test suite and the benchmarks.
+Fed by: `tapio up` / `tapio down`, `tapio demo`, `tapio analyze` (`running_stack`: the stack
+`tapio up` started, else one of its own for the run), the test suite and the benchmarks.
 Feeds: an endpoints file `<state_dir>/stack.yaml` that `core.settings.load_settings` reads,
 so every later command finds the servers without flags.
 
@@ -12,6 +13,7 @@ external servers through the configuration instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -19,9 +21,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import msgspec
 import yaml
@@ -283,7 +286,7 @@ class EmbeddedStack:
         self.servers = []
         self.state_file.unlink(missing_ok=True)
 
-    def __enter__(self) -> "EmbeddedStack":
+    def __enter__(self) -> EmbeddedStack:
         self.start()
         return self
 
@@ -309,6 +312,22 @@ def read_state(state_dir: str | Path) -> StackState:
         raise StackError(f"no readable embedded stack state at {path}: {e}") from e
 
 
+@contextlib.contextmanager
+def running_stack(settings: Settings, *, prefix: str) -> Iterator[Settings]:
+    """The settings of a running stack for the block: the one `tapio up` recorded under
+    `settings.state_dir` (left running), else an embedded stack started in a fresh temporary
+    folder named `<prefix>...` and stopped when the block ends."""
+    if (Path(settings.state_dir) / "stack.yaml").exists():
+        yield settings
+        return
+    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix=prefix)), bolt_port=None)
+    started = stack.start()
+    try:
+        yield started
+    finally:
+        stack.stop()
+
+
 def stop_from_state(state_dir: str | Path) -> list[ServerProcess]:
     """`tapio down`: stop every server an earlier `tapio up` recorded."""
     state = read_state(state_dir)
@@ -319,5 +338,5 @@ def stop_from_state(state_dir: str | Path) -> list[ServerProcess]:
 
 
 __all__ = ["EmbeddedStack", "StackError", "BinaryMissing", "PortTaken", "read_state", "stop_from_state",
-           "free_port", "start_nats", "start_tansu", "start_falkordb", "NatsSettings", "KafkaSettings",
+           "running_stack", "free_port", "start_nats", "start_tansu", "start_falkordb", "NatsSettings", "KafkaSettings",
            "GraphSettings"]

@@ -14,11 +14,13 @@ Resolution order, later wins:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import msgspec
 import yaml
+
 
 
 class ConfigError(Exception):
@@ -78,6 +80,8 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def _default_patterns_dir() -> str:
+    # the shipped catalog: the `patterns` package beside `core`, in a checkout or an installed
+    # wheel alike (found by path: the core imports nothing of the project)
     return str(Path(__file__).resolve().parent.parent / "patterns")
 
 

@@ -52,7 +52,7 @@ def test_no_prediction_means_no_incident() -> None:
 
 
 async def test_the_bundled_incident_names_the_configmap_edit_first(embedded: EmbeddedStack) -> None:
-    result = await analyze(embedded.settings(), [str(ROOT / "app" / "scenarios" / "configmap-crashloop")])
+    result = await analyze(embedded.settings(), [str(ROOT / "patterns" / "scenarios" / "configmap-crashloop")])
     assert result.events == 105 and result.errors == []
     top = result.hypotheses[0]
     assert (top.rank, top.pattern, top.scope, top.ongoing) == (

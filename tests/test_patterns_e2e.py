@@ -148,7 +148,7 @@ async def _stream_messages(settings: Settings) -> list[RawEvent]:
 async def test_replaying_the_recorded_stream_gives_the_predictions_live_gave(
         embedded: EmbeddedStack, patterns_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     from core.events import publish_order
-    folder = ROOT / "app" / "scenarios" / "configmap-crashloop"
+    folder = ROOT / "patterns" / "scenarios" / "configmap-crashloop"
     events = publish_order(scenario_events(folder))
     live = _settings(embedded, "patterns-live", patterns_dir, tmp_path_factory.mktemp("live"))
     replay = _settings(embedded, "patterns-replay", patterns_dir, tmp_path_factory.mktemp("replay"))

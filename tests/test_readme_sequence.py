@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.stack import free_port
 
-SCENARIO = Path(__file__).resolve().parents[1] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[1] / "patterns" / "scenarios" / "configmap-crashloop"
 
 
 def _tapio(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

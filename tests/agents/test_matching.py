@@ -484,7 +484,7 @@ def test_offline_runner_finds_the_bundled_incident() -> None:
     from agents.offline import match_events
     from collectors.replayer import read_recordings
     root = Path(__file__).resolve().parents[2]
-    events, unread = read_recordings([root / "app" / "scenarios" / "configmap-crashloop"])
+    events, unread = read_recordings([root / "patterns" / "scenarios" / "configmap-crashloop"])
     result = match_events(events, Catalog(root / "patterns"))
     assert unread == [] and result.errors == [] and result.events == 105 and result.late == 0
     found = {(m.pattern, m.scope) for m in result.matches}

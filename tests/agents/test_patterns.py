@@ -203,7 +203,7 @@ def test_structs_are_typed_boundaries() -> None:
 # A stand-in for the matcher's field test, enough to show the catalog's tests hit real events.
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
-SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 
 
 def _passes(test, event) -> bool:

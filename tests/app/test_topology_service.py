@@ -11,7 +11,7 @@ from app.topology_service import TopologyState
 from collectors.replay import raw_event_from_object
 from core.events import RawEvent
 
-SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 
 
 def observation(obj: dict, action: str, when: datetime) -> RawEvent:

@@ -37,7 +37,7 @@ from core.events import RawEvent
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
 MUST_GATHER_CLEAN = REALDATA / "must-gather-clean"
-SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 
 EVENT_FILES = {"message-container-creating-failed-mount": 76, "message-image-pull-fail": 17}
 POD_FILES = ("message-container-creating-failed-mount", "message-oomkill-pod", "message-pending-pod-resources",

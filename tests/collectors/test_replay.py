@@ -27,7 +27,7 @@ from core.events import RawEvent, content_id
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
 MUST_GATHER = REALDATA / "must-gather-clean"
-SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 
 
 

@@ -12,7 +12,7 @@ import msgspec
 
 from core.kube.changes import VALUE_CHARS, KeyChange, diff_objects, secret_hash
 
-SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 
 
 def scenario_objects() -> list[dict]:

@@ -15,7 +15,7 @@ from topology.index import ObjectIndex, edges_for_change, relations
 from topology.relations import Edge, TopologyChange, object_node
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = ROOT / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = ROOT / "patterns" / "scenarios" / "configmap-crashloop"
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 PODS = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files" / "pods"
 

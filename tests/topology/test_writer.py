@@ -18,7 +18,7 @@ from topology.index import ObjectIndex
 from topology.relations import Edge, ObjectNode, TopologyChange
 from topology.writer import apply_changes, coalesce
 
-SCENARIO = Path(__file__).resolve().parents[2] / "app" / "scenarios" / "configmap-crashloop"
+SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 
 
 def objects() -> list[dict]:

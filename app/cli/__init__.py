@@ -1,0 +1,58 @@
+"""The `tapio` command: the root group, its options, and the command groups hung on it.
+
+Fed by: the user's shell (`tapio` is `app.cli:main`; `python -m app.cli` runs the same).
+Feeds: one module per command group, each a thin shell (arguments in, text out) over the use
+cases in `app`:
+
+    app.cli.stack        tapio up / down / worker / bridge / demo: the embedded stack and the dataflow's processes
+    app.cli.ingest       tapio replay / collect kubeapi: recordings and a live cluster into JetStream
+    app.cli.diagnosis    tapio analyze / backtest: root causes from bundles; a pattern set scored on labels
+    app.cli.queries      tapio context / explain / predictions: what the live graph knows
+    app.cli.catalog      tapio patterns lint / list, tapio feedback: the pattern catalog and votes on it
+    app.cli.deadletters  tapio deadletters: what was rejected, why and where
+
+Shared by the groups: `app.cli.settings` (the settings of --config, a graph connection),
+`app.cli.terminal` (JSON and progress bars), `app.cli.ranges` (a range of the live stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from app.cli import catalog, deadletters, diagnosis, ingest, queries, stack
+from core.settings import ConfigError
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False), envvar="TAPIO_CONFIG",
+              help="YAML configuration (default: the running embedded stack, then built-in defaults).")
+@click.option("--log-level", default="info", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
+    """Tapio: Kubernetes behavior research engine."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+for group in (stack, ingest, diagnosis, queries, catalog, deadletters):
+    for command in group.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    from app.jetstream import JetStreamError
+    from app.stack import StackError
+    from core.ports import GraphError
+
+    try:
+        cli(obj={})
+    except (GraphError, JetStreamError, StackError, ConfigError) as e:  # the message says what to do
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,143 @@
+"""`tapio analyze / backtest`: root causes from offline material, and a pattern set scored on labels.
+
+Fed by: the command line (support bundles, must-gathers, kubectl output; labelled corpora or a
+range of the live stream with its labels; one or two pattern folders). Feeds: `app.analyze`
+(the input through the dataflow, on the running stack or one started for the run) and
+`app.backtest` (TP/FP/FN, precision, recall, F1, lead time), rendered as text, a rich table
+or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import click
+
+from app.cli.ranges import bounds, range_options, replay_range
+from app.cli.settings import settings_of
+from app.cli.terminal import echo_json, progress_bars
+
+
+@click.command()
+@click.argument("corpora", nargs=-1, type=click.Path(exists=True))
+@click.option("--patterns", "patterns_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The pattern set to test (default: match.patterns_dir, the shipped catalog).")
+@click.option("--compare", "compare_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A second pattern set, scored on the same corpora and shown side by side.")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--details", is_flag=True, help="Also list every incident found or missed and every false positive.")
+@click.option("--stream", "from_stream", is_flag=True,
+              help="Backtest over a replayed range of the live stream (--since/--from-seq ...) instead of files.")
+@click.option("--labels", "labels_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="With --stream: the labels of the incidents in that range (the labels.yaml format).")
+@range_options
+@click.pass_context
+def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | None, compare_dir: str | None,
+             output: str, details: bool, from_stream: bool, labels_file: str | None, since: str | None,
+             until: str | None, from_seq: int, to_seq: int, subject: str, speed: float, into: str | None) -> None:
+    """Score a pattern set on labelled recordings: TP, FP, FN, precision, recall, F1, lead time.
+
+    CORPUS is a folder holding a labels.yaml and recordings (or a folder of such folders);
+    default: the labelled scenario suite, patterns/scenarios. With --stream and --labels, the
+    corpus is a range of the live stream, replayed into an isolated dataflow per pattern set.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.backtest import (
+        COLUMNS,
+        DEFAULT_CORPUS,
+        LabelError,
+        find_corpora,
+        labelled_range,
+        score_recordings,
+        score_replays,
+        table_rows,
+    )
+
+    settings = settings_of(ctx)
+    chosen = patterns_dir or settings.match.patterns_dir
+    logging.getLogger("agents.catalog").setLevel(logging.WARNING)  # one line per loaded pattern is noise here
+    sets = [chosen] + ([compare_dir] if compare_dir else [])
+    if from_stream:
+        if not labels_file:
+            raise click.UsageError("--stream needs --labels FILE: the incidents of that range")
+        try:
+            corpus = labelled_range(labels_file)
+        except LabelError as e:
+            raise click.ClickException(str(e)) from e
+        found = [corpus]
+        stream_range = bounds(since, until, from_seq, to_seq, subject, speed)
+        reports = score_replays(
+            corpus, sets, name=into or f"backtest-{datetime.now(UTC):%Y%m%d%H%M%S}",
+            replay=lambda name, folder: replay_range(settings, name, stream_range, patterns_dir=folder).predictions)
+    else:
+        try:
+            found = find_corpora(corpora or [DEFAULT_CORPUS])
+        except LabelError as e:
+            raise click.ClickException(str(e)) from e
+        if not found:
+            raise click.ClickException(f"no labels.yaml under {', '.join(corpora)}: label a recording first "
+                                       f"(see README)")
+        reports, errors = score_recordings(found, sets)
+        for error in errors:
+            click.echo(f"warning: {error}", err=True)
+    if output == "json":
+        echo_json({"patterns": chosen, "report": reports[0].to_builtins(),
+                   **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {})})
+        return
+    title = f"{chosen} on {len(found)} labelled corpora" + (f"  (A -> B: B is {compare_dir})" if compare_dir else "")
+    table = Table(title=title)
+    for header in ["pattern", *(name for name, _, _ in COLUMNS)]:
+        table.add_column(header, justify="left" if header == "pattern" else "right")
+    for row in table_rows(reports[0], reports[1] if compare_dir else None):
+        table.add_row(*(f"[bold yellow]{text}[/]" if differs else text for text, differs in row),
+                      style="bold" if row[0][0] == "(all)" else None)
+    console = Console()
+    console.width = max(console.width, 132)  # the table is wider than a pipe's 80 columns
+    console.print(table)
+    if details:
+        for finding in reports[0].findings:
+            when = f" at {finding.at:%Y-%m-%d %H:%M:%S}Z" if finding.at else ""
+            console.print(f"{finding.outcome:>4}  {finding.corpus}: {finding.pattern} in {finding.scope}{when}",
+                          markup=False)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--now", "now_text", default=None, metavar="TIME",
+              help="Resolve relative ages (kubectl describe, get events) against TIME; default: the newest "
+                   "absolute time in the input.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--keep", is_flag=True, help="Leave the isolated worker running (to explore its graph).")
+@click.pass_context
+def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, output: str, keep: bool) -> None:
+    """What broke, why, and what else is affected: from a support bundle, a must-gather, kubectl output.
+
+    Uses the running stack (`tapio up`) when there is one, else starts the embedded stack for the
+    run. The input goes through the same dataflow, patterns and graph as live events, in a
+    dataflow of its own.
+    """
+    from app.analyze import analyze as run_analysis
+    from app.analyze import render
+    from app.stack import StackError, running_stack
+    from collectors.kubetext import MissingNowError
+    from collectors.replay import ReplayFileError, parse_time
+
+    now = None
+    if now_text is not None and (now := parse_time(now_text)) is None:
+        raise click.BadParameter(f"expected an RFC 3339 time, got {now_text!r}", param_hint="--now")
+    try:
+        with running_stack(settings_of(ctx), prefix="tapio-analyze-") as settings, progress_bars() as progress:
+            result = asyncio.run(run_analysis(settings, list(paths), now=now, keep=keep, progress=progress))
+    except (StackError, MissingNowError, ReplayFileError) as e:
+        raise click.ClickException(str(e)) from e
+    if output == "json":
+        echo_json(result)
+    else:
+        click.echo("\n".join(render(result)))
+
+
+COMMANDS = [analyze, backtest]
