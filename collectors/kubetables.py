@@ -18,9 +18,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from collectors.unusable import FRAGMENT_CHARS
 from core.events import content_id
-
-FRAGMENT_CHARS = 200
 
 # Kind, apiVersion, namespaced, other names kubectl prints or accepts (plural, short, lowercase)
 _KIND_TABLE = (

@@ -17,7 +17,7 @@ A line without a time takes the previous timed line's time. Lines before any tim
 container's start (`startedAt` of the run the log belongs to), else the next timed line's time.
 In a log with no time at all, every line takes the end of its run (`finishedAt`: a crashed
 container's last words come right before it died), else the start of a running container, else
-`now`; with none of those the log's signals are reported as a ReplayError. Metadata
+`now`; with none of those the log's signals are reported as an UnusableInput. Metadata
 `time_source` says which rule placed each event.
 
 Pure: no clock, no I/O. Ids are content hashes (pod, container, line number, time, text), so
@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import msgspec
 
-from collectors.kubefiles import FRAGMENT_CHARS, ReplayError
+from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent, content_id
 from core.kube.log_signals import Signal, SignalTable, signal_table
 
@@ -308,7 +308,7 @@ def _run(state: Any) -> Run:
 # -- events ------------------------------------------------------------------------------------
 
 
-def log_events(log: ScannedLog, pod: PodInfo | None, *, now: datetime | None = None) -> Iterator[RawEvent | ReplayError]:
+def log_events(log: ScannedLog, pod: PodInfo | None, *, now: datetime | None = None) -> Iterator[RawEvent | UnusableInput]:
     """The RawEvents of a scanned log, each at the time the rules of this module give it."""
     if not log.hits:
         return
@@ -329,8 +329,8 @@ def log_events(log: ScannedLog, pod: PodInfo | None, *, now: datetime | None = N
         else:
             when, how = now, "now"
         if when is None:
-            yield ReplayError(file=src.file, position=f"line {hit.file_line}",
-                              reason=f"log line has no time ({hit.signals[0].name}): neither the log nor the pod's "
+            yield UnusableInput(file=src.file, position=f"line {hit.file_line}",
+                                reason=f"log line has no time ({hit.signals[0].name}): neither the log nor the pod's "
                                      "container status places it; pass the capture time as now",
                               fragment=hit.line[:FRAGMENT_CHARS])
             continue
