@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from core.events import K8sContext
+from core.kube.refs import VOLUME, PodSpec, pod_refs
 from topology.model import CLUSTER_SCOPED
 from topology.rows import kind_of, resource_key
 
@@ -43,7 +44,6 @@ EdgeProp = str | int | None
 ObjId = tuple[str, str, str]  # (kind as stored, namespace, name)
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
 WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"})
 
 
@@ -135,7 +135,7 @@ def _template_spec(kind: str, spec: dict) -> dict:
 
 
 def _images(pod_spec: dict) -> list[str]:
-    seen = [c.get("image") for group in CONTAINER_GROUPS[:2] for c in pod_spec.get(group) or []]
+    seen = [c.get("image") for group in ("initContainers", "containers") for c in pod_spec.get(group) or []]
     return list(dict.fromkeys(i for i in seen if i))
 
 
@@ -239,40 +239,18 @@ def _to(type_: str, kind: str, ns: str, name: Any, **props: EdgeProp) -> list[_R
     return [_Ref(type_, True, kind, ns, name, "", _p(**props))] if isinstance(name, str) and name else []
 
 
-def _source(type_: str, kind: str, ns: str, source: Any, name_field: str, **props: EdgeProp) -> list[_Ref]:
-    """A volume source naming a ConfigMap / Secret: one reference per listed item key (or one for all)."""
-    if not isinstance(source, dict):
-        return []
-    keys = [item.get("key") for item in source.get("items") or []] or [None]
-    return [ref for key in keys for ref in _to(type_, kind, ns, source.get(name_field), key=key, **props)]
+#: the edge each kind of pod reference draws: (Pod)-[:MOUNTS]->(ConfigMap), -[:USES_SECRET]->(Secret),
+#: -[:CLAIMS]->(PersistentVolumeClaim)
+_POD_REF_EDGES = {"ConfigMap": "MOUNTS", "Secret": "USES_SECRET", "PersistentVolumeClaim": "CLAIMS"}
 
 
 def _pod_refs(spec: dict, ns: str, pod_name: str) -> list[_Ref]:
     refs = _to("RUNS_ON", "Node", "", spec.get("nodeName"))
-    for vol in spec.get("volumes") or []:
-        vname = vol.get("name")
-        refs += _source("MOUNTS", "ConfigMap", ns, vol.get("configMap"), "name", via="volume", volume=vname)
-        refs += _source("USES_SECRET", "Secret", ns, vol.get("secret"), "secretName", via="volume", volume=vname)
-        for src in (vol.get("projected") or {}).get("sources") or []:
-            refs += _source("MOUNTS", "ConfigMap", ns, src.get("configMap"), "name", via="projected", volume=vname)
-            refs += _source("USES_SECRET", "Secret", ns, src.get("secret"), "name", via="projected", volume=vname)
-        if pvc := vol.get("persistentVolumeClaim"):
-            refs += _to("CLAIMS", "PersistentVolumeClaim", ns, pvc.get("claimName"), volume=vname)
-        if "ephemeral" in vol and pod_name and vname:  # generic ephemeral volume: PVC "<pod>-<volume>"
-            refs += _to("CLAIMS", "PersistentVolumeClaim", ns, f"{pod_name}-{vname}", volume=vname, via="ephemeral")
-    for group in CONTAINER_GROUPS:
-        for c in spec.get(group) or []:
-            for env in c.get("env") or []:
-                src = env.get("valueFrom") or {}
-                for field, type_, kind in (("configMapKeyRef", "MOUNTS", "ConfigMap"),
-                                           ("secretKeyRef", "USES_SECRET", "Secret")):
-                    if ref := src.get(field):
-                        refs += _to(type_, kind, ns, ref.get("name"), via="env", key=ref.get("key"))
-            for env_from in c.get("envFrom") or []:
-                refs += _to("MOUNTS", "ConfigMap", ns, (env_from.get("configMapRef") or {}).get("name"), via="envFrom")
-                refs += _to("USES_SECRET", "Secret", ns, (env_from.get("secretRef") or {}).get("name"), via="envFrom")
-    for pull in spec.get("imagePullSecrets") or []:
-        refs += _to("USES_SECRET", "Secret", ns, pull.get("name"), via="imagePullSecret")
+    for ref in pod_refs(msgspec.convert(spec, PodSpec), pod_name=pod_name):
+        # a persistentVolumeClaim volume's CLAIMS edge has never carried `via`: edge ids hash the
+        # props, so adding it would re-key every such edge already in a graph
+        via = None if ref.kind == "PersistentVolumeClaim" and ref.via == VOLUME else ref.via
+        refs += _to(_POD_REF_EDGES[ref.kind], ref.kind, ns, ref.name, key=ref.key, via=via, volume=ref.volume)
     return refs
 
 
