@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
+from core.kube.owners import controller_of
 from core.kube.refs import ENV, ENV_FROM, EPHEMERAL_CONTAINERS, PROJECTED, VOLUME, PodSpec, pod_refs
 from core.records import EnrichedBatch, EnrichedEvent, RawBatch
 
@@ -196,8 +197,7 @@ def _content_hash(obj: _KubeObject) -> str:
 
 
 def _owner(meta: _Meta) -> ObjectRef | None:
-    refs = meta.owner_references or []
-    ref = next((r for r in refs if r.controller), refs[0] if refs else None)
+    ref = controller_of(meta.owner_references or [])
     if ref is None:
         return None
     return ObjectRef(kind=ref.kind, name=ref.name, namespace=meta.namespace, uid=ref.uid)

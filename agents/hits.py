@@ -353,7 +353,7 @@ def scope_keys(scope: str, event: UnifiedEvent, store: Store) -> list[str]:
         return [f"node:{node}"] if node else []
     if scope == "owner":
         workload = workload_of(store, ns, k8s.kind, k8s.name)
-        return [f"owner:{workload.split('/', 1)[0]}/{ns}/{workload.split('/', 1)[1]}"] if workload else []
+        return [f"owner:{workload[0]}/{ns}/{workload[1]}"] if workload else []
     if scope == "configmap":
         return [f"configmap:{ref}" for ref in refs_of(store, event)]
     if scope == "service":

@@ -16,13 +16,12 @@ from topology.relations import (
     Edge,
     ObjectNode,
     ObjId,
+    Reference,
+    Selection,
     TopologyChange,
-    _declarations,
-    _key,
-    _matches,
-    _Ref,
-    _Selector,
+    declarations,
     identity,
+    node_key,
     normalize_kind,
     object_node,
     synthetic_key,
@@ -34,16 +33,16 @@ class _Entry(NamedTuple):
     uid: str
     key: str
     labels: dict[str, str]
-    refs: tuple[_Ref, ...]
-    selector: _Selector | None
+    refs: tuple[Reference, ...]
+    selection: Selection | None
     node: ObjectNode
 
 
 def _entry(obj: dict) -> _Entry:
     oid, uid = identity(obj)
-    refs, selector = _declarations(oid[0], oid[1], obj)
+    refs, selection = declarations(oid[0], oid[1], obj)
     labels = dict((obj.get("metadata") or {}).get("labels") or {})
-    return _Entry(oid, uid, _key(oid, uid), labels, tuple(dict.fromkeys(refs)), selector, object_node(obj))
+    return _Entry(oid, uid, node_key(oid, uid), labels, tuple(dict.fromkeys(refs)), selection, object_node(obj))
 
 
 class _Delta:
@@ -120,15 +119,16 @@ class ObjectIndex:
             edge = Edge(type=ref.type, src_kind=ends[0], src_key=ends[1], dst_kind=ends[2], dst_key=ends[3],
                         props=dict(ref.props))
             out[edge.id] = edge
-        if entry.selector is not None:
+        if entry.selection is not None:
             out.update(self._selected(entry, self._pods.get(entry.oid[1], {}).values()))
         return out
 
     @staticmethod
     def _selected(entry: _Entry, pods: Iterable[_Entry]) -> dict[str, Edge]:
-        assert entry.selector is not None
-        edges = (Edge(type=entry.selector.type, src_kind=entry.oid[0], src_key=entry.key, dst_kind="Pod",
-                      dst_key=pod.key) for pod in pods if _matches(entry.selector, pod.labels))
+        selection = entry.selection
+        assert selection is not None
+        edges = (Edge(type=selection.type, src_kind=entry.oid[0], src_key=entry.key, dst_kind="Pod",
+                      dst_key=pod.key) for pod in pods if selection.selector.matches(pod.labels))
         return {e.id: e for e in edges}
 
     # changes
@@ -173,7 +173,7 @@ class ObjectIndex:
             self._by_uid[entry.uid] = oid
         if oid[0] == "Pod":
             self._pods.setdefault(oid[1], {})[oid] = entry
-        if entry.selector is not None:
+        if entry.selection is not None:
             self._selectors.setdefault(oid[1], set()).add(oid)
         for ref in entry.refs:
             self._referrers.setdefault((ref.kind, ref.namespace, ref.name), set()).add(oid)
@@ -216,11 +216,12 @@ class ObjectIndex:
     def _reselect(self, pod: _Entry, *, present: bool, delta: _Delta) -> None:
         """A pod came, went or changed labels: each selector of its namespace re-evaluated on it alone."""
         for oid in sorted(self._selectors.get(pod.oid[1], ())):
-            selector = self._entries[oid]
-            assert selector.selector is not None
-            edge = Edge(type=selector.selector.type, src_kind=oid[0], src_key=selector.key, dst_kind="Pod",
+            declarer = self._entries[oid]
+            selection = declarer.selection
+            assert selection is not None
+            edge = Edge(type=selection.type, src_kind=oid[0], src_key=declarer.key, dst_kind="Pod",
                         dst_key=pod.key)
-            matched = present and _matches(selector.selector, pod.labels)
+            matched = present and selection.selector.matches(pod.labels)
             self._patch(oid, drop=() if matched else (edge.id,), put={edge.id: edge} if matched else {}, delta=delta)
 
     def _set(self, declarer: ObjId, edges: dict[str, Edge], delta: _Delta) -> None:
