@@ -1,8 +1,8 @@
 """Kubernetes objects -> topology nodes and edges, kept current as objects change. Pure: no I/O.
 
 Fed by: `topology.index`, whose ObjectIndex calls the functions here for each object (a kubeapi
-RawEvent's `data`, with its watch action: ADDED / MODIFIED / SNAPSHOT -> `edges_for_change(obj)`,
-DELETED -> `deleted=True`).
+RawEvent's `data`, with its watch action: ADDED / MODIFIED / SNAPSHOT -> `ObjectIndex.add(obj)`,
+DELETED -> `ObjectIndex.remove(obj)`).
 Feeds: a graph writer, which applies each TopologyChange (see below), and pattern matching, which
 reads the edges (OWNS, RUNS_ON, SELECTS, MOUNTS, USES_SECRET, CLAIMS, BOUND_TO, USES, ROUTES_TO,
 APPLIES_TO, SCALES) from the graph.
