@@ -195,28 +195,29 @@ def node_of(store: Store, event: UnifiedEvent) -> str:
     return k8s.node
 
 
-def refs_of(store: Store, event: UnifiedEvent) -> list[str]:
-    """The ConfigMaps/Secrets an event is about: itself, or the ones its pod (or workload) uses."""
+def refs_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of the ConfigMaps/Secrets an event is about: itself, or the ones its
+    pod (or workload) uses."""
     k8s = event.k8s
     if k8s is None:
         return []
     if k8s.kind in ("ConfigMap", "Secret"):
-        return [f"{k8s.kind}/{k8s.namespace}/{k8s.name}"]
+        return [(k8s.kind, k8s.namespace, k8s.name)]
     if k8s.kind == "Pod" or k8s.kind in WORKLOAD_KINDS:
         member = _get(store, k8s.namespace, k8s.kind, k8s.name)
         refs = (member.refs if member else []) or k8s.refs
-        return [f"{ref.split('/', 1)[0]}/{k8s.namespace}/{ref.split('/', 1)[1]}" for ref in refs
-                if ref.startswith(("ConfigMap/", "Secret/"))]
+        return [(kind, k8s.namespace, name) for kind, _, name in (ref.partition("/") for ref in refs)
+                if kind in ("ConfigMap", "Secret")]
     return []
 
 
-def services_of(store: Store, event: UnifiedEvent) -> list[str]:
-    """"namespace/name" of the Services selecting the event's pod, or the Service itself."""
+def services_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str]]:
+    """(namespace, name) of the Services selecting the event's pod, or of the Service itself."""
     k8s = event.k8s
     if k8s is None:
         return []
     if k8s.kind == "Service":
-        return [f"{k8s.namespace}/{k8s.name}"]
+        return [(k8s.namespace, k8s.name)]
     if k8s.kind != "Pod":
         return []
     pod = _get(store, k8s.namespace, "Pod", k8s.name)
@@ -224,5 +225,5 @@ def services_of(store: Store, event: UnifiedEvent) -> list[str]:
     index = store.get(services_key(k8s.namespace))
     if not labels or not isinstance(index, ServiceIndex):
         return []
-    return [f"{k8s.namespace}/{name}" for name, sel in sorted(index.selectors.items())
+    return [(k8s.namespace, name) for name, sel in sorted(index.selectors.items())
             if LabelSelector.of_map(sel).matches(labels)]

@@ -39,6 +39,7 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from core.events import UnifiedEvent
+from core.kube.scopes import Scope
 from core.kube.semantics import known_intents
 
 WINDOW_MAX_S = 300.0
@@ -48,7 +49,6 @@ PLACEHOLDERS = frozenset({"scope", "count", "namespace", "name"})
 
 Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "not_contains", "gt", "gte", "lt", "lte", "exists"]
 Comparison = Literal["gt", "gte", "lt", "lte"]
-Scope = Literal["object", "owner", "node", "namespace", "configmap", "service", "cluster"]
 Join = Literal["mounts", "owns", "same_node", "same_owner", "same_namespace", "selected_by_same_service"]
 JOINS: dict[str, str] = {
     "mounts": "B's pod mounts (volume, envFrom, key ref) the ConfigMap or Secret A is about",

@@ -23,6 +23,7 @@ from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
 from agents.patterns import BehaviorPattern
 from core.events import ObjectRef, content_id
+from core.kube.scopes import scope_label
 from core.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
 
 MAX_CONFIDENCE = 0.99
@@ -46,16 +47,11 @@ def _newest(match: PatternMatch) -> tuple[str, str]:
     return newest.k8s.namespace, newest.k8s.name  # type: ignore[union-attr]
 
 
-def _scope_label(scope: str) -> str:
-    """`node:node-a` -> `node-a`, `owner:Deployment/shop/nginx` -> `Deployment/shop/nginx`."""
-    return scope.split(":", 1)[1] if ":" in scope else scope
-
-
 def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
-    values = {"scope": _scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
+    values = {"scope": scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
         if spec.when:

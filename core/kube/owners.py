@@ -32,7 +32,10 @@ OwnerOf = Callable[[str, str], "tuple[str, str] | None"]
 
 def controller_of(refs: Sequence[R]) -> R | None:
     """The owner reference with `controller: true`, else the first one; None without any."""
-    return next((r for r in refs if r.controller), refs[0] if refs else None)
+    for ref in refs:
+        if ref.controller:
+            return ref
+    return refs[0] if refs else None
 
 
 def workload_of(kind: str, name: str, *, owner_of: OwnerOf) -> tuple[str, str] | None:
