@@ -38,6 +38,7 @@ import msgspec
 
 from agents.hits import CompiledPattern
 from agents.membership import Member, ServiceIndex
+from agents.partition_windows import event_time
 from agents.window_log import WindowLog, decode_delta, delta_prefix
 from agents.windows import WindowState, decode_state
 from app.bridge import partition_for
@@ -127,13 +128,6 @@ class DeltaView(msgspec.Struct, kw_only=True):
 
 
 # --- pure decoding ----------------------------------------------------------------------
-
-
-def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int) -> int:
-    """A hits partition's event time, as the windows agent computes it (0 until every source reported)."""
-    if len(sources) < partitions:
-        return 0
-    return min(sources.values()) - lateness_ms
 
 
 def watermark_rows(items: Iterable[tuple[bytes | str, bytes]], *, partitions: int,
