@@ -25,8 +25,8 @@ from collections.abc import MutableMapping
 import msgspec
 
 from core.events import UnifiedEvent
+from core.kube import owners
 from core.kube.owners import WORKLOAD_KINDS
-from core.kube.owners import workload_of as _workload_of
 from core.kube.selectors import LabelSelector
 
 TRACKED_KINDS = WORKLOAD_KINDS | {"Pod", "Service", "ConfigMap", "Secret"}
@@ -179,7 +179,7 @@ def workload_of(store: Store, namespace: str, kind: str, name: str) -> tuple[str
         owner_kind, _, owner_name = member.owner.partition("/")
         return owner_kind, owner_name
 
-    return _workload_of(kind, name, owner_of=owner_of)
+    return owners.workload_of(kind, name, owner_of=owner_of)
 
 
 def node_of(store: Store, event: UnifiedEvent) -> str:
