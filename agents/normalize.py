@@ -29,7 +29,7 @@ def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
     kube = event.kubernetes
     if kube is None:
         md = event.raw.metadata
-        if event.raw.type == "logs" and md.get("intent"):  # core/kube/vocabulary/log_signals.yaml gave the line its meaning
+        if event.raw.type == "logs" and md.get("intent"):  # core/kube/vocabulary/log_signals.yaml gave it meaning
             severity = md.get("severity", "warning")
             return Meaning(md["intent"], md.get("category", "logs"),
                            severity if severity in _SEVERITIES else "warning")  # type: ignore[arg-type]
@@ -61,7 +61,8 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
         md = event.raw.metadata
         if event.raw.type == "logs" and md.get("signal"):
             container = md.get("container", "")
-            where = f" (container {container}{', previous' if md.get('previous') == 'true' else ''})" if container else ""
+            previous = ", previous" if md.get("previous") == "true" else ""
+            where = f" (container {container}{previous})" if container else ""
             return f"{subject}{where}: {md['signal']}: {md.get('message', '')}".rstrip(": ")
         return f"{subject}: {meaning.intent}"
     if kube.action in ("CHANGE", "ROLLOUT"):  # the change summary already names the object

@@ -6,8 +6,9 @@ Feeds: topic `insights` (InsightBatch), written to the graph by the sink.
 A match yields one Prediction per `spec.predictions` entry whose `when` tests pass on one of the
 match's events. Confidence = confidence_base + the boosts of the optional conditions that held,
 capped at 0.99, then multiplied by the pattern's feedback factor (`agents.confidence`: 1.0
-without feedback); a pattern feedback disabled makes no prediction. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
-pattern's priority (priority 50 keeps the confidence as is). Events pass through unread.
+without feedback); a pattern feedback disabled makes no prediction. `score` ranks hypotheses that
+fit the same symptoms: confidence weighted by the pattern's priority (priority 50 keeps the
+confidence as is). Events pass through unread.
 
 Pure (`predictions_for`, `predict_batch`); the stage reads the live catalog (`agents.catalog`), so
 an edited message or base confidence applies to the next match, and the adjustments the worker's

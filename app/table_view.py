@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -53,7 +53,7 @@ _MARKS = msgspec.msgpack.Decoder(dict[int, int])
 
 
 def _dt(ms: int) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms > 0 else None
 
 
 def _text(key: bytes | str) -> str:
@@ -186,7 +186,8 @@ def window_row(key: str, state: WindowState, *, partition: int, compiled: Mappin
         distinct = len({e.d for e in inside if e.d})
         counts_distinct = bool(getattr(spec, "distinct", None))
         conditions.append(ConditionView(
-            key=ckey, index=cond.index if cond else -1, type=str(type(spec).__struct_config__.tag) if spec else "", role=role,
+            key=ckey, index=cond.index if cond else -1, role=role,
+            type=str(type(spec).__struct_config__.tag) if spec else "",
             required=getattr(spec, "required", True), window_s=window_ms / 1000,
             count=distinct if counts_distinct else sum(e.w for e in inside), distinct=distinct,
             held=sum(e.w for e in entries), entries=len(entries),

@@ -168,7 +168,8 @@ _SB_ERRORS = re.compile(r"(?:^|/)cluster-resources/.*-errors\.json$")
 _SB_SKIP = re.compile(r"(?:^|/)cluster-resources/(?:auth-cani-list/|resources\.json$|groups\.json$)")
 _SB_DOC = re.compile(r"(?:^|/)cluster-resources/.+\.(?:json|ya?ml)$")
 _SB_COLLECTED_LOG = re.compile(r"(?:^|/)([^/]+)/([^/]+)\.log$")
-_MG_LOG = re.compile(r"(?:^|/)namespaces/([^/]+)/pods/([^/]+)/([^/]+)/[^/]+/logs/(current|previous)(?:\.insecure)?\.log$")
+_MG_LOG = re.compile(r"(?:^|/)namespaces/([^/]+)/pods/([^/]+)/([^/]+)/[^/]+/logs/"
+                     r"(current|previous)(?:\.insecure)?\.log$")
 _MG_DOC = re.compile(r"(?:^|/)(?:namespaces|cluster-scoped-resources)/.+\.(?:json|ya?ml)$")
 
 
@@ -177,7 +178,8 @@ def _role(layout: str, rel: str) -> tuple[str, LogSource | None] | None:
     if layout == SUPPORT_BUNDLE:
         if m := _SB_LOG.search(rel):
             container, previous = _previous(m.group(3))
-            return "log", LogSource(file="", namespace=m.group(1), pod=m.group(2), container=container, previous=previous)
+            return "log", LogSource(file="", namespace=m.group(1), pod=m.group(2), container=container,
+                                    previous=previous)
         if _SB_ERRORS.search(rel):
             return "errors", None
         if _SB_DOC.search(rel):

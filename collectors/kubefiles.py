@@ -335,7 +335,7 @@ def _split_yaml(text: str, file: str) -> Iterator[Item | UnusableInput]:
     starts = [m.start() for m in _YAML_DOC_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    chunks = [(s, text[s:e]) for s, e in zip(starts, [*starts[1:], len(text)])]
+    chunks = [(s, text[s:e]) for s, e in zip(starts, [*starts[1:], len(text)], strict=True)]
     chunks = [(s, c) for s, c in chunks if not _YAML_BLANK.match(c)]
     lines = _Lines(text)
     for number, (offset, chunk) in enumerate(chunks, start=1):

@@ -29,8 +29,9 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import msgspec
 
@@ -60,13 +61,13 @@ _JSON_TIME_KEYS = ("time", "ts", "timestamp", "@timestamp")
 
 def _from_groups(g: tuple) -> datetime | None:
     year, month, day, hour, minute, second, fraction, zone = g
-    tz = timezone.utc
+    tz = UTC
     if zone and zone[0] in "+-":
         digits = zone[1:].replace(":", "")
         tz = timezone((1 if zone[0] == "+" else -1) * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     try:
         return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                        int((fraction or "").ljust(6, "0")[:6]), tz).astimezone(timezone.utc)
+                        int((fraction or "").ljust(6, "0")[:6]), tz).astimezone(UTC)
     except ValueError:
         return None
 
@@ -75,7 +76,7 @@ def _epoch(value: float) -> datetime | None:
     for scale in (1, 1e3, 1e6, 1e9):  # seconds, ms, µs, ns since 1970
         if value / scale < 4e9:
             try:
-                return datetime.fromtimestamp(value / scale, timezone.utc)
+                return datetime.fromtimestamp(value / scale, UTC)
             except (OverflowError, OSError, ValueError):
                 return None
     return None
@@ -135,7 +136,7 @@ def _with_year(partial: Partial, anchor: datetime) -> datetime | None:
     month, day, hour, minute, second, micro = partial
     for year in (anchor.year, anchor.year - 1, anchor.year + 1):
         try:
-            moment = datetime(year, month, day, hour, minute, second, micro, timezone.utc)
+            moment = datetime(year, month, day, hour, minute, second, micro, UTC)
         except ValueError:  # 29 February in another year
             continue
         if abs(moment - anchor) <= timedelta(days=183):
@@ -308,7 +309,8 @@ def _run(state: Any) -> Run:
 # -- events ------------------------------------------------------------------------------------
 
 
-def log_events(log: ScannedLog, pod: PodInfo | None, *, now: datetime | None = None) -> Iterator[RawEvent | UnusableInput]:
+def log_events(log: ScannedLog, pod: PodInfo | None, *,
+               now: datetime | None = None) -> Iterator[RawEvent | UnusableInput]:
     """The RawEvents of a scanned log, each at the time the rules of this module give it."""
     if not log.hits:
         return

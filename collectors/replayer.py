@@ -9,9 +9,9 @@ file and position). A bad part never stops the rest of the file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import msgspec
 

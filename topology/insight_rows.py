@@ -18,7 +18,7 @@ impacted object that has one; `node:...` and `cluster` scopes carry none.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
