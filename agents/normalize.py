@@ -128,8 +128,6 @@ def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) ->
         metrics=metrics_of(raw.metadata) if raw.type != "kubeapi" else {})
 
 
-
-
 def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[EnrichedEvent, str, str]]]:
     """The stage transform: one EnrichedBatch in, one UnifiedBatch and the rejects out."""
     table = semantic_table()

@@ -47,7 +47,6 @@ EdgeProp = str | int | None
 ObjId = tuple[str, str, str]  # (kind as stored, namespace, name)
 
 
-
 class ObjectNode(msgspec.Struct, frozen=True, kw_only=True):
     """One Kubernetes object as a graph node; `uid` is the node key. Props are flat (no maps)."""
 
