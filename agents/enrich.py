@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 
 from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
+from core.kube.owners import controller_of
+from core.kube.refs import ENV, ENV_FROM, EPHEMERAL_CONTAINERS, PROJECTED, VOLUME, PodSpec, pod_refs
 from core.records import EnrichedBatch, EnrichedEvent, RawBatch
 
 
@@ -81,58 +83,9 @@ class _Status(msgspec.Struct, rename="camel", gc=False):
 _NONE = msgspec.Raw(b"")  # an absent field read as raw JSON
 
 
-class _NameRef(msgspec.Struct, rename="camel", gc=False):
-    name: str = ""
+class _Spec(PodSpec, rename="camel", gc=False):
+    """A pod spec's references (`core.kube.refs`), or a Service's / workload's selector and template."""
 
-
-class _ClaimRef(msgspec.Struct, rename="camel", gc=False):
-    claim_name: str = ""
-
-
-class _SecretVolume(msgspec.Struct, rename="camel", gc=False):
-    secret_name: str = ""
-
-
-class _Projection(msgspec.Struct, rename="camel", gc=False):
-    config_map: _NameRef | None = None
-    secret: _NameRef | None = None
-
-
-class _Projected(msgspec.Struct, rename="camel", gc=False):
-    sources: list[_Projection] | None = None
-
-
-class _Volume(msgspec.Struct, rename="camel", gc=False):
-    config_map: _NameRef | None = None
-    secret: _SecretVolume | None = None
-    persistent_volume_claim: _ClaimRef | None = None
-    projected: _Projected | None = None
-
-
-class _ValueFrom(msgspec.Struct, rename="camel", gc=False):
-    config_map_key_ref: _NameRef | None = None
-    secret_key_ref: _NameRef | None = None
-
-
-class _Env(msgspec.Struct, rename="camel", gc=False):
-    value_from: _ValueFrom | None = None
-
-
-class _EnvFrom(msgspec.Struct, rename="camel", gc=False):
-    config_map_ref: _NameRef | None = None
-    secret_ref: _NameRef | None = None
-
-
-class _Container(msgspec.Struct, rename="camel", gc=False):
-    env: list[_Env] | None = None
-    env_from: list[_EnvFrom] | None = None
-
-
-class _Spec(msgspec.Struct, rename="camel", gc=False):
-    node_name: str = ""
-    volumes: list[_Volume] | None = None
-    containers: list[_Container] | None = None
-    init_containers: list[_Container] | None = None
     selector: msgspec.Raw = _NONE  # a Service's map, or a workload's LabelSelector
     template: msgspec.Raw = _NONE  # a workload's pod template
 
@@ -208,36 +161,17 @@ def _unscheduled(status: _Status | None) -> _Condition | None:
     return None
 
 
-def pod_refs(spec: _Spec | None) -> list[str]:
-    """The ConfigMaps, Secrets and PVCs a pod spec uses: volumes, projected sources, env, envFrom."""
-    if spec is None:
-        return []
-    refs: list[str] = []
-    for vol in spec.volumes or []:
-        if vol.config_map and vol.config_map.name:
-            refs.append(f"ConfigMap/{vol.config_map.name}")
-        if vol.secret and vol.secret.secret_name:
-            refs.append(f"Secret/{vol.secret.secret_name}")
-        if vol.persistent_volume_claim and vol.persistent_volume_claim.claim_name:
-            refs.append(f"PersistentVolumeClaim/{vol.persistent_volume_claim.claim_name}")
-        for src in (vol.projected.sources or []) if vol.projected else []:
-            if src.config_map and src.config_map.name:
-                refs.append(f"ConfigMap/{src.config_map.name}")
-            if src.secret and src.secret.name:
-                refs.append(f"Secret/{src.secret.name}")
-    for container in (spec.init_containers or []) + (spec.containers or []):
-        for env in container.env or []:
-            source = env.value_from
-            if source and source.config_map_key_ref and source.config_map_key_ref.name:
-                refs.append(f"ConfigMap/{source.config_map_key_ref.name}")
-            if source and source.secret_key_ref and source.secret_key_ref.name:
-                refs.append(f"Secret/{source.secret_key_ref.name}")
-        for env_from in container.env_from or []:
-            if env_from.config_map_ref and env_from.config_map_ref.name:
-                refs.append(f"ConfigMap/{env_from.config_map_ref.name}")
-            if env_from.secret_ref and env_from.secret_ref.name:
-                refs.append(f"Secret/{env_from.secret_ref.name}")
-    return sorted(set(refs))
+#: the references the match stage learns a pod's ConfigMaps and Secrets from (`K8sContext.refs`): volumes,
+#: projected sources, env and envFrom of init and regular containers. Left out, as they always were:
+#: imagePullSecrets, ephemeral containers and the claims of ephemeral volumes (the topology draws them);
+#: counting them would change `configmap` scope keys, and with them which matches are made.
+_MATCH_REFS_VIA = frozenset({VOLUME, PROJECTED, ENV, ENV_FROM})
+
+
+def context_refs(spec: PodSpec | None) -> list[str]:
+    """"Kind/name" of the ConfigMaps, Secrets and PVCs a pod spec uses, as the match stage learns them."""
+    return sorted({f"{ref.kind}/{ref.name}" for ref in pod_refs(spec)
+                   if ref.via in _MATCH_REFS_VIA and ref.containers != EPHEMERAL_CONTAINERS})
 
 
 _SELECTOR = msgspec.json.Decoder(dict[str, Any])
@@ -263,8 +197,7 @@ def _content_hash(obj: _KubeObject) -> str:
 
 
 def _owner(meta: _Meta) -> ObjectRef | None:
-    refs = meta.owner_references or []
-    ref = next((r for r in refs if r.controller), refs[0] if refs else None)
+    ref = controller_of(meta.owner_references or [])
     if ref is None:
         return None
     return ObjectRef(kind=ref.kind, name=ref.name, namespace=meta.namespace, uid=ref.uid)
@@ -312,7 +245,8 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
         meta = obj.metadata
         node = (obj.spec.node_name if obj.spec else "") or (meta.name if kind == "Node" else "")
         spec = obj.spec
-        refs = pod_refs(spec) if kind == "Pod" else pod_refs(_template_spec(spec)) if spec and spec.template else []
+        pod_spec = spec if kind == "Pod" else _template_spec(spec) if spec and spec.template else None
+        refs = context_refs(pod_spec)
         k8s = K8sContext(kind=kind, name=meta.name, namespace=meta.namespace, uid=meta.uid,
                          labels=meta.labels or {}, node=node, owner=_owner(meta), refs=refs,
                          selector=_selector(kind, spec))

@@ -33,6 +33,7 @@ from agents.patterns import (
     SequenceCondition,
 )
 from core.events import UnifiedEvent, content_id, epoch_ms
+from core.kube.scopes import ScopeKey
 from core.records import Hit
 
 SCOPES = frozenset(get_args(Scope))
@@ -337,25 +338,28 @@ def series_of(event: UnifiedEvent) -> tuple[str, int]:
 
 
 def scope_keys(scope: str, event: UnifiedEvent, store: Store) -> list[str]:
-    """The scope keys of an event (see the contract in agents/patterns.py); [] if it has none."""
+    """The scope keys of an event (formats: `core.kube.scopes`); [] if it has none."""
     k8s = event.k8s
     if scope == "cluster":
-        return ["cluster"]
+        return [_CLUSTER]
     if k8s is None:
         return []
     ns = k8s.namespace
     if scope == "namespace":
-        return [f"namespace:{ns}"] if ns else []
+        return [str(ScopeKey.of_namespace(ns))] if ns else []
     if scope == "object":
-        return [f"object:{k8s.kind}/{ns}/{k8s.name}" if ns else f"object:{k8s.kind}/{k8s.name}"]
+        return [str(ScopeKey.of_object(k8s.kind, ns, k8s.name))]
     if scope == "node":
         node = node_of(store, event)
-        return [f"node:{node}"] if node else []
+        return [str(ScopeKey.of_node(node))] if node else []
     if scope == "owner":
         workload = workload_of(store, ns, k8s.kind, k8s.name)
-        return [f"owner:{workload.split('/', 1)[0]}/{ns}/{workload.split('/', 1)[1]}"] if workload else []
+        return [str(ScopeKey.of_owner(workload[0], ns, workload[1]))] if workload else []
     if scope == "configmap":
-        return [f"configmap:{ref}" for ref in refs_of(store, event)]
+        return [str(ScopeKey.of_config(*ref)) for ref in refs_of(store, event)]
     if scope == "service":
-        return [f"service:{svc}" for svc in services_of(store, event)]
+        return [str(ScopeKey.of_service(*svc)) for svc in services_of(store, event)]
     return []
+
+
+_CLUSTER = str(ScopeKey.cluster())

@@ -33,7 +33,7 @@ import msgspec
 
 from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
-from agents.partition_windows import PartitionWindows
+from agents.partition_windows import PartitionWindows, event_time
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, encode_state
 from core.codec import Poison, msgpack_encoder, where_of
@@ -168,9 +168,7 @@ class WindowPartition:
         return decode_state(data) if data else None
 
     def watermark(self, lateness_ms: int) -> int:
-        if len(self.sources) < self.partitions:
-            return 0  # a source that never reported may still hold old events
-        return min(self.sources.values()) - lateness_ms
+        return event_time(self.sources, self.partitions, lateness_ms)
 
     def write_back(self) -> None:
         changes = {key: encode_state(state) if state is not None else b""

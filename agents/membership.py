@@ -9,6 +9,10 @@ from the objects that went by earlier in the same partition (one namespace stays
 partition, so a pod and its Events meet in order). It also tells an edit from a status update:
 a MODIFIED ConfigMap or workload whose `content_hash` did not change is not a change.
 
+The Kubernetes facts are not modelled here: the workload roll-up is `core.kube.owners`, Service
+selection `core.kube.selectors` and a pod's ConfigMaps `core.kube.refs` (read by the enrich stage),
+the same the topology's graph is built from. This module keeps only what the match stage learned.
+
 Pure: the records live in any mutable mapping (a dict offline, a RocksDB-backed Faust table in
 the worker), keyed `namespace/Kind/name`; values are msgspec Structs.
 """
@@ -21,8 +25,10 @@ from collections.abc import MutableMapping
 import msgspec
 
 from core.events import UnifiedEvent
+from core.kube import owners
+from core.kube.owners import WORKLOAD_KINDS
+from core.kube.selectors import LabelSelector
 
-WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"})
 TRACKED_KINDS = WORKLOAD_KINDS | {"Pod", "Service", "ConfigMap", "Secret"}
 CONTENT_KINDS = frozenset({"ConfigMap", "Secret", "Deployment", "StatefulSet", "DaemonSet"})
 
@@ -162,23 +168,18 @@ def _get(store: Store, namespace: str, kind: str, name: str) -> Member | None:
     return found if isinstance(found, Member) else None
 
 
-def workload_of(store: Store, namespace: str, kind: str, name: str) -> str:
-    """"Kind/name" of the workload an object belongs to: a pod's owner, a ReplicaSet's Deployment;
-    a pod with no known owner is its own workload ("Pod/name")."""
-    if kind == "Pod":
-        pod = _get(store, namespace, "Pod", name)
-        if pod is None or not pod.owner:
-            return f"Pod/{name}"  # a bare pod (or one whose owner nothing told) is its own workload
-        kind, _, name = pod.owner.partition("/")
-    if kind == "ReplicaSet":
-        rs = _get(store, namespace, "ReplicaSet", name)
-        if rs is not None and rs.owner.startswith("Deployment/"):
-            return rs.owner
-    if kind == "Job":
-        job = _get(store, namespace, "Job", name)
-        if job is not None and job.owner.startswith("CronJob/"):
-            return f"Job/{name}"  # a CronJob's runs are separate workloads: each Job has its own backoff
-    return f"{kind}/{name}" if kind in WORKLOAD_KINDS else ""
+def workload_of(store: Store, namespace: str, kind: str, name: str) -> tuple[str, str] | None:
+    """(kind, name) of the workload an object counts for (`core.kube.owners.workload_of`), by the
+    owners learned so far: a pod's owner, a ReplicaSet's Deployment; a pod with no known owner is
+    its own workload."""
+    def owner_of(kind: str, name: str) -> tuple[str, str] | None:
+        member = _get(store, namespace, kind, name)
+        if member is None or not member.owner:
+            return None
+        owner_kind, _, owner_name = member.owner.partition("/")
+        return owner_kind, owner_name
+
+    return owners.workload_of(kind, name, owner_of=owner_of)
 
 
 def node_of(store: Store, event: UnifiedEvent) -> str:
@@ -194,28 +195,29 @@ def node_of(store: Store, event: UnifiedEvent) -> str:
     return k8s.node
 
 
-def refs_of(store: Store, event: UnifiedEvent) -> list[str]:
-    """The ConfigMaps/Secrets an event is about: itself, or the ones its pod (or workload) uses."""
+def refs_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of the ConfigMaps/Secrets an event is about: itself, or the ones its
+    pod (or workload) uses."""
     k8s = event.k8s
     if k8s is None:
         return []
     if k8s.kind in ("ConfigMap", "Secret"):
-        return [f"{k8s.kind}/{k8s.namespace}/{k8s.name}"]
+        return [(k8s.kind, k8s.namespace, k8s.name)]
     if k8s.kind == "Pod" or k8s.kind in WORKLOAD_KINDS:
         member = _get(store, k8s.namespace, k8s.kind, k8s.name)
         refs = (member.refs if member else []) or k8s.refs
-        return [f"{ref.split('/', 1)[0]}/{k8s.namespace}/{ref.split('/', 1)[1]}" for ref in refs
-                if ref.startswith(("ConfigMap/", "Secret/"))]
+        return [(kind, k8s.namespace, name) for kind, _, name in (ref.partition("/") for ref in refs)
+                if kind in ("ConfigMap", "Secret")]
     return []
 
 
-def services_of(store: Store, event: UnifiedEvent) -> list[str]:
-    """"namespace/name" of the Services selecting the event's pod, or the Service itself."""
+def services_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str]]:
+    """(namespace, name) of the Services selecting the event's pod, or of the Service itself."""
     k8s = event.k8s
     if k8s is None:
         return []
     if k8s.kind == "Service":
-        return [f"{k8s.namespace}/{k8s.name}"]
+        return [(k8s.namespace, k8s.name)]
     if k8s.kind != "Pod":
         return []
     pod = _get(store, k8s.namespace, "Pod", k8s.name)
@@ -223,5 +225,5 @@ def services_of(store: Store, event: UnifiedEvent) -> list[str]:
     index = store.get(services_key(k8s.namespace))
     if not labels or not isinstance(index, ServiceIndex):
         return []
-    return [f"{k8s.namespace}/{name}" for name, sel in sorted(index.selectors.items())
-            if sel and all(labels.get(k) == v for k, v in sel.items())]
+    return [(k8s.namespace, name) for name, sel in sorted(index.selectors.items())
+            if LabelSelector.of_map(sel).matches(labels)]

@@ -29,7 +29,7 @@ def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
     kube = event.kubernetes
     if kube is None:
         md = event.raw.metadata
-        if event.raw.type == "logs" and md.get("intent"):  # core/kube/vocabulary/log_signals.yaml gave the line its meaning
+        if event.raw.type == "logs" and md.get("intent"):  # core/kube/vocabulary/log_signals.yaml gave it meaning
             severity = md.get("severity", "warning")
             return Meaning(md["intent"], md.get("category", "logs"),
                            severity if severity in _SEVERITIES else "warning")  # type: ignore[arg-type]
@@ -61,7 +61,8 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
         md = event.raw.metadata
         if event.raw.type == "logs" and md.get("signal"):
             container = md.get("container", "")
-            where = f" (container {container}{', previous' if md.get('previous') == 'true' else ''})" if container else ""
+            previous = ", previous" if md.get("previous") == "true" else ""
+            where = f" (container {container}{previous})" if container else ""
             return f"{subject}{where}: {md['signal']}: {md.get('message', '')}".rstrip(": ")
         return f"{subject}: {meaning.intent}"
     if kube.action in ("CHANGE", "ROLLOUT"):  # the change summary already names the object
@@ -76,7 +77,16 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
     return f"{subject} {verb}{detail}{said}"
 
 
-def hints(event: EnrichedEvent) -> list[str]:
+def correlation_hints(event: EnrichedEvent) -> list[str]:
+    """`UnifiedEvent.correlation_hints`: tags naming what the event itself is about, for a pattern
+    or a reader to correlate on: `<kind>:<uid>` (lowercase kind; `<namespace>/<name>` without a uid),
+    `namespace:<ns>`, `node:<node>` (the node the event names) and `owner:<uid>` (the direct
+    controller; `<Kind>/<name>` without a uid).
+
+    Not scope keys (`core.kube.scopes`), though some read alike: a scope key is where a match holds,
+    as membership resolves it (`owner:` is the rolled-up workload, `node:` the pod's learned node);
+    a hint only repeats the event's own context. Their format is on the `unified` topic: it stays.
+    """
     k8s = event.k8s
     if k8s is None:
         return []
@@ -114,10 +124,8 @@ def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) ->
         id=raw.id, timestamp=raw.timestamp, type=raw.type, source=raw.metadata.get("source", raw.type),
         semantic=SemanticContext(intent=meaning.intent, category=meaning.category,
                                  severity=meaning.severity, narrative=narrative(event, meaning)),
-        trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=hints(event),
+        trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=correlation_hints(event),
         metrics=metrics_of(raw.metadata) if raw.type != "kubeapi" else {})
-
-
 
 
 def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[EnrichedEvent, str, str]]]:

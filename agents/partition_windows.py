@@ -1,6 +1,8 @@
 """The windows of one hits partition: which states need a look, and what must be written back.
 
-Fed by: hits (`add`) and the partition's event-time watermark (`advance`). Feeds: matches, and
+Fed by: hits (`add`) and the partition's event-time watermark (`advance`; the rule that makes it
+from the source partitions' watermarks is `event_time`, used by the windows agent and by the
+worker's table views). Feeds: matches, and
 `flush()`, the states to write to the RocksDB-backed table (None: delete the key).
 
 Pure bookkeeping around `agents.windows`, shared by the windows agent (agents/match.py) and the
@@ -15,13 +17,22 @@ matches, with the same ids (the graph writes them once).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from agents.hits import CompiledPattern
 from agents.windows import WindowState, add_hits, advance
 from core.records import Hit, PatternMatch
 
 NEVER = 2**62
+
+
+def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int) -> int:
+    """A hits partition's event time, the watermark its windows are evaluated up to: the lowest
+    watermark over its source partitions minus the allowed lateness; 0 until every one of the
+    `partitions` sources has reported (one that never did may still hold old events)."""
+    if len(sources) < partitions:
+        return 0
+    return min(sources.values()) - lateness_ms
 
 
 def _pending(state: WindowState) -> int:

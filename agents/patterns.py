@@ -13,8 +13,8 @@ What the matcher does with a pattern (agents/hits.py, agents/windows.py, agents/
 `spec.scope` is the join. Each event is keyed to the scopes it belongs to: `object`
 (the object itself), `owner` (its workload: a pod's ReplicaSet resolved to its Deployment),
 `node`, `namespace`, `configmap` (a ConfigMap/Secret, or every one a pod uses), `service` (every
-Service selecting the pod) or `cluster`; so "pods that mount the changed ConfigMap" are the
-`then` events keyed to that ConfigMap. Every condition's `group_by` must therefore equal
+Service selecting the pod) or `cluster` (key formats: `core.kube.scopes`); so "pods that mount the
+changed ConfigMap" are the `then` events keyed to that ConfigMap. Every condition's `group_by` must therefore equal
 `spec.scope`, and a sequence's `join` must name the relation the scope stands for (JOIN_SCOPE).
 With `match: all` every required condition holds at the same event time t in one scope key
 (with `any`, one); a condition looks at (t - window, t], a sequence at a `first` event and its
@@ -34,11 +34,12 @@ import string
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from core.events import UnifiedEvent
+from core.kube.scopes import Scope
 from core.kube.semantics import known_intents
 
 WINDOW_MAX_S = 300.0
@@ -46,9 +47,9 @@ WINDOW_MAX_S = 300.0
 LONG_WINDOW_MAX_S = 86400.0
 PLACEHOLDERS = frozenset({"scope", "count", "namespace", "name"})
 
-Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "not_contains", "gt", "gte", "lt", "lte", "exists"]
+Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "not_contains",
+                   "gt", "gte", "lt", "lte", "exists"]
 Comparison = Literal["gt", "gte", "lt", "lte"]
-Scope = Literal["object", "owner", "node", "namespace", "configmap", "service", "cluster"]
 Join = Literal["mounts", "owns", "same_node", "same_owner", "same_namespace", "selected_by_same_service"]
 JOINS: dict[str, str] = {
     "mounts": "B's pod mounts (volume, envFrom, key ref) the ConfigMap or Secret A is about",
@@ -63,7 +64,7 @@ JOIN_SCOPE: dict[str, tuple[str, ...]] = {
     "same_namespace": ("namespace",), "selected_by_same_service": ("service",),
 }
 NUMERIC_OPS = frozenset({"gt", "gte", "lt", "lte"})
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 SemVer = Annotated[str, msgspec.Meta(pattern=r"^\d+\.\d+\.\d+$")]
 Snake = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
@@ -207,7 +208,7 @@ class MetricCondition(_Condition, tag="metric", kw_only=True):
     long_window: bool = False
 
 
-Condition = Union[EventCondition, CountCondition, RateCondition, SequenceCondition, MetricCondition]
+Condition = EventCondition | CountCondition | RateCondition | SequenceCondition | MetricCondition
 CONDITION_TYPES = ("event", "count", "rate", "sequence", "metric")
 
 
@@ -306,7 +307,8 @@ def field_type(path: str) -> Any | None:
 def _check_predicate(p: Predicate | EventCondition, at: str, *, intents: frozenset[str]) -> Iterator[tuple[str, str]]:
     ftype = field_type(p.field)
     if ftype is None:
-        yield f"{at}.field", f"not a UnifiedEvent field: {p.field!r} (e.g. semantic.intent, kubernetes.reason, k8s.kind)"
+        yield f"{at}.field", (f"not a UnifiedEvent field: {p.field!r} "
+                              "(e.g. semantic.intent, kubernetes.reason, k8s.kind)")
         return
     op, value = p.operator, p.value
     if op == "exists":
@@ -325,7 +327,8 @@ def _check_predicate(p: Predicate | EventCondition, at: str, *, intents: frozens
     elif p.field == "semantic.intent" and op in ("equals", "not_equals", "in", "not_in"):
         for intent in value if isinstance(value, list) else [value]:
             if intent not in intents:
-                yield f"{at}.value", f"unknown intent {intent!r} (core/kube/vocabulary/semantics.yaml has {choices_text(intents)})"
+                yield f"{at}.value", (f"unknown intent {intent!r} "
+                                      f"(core/kube/vocabulary/semantics.yaml has {choices_text(intents)})")
 
 
 def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) -> list[tuple[str, str]]:

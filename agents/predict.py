@@ -6,8 +6,9 @@ Feeds: topic `insights` (InsightBatch), written to the graph by the sink.
 A match yields one Prediction per `spec.predictions` entry whose `when` tests pass on one of the
 match's events. Confidence = confidence_base + the boosts of the optional conditions that held,
 capped at 0.99, then multiplied by the pattern's feedback factor (`agents.confidence`: 1.0
-without feedback); a pattern feedback disabled makes no prediction. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
-pattern's priority (priority 50 keeps the confidence as is). Events pass through unread.
+without feedback); a pattern feedback disabled makes no prediction. `score` ranks hypotheses that
+fit the same symptoms: confidence weighted by the pattern's priority (priority 50 keeps the
+confidence as is). Events pass through unread.
 
 Pure (`predictions_for`, `predict_batch`); the stage reads the live catalog (`agents.catalog`), so
 an edited message or base confidence applies to the next match, and the adjustments the worker's
@@ -23,6 +24,7 @@ from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
 from agents.patterns import BehaviorPattern
 from core.events import ObjectRef, content_id
+from core.kube.scopes import scope_label
 from core.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
 
 MAX_CONFIDENCE = 0.99
@@ -46,16 +48,11 @@ def _newest(match: PatternMatch) -> tuple[str, str]:
     return newest.k8s.namespace, newest.k8s.name  # type: ignore[union-attr]
 
 
-def _scope_label(scope: str) -> str:
-    """`node:node-a` -> `node-a`, `owner:Deployment/shop/nginx` -> `Deployment/shop/nginx`."""
-    return scope.split(":", 1)[1] if ":" in scope else scope
-
-
 def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
-    values = {"scope": _scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
+    values = {"scope": scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
         if spec.when:

@@ -135,14 +135,14 @@ async def analyze(live: Settings, paths: list[str], *, now: datetime | None = No
     from app.isolated import run_isolated
     from app.jetstream import EventPublisher, connect, ensure_streams
     from collectors.bundles import read_inputs
-    from collectors.replay import ReplayError
+    from collectors.unusable import UnusableInput
     from core.events import publish_order
     from topology.graph import open_graph
 
     raws: list[RawEvent] = []
     errors: list[str] = []
     for item in read_inputs([Path(p) for p in paths], now=now):
-        (errors.append(str(item)) if isinstance(item, ReplayError) else raws.append(item))
+        (errors.append(str(item)) if isinstance(item, UnusableInput) else raws.append(item))
     ordered = publish_order(raws)
     unified = []
     for raw in ordered:

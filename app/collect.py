@@ -16,7 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from app.jetstream import DeadLetterPublisher, EventPublisher, PublishFailed, connect, ensure_streams
 from collectors.kubeapi import collect, load_api_client, resolve_kinds
-from collectors.kubefiles import ReplayError
+from collectors.unusable import UnusableInput
 from collectors.watching import WatchOptions
 from core.events import RawEvent
 from core.settings import Settings
@@ -53,7 +53,7 @@ async def run_kubeapi_collector(settings: Settings, *, kubeconfig: str | None = 
                 with attempt:
                     await publisher.publish_many(events)
 
-        async def dead_letter(error: ReplayError) -> None:
+        async def dead_letter(error: UnusableInput) -> None:
             await deadletters.send(stage="kubeapi", reason=error.reason, where=f"{error.file}: {error.position}",
                                    payload=error.fragment.encode())
 

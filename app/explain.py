@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
+from core.kube.owners import WORKLOAD_KINDS
+from core.kube.scopes import ScopeKey
 from topology import queries
 from topology.context import Context, reveal_context
 from topology.graph import GraphStore
@@ -72,24 +74,27 @@ def pick_event(rows: list[dict]) -> dict:
 
 
 def scope_keys_of(kind: str, name: str, namespace: str, ctx: Context) -> list[str]:
-    """The pattern scope keys (see agents/hits.py:scope_keys) a resource belongs to, from its context."""
-    def ref(label: str, ref_name: str | None) -> str:
-        return f"{label}/{namespace}/{ref_name}" if namespace else f"{label}/{ref_name}"
-    keys = [f"object:{ref(kind, name)}", "cluster"]
+    """The pattern scope keys (`core.kube.scopes`) a resource belongs to, from its context: itself,
+    every owner up its chain, its nodes, the ConfigMaps/Secrets and Services it depends on."""
+    keys = [ScopeKey.of_object(kind, namespace, name), ScopeKey.cluster()]
     if namespace:
-        keys.append(f"namespace:{namespace}")
-    keys += [f"owner:{ref(o.label, o.name)}" for o in ctx.owners if o.name]
-    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
-        keys.append(f"owner:{ref(kind, name)}")
-    keys += [f"node:{r.node}" for r in ctx.affected if r.node]
+        keys.append(ScopeKey.of_namespace(namespace))
+    keys += [ScopeKey.of_owner(o.label, namespace, o.name) for o in ctx.owners if o.name]
+    if kind in _OWNER_KINDS:
+        keys.append(ScopeKey.of_owner(kind, namespace, name))
+    keys += [ScopeKey.of_node(r.node) for r in ctx.affected if r.node]
     if kind == "Node":
-        keys.append(f"node:{name}")
+        keys.append(ScopeKey.of_node(name))
     for dep in ctx.dependencies:
         if dep.label in ("ConfigMap", "Secret") and dep.name:
-            keys.append(f"configmap:{dep.label}/{dep.namespace or namespace}/{dep.name}")
+            keys.append(ScopeKey.of_config(dep.label, dep.namespace or namespace, dep.name))
         elif dep.label == "Service" and dep.name:
-            keys.append(f"service:{dep.namespace or namespace}/{dep.name}")
-    return sorted(set(keys))
+            keys.append(ScopeKey.of_service(dep.namespace or namespace, dep.name))
+    return sorted({str(key) for key in keys})
+
+
+#: kinds a resource is its own `owner` key for (a CronJob's runs are keyed by their Jobs)
+_OWNER_KINDS = WORKLOAD_KINDS - {"CronJob"}
 
 
 async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) -> Explanation:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from agents.hits import CompiledPattern
 from agents.membership import Member, ServiceIndex
+from agents.partition_windows import event_time
 from agents.window_log import WindowLog, decode_delta, delta_prefix
 from agents.windows import WindowState, decode_state
 from app.bridge import partition_for
@@ -52,7 +53,7 @@ _MARKS = msgspec.msgpack.Decoder(dict[int, int])
 
 
 def _dt(ms: int) -> datetime | None:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc) if ms > 0 else None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms > 0 else None
 
 
 def _text(key: bytes | str) -> str:
@@ -129,13 +130,6 @@ class DeltaView(msgspec.Struct, kw_only=True):
 # --- pure decoding ----------------------------------------------------------------------
 
 
-def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int) -> int:
-    """A hits partition's event time, as the windows agent computes it (0 until every source reported)."""
-    if len(sources) < partitions:
-        return 0
-    return min(sources.values()) - lateness_ms
-
-
 def watermark_rows(items: Iterable[tuple[bytes | str, bytes]], *, partitions: int,
                    lateness_ms: int) -> list[WatermarkView]:
     rows = []
@@ -192,7 +186,8 @@ def window_row(key: str, state: WindowState, *, partition: int, compiled: Mappin
         distinct = len({e.d for e in inside if e.d})
         counts_distinct = bool(getattr(spec, "distinct", None))
         conditions.append(ConditionView(
-            key=ckey, index=cond.index if cond else -1, type=str(type(spec).__struct_config__.tag) if spec else "", role=role,
+            key=ckey, index=cond.index if cond else -1, role=role,
+            type=str(type(spec).__struct_config__.tag) if spec else "",
             required=getattr(spec, "required", True), window_s=window_ms / 1000,
             count=distinct if counts_distinct else sum(e.w for e in inside), distinct=distinct,
             held=sum(e.w for e in entries), entries=len(entries),

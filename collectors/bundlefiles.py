@@ -8,7 +8,7 @@ Archives (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`, `.tar.bz2`) are read member by me
 extracted: a member whose name is absolute or climbs out with `..` is reported and skipped, links
 and devices are skipped, a JSON/YAML member above MAX_MEMBER_BYTES is reported and not read, and a
 log is streamed line by line (a line keeps its first MAX_LINE_BYTES). A truncated or damaged
-archive gives a ReplayError naming the member and the byte (or line) where it broke; everything
+archive gives an UnusableInput naming the member and the byte (or line) where it broke; everything
 read before it is kept.
 """
 
@@ -26,7 +26,7 @@ from typing import IO
 
 import msgspec
 
-from collectors.kubefiles import ReplayError
+from collectors.unusable import UnusableInput
 
 SUPPORT_BUNDLE = "support-bundle"
 MUST_GATHER = "must-gather"
@@ -172,11 +172,11 @@ class Archive:
         self.path = path
         self.broken = False
 
-    def members(self) -> Iterator[Member | ReplayError]:
+    def members(self) -> Iterator[Member | UnusableInput]:
         try:
             tf = tarfile.open(self.path, "r:*")
         except ARCHIVE_ERRORS as exc:
-            yield ReplayError(file=str(self.path), position="file", reason=f"cannot read archive: {exc}")
+            yield UnusableInput(file=str(self.path), position="file", reason=f"cannot read archive: {exc}")
             return
         with tf:
             last = ""
@@ -185,8 +185,8 @@ class Archive:
                     info = tf.next()
                 except ARCHIVE_ERRORS as exc:
                     where = f"after member {last}" if last else "first member"
-                    yield ReplayError(file=str(self.path), position=f"{where} (byte {tf.offset})",
-                                      reason=f"archive truncated or damaged: {exc}")
+                    yield UnusableInput(file=str(self.path), position=f"{where} (byte {tf.offset})",
+                                        reason=f"archive truncated or damaged: {exc}")
                     return
                 if info is None:
                     return
@@ -195,8 +195,8 @@ class Archive:
                     continue  # folders, links and devices carry no recordings
                 rel = _safe_name(info.name)
                 if rel is None:
-                    yield ReplayError(file=f"{self.path}:{info.name}", position="member",
-                                      reason="unsafe member path (absolute or with ..): skipped")
+                    yield UnusableInput(file=f"{self.path}:{info.name}", position="member",
+                                        reason="unsafe member path (absolute or with ..): skipped")
                     continue
                 yield Member(rel=rel, file=f"{self.path}:{rel}", size=info.size,
                               open=lambda info=info: tf.extractfile(info))
@@ -211,7 +211,7 @@ def folder_files(root: Path) -> Iterator[tuple[str, Path]]:
                 yield path.relative_to(root).as_posix(), path
 
 
-def members(path: Path, archive: Archive | None) -> Iterator[Member | ReplayError]:
+def members(path: Path, archive: Archive | None) -> Iterator[Member | UnusableInput]:
     if archive is not None:
         yield from archive.members()
         return
@@ -219,14 +219,14 @@ def members(path: Path, archive: Archive | None) -> Iterator[Member | ReplayErro
         yield Member(rel=rel, file=str(file), size=0, open=lambda file=file: file.open("rb"))
 
 
-def read_member(member: Member, archive: Archive | None, *, sniff: bool = False) -> tuple[bytes, ReplayError | None]:
+def read_member(member: Member, archive: Archive | None, *, sniff: bool = False) -> tuple[bytes, UnusableInput | None]:
     """The member's bytes; after damage, what could be read and the error naming the byte.
 
     With `sniff`, only kubectl text is read whole (b"" for anything else).
     """
     if archive is not None and member.size > MAX_MEMBER_BYTES:
-        return b"", ReplayError(file=member.file, position="member", reason=f"member too large to read "
-                                f"({member.size} bytes > {MAX_MEMBER_BYTES}): skipped")
+        return b"", UnusableInput(file=member.file, position="member", reason=f"member too large to read "
+                                  f"({member.size} bytes > {MAX_MEMBER_BYTES}): skipped")
     chunks: list[bytes] = []
     got = 0
     try:
@@ -241,12 +241,12 @@ def read_member(member: Member, archive: Archive | None, *, sniff: bool = False)
     return b"".join(chunks), None
 
 
-def damaged(member: Member, archive: Archive | None, position: str, exc: BaseException) -> ReplayError:
+def damaged(member: Member, archive: Archive | None, position: str, exc: BaseException) -> UnusableInput:
     if archive is not None:
         archive.broken = True
-        return ReplayError(file=member.file, position=position, reason=f"archive truncated or damaged inside this "
-                           f"member ({exc}): what came before is still read")
-    return ReplayError(file=member.file, position=position, reason=f"cannot read: {exc}")
+        return UnusableInput(file=member.file, position=position, reason=f"archive truncated or damaged inside this "
+                             f"member ({exc}): what came before is still read")
+    return UnusableInput(file=member.file, position=position, reason=f"cannot read: {exc}")
 
 
 def text_lines(f: IO[bytes]) -> Iterator[str]:

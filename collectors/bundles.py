@@ -2,12 +2,12 @@
 
 Fed by: paths handed to `tapio replay` / `tapio analyze` (folders, tar archives read in place,
 single files). Feeds: the replay publisher and the offline analysis, with the RawEvents and
-ReplayErrors `collectors.replay` gives, plus container-log events (`collectors.podlogs`, type "logs").
+UnusableInputs `collectors.replay` gives, plus container-log events (`collectors.podlogs`, type "logs").
 
 The layout comes from the paths inside, never from a flag (`collectors.bundlefiles.detect_input`):
 - support bundle (troubleshoot.sh): `cluster-resources/{events,pods,deployments,replicasets}/...`,
   `cluster-resources/nodes.json`. Read: every JSON/YAML file under `cluster-resources/` (but
-  `auth-cani-list/`, `resources.json`, `groups.json`); a `*-errors.json` is a ReplayError per
+  `auth-cani-list/`, `resources.json`, `groups.json`); a `*-errors.json` is an UnusableInput per
   entry (what the collector could not get); logs in `cluster-resources/pods/logs/<ns>/<pod>/
   <container>[-previous].log` and, from `logs` collectors, `<collector>/<pod>/<container>.log`
   (the namespace from the bundle's Pod of that name; dropped when there is none). The rest
@@ -64,11 +64,11 @@ from collectors.bundlefiles import (
     read_member,
     text_lines,
 )
-from collectors.kubefiles import ReplayError
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
 from collectors.rollouts import rollout_events
+from collectors.unusable import UnusableInput
 from core.events import RawEvent
 
 __all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SUPPORT_BUNDLE", "InputKind",
@@ -82,8 +82,8 @@ _STREAM_NOISE = re.compile(r"(?:Create log request|Request log) error: ")
 # -- reading -----------------------------------------------------------------------------------
 
 
-def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> Iterator[RawEvent | ReplayError]:
-    """Every RawEvent and ReplayError of the inputs, each read by its layout, then the rollouts
+def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> Iterator[RawEvent | UnusableInput]:
+    """Every RawEvent and UnusableInput of the inputs, each read by its layout, then the rollouts
     their ReplicaSets imply (`collectors.rollouts`).
 
     `now` is when the inputs were captured: kubectl text resolves its relative ages against it, and
@@ -97,7 +97,7 @@ def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> 
     return _read_inputs(inputs, now)
 
 
-def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     replicasets: list[RawEvent] = []
     for path in inputs:
         for item in _read_input(path, now, named=True):
@@ -107,7 +107,7 @@ def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent 
     yield from rollout_events(replicasets)  # a Deployment's revisions: the edits the recording implies
 
 
-def _read_input(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | ReplayError]:
+def _read_input(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | UnusableInput]:
     """One input by its layout; in a folder of inputs, each file and subfolder on its own."""
     if not path.is_dir():
         yield from _read_tree(path, detect_input(path), now) if is_archive(path) else _read_file(path, now, named=named)
@@ -125,7 +125,7 @@ def _read_input(path: Path, now: datetime | None, *, named: bool) -> Iterator[Ra
             yield from _read_input(child, now, named=False)
 
 
-def _read_file(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | ReplayError]:
+def _read_file(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | UnusableInput]:
     """A plain file: named ones always, others when their name is a recording's (or kubectl text's)."""
     what = "doc" if named else (_role(RECORDINGS, path.name) or ("", None))[0]
     if what in ("doc", "text"):
@@ -134,12 +134,12 @@ def _read_file(path: Path, now: datetime | None, *, named: bool) -> Iterator[Raw
         yield from [error] if error else _document(data, str(path), now) if data or what == "doc" else ()
 
 
-def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     archive = Archive(path) if kind.archive else None
     pods: dict[tuple[str, str], PodInfo] = {}
     scanned: list[tuple[ScannedLog, bool]] = []  # (log, dropped when its pod is not in the input)
     for member in members(path, archive):
-        if isinstance(member, ReplayError):
+        if isinstance(member, UnusableInput):
             yield member
             continue
         role = _role(kind.layout, member.rel)
@@ -168,7 +168,8 @@ _SB_ERRORS = re.compile(r"(?:^|/)cluster-resources/.*-errors\.json$")
 _SB_SKIP = re.compile(r"(?:^|/)cluster-resources/(?:auth-cani-list/|resources\.json$|groups\.json$)")
 _SB_DOC = re.compile(r"(?:^|/)cluster-resources/.+\.(?:json|ya?ml)$")
 _SB_COLLECTED_LOG = re.compile(r"(?:^|/)([^/]+)/([^/]+)\.log$")
-_MG_LOG = re.compile(r"(?:^|/)namespaces/([^/]+)/pods/([^/]+)/([^/]+)/[^/]+/logs/(current|previous)(?:\.insecure)?\.log$")
+_MG_LOG = re.compile(r"(?:^|/)namespaces/([^/]+)/pods/([^/]+)/([^/]+)/[^/]+/logs/"
+                     r"(current|previous)(?:\.insecure)?\.log$")
 _MG_DOC = re.compile(r"(?:^|/)(?:namespaces|cluster-scoped-resources)/.+\.(?:json|ya?ml)$")
 
 
@@ -177,7 +178,8 @@ def _role(layout: str, rel: str) -> tuple[str, LogSource | None] | None:
     if layout == SUPPORT_BUNDLE:
         if m := _SB_LOG.search(rel):
             container, previous = _previous(m.group(3))
-            return "log", LogSource(file="", namespace=m.group(1), pod=m.group(2), container=container, previous=previous)
+            return "log", LogSource(file="", namespace=m.group(1), pod=m.group(2), container=container,
+                                    previous=previous)
         if _SB_ERRORS.search(rel):
             return "errors", None
         if _SB_DOC.search(rel):
@@ -206,14 +208,14 @@ def _previous(stem: str) -> tuple[str, bool]:
     return (stem[: -len("-previous")], True) if stem.endswith("-previous") else (stem, False)
 
 
-def _note_pod(item: RawEvent | ReplayError, pods: dict[tuple[str, str], PodInfo]) -> None:
+def _note_pod(item: RawEvent | UnusableInput, pods: dict[tuple[str, str], PodInfo]) -> None:
     if isinstance(item, RawEvent) and item.type == "kubeapi" and item.metadata.get("kind") == "Pod":
         info = pod_info(msgspec.json.decode(item.data))
         if info is not None:
             pods[(info.namespace, info.name)] = info
 
 
-def _document(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+def _document(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     """One file's content: a cluster-info dump stream, kubectl text, or a recording."""
     if has_stream_mark(data):
         yield from _read_stream(data, file, now)
@@ -223,7 +225,7 @@ def _document(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent
         yield from parse_recording(data, file)
 
 
-def _collection_errors(data: bytes, file: str, error: ReplayError | None) -> Iterator[ReplayError]:
+def _collection_errors(data: bytes, file: str, error: UnusableInput | None) -> Iterator[UnusableInput]:
     """A support bundle's `*-errors.json`: what its collector could not get (`pods is forbidden`)."""
     if error:
         yield error
@@ -233,14 +235,14 @@ def _collection_errors(data: bytes, file: str, error: ReplayError | None) -> Ite
         yield from parse_recording(data, file)
         return
     for index, entry in enumerate(entries if isinstance(entries, list) else [entries]):
-        yield ReplayError(file=file, position=f"[{index}]", reason=f"the bundle's collector reported: {entry}"[:500])
+        yield UnusableInput(file=file, position=f"[{index}]", reason=f"the bundle's collector reported: {entry}"[:500])
 
 
 # -- logs --------------------------------------------------------------------------------------
 
 
 def _scan(member: Member, archive: Archive | None, sources: list[LogSource],
-          scanned: list[tuple[ScannedLog, bool]]) -> Iterator[ReplayError]:
+          scanned: list[tuple[ScannedLog, bool]]) -> Iterator[UnusableInput]:
     """Stream one log file: a single container's log (`sources` = [it]) or a file of dump sections."""
     scanner = LogScanner(msgspec.structs.replace(sources[0], file=member.file)) if sources else None
     number = 0
@@ -273,7 +275,7 @@ def _section_line(line: str, number: int, file: str, scanner: LogScanner | None,
 
 
 def _logs(scanned: list[tuple[ScannedLog, bool]], pods: dict[tuple[str, str], PodInfo],
-          now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+          now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     by_name: dict[str, list[PodInfo]] = {}
     for info in pods.values():
         by_name.setdefault(info.name, []).append(info)
@@ -287,7 +289,7 @@ def _logs(scanned: list[tuple[ScannedLog, bool]], pods: dict[tuple[str, str], Po
         yield from log_events(log, pod, now=now)
 
 
-def _read_stream(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+def _read_stream(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     """`kubectl cluster-info dump` to stdout: JSON lists with log sections in between.
 
     The sections are blanked out line for line, so the JSON keeps its line numbers in errors.
@@ -309,7 +311,7 @@ def _read_stream(data: bytes, file: str, now: datetime | None) -> Iterator[RawEv
     yield from _logs(scanned, pods, now)
 
 
-def _kubectl_text(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+def _kubectl_text(data: bytes, file: str, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     from collectors import kubetext
     # a recorded tool call (JSON header lines, `stdout:`, a trailing `stderr:` block) holds kubectl
     # text: parse the text, with the header lines blanked so line numbers stay the file's own

@@ -7,7 +7,7 @@ Feeds: JetStream `events.kubeapi.<namespace>` through `app.collect.run_kubeapi_c
 `deadletter.kubeapi` for objects that cannot be used; or any async callback (`collect`) or
 async iteration (`watch_cluster`), which is what the tests use without NATS.
 
-Every object becomes a RawEvent through `collectors.replay.raw_event_from_object`, so a live
+Every object becomes a RawEvent through `core.kube.objects.raw_event_from_object`, so a live
 event and the same object replayed from a `kubectl get -o json` file share id and metadata.
 Objects are the API's own JSON (read with `_preload_content=False`: camelCase field names, as
 kubectl prints them), never the client's models. Secrets leave the collector with their
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from collectors.kubefiles import ReplayError
+from collectors.unusable import UnusableInput
 from collectors.watching import Resource, ResourceWatcher, WatchOptions
 from core.events import RawEvent
 
@@ -206,7 +206,7 @@ class _Finished:
 
 
 class ClusterWatch:
-    """All watchers' output as one stream of `RawEvent | ReplayError`, until `stop` is set.
+    """All watchers' output as one stream of `RawEvent | UnusableInput`, until `stop` is set.
 
     Use as `async with watch_cluster(api, kinds=[...], stop=stop) as events: async for e in events`.
     Leaving the block (or `aclose`) cancels every watcher, which closes its connection. A watcher
@@ -251,10 +251,10 @@ class ClusterWatch:
         await asyncio.gather(*pending, return_exceptions=True)
         await self._out.put(_Finished(error))
 
-    def __aiter__(self) -> AsyncIterator[RawEvent | ReplayError]:
+    def __aiter__(self) -> AsyncIterator[RawEvent | UnusableInput]:
         return self
 
-    async def __anext__(self) -> RawEvent | ReplayError:
+    async def __anext__(self) -> RawEvent | UnusableInput:
         if self._finished is None:
             item = await self._out.get()
             if not isinstance(item, _Finished):
@@ -264,7 +264,7 @@ class ClusterWatch:
             raise self._finished.error
         raise StopAsyncIteration
 
-    async def next_batch(self, limit: int) -> list[RawEvent | ReplayError]:
+    async def next_batch(self, limit: int) -> list[RawEvent | UnusableInput]:
         """Waits for one item, then takes whatever else is ready (up to `limit`); [] once finished."""
         try:
             batch = [await self.__anext__()]
@@ -293,7 +293,7 @@ def watch_cluster(api_client: client.ApiClient, *, kinds: Sequence[str] | None =
 
 
 async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent]], Awaitable[object]],
-                  reject: Callable[[ReplayError], Awaitable[object]] | None = None,
+                  reject: Callable[[UnusableInput], Awaitable[object]] | None = None,
                   kinds: Sequence[str] | None = None, stop: asyncio.Event | None = None,
                   options: WatchOptions | None = None, batch_max: int = 1000) -> int:
     """Hand RawEvents to `sink` in batches of what has arrived, until `stop`; returns how many.
@@ -305,7 +305,7 @@ async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent
         while batch := await stream.next_batch(batch_max):
             events = [item for item in batch if isinstance(item, RawEvent)]
             for item in batch:
-                if isinstance(item, ReplayError) and reject is not None:
+                if isinstance(item, UnusableInput) and reject is not None:
                     await reject(item)
             if events:
                 await sink(events)

@@ -40,6 +40,7 @@ from collectors.kubefields import (
     workload_spec,
 )
 from collectors.kubetables import DESCRIBE_HEADER, EventRow, TextError, fragment, kind_of, parse_describe_events
+from core.kube.owners import WORKLOAD_KINDS
 
 TIME_RE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
 _PHASES = {"Pod": {"Pending", "Running", "Succeeded", "Failed", "Unknown"},
@@ -47,8 +48,7 @@ _PHASES = {"Pod": {"Pending", "Running", "Succeeded", "Failed", "Unknown"},
            "PersistentVolume": {"Pending", "Available", "Bound", "Released", "Failed"},
            "Namespace": {"Active", "Terminating"}}
 _ACCESS = {"RWO": "ReadWriteOnce", "ROX": "ReadOnlyMany", "RWX": "ReadWriteMany", "RWOP": "ReadWriteOncePod"}
-_WORKLOADS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob",
-                        "ReplicationController"})
+_WORKLOADS = WORKLOAD_KINDS | {"ReplicationController"}  # kinds whose describe shows a pod template
 # (kind, top-level keys of which any one says it), first match wins
 _INFER = (
     ("Pod", {"Containers", "Init Containers", "QoS Class"}),

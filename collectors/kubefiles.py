@@ -5,7 +5,7 @@ lists, bare JSON arrays, multi-document YAML, `kubectl get -w -o json [--output-
 streams, a single object). Feeds: `collectors.replay`, which turns every `Item` into a RawEvent.
 
 The format is detected from the content, never from the file name. Nothing here raises on bad
-content: each part that cannot be decoded becomes a `ReplayError` carrying its line and column,
+content: each part that cannot be decoded becomes a `UnusableInput` carrying its line and column,
 and every complete item before the damage (and after it, for watch streams and YAML documents)
 is still yielded.
 """
@@ -21,26 +21,15 @@ from typing import Any
 import msgspec
 import yaml
 
-SNAPSHOT = "SNAPSHOT"
+from collectors.unusable import FRAGMENT_CHARS, UnusableInput
+from core.kube.objects import SNAPSHOT
+
 WATCH_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
-FRAGMENT_CHARS = 200
 
 _DECODER = json.JSONDecoder()
 _WS = re.compile(r"[ \t\r\n]*")
 _YAML_DOC_START = re.compile(r"^---(?=[ \t\r]|$)", re.MULTILINE)
 _YAML_BLANK = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?(?:\r?\n|\Z))*\Z")
-
-
-class ReplayError(msgspec.Struct, frozen=True, kw_only=True):
-    """One part of a recording that could not be read; the rest of the file still is."""
-
-    file: str  # path as given
-    position: str  # "line 12, column 5", "items[3]", "document 2", "line 40 (watch event 7)"
-    reason: str  # what was wrong, for a human
-    fragment: str = ""  # up to ~200 characters of the offending input
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.position}: {self.reason}"
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,24 +58,24 @@ def fragment_of(text: str, start: int = 0, end: int | None = None) -> str:
     return text[max(0, start) : min(end, max(0, start) + FRAGMENT_CHARS)]
 
 
-def split_recording(data: bytes, file: str) -> Iterator[Item | ReplayError]:
+def split_recording(data: bytes, file: str) -> Iterator[Item | UnusableInput]:
     """Every Kubernetes document part in `data`, in file order, and an error for each bad part."""
     text = _decode_text(data)
-    if isinstance(text, ReplayError):
-        yield ReplayError(file=file, position=text.position, reason=text.reason, fragment=text.fragment)
+    if isinstance(text, UnusableInput):
+        yield UnusableInput(file=file, position=text.position, reason=text.reason, fragment=text.fragment)
         return
     start = _WS.match(text).end()
     if start == len(text):
-        yield ReplayError(file=file, position="file", reason="empty file: no Kubernetes objects")
+        yield UnusableInput(file=file, position="file", reason="empty file: no Kubernetes objects")
     elif text[start] in "{[":
         yield from _split_json(text, file)
     else:
         yield from _split_yaml(text, file)
 
 
-def _decode_text(data: bytes) -> str | ReplayError:
-    def binary(why: str) -> ReplayError:
-        return ReplayError(file="", position="file", reason=f"not a text file: {why}", fragment=repr(data[:60]))
+def _decode_text(data: bytes) -> str | UnusableInput:
+    def binary(why: str) -> UnusableInput:
+        return UnusableInput(file="", position="file", reason=f"not a text file: {why}", fragment=repr(data[:60]))
 
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -123,7 +112,7 @@ def _join(base: str, path: str) -> str:
     return f"{base} {path}" if base else path
 
 
-def expand(value: Any, base: str, file: str) -> Iterator[Item | ReplayError]:
+def expand(value: Any, base: str, file: str) -> Iterator[Item | UnusableInput]:
     """The items of one decoded document: list items, array elements, a watch event, an object."""
     here = base or "document"
     if isinstance(value, list):
@@ -137,15 +126,15 @@ def expand(value: Any, base: str, file: str) -> Iterator[Item | ReplayError]:
         if is_watch_event(value):
             yield from _watch_item(value, here, file)
         elif value.get("kind") == "Status" and value.get("status") == "Failure":
-            yield ReplayError(file=file, position=here, reason=f"API error Status: {_status_text(value)}",
-                              fragment=json.dumps(value, sort_keys=True, default=str)[:FRAGMENT_CHARS])
+            yield UnusableInput(file=file, position=here, reason=f"API error Status: {_status_text(value)}",
+                                fragment=json.dumps(value, sort_keys=True, default=str)[:FRAGMENT_CHARS])
         elif _is_list(value):
             yield from _list_items(value, base, file)
         else:
             yield Item(value=value, position=here)
     else:
         what = "plain text (a kubectl table or a log?)" if isinstance(value, str) else type(value).__name__
-        yield ReplayError(
+        yield UnusableInput(
             file=file,
             position=here,
             reason=f"not a Kubernetes object: expected a mapping or a list, got {what}",
@@ -153,14 +142,14 @@ def expand(value: Any, base: str, file: str) -> Iterator[Item | ReplayError]:
         )
 
 
-def _list_items(value: dict, base: str, file: str) -> Iterator[Item | ReplayError]:
+def _list_items(value: dict, base: str, file: str) -> Iterator[Item | UnusableInput]:
     kind = value.get("kind") if isinstance(value.get("kind"), str) else ""
     api_version = value.get("apiVersion") if isinstance(value.get("apiVersion"), str) else ""
     items = value.get("items")
     if items is None:
         return
     if not isinstance(items, list):
-        yield ReplayError(
+        yield UnusableInput(
             file=file,
             position=base or "document",
             reason=f"items: expected a list, got {type(items).__name__}",
@@ -176,13 +165,13 @@ def _list_items(value: dict, base: str, file: str) -> Iterator[Item | ReplayErro
         )
 
 
-def _watch_item(event: dict, position: str, file: str) -> Iterator[Item | ReplayError]:
+def _watch_item(event: dict, position: str, file: str) -> Iterator[Item | UnusableInput]:
     kind = event["type"]
     obj = event["object"]
     if kind == "BOOKMARK":
         return
     if kind == "ERROR":
-        yield ReplayError(
+        yield UnusableInput(
             file=file,
             position=position,
             reason=f"watch ERROR event: {_status_text(obj)}",
@@ -219,7 +208,7 @@ class _Lines:
         return pos - self._text.rfind("\n", 0, pos)
 
 
-def _split_json(text: str, file: str) -> Iterator[Item | ReplayError]:
+def _split_json(text: str, file: str) -> Iterator[Item | UnusableInput]:
     try:
         whole = msgspec.json.decode(text)
     except msgspec.DecodeError:
@@ -251,7 +240,7 @@ def _split_json(text: str, file: str) -> Iterator[Item | ReplayError]:
         pos = after
 
 
-def _stream_action(part: Item | ReplayError, seen_uids: set[str]) -> Item | ReplayError:
+def _stream_action(part: Item | UnusableInput, seen_uids: set[str]) -> Item | UnusableInput:
     """A bare object seen again in a `-w` stream (same uid) is a modification of the first."""
     if not isinstance(part, Item) or part.from_watch or not isinstance(part.value, dict):
         return part
@@ -265,7 +254,7 @@ def _stream_action(part: Item | ReplayError, seen_uids: set[str]) -> Item | Repl
     return part
 
 
-def _json_error(text: str, exc: json.JSONDecodeError, file: str, lines: _Lines) -> ReplayError:
+def _json_error(text: str, exc: json.JSONDecodeError, file: str, lines: _Lines) -> UnusableInput:
     data_end = len(text.rstrip())
     pos = exc.pos
     # strict JSON strings cannot hold a raw newline: an unterminated one ran into the end of data
@@ -277,7 +266,7 @@ def _json_error(text: str, exc: json.JSONDecodeError, file: str, lines: _Lines) 
         reason = f"invalid JSON: {exc.msg}"
         frag = fragment_of(text, pos - 80)
     position = f"line {lines.line(pos)}, column {lines.column(pos)}"
-    return ReplayError(file=file, position=position, reason=reason, fragment=frag)
+    return UnusableInput(file=file, position=position, reason=reason, fragment=frag)
 
 
 def _resync(text: str, failed_at: int) -> int:
@@ -286,7 +275,7 @@ def _resync(text: str, failed_at: int) -> int:
     return len(text) if found < 0 else found + 1
 
 
-def _salvage(text: str, pos: int, base: str, file: str) -> Iterator[Item | ReplayError]:
+def _salvage(text: str, pos: int, base: str, file: str) -> Iterator[Item | UnusableInput]:
     """The complete items of a damaged list or array at `pos`, read element by element."""
     header: dict[str, Any] = {}
     if text[pos] == "[":
@@ -342,11 +331,11 @@ def _find_items(text: str, pos: int, header: dict[str, Any]) -> int | None:
 # -- YAML: one or more documents, each decoded on its own -----------------------------------
 
 
-def _split_yaml(text: str, file: str) -> Iterator[Item | ReplayError]:
+def _split_yaml(text: str, file: str) -> Iterator[Item | UnusableInput]:
     starts = [m.start() for m in _YAML_DOC_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    chunks = [(s, text[s:e]) for s, e in zip(starts, [*starts[1:], len(text)])]
+    chunks = [(s, text[s:e]) for s, e in zip(starts, [*starts[1:], len(text)], strict=True)]
     chunks = [(s, c) for s, c in chunks if not _YAML_BLANK.match(c)]
     lines = _Lines(text)
     for number, (offset, chunk) in enumerate(chunks, start=1):
@@ -358,7 +347,7 @@ def _split_yaml(text: str, file: str) -> Iterator[Item | ReplayError]:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {first_line + mark.line}, column {mark.column + 1}" if mark else f"line {first_line}"
             problem = getattr(exc, "problem", None) or str(exc)
-            yield ReplayError(
+            yield UnusableInput(
                 file=file,
                 position=f"{base or 'document'}, {where}",
                 reason=f"invalid YAML: {problem}",

@@ -18,9 +18,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from collectors.unusable import FRAGMENT_CHARS
 from core.events import content_id
-
-FRAGMENT_CHARS = 200
 
 # Kind, apiVersion, namespaced, other names kubectl prints or accepts (plural, short, lowercase)
 _KIND_TABLE = (
@@ -238,8 +237,8 @@ def parse_describe_events(lines: list[tuple[int, str]]) -> list[EventRow | TextE
             realigned = True
             continue
         match = _DESCRIBE_ROW.match(line) if realigned else None
-        row = _describe_row(number, dict(zip(("Type", "Reason", "Age", "From", "Message"), match.groups()))
-                            if match else None) or _describe_row(number, cells(line, columns))
+        named = dict(zip(("Type", "Reason", "Age", "From", "Message"), match.groups(), strict=False)) if match else None
+        row = _describe_row(number, named) or _describe_row(number, cells(line, columns))
         if isinstance(row, str):
             row = TextError(number, f"events row: {row}", fragment(line))
         out.append(row or TextError(number, "events row does not read as Type Reason Age From Message "

@@ -7,7 +7,7 @@ Fed by: files users hand Tapio that hold what kubectl printed on a terminal:
   `collectors.kubetables` (a file may hold several outputs one after the other).
 Feeds: the replay publisher, like `collectors.replay.parse_recording`: each described object is a
 SNAPSHOT RawEvent whose payload is the object as the API serves it, each Events row a core/v1
-Event RawEvent, all built by `collectors.replay.raw_event_from_object` (same ids, same metadata).
+Event RawEvent, all built by `core.kube.objects.raw_event_from_object` (same ids, same metadata).
 
 Relative ages and the reference time `now`. Text output shows Event times only as ages (`34s`,
 `18s (x2 over 34s)`), relative to the moment kubectl ran. They are resolved against `now`:
@@ -21,7 +21,7 @@ Relative ages and the reference time `now`. Text output shows Event times only a
 Ages are truncated by kubectl to their shown unit (`3h5m` is 3h5m0s to 3h5m59s), so resolved
 times are exact only to that unit. An object that shows no time of its own is placed at `now`.
 
-Pure: no clock, no network. A block or row that cannot be read comes out as a ReplayError naming
+Pure: no clock, no network. A block or row that cannot be read comes out as an UnusableInput naming
 the file and line; the rest of the file still goes through.
 """
 
@@ -35,7 +35,6 @@ from datetime import datetime
 import msgspec
 
 from collectors.kubedescribe import Described, parse_describe_block
-from collectors.kubefiles import SNAPSHOT, ReplayError
 from collectors.kubetables import (
     EventRow,
     TextError,
@@ -46,8 +45,9 @@ from collectors.kubetables import (
     parse_events_table,
     rfc3339,
 )
-from collectors.replay import EVENT, ReplayValueError, raw_event_from_object
+from collectors.unusable import UnusableInput
 from core.events import RawEvent, content_id, utc
+from core.kube.objects import EVENT, SNAPSHOT, UnusableObject, raw_event_from_object
 
 __all__ = ["MissingNowError", "looks_like_kubectl_text", "parse_kubectl_text", "strip_harness"]
 
@@ -94,8 +94,8 @@ def looks_like_kubectl_text(data: bytes) -> bool:
 
 
 def parse_kubectl_text(data: bytes, file: str, *, now: datetime | None = None, kind: str = "",
-                       namespace: str = "") -> Iterator[RawEvent | ReplayError]:
-    """One RawEvent per described object and per Events row, in file order; a ReplayError per bad part.
+                       namespace: str = "") -> Iterator[RawEvent | UnusableInput]:
+    """One RawEvent per described object and per Events row, in file order; an UnusableInput per bad part.
 
     `now`: the moment the output was captured (see the module docstring for the rule without it).
     `kind`: the kind of every described object (`pod`, `deployment.apps`, `Node`...), when the
@@ -105,8 +105,8 @@ def parse_kubectl_text(data: bytes, file: str, *, now: datetime | None = None, k
     try:
         text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad = ReplayError(file=file, position="file", reason=f"not a text file (invalid UTF-8 at byte {exc.start})",
-                          fragment=repr(data[:60]))
+        bad = UnusableInput(file=file, position="file", reason=f"not a text file (invalid UTF-8 at byte {exc.start})",
+                            fragment=repr(data[:60]))
         return iter([bad])
     lines = [(number, line.rstrip("\r")) for number, line in enumerate(text.split("\n"), start=1)]
     parts: list[Described | TextError | list[EventRow | TextError]] = []
@@ -120,7 +120,7 @@ def parse_kubectl_text(data: bytes, file: str, *, now: datetime | None = None, k
                                                 "table (a LAST SEEN TYPE REASON OBJECT MESSAGE header)",
                                    fragment(chunk[0][1])))
     if not parts:
-        return iter([ReplayError(file=file, position="file", reason="empty: no kubectl output")])
+        return iter([UnusableInput(file=file, position="file", reason="empty: no kubectl output")])
     anchor = utc(now) if now is not None else max(
         (t for p in parts if isinstance(p, Described) for t in p.times), default=None)
     if anchor is None and _needs_time(parts):
@@ -176,12 +176,12 @@ def _needs_time(parts: list) -> bool:
 def _carries_time(obj: dict) -> bool:
     try:
         raw_event_from_object(obj, action=SNAPSHOT, source="")
-    except ReplayValueError as exc:
+    except UnusableObject as exc:
         return not str(exc).startswith("no timestamp")
     return True
 
 
-def _emit(parts: list, file: str, now: datetime | None) -> Iterator[RawEvent | ReplayError]:
+def _emit(parts: list, file: str, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
     seen: dict[str, int] = {}
     for part in parts:
         if isinstance(part, TextError):
@@ -200,11 +200,11 @@ def _emit(parts: list, file: str, now: datetime | None) -> Iterator[RawEvent | R
                 yield _event(row, file, now, seen, api_version=api_version, namespaced=namespaced)
 
 
-def _error(file: str, error: TextError) -> ReplayError:
-    return ReplayError(file=file, position=f"line {error.line}", reason=error.reason, fragment=error.fragment)
+def _error(file: str, error: TextError) -> UnusableInput:
+    return UnusableInput(file=file, position=f"line {error.line}", reason=error.reason, fragment=error.fragment)
 
 
-def _snapshot(part: Described, file: str, now: datetime | None) -> RawEvent | ReplayError:
+def _snapshot(part: Described, file: str, now: datetime | None) -> RawEvent | UnusableInput:
     source = f"{file}#line {part.line}"
     obj = part.obj
     try:
@@ -215,16 +215,16 @@ def _snapshot(part: Described, file: str, now: datetime | None) -> RawEvent | Re
         raw = raw_event_from_object(probe, action=SNAPSHOT, source=source)
         data = msgspec.json.encode(obj, order="sorted")
         return msgspec.structs.replace(raw, data=data, id=content_id("kubeapi", SNAPSHOT, data), timestamp=now)
-    except ReplayValueError as exc:
-        return ReplayError(file=file, position=f"line {part.line}", reason=f"{part.kind} {part.name}: {exc}")
+    except UnusableObject as exc:
+        return UnusableInput(file=file, position=f"line {part.line}", reason=f"{part.kind} {part.name}: {exc}")
 
 
 def _event(row: EventRow | TextError, file: str, now: datetime | None, seen: dict[str, int], *,
-           api_version: str, namespaced: bool, node: str = "") -> RawEvent | ReplayError:
+           api_version: str, namespaced: bool, node: str = "") -> RawEvent | UnusableInput:
     if isinstance(row, TextError):
         return _error(file, row)
     try:
         obj = event_object(row, now, api_version=api_version, namespaced=namespaced, seen=seen, node=node)
         return raw_event_from_object(obj, action=EVENT, source=f"{file}#line {row.line}")
-    except ReplayValueError as exc:
-        return ReplayError(file=file, position=f"line {row.line}", reason=f"events row: {exc}")
+    except UnusableObject as exc:
+        return UnusableInput(file=file, position=f"line {row.line}", reason=f"events row: {exc}")

@@ -17,7 +17,7 @@ A line without a time takes the previous timed line's time. Lines before any tim
 container's start (`startedAt` of the run the log belongs to), else the next timed line's time.
 In a log with no time at all, every line takes the end of its run (`finishedAt`: a crashed
 container's last words come right before it died), else the start of a running container, else
-`now`; with none of those the log's signals are reported as a ReplayError. Metadata
+`now`; with none of those the log's signals are reported as an UnusableInput. Metadata
 `time_source` says which rule placed each event.
 
 Pure: no clock, no I/O. Ids are content hashes (pod, container, line number, time, text), so
@@ -29,12 +29,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import msgspec
 
-from collectors.kubefiles import FRAGMENT_CHARS, ReplayError
+from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent, content_id
 from core.kube.log_signals import Signal, SignalTable, signal_table
 
@@ -60,13 +61,13 @@ _JSON_TIME_KEYS = ("time", "ts", "timestamp", "@timestamp")
 
 def _from_groups(g: tuple) -> datetime | None:
     year, month, day, hour, minute, second, fraction, zone = g
-    tz = timezone.utc
+    tz = UTC
     if zone and zone[0] in "+-":
         digits = zone[1:].replace(":", "")
         tz = timezone((1 if zone[0] == "+" else -1) * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
     try:
         return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                        int((fraction or "").ljust(6, "0")[:6]), tz).astimezone(timezone.utc)
+                        int((fraction or "").ljust(6, "0")[:6]), tz).astimezone(UTC)
     except ValueError:
         return None
 
@@ -75,7 +76,7 @@ def _epoch(value: float) -> datetime | None:
     for scale in (1, 1e3, 1e6, 1e9):  # seconds, ms, µs, ns since 1970
         if value / scale < 4e9:
             try:
-                return datetime.fromtimestamp(value / scale, timezone.utc)
+                return datetime.fromtimestamp(value / scale, UTC)
             except (OverflowError, OSError, ValueError):
                 return None
     return None
@@ -135,7 +136,7 @@ def _with_year(partial: Partial, anchor: datetime) -> datetime | None:
     month, day, hour, minute, second, micro = partial
     for year in (anchor.year, anchor.year - 1, anchor.year + 1):
         try:
-            moment = datetime(year, month, day, hour, minute, second, micro, timezone.utc)
+            moment = datetime(year, month, day, hour, minute, second, micro, UTC)
         except ValueError:  # 29 February in another year
             continue
         if abs(moment - anchor) <= timedelta(days=183):
@@ -308,7 +309,8 @@ def _run(state: Any) -> Run:
 # -- events ------------------------------------------------------------------------------------
 
 
-def log_events(log: ScannedLog, pod: PodInfo | None, *, now: datetime | None = None) -> Iterator[RawEvent | ReplayError]:
+def log_events(log: ScannedLog, pod: PodInfo | None, *,
+               now: datetime | None = None) -> Iterator[RawEvent | UnusableInput]:
     """The RawEvents of a scanned log, each at the time the rules of this module give it."""
     if not log.hits:
         return
@@ -329,8 +331,8 @@ def log_events(log: ScannedLog, pod: PodInfo | None, *, now: datetime | None = N
         else:
             when, how = now, "now"
         if when is None:
-            yield ReplayError(file=src.file, position=f"line {hit.file_line}",
-                              reason=f"log line has no time ({hit.signals[0].name}): neither the log nor the pod's "
+            yield UnusableInput(file=src.file, position=f"line {hit.file_line}",
+                                reason=f"log line has no time ({hit.signals[0].name}): neither the log nor the pod's "
                                      "container status places it; pass the capture time as now",
                               fragment=hit.line[:FRAGMENT_CHARS])
             continue

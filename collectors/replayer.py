@@ -9,13 +9,14 @@ file and position). A bad part never stops the rest of the file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import msgspec
 
-from collectors.replay import ReplayError, newest_time, read_recording, shifted
+from collectors.replay import newest_time, read_recording, shifted
+from collectors.unusable import UnusableInput
 from core.events import RawEvent, publish_order
 from core.ports import DeadLetterSink, EventPublisher
 
@@ -58,7 +59,7 @@ async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher
     for path in recording_files(paths):
         summary.files += 1
         for item in read_recording(path):
-            if isinstance(item, ReplayError):
+            if isinstance(item, UnusableInput):
                 summary.errors.append(str(item))
                 log.error("replay: %s (the rest of the file still goes through)", item)
                 await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
@@ -90,7 +91,7 @@ def read_recordings(paths: Iterable[str | Path]) -> tuple[list[RawEvent], list[s
     errors: list[str] = []
     for path in recording_files(paths):
         for item in read_recording(path):
-            if isinstance(item, ReplayError):
+            if isinstance(item, UnusableInput):
                 errors.append(str(item))
             else:
                 events.append(item)

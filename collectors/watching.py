@@ -2,8 +2,8 @@
 
 Fed by: one `Resource` (a list function of the synchronous `kubernetes` client, plus how to
 complete and redact its objects) and a thread pool to run its blocking HTTP calls in.
-Feeds: an asyncio queue of `RawEvent`s (built by `collectors.replay.raw_event_from_object`, so
-ids and metadata match replayed recordings) and `ReplayError`s for objects that cannot be used;
+Feeds: an asyncio queue of `RawEvent`s (built by `core.kube.objects.raw_event_from_object`, so
+ids and metadata match replayed recordings) and `UnusableInput`s for objects that cannot be used;
 `collectors.kubeapi` merges the queues of all resources and publishes them.
 
 One watcher is an informer without a cache of typed objects:
@@ -42,9 +42,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from collectors.kubefiles import FRAGMENT_CHARS, SNAPSHOT, ReplayError
-from collectors.replay import ReplayValueError, raw_event_from_object
+from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent
+from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
 
 log = logging.getLogger(__name__)
 
@@ -261,13 +261,13 @@ class ResourceWatcher:
     async def _emit(self, action: str, obj: dict) -> None:
         source = f"kubeapi:{self.server}/{self.resource.name}" if self.server else f"kubeapi:{self.resource.name}"
         try:
-            event: RawEvent | ReplayError = raw_event_from_object(obj, action=action, source=source)
-        except ReplayValueError as exc:
+            event: RawEvent | UnusableInput = raw_event_from_object(obj, action=action, source=source)
+        except UnusableObject as exc:
             meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
             where = f"{action} {meta.get('namespace') or ''}/{meta.get('name') or '?'}".replace(" /", " ")
             log.error("kubeapi %s: %s: unusable object: %s (sent to the dead letters)", self.resource.name, where, exc)
-            event = ReplayError(file=source, position=where, reason=str(exc),
-                                fragment=json.dumps(obj, sort_keys=True, default=str)[:FRAGMENT_CHARS])
+            event = UnusableInput(file=source, position=where, reason=str(exc),
+                                  fragment=json.dumps(obj, sort_keys=True, default=str)[:FRAGMENT_CHARS])
         else:
             self.emitted += 1
         await self.out.put(event)

@@ -36,8 +36,8 @@ from agents.offline import match_events
 from app.jetstream import EventPublisher, connect, ensure_streams
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_worker, with_worker_port
-from collectors.replay import raw_event_from_object
 from core.events import RawEvent, content_id
+from core.kube.objects import raw_event_from_object
 from core.settings import Settings, isolated
 from topology import queries
 from topology.graph import open_graph

@@ -1,7 +1,7 @@
 """The object index: what is known of the cluster, and the topology change each object brings.
 
-Fed by: the topology stage, one Kubernetes object at a time (`ObjectIndex.add` / `remove`, or
-`edges_for_change`). Feeds: a graph writer applying each `TopologyChange` (the order and keys are
+Fed by: the topology service (`app.topology_service`), one Kubernetes object at a time
+(`ObjectIndex.add` / `remove`). Feeds: a graph writer applying each `TopologyChange` (the order and keys are
 in `topology.relations`' docstring). Selectors are evaluated both ways here: a new Service selects
 the pods already known, a pod whose labels change gains or loses its Services.
 """
@@ -16,14 +16,12 @@ from topology.relations import (
     Edge,
     ObjectNode,
     ObjId,
+    Reference,
+    Selection,
     TopologyChange,
-    _declarations,
-    _key,
-    _matches,
-    _Ref,
-    _Selector,
+    declarations,
     identity,
-    normalize_kind,
+    node_key,
     object_node,
     synthetic_key,
 )
@@ -34,16 +32,16 @@ class _Entry(NamedTuple):
     uid: str
     key: str
     labels: dict[str, str]
-    refs: tuple[_Ref, ...]
-    selector: _Selector | None
+    refs: tuple[Reference, ...]
+    selection: Selection | None
     node: ObjectNode
 
 
 def _entry(obj: dict) -> _Entry:
     oid, uid = identity(obj)
-    refs, selector = _declarations(oid[0], oid[1], obj)
+    refs, selection = declarations(oid[0], oid[1], obj)
     labels = dict((obj.get("metadata") or {}).get("labels") or {})
-    return _Entry(oid, uid, _key(oid, uid), labels, tuple(dict.fromkeys(refs)), selector, object_node(obj))
+    return _Entry(oid, uid, node_key(oid, uid), labels, tuple(dict.fromkeys(refs)), selection, object_node(obj))
 
 
 class _Delta:
@@ -58,7 +56,7 @@ class _Delta:
 
 
 class ObjectIndex:
-    """What is known of the cluster: objects by (kind, namespace, name), by uid and by key, pods and
+    """What is known of the cluster: objects by (kind, namespace, name) and by key, pods and
     selectors by namespace, who names whom, and the edges each object declares. Edges are
     reference-counted: one goes when no object declares it any more (PVC volumeName and PV claimRef
     both declare BOUND_TO). Deleted uids are remembered (up to `tombstone_limit`) so references by uid
@@ -66,7 +64,6 @@ class ObjectIndex:
 
     def __init__(self, *, tombstone_limit: int = 100_000) -> None:
         self._entries: dict[ObjId, _Entry] = {}
-        self._by_uid: dict[str, ObjId] = {}
         self._by_key: dict[str, ObjId] = {}
         self._pods: dict[str, dict[ObjId, _Entry]] = {}
         self._selectors: dict[str, set[ObjId]] = {}
@@ -80,27 +77,9 @@ class ObjectIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, kind: str, namespace: str, name: str) -> ObjectNode | None:
-        entry = self._entries.get((normalize_kind(kind), namespace, name))
-        return entry.node if entry else None
-
-    def by_uid(self, uid: str) -> ObjectNode | None:
-        oid = self._by_uid.get(uid)
-        return self._entries[oid].node if oid else None
-
-    def pods(self, namespace: str) -> dict[str, dict[str, str]]:
-        """Pod name -> labels, for one namespace."""
-        return {oid[2]: dict(e.labels) for oid, e in self._pods.get(namespace, {}).items()}
-
     def edges(self) -> list[Edge]:
         """Every edge currently declared, sorted by id."""
         return sorted(self._edges.values(), key=lambda e: e.id)
-
-    def key_of(self, kind: str, namespace: str, name: str, uid: str = "") -> str | None:
-        """An endpoint's key: the uid if the reference carries one (None if that object was deleted),
-        else the uid of the object known by that name, else the synthetic key. (For an event sink
-        that meets objects by name: the key the topology uses for them.)"""
-        return self._target(normalize_kind(kind), namespace, name, uid)
 
     def _target(self, kind: str, namespace: str, name: str, uid: str = "") -> str | None:
         if uid:
@@ -120,15 +99,16 @@ class ObjectIndex:
             edge = Edge(type=ref.type, src_kind=ends[0], src_key=ends[1], dst_kind=ends[2], dst_key=ends[3],
                         props=dict(ref.props))
             out[edge.id] = edge
-        if entry.selector is not None:
+        if entry.selection is not None:
             out.update(self._selected(entry, self._pods.get(entry.oid[1], {}).values()))
         return out
 
     @staticmethod
     def _selected(entry: _Entry, pods: Iterable[_Entry]) -> dict[str, Edge]:
-        assert entry.selector is not None
-        edges = (Edge(type=entry.selector.type, src_kind=entry.oid[0], src_key=entry.key, dst_kind="Pod",
-                      dst_key=pod.key) for pod in pods if _matches(entry.selector, pod.labels))
+        selection = entry.selection
+        assert selection is not None
+        edges = (Edge(type=selection.type, src_kind=entry.oid[0], src_key=entry.key, dst_kind="Pod",
+                      dst_key=pod.key) for pod in pods if selection.selector.matches(pod.labels))
         return {e.id: e for e in edges}
 
     # changes
@@ -169,11 +149,9 @@ class ObjectIndex:
         oid = entry.oid
         self._entries[oid] = entry
         self._by_key[entry.key] = oid
-        if entry.uid:
-            self._by_uid[entry.uid] = oid
         if oid[0] == "Pod":
             self._pods.setdefault(oid[1], {})[oid] = entry
-        if entry.selector is not None:
+        if entry.selection is not None:
             self._selectors.setdefault(oid[1], set()).add(oid)
         for ref in entry.refs:
             self._referrers.setdefault((ref.kind, ref.namespace, ref.name), set()).add(oid)
@@ -186,7 +164,6 @@ class ObjectIndex:
             if not referrers:
                 self._referrers.pop((ref.kind, ref.namespace, ref.name), None)
         self._by_key.pop(entry.key, None)
-        self._by_uid.pop(entry.uid, None)
         self._pods.get(oid[1], {}).pop(oid, None)
         self._selectors.get(oid[1], set()).discard(oid)
 
@@ -216,11 +193,12 @@ class ObjectIndex:
     def _reselect(self, pod: _Entry, *, present: bool, delta: _Delta) -> None:
         """A pod came, went or changed labels: each selector of its namespace re-evaluated on it alone."""
         for oid in sorted(self._selectors.get(pod.oid[1], ())):
-            selector = self._entries[oid]
-            assert selector.selector is not None
-            edge = Edge(type=selector.selector.type, src_kind=oid[0], src_key=selector.key, dst_kind="Pod",
+            declarer = self._entries[oid]
+            selection = declarer.selection
+            assert selection is not None
+            edge = Edge(type=selection.type, src_kind=oid[0], src_key=declarer.key, dst_kind="Pod",
                         dst_key=pod.key)
-            matched = present and _matches(selector.selector, pod.labels)
+            matched = present and selection.selector.matches(pod.labels)
             self._patch(oid, drop=() if matched else (edge.id,), put={edge.id: edge} if matched else {}, delta=delta)
 
     def _set(self, declarer: ObjId, edges: dict[str, Edge], delta: _Delta) -> None:
@@ -259,13 +237,3 @@ class ObjectIndex:
             placeholders=[placeholders[k] for k in sorted(placeholders)], add_edges=added, remove_edges=removed,
             aliases=sorted(delta.aliases, key=lambda a: a.uid))
 
-
-def relations(obj: dict, *, index: ObjectIndex) -> list[Edge]:
-    """The edges `obj` declares, resolved against `index` (left unchanged): its references to other
-    objects, OWNS from its owners, and for a Service / NetworkPolicy the pods of the index it selects."""
-    return sorted(index._resolve(_entry(obj), {}).values(), key=lambda e: e.id)
-
-
-def edges_for_change(obj: dict, *, index: ObjectIndex, deleted: bool = False) -> TopologyChange:
-    """Apply one object change to `index` (deleted: a watch DELETED) and return what the graph must do."""
-    return index.remove(obj) if deleted else index.add(obj)

@@ -10,19 +10,20 @@ or predictions alone when their match is not in the batch. Like `topology.rows`,
 property values are scalars or lists of scalars, and "" becomes None (not stored).
 
 Datetimes are stored as the events' timestamps are: epoch milliseconds (ints).
-A Prediction's `namespace` comes from its scope key (`namespace:shop`, `owner:Deployment/shop/web`,
-`object:Pod/shop/web-1`, `configmap:ConfigMap/shop/cfg`, `service:shop/web`), else from its first
+A Prediction's `namespace` comes from its scope key (`core.kube.scopes.scope_namespace`:
+`namespace:shop`, `owner:Deployment/shop/web`, `service:shop/web`, ...), else from its first
 impacted object that has one; `node:...` and `cluster` scopes carry none.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
 from core.events import ObjectRef, UnifiedEvent, epoch_ms
+from core.kube.scopes import scope_namespace
 from core.ports import InvalidInsight
 from core.records import MatchGroup, PatternMatch, Prediction, by_match
 from topology.model import label_for
@@ -99,22 +100,6 @@ class InsightWrite(msgspec.Struct, frozen=True, kw_only=True):
     def count(self) -> int:
         """Matches plus predictions written."""
         return sum((g.match_id is not None) + len(g.predictions) for g in self.groups)
-
-
-_NAMESPACED_SCOPES = ("object", "owner", "configmap")  # prefix:Kind/namespace/name (Kind/name if cluster-scoped)
-
-
-def scope_namespace(scope: str) -> str | None:
-    """The namespace a scope key names, if any (see the module doc for the key formats)."""
-    prefix, _, rest = scope.partition(":")
-    if prefix == "namespace":
-        return rest or None
-    parts = rest.split("/")
-    if prefix in _NAMESPACED_SCOPES and len(parts) == 3:
-        return parts[1] or None
-    if prefix == "service" and len(parts) == 2:
-        return parts[0] or None
-    return None
 
 
 def prediction_namespace(prediction: Prediction) -> str | None:

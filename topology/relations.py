@@ -1,8 +1,8 @@
 """Kubernetes objects -> topology nodes and edges, kept current as objects change. Pure: no I/O.
 
 Fed by: `topology.index`, whose ObjectIndex calls the functions here for each object (a kubeapi
-RawEvent's `data`, with its watch action: ADDED / MODIFIED / SNAPSHOT -> `edges_for_change(obj)`,
-DELETED -> `deleted=True`).
+RawEvent's `data`, with its watch action: ADDED / MODIFIED / SNAPSHOT -> `ObjectIndex.add(obj)`,
+DELETED -> `ObjectIndex.remove(obj)`).
 Feeds: a graph writer, which applies each TopologyChange (see below), and pattern matching, which
 reads the edges (OWNS, RUNS_ON, SELECTS, MOUNTS, USES_SECRET, CLAIMS, BOUND_TO, USES, ROUTES_TO,
 APPLIES_TO, SCALES) from the graph.
@@ -35,16 +35,16 @@ from typing import Any, NamedTuple
 import msgspec
 
 from core.events import K8sContext
+from core.kube.changes import REVISION_ANNOTATION
+from core.kube.owners import WORKLOAD_KINDS
+from core.kube.refs import VOLUME, PodSpec, pod_refs
+from core.kube.selectors import LabelSelector
 from topology.model import CLUSTER_SCOPED
 from topology.rows import kind_of, resource_key
 
 Prop = str | int | bool | list[str] | None
 EdgeProp = str | int | None
 ObjId = tuple[str, str, str]  # (kind as stored, namespace, name)
-
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
-WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"})
 
 
 class ObjectNode(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,7 +117,8 @@ def identity(obj: dict) -> tuple[ObjId, str]:
     return (kind, namespace, meta.get("name") or ""), meta.get("uid") or ""
 
 
-def _key(oid: ObjId, uid: str) -> str:
+def node_key(oid: ObjId, uid: str) -> str:
+    """A node's key: the object's uid, else its synthetic key (see the module doc)."""
     return uid or synthetic_key(*oid)
 
 
@@ -135,7 +136,7 @@ def _template_spec(kind: str, spec: dict) -> dict:
 
 
 def _images(pod_spec: dict) -> list[str]:
-    seen = [c.get("image") for group in CONTAINER_GROUPS[:2] for c in pod_spec.get(group) or []]
+    seen = [c.get("image") for group in ("initContainers", "containers") for c in pod_spec.get(group) or []]
     return list(dict.fromkeys(i for i in seen if i))
 
 
@@ -152,7 +153,7 @@ def _node_props(kind: str, obj: dict) -> dict[str, Any]:
                  images=_images(spec), service_account=spec.get("serviceAccountName"),
                  reason=status.get("reason"), ready=(ready[0] == "True") if ready else None,
                  states=[f"{s.get('name')}={_state(s.get('state') or {})}" for s in statuses])
-    elif kind in WORKLOADS:
+    elif kind in WORKLOAD_KINDS:
         p.update(replicas=spec.get("replicas"), ready_replicas=status.get("readyReplicas"),
                  revision=annotations.get(REVISION_ANNOTATION) or status.get("updateRevision"),
                  images=_images(_template_spec(kind, spec)))
@@ -205,14 +206,14 @@ def _state(state: dict) -> str:
 
 def object_node(obj: dict) -> ObjectNode:
     oid, uid = identity(obj)
-    return ObjectNode(kind=oid[0], uid=_key(oid, uid), name=oid[2], namespace=oid[1],
+    return ObjectNode(kind=oid[0], uid=node_key(oid, uid), name=oid[2], namespace=oid[1],
                       props=_node_props(oid[0], obj))
 
 
 # -- declarations: what an object says about others ---------------------------------------
 
 
-class _Ref(NamedTuple):
+class Reference(NamedTuple):
     """An edge the object declares to another object named by (kind, namespace, name[, uid])."""
 
     type: str
@@ -224,59 +225,37 @@ class _Ref(NamedTuple):
     props: tuple[tuple[str, EdgeProp], ...] = ()
 
 
-class _Selector(NamedTuple):
+class Selection(NamedTuple):
+    """The edge an object draws to every pod of its namespace its selector matches."""
+
     type: str  # SELECTS (Service, equality only) or APPLIES_TO (NetworkPolicy podSelector)
-    labels: tuple[tuple[str, str], ...]
-    expressions: tuple[tuple[str, str, tuple[str, ...]], ...]
-    empty_selects_all: bool
+    selector: LabelSelector
 
 
 def _p(**props: EdgeProp) -> tuple[tuple[str, EdgeProp], ...]:
     return tuple(sorted((k, v) for k, v in props.items() if v is not None and v != ""))
 
 
-def _to(type_: str, kind: str, ns: str, name: Any, **props: EdgeProp) -> list[_Ref]:
-    return [_Ref(type_, True, kind, ns, name, "", _p(**props))] if isinstance(name, str) and name else []
+def _to(type_: str, kind: str, ns: str, name: Any, **props: EdgeProp) -> list[Reference]:
+    return [Reference(type_, True, kind, ns, name, "", _p(**props))] if isinstance(name, str) and name else []
 
 
-def _source(type_: str, kind: str, ns: str, source: Any, name_field: str, **props: EdgeProp) -> list[_Ref]:
-    """A volume source naming a ConfigMap / Secret: one reference per listed item key (or one for all)."""
-    if not isinstance(source, dict):
-        return []
-    keys = [item.get("key") for item in source.get("items") or []] or [None]
-    return [ref for key in keys for ref in _to(type_, kind, ns, source.get(name_field), key=key, **props)]
+#: the edge each kind of pod reference draws: (Pod)-[:MOUNTS]->(ConfigMap), -[:USES_SECRET]->(Secret),
+#: -[:CLAIMS]->(PersistentVolumeClaim)
+_POD_REF_EDGES = {"ConfigMap": "MOUNTS", "Secret": "USES_SECRET", "PersistentVolumeClaim": "CLAIMS"}
 
 
-def _pod_refs(spec: dict, ns: str, pod_name: str) -> list[_Ref]:
+def _pod_refs(spec: dict, ns: str, pod_name: str) -> list[Reference]:
     refs = _to("RUNS_ON", "Node", "", spec.get("nodeName"))
-    for vol in spec.get("volumes") or []:
-        vname = vol.get("name")
-        refs += _source("MOUNTS", "ConfigMap", ns, vol.get("configMap"), "name", via="volume", volume=vname)
-        refs += _source("USES_SECRET", "Secret", ns, vol.get("secret"), "secretName", via="volume", volume=vname)
-        for src in (vol.get("projected") or {}).get("sources") or []:
-            refs += _source("MOUNTS", "ConfigMap", ns, src.get("configMap"), "name", via="projected", volume=vname)
-            refs += _source("USES_SECRET", "Secret", ns, src.get("secret"), "name", via="projected", volume=vname)
-        if pvc := vol.get("persistentVolumeClaim"):
-            refs += _to("CLAIMS", "PersistentVolumeClaim", ns, pvc.get("claimName"), volume=vname)
-        if "ephemeral" in vol and pod_name and vname:  # generic ephemeral volume: PVC "<pod>-<volume>"
-            refs += _to("CLAIMS", "PersistentVolumeClaim", ns, f"{pod_name}-{vname}", volume=vname, via="ephemeral")
-    for group in CONTAINER_GROUPS:
-        for c in spec.get(group) or []:
-            for env in c.get("env") or []:
-                src = env.get("valueFrom") or {}
-                for field, type_, kind in (("configMapKeyRef", "MOUNTS", "ConfigMap"),
-                                           ("secretKeyRef", "USES_SECRET", "Secret")):
-                    if ref := src.get(field):
-                        refs += _to(type_, kind, ns, ref.get("name"), via="env", key=ref.get("key"))
-            for env_from in c.get("envFrom") or []:
-                refs += _to("MOUNTS", "ConfigMap", ns, (env_from.get("configMapRef") or {}).get("name"), via="envFrom")
-                refs += _to("USES_SECRET", "Secret", ns, (env_from.get("secretRef") or {}).get("name"), via="envFrom")
-    for pull in spec.get("imagePullSecrets") or []:
-        refs += _to("USES_SECRET", "Secret", ns, pull.get("name"), via="imagePullSecret")
+    for ref in pod_refs(msgspec.convert(spec, PodSpec), pod_name=pod_name):
+        # a persistentVolumeClaim volume's CLAIMS edge has never carried `via`: edge ids hash the
+        # props, so adding it would re-key every such edge already in a graph
+        via = None if ref.kind == "PersistentVolumeClaim" and ref.via == VOLUME else ref.via
+        refs += _to(_POD_REF_EDGES[ref.kind], ref.kind, ns, ref.name, key=ref.key, via=via, volume=ref.volume)
     return refs
 
 
-def _backend_refs(backend: dict, ns: str, **props: EdgeProp) -> list[_Ref]:
+def _backend_refs(backend: dict, ns: str, **props: EdgeProp) -> list[Reference]:
     service = backend.get("service")
     if service:  # networking.k8s.io/v1
         port = service.get("port") or {}
@@ -285,28 +264,23 @@ def _backend_refs(backend: dict, ns: str, **props: EdgeProp) -> list[_Ref]:
     return _to("ROUTES_TO", "Service", ns, backend.get("serviceName"), port=backend.get("servicePort"), **props)
 
 
-def _label_selector(type_: str, selector: Any, *, empty_selects_all: bool) -> _Selector:
-    selector = selector if isinstance(selector, dict) else {}
-    expressions = tuple((e.get("key", ""), e.get("operator", ""), tuple(e.get("values") or []))
-                        for e in selector.get("matchExpressions") or [])
-    return _Selector(type_, tuple(sorted((selector.get("matchLabels") or {}).items())), expressions, empty_selects_all)
-
-
-def _declarations(kind: str, ns: str, obj: dict) -> tuple[list[_Ref], _Selector | None]:
+def declarations(kind: str, ns: str, obj: dict) -> tuple[list[Reference], Selection | None]:
+    """What `obj` (of `kind`, in namespace `ns`) says about other objects: the edges it declares to
+    objects it names, and the selection it makes among the pods of its namespace (or None)."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     refs = []
     for owner in meta.get("ownerReferences") or []:
         owner_kind = normalize_kind(owner.get("kind") or "")
         if owner.get("name"):
-            refs.append(_Ref("OWNS", False, owner_kind, "" if owner_kind in CLUSTER_SCOPED else ns,
+            refs.append(Reference("OWNS", False, owner_kind, "" if owner_kind in CLUSTER_SCOPED else ns,
                              owner["name"], owner.get("uid") or ""))
     selector = None
     if kind == "Pod":
         refs += _pod_refs(spec, ns, meta.get("name") or "")
     elif kind == "Service":
-        selector = _Selector("SELECTS", tuple(sorted((spec.get("selector") or {}).items())), (), False)
+        selector = Selection("SELECTS", LabelSelector.of_map(spec.get("selector")))
     elif kind == "NetworkPolicy":
-        selector = _label_selector("APPLIES_TO", spec.get("podSelector"), empty_selects_all=True)
+        selector = Selection("APPLIES_TO", LabelSelector.of(spec.get("podSelector"), empty_selects_all=True))
     elif kind == "Ingress":
         default = spec.get("defaultBackend") or spec.get("backend")
         refs += _backend_refs(default, ns, via="defaultBackend") if default else []
@@ -324,21 +298,7 @@ def _declarations(kind: str, ns: str, obj: dict) -> tuple[list[_Ref], _Selector 
     elif kind == "PersistentVolume":
         claim = spec.get("claimRef") or {}
         if claim.get("name"):
-            refs.append(_Ref("BOUND_TO", False, "PersistentVolumeClaim", claim.get("namespace") or "",
+            refs.append(Reference("BOUND_TO", False, "PersistentVolumeClaim", claim.get("namespace") or "",
                              claim["name"], claim.get("uid") or ""))
         refs += _to("USES", "StorageClass", "", spec.get("storageClassName"))
     return refs, selector
-
-
-def _matches(selector: _Selector, labels: dict[str, str]) -> bool:
-    """Kubernetes label-selector semantics: matchLabels AND every matchExpression (unknown operator: no match)."""
-    if not selector.labels and not selector.expressions:
-        return selector.empty_selects_all
-    if any(labels.get(k) != v for k, v in selector.labels):
-        return False
-    tests = {"In": lambda k, vs: labels.get(k) in vs, "NotIn": lambda k, vs: labels.get(k) not in vs,
-             "Exists": lambda k, vs: k in labels, "DoesNotExist": lambda k, vs: k not in labels}
-    return all(tests.get(op, lambda k, vs: False)(key, values) for key, op, values in selector.expressions)
-
-
-# -- the index ------------------------------------------------------------------------------

@@ -27,12 +27,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from core.kube.owners import WORKLOAD_KINDS
+
 VALUE_CHARS = 500
 HASH_CHARS = 16
 SUMMARY_VALUE_CHARS = 40
 BINARY = "binary "  # prefix of a binaryData value's stand-in (size and hash)
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"})
+WORKLOADS = WORKLOAD_KINDS | {"Pod"}  # a Pod's own spec is tracked like a workload's template
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 _PROBE_TIMINGS = (("initialDelaySeconds", "delay"), ("periodSeconds", "period"), ("timeoutSeconds", "timeout"),
                   ("failureThreshold", "failures"), ("successThreshold", "successes"))

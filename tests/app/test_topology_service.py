@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from app.topology_service import TopologyState
-from collectors.replay import raw_event_from_object
 from core.events import RawEvent
+from core.kube.objects import raw_event_from_object
 
 SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "configmap-crashloop"
 

@@ -30,7 +30,7 @@ from collectors.bundles import (
     detect_input,
     read_inputs,
 )
-from collectors.kubefiles import ReplayError
+from collectors.unusable import UnusableInput
 from collectors.podlogs import LogScanner, LogSource, line_time, log_events, pod_info
 from core.events import RawEvent
 
@@ -50,9 +50,9 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def split(items) -> tuple[list[RawEvent], list[ReplayError]]:
+def split(items) -> tuple[list[RawEvent], list[UnusableInput]]:
     items = list(items)
-    return [i for i in items if isinstance(i, RawEvent)], [i for i in items if isinstance(i, ReplayError)]
+    return [i for i in items if isinstance(i, RawEvent)], [i for i in items if isinstance(i, UnusableInput)]
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -435,7 +435,7 @@ def test_kubectl_text_goes_to_kubetext(tmp_path: Path) -> None:
 
 
 def scan(text: str, *, pod: dict | None = None, previous: bool = False, now: datetime | None = None,
-         container: str = "app") -> list[RawEvent | ReplayError]:
+         container: str = "app") -> list[RawEvent | UnusableInput]:
     scanner = LogScanner(LogSource(file="x.log", namespace="shop", pod="web-1", container=container, previous=previous))
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         scanner.feed(line, number)
@@ -589,7 +589,7 @@ def test_kubectl_text_inside_a_recorded_tool_call_is_read_with_its_own_line_numb
     holmes = Path(__file__).resolve().parents[3] / "shared" / "realdata" / "holmesgpt"
     for case, objects_and_events in (("test_investigate/01_oom_kill", 11), ("test_ask_holmes/10_image_pull_backoff", 7)):
         items = list(read_inputs([holmes / case / "kubectl_describe.txt"]))
-        assert [i for i in items if isinstance(i, ReplayError)] == []
+        assert [i for i in items if isinstance(i, UnusableInput)] == []
         assert len(items) == objects_and_events
         assert all(i.metadata["source"].startswith(str(holmes / case / "kubectl_describe.txt")) for i in items)
 

@@ -39,9 +39,10 @@ from collectors.kubeapi import (
     resolve_kinds,
     watch_cluster,
 )
-from collectors.replay import ReplayError, raw_event_from_object
+from collectors.unusable import UnusableInput
 from collectors.watching import WatchOptions
 from core.events import RawEvent
+from core.kube.objects import raw_event_from_object
 from core.settings import Settings
 
 T0 = "2026-11-20T10:00:00Z"
@@ -309,7 +310,7 @@ async def test_an_unusable_object_comes_out_as_an_error_and_the_rest_goes_on(
     emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
     async with Collector(api_for(emulator), ["configmaps"]) as run:
         events = await run.wait(1)
-    [error] = [i for i in run.items if isinstance(i, ReplayError)]
+    [error] = [i for i in run.items if isinstance(i, UnusableInput)]
     assert seen(events) == [("SNAPSHOT", "a", "1")]
     assert error.position == "SNAPSHOT app/timeless" and "no timestamp" in error.reason
     assert error.file.endswith("/configmaps") and '"timeless"' in error.fragment

@@ -17,7 +17,7 @@ from agents.enrich import enrich_event
 from agents.normalize import normalize_event
 from collectors.kubetables import parse_age, parse_interval
 from collectors.kubetext import MissingNowError, looks_like_kubectl_text, parse_kubectl_text, strip_harness
-from collectors.replay import ReplayError
+from collectors.unusable import UnusableInput
 from core.events import RawEvent
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
@@ -33,10 +33,10 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def parse(text: str | bytes, file: str = "out.txt", **kw) -> tuple[list[RawEvent], list[ReplayError]]:
+def parse(text: str | bytes, file: str = "out.txt", **kw) -> tuple[list[RawEvent], list[UnusableInput]]:
     data = text.encode() if isinstance(text, str) else text
     out = list(parse_kubectl_text(data, file, **kw))
-    return [o for o in out if isinstance(o, RawEvent)], [o for o in out if isinstance(o, ReplayError)]
+    return [o for o in out if isinstance(o, RawEvent)], [o for o in out if isinstance(o, UnusableInput)]
 
 
 def real(path: Path, **kw) -> tuple[RawEvent, list[RawEvent]]:

@@ -14,15 +14,10 @@ import msgspec
 import pytest
 import yaml
 
-from collectors.replay import (
-    ReplayError,
-    ReplayFileError,
-    ReplayValueError,
-    event_identity,
-    raw_event_from_object,
-    read_recording,
-)
+from collectors.replay import ReplayFileError, read_recording
+from collectors.unusable import UnusableInput
 from core.events import RawEvent, content_id
+from core.kube.objects import UnusableObject, event_identity, raw_event_from_object
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
@@ -35,9 +30,9 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def parse(path: Path | str) -> tuple[list[RawEvent], list[ReplayError]]:
+def parse(path: Path | str) -> tuple[list[RawEvent], list[UnusableInput]]:
     out = list(read_recording(path))
-    return [o for o in out if isinstance(o, RawEvent)], [o for o in out if isinstance(o, ReplayError)]
+    return [o for o in out if isinstance(o, RawEvent)], [o for o in out if isinstance(o, UnusableInput)]
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -566,11 +561,11 @@ def test_raw_event_from_object_direct() -> None:
     assert raw.timestamp == datetime(2026, 11, 20, 8, 0, 0, 123456, tzinfo=timezone.utc)
     assert all(isinstance(v, str) for v in raw.metadata.values())
     assert raw.namespace == "shop"
-    with pytest.raises(ReplayValueError, match="expected a mapping"):
+    with pytest.raises(UnusableObject, match="expected a mapping"):
         raw_event_from_object(["x"], action="SNAPSHOT", source="s")  # type: ignore[arg-type]
-    with pytest.raises(ReplayValueError, match="^count: expected a count"):
+    with pytest.raises(UnusableObject, match="^count: expected a count"):
         raw_event_from_object(event("e", count="many"), action="SNAPSHOT", source="s")
-    with pytest.raises(ReplayValueError, match=r"^involvedObject: expected a mapping"):
+    with pytest.raises(UnusableObject, match=r"^involvedObject: expected a mapping"):
         raw_event_from_object(event("e", involvedObject="pod/x"), action="SNAPSHOT", source="s")
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n", "creationTimestamp": "2026-11-20T06:00:00Z"}}
     raw = raw_event_from_object(node, action="SNAPSHOT", source="s")

@@ -20,7 +20,6 @@ from topology.insight_rows import (
     insight_rows,
     labels_of,
     prediction_namespace,
-    scope_namespace,
 )
 from topology.rows import event_rows
 
@@ -52,15 +51,6 @@ def prediction(pid: str = "p1", mid: str = "m1", **changes: object) -> Predictio
                   ObjectRef(kind="Node", name="node-a", uid="u-node-a")],
         remediation="roll back the ConfigMap")
     return msgspec.structs.replace(base, **changes)
-
-
-@pytest.mark.parametrize("scope, namespace", [
-    ("namespace:shop", "shop"), ("owner:Deployment/shop/nginx", "shop"), ("configmap:ConfigMap/shop/cfg", "shop"),
-    ("service:shop/frontend", "shop"), ("object:Pod/shop/web-1", "shop"), ("object:Node/node-a", None),
-    ("node:node-a", None), ("cluster", None), ("namespace:", None), ("weird:a/b/c", None),
-])
-def test_scope_namespace(scope: str, namespace: str | None) -> None:
-    assert scope_namespace(scope) == namespace
 
 
 def test_prediction_namespace_falls_back_to_the_first_impacted_with_one() -> None:

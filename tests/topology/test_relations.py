@@ -1,4 +1,5 @@
-"""Pure tests of topology.relations: nodes, edges, keys, index updates, on the scenario and real pods."""
+"""Pure tests of topology.relations and topology.index: nodes, edges, keys, and the change each object
+brings (`ObjectIndex.add` / `remove`, as the topology service calls them), on the scenario and real pods."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from topology.index import ObjectIndex, edges_for_change, relations
+from topology.index import ObjectIndex
 from topology.relations import Edge, TopologyChange, object_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def scenario_items() -> list[dict]:
 def build(items: list[dict]) -> ObjectIndex:
     index = ObjectIndex()
     for obj in items:
-        edges_for_change(obj, index=index)
+        index.add(obj)
     return index
 
 
@@ -79,9 +80,15 @@ def test_scenario_edges_exactly() -> None:
     assert len(index) == 15
     assert readable(index.edges(), items) == expected_scenario_edges()
     assert len(index.edges()) == 32  # MOUNTS kube-root-ca.crt differ per pod (volume name), nothing doubled
-    # relations() of every object, resolved against the full index, is the same edge set
-    declared = {e.id: e for o in items for e in relations(o, index=index)}
-    assert sorted(declared) == [e.id for e in index.edges()]
+    # the changes of the build, applied in order as the graph writer applies them, leave the same edge set
+    graph: dict[str, Edge] = {}
+    fresh = ObjectIndex()
+    for o in items:
+        change = fresh.add(o)
+        for edge in change.remove_edges:
+            del graph[edge.id]
+        graph.update({edge.id: edge for edge in change.add_edges})
+    assert sorted(graph) == [e.id for e in index.edges()]
 
 
 def test_scenario_edge_props_and_keys() -> None:
@@ -114,7 +121,7 @@ def test_late_configmap_rekeys_synthetic_edges_and_aliases() -> None:
     synthetic = "ConfigMap:shop/nginx-config"
     assert sum(e.dst_key == synthetic for e in index.edges()) == 6
 
-    change = edges_for_change(config, index=index)
+    change = index.add(config)
     assert [n.uid for n in change.upsert] == [config["metadata"]["uid"]]
     assert {e.dst_key for e in change.remove_edges} == {synthetic} and len(change.remove_edges) == 6
     assert {e.dst_key for e in change.add_edges} == {config["metadata"]["uid"]} and len(change.add_edges) == 6
@@ -126,11 +133,10 @@ def test_late_configmap_rekeys_synthetic_edges_and_aliases() -> None:
 
 def test_placeholders_for_unseen_endpoints() -> None:
     index = ObjectIndex()
-    change = edges_for_change(pod("web", nodeName="node-x", volumes=[{"name": "c", "configMap": {"name": "cfg"}}]),
-                              index=index)
+    change = index.add(pod("web", nodeName="node-x", volumes=[{"name": "c", "configMap": {"name": "cfg"}}]))
     assert {(n.kind, n.uid, n.name, n.namespace) for n in change.placeholders} == {
         ("Node", "Node:/node-x", "node-x", ""), ("ConfigMap", "ConfigMap:shop/cfg", "cfg", "shop")}
-    node_change = edges_for_change(obj("Node", "node-x", ns="", uid="n-1"), index=index)
+    node_change = index.add(obj("Node", "node-x", ns="", uid="n-1"))
     assert triples(node_change.remove_edges) == {("RUNS_ON", "uid-web", "Node:/node-x")}
     assert triples(node_change.add_edges) == {("RUNS_ON", "uid-web", "n-1")}
     assert node_change.placeholders == []
@@ -140,7 +146,7 @@ def test_replaying_the_same_object_changes_nothing() -> None:
     items = scenario_items()
     index = build(items)
     for item in items:
-        change = edges_for_change(item, index=index)
+        change = index.add(item)
         assert change.add_edges == [] and change.remove_edges == [] and change.aliases == []
         assert len(change.upsert) == 1
 
@@ -153,12 +159,12 @@ def test_pod_label_change_moves_selects() -> None:
     index = build(items)
     first = copy.deepcopy(next(o for o in items if o["kind"] == "Pod"))
     first["metadata"]["labels"] = {"app": "debug"}
-    change = edges_for_change(first, index=index)
+    change = index.add(first)
     frontend = "43a5772b-66b2-4f84-b451-cf3d08ee9321"
     assert triples(change.remove_edges) == {("SELECTS", frontend, first["metadata"]["uid"])}
     assert change.add_edges == []
     first["metadata"]["labels"] = {"app": "nginx"}
-    assert triples(edges_for_change(first, index=index).add_edges) == triples(change.remove_edges)
+    assert triples(index.add(first).add_edges) == triples(change.remove_edges)
 
 
 def test_pod_deletion_lists_all_its_edges() -> None:
@@ -166,7 +172,7 @@ def test_pod_deletion_lists_all_its_edges() -> None:
     index = build(items)
     victim = next(o for o in items if o["kind"] == "Pod")
     uid = victim["metadata"]["uid"]
-    change = edges_for_change(victim, index=index, deleted=True)
+    change = index.remove(victim)
     assert [n.uid for n in change.deleted] == [uid] and change.upsert == [] and change.add_edges == []
     assert {e.type for e in change.remove_edges} == {"OWNS", "RUNS_ON", "MOUNTS", "SELECTS"}
     assert len(change.remove_edges) == 5
@@ -179,7 +185,7 @@ def test_deleted_configmap_leaves_dangling_references_on_the_synthetic_key() -> 
     items = scenario_items()
     index = build(items)
     config = next(o for o in items if o["kind"] == "ConfigMap")
-    change = edges_for_change(config, index=index, deleted=True)
+    change = index.remove(config)
     assert {e.dst_key for e in change.remove_edges} == {config["metadata"]["uid"]}
     assert {e.dst_key for e in change.add_edges} == {"ConfigMap:shop/nginx-config"}
     assert {n.uid for n in change.placeholders} == {"ConfigMap:shop/nginx-config"}
@@ -189,28 +195,28 @@ def test_deleted_owner_drops_owns_even_when_owned_pods_change_later() -> None:
     items = scenario_items()
     index = build(items)
     replicaset = next(o for o in items if o["kind"] == "ReplicaSet")
-    change = edges_for_change(replicaset, index=index, deleted=True)
+    change = index.remove(replicaset)
     assert sorted(e.type for e in change.remove_edges) == ["OWNS"] * 7
     pod_update = copy.deepcopy(next(o for o in items if o["kind"] == "Pod"))
     pod_update["status"]["phase"] = "Failed"
-    again = edges_for_change(pod_update, index=index)
+    again = index.add(pod_update)
     assert again.add_edges == [] and again.remove_edges == []
 
 
 def test_new_service_selects_existing_pods_and_new_pods_join() -> None:
     index = build([pod("a", labels={"app": "web"}), pod("b", labels={"app": "web", "tier": "x"}),
                    pod("c", labels={"app": "db"}), pod("d", ns="other", labels={"app": "web"})])
-    change = edges_for_change(obj("Service", "web", spec={"selector": {"app": "web"}}), index=index)
+    change = index.add(obj("Service", "web", spec={"selector": {"app": "web"}}))
     assert triples(change.add_edges) == {("SELECTS", "uid-web", "uid-a"), ("SELECTS", "uid-web", "uid-b")}
-    assert triples(edges_for_change(pod("e", labels={"app": "web"}), index=index).add_edges) == {
+    assert triples(index.add(pod("e", labels={"app": "web"})).add_edges) == {
         ("SELECTS", "uid-web", "uid-e")}
     # a Service without a selector selects nothing
-    assert edges_for_change(obj("Service", "manual", spec={}), index=index).add_edges == []
+    assert index.add(obj("Service", "manual", spec={})).add_edges == []
 
 
 def test_recreated_object_under_same_name_rekeys_edges() -> None:
     index = build([pod("a", labels={"app": "web"}), obj("Service", "web", spec={"selector": {"app": "web"}})])
-    change = edges_for_change(pod("a", labels={"app": "web"}, uid="uid-a2"), index=index)
+    change = index.add(pod("a", labels={"app": "web"}, uid="uid-a2"))
     assert [n.uid for n in change.deleted] == ["uid-a"]
     assert triples(change.remove_edges) == {("SELECTS", "uid-web", "uid-a")}
     assert triples(change.add_edges) == {("SELECTS", "uid-web", "uid-a2")}
@@ -223,11 +229,10 @@ def test_network_policy_selector_semantics() -> None:
     pods = [pod("a", labels={"app": "web", "env": "prod"}), pod("b", labels={"app": "web", "env": "dev"}),
             pod("c", labels={"app": "db"}), pod("d", labels={"app": "web", "canary": "1"}),
             pod("x", ns="other", labels={"app": "web"})]
-    index = build(pods)
 
     def selected(selector: dict | None) -> set[str]:
         policy = obj("NetworkPolicy", "np", spec={} if selector is None else {"podSelector": selector})
-        return {e.dst_key.removeprefix("uid-") for e in relations(policy, index=index) if e.type == "APPLIES_TO"}
+        return {e.dst_key.removeprefix("uid-") for e in build(pods + [policy]).edges() if e.type == "APPLIES_TO"}
 
     assert selected({}) == {"a", "b", "c", "d"}  # empty selector: every pod of the namespace
     assert selected(None) == {"a", "b", "c", "d"}
@@ -265,7 +270,7 @@ def test_pod_mounts_and_secrets_from_every_source() -> None:
             {"name": "DBG", "valueFrom": {"configMapKeyRef": {"name": "debug-config", "key": "on"}}}]}],
         "imagePullSecrets": [{"name": "registry"}],
     }
-    edges = relations(pod("p", **spec), index=ObjectIndex())
+    edges = ObjectIndex().add(pod("p", **spec)).add_edges
     got = {(e.type, e.dst_key, e.props.get("via"), e.props.get("key")) for e in edges}
     assert got == {
         ("MOUNTS", "ConfigMap:shop/app-config", "volume", "a.yaml"),
@@ -300,11 +305,11 @@ def test_storage_chain_pvc_pv_storageclass() -> None:
     index = build([user, pvc, pv, sc])
     released = copy.deepcopy(pv)
     del released["spec"]["claimRef"]
-    change = edges_for_change(released, index=index)
+    change = index.add(released)
     assert change.add_edges == [] and change.remove_edges == []
     assert ("BOUND_TO", "uid-data", "uid-pv-1") in triples(index.edges())
     # a deleted PVC: all its edges go; the pod now claims a PVC that does not exist
-    gone = edges_for_change(pvc, index=index, deleted=True)
+    gone = index.remove(pvc)
     assert triples(gone.remove_edges) == {("CLAIMS", "uid-db", "uid-data"), ("BOUND_TO", "uid-data", "uid-pv-1"),
                                           ("USES", "uid-data", "uid-fast")}
     assert triples(gone.add_edges) == {("CLAIMS", "uid-db", "PersistentVolumeClaim:shop/data")}
@@ -324,16 +329,17 @@ def test_ingress_routes_hpa_scales_owner_kinds() -> None:
     job = obj("Job", "nightly-1", spec={}, uid="job-1")
     job["metadata"]["ownerReferences"] = [{"kind": "CronJob", "name": "nightly", "uid": "cron-1"}]
     index = build([obj("Deployment", "web", spec={}), obj("Service", "web", spec={})])
+    ingress_edges = index.add(ingress).add_edges
     routes = {(e.dst_key, e.props.get("host"), e.props.get("path"), e.props.get("port"), e.props.get("via"))
-              for e in relations(ingress, index=index) if e.type == "ROUTES_TO"}
+              for e in ingress_edges if e.type == "ROUTES_TO"}
     assert routes == {("Service:shop/fallback", None, None, "http", "defaultBackend"),
                       ("Service:shop/api", "a.example", "/api", 8080, None),
                       ("uid-web", "a.example", "/", 80, None)}
-    assert ("USES_SECRET", "uid-web", "Secret:shop/a-tls") in triples(relations(ingress, index=index))
-    assert triples(relations(legacy, index=index)) == {("ROUTES_TO", "uid-old", "uid-web")}
-    (scales,) = relations(hpa, index=index)
+    assert ("USES_SECRET", "uid-web", "Secret:shop/a-tls") in triples(ingress_edges)
+    assert triples(index.add(legacy).add_edges) == {("ROUTES_TO", "uid-old", "uid-web")}
+    (scales,) = index.add(hpa).add_edges
     assert (scales.type, scales.dst_kind, scales.dst_key) == ("SCALES", "Deployment", "uid-web")
-    assert triples(relations(job, index=index)) == {("OWNS", "cron-1", "job-1")}  # owner uid, though unseen
+    assert triples(index.add(job).add_edges) == {("OWNS", "cron-1", "job-1")}  # owner uid, though unseen
 
 
 def test_node_props_are_flat_and_secrets_carry_key_names_only() -> None:
@@ -342,7 +348,7 @@ def test_node_props_are_flat_and_secrets_carry_key_names_only() -> None:
                  stringData={"token": secret_value})
     secret["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": secret_value}
     index = build(scenario_items())
-    change = edges_for_change(secret, index=index)
+    change = index.add(secret)
     assert change.upsert[0].props == {"type": "Opaque", "data_keys": ["password", "token"]}
     encoded = msgspec.json.encode(change).decode()
     assert secret_value not in encoded and base64.b64encode(secret_value.encode()).decode() not in encoded
@@ -361,7 +367,7 @@ def test_node_props_are_flat_and_secrets_carry_key_names_only() -> None:
 
 
 def test_change_is_serializable() -> None:
-    change = edges_for_change(scenario_items()[7], index=ObjectIndex())
+    change = ObjectIndex().add(scenario_items()[7])
     assert msgspec.json.decode(msgspec.json.encode(change), type=TopologyChange) == change
 
 
@@ -395,7 +401,7 @@ def test_real_pods_edges() -> None:
     assert node.props["images"] == ["busybox:1.28", "nginx"] and node.props["qos"] == "BestEffort"
     assert object_node(oom).props["node"] == "minikube"
     # four pods on one unseen node: a single placeholder for it, whatever the order
-    change = edges_for_change(oom, index=ObjectIndex())
+    change = ObjectIndex().add(oom)
     assert {(n.kind, n.uid) for n in change.placeholders} == {
         ("Job", "a85295e8-54e4-40a4-aeb0-b47c19f1a69f"), ("Node", "Node:/minikube"),
         ("ConfigMap", "ConfigMap:message-oomkill-pod/kube-root-ca.crt")}
@@ -427,12 +433,12 @@ def test_random_changes_applied_by_a_writer_match_a_fresh_build(seed: int) -> No
         item = copy.deepcopy(rng.choice(pool))
         uid = item["metadata"]["uid"]
         if uid in live and rng.random() < 0.3:
-            change, deleted = edges_for_change(live.pop(uid), index=index, deleted=True), True
+            change, deleted = index.remove(live.pop(uid)), True
             dead[uid] = item
         else:
             if item["kind"] == "Pod" and rng.random() < 0.4:
                 item["metadata"]["labels"] = {"app": rng.choice(["nginx", "other"])}
-            change, deleted = edges_for_change(item, index=index), False
+            change, deleted = index.add(item), False
             live[uid] = item
             dead.pop(uid, None)
         for edge in change.remove_edges:
@@ -446,9 +452,9 @@ def test_random_changes_applied_by_a_writer_match_a_fresh_build(seed: int) -> No
     assert sorted(graph) == [e.id for e in index.edges()]
     fresh = ObjectIndex()
     for item in dead.values():
-        edges_for_change(item, index=fresh, deleted=True)  # the same tombstones
+        fresh.remove(item)  # the same tombstones
     for item in rng.sample(list(live.values()), len(live)):
-        edges_for_change(item, index=fresh)
+        fresh.add(item)
     assert [e.id for e in fresh.edges()] == [e.id for e in index.edges()]
 
 
@@ -456,9 +462,9 @@ def test_object_first_seen_without_uid_then_with_it() -> None:
     index = build([obj("Service", "web", spec={"selector": {"app": "web"}})])
     anonymous = pod("a", labels={"app": "web"})
     del anonymous["metadata"]["uid"]  # hand-written YAML
-    edges_for_change(anonymous, index=index)
+    index.add(anonymous)
     assert triples(index.edges()) == {("SELECTS", "uid-web", "Pod:shop/a")}
-    change = edges_for_change(pod("a", labels={"app": "web"}, uid="real-a"), index=index)
+    change = index.add(pod("a", labels={"app": "web"}, uid="real-a"))
     assert change.deleted == []  # the same object, now with its uid: not a deletion
     assert [(a.synthetic_key, a.uid) for a in change.aliases] == [("Pod:shop/a", "real-a")]
     assert triples(change.remove_edges) == {("SELECTS", "uid-web", "Pod:shop/a")}

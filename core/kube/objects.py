@@ -1,0 +1,286 @@
+"""A Kubernetes object or Event -> the RawEvent Tapio carries (type "kubeapi"). Pure: no I/O, no clock.
+
+Fed by: every reader of Kubernetes objects: the replay parser (`collectors.replay`, recorded
+files), the live watchers (`collectors.watching`), the kubectl text importer (`collectors.kubetext`)
+and, through them, the bundle importer (`collectors.bundles`). Feeds: their RawEvents, which the
+enrich stage decodes and the topology service indexes; because all of them build events here, a
+live object, a recorded one and an imported one get the same id and the same metadata.
+
+The id of an event is a hash of its content (an Event observation: of its identity, see
+`event_identity`), so reading the same object twice yields the same id. An object that cannot be
+used raises `UnusableObject`, naming the field; each reader reports it with its own position.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+
+from core.events import RawEvent, content_id
+
+SNAPSHOT = "SNAPSHOT"  # an object read from a list or a file: state, not a moment
+EVENT = "EVENT"  # a core/v1 or events.k8s.io Event
+EVENT_API_VERSIONS = frozenset({"v1", "events.k8s.io/v1", "events.k8s.io/v1beta1"})
+MESSAGE_CHARS = 1000
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)?"
+)
+
+
+class UnusableObject(ValueError):
+    """An object that is not a usable Kubernetes object; `field` is the path inside it ("" for the whole)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+def event_identity(metadata: dict[str, str], timestamp: datetime) -> str:
+    """One id per observation of a Kubernetes Event, whichever API served it.
+
+    core/v1 and events.k8s.io/v1 serve the same Event objects in two shapes; keyed on what both
+    share (uid, resourceVersion, the normalized count and time), the same observation read from
+    either API, a watch or a file has one id, so JetStream and the graph keep it once.
+    """
+    return content_id("kubeapi-event", metadata["uid"], metadata["resource_version"],
+                      metadata.get("count", "1"), timestamp.isoformat())
+
+
+def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
+    """The RawEvent of one Kubernetes object or Event.
+
+    `action` is SNAPSHOT, ADDED, MODIFIED or DELETED; an Event (core/v1 or events.k8s.io) always
+    gets EVENT. Raises UnusableObject naming the field when the object is not usable.
+    """
+    if not isinstance(obj, dict):
+        raise UnusableObject("", f"expected a mapping (a Kubernetes object), got {_type(obj)}")
+    kind = _text(obj, "kind", "kind", required=True)
+    api_version = _text(obj, "apiVersion", "apiVersion")
+    meta = _mapping(obj, "metadata", "metadata", required=True)
+    name = _text(meta, "name", "metadata.name", required=True)
+    is_event = kind == "Event" and (api_version in EVENT_API_VERSIONS or not api_version)
+    final_action = EVENT if is_event else action
+    metadata = {
+        "kind": kind,
+        "name": name,
+        "namespace": _text(meta, "namespace", "metadata.namespace"),
+        "uid": _text(meta, "uid", "metadata.uid"),
+        "action": final_action,
+        "api_version": api_version,
+        "source": source,
+        "resource_version": _text(meta, "resourceVersion", "metadata.resourceVersion"),
+    }
+    if is_event:
+        metadata.update(_event_metadata(obj, meta))
+        timestamp = _event_time(obj, meta)
+    else:
+        if kind == "Pod":
+            spec = _mapping(obj, "spec", "spec")
+            metadata["node"] = _text(spec, "nodeName", "spec.nodeName")
+        timestamp = _object_time(obj, meta)
+    if timestamp is None:
+        raise UnusableObject("", f"no timestamp: {kind} {name} carries no time to place it at")
+    try:
+        data = msgspec.json.encode(obj, order="sorted")
+    except (msgspec.EncodeError, TypeError, OverflowError) as exc:
+        hint = " (a mapping key is not a string: quote YAML keys like on/yes/1)" if "str keys" in str(exc) else ""
+        raise UnusableObject("", f"cannot encode as JSON: {exc}{hint}") from exc
+    return RawEvent(
+        id=event_identity(metadata, timestamp) if is_event and metadata["uid"] else
+        content_id("kubeapi", final_action, data),
+        timestamp=timestamp,
+        type="kubeapi",
+        data=data,
+        metadata=metadata,
+    )
+
+
+# -- Events -------------------------------------------------------------------------------
+
+
+def _event_metadata(obj: dict, meta: dict) -> dict[str, str]:
+    involved_key = "involvedObject" if "involvedObject" in obj else "regarding"
+    involved = _mapping(obj, involved_key, involved_key)
+    source = _mapping(obj, "source", "source") or _mapping(obj, "deprecatedSource", "deprecatedSource")
+    message = _text(obj, "message", "message") or _text(obj, "note", "note")
+    reporting = (
+        _text(obj, "reportingComponent", "reportingComponent")
+        or _text(obj, "reportingController", "reportingController")
+        or _text(source, "component", "source.component")
+    )
+    instance = _text(obj, "reportingInstance", "reportingInstance")
+    # reportingInstance names a node only for the kubelet ("default-scheduler-minikube" is not one)
+    node = _text(source, "host", "source.host") or (instance if reporting == "kubelet" else "")
+    namespace = _text(involved, "namespace", f"{involved_key}.namespace") or _text(
+        meta, "namespace", "metadata.namespace"
+    )
+    return {
+        "namespace": namespace,
+        "reason": _text(obj, "reason", "reason"),
+        "event_type": _text(obj, "type", "type"),
+        "count": str(_event_count(obj)),
+        "involved_kind": _text(involved, "kind", f"{involved_key}.kind"),
+        "involved_name": _text(involved, "name", f"{involved_key}.name"),
+        "involved_namespace": _text(involved, "namespace", f"{involved_key}.namespace"),
+        "involved_uid": _text(involved, "uid", f"{involved_key}.uid"),
+        "reporting_component": reporting,
+        "message": message[:MESSAGE_CHARS],
+        "node": node,
+    }
+
+
+def _event_count(obj: dict) -> int:
+    series = _mapping(obj, "series", "series")
+    for mapping, key, path in (
+        (series, "count", "series.count"),
+        (obj, "count", "count"),
+        (obj, "deprecatedCount", "deprecatedCount"),
+    ):
+        value = mapping.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise UnusableObject(path, f"expected a count (integer >= 0), got {_show(value)}")
+        if value > 0:
+            return value
+    return 1
+
+
+def _event_time(obj: dict, meta: dict) -> datetime | None:
+    """Latest time the Event was seen: lastTimestamp, series.lastObservedTime, eventTime, ..."""
+    series = _mapping(obj, "series", "series")
+    for mapping, key, path in (
+        (obj, "lastTimestamp", "lastTimestamp"),
+        (obj, "deprecatedLastTimestamp", "deprecatedLastTimestamp"),
+        (series, "lastObservedTime", "series.lastObservedTime"),
+        (obj, "eventTime", "eventTime"),
+        (obj, "firstTimestamp", "firstTimestamp"),
+        (obj, "deprecatedFirstTimestamp", "deprecatedFirstTimestamp"),
+        (meta, "creationTimestamp", "metadata.creationTimestamp"),
+    ):
+        found = _time(mapping, key, path)
+        if found is not None:
+            return found
+    return None
+
+
+# -- other objects ------------------------------------------------------------------------
+
+
+def _object_time(obj: dict, meta: dict) -> datetime | None:
+    """Newest time the object carries: creation, deletion, last writes, conditions, containers."""
+    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp")]
+    found.append(_time(meta, "deletionTimestamp", "metadata.deletionTimestamp"))
+    for i, entry in enumerate(_sequence(meta, "managedFields", "metadata.managedFields")):
+        found.append(_time(_entry(entry, f"metadata.managedFields[{i}]"), "time", f"metadata.managedFields[{i}].time"))
+    status = _mapping(obj, "status", "status")
+    found.append(_time(status, "startTime", "status.startTime"))
+    for i, cond in enumerate(_sequence(status, "conditions", "status.conditions")):
+        cond = _entry(cond, f"status.conditions[{i}]")
+        for key in ("lastTransitionTime", "lastUpdateTime"):
+            found.append(_time(cond, key, f"status.conditions[{i}].{key}"))
+    for group in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+        for i, cstatus in enumerate(_sequence(status, group, f"status.{group}")):
+            path = f"status.{group}[{i}]"
+            cstatus = _entry(cstatus, path)
+            for which, keys in (("state", ("startedAt", "finishedAt")), ("lastState", ("finishedAt",))):
+                state = _mapping(cstatus, which, f"{path}.{which}")
+                for phase, detail in state.items():
+                    detail = _entry(detail, f"{path}.{which}.{phase}")
+                    for key in keys:
+                        found.append(_time(detail, key, f"{path}.{which}.{phase}.{key}"))
+    times = [t for t in found if t is not None]
+    return max(times) if times else None
+
+
+# -- typed access ---------------------------------------------------------------------------
+
+
+def _text(mapping: dict, key: str, path: str, *, required: bool = False) -> str:
+    value = mapping.get(key)
+    if value is None or (required and value == ""):
+        if required:
+            raise UnusableObject(path, "missing")
+        return ""
+    if not isinstance(value, str):
+        raise UnusableObject(path, f"expected a string, got {_show(value)}")
+    return value
+
+
+def _mapping(mapping: dict, key: str, path: str, *, required: bool = False) -> dict:
+    value = mapping.get(key)
+    if value is None:
+        if required:
+            raise UnusableObject(path, "missing")
+        return {}
+    return _entry(value, path)
+
+
+def _entry(value: Any, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise UnusableObject(path, f"expected a mapping, got {_show(value)}")
+    return value
+
+
+def _sequence(mapping: dict, key: str, path: str) -> list:
+    value = mapping.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UnusableObject(path, f"expected a list, got {_show(value)}")
+    return value
+
+
+def _time(mapping: dict, key: str, path: str) -> datetime | None:
+    value = mapping.get(key)
+    if value is None:
+        return None
+    parsed = parse_time(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise UnusableObject(path, f"expected RFC3339 time, got {_show(value)}")
+    return parsed
+
+
+def parse_time(value: str) -> datetime | None:
+    """An RFC3339 time (fractions up to nanoseconds, Z or an offset) as aware UTC; None if not one.
+
+    A time without an offset is taken as UTC.
+    """
+    match = _RFC3339.fullmatch(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    micro = int((fraction or "").ljust(6, "0")[:6])
+    tz = UTC
+    if offset and offset not in "Zz":
+        sign = 1 if offset[0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC)
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        shown = repr(value)
+    else:
+        try:
+            shown = msgspec.json.encode(value).decode()
+        except (msgspec.EncodeError, TypeError, OverflowError):
+            shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
