@@ -23,13 +23,12 @@ import msgspec
 from collectors.kubefiles import Item, split_recording
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent, content_id
-from core.kube.objects import SNAPSHOT, UnusableObject, parse_time, raw_event_from_object
+from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
 
 __all__ = [
     "ReplayFileError",
     "newest_time",
     "parse_recording",
-    "parse_time",  # the CLI reads its time options with it (re-exported from core.kube.objects)
     "read_recording",
     "shifted",
 ]

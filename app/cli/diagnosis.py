@@ -124,7 +124,8 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
     from app.analyze import render
     from app.stack import StackError, running_stack
     from collectors.kubetext import MissingNowError
-    from collectors.replay import ReplayFileError, parse_time
+    from collectors.replay import ReplayFileError
+    from core.kube.objects import parse_time
 
     now = None
     if now_text is not None and (now := parse_time(now_text)) is None:

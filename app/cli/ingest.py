@@ -37,7 +37,7 @@ def replay(ctx: click.Context, paths: tuple[str, ...], shift_to: str | None, sin
     to the end, and summarize; live processing and its graph are untouched.
     """
     from app.demo import publish_recordings
-    from collectors.replay import parse_time
+    from core.kube.objects import parse_time
 
     settings = settings_of(ctx)
     if not paths:

@@ -72,7 +72,7 @@ def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output:
 def predictions(ctx: click.Context, namespace: str | None, pattern: str | None, since: str | None, limit: int,
                 output: str) -> None:
     """What the behavior patterns predict, from the live graph, best score first."""
-    from collectors.replay import parse_time
+    from core.kube.objects import parse_time
     from topology.predictions import list_predictions
 
     start = None

@@ -36,7 +36,7 @@ def range_options(func: Callable) -> Callable:
 
 
 def bounds(since: str | None, until: str | None, from_seq: int, to_seq: int, subject: str, speed: float) -> dict:
-    from collectors.replay import parse_time
+    from core.kube.objects import parse_time
 
     found: dict[str, Any] = {"from_seq": from_seq, "to_seq": to_seq, "subject": subject, "speed": speed}
     for name, text in (("since", since), ("until", until)):

@@ -225,7 +225,7 @@ def _events(*paths: Path) -> list:
     files = [f for p in paths for f in sorted(p.rglob("*")) if f.suffix in (".json", ".yaml")]
     events = []
     for raw in (r for f in files for r in read_recording(f)):
-        if not isinstance(raw, RawEvent):  # a ReplayError: that part of the file is not a recording
+        if not isinstance(raw, RawEvent):  # an UnusableInput: that part of the file is not a recording
             continue
         try:
             events.append(normalize_event(enrich_event(raw)))
