@@ -48,7 +48,8 @@ def _failure(what: str | Callable[[], str], timeout: float, last: object, procs:
     return AssertionError(f"timed out after {timeout:g}s waiting for {_describe(what)} (last: {_short(last)}){logs}")
 
 
-async def until(condition: Callable[[], Any], *, timeout: float, what: str | Callable[[], str],
+# ASYNC109: the deadline belongs to the condition (and goes into the failure message), as in until_sync
+async def until(condition: Callable[[], Any], *, timeout: float, what: str | Callable[[], str],  # noqa: ASYNC109
                 every: float = EVERY, ignoring: tuple[type[BaseException], ...] = (),
                 procs: Iterable[Any] = ()) -> Any:
     """Poll `condition()` until it returns something truthy; return it (see the module docstring)."""
