@@ -160,7 +160,8 @@ async def first_round(flow: dict) -> list[StoredPrediction]:
     items += [e for pod in ("d1", "d2", "d3", "d4") for e in events(t1, pod, "E2eDisable")]
     items += events(t1, "c1", "E2eControl") + events(t1 + timedelta(minutes=15), "clock", "E2eClock", n=1)
     await publish(settings, flow["folder"], "first", items)
-    found = await settle(settings, t1 - timedelta(minutes=1), t1 + timedelta(minutes=10), flow["proc"], at_least=7)
+    found = await settle(settings, t1 - timedelta(minutes=1), t1 + timedelta(minutes=10),
+                         [flow["proc"], flow["predictor_proc"]], at_least=7, through=t1 + timedelta(seconds=10))
     assert sorted(p.pattern for p in found) == ["fb-control"] + ["fb-disable"] * 4 + ["fb-learn"] * 2
     return found
 
@@ -240,7 +241,8 @@ async def test_feedback_round_trip_moves_the_confidence_as_the_rule_says(flow: d
     t2 = BASE + timedelta(hours=6)
     items = events(t2, "a3", "E2eLearn") + events(t2, "d5", "E2eDisable") + events(t2, "c2", "E2eControl")
     await publish(settings, flow["folder"], "second", items + events(t2 + timedelta(minutes=15), "clock", "E2eClock", n=1))
-    found = await settle(settings, t2 - timedelta(minutes=1), t2 + timedelta(minutes=10), proc, at_least=2)
+    found = await settle(settings, t2 - timedelta(minutes=1), t2 + timedelta(minutes=10),
+                         [proc, flow["predictor_proc"]], at_least=2, through=t2 + timedelta(seconds=10))
     assert sorted((p.pattern, p.scope, p.confidence) for p in found) == [
         ("fb-control", "object:Pod/fb/c2", 0.7), ("fb-learn", "object:Pod/fb/a3", expected)]
     [learned] = [p for p in found if p.pattern == "fb-learn"]
