@@ -31,6 +31,7 @@ from topology.narrative import render_hypotheses, render_tree
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "configmap-crashloop"
+POLL_S = 0.1  # between two looks at the graph while waiting for the dataflow
 
 
 async def publish_recordings(settings: Settings, paths: Sequence[str | Path], *,
@@ -68,7 +69,7 @@ async def wait_for_events(settings: Settings, ids: Sequence[str], *, timeout: fl
             found = rows[0]["n"] if rows else 0
             if found >= len(unique):
                 break
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(POLL_S)
         return found
     finally:
         await graph.close()
@@ -91,7 +92,7 @@ async def explain_lines(settings: Settings, pod: str, namespace: str, *, timeout
             found = await explain(graph, kind="Pod", name=pod, namespace=namespace)
             if found.context.changes and found.hypotheses:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(POLL_S)
         return render_tree(found.context) + [""] + render_hypotheses(found.hypotheses)
     finally:
         await graph.close()
