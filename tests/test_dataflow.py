@@ -148,7 +148,8 @@ async def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(bridge, flo
     ids = [e.id for e in events]
     # kill the bridge once events are flowing into the graph
     async def flowing() -> int:
-        found = (await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=ids[:5000]))[0]["n"]
+        rows = await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=ids[:5000])  # [] until the graph exists
+        found = rows[0]["n"] if rows else 0
         return found if found > 500 else 0
     await until(flowing, timeout=60, what="more than 500 events in the graph", procs=[bridge["proc"]])
     bridge["proc"].kill()
