@@ -25,6 +25,9 @@ from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
 
+# with pytest-xdist, every test of this module runs on one worker process: they share its module-scoped worker
+pytestmark = pytest.mark.xdist_group("dataflow-flow")
+
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 
 

@@ -39,6 +39,8 @@ from topology.predictions import StoredPrediction
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.parent for p in (ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml"))
 BASE = datetime(2027, 1, 4, tzinfo=timezone.utc)
+# with pytest-xdist, the tests using `flow` run on one worker process, in order: they share its dataflow
+FLOW = pytest.mark.xdist_group("patterns-flow")
 SLOT = timedelta(hours=6)
 
 
@@ -116,6 +118,7 @@ def scenario_events(folder: Path) -> list[RawEvent]:
     return [e for f in recording_files([folder]) for e in read_recording(f) if isinstance(e, RawEvent)]
 
 
+@FLOW
 async def test_every_scenario_fires_what_its_labels_say(flow: dict) -> None:
     settings, proc = flow["settings"], flow["proc"]
     assert len(SCENARIOS) >= 38, "each of the 19 patterns has a positive and a negative scenario"
@@ -244,6 +247,7 @@ async def _wait_generation(settings: Settings, above: int, *, or_error: bool = F
     return await until(reloaded, timeout=10, what=f"the worker to reload the pattern folder (generation > {above})")
 
 
+@FLOW
 async def test_a_threshold_edit_applies_to_the_next_window(flow: dict, tmp_path: Path) -> None:
     settings, proc, patterns = flow["settings"], flow["proc"], Path(flow["settings"].match.patterns_dir)
     generation = (await web_page(settings, "/tapio/patterns/"))["generation"]
@@ -274,6 +278,7 @@ async def test_a_threshold_edit_applies_to_the_next_window(flow: dict, tmp_path:
         ("e2e-hot-reload", "object:Pod/hot/p2", "3 in Pod/hot/p2")]
 
 
+@FLOW
 async def test_window_state_survives_a_worker_restart(flow: dict, tmp_path: Path) -> None:
     settings, patterns = flow["settings"], Path(flow["settings"].match.patterns_dir)
     (patterns / "e2e-hot.yaml").write_text(HOT.format(v=3, n=4))
@@ -293,6 +298,7 @@ async def test_window_state_survives_a_worker_restart(flow: dict, tmp_path: Path
     assert [(p.pattern, p.message) for p in found] == [("e2e-hot-reload", "4 in Pod/hot/p3")]
 
 
+@FLOW
 async def test_window_state_moves_with_its_partitions_to_another_worker(flow: dict, tmp_path: Path) -> None:
     """Rebalance and takeover: a second worker joins the group, the first leaves; the windows it
     held are recovered from the changelog by the second, which completes the match."""
@@ -370,6 +376,7 @@ async def _live_state(settings: Settings) -> dict:
             "bridge_delivered": info.delivered.stream_seq}
 
 
+@FLOW
 async def test_replaying_a_stream_range_into_an_isolated_dataflow_leaves_live_untouched(flow: dict) -> None:
     from app.stream_replay import replay_range
     settings, proc = flow["settings"], flow["proc"]

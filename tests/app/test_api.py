@@ -32,6 +32,9 @@ from topology.feedback import count_feedback, vote_counts
 from topology.graph import open_graph
 from topology.predictions import StoredPrediction
 
+# with pytest-xdist, every test of this module runs on one worker process: they share its module-scoped worker
+pytestmark = pytest.mark.xdist_group("api-flow")
+
 TOKEN = "e2e-api-token"
 BASE = datetime(2027, 3, 1, tzinfo=timezone.utc)
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
