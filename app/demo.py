@@ -31,7 +31,6 @@ from topology.narrative import render_hypotheses, render_tree
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "configmap-crashloop"
-POLL_S = 0.1  # between two looks at the graph while waiting for the dataflow
 
 
 async def publish_recordings(settings: Settings, paths: Sequence[str | Path], *,
@@ -54,6 +53,9 @@ async def list_deadletters(settings: Settings, *, limit: int) -> list[DeadLetter
         return await read_deadletters(js, settings.nats, limit=limit)
     finally:
         await nc.drain()
+
+
+POLL_S = 0.1  # between two looks at the graph while waiting for the dataflow
 
 
 async def wait_for_events(settings: Settings, ids: Sequence[str], *, timeout: float,
