@@ -55,6 +55,9 @@ async def list_deadletters(settings: Settings, *, limit: int) -> list[DeadLetter
         await nc.drain()
 
 
+POLL_S = 0.1  # between two looks at the graph while waiting for the dataflow
+
+
 async def wait_for_events(settings: Settings, ids: Sequence[str], *, timeout: float,
                           alive: Callable[[], bool] = lambda: True) -> int:
     """Poll the graph until every id is an Event node; return how many are there at the end."""
@@ -68,7 +71,7 @@ async def wait_for_events(settings: Settings, ids: Sequence[str], *, timeout: fl
             found = rows[0]["n"] if rows else 0
             if found >= len(unique):
                 break
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(POLL_S)
         return found
     finally:
         await graph.close()
@@ -91,7 +94,7 @@ async def explain_lines(settings: Settings, pod: str, namespace: str, *, timeout
             found = await explain(graph, kind="Pod", name=pod, namespace=namespace)
             if found.context.changes and found.hypotheses:
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(POLL_S)
         return render_tree(found.context) + [""] + render_hypotheses(found.hypotheses)
     finally:
         await graph.close()

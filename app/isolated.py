@@ -9,6 +9,13 @@ tables, consumer group and graph on the same servers. One worker (with its bridg
 feed reports the newest event time of its input, and an end-of-input marker then moves event
 time past the last window (`app.bridge.end_marker`), so every window closes at once, however
 far a snapshot's time lies beyond the last event.
+
+The run ends once its predictions are all in the graph. With an end marker, that is seen on the
+worker's own pages: every hits partition's event time (`tapio-watermarks`) has passed the newest
+event, so every window holding an event has been evaluated; the windows agent has taken one more
+batch since (`/tapio/stages/`), so the matches of that evaluation are counted; and the graph holds
+every match counted (a match is written with its predictions in one query). Whichever comes
+first, that or no new prediction for a few seconds (as before, and the only way without a marker).
 """
 
 from __future__ import annotations
@@ -66,15 +73,16 @@ async def run_isolated(live: Settings, name: str, feed: Feed, *,
         settle = 4.0 if newest is not None else target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
         graph = open_graph(target.graph)
         try:
-            seen, quiet_since = -1, time.monotonic()
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and worker.alive():
-                found = await list_predictions(graph, limit=100_000)
-                if len(found) != seen:
-                    seen, quiet_since = len(found), time.monotonic()
-                elif time.monotonic() - quiet_since >= settle:
-                    break
-                await asyncio.sleep(0.5)
+            quiet = asyncio.ensure_future(_quiet(graph, settle, within=timeout, alive=worker.alive))
+            waits = {quiet}
+            if newest is not None:
+                waits.add(asyncio.ensure_future(_all_matches_written(target, newest, alive=worker.alive)))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
             predictions = await list_predictions(graph, limit=100_000)
         finally:
             await graph.close()
@@ -82,6 +90,83 @@ async def run_isolated(live: Settings, name: str, feed: Feed, *,
         if not keep:
             worker.stop()
     return IsolatedRun(name=name, settings=target, event_ids=event_ids, in_graph=in_graph, predictions=predictions)
+
+
+async def _quiet(graph: Any, settle: float, *, within: float, alive: Callable[[], bool]) -> None:
+    """Until no new prediction came for `settle` seconds (or `within` seconds, or the worker stopped)."""
+    from topology.predictions import list_predictions
+
+    seen, quiet_since = -1, time.monotonic()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and alive():
+        found = await list_predictions(graph, limit=100_000)
+        if len(found) != seen:
+            seen, quiet_since = len(found), time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        await asyncio.sleep(0.5)
+
+
+POLL_S = 0.1  # between two looks at the isolated worker's pages and graph
+
+
+async def _all_matches_written(target: Settings, newest: datetime, *, alive: Callable[[], bool]) -> None:
+    """Until every match of every event up to `newest` is in the graph (see the module docstring).
+
+    Returns only when that is seen (the caller bounds the wait)."""
+    import aiohttp
+
+    from topology import insight_queries
+    from topology.graph import open_graph
+
+    base = f"http://{target.worker.web_host}:{target.worker.web_port}"
+    partitions = set(range(target.kafka.partitions))
+
+    async def page(http: aiohttp.ClientSession, path: str) -> dict | None:
+        try:
+            async with http.get(base + path) as response:
+                return await response.json() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None  # not up yet, or busy: look again
+
+    async def evaluated(http: aiohttp.ClientSession) -> bool:
+        marks = await page(http, "/tapio/tables/tapio-watermarks/")
+        if marks is None:
+            return False
+        past = {row["partition"] for row in marks.get("rows", [])
+                if row.get("event_time") and datetime.fromisoformat(row["event_time"]) >= newest}
+        return past >= partitions
+
+    async def windows_batches(http: aiohttp.ClientSession) -> tuple[int, int] | None:
+        stages = await page(http, "/tapio/stages/")
+        if stages is None:
+            return None
+        return stages.get("windows", {}).get("batches", 0), stages.get("matches", {}).get("events", 0)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        while True:
+            if alive() and await evaluated(http):
+                break
+            await asyncio.sleep(POLL_S)
+        before = None
+        while before is None:
+            before = await windows_batches(http)
+            await asyncio.sleep(POLL_S)
+        while True:  # one more batch: the one that evaluated them has sent its matches and counted them
+            now = await windows_batches(http)
+            if now is not None and now[0] > before[0]:
+                matches = now[1]
+                break
+            await asyncio.sleep(POLL_S)
+    graph = open_graph(target.graph)
+    try:
+        while True:
+            rows = await graph.query(insight_queries.ALL_MATCHES)
+            if len({row["match_id"] for row in rows}) >= matches:
+                return
+            await asyncio.sleep(POLL_S)
+    finally:
+        await graph.close()
 
 
 async def publish_end_marker(target: Settings, at: datetime) -> None:

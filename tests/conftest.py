@@ -23,3 +23,21 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStack:
 @pytest.fixture(scope="session")
 def settings(embedded: EmbeddedStack) -> Settings:
     return embedded.settings()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make `--dist loadgroup` group: tests marked `xdist_group(name)` run on one xdist worker, in order.
+
+    pytest-xdist 3.8 tells its scheduler a test's group by renaming the test `<nodeid>@<name>`
+    through `item._nodeid`, which pytest 9 no longer reads (an item's id is `item._id`); without
+    this, loadgroup spreads a group's tests like `--dist load`, and each worker that gets one
+    starts the module's worker again. Runs on xdist workers only (`config.option.loadgroup`).
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and "@" not in item.nodeid:
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(names)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from waiting import until
 
 from app.demo import publish_recordings, wait_for_events
 from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams, event_subject, read_deadletters
@@ -23,6 +24,9 @@ from core.events import RawEvent, content_id
 from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
+
+# with pytest-xdist, every test of this module runs on one worker process: they share its module-scoped worker
+pytestmark = pytest.mark.xdist_group("dataflow-flow")
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 
@@ -146,11 +150,11 @@ async def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(bridge, flo
     publishing = asyncio.ensure_future(EventPublisher(js, flow_settings.nats).publish_many(events))
     ids = [e.id for e in events]
     # kill the bridge once events are flowing into the graph
-    for _ in range(600):
-        found = (await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=ids[:5000]))[0]["n"]
-        if found > 500:
-            break
-        await asyncio.sleep(0.1)
+    async def flowing() -> int:
+        rows = await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=ids[:5000])  # [] until the graph exists
+        found = rows[0]["n"] if rows else 0
+        return found if found > 500 else 0
+    await until(flowing, timeout=60, what="more than 500 events in the graph", procs=[bridge["proc"]])
     bridge["proc"].kill()
     assert not bridge["proc"].alive()
     await publishing
@@ -206,12 +210,10 @@ async def test_malformed_input_is_dead_lettered_and_good_events_arrive(bridge, f
     rows = await graph_rows(flow_settings, queries.COUNT_EVENTS, ids=["not-k8s-1"])
     assert rows[0]["n"] == 0
 
-    letters: list = []
-    for _ in range(100):
+    async def with_enrich_letter() -> list:
         letters = await read_deadletters(js, flow_settings.nats, limit=1000)
-        if any(l.stage == "enrich" and l.event_id == "not-k8s-1" for l in letters):
-            break
-        await asyncio.sleep(0.1)
+        return letters if any(l.stage == "enrich" and l.event_id == "not-k8s-1" for l in letters) else []
+    letters = await until(with_enrich_letter, timeout=10, what="the enrich stage's dead letter for not-k8s-1")
     await nc.drain()
     by_stage = {(l.stage, l.where.split(":")[0]) for l in letters}
     assert ("replay", str(mixed)) in by_stage and ("replay", str(garbage)) in by_stage
@@ -232,11 +234,10 @@ async def test_explain_names_the_configmap_edit_behind_the_crash_loop(bridge, fl
     assert await wait_for_events(flow_settings, summary.event_ids, timeout=90) == len(set(summary.event_ids))
     graph = open_graph(flow_settings.graph)
     try:
-        for _ in range(300):  # the change event goes round the dataflow once more
+        async def changed() -> bool:  # the change event goes round the dataflow once more
             rows = await graph.query(queries.events_for_resource("ConfigMap"), namespace="shop", name="nginx-config")
-            if any(r["intent"] == "config-change" and r["reason"] == "Changed" for r in rows):
-                break
-            await asyncio.sleep(0.1)
+            return any(r["intent"] == "config-change" and r["reason"] == "Changed" for r in rows)
+        await until(changed, timeout=30, what="the ConfigMap's change event in the graph")
         items = json.loads((DEFAULT_SCENARIO / "objects.json").read_text())["items"]
         pods = {o["metadata"]["uid"] for o in items if o["kind"] == "Pod"}
         edges = await graph.query(queries.ALL_TOPOLOGY_EDGES)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +22,8 @@ from pathlib import Path
 import msgspec
 import pytest
 import yaml
-from prediction_waits import settle
+from prediction_waits import evaluated_through, settle, web_page
+from waiting import until, until_sync
 
 from app.demo import publish_recordings
 from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
@@ -36,6 +39,8 @@ from topology.predictions import StoredPrediction
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.parent for p in (ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml"))
 BASE = datetime(2027, 1, 4, tzinfo=timezone.utc)
+# with pytest-xdist, the tests using `flow` run on one worker process, in order: they share its dataflow
+FLOW = pytest.mark.xdist_group("patterns-flow")
 SLOT = timedelta(hours=6)
 
 
@@ -63,18 +68,16 @@ def flow(embedded: EmbeddedStack, patterns_dir: Path, tmp_path_factory: pytest.T
     holder["proc"].stop()
 
 
-def wait_for_web(settings: Settings, proc: ChildProcess, timeout: float = 60.0) -> None:
+def wait_for_web(settings: Settings, proc: ChildProcess) -> None:
     """Until the worker's web server answers (its agents and tables are up by then)."""
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.alive(), proc.log_tail()
-        try:
-            page(settings, "/tapio/patterns/")
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"worker web server did not answer: {proc.log_tail()}")
+    until_sync(lambda: page(settings, "/tapio/patterns/"), timeout=60, ignoring=(OSError,), procs=[proc],
+               what=f"{proc.name}'s web server to answer")
+
+
+async def web_up(settings: Settings, proc: ChildProcess) -> None:
+    """wait_for_web, for the async tests."""
+    await until(lambda: web_page(settings, "/tapio/patterns/"), timeout=60, ignoring=(OSError,), procs=[proc],
+                what=f"{proc.name}'s web server to answer")
 
 
 def page(settings: Settings, path: str) -> dict:
@@ -82,10 +85,40 @@ def page(settings: Settings, path: str) -> dict:
         return json.load(response)
 
 
+async def pattern_loaded(settings: Settings, name: str, version: str, proc: ChildProcess) -> None:
+    """Until the worker runs `version` of pattern `name` (the folder is looked at every 0.25 s)."""
+    async def loaded() -> bool:
+        return (await web_page(settings, "/tapio/patterns/"))["patterns"].get(name) == version
+    await until(loaded, timeout=30, procs=[proc], what=f"the worker to load {name} {version}")
+
+
+async def window_counts(settings: Settings, pattern: str, scopes: list[str], n: int, proc: ChildProcess) -> dict:
+    """Until the window of `pattern` in each scope holds `n` hits (read from the worker's table pages)."""
+    async def counts() -> dict | None:
+        out = {}
+        for scope in scopes:
+            key = urllib.parse.quote(f"{pattern}|{scope}", safe="")
+            try:
+                body = await web_page(settings, f"/tapio/tables/tapio-windows/{key}/")
+            except urllib.error.HTTPError as e:  # 404: not there yet
+                out[scope] = e.code
+                continue
+            out[scope] = body["row"]["events"]
+        return out if all(c == n for c in out.values()) else None
+    return await until(counts, timeout=60, procs=[proc], what=f"{n} hits in the {pattern} windows of {scopes}")
+
+
+async def holding(settings: Settings) -> list[int]:
+    """The tapio-windows partitions the worker holds."""
+    [windows] = [t for t in (await web_page(settings, "/tapio/tables/"))["tables"] if t["name"] == "tapio-windows"]
+    return windows["partitions"]
+
+
 def scenario_events(folder: Path) -> list[RawEvent]:
     return [e for f in recording_files([folder]) for e in read_recording(f) if isinstance(e, RawEvent)]
 
 
+@FLOW
 async def test_every_scenario_fires_what_its_labels_say(flow: dict) -> None:
     settings, proc = flow["settings"], flow["proc"]
     assert len(SCENARIOS) >= 38, "each of the 19 patterns has a positive and a negative scenario"
@@ -97,7 +130,8 @@ async def test_every_scenario_fires_what_its_labels_say(flow: dict) -> None:
         assert summary.errors == [], folder
         slots.append((folder, shift_to, delta))
     labelled = sum(len(yaml.safe_load((f / "labels.yaml").read_text())["incidents"]) for f, _, _ in slots)
-    found = await settle(settings, BASE - SLOT, BASE + len(SCENARIOS) * SLOT, proc, at_least=labelled)
+    found = await settle(settings, BASE - SLOT, BASE + len(SCENARIOS) * SLOT, proc, at_least=labelled,
+                         through=max(shift_to for _, shift_to, _ in slots))
     problems = []
     for folder, shift_to, delta in slots:
         labels = yaml.safe_load((folder / "labels.yaml").read_text())
@@ -156,8 +190,10 @@ async def test_replaying_the_recorded_stream_gives_the_predictions_live_gave(
     try:
         await _publish_paced(live, events, pause_s=0.03)  # one event at a time, as a cluster sends them
         span = (events[0].timestamp - timedelta(days=1), events[-1].timestamp + timedelta(days=1))
-        live_found = await settle(live, *span, procs[0], at_least=3)
-        recorded = await _stream_messages(live)  # the JetStream stream as it was recorded live
+        newest = max(e.timestamp for e in events)
+        live_found = await settle(live, *span, procs[0], at_least=3, through=newest)
+        # the JetStream stream as it was recorded live (without the fence settle published)
+        recorded = [e for e in await _stream_messages(live) if e.metadata.get("source") != "test-fence"]
         assert len(recorded) >= len(events)
         publisher_events = [e for e in recorded if e.metadata.get("action") != "CHANGE"]
         nc = await connect(replay.nats, name="replay")
@@ -167,7 +203,7 @@ async def test_replaying_the_recorded_stream_gives_the_predictions_live_gave(
             await EventPublisher(js, replay.nats).publish_many(publisher_events)  # full speed, one go
         finally:
             await nc.drain()
-        replay_found = await settle(replay, *span, procs[1], at_least=len(live_found))
+        replay_found = await settle(replay, *span, procs[1], at_least=len(live_found), through=newest)
     finally:
         for proc in procs:
             proc.stop()
@@ -205,17 +241,16 @@ def hot_events(start: datetime, pod: str, n: int, *, every_s: int = 10, reason: 
 
 
 async def _wait_generation(settings: Settings, above: int, *, or_error: bool = False) -> dict:
-    for _ in range(100):
-        status = page(settings, "/tapio/patterns/")
-        if status["generation"] > above or (or_error and status["errors"]):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError("the worker did not reload the pattern folder")
+    async def reloaded() -> dict | None:
+        status = await web_page(settings, "/tapio/patterns/")
+        return status if status["generation"] > above or (or_error and status["errors"]) else None
+    return await until(reloaded, timeout=10, what=f"the worker to reload the pattern folder (generation > {above})")
 
 
+@FLOW
 async def test_a_threshold_edit_applies_to_the_next_window(flow: dict, tmp_path: Path) -> None:
     settings, proc, patterns = flow["settings"], flow["proc"], Path(flow["settings"].match.patterns_dir)
-    generation = page(settings, "/tapio/patterns/")["generation"]
+    generation = (await web_page(settings, "/tapio/patterns/"))["generation"]
     (patterns / "e2e-hot.yaml").write_text(HOT.format(v=0, n=5))
     assert "e2e-hot-reload" in (await _wait_generation(settings, generation))["patterns"]
     t1 = BASE + 200 * SLOT
@@ -223,25 +258,27 @@ async def test_a_threshold_edit_applies_to_the_next_window(flow: dict, tmp_path:
     clock = hot_events(t1 + timedelta(minutes=15), "clock", 1, reason="E2eClock")
     (tmp_path / "first.json").write_text(json.dumps({"kind": "List", "items": hot_events(t1, "p1", 3) + clock}))
     await publish_recordings(settings, [tmp_path / "first.json"])
-    await asyncio.sleep(3.0)  # the first window is evaluated under the old threshold
+    await evaluated_through([settings], t1 + timedelta(seconds=20), [proc])  # the first window, under the old threshold
     # a broken edit: the last good version keeps running and the health page says why
-    generation = page(settings, "/tapio/patterns/")["generation"]
+    generation = (await web_page(settings, "/tapio/patterns/"))["generation"]
     (patterns / "e2e-hot.yaml").write_text(HOT.format(v=1, n="three"))
     status = await _wait_generation(settings, generation, or_error=True)
     assert status["generation"] == generation and "e2e-hot.yaml" in status["errors"][0]
-    health = page(settings, "/tapio/health/")
+    health = (await web_page(settings, "/tapio/health/"))
     assert health["status"] == "degraded" and "at_least" in health["pattern_errors"][0]
     (patterns / "e2e-hot.yaml").write_text(HOT.format(v=2, n=3))
     assert (await _wait_generation(settings, generation))["patterns"]["e2e-hot-reload"] == "1.0.2"
-    assert page(settings, "/tapio/health/")["status"] == "ok"
+    assert (await web_page(settings, "/tapio/health/"))["status"] == "ok"
     t2 = t1 + timedelta(minutes=30)
     (tmp_path / "second.json").write_text(json.dumps({"kind": "List", "items": hot_events(t2, "p2", 3)}))
     await publish_recordings(settings, [tmp_path / "second.json"])
-    found = await settle(settings, t1 - timedelta(minutes=1), t2 + timedelta(hours=1), proc, at_least=1)
+    found = await settle(settings, t1 - timedelta(minutes=1), t2 + timedelta(hours=1), proc, at_least=1,
+                         through=t2 + timedelta(seconds=20))
     assert [(p.pattern, p.scope, p.message) for p in found] == [
         ("e2e-hot-reload", "object:Pod/hot/p2", "3 in Pod/hot/p2")]
 
 
+@FLOW
 async def test_window_state_survives_a_worker_restart(flow: dict, tmp_path: Path) -> None:
     settings, patterns = flow["settings"], Path(flow["settings"].match.patterns_dir)
     (patterns / "e2e-hot.yaml").write_text(HOT.format(v=3, n=4))
@@ -249,17 +286,19 @@ async def test_window_state_survives_a_worker_restart(flow: dict, tmp_path: Path
     events = hot_events(t, "p3", 4, every_s=60)
     (tmp_path / "before.json").write_text(json.dumps({"kind": "List", "items": events[:2]}))
     (tmp_path / "after.json").write_text(json.dumps({"kind": "List", "items": events[2:]}))
-    await asyncio.sleep(1.0)  # the edit is loaded (reload interval 0.25 s)
+    await pattern_loaded(settings, "e2e-hot-reload", "1.0.3", flow["proc"])
     await publish_recordings(settings, [tmp_path / "before.json"])
-    await asyncio.sleep(4.0)  # the two hits are in the window table
+    await window_counts(settings, "e2e-hot-reload", ["object:Pod/hot/p3"], 2, flow["proc"])
     assert flow["proc"].stop() == 0
     flow["proc"] = start_worker(settings, log_dir=flow["logs"], name="worker-restarted")
-    wait_for_web(settings, flow["proc"])
+    await web_up(settings, flow["proc"])
     await publish_recordings(settings, [tmp_path / "after.json"])
-    found = await settle(settings, t - timedelta(minutes=1), t + timedelta(hours=1), flow["proc"], at_least=1)
+    found = await settle(settings, t - timedelta(minutes=1), t + timedelta(hours=1), flow["proc"], at_least=1,
+                         through=t + timedelta(seconds=180))
     assert [(p.pattern, p.message) for p in found] == [("e2e-hot-reload", "4 in Pod/hot/p3")]
 
 
+@FLOW
 async def test_window_state_moves_with_its_partitions_to_another_worker(flow: dict, tmp_path: Path) -> None:
     """Rebalance and takeover: a second worker joins the group, the first leaves; the windows it
     held are recovered from the changelog by the second, which completes the match."""
@@ -271,19 +310,32 @@ async def test_window_state_moves_with_its_partitions_to_another_worker(flow: di
         e for e in events if e["lastTimestamp"] < (t + timedelta(seconds=90)).isoformat().replace("+00:00", "Z")]}))
     (tmp_path / "after.json").write_text(json.dumps({"kind": "List", "items": [
         e for e in events if e["lastTimestamp"] >= (t + timedelta(seconds=90)).isoformat().replace("+00:00", "Z")]}))
-    await asyncio.sleep(1.0)
+    first = flow["proc"]
+    await pattern_loaded(settings, "e2e-hot-reload", "1.0.4", first)
     await publish_recordings(settings, [tmp_path / "before.json"])  # 2 of 4 hits for each of 4 pods
-    await asyncio.sleep(4.0)
+    pods = [f"object:Pod/hot/{pod}" for pod in ("q1", "q2", "q3", "q4")]
+    await window_counts(settings, "e2e-hot-reload", pods, 2, first)
     second = with_worker_port(settings, free_port(), data_dir=str(tmp_path / "second-worker"))
     joined = start_worker(second, log_dir=flow["logs"], name="worker-second")
+    everything = list(range(settings.kafka.partitions))
     try:
-        wait_for_web(second, joined)
-        await asyncio.sleep(8.0)  # the group rebalances: the partitions are split between the two
-        assert flow["proc"].stop() == 0  # the first leaves: the second takes every partition over
-        flow["proc"] = joined
-        await asyncio.sleep(8.0)
+        await web_up(second, joined)
+
+        async def split() -> tuple | None:  # the group rebalances: the partitions are split between the two
+            mine, theirs = await holding(settings), await holding(second)
+            return (mine, theirs) if mine and theirs and sorted(mine + theirs) == everything else None
+        await until(split, timeout=120, procs=[first, joined], ignoring=(OSError,),
+                    what="the two workers to split the partitions")
+        assert first.stop() == 0  # the first leaves: the second takes every partition over
+        flow["proc"], flow["settings"] = joined, second
+
+        async def all_taken() -> list[int] | None:
+            held = await holding(second)
+            return held if held == everything else None
+        await until(all_taken, timeout=120, procs=[joined], what="the second worker to hold every partition")
         await publish_recordings(second, [tmp_path / "after.json"])
-        found = await settle(second, t - timedelta(minutes=1), t + timedelta(hours=1), joined, at_least=4)
+        found = await settle(second, t - timedelta(minutes=1), t + timedelta(hours=1), joined, at_least=4,
+                             through=t + timedelta(seconds=180))
     except BaseException:
         joined.stop()
         raise
@@ -324,6 +376,7 @@ async def _live_state(settings: Settings) -> dict:
             "bridge_delivered": info.delivered.stream_seq}
 
 
+@FLOW
 async def test_replaying_a_stream_range_into_an_isolated_dataflow_leaves_live_untouched(flow: dict) -> None:
     from app.stream_replay import replay_range
     settings, proc = flow["settings"], flow["proc"]
@@ -335,7 +388,8 @@ async def test_replaying_a_stream_range_into_an_isolated_dataflow_leaves_live_un
     finally:
         await nc.drain()
     await publish_recordings(settings, [folder], shift_to=shift_to)
-    live = await settle(settings, shift_to - timedelta(hours=2), shift_to + timedelta(hours=1), proc, at_least=1)
+    live = await settle(settings, shift_to - timedelta(hours=2), shift_to + timedelta(hours=1), proc, at_least=1,
+                        through=shift_to)
     before = await _live_state(settings)
     result = await replay_range(settings, "e2e-range", from_seq=first, patterns_dir=settings.match.patterns_dir)
     assert result.detail.copied >= 38 and result.in_graph == len(set(result.event_ids))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from waiting import until_sync
 
 from app.stack import free_port
 
@@ -27,17 +28,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _ready(port: int, worker: subprocess.Popen[str], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and worker.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return False
+def _ready(port: int, worker: subprocess.Popen[str]) -> bool | str:
+    """True once the worker answers /readyz with 200; "exited" if it stopped (no point waiting)."""
+    if worker.poll() is not None:
+        return "exited"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+        return answer.status == 200
 
 
 def test_up_worker_analyze_down_from_a_fresh_directory(tmp_path: Path) -> None:
@@ -50,9 +46,11 @@ def test_up_worker_analyze_down_from_a_fresh_directory(tmp_path: Path) -> None:
             worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=tmp_path, env=env,
                                       stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
-            ready = _ready(port, worker, timeout=90)
+            ready = until_sync(lambda: _ready(port, worker), timeout=90, ignoring=(OSError,),
+                               what=lambda: "the worker to answer /readyz with 200; its log ends:\n"
+                                            + (tmp_path / "worker.log").read_text()[-3000:])
             log_text = (tmp_path / "worker.log").read_text()
-            assert ready, f"the worker did not become ready (exit {worker.poll()}):\n{log_text[-3000:]}"
+            assert ready is True, f"the worker did not become ready (exit {worker.poll()}):\n{log_text[-3000:]}"
             assert "Traceback" not in log_text
             # the worker's tables live under the state dir, found from any working directory
             assert (tmp_path / ".tapio" / "worker").is_dir()

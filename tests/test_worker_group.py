@@ -30,6 +30,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from prediction_waits import flushed
+from waiting import until
 
 from agents.catalog import Catalog
 from agents.offline import match_events
@@ -162,27 +164,6 @@ def window_path(pattern: str, ns: str, pod: str) -> str:
     return "/tapio/tables/tapio-windows/" + urllib.parse.quote(f"{pattern}|object:Pod/{ns}/{pod}", safe="") + "/"
 
 
-async def wait_until(what: str, check, procs: list[ChildProcess], *, timeout: float = 180.0, every: float = 0.5):
-    """Poll `check()` (sync or async) until it returns something truthy; no timing is asserted."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        for proc in procs:
-            assert proc.alive(), f"{proc.name} died:\n{proc.log_tail()}"
-        try:
-            last = check()
-            if asyncio.iscoroutine(last):
-                last = await last
-        except OSError as e:  # a web server not up yet
-            last = e
-        else:
-            if last:
-                return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n" +
-                         "\n".join(f"--- {p.name}\n{p.log_tail(2000)}" for p in procs))
-
-
 def windows_partitions(settings: Settings) -> list[int]:
     status, body = page(settings, "/tapio/tables/")
     assert status == 200, body
@@ -258,8 +239,8 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
     procs = [a, b]
     try:
         # two workers split the partitions
-        await wait_until("both workers to hold partitions", lambda: windows_partitions(a_set) and windows_partitions(b_set),
-                         procs)
+        await until(lambda: windows_partitions(a_set) and windows_partitions(b_set),
+                    timeout=180, what="both workers to hold partitions", ignoring=(OSError,), procs=procs)
         split = sorted(windows_partitions(a_set) + windows_partitions(b_set))
         assert split == list(range(base.kafka.partitions)), split
         assert len(owners(a_set)) == 2
@@ -271,8 +252,11 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
         await publisher.publish_many(objects)
         await publish(range(FIRST))
         ids = lambda: [e.id for e in published]  # noqa: E731
-        await wait_until("the first part in the graph", lambda: _all_in(base, ids()), procs)
-        counts = await wait_until("the windows to hold the first part", lambda: _tallies_at(a_set, FIRST), procs)
+        await until(lambda: _all_in(base, ids()),
+                    timeout=180, what="the first part in the graph", ignoring=(OSError,), procs=procs)
+        counts = await until(lambda: _tallies_at(a_set, FIRST),
+                             timeout=180, what="the windows to hold the first part", ignoring=(OSError,), procs=procs,
+                             every=0.2)
         assert all(n == FIRST for n, _ in counts.values()), counts
         assert {served for _, served in counts.values()} == {f"http://127.0.0.1:{s.worker.web_port}"
                                                               for s in (a_set, b_set)}  # forwarded to the owner
@@ -284,8 +268,8 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
 
         # the rest at a steady pace; one worker stops in the middle of it, a third one joins
         rest = asyncio.ensure_future(publish(range(FIRST, PER_POD), pause_s=0.4))
-        await wait_until("the second part to be flowing",
-                         lambda: _in_graph_at_least(base, ids(), len(pods()) * (FIRST + 2)), procs)
+        await until(lambda: _in_graph_at_least(base, ids(), len(pods()) * (FIRST + 2)),
+                    timeout=180, what="the second part to be flowing", ignoring=(OSError,), procs=procs)
         if stop == "sigterm":
             assert b.stop() == 0, b.log_tail()
         else:
@@ -294,9 +278,11 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
         c_set, c = worker("worker-c")
         procs = [a, c]
         await rest
-        await wait_until("the third worker to take a share", lambda: windows_partitions(c_set), procs)
+        await until(lambda: windows_partitions(c_set),
+                    timeout=180, what="the third worker to take a share", ignoring=(OSError,), procs=procs)
         try:
-            await wait_until("every event in the graph", lambda: _all_in(base, ids()), procs, timeout=240)
+            await until(lambda: _all_in(base, ids()),
+                        timeout=240, what="every event in the graph", ignoring=(OSError,), procs=procs)
         except AssertionError as e:
             raise AssertionError(f"{await _missing(base, published)}\nstages: " + json.dumps(
                 {s.worker.web_port: page(s, "/tapio/stages/")[1] for s in (a_set, c_set)}) + f"\n{e}") from None
@@ -304,7 +290,9 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
         assert mine == everything == len(published) == len(pods()) * (PER_POD + 1)  # the events and the pods
 
         # every window counts each event of its pod once, whoever holds it now
-        counts = await wait_until("the windows to hold every event", lambda: _tallies_at(c_set, PER_POD), procs)
+        counts = await until(lambda: _tallies_at(c_set, PER_POD),
+                             timeout=180, what="the windows to hold every event", ignoring=(OSError,), procs=procs,
+                             every=0.2)
         assert set(windows_partitions(a_set)) | set(windows_partitions(c_set)) == set(range(base.kafka.partitions))
         assert all(n == PER_POD for n, _ in counts.values()), counts
 
@@ -312,8 +300,10 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
         offline = match_events(published, Catalog(patterns))
         expected = sorted((p.pattern, p.scope, p.at, p.message) for p in offline.predictions)
         assert len(expected) == len(pods()) + 2  # a burst per pod, a node match per node
-        await wait_until("the predictions", lambda: _predictions_are(base, len(expected)), procs, timeout=120)
-        await asyncio.sleep(4.0)  # anything more (a duplicate) would be written by now
+        await until(lambda: _predictions_are(base, len(expected)),
+                    timeout=120, what="the predictions", ignoring=(OSError,), procs=procs)
+        # anything more (a window counting an event twice) would be in the graph before the fence
+        await flushed(base, max(e.timestamp for e in published), procs, workers=[a_set, c_set])
         found = await _predictions_are(base, 0)
         assert sorted((p.pattern, p.scope, p.at, p.message) for p in found) == expected
         assert len({p.id for p in found}) == len(found)

@@ -10,17 +10,16 @@ status, and the routes the server registers are the document's.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import socket
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
 import pytest
 from prediction_waits import settle
+from waiting import until, until_sync
 
 from agents.confidence import LearningRule, Votes, adjusted, factor
 from app.api_schema import ROUTES, openapi
@@ -32,6 +31,9 @@ from topology import insight_queries
 from topology.feedback import count_feedback, vote_counts
 from topology.graph import open_graph
 from topology.predictions import StoredPrediction
+
+# with pytest-xdist, every test of this module runs on one worker process: they share its module-scoped worker
+pytestmark = pytest.mark.xdist_group("api-flow")
 
 TOKEN = "e2e-api-token"
 BASE = datetime(2027, 3, 1, tzinfo=timezone.utc)
@@ -109,20 +111,19 @@ async def publish(settings: Settings, folder: Path, name: str, items: list[dict]
 
 # --- the worker -------------------------------------------------------------------------
 
-def _wait_ready(settings: Settings, proc: ChildProcess, timeout: float = 90.0) -> None:
+def _ready(settings: Settings) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", settings.worker.web_port, timeout=5)
+    try:
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def _wait_ready(settings: Settings, proc: ChildProcess) -> None:
     """Until the worker's server answers /readyz with 200."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.alive(), proc.log_tail()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", settings.worker.web_port, timeout=5)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"the worker never became ready: {proc.log_tail()}"
-        time.sleep(0.3)
+    until_sync(lambda: _ready(settings), timeout=90, what=f"{proc.name} to answer /readyz with 200",
+               ignoring=(OSError,), procs=[proc])
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,8 @@ async def first_round(flow: dict) -> list[StoredPrediction]:
     items += [e for pod in ("d1", "d2", "d3", "d4") for e in events(t1, pod, "E2eDisable")]
     items += events(t1, "c1", "E2eControl") + events(t1 + timedelta(minutes=15), "clock", "E2eClock", n=1)
     await publish(settings, flow["folder"], "first", items)
-    found = await settle(settings, t1 - timedelta(minutes=1), t1 + timedelta(minutes=10), flow["proc"], at_least=7)
+    found = await settle(settings, t1 - timedelta(minutes=1), t1 + timedelta(minutes=10),
+                         [flow["proc"], flow["predictor_proc"]], at_least=7, through=t1 + timedelta(seconds=10))
     assert sorted(p.pattern for p in found) == ["fb-control"] + ["fb-disable"] * 4 + ["fb-learn"] * 2
     return found
 
@@ -223,12 +225,14 @@ async def test_feedback_round_trip_moves_the_confidence_as_the_rule_says(flow: d
     read_now = call(settings, "GET", "/api/v1/patterns", "/api/v1/patterns", status=200)
     assert read_now.votes_refreshed == 0 and {r.name: r.feedback for r in read_now.patterns}["fb-learn"] == 3
     # the predict-only worker has read them once its pattern statistics (what it applies) show them
-    for _ in range(200):
+    seen: dict = {}
+
+    def votes_applied() -> dict | None:
         listed = call(predictor, "GET", "/api/v1/patterns", "/api/v1/patterns", status=200)
-        reports = {r.name: r for r in listed.patterns}
-        if reports["fb-learn"].feedback == 3 and not reports["fb-disable"].enabled:
-            break
-        await asyncio.sleep(0.1)
+        seen.update({r.name: r for r in listed.patterns})
+        return dict(seen) if seen["fb-learn"].feedback == 3 and not seen["fb-disable"].enabled else None
+    reports = await until(votes_applied, timeout=20, procs=[flow["predictor_proc"]],
+                          what=lambda: f"the predict-only worker to apply the votes (its patterns: {seen})")
     assert reports["fb-learn"].confidence == [expected] and reports["fb-learn"].accuracy == round(1 / 3, 4)
     assert reports["fb-learn"].predictions == 2 and reports["fb-learn"].enabled
     assert "feedback.disable_below" in reports["fb-disable"].disabled_reason
@@ -240,7 +244,8 @@ async def test_feedback_round_trip_moves_the_confidence_as_the_rule_says(flow: d
     t2 = BASE + timedelta(hours=6)
     items = events(t2, "a3", "E2eLearn") + events(t2, "d5", "E2eDisable") + events(t2, "c2", "E2eControl")
     await publish(settings, flow["folder"], "second", items + events(t2 + timedelta(minutes=15), "clock", "E2eClock", n=1))
-    found = await settle(settings, t2 - timedelta(minutes=1), t2 + timedelta(minutes=10), proc, at_least=2)
+    found = await settle(settings, t2 - timedelta(minutes=1), t2 + timedelta(minutes=10),
+                         [proc, flow["predictor_proc"]], at_least=2, through=t2 + timedelta(seconds=10))
     assert sorted((p.pattern, p.scope, p.confidence) for p in found) == [
         ("fb-control", "object:Pod/fb/c2", 0.7), ("fb-learn", "object:Pod/fb/a3", expected)]
     [learned] = [p for p in found if p.pattern == "fb-learn"]

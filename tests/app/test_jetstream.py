@@ -47,18 +47,35 @@ async def test_publishes_confirm_acks_and_drop_duplicates(settings: Settings) ->
     await nc.drain()
 
 
+class RetryWatch:
+    """The JetStream context, noting when the publisher gets to its retries (`js.publish`, one by
+    one): by then every first attempt (the pipelined publishes) has been answered."""
+
+    def __init__(self, js: object) -> None:
+        self.js = js
+        self.retrying = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.js, name)
+
+    async def publish(self, *args: object, **kwargs: object) -> object:
+        self.retrying.set()
+        return await self.js.publish(*args, **kwargs)
+
+
 async def test_publish_waits_out_a_missing_stream_then_succeeds(settings: Settings) -> None:
     late = msgspec.structs.replace(settings.nats, stream="LATE", subject_prefix="late")
     nc = await connect(late, name="test-late")
     js = nc.jetstream()
+    watched = RetryWatch(js)
 
-    async def create_stream_later() -> None:
-        await asyncio.sleep(0.3)
+    async def create_stream_once_retrying() -> None:
+        await asyncio.wait_for(watched.retrying.wait(), timeout=30)
         await js.add_stream(events_stream_config(late))
 
-    creator = asyncio.ensure_future(create_stream_later())
-    # nobody stores `late.>` yet: every first attempt is refused, and retried with backoff
-    assert await EventPublisher(js, late, ack_timeout=2.0, attempts=8).publish_many(events(20, "late")) == 20
+    creator = asyncio.ensure_future(create_stream_once_retrying())
+    # nobody stores `late.>` until the publisher retries: every first attempt is refused, and retried with backoff
+    assert await EventPublisher(watched, late, ack_timeout=2.0, attempts=8).publish_many(events(20, "late")) == 20
     await creator
     assert (await js.stream_info("LATE")).state.messages == 20
     await nc.drain()

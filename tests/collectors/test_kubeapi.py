@@ -18,7 +18,6 @@ import copy
 import logging
 import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import kmock
@@ -27,6 +26,7 @@ import msgspec
 import pytest
 import yaml
 from kubernetes import client
+from waiting import until
 
 from app.collect import run_kubeapi_collector
 from app.jetstream import RAW_CODEC, connect, ensure_streams
@@ -72,15 +72,6 @@ def seen(events: list[RawEvent]) -> list[tuple[str, str, str]]:
     return [(e.metadata["action"], e.metadata["name"], e.metadata["resource_version"]) for e in events]
 
 
-async def until(predicate: Callable[[], object], *, timeout: float = 10.0,
-                what: Callable[[], str] | str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        await asyncio.sleep(0.01)
-
-
 def watches(emu: kmock.KubernetesEmulator, resource: kmock.resource, *, action=kmock.action.WATCH) -> list:
     return [r for r in emu if r.action == action and r.resource == resource]
 
@@ -91,7 +82,8 @@ def lists(emu: kmock.KubernetesEmulator, resource: kmock.resource) -> list:
 
 async def watch_live(emu: kmock.KubernetesEmulator, resource: kmock.resource) -> None:
     """Until a watch on `resource` listens to the emulator's bus (its replay of current objects is sent)."""
-    await until(lambda: emu._buses[resource].consumer_count >= 1, what=f"a watch on {resource}")
+    await until(lambda: emu._buses[resource].consumer_count >= 1, timeout=10, every=0.01,
+                what=f"a watch on {resource}")
 
 
 def _parse_path_listing_namespaces(path: str) -> ParsedPath:
@@ -118,13 +110,38 @@ def api_for(emu: kmock.KubernetesEmulator) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+MARK = "zz-mark-"  # the name prefix of the marker objects `Collector.wait` creates
+
+
+def is_mark(item: object) -> bool:
+    """A marker's event, or the error the collector reports for a marker it could not use."""
+    if isinstance(item, RawEvent):
+        return item.metadata.get("name", "").startswith(MARK)
+    return MARK in getattr(item, "position", "")
+
+
+def create_path(spec, ns: str) -> str:
+    """Where a client POSTs a new object of the kind `spec` (in namespace `ns` when namespaced)."""
+    base = f"/apis/{spec.group}/{spec.version}" if spec.group else f"/api/{spec.version}"
+    namespaced = spec.method.endswith("_for_all_namespaces")
+    return f"{base}/namespaces/{ns}/{spec.plural}" if namespaced else f"{base}/{spec.plural}"
+
+
 class Collector:
     """watch_cluster drained in the background into `.events`, stopped through its `stop` event."""
 
-    def __init__(self, api: client.ApiClient, kinds: list[str] | None, *, options: WatchOptions = FAST) -> None:
+    def __init__(self, emulator: kmock.KubernetesEmulator, api: client.ApiClient, kinds: list[str] | None, *,
+                 options: WatchOptions = FAST) -> None:
         self.stop = asyncio.Event()
         self.watch = watch_cluster(api, kinds=kinds, stop=self.stop, options=options)
-        self.items: list = []
+        self.specs = resolve_kinds(kinds)
+        self.emulator = emulator
+        self.all_items: list = []
+
+    @property
+    def items(self) -> list:
+        """What the collector emitted, without the markers."""
+        return [i for i in self.all_items if not is_mark(i)]
 
     @property
     def events(self) -> list[RawEvent]:
@@ -137,12 +154,33 @@ class Collector:
 
     async def _drain(self) -> None:
         async for item in self.watch:
-            self.items.append(item)
+            self.all_items.append(item)
 
     async def wait(self, n: int) -> list[RawEvent]:
-        await until(lambda: len(self.events) >= n, what=lambda: f"{n} events, have {seen(self.events)}")
-        await asyncio.sleep(0.2)  # nothing more should come
+        """The events once there are `n`, and once anything the API server sent before them has
+        come out too: a marker object is created through the API for every watched kind after
+        the n-th event, and the wait ends when the collector has emitted every marker. A late
+        event (a duplicate, a relist that re-emits what was seen) comes before its kind's marker."""
+        await until(lambda: len(self.events) >= n, timeout=10, every=0.01,
+                    what=lambda: f"{n} events, have {seen(self.events)}")
+        await self.mark()
         return self.events
+
+    async def mark(self) -> None:
+        marks = set()
+        for spec in self.specs:
+            name = f"{MARK}{spec.plural}-{uuid.uuid4().hex[:8]}"
+            namespaced = spec.method.endswith("_for_all_namespaces")
+            marker = obj(spec.kind, name, ns="mark" if namespaced else "", api_version=spec.api_version)
+            response = await self.emulator.post(create_path(spec, "mark"), json=marker)
+            assert response.status == 200, (spec.name, response.status)
+            marks.add(name)
+
+        def marked() -> bool:
+            out = {i.metadata["name"] for i in self.all_items if isinstance(i, RawEvent) and is_mark(i)}
+            out |= {m for m in marks for i in self.all_items if m in getattr(i, "position", "")}
+            return out >= marks
+        await until(marked, timeout=10, every=0.01, what=lambda: f"the collector to emit the markers {sorted(marks)}")
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop.set()
@@ -157,14 +195,16 @@ async def test_list_then_watch_emits_snapshots_then_changes(emulator: kmock.Kube
     emulator.objects[PODS, "shop", "web-1"] = web1
     emulator.objects[NODES, None, "n1"] = node
     web2 = obj("Pod", "web-2", ns="shop", rv="5")
-    async with Collector(api_for(emulator), ["pods", "nodes"]) as run:
+    async with Collector(emulator, api_for(emulator), ["pods", "nodes"]) as run:
         await run.wait(2)
         await watch_live(emulator, PODS)
         assert (await emulator.post("/api/v1/namespaces/shop/pods", json=web2)).status == 200
-        await until(lambda: len(run.events) >= 3)
+        await until(lambda: len(run.events) >= 3, timeout=10, every=0.01,
+                    what=lambda: f"web-2 ADDED, have {seen(run.events)}")
         patch = {"metadata": {"resourceVersion": "6"}, "status": {"phase": "Running"}}
         assert (await emulator.patch("/api/v1/namespaces/shop/pods/web-1", json=patch)).status == 200
-        await until(lambda: len(run.events) >= 4)
+        await until(lambda: len(run.events) >= 4, timeout=10, every=0.01,
+                    what=lambda: f"web-1 MODIFIED, have {seen(run.events)}")
         assert (await emulator.delete("/api/v1/namespaces/shop/pods/web-2")).status == 200
         events = await run.wait(5)
 
@@ -197,9 +237,9 @@ async def test_normal_end_resumes_from_the_last_bookmark_without_relisting(
                                                "metadata": {"resourceVersion": "9"}}}
     # the first watch request gets a finite stream: one change, a bookmark, then the server ends it
     emulator[kmock.action.WATCH, CMS][:1] << ({"type": "ADDED", "object": b}, bookmark)
-    async with Collector(api_for(emulator), ["configmaps"]) as run:
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
         events = await run.wait(2)
-        await until(lambda: len(watches(emulator, CMS)) >= 2, what="the watch resumed")
+        await until(lambda: len(watches(emulator, CMS)) >= 2, timeout=10, every=0.01, what="the watch resumed")
     assert seen(events) == [("SNAPSHOT", "a", "1"), ("ADDED", "b", "5")]
     first, second = watches(emulator, CMS)[:2]
     assert first.params["resourceVersion"] == "..." and second.params["resourceVersion"] == "9"
@@ -210,11 +250,12 @@ async def test_410_error_event_relists_and_emits_only_the_gap(emulator: kmock.Ku
     a, b, c = (obj("ConfigMap", n, ns="app") for n in "abc")
     for o in (a, b, c):
         emulator.objects[CMS, "app", o["metadata"]["name"]] = o
-    async with Collector(api_for(emulator), ["configmaps"]) as run:
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
         await run.wait(3)
         await watch_live(emulator, CMS)
         await emulator.patch("/api/v1/namespaces/app/configmaps/a", json={"metadata": {"resourceVersion": "2"}})
-        await until(lambda: len(run.events) >= 4)
+        await until(lambda: len(run.events) >= 4, timeout=10, every=0.01,
+                    what=lambda: f"a MODIFIED, have {seen(run.events)}")
         # the gap: changes the watch never reports
         emulator.objects[CMS, "app", "b"].delete()
         emulator.objects[CMS, "app", "c"].patch({"metadata": {"resourceVersion": "2"}, "data": {"k": "v"}})
@@ -222,7 +263,8 @@ async def test_410_error_event_relists_and_emits_only_the_gap(emulator: kmock.Ku
         await emulator._buses[CMS].put({"type": "ERROR", "object": {
             "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired",
             "message": "too old resource version: 1 (2)"}})
-        await until(lambda: len(run.events) >= 7)
+        await until(lambda: len(run.events) >= 7, timeout=10, every=0.01,
+                    what=lambda: f"the relist's gap, have {seen(run.events)}")
         await emulator.post("/api/v1/namespaces/app/configmaps", json=obj("ConfigMap", "e", ns="app"))
         events = await run.wait(8)
     assert seen(events) == [
@@ -248,9 +290,9 @@ async def test_410_status_on_opening_the_watch_relists(emulator: kmock.Kubernete
                 "message": "too old resource version"}
 
     emulator[kmock.action.WATCH, CMS][:1] << 410 << gap_then_gone
-    async with Collector(api_for(emulator), ["configmaps"]) as run:
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
         events = await run.wait(5)
-        await until(lambda: len(watches(emulator, CMS)) >= 2)
+        await until(lambda: len(watches(emulator, CMS)) >= 2, timeout=10, every=0.01, what="the second watch")
     assert seen(events) == [("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "1"),
                             ("DELETED", "b", "1"), ("MODIFIED", "a", "3"), ("ADDED", "c", "3")]
     assert len(lists(emulator, CMS)) == 2
@@ -265,7 +307,7 @@ async def test_secret_values_never_leave_the_collector(emulator: kmock.Kubernete
     secret["metadata"]["annotations"] = {LAST_APPLIED: applied, "team": "db"}
     emulator.objects[SECRETS, "shop", "db"] = secret
     rotated = "rotated-Pa55w0rd-xyz"
-    async with Collector(api_for(emulator), ["secrets"]) as run:
+    async with Collector(emulator, api_for(emulator), ["secrets"]) as run:
         await run.wait(1)
         await watch_live(emulator, SECRETS)
         await emulator.patch("/api/v1/namespaces/shop/secrets/db", json={
@@ -292,7 +334,7 @@ async def test_every_kind_is_listed_with_kind_and_api_version_filled_in(emulator
         item = obj(spec.kind, f"x-{spec.name}", ns="ns" if namespaced else "")
         del item["kind"], item["apiVersion"]
         emulator.objects[f"{spec.api_version}/{spec.plural}", "ns" if namespaced else None, f"x-{spec.name}"] = item
-    async with Collector(api_for(emulator), None) as run:
+    async with Collector(emulator, api_for(emulator), None) as run:
         events = await run.wait(len(KINDS))
     assert len(events) == len(KINDS)
     by_name = {e.metadata["name"]: e for e in events}
@@ -308,7 +350,7 @@ async def test_an_unusable_object_comes_out_as_an_error_and_the_rest_goes_on(
     del timeless["metadata"]["creationTimestamp"]
     emulator.objects[CMS, "app", "timeless"] = timeless
     emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
-    async with Collector(api_for(emulator), ["configmaps"]) as run:
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
         events = await run.wait(1)
     [error] = [i for i in run.items if isinstance(i, UnusableInput)]
     assert seen(events) == [("SNAPSHOT", "a", "1")]
@@ -323,7 +365,7 @@ async def test_api_errors_back_off_and_say_what_to_check(emulator: kmock.Kuberne
                  "message": 'configmaps is forbidden: User "x" cannot list resource "configmaps"'}
     emulator[kmock.action.LIST, CMS][:2] << 403 << forbidden
     with caplog.at_level(logging.WARNING, logger="collectors.watching"):
-        async with Collector(api_for(emulator), ["configmaps"]) as run:
+        async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
             events = await run.wait(1)
     assert seen(events) == [("SNAPSHOT", "a", "1")] and len(lists(emulator, CMS)) == 3
     warnings = [r.getMessage() for r in caplog.records if "configmaps" in r.getMessage()]
@@ -334,17 +376,22 @@ async def test_a_watch_that_keeps_ending_at_once_does_not_busy_loop(emulator: km
     emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
     emulator[kmock.action.WATCH, CMS] << b""  # every watch: 200, empty body, over
     options = WatchOptions(backoff_initial_s=0.1, backoff_max_s=0.4)
-    async with Collector(api_for(emulator), ["configmaps"], options=options) as run:
-        await run.wait(1)
-        await asyncio.sleep(1.5)
-    assert 2 <= len(watches(emulator, CMS)) <= 10  # reconnects, with backoff: not hundreds
+    loop = asyncio.get_running_loop()
+    async with Collector(emulator, api_for(emulator), ["configmaps"], options=options) as run:
+        await until(lambda: watches(emulator, CMS), timeout=10, every=0.01, what="the first watch")
+        first = loop.time()
+        # it reconnects, with backoff (at least 0.1 + 0.2 + 0.4 s between the four): not hundreds at once
+        await until(lambda: len(watches(emulator, CMS)) >= 4, timeout=10, every=0.01, what="three reconnections")
+        reconnecting = loop.time() - first
+    assert reconnecting >= 0.6, f"4 watches in {reconnecting:.3f}s: no backoff"
+    # each session would have listed before its watch: the fourth watch came after any relist
     assert len(lists(emulator, CMS)) == 1 and len(run.events) == 1
 
 
 async def test_stop_ends_open_watches_and_their_threads(emulator: kmock.KubernetesEmulator) -> None:
     emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
     started = asyncio.get_running_loop().time()
-    async with Collector(api_for(emulator), ["configmaps", "pods", "nodes"]) as run:
+    async with Collector(emulator, api_for(emulator), ["configmaps", "pods", "nodes"]) as run:
         await run.wait(1)
         await watch_live(emulator, CMS)
     assert asyncio.get_running_loop().time() - started < 5
@@ -395,7 +442,7 @@ async def test_kubeconfig_and_context_pick_the_cluster(emulator: kmock.Kubernete
     api = load_api_client(kubeconfig=str(path), context="emulator")
     assert api.configuration.host == url
     emulator.objects[CMS, "app", "a"] = obj("ConfigMap", "a", ns="app")
-    async with Collector(api, ["configmaps"]) as run:
+    async with Collector(emulator, api, ["configmaps"]) as run:
         assert seen(await run.wait(1)) == [("SNAPSHOT", "a", "1")]
     monkeypatch.setenv("KUBECONFIG", str(path))  # found like kubectl finds it
     assert load_api_client(context="emulator").configuration.host == url
