@@ -17,9 +17,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from agents.diagnosis.logs import classify, endpoint
-from agents.diagnosis.model import Diagnosis, Evidence, from_event, from_log, from_state
+from agents.diagnosis.model import Diagnosis, Evidence, excerpt, from_event, from_log, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import EXIT_MEANINGS, ContainerView, Terminated, containers, phase
+from agents.diagnosis.podstate import EXIT_MEANINGS, ContainerView, Terminated, condition, containers, owner, phase
 
 FAMILY = "containers"
 CRASH_WAITING = frozenset({"CrashLoopBackOff", "RunContainerError", "CreateContainerError", "StartError"})
@@ -118,9 +118,22 @@ def _events_for(observed: Observed, pod: ObjectKey, container: str) -> list[Kube
             and e.reason in ("BackOff", "Failed", "Killing", "OOMKilling", "Unhealthy")]
 
 
+def _job_succeeded(observed: Observed, seen: Seen) -> bool:
+    """A pod of a Job that completed: its failed attempts were retried until one succeeded."""
+    found = owner(seen.obj)
+    job = observed.get("Job", seen.key.namespace, found[1]) if found and found[0] == "Job" else None
+    if job is None:
+        return False
+    complete = condition(job.obj, "Complete")
+    return bool(complete and complete.get("status") == "True") or int((job.obj.get("status") or {})
+                                                                     .get("succeeded") or 0) > 0
+
+
 def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
     out: list[Diagnosis] = []
     pod_phase = phase(seen.obj)
+    if pod_phase == "Failed" and _job_succeeded(observed, seen):
+        return out
     for c in containers(seen.obj):
         failing = _failing(c, pod_phase)
         if not failing and not _recovered_loop(c):
@@ -146,6 +159,7 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
         if found is not None and found.confidence >= confidence - 0.2:
             cause, meaning, confidence = found.cause, found.meaning, max(found.confidence, confidence)
             detail.update(found.detail)
+            detail["log"] = excerpt(found.line.text)
             evidence.append(from_log(found.line))
             if found.cause in ("dependency-unreachable", "tls-certificate"):
                 detail["endpoint"] = endpoint(found.detail)
@@ -157,10 +171,15 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
     what = "init container" if c.init else "container"
     status = c.waiting_reason or ("failed" if ongoing else "restarted repeatedly, now running")
     specific = _specific(cause, detail)
-    message = (f"{what.capitalize()} {c.name} of pod {pod.name} (namespace {pod.namespace}) is {status}: "
+    message = (f"{what.capitalize()} {c.name} of pod {pod.name}{in_namespace(pod)} is {status}: "
                f"{meaning}{specific}")
+    if "log" in detail:
+        message += f"; its log: \"{detail['log']}\""
+    if term is not None and (term.reason or term.exit_code is not None):
+        parts = [p for p in (term.reason, f"exit code {term.exit_code}" if term.exit_code is not None else "") if p]
+        message += f"; last run: {', '.join(parts)}"
     if c.restarts:
-        message += f"; {c.restarts} restarts"
+        message += f", {c.restarts} restarts"
     return Diagnosis(
         family=FAMILY, cause=cause, subject=pod, message=message,
         confidence=round(confidence if ongoing else confidence * 0.6, 3),
@@ -213,9 +232,12 @@ def diagnose_events_only(observed: Observed, pod: ObjectKey) -> list[Diagnosis]:
         if found.cause in ("dependency-unreachable", "tls-certificate"):
             detail["endpoint"] = endpoint(found.detail)
         evidence.append(from_log(found.line))
+        detail["log"] = excerpt(found.line.text)
     ongoing = observed.end is None or (observed.end - last.at).total_seconds() <= 600
-    message = (f"Container {container or '?'} of pod {pod.name} (namespace {pod.namespace}) is in "
+    message = (f"Container {container or '?'} of pod {pod.name}{in_namespace(pod)} is in "
                f"CrashLoopBackOff: {meaning}{_specific(cause, detail)}")
+    if "log" in detail:
+        message += f"; its log: \"{detail['log']}\""
     return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message, confidence=confidence,
                       remediation=_fill(REMEDIES.get(cause, REMEDIES["crash-loop"]), detail),
                       at=min(e.at for e in backoff), ongoing=ongoing, evidence=evidence, detail=detail,

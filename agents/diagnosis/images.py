@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from agents.diagnosis.model import Diagnosis, from_event, from_state
+from agents.diagnosis.model import Diagnosis, excerpt, from_event, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import containers
 
@@ -90,8 +90,11 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
     evidence = [from_event(e) for e in failures[-2:]]
     if views and seen is not None:
         evidence.insert(0, from_state(seen, f"container {container}: {waiting}: {views[0].waiting_message[:300]}"))
-    message = (f"Pod {pod.name} (namespace {pod.namespace}) cannot pull image {image or '?'} for container "
+    message = (f"Pod {pod.name}{in_namespace(pod)} cannot pull image {image or '?'} for container "
                f"{container or '?'}: {meaning}")
+    said = _registry_said(detail_text)
+    if said:
+        message += f" (the pull error: \"{said}\")"
     return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message,
                       confidence=0.9 if cause != "image-pull-failure" else 0.7,
                       remediation=REMEDIES[cause].format(image=image or "the image"),
@@ -99,6 +102,15 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
                       ongoing=ongoing, evidence=evidence,
                       detail={"image": image, "container": container},
                       chain=[f"{pod}: {waiting or 'image pull failing'}: {meaning} ({image})"])]
+
+
+def _registry_said(text: str) -> str:
+    """The end of the pull error, where the registry's own words are (`401 Unauthorized`, `manifest unknown`)."""
+    text = " ".join(text.split())
+    if ": " in text:
+        parts = text.split(": ")
+        text = ": ".join(parts[-3:])
+    return excerpt(text, 220)
 
 
 def _image_in(text: str) -> str:

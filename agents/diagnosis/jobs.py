@@ -8,7 +8,7 @@ their exits and logs, which `agents.diagnosis.containers` has diagnosed. Feeds: 
 
 from __future__ import annotations
 
-from agents.diagnosis.model import Diagnosis, from_event, from_state
+from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import condition, owner
 
@@ -37,7 +37,12 @@ def diagnose_job(observed: Observed, job: ObjectKey, seen: Seen | None, pod_caus
     pods = job_pods(observed, job)
     causes = [pod_causes[p] for p in pods if p in pod_causes]
     detail: dict[str, str] = {"reason": reason, "failed_pods": str(len(pods))}
-    text = f"Job {job.name} (namespace {job.namespace}) failed: {meaning}"
+    spec = (seen.obj.get("spec") or {}) if seen else {}
+    limits = [f"{k} {spec[k]}" + ("s" if k == "activeDeadlineSeconds" else "")
+              for k in ("backoffLimit", "activeDeadlineSeconds") if spec.get(k) is not None]
+    text = f"Job {job.name}{in_namespace(job)} failed ({reason}): {meaning}"
+    if limits:
+        text += f" ({', '.join(limits)})"
     chain = [f"{job}: Failed ({reason})"]
     confidence = 0.85
     if causes:

@@ -63,6 +63,12 @@ def from_state(seen: Seen, text: str) -> Evidence:
     return Evidence(at=seen.at, source=seen.source, text=f"{seen.key}: {text}")
 
 
-def subject_pods(observed_pods: list[ObjectKey], subject: ObjectKey) -> list[ObjectKey]:
-    """The pods listed, less the subject itself (members of a diagnosis are the others)."""
-    return [p for p in observed_pods if p != subject]
+def in_namespace(key: ObjectKey) -> str:
+    """` (namespace shop)`, or nothing when the input does not say (an events table of one namespace)."""
+    return f" (namespace {key.namespace})" if key.namespace else ""
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """One line of a message or log, cut at `limit` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -10,25 +10,19 @@ and ConfigMaps (whose values may name the dependency's host). Feeds: Diagnoses o
 from __future__ import annotations
 
 from agents.diagnosis.logs import classify, endpoint
-from agents.diagnosis.model import Diagnosis, from_log, from_state
+from agents.diagnosis.model import Diagnosis, from_log, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import containers, labels, phase
+from core.kube.selectors import LabelSelector
 
 FAMILY = "network"
 NETWORK_CAUSES = frozenset({"dns-resolution", "dependency-unreachable"})
 
 
 def selects(policy: dict, pod_labels: dict[str, str]) -> bool:
-    selector = (policy.get("spec") or {}).get("podSelector") or {}
-    match = selector.get("matchLabels") or {}
-    if any(pod_labels.get(k) != v for k, v in match.items()):
-        return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and pod_labels.get(key) not in values or op == "NotIn" and pod_labels.get(key) in values \
-                or op == "Exists" and key not in pod_labels or op == "DoesNotExist" and key in pod_labels:
-            return False
-    return True
+    """A NetworkPolicy's podSelector (`{}`: every pod of its namespace) selects these labels."""
+    selector = (policy.get("spec") or {}).get("podSelector")
+    return LabelSelector.of(selector, empty_selects_all=True).matches(pod_labels)
 
 
 def denies_egress_port(policy: dict, port: int) -> bool:
@@ -80,7 +74,7 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
     if policies and not _allowing(observed, seen, port):
         policy = policies[0]
         what = "DNS (port 53)" if port == 53 else f"port {port}"
-        message = (f"Pod {pod.name} (namespace {pod.namespace}) cannot reach {what}: NetworkPolicy "
+        message = (f"Pod {pod.name}{in_namespace(pod)} cannot reach {what}: NetworkPolicy "
                    f"{policy.key.name} selects it and denies egress to {what}; its log: {found.line.text[:200]}")
         return [Diagnosis(
             family=FAMILY, cause="networkpolicy-denies-egress", subject=pod, message=message, confidence=0.85,
@@ -96,7 +90,7 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
         return []  # a failing pod's network errors are the containers family's to report
     config = _config_naming(observed, pod.namespace, found.detail.get("host", ""))
     via = f" (named in ConfigMap {config.name})" if config else ""
-    message = (f"Pod {pod.name} (namespace {pod.namespace}) runs but its requests fail: {found.meaning}: "
+    message = (f"Pod {pod.name}{in_namespace(pod)} runs but its requests fail: {found.meaning}: "
                f"{target or 'a dependency'}{via}")
     return [Diagnosis(
         family=FAMILY, cause="dependency-down", subject=pod, message=message, confidence=0.7,

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 
-from agents.diagnosis.model import Diagnosis, from_event, from_state
+from agents.diagnosis.model import Diagnosis, excerpt, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import condition, node_name
 
 FAMILY = "nodes"
-_LOW_ON = re.compile(r"low on resource: ([\w.-]+)", re.I)
+_LOW_ON = re.compile(r"low on resource: ([\w-]+(?:\.[\w-]+)*)", re.I)
 _HAD_CONDITION = re.compile(r"had condition: \[(\w+)\]", re.I)
 _PRESSURE = {"MemoryPressure": ("node-memory-pressure", "memory"),
              "DiskPressure": ("node-disk-pressure", "disk (ephemeral-storage)"),
@@ -83,7 +83,7 @@ def diagnose_eviction(observed: Observed, pod: ObjectKey, seen: Seen | None) -> 
     on = f" on node {node}" if node else ""
     what = f"the node ran low on {resource}" if resource else (f"the node had {had.group(1)}" if had else
                                                                 "the kubelet evicted it")
-    message = f"Pod {pod.name} (namespace {pod.namespace}) was evicted{on}: {what}"
+    message = f"Pod {pod.name}{in_namespace(pod)} was evicted{on}: {what} ({excerpt(text, 240)})"
     evidence = ([from_state(seen, f"phase {status.get('phase', '')}, reason Evicted: {text}")] if seen else [])
     evidence += [from_event(e) for e in events[-1:]]
     remedy = REMEDIES.get(cause, "See why the kubelet evicted it (`kubectl describe node`).")

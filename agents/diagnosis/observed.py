@@ -142,7 +142,27 @@ def observe(events: Iterable[RawEvent]) -> Observed:
             continue
         end = raw.timestamp if end is None or raw.timestamp > end else end
     out.end = end
+    _join_namespaces(out)
     return out
+
+
+def _join_namespaces(out: Observed) -> None:
+    """An events table of one namespace (or a log file) names no namespace: its Events and lines
+    belong to the one object of that kind and name the input shows in a namespace."""
+    by_name: dict[tuple[str, str], list[ObjectKey]] = {}
+    for key in out.objects:
+        by_name.setdefault((key.kind, key.name), []).append(key)
+    for table in (out.events, out.logs):
+        for key in [k for k in table if not k.namespace]:
+            found = by_name.get((key.kind, key.name), [])
+            if len(found) == 1 and found[0].namespace:
+                moved = table.pop(key)
+                target = found[0]
+                if table is out.events:
+                    moved = [msgspec.structs.replace(e, about=target) for e in moved]  # type: ignore[attr-defined]
+                else:
+                    moved = [msgspec.structs.replace(line, pod=target) for line in moved]  # type: ignore[attr-defined]
+                table.setdefault(target, []).extend(moved)  # type: ignore[arg-type]
 
 
 def _add_object(out: Observed, raw: RawEvent, action: str) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 
 from agents.diagnosis.observed import ObjectKey, Observed
+from core.kube.owners import controller_of
+from core.kube.owners import workload_of as workload_of_kind
 
 #: exit codes and what they mean (128+n: killed by signal n)
 EXIT_MEANINGS = {
@@ -120,32 +122,31 @@ def phase(obj: dict) -> str:
     return str((obj.get("status") or {}).get("phase") or "")
 
 
+class _Ref(msgspec.Struct, frozen=True):
+    kind: str = ""
+    name: str = ""
+    controller: bool = False
+
+
 def owner(obj: dict) -> tuple[str, str] | None:
-    """The controlling owner's (kind, name), or the first owner when none is marked controller."""
-    refs = [r for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(r, dict)]
-    chosen = next((r for r in refs if r.get("controller")), refs[0] if refs else None)
-    return (str(chosen.get("kind") or ""), str(chosen.get("name") or "")) if chosen else None
+    """The controlling owner's (kind, name) (`core.kube.owners.controller_of`)."""
+    refs = [_Ref(kind=str(r.get("kind") or ""), name=str(r.get("name") or ""), controller=bool(r.get("controller")))
+            for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(r, dict)]
+    chosen = controller_of(refs)
+    return (chosen.kind, chosen.name) if chosen else None
 
 
 def workload_of(observed: Observed, pod: ObjectKey) -> ObjectKey | None:
-    """The workload a pod belongs to: its controller, a ReplicaSet resolved to its Deployment."""
-    seen = observed.objects.get(pod)
-    found = owner(seen.obj) if seen else None
-    if found is None:
+    """The workload a pod counts for (`core.kube.owners.workload_of`: a ReplicaSet rolls up to its
+    Deployment, a Job stays its own); None for a bare pod, which is only itself."""
+    def owner_of(kind: str, name: str) -> tuple[str, str] | None:
+        seen = observed.objects.get(ObjectKey(kind, pod.namespace, name))
+        return owner(seen.obj) if seen else None
+
+    found = workload_of_kind(pod.kind, pod.name, owner_of=owner_of)
+    if found is None or found == (pod.kind, pod.name):
         return None
-    kind, name = found
-    key = ObjectKey(kind, pod.namespace, name)
-    if kind == "ReplicaSet":
-        rs = observed.objects.get(key)
-        parent = owner(rs.obj) if rs else None
-        if parent and parent[0] == "Deployment":
-            return ObjectKey("Deployment", pod.namespace, parent[1])
-    if kind == "Job":
-        job = observed.objects.get(key)
-        parent = owner(job.obj) if job else None
-        if parent and parent[0] == "CronJob":
-            return key  # the Job is what failed; its CronJob only starts it
-    return key
+    return ObjectKey(found[0], pod.namespace, found[1])
 
 
 def pods_of(observed: Observed, workload: ObjectKey) -> list[ObjectKey]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from agents.diagnosis.model import Diagnosis, from_event, from_state
+from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import containers
 
@@ -42,6 +42,24 @@ def probe_output(output: str) -> tuple[str, str]:
         return f"no route to host{where}", "tcp"
     text = output.strip().splitlines()[0][:200] if output.strip() else "a non-zero exit"
     return f"its command failed: {text}", "exec"
+
+
+def _probe_target(pod: dict, container: str, probe: str) -> str:
+    """What the probe calls, from the pod spec: `GET :8080/readyz`, `TCP :5432`, `exec pg_isready ...`."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if not isinstance(c, dict) or (container and c.get("name") != container):
+            continue
+        spec = c.get(f"{probe}Probe") or {}
+        if "httpGet" in spec:
+            get = spec["httpGet"] or {}
+            return f"{get.get('scheme', 'HTTP')} GET :{get.get('port', '')}{get.get('path', '/')}"
+        if "tcpSocket" in spec:
+            return f"TCP :{(spec['tcpSocket'] or {}).get('port', '')}"
+        if "exec" in spec:
+            return "exec " + " ".join(str(x) for x in (spec["exec"] or {}).get("command") or [])[:120]
+        if "grpc" in spec:
+            return f"gRPC :{(spec['grpc'] or {}).get('port', '')}"
+    return ""
 
 
 def _container_of(event: KubeEvent) -> str:
@@ -73,6 +91,10 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         last = max([e for e, _ in failures] + probe_kills, key=lambda e: e.at)
         container = _container_of(last) or next((_container_of(e) for e, _ in failures if _container_of(e)), "")
         view = views.get(container) or (next(iter(views.values())) if len(views) == 1 else None)
+        if view is None and probe == "readiness":
+            view = next((v for v in views.values() if not v.ready and not v.init), None)
+        container = container or (view.name if view is not None else "")
+        target = _probe_target(seen.obj, container, probe) if seen is not None else ""
         output = failures[-1][1] if failures else ""
         got, how = probe_output(output) if output else ("failures", "")
         count = sum(e.count for e, _ in failures) + sum(k.count for k in probe_kills)
@@ -88,8 +110,9 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
                   "liveness": "the kubelet restarts the container",
                   "startup": "the container is restarted before it finishes starting"}[probe]
         restarts = f", {view.restarts} restarts" if view is not None and view.restarts else ""
-        message = (f"{probe.capitalize()} probe of container {container or '?'} in pod {pod.name} (namespace "
-                   f"{pod.namespace}) fails: {got} ({count} failures{restarts}); {effect}")
+        probe_name = f"{probe.capitalize()} probe" + (f" ({target})" if target else "")
+        message = (f"{probe_name} of container {container or '?'} in pod {pod.name}{in_namespace(pod)} fails: "
+                   f"{got} ({count} failures{restarts}); {effect}")
         evidence = [from_event(e) for e, _ in failures[-2:]] + [from_event(k) for k in probe_kills[-1:]]
         if seen is not None and view is not None:
             evidence.insert(0, from_state(seen, f"container {container}: ready={view.ready}, "

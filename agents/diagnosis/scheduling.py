@@ -17,7 +17,7 @@ import re
 
 import msgspec
 
-from agents.diagnosis.model import Diagnosis, from_event, from_state
+from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import condition, node_name, phase
 
@@ -101,12 +101,23 @@ def cause_of(reason: str) -> tuple[str, dict[str, str], str]:
     return "unschedulable", {}, reason
 
 
+#: what to act on when nodes fail for different reasons: the nodes a pod's selector and
+#: tolerations let through fail on capacity or volumes, so those come first
+_ACTIONABLE = {"insufficient-resource": 9, "unbound-pvc": 9, "volume-node-affinity": 8, "too-many-pods": 8,
+               "pod-affinity": 7, "topology-spread": 7, "host-port-conflict": 7, "node-not-ready": 6,
+               "node-selector-mismatch": 5, "untolerated-taint": 4, "unschedulable": 1}
+
+
 def _pick(reasons: list[Reason]) -> Reason | None:
-    """The reason to act on: the one excluding most nodes, an expected control-plane taint last."""
-    def weight(r: Reason) -> tuple[int, int]:
+    """The reason to act on. One reason excluding every node is it; otherwise the nodes the pod's
+    selector and tolerations let through fail for the reason that matters (capacity, volumes...);
+    an expected control-plane taint comes last."""
+    if not reasons:
+        return None
+    def weight(r: Reason) -> tuple[int, int, int]:
         expected = any(t in r.text for t in _EXPECTED_TAINTS)
-        return (0 if expected else 1, r.count)
-    return max(reasons, key=weight) if reasons else None
+        return (0 if expected else 1, _ACTIONABLE.get(cause_of(r.text)[0], 0), r.count)
+    return max(reasons, key=weight)
 
 
 def _scheduled_later(events: list[KubeEvent], after: KubeEvent) -> bool:
@@ -139,13 +150,35 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
     detail["reasons"] = "; ".join(f"{r.count} {r.text}" for r in reasons)
     if total:
         detail["nodes"] = str(total)
-    text = (f"Pod {pod.name} (namespace {pod.namespace}) cannot be scheduled: {sentence} ({summary})")
     caused_by = _claim(seen) if cause == "unbound-pvc" and seen else None
+    if caused_by is not None:
+        sentence += f" (claim {caused_by.name})"
+        detail["claim"] = caused_by.name
+    if cause == "node-selector-mismatch" and seen is not None:
+        wanted = _node_selector(seen.obj)
+        if wanted:
+            sentence += f" ({wanted})"
+            detail["selector"] = wanted
+    text = f"Pod {pod.name}{in_namespace(pod)} cannot be scheduled: {sentence} ({summary})"
     return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=text,
                       confidence=0.85 if chosen else 0.6, remediation=_remedy(cause, detail),
                       at=min((e.at for e in failed), default=seen.at if seen else observed.end or last.at),  # type: ignore[union-attr]
                       ongoing=ongoing, evidence=evidence, detail=detail, caused_by=caused_by,
                       chain=[f"{pod}: Pending, {sentence}"])]
+
+
+def _node_selector(pod: dict) -> str:
+    """The pod's nodeSelector and required node-affinity terms, as `key=value` / `key In (a, b)`."""
+    spec = pod.get("spec") or {}
+    terms = [f"{k}={v}" for k, v in (spec.get("nodeSelector") or {}).items()]
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution") or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchExpressions") or []:
+            values = ", ".join(expr.get("values") or [])
+            terms.append(f"{expr.get('key')} {expr.get('operator')} ({values})" if values
+                         else f"{expr.get('key')} {expr.get('operator')}")
+    return "; ".join(terms)
 
 
 def _claim(seen: Seen) -> ObjectKey | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from agents.diagnosis.model import Diagnosis, from_event, from_state
+from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import containers, phase
 
@@ -92,7 +92,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         where = f"volume {_VOLUME.search(text).group(1)}" if _VOLUME.search(text) else "its environment"
         what = f"key {detail['key']} of {missing.kind} {missing.name}" if cause == "missing-key" \
             else f"{missing.kind} {missing.name}"
-        message = (f"Pod {pod.name} (namespace {pod.namespace}) cannot start its containers: {what} does not "
+        message = (f"Pod {pod.name}{in_namespace(pod)} cannot start its containers: {what} does not "
                    f"exist (referenced by {where})")
         evidence = [from_event(e) for e in events[-2:]]
         if views and seen is not None:
@@ -112,7 +112,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         volume = _VOLUME.search(last.message)
         name = volume.group(1) if volume else ""
         first_line = last.message.split("\n")[0][:300]
-        message = (f"Pod {pod.name} (namespace {pod.namespace}) waits for volume {name or '?'}: {first_line}")
+        message = (f"Pod {pod.name}{in_namespace(pod)} waits for volume {name or '?'}: {first_line}")
         ongoing = observed.end is None or (observed.end - last.at).total_seconds() <= 900
         return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message, confidence=0.75,
                           remediation=REMEDIES[cause], at=min(e.at for e in group), ongoing=ongoing,
@@ -137,7 +137,7 @@ def diagnose_controller(observed: Observed, key: ObjectKey) -> list[Diagnosis]:
     else:
         cause, detail, what, caused_by = "create-forbidden", {}, last.message[:300], None
     ongoing = observed.end is None or (observed.end - last.at).total_seconds() <= 900
-    message = f"{key.kind} {key.name} (namespace {key.namespace}) cannot create its pods: {what}"
+    message = f"{key.kind} {key.name}{in_namespace(key)} cannot create its pods: {what}"
     return [Diagnosis(family=FAMILY, cause=cause, subject=key, message=message, confidence=0.9,
                       remediation=_fill(REMEDIES[cause], detail) if cause in REMEDIES else REMEDIES["create-forbidden"],
                       at=min(e.at for e in failed), ongoing=ongoing, evidence=[from_event(last)],
@@ -164,7 +164,7 @@ def diagnose_claim(observed: Observed, seen: Seen) -> list[Diagnosis]:
     else:
         cause, missing, detail = found
         what = f"{missing.kind} {missing.name} does not exist"
-    message = f"PersistentVolumeClaim {key.name} (namespace {key.namespace}) stays Pending: {what}"
+    message = f"PersistentVolumeClaim {key.name}{in_namespace(key)} stays Pending: {what}"
     remedy = _fill(REMEDIES[cause], detail) if cause in REMEDIES else \
         "Read the provisioner's error (`kubectl describe pvc`) and check its StorageClass and CSI driver."
     evidence = [from_state(seen, f"phase {phase(seen.obj) or 'Pending'}, storageClassName {klass or '(default)'}")]

@@ -9,7 +9,7 @@ Feeds: Diagnoses of family `workloads`. When the workload's pods are diagnosed, 
 
 from __future__ import annotations
 
-from agents.diagnosis.model import Diagnosis, from_state
+from agents.diagnosis.model import Diagnosis, from_state, in_namespace
 from agents.diagnosis.observed import Observed, Rollout, Seen
 from agents.diagnosis.podstate import condition
 
@@ -61,7 +61,7 @@ def diagnose_workload(observed: Observed, seen: Seen) -> list[Diagnosis]:
                                  + (f", Progressing={progressing.get('status')} ({progressing.get('reason', '')})"
                                     if progressing else ""))]
     return [Diagnosis(family=FAMILY, cause=cause, subject=key,
-                      message=f"{key.kind} {key.name} (namespace {key.namespace}) is degraded: {what}",
+                      message=f"{key.kind} {key.name}{in_namespace(key)} is degraded: {what}",
                       confidence=0.7, remediation="See why its pods are not ready (`kubectl describe pod`, the "
                       "newest ReplicaSet's pods); `kubectl rollout undo` returns to the last revision.",
                       at=rollout.at if rollout else seen.at, ongoing=True, evidence=evidence,

@@ -55,11 +55,16 @@ def event_identity(metadata: dict[str, str], timestamp: datetime) -> str:
                       metadata.get("count", "1"), timestamp.isoformat())
 
 
-def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
+NO_TIMESTAMP = "no timestamp"
+
+
+def raw_event_from_object(obj: dict, *, action: str, source: str, undated_at: datetime | None = None) -> RawEvent:
     """The RawEvent of one Kubernetes object or Event.
 
     `action` is SNAPSHOT, ADDED, MODIFIED or DELETED; an Event (core/v1 or events.k8s.io) always
-    gets EVENT. Raises UnusableObject naming the field when the object is not usable.
+    gets EVENT. An object that carries no time of its own (a manifest, `kubectl get -o yaml` of a
+    ConfigMap) is placed at `undated_at` when given: state at the start of the recording (metadata
+    `time_source` "undated"). Raises UnusableObject naming the field when the object is not usable.
     """
     if not isinstance(obj, dict):
         raise UnusableObject("", f"expected a mapping (a Kubernetes object), got {_type(obj)}")
@@ -87,8 +92,11 @@ def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
             spec = _mapping(obj, "spec", "spec")
             metadata["node"] = _text(spec, "nodeName", "spec.nodeName")
         timestamp = _object_time(obj, meta)
+    if timestamp is None and undated_at is not None and not is_event:
+        timestamp = undated_at
+        metadata["time_source"] = "undated"
     if timestamp is None:
-        raise UnusableObject("", f"no timestamp: {kind} {name} carries no time to place it at")
+        raise UnusableObject("", f"{NO_TIMESTAMP}: {kind} {name} carries no time to place it at")
     try:
         data = msgspec.json.encode(obj, order="sorted")
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
