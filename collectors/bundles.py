@@ -120,6 +120,9 @@ def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent 
     for path in inputs:
         read.extend(_read_input(path, now, named=True, loose=loose))
     events = [item for item in read if isinstance(item, RawEvent)]
+    if not events and loose.logs:  # only logs and undated manifests: the logs' own times place them
+        events = [e for path, data in loose.logs for e in standalone_log(path, data, [], now)
+                  if isinstance(e, RawEvent) and e.metadata.get("time_source") in ("line", "previous-line", "next-line")]
     reference, how = _reference(now, events, [p for p, _ in loose.ages + loose.logs])
     timed = [e.timestamp for e in events if e.metadata.get("action") != SNAPSHOT_ACTION] or \
         [e.timestamp for e in events]

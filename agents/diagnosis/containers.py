@@ -19,6 +19,7 @@ from datetime import datetime
 from agents.diagnosis.logs import classify, endpoint
 from agents.diagnosis.model import Diagnosis, Evidence, excerpt, from_event, from_log, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
+from core.kube.objects import parse_time
 from agents.diagnosis.podstate import EXIT_MEANINGS, ContainerView, Terminated, condition, containers, owner, phase
 
 FAMILY = "containers"
@@ -83,6 +84,11 @@ def _failing(c: ContainerView, pod_phase: str) -> bool:
     return False
 
 
+def _recent(stamp: str, end: datetime | None, *, minutes: int) -> bool:
+    when = parse_time(stamp) if stamp else None
+    return when is not None and end is not None and (end - when).total_seconds() <= minutes * 60
+
+
 def _recovered_loop(c: ContainerView) -> bool:
     """Restarted again and again, now running: a past incident, not an ongoing one."""
     return c.running and c.restarts >= 3 and c.last is not None and c.last.exit_code not in (None, 0)
@@ -138,7 +144,10 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
         failing = _failing(c, pod_phase)
         if not failing and not _recovered_loop(c):
             continue
-        out.append(_diagnose_container(observed, seen, c, ongoing=failing))
+        # running again after many restarts, the last crash a few minutes before the end: it is
+        # between two crashes of a loop, not recovered
+        ongoing = failing or _recent(c.last.finished_at if c.last else "", observed.end, minutes=15)
+        out.append(_diagnose_container(observed, seen, c, ongoing=ongoing))
     return out
 
 
@@ -156,6 +165,10 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
                                      + (f": {term.message.strip()[:300]}" if term and term.message.strip() else "")))
     if cause not in ("oom-killed", "command-not-found"):
         found = classify(observed.logs_of(pod, c.name))
+        if found is not None and cause == "segfault" and found.cause == "app-panic":
+            detail["log"] = excerpt(found.line.text)
+            evidence.append(from_log(found.line))
+            found = None
         if found is not None and found.confidence >= confidence - 0.2:
             cause, meaning, confidence = found.cause, found.meaning, max(found.confidence, confidence)
             detail.update(found.detail)

@@ -113,7 +113,8 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         name = volume.group(1) if volume else ""
         first_line = last.message.split("\n")[0][:300]
         message = (f"Pod {pod.name}{in_namespace(pod)} waits for volume {name or '?'}: {first_line}")
-        ongoing = observed.end is None or (observed.end - last.at).total_seconds() <= 900
+        waiting = seen is not None and phase(seen.obj) == "Pending"
+        ongoing = waiting or observed.end is None or (observed.end - last.at).total_seconds() <= 900
         return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message, confidence=0.75,
                           remediation=REMEDIES[cause], at=min(e.at for e in group), ongoing=ongoing,
                           evidence=[from_event(e) for e in group[-2:]], detail={"volume": name},
