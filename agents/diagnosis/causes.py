@@ -68,7 +68,12 @@ def join(found: list[Diagnosis], observed: Observed) -> list[Diagnosis]:
             absorbed.update(m for m in d.members if m in by_subject)
         if d.family == "nodes" and d.subject.kind == "Node":
             for pod, other in by_subject.items():
-                if other.caused_by == d.subject or (other.cause == "node-not-ready" and pod in d.members):
+                if pod in absorbed:
+                    continue
+                waits_for_nodes = other.family == "scheduling" and other.cause == "node-not-ready" \
+                    and d.cause == "node-not-ready"
+                if other.caused_by == d.subject or waits_for_nodes or (other.cause == "node-not-ready"
+                                                                       and pod in d.members):
                     _absorb(d, other)
                     absorbed.add(pod)
         if d.subject.kind == "PersistentVolumeClaim":
@@ -109,14 +114,23 @@ def join(found: list[Diagnosis], observed: Observed) -> list[Diagnosis]:
         if d.family == "workloads" and pods_by_workload.get(d.subject):
             best = max(pods_by_workload[d.subject], key=lambda x: (x.ongoing, x.confidence))
             best.chain = [line for line in d.chain if line not in best.chain] + best.chain
+            best.message += f"; {d.message}"
+            best.detail["workload_cause"] = d.cause
             if d.caused_by and best.caused_by is None:
                 best.caused_by = d.caused_by
             continue
         out.append(d)
     for d in out:
         _join_rollout(d, observed)
-    out.sort(key=lambda d: (not d.ongoing, -round(d.confidence, 3), d.at, str(d.subject)))
+    out.sort(key=lambda d: (not d.ongoing, -weight(d), d.at, str(d.subject)))
     return out
+
+
+def weight(d: Diagnosis) -> float:
+    """Confidence, raised a little for each further object it explains (up to 4) and for a cause
+    read from the logs: of two ongoing failures, the one with the wider blast radius and the
+    more specific evidence is the one to look at first."""
+    return round(d.confidence + 0.02 * min(len(d.members), 4) + (0.03 if "log" in d.detail else 0.0), 3)
 
 
 def _workload_of_controller(observed: Observed, controller: ObjectKey) -> ObjectKey | None:

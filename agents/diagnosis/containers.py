@@ -144,9 +144,14 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
         failing = _failing(c, pod_phase)
         if not failing and not _recovered_loop(c):
             continue
-        # running again after many restarts, the last crash a few minutes before the end: it is
-        # between two crashes of a loop, not recovered
-        ongoing = failing or _recent(c.last.finished_at if c.last else "", observed.end, minutes=15)
+        # running again after many restarts, OOM-killed a few minutes before the end: memory grows
+        # back under the same load, so it is between two kills of a loop, not recovered. After an
+        # error exit, a container that started again and is ready has recovered (its dependency
+        # came back, say).
+        oom_loop = c.last is not None and c.last.reason == "OOMKilled" and not c.ready or (
+            c.last is not None and c.last.reason == "OOMKilled"
+            and _recent(c.last.finished_at, observed.end, minutes=15))
+        ongoing = failing or oom_loop
         out.append(_diagnose_container(observed, seen, c, ongoing=ongoing))
     return out
 
@@ -179,6 +184,10 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
     evidence += [from_event(e) for e in _events_for(observed, pod, c.name)[-3:]]
     if term is not None and term.exit_code is not None:
         detail["exit_code"] = str(term.exit_code)
+    caused_by = None
+    if cause == "tls-certificate" and (secret := _certificate_secret(seen.obj)):
+        detail["secret"] = secret
+        caused_by = ObjectKey("Secret", pod.namespace, secret)
     if cause == "oom-killed" and c.memory_limit:
         detail["limit"] = c.memory_limit
     what = "init container" if c.init else "container"
@@ -186,6 +195,8 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
     specific = _specific(cause, detail)
     message = (f"{what.capitalize()} {c.name} of pod {pod.name}{in_namespace(pod)} is {status}: "
                f"{meaning}{specific}")
+    if "secret" in detail:
+        message += f" (its certificate comes from Secret {detail['secret']})"
     if "log" in detail:
         message += f"; its log: \"{detail['log']}\""
     if term is not None and (term.reason or term.exit_code is not None):
@@ -198,7 +209,15 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
         confidence=round(confidence if ongoing else confidence * 0.6, 3),
         remediation=_fill(REMEDIES.get(cause, REMEDIES["crash-loop"]), detail),
         at=_first_failure(observed, pod, seen.at), ongoing=ongoing, evidence=evidence, detail=detail,
-        chain=[f"{pod}: {what} {c.name} {status}: {meaning}{specific}"])
+        caused_by=caused_by, chain=[f"{pod}: {what} {c.name} {status}: {meaning}{specific}"])
+
+
+def _certificate_secret(pod: dict) -> str:
+    """The Secret a pod mounts its certificates from (a TLS-named secret volume), if one."""
+    names = [str((v.get("secret") or {}).get("secretName") or "") for v in (pod.get("spec") or {}).get("volumes") or []
+             if isinstance(v, dict) and isinstance(v.get("secret"), dict)]
+    found = [n for n in names if any(word in n.lower() for word in ("tls", "cert", "ssl", "ca"))]
+    return found[0] if len(found) == 1 else ""
 
 
 def _specific(cause: str, detail: dict[str, str]) -> str:

@@ -49,6 +49,8 @@ def diagnose_job(observed: Observed, job: ObjectKey, seen: Seen | None, pod_caus
         top = max(causes, key=lambda d: d.confidence)
         text += f"; its pods fail because {top.message[0].lower() + top.message[1:]}"
         detail.update({f"pod_{k}": v for k, v in top.detail.items()})
+        if "log" in top.detail:
+            detail["log"] = top.detail["log"]
         detail["pod_cause"] = top.cause
         chain = top.chain + chain
         confidence = max(confidence, top.confidence)

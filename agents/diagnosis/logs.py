@@ -26,6 +26,7 @@ SIGNAL_CAUSES: dict[str, tuple[str, str, float]] = {
     "exec-format-error": ("exec-format-error", "its binary is built for another CPU architecture", 0.85),
     "tls-failure": ("tls-certificate", "a TLS certificate is rejected", 0.8),
     "permission-denied": ("permission-denied", "it is denied access to a file or resource", 0.8),
+    "credentials-rejected": ("credentials-rejected", "a dependency rejects its credentials", 0.85),
     "dns-failure": ("dns-resolution", "a host name does not resolve", 0.75),
     "connection-refused": ("dependency-unreachable", "a dependency refuses connections", 0.75),
     "connection-timeout": ("dependency-unreachable", "a dependency does not answer", 0.75),
@@ -35,7 +36,7 @@ SIGNAL_CAUSES: dict[str, tuple[str, str, float]] = {
 }
 #: which signal explains a crash best when a log has several (the more specific first)
 SIGNAL_ORDER = ("missing-env", "shell-syntax-error", "unknown-command", "command-not-found", "exec-format-error",
-                "tls-failure", "permission-denied", "dns-failure", "connection-refused", "connection-timeout",
+                "credentials-rejected", "tls-failure", "permission-denied", "dns-failure", "connection-refused", "connection-timeout",
                 "oom", "panic", "traceback")
 
 _ENV = [
@@ -46,8 +47,16 @@ _ENV = [
     re.compile(r"required key ([A-Za-z_][A-Za-z0-9_]*) missing value"),
     re.compile(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b"),
 ]
-_HOST_PORT = re.compile(r"\b((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-f:]+\]|[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-                        r"(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*):(\d{2,5})\b", re.I)
+_HOST_PORT = re.compile(r"(?:(?<=tcp )|(?<=//)|(?<=@)|(?<=host=)|(?<=to ))([a-z][-a-z0-9]*):(\d{2,5})\b"
+                        r"|\b((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-f:]+\]|[a-z][-a-z0-9]*(?:\.[a-z0-9][-a-z0-9]*)+)"
+                        r":(\d{2,5})\b", re.I)
+
+
+def host_port(text: str) -> tuple[str, str] | None:
+    found = _HOST_PORT.search(text)
+    if not found:
+        return None
+    return (found.group(1), found.group(2)) if found.group(1) else (found.group(3), found.group(4))
 _LOOKUP = [
     re.compile(r"lookup ([^\s:]+)(?: on [^:]+:\d+)?: (?:no such host|server misbehaving|i/o timeout)", re.I),
     re.compile(r"could not translate host name \"([^\"]+)\"", re.I),
@@ -56,6 +65,7 @@ _LOOKUP = [
     re.compile(r"[Cc]ould not resolve host:? ([^\s;]+)"),
     re.compile(r"(?:host|hostname|server)[ =:'\"]+([a-z0-9][-a-z0-9.]*\.[a-z]{2,})", re.I),
 ]
+_URL = re.compile(r"https?://([a-z0-9][-a-z0-9.]*[a-z0-9])(?::(\d+))?", re.I)
 _PATH = re.compile(r"(?:open |stat |mkdir |access |, open |: )['\"]?(/[^\s'\":,]+)")
 _FLAG = [
     re.compile(r"unknown command:? \"?([^\"\s]+)\"?", re.I),
@@ -93,10 +103,16 @@ def specifics(signal: str, text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     if signal == "missing-env":
         out["variable"] = first(_ENV, text)
-    elif signal in ("connection-refused", "connection-timeout"):
-        found = _HOST_PORT.search(text)
+    elif signal in ("connection-refused", "connection-timeout", "credentials-rejected"):
+        found = host_port(text)
         if found:
-            out["host"], out["port"] = found.group(1), found.group(2)
+            out["host"], out["port"] = found
+        url = _URL.search(text)
+        if url and url.group(1) != out.get("host"):  # the name the app asked for, not the address it dialled
+            if found:
+                out["address"] = f"{found[0]}:{found[1]}"
+            out["host"] = url.group(1)
+            out["port"] = url.group(2) or out.get("port") or ("443" if url.group(0).startswith("https") else "80")
     elif signal == "dns-failure":
         out["host"] = first(_LOOKUP, text)
     elif signal == "permission-denied":
@@ -109,9 +125,9 @@ def specifics(signal: str, text: str) -> dict[str, str]:
     elif signal == "tls-failure":
         found = _CERT.search(text)
         out["problem"] = found.group(1) if found else ""
-        host = _HOST_PORT.search(text)
+        host = host_port(text)
         if host:
-            out["host"], out["port"] = host.group(1), host.group(2)
+            out["host"], out["port"] = host
     return {k: v for k, v in out.items() if v}
 
 
@@ -134,9 +150,23 @@ def classify(lines: list[LogLine]) -> LogCause | None:
         if signal in by_signal:
             cause, meaning, confidence = SIGNAL_CAUSES[signal]
             line = by_signal[signal]
-            return LogCause(cause=cause, meaning=meaning, confidence=confidence, line=line,
-                            detail=specifics(signal, line.text))
+            detail = specifics(signal, line.text)
+            if signal in ("connection-refused", "connection-timeout", "dns-failure") and "host" not in detail:
+                detail |= _named_elsewhere(signal, pool)  # a Java "Caused by:" line names no host
+            if signal == "traceback" and line.text.startswith("Traceback"):
+                line = max((x for x in pool if "traceback" in x.signals and not x.text.startswith("Traceback")),
+                           key=lambda x: x.at, default=line)  # the exception line says what
+            return LogCause(cause=cause, meaning=meaning, confidence=confidence, line=line, detail=detail)
     return None
+
+
+def _named_elsewhere(signal: str, pool: list[LogLine]) -> dict[str, str]:
+    for line in sorted(pool, key=lambda x: x.at, reverse=True):
+        found = specifics(signal, line.text) if signal == "dns-failure" else \
+            dict(zip(("host", "port"), host_port(line.text) or (), strict=False))
+        if found.get("host"):
+            return found
+    return {}
 
 
 def endpoint(detail: dict[str, str]) -> str:

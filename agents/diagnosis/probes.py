@@ -105,6 +105,8 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
             ongoing = recent and (view is None or not view.ready or view.restarts > 0)
         if view is not None and view.ready and view.restarts == 0 and count <= 3:
             continue  # failed while starting, ready since: a transient
+        if probe != "readiness" and not probe_kills and count < 3 and (view is None or view.restarts == 0):
+            continue  # below the default failureThreshold and nothing was killed: a blip
         cause = f"{probe}-probe-failure" if how != "exec" else "probe-exec-failure"
         effect = {"readiness": "the pod is not Ready and gets no traffic from its Services",
                   "liveness": "the kubelet restarts the container",

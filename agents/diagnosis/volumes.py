@@ -160,7 +160,8 @@ def diagnose_claim(observed: Observed, seen: Seen) -> list[Diagnosis]:
     if found is None:
         if last is None:
             return []
-        cause, missing, detail = "provisioning-failed", None, {}
+        unbound = "no persistent volumes available" in last.message or "no storage class is set" in last.message
+        cause, missing, detail = ("unbound-pvc" if unbound else "provisioning-failed"), None, {"name": key.name}
         what = last.message[:300]
     else:
         cause, missing, detail = found
