@@ -216,6 +216,9 @@ def _table_row(number: int, row: dict[str, str], namespace: str) -> EventRow:
 # -- the Events: table of kubectl describe -------------------------------------------------
 
 DESCRIBE_HEADER = re.compile(r"^\s+Type\s+Reason\s+Age\s+From\s+Message\s*$")
+#: kubectl before 1.10: `FirstSeen LastSeen Count From SubObjectPath Type Reason Message` (Type from 1.5)
+OLD_DESCRIBE_HEADER = re.compile(r"^\s+FirstSeen\s+LastSeen\s+Count\s+From\s+Sub[oO]bjectPath\s+(?:Type\s+)?"
+                                 r"Reason\s+Message\s*$")
 _DESCRIBE_ROW = re.compile(rf"^\s+(\S+)\s+(\S+)\s+({AGE_RE})\s+([^\s(]\S*(?:, \S+)?)\s+(.*?)\s*$")
 
 
@@ -227,6 +230,8 @@ def parse_describe_events(lines: list[tuple[int, str]]) -> list[EventRow | TextE
     aligned anew by tabwriter, so they are read word by word (Type Reason Age From Message).
     """
     columns = header_columns(lines[0][1])
+    if OLD_DESCRIBE_HEADER.match(lines[0][1]):
+        return _old_describe_events(lines, columns)
     out: list[EventRow | TextError] = []
     realigned = False  # a message's newline ends tabwriter's column block: later rows have their own widths
     for number, line in lines[1:]:
@@ -243,6 +248,27 @@ def parse_describe_events(lines: list[tuple[int, str]]) -> list[EventRow | TextE
             row = TextError(number, f"events row: {row}", fragment(line))
         out.append(row or TextError(number, "events row does not read as Type Reason Age From Message "
                                             "(garbled or cut)", fragment(line)))
+    return out
+
+
+def _old_describe_events(lines: list[tuple[int, str]], columns: list[tuple[str, int]]) -> list[EventRow | TextError]:
+    """Rows of the old layout: ages in FirstSeen and LastSeen, a Count, the container in SubObjectPath."""
+    out: list[EventRow | TextError] = []
+    for number, line in lines[1:]:
+        if not line.strip() or re.fullmatch(r"\s+-+(?:\s+-+)*\s*", line):
+            continue
+        row = cells(line, columns)
+        last = parse_age(row.get("LastSeen", "")) if row else None
+        first = parse_age(row.get("FirstSeen", "")) if row else None
+        if row is None or last is None or not row.get("Reason") or " " in row["Reason"]:
+            out.append(TextError(number, "events row does not read as FirstSeen LastSeen Count From SubObjectPath "
+                                         "Type Reason Message (garbled or cut)", fragment(line)))
+            continue
+        count = int(row["Count"]) if row.get("Count", "").isdigit() else 1
+        component, _, host = row.get("From", "").partition(", ")
+        out.append(EventRow(line=number, last=last, first=first or last, count=count, type=row.get("Type") or "Normal",
+                            reason=row["Reason"], message=row.get("Message", ""), component=component,
+                            host=host.strip(), field_path=row.get("SubObjectPath") or row.get("SubobjectPath") or ""))
     return out
 
 
