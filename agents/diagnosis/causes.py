@@ -58,7 +58,40 @@ def _absorb(root: Diagnosis, member: Diagnosis) -> None:
     root.chain = root.chain + [line for line in member.chain if line not in root.chain]
 
 
+#: a failure first seen this close to the end of the input, on a pod placed in that time, may still
+#: settle (a Secret an operator is about to create, a volume being attached): not yet an incident
+SETTLING_S = 180
+
+
+def _settling(d: Diagnosis, observed: Observed) -> bool:
+    if d.subject.kind != "Pod" or observed.end is None or (observed.end - d.at).total_seconds() > SETTLING_S:
+        return False
+    placed = [e.at for e in observed.events_of(d.subject) if e.reason == "Scheduled"]
+    return bool(placed) and (observed.end - max(placed)).total_seconds() <= SETTLING_S
+
+
+def _sibling_scheduled_since(d: Diagnosis, observed: Observed) -> bool:
+    """A pod of the same ReplicaSet/Job was placed after this one last failed to be: what blocked it
+    (no node yet, a node not ready) has passed."""
+    if d.family != "scheduling" or d.subject.kind != "Pod" or "-" not in d.subject.name:
+        return False
+    last = max((e.at for e in observed.events_of(d.subject) if e.reason == "FailedScheduling"), default=None)
+    prefix = d.subject.name.rsplit("-", 1)[0] + "-"
+    return last is not None and any(
+        key.kind == "Pod" and key != d.subject and key.namespace == d.subject.namespace and key.name.startswith(prefix)
+        and any(e.reason == "Scheduled" and e.at > last for e in events)
+        for key, events in observed.events.items())
+
+
 def join(found: list[Diagnosis], observed: Observed) -> list[Diagnosis]:
+    for d in found:
+        if d.ongoing and _sibling_scheduled_since(d, observed):
+            d.ongoing = False
+            d.message += " (a pod of the same workload was scheduled since: resolved)"
+        elif d.ongoing and _settling(d, observed):
+            d.confidence = min(d.confidence, 0.45)
+            d.message += (f" (first seen {int((observed.end - d.at).total_seconds())} s before the end of the input, "  # type: ignore[operator]
+                          "on a pod placed then: it may still settle)")
     roots = one_per_subject(found)
     by_subject = {d.subject: d for d in roots}
     absorbed: set[ObjectKey] = set()

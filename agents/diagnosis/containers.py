@@ -265,7 +265,7 @@ def diagnose_events_only(observed: Observed, pod: ObjectKey) -> list[Diagnosis]:
             detail["endpoint"] = endpoint(found.detail)
         evidence.append(from_log(found.line))
         detail["log"] = excerpt(found.line.text)
-    ongoing = observed.end is None or (observed.end - last.at).total_seconds() <= 600
+    ongoing = observed.recent(last.at)
     message = (f"Container {container or '?'} of pod {pod.name}{in_namespace(pod)} is in "
                f"CrashLoopBackOff: {meaning}{_specific(cause, detail)}")
     if "log" in detail:

@@ -83,8 +83,8 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         cause, meaning = pull_cause(detail_text)
     image = (views[0].image if views else "") or _image_in(detail_text)
     container = views[0].name if views else (last.container if last else "")
-    ongoing = bool(views) or (not pulled_later and last is not None and
-                              (observed.end is None or (observed.end - last.at).total_seconds() <= 600))
+    newest = max((e.at for e in events if e.type == "Warning"), default=None)
+    ongoing = bool(views) or (not pulled_later and newest is not None and observed.recent(newest))
     if not ongoing and pulled_later:
         return []  # a pull that failed once and succeeded on retry
     evidence = [from_event(e) for e in failures[-2:]]

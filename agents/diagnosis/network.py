@@ -70,7 +70,7 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
     port = 53 if found.cause == "dns-resolution" else int(found.detail.get("port", "0") or 0)
     policies = _egress_policies(observed, seen, port) if port else []
     target = endpoint(found.detail) or found.detail.get("host", "")
-    recent = observed.end is None or (observed.end - found.line.at).total_seconds() <= 900
+    recent = observed.recent(found.line.at)
     if policies and not _allowing(observed, seen, port):
         policy = policies[0]
         what = "DNS (port 53)" if port == 53 else f"port {port}"

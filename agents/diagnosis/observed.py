@@ -21,6 +21,9 @@ import msgspec
 from core.events import RawEvent
 
 ROLLOUT = "ROLLOUT"
+#: a failure whose last sign is this close to the end of the input is ongoing (the kubelet refreshes
+#: a repeating Event at least every few minutes while it goes on)
+RECENT_S = 300
 _REPLICASET = re.compile(r"ReplicaSet ([a-z0-9][-a-z0-9.]*)\)$")
 
 
@@ -117,6 +120,10 @@ class Observed(msgspec.Struct, kw_only=True):
 
     def logs_of(self, pod: ObjectKey, container: str = "") -> list[LogLine]:
         return [line for line in self.logs.get(pod, []) if not container or line.container == container]
+
+    def recent(self, at: datetime) -> bool:
+        """Within the last RECENT_S of the input: a failure seen then is still going on."""
+        return self.end is None or (self.end - at).total_seconds() <= RECENT_S
 
     def subjects(self) -> list[ObjectKey]:
         """Every object the input shows, as an object or as the subject of an Event, sorted."""

@@ -98,7 +98,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         output = failures[-1][1] if failures else ""
         got, how = probe_output(output) if output else ("failures", "")
         count = sum(e.count for e, _ in failures) + sum(k.count for k in probe_kills)
-        recent = observed.end is None or (observed.end - last.at).total_seconds() <= 600
+        recent = observed.recent(last.at)
         if probe == "readiness":
             ongoing = (view is not None and not view.ready) or (view is None and recent)
         else:

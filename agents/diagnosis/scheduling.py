@@ -143,7 +143,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
     cause, detail, sentence = cause_of(chosen.text if chosen else message)
     total = max((r.count for r in reasons), default=0)
     summary = message.split(" preemption:", 1)[0].strip()
-    ongoing = pending or (last is not None and (observed.end is None or (observed.end - last.at).total_seconds() <= 600))
+    ongoing = pending or (last is not None and (observed.recent(last.at)))
     evidence = [from_event(last)] if last else []
     if seen is not None and pending:
         evidence.insert(0, from_state(seen, f"PodScheduled=False ({cond.get('reason', '') if cond else ''}): {message}"))

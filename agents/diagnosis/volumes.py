@@ -16,7 +16,7 @@ import re
 
 from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import containers, phase
+from agents.diagnosis.podstate import condition, containers, phase
 
 FAMILY = "volumes"
 _MISSING = re.compile(r"(configmaps?|secrets?|persistentvolumeclaims?|serviceaccounts?|"
@@ -24,6 +24,7 @@ _MISSING = re.compile(r"(configmaps?|secrets?|persistentvolumeclaims?|serviceacc
 _KEY = re.compile(r"couldn't find key (\S+) in (ConfigMap|Secret) ([^/\s]+)/(\S+)")
 _SA = re.compile(r"serviceaccount \"([^\"]+)\" not found|service account [^/\s]+/(\S+?):", re.I)
 _VOLUME = re.compile(r"volume \"([^\"]+)\"")
+_STARTED = frozenset({"Pulling", "Pulled", "Created", "Started"})
 _KINDS = {"configmap": "ConfigMap", "secret": "Secret", "persistentvolumeclaim": "PersistentVolumeClaim",
           "serviceaccount": "ServiceAccount", "storageclass": "StorageClass"}
 _CAUSES = {"ConfigMap": "missing-configmap", "Secret": "missing-secret", "PersistentVolumeClaim": "missing-pvc",
@@ -82,6 +83,9 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
     views = [c for c in containers(seen.obj) if c.waiting_reason == "CreateContainerConfigError"] if seen else []
     texts = [(v.waiting_message, None) for v in views] + [(e.message, e) for e in events]
     running = seen is not None and phase(seen.obj) == "Running" and all(c.ready for c in containers(seen.obj))
+    if seen is None and events:  # only Events: the containers starting after the last failure resolve it
+        last_failure = max(e.at for e in events)
+        running = any(e.reason in _STARTED and e.at >= last_failure for e in observed.events_of(pod))
     for text, event in texts:
         found = _missing(text, pod.namespace)
         if found is None:
@@ -114,7 +118,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         first_line = last.message.split("\n")[0][:300]
         message = (f"Pod {pod.name}{in_namespace(pod)} waits for volume {name or '?'}: {first_line}")
         waiting = seen is not None and phase(seen.obj) == "Pending"
-        ongoing = waiting or observed.end is None or (observed.end - last.at).total_seconds() <= 900
+        ongoing = waiting or observed.recent(last.at)
         return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message, confidence=0.75,
                           remediation=REMEDIES[cause], at=min(e.at for e in group), ongoing=ongoing,
                           evidence=[from_event(e) for e in group[-2:]], detail={"volume": name},
@@ -137,7 +141,9 @@ def diagnose_controller(observed: Observed, key: ObjectKey) -> list[Diagnosis]:
         cause, detail, what, caused_by = "quota-exceeded", {}, "the namespace's ResourceQuota is exceeded", None
     else:
         cause, detail, what, caused_by = "create-forbidden", {}, last.message[:300], None
-    ongoing = observed.end is None or (observed.end - last.at).total_seconds() <= 900
+    seen = observed.objects.get(key)
+    failing = seen is not None and (condition(seen.obj, "ReplicaFailure") or {}).get("status") == "True"
+    ongoing = failing or observed.recent(last.at)
     message = f"{key.kind} {key.name}{in_namespace(key)} cannot create its pods: {what}"
     return [Diagnosis(family=FAMILY, cause=cause, subject=key, message=message, confidence=0.9,
                       remediation=_fill(REMEDIES[cause], detail) if cause in REMEDIES else REMEDIES["create-forbidden"],
