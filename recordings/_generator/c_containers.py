@@ -417,6 +417,7 @@ def permission_denied():
                created="2026-10-14T08:12:44Z", run_secs=1.8, exit_code=3, volumes=vols, log_fn=log,
                healthy_log_fn=hlog, emit_kw={"describe_version": "1.19"}, formats=["describe-old", "log"],
                k8s="1.19", runtime="docker",
+               healthy_kw={"pod_kwargs": {"extra_spec": {"securityContext": {"fsGroup": 10001}}}},
                rc={"object": "Pod/media/{pod}", "cause": "permission-denied", "mentions": ["/srv/media/cache"],
                    "caused_by": "PersistentVolumeClaim/media/media-store"},
                title_inc="thumbnailer crash-loops: Permission denied on /srv/media/cache",

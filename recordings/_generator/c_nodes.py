@@ -2,7 +2,7 @@
 import json
 from build import *  # noqa
 from scen import *  # noqa
-from k8sfmt import describe_pod, kubectl_get_events, kubectl_events, kubectl_json_list, kubectl_yaml_list, iso
+from k8sfmt import describe_pod, kubectl_get_events, kubectl_events, kubectl_json_list, kubectl_yaml_list, iso, typed_list
 
 F = "nodes"
 
@@ -62,7 +62,9 @@ def node_not_ready():
                 if e["involvedObject"]["kind"] == "Node":
                     e["metadata"]["namespace"] = "default"
         write(d, "nodes.json", kubectl_json_list(nodes))
-        write(d, f"pods-on-{bad}.json", kubectl_json_list(pods))
+        # `kubectl get --raw "/api/v1/pods?fieldSelector=spec.nodeName%3Dwk-prod-07"`: the API's own PodList,
+        # compact JSON on one line, items without kind/apiVersion
+        write(d, f"pods-on-{bad}.json", json.dumps(typed_list("PodList", "v1", pods, ctx.rnd.rv()), separators=(",", ":")) + "\n")
         vers = {"clientVersion": {"major": "1", "minor": "31", "gitVersion": "v1.31.3", "gitCommit": "c83cbee114ec3d1d8d2e7b1c4a7e0f6d2b9a8c11",
                                   "gitTreeState": "clean", "buildDate": "2026-11-12T10:21:37Z", "goVersion": "go1.22.9",
                                   "compiler": "gc", "platform": "darwin/arm64"},
@@ -77,8 +79,9 @@ def node_not_ready():
                 "object": f"Node/{bad}", "cause": "node-not-ready",
                 "mentions": [bad, "Kubelet stopped posting node status"]})
             readme(d, "wk-prod-07 NotReady: the kubelet stopped posting status, its pods are being evicted", """
-Files: `nodes.json` (`kubectl get nodes -o json`), `pods-on-wk-prod-07.json` (`kubectl get pods -A
---field-selector spec.nodeName=wk-prod-07 -o json`), `events.txt` (`kubectl get events -A`) and
+Files: `nodes.json` (`kubectl get nodes -o json`), `pods-on-wk-prod-07.json` (`kubectl get --raw
+"/api/v1/pods?fieldSelector=spec.nodeName%3Dwk-prod-07"`: a compact `PodList` whose items carry no
+kind/apiVersion), `events.txt` (`kubectl get events -A`) and
 `kubectl-version.json` (`kubectl version -o json`: client/server versions, not cluster objects; a
 reader should skip it).
 
