@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import random
-import string
 
 import yaml
 

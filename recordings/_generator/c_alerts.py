@@ -1,8 +1,9 @@
 """alerts family: Alertmanager payloads beside a describe."""
 import json
+
 from build import *  # noqa
+from k8sfmt import describe_pod
 from scen import *  # noqa
-from k8sfmt import describe_pod, iso
 
 F = "alerts"
 
@@ -46,9 +47,9 @@ def crashlooping_alert():
             ctx.ev.add(p, "BackOff", ctx.m_backoff("gateway", p), type_="Warning", host=node_, first="2026-11-22T06:05:59Z",
                        last="2026-11-22T06:24:21Z", count=19, field_path=fp_)
             write(d, "current.log", (
-                f'{{"level":"info","time":"2026-11-22T06:24:37.511Z","msg":"push-gateway 3.4.2 starting","pid":1}}\n'
-                f'{{"level":"info","time":"2026-11-22T06:24:37.902Z","msg":"redis connected","redis":"push-redis-master.notifications.svc:6379"}}\n'
-                f'{{"level":"info","time":"2026-11-22T06:24:38.004Z","msg":"listening","port":8080}}\n'))
+                '{"level":"info","time":"2026-11-22T06:24:37.511Z","msg":"push-gateway 3.4.2 starting","pid":1}\n'
+                '{"level":"info","time":"2026-11-22T06:24:37.902Z","msg":"redis connected","redis":"push-redis-master.notifications.svc:6379"}\n'
+                '{"level":"info","time":"2026-11-22T06:24:38.004Z","msg":"listening","port":8080}\n'))
             status, ends, starts = "resolved", "2026-11-22T06:39:49.118Z", "2026-11-22T06:21:49.118Z"
         fp = "4c5b1a2f9e7d3c80"
         alert = {"status": status, "labels": {

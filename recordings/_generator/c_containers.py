@@ -1,7 +1,7 @@
 """containers family: CrashLoopBackOff with the reason in the previous container's log, OOM, segfault."""
 from build import *  # noqa
 from scen import *  # noqa
-from k8sfmt import describe_pod, kubectl_events, kubectl_get_events, kubectl_json_list, kubectl_yaml_list, iso
+from k8sfmt import describe_pod, iso
 
 F = "containers"
 
@@ -54,7 +54,7 @@ def missing_env_var():
         if not healthy_twin:
             write(d, "labels.yaml", labels_yaml(f"{F}/{case}", F, ["describe-new", "log"], True, now, {
                 "object": f"Pod/payments/{pname}", "cause": "missing-env-var", "mentions": ["LEDGER_DB_DSN"]}))
-            readme(d, "ledger-api crash-loops: LEDGER_DB_DSN is not set", f"""
+            readme(d, "ledger-api crash-loops: LEDGER_DB_DSN is not set", """
 Files: `describe-pod.txt` (`kubectl describe pod`, kubectl 1.31) and `previous.log`
 (`kubectl logs --previous`).
 
@@ -114,7 +114,7 @@ def crash_case(*, case, seed, now, ns, app, rs_hash, pod_sfx, make_ctr, node, ni
             text = healthy_log_fn(p, s)
             if text is not None:
                 write(d, healthy_log_name, text)
-        kw = dict((emit_kw or {}))
+        kw = dict(emit_kw or {})
         if "describe_version" not in kw and "describe" not in kw:
             kw["describe"] = p
         elif kw.get("describe") is True:

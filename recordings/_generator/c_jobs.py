@@ -1,7 +1,7 @@
 """jobs family."""
 from build import *  # noqa
 from scen import *  # noqa
-from k8sfmt import describe_job, kubectl_get_events, kubectl_json_list, iso
+from k8sfmt import describe_job, kubectl_get_events, kubectl_json_list
 
 F = "jobs"
 
@@ -87,7 +87,7 @@ def backoff_limit():
                        host=nd, first=add(s0, -0.4), field_path=fp)
             ctx.ev.add(p, "Created", ctx.m_created("etl"), host=nd, first=add(s0, -0.2), field_path=fp)
             ctx.ev.add(p, "Started", ctx.m_started("etl"), host=nd, first=s0, field_path=fp)
-            t = lambda x: ts_log(add(s0, x), "iso")
+            t = lambda x, s0=s0: ts_log(add(s0, x), "iso")
             if ok:
                 log = (f"[{t(0.0)}] run-etl: date=2026-11-25 host=warehouse-db.data-platform.svc.cluster.local\n"
                        f"[{t(0.3)}] run-etl: extracting orders ... 1482213 rows\n"

@@ -1,8 +1,7 @@
 """network family."""
-import json
 from build import *  # noqa
 from scen import *  # noqa
-from k8sfmt import kubectl_json_list, kubectl_get_events, iso
+from k8sfmt import kubectl_json_list
 
 F = "network"
 

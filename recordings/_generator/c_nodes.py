@@ -1,8 +1,9 @@
 """nodes family."""
 import json
+
 from build import *  # noqa
+from k8sfmt import describe_pod, kubectl_events, kubectl_get_events, kubectl_json_list, kubectl_yaml_list, typed_list
 from scen import *  # noqa
-from k8sfmt import describe_pod, kubectl_get_events, kubectl_events, kubectl_json_list, kubectl_yaml_list, iso, typed_list
 
 F = "nodes"
 
@@ -14,7 +15,7 @@ def node_not_ready():
         d = f"{F}/{case}" + ("-healthy" if tw else "")
         bad = "wk-prod-07"
         nodes = []
-        for i, (n, ip) in enumerate([("wk-prod-05", "10.16.2.15"), ("wk-prod-06", "10.16.2.16"), (bad, "10.16.2.17")]):
+        for n, ip in ([("wk-prod-05", "10.16.2.15"), ("wk-prod-06", "10.16.2.16"), (bad, "10.16.2.17")]):
             if n == bad and not tw:
                 nodes.append(node(ctx.rnd, n, ip, created="2026-08-02T11:20:00Z", ready="Unknown",
                                   ready_since="2026-11-27T16:12:48Z", heartbeat="2026-11-27T16:12:05Z", kubelet="v1.30.6",

@@ -1,7 +1,7 @@
 """probes family."""
 from build import *  # noqa
 from scen import *  # noqa
-from k8sfmt import describe_pod, kubectl_get_events, kubectl_events, iso
+from k8sfmt import describe_pod, kubectl_get_events
 
 F = "probes"
 
@@ -116,7 +116,6 @@ def liveness_kill():
             ev.add(p, "Started", ctx.m_started("search"), host=node_, first="2026-11-14T21:52:27Z", last="2026-11-14T22:39:33Z", count=7, field_path=fp)
             ev.add(p, "BackOff", ctx.m_backoff("search", p), type_="Warning", host=node_, first="2026-11-14T22:21:40Z",
                    last="2026-11-14T22:30:02Z", count=9, field_path=fp)
-            svc = ("Endpoints", "discovery", "geo-search", ctx.rnd.uid(), "v1")
             write(d, "events.txt", kubectl_get_events(ev.items, ctx.now))
             case_labels(d, F, ["events-get"], True, now, {
                 "object": f"Pod/discovery/{pname}", "cause": "liveness-probe-failure", "mentions": ["/healthz", "liveness"]})
@@ -263,7 +262,7 @@ def exec_probe_fail():
             n = int((ctx.now - add(start, 5)).total_seconds() // 10)
             ctx.ev.add(p, "Unhealthy", "Readiness probe failed: /var/run/postgresql:5432 - no response", type_="Warning",
                        host=node_, first=add(start, 5.2), last=add(ctx.now, -3), count=n, field_path=fp)
-            t = lambda x: ts_log(add(start, x), "iso").replace("T", " ").replace("Z", " UTC")
+            t = lambda x, start=start: ts_log(add(start, x), "iso").replace("T", " ").replace("Z", " UTC")
             write(d, "pg-reporting-1.log", (
                 f"\nPostgreSQL Database directory appears to contain a database; Skipping initialization\n\n"
                 f"{t(0.2)} [1] LOG:  starting PostgreSQL 16.6 (Debian 16.6-1.pgdg120+1) on x86_64-pc-linux-gnu, compiled by gcc (Debian 12.2.0-14) 12.2.0, 64-bit\n"
@@ -273,7 +272,7 @@ def exec_probe_fail():
                 f"{t(0.25)} [29] LOG:  database system was shut down at {t(-300.5)}\n"
                 f"{t(0.3)} [1] LOG:  database system is ready to accept connections\n"))
         else:
-            t = lambda x: ts_log(add(start, x), "iso").replace("T", " ").replace("Z", " UTC")
+            t = lambda x, start=start: ts_log(add(start, x), "iso").replace("T", " ").replace("Z", " UTC")
             write(d, "pg-reporting-1.log", (
                 f"{t(0.21)} [1] LOG:  listening on Unix socket \"/var/run/postgresql/.s.PGSQL.5432\"\n"
                 f"{t(0.3)} [1] LOG:  database system is ready to accept connections\n"

@@ -1,9 +1,9 @@
 """scheduling family: pods that stay Pending."""
 import json
+
 from build import *  # noqa
+from k8sfmt import describe_pod, kubectl_get_events, kubectl_json_list
 from scen import *  # noqa
-from k8sfmt import (describe_pod, kubectl_get_events, kubectl_json_list, kubectl_yaml_list, kubectl_events, iso,
-                    bundle_json)
 
 F = "scheduling"
 PRE = " preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling."

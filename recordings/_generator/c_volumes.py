@@ -1,7 +1,7 @@
 """volumes family."""
 from build import *  # noqa
 from scen import *  # noqa
-from k8sfmt import describe_pod, kubectl_get_events, kubectl_events, kubectl_json_list, kubectl_yaml_list, iso
+from k8sfmt import kubectl_get_events, kubectl_json_list, kubectl_yaml_list
 
 F = "volumes"
 

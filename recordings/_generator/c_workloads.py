@@ -1,8 +1,9 @@
 """workloads family."""
 import json
+
 from build import *  # noqa
+from k8sfmt import bundle_json, iso, kubectl_get_events, kubectl_json_list, kubectl_yaml_list, typed_list
 from scen import *  # noqa
-from k8sfmt import (kubectl_get_events, kubectl_json_list, kubectl_yaml_list, typed_list, bundle_json, iso, drop_private)
 
 F = "workloads"
 
@@ -174,7 +175,6 @@ def progress_deadline():
                 ctx.ev.add(p, "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404", type_="Warning",
                            host=f"pool-web-{i}", first=add(start, 6), last=add(now, -4 - i * 3), count=n, field_path=fp)
             new.append(p)
-        dep_o = None
         if not tw:
             dep = deployment(ctx, ns, app, new[0], 4, created="2025-09-01T09:00:00Z", revision=23, ready=4, updated=2, available=4,
                              status_replicas=6, unavailable=2, progress_deadline=600,
@@ -230,7 +230,6 @@ def sts_unavailable():
         ns, name = "coordination", "zookeeper"
         ss_uid = ctx.rnd.uid()
         owner = ("apps/v1", "StatefulSet", name, ss_uid)
-        zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
         pods, pvcs = [], []
         for i in range(3):
             pname = f"{name}-{i}"

@@ -1,5 +1,9 @@
 """Checks the recordings corpus: parsing, labels schema, twins, mentions present in the inputs."""
-import json, os, sys, yaml
+import json
+import os
+import sys
+
+import yaml
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CAUSES = {"missing-env-var", "tls-certificate", "shell-syntax-error", "dependency-unreachable", "dns-resolution",
@@ -37,7 +41,7 @@ for fam in sorted(os.listdir(ROOT)):
         if not set(lab["formats"]) <= FORMATS:
             errors.append(f"{fam}/{case}: unknown formats {set(lab['formats']) - FORMATS}")
         inputs = ""
-        for dp, dn, fn in os.walk(cp):
+        for dp, _dn, fn in os.walk(cp):
             for f in fn:
                 if f in ("labels.yaml", "README.md"):
                     continue
@@ -85,7 +89,7 @@ for c, lab in cases.items():
             errors.append(f"{c}: twin not healthy or formats differ")
     elif not c.endswith("-healthy"):
         errors.append(f"{c}: healthy case not named -healthy")
-print(f"{sum(1 for l in cases.values() if l['incident'])} incidents, {sum(1 for l in cases.values() if not l['incident'])} healthy")
+print(f"{sum(1 for lb in cases.values() if lb['incident'])} incidents, {sum(1 for lb in cases.values() if not lb['incident'])} healthy")
 for e in errors:
     print("ERROR", e)
 sys.exit(1 if errors else 0)

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 
 import yaml
-
 
 # ----------------------------------------------------------------------------- time
 
@@ -30,14 +28,14 @@ def parse_ts(s):
 
 
 def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def iso_micro(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def rfc1123z(t, tz=dt.timezone.utc) -> str:
+def rfc1123z(t, tz=dt.UTC) -> str:
     t = parse_ts(t).astimezone(tz)
     return t.strftime("%a, %d %b %Y %H:%M:%S ") + t.strftime("%z")
 
@@ -316,7 +314,7 @@ def host_ports(ports):
     return ", ".join(out)
 
 
-def describe_state(d: Describe, name, st, tz=dt.timezone.utc):
+def describe_state(d: Describe, name, st, tz=dt.UTC):
     if "running" in st:
         d.w(2, f"{name}:\tRunning\n")
         d.w(3, f"Started:\t{rfc1123z(st['running']['startedAt'], tz)}\n")
@@ -403,7 +401,7 @@ def describe_resources(d: Describe, r, level=2):
             d.w(level + 1, f"{k}:\t{r['requests'][k]}\n")
 
 
-def describe_containers(d: Describe, label, containers, statuses, pod, space="", version="new", tz=dt.timezone.utc):
+def describe_containers(d: Describe, label, containers, statuses, pod, space="", version="new", tz=dt.UTC):
     st = {s["name"]: s for s in (statuses or [])}
     d.w(0, "%s%s:%s\n" % (space, label, "" if containers else " <none>"))
     for c in containers:
@@ -609,7 +607,7 @@ def describe_events_16(d: Describe, events, now):
 
 # ----------------------------------------------------------------------------- describe pod
 
-def describe_pod(pod, events, now, version="new", tz=dt.timezone.utc):
+def describe_pod(pod, events, now, version="new", tz=dt.UTC):
     """version: 'new' (kubectl 1.29+), '1.19' (1.16-1.19), '1.6'."""
     m, sp, st = pod["metadata"], pod["spec"], pod["status"]
     d = Describe(1, "\t") if version == "1.6" else Describe()
@@ -768,7 +766,7 @@ def typed_yaml_list(kind, api_version, items, rv):
     return to_yaml(typed_list(kind, api_version, items, rv))
 
 
-def describe_job(job, events, now, tz=dt.timezone.utc):
+def describe_job(job, events, now, tz=dt.UTC):
     m, sp, st = job["metadata"], job["spec"], job["status"]
     d = Describe()
     d.w(0, f"Name:\t{m['name']}\n")

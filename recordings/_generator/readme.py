@@ -1,5 +1,6 @@
 """Writes recordings/README.md: the fixed text below plus the table of cases read from every labels.yaml."""
 import os
+
 import yaml
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

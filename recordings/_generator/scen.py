@@ -5,9 +5,22 @@ from __future__ import annotations
 import copy
 import datetime as dt
 
-from build import (Events, Rand, T, add, ts, ctr, cstatus, pod, cond, running, waiting, terminated,
-                   running_conditions, full_image, write, labels_yaml)
-from k8sfmt import iso, parse_ts
+from build import (
+    Events,
+    Rand,
+    T,
+    add,
+    cond,
+    cstatus,
+    labels_yaml,
+    pod,
+    running,
+    running_conditions,
+    terminated,
+    ts,
+    waiting,
+    write,
+)
 
 
 def go_dur(seconds):
@@ -161,7 +174,6 @@ def crashloop(ctx: Ctx, *, ns, pod_name, container, node, node_ip, pod_ip, creat
     ev.add(p, "Pulling", f'Pulling image "{img}"', host=node, first=pull_start, field_path=fp)
     ev.add(p, "Pulled", ctx.m_pulled_fresh(img, pull_secs, image_size or rnd.randint(18_000_000, 420_000_000)),
            host=node, first=add(first_start, -0.5), field_path=fp)
-    n = len(attempts) + (0 if in_backoff else 0)
     ev.add(p, "Created", ctx.m_created(c["name"]), host=node, first=attempts[0][0], last=attempts[-1][0],
            count=len(attempts), field_path=fp)
     ev.add(p, "Started", ctx.m_started(c["name"]), host=node, first=attempts[0][0], last=attempts[-1][0],
@@ -177,7 +189,7 @@ def crashloop(ctx: Ctx, *, ns, pod_name, container, node, node_ip, pod_ip, creat
     if liveness_kill:
         liveness_kill(p, attempts)
     waits = []
-    for i, (s, f) in enumerate(attempts):
+    for i, (_s, f) in enumerate(attempts):
         nxt = attempts[i + 1][0] if i + 1 < len(attempts) else (now if in_backoff else None)
         if nxt is not None:
             waits.append((f, nxt))
@@ -328,14 +340,15 @@ def replicaset(ctx, ns, name, dep, template_pod, replicas, *, created, revision,
 def emit(d, ctx, *, describe=None, describe_version="new", describe_name="describe-pod.txt", json_pods=None,
          yaml_pods=None, get_events=False, kubectl_events_tbl=False, events_all_ns=False, events_name=None,
          json_name="pods.json", yaml_name="pods.yaml", events_filter=None, tz=None):
-    from k8sfmt import describe_pod, kubectl_events, kubectl_get_events, kubectl_json_list, kubectl_yaml_list
     import datetime as _dt
+
+    from k8sfmt import describe_pod, kubectl_events, kubectl_get_events, kubectl_json_list, kubectl_yaml_list
     evs = ctx.ev.items if events_filter is None else [e for e in ctx.ev.items if events_filter(e)]
     rnow = ctx.render_now or ctx.now
     if describe is not None:
         name = describe["metadata"]["name"]
         write(d, describe_name, describe_pod(describe, ctx.ev.for_object(name, "Pod"), rnow, version=describe_version,
-                                             tz=tz or _dt.timezone.utc))
+                                             tz=tz or _dt.UTC))
     if json_pods is not None:
         write(d, json_name, kubectl_json_list(json_pods))
     if yaml_pods is not None:
