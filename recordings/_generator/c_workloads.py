@@ -242,8 +242,8 @@ def sts_unavailable():
                    "statefulset.kubernetes.io/pod-name": pname}
             es = {"hostname": pname, "subdomain": "zookeeper-headless"}
             if i == 2 and not tw:
-                msg = ("0/5 nodes are available: 1 node(s) had volume node affinity conflict, 4 node(s) didn't match pod anti-affinity rules."
-                       " preemption: 0/5 nodes are available: 1 Preemption is not helpful for scheduling, 4 No preemption victims found for incoming pod.")
+                msg = ("0/5 nodes are available: 2 node(s) didn't match pod anti-affinity rules, 3 node(s) had volume node affinity conflict."
+                       " preemption: 0/5 nodes are available: 2 No preemption victims found for incoming pod, 3 Preemption is not helpful for scheduling.")
                 p = pending(ctx, ns=ns, pod_name=pname, containers=[c], created="2026-11-07T07:31:18Z", message=msg, owner=owner,
                             labels=lab, volumes=vols, attempts=11, last="2026-11-07T08:09:02Z", pod_kwargs={"extra_spec": es})
             else:
@@ -297,10 +297,10 @@ def sts_unavailable():
             readme(d, "zookeeper StatefulSet 2/3 ready: zookeeper-2 cannot be placed next to its volume", """
 Files: `statefulset-pods-pvcs.yaml` (`kubectl get sts,pods,pvc -n coordination -o yaml`) and `events.txt`.
 
-The node in us-east-1c that held `zookeeper-2` was replaced by a node group change that left no
-node in that zone without another zookeeper pod. The pod's EBS volume (`datadir-zookeeper-2`) can
-only attach in us-east-1c, and the required pod anti-affinity forbids the other nodes:
-`1 node(s) had volume node affinity conflict, 4 node(s) didn't match pod anti-affinity rules`.
+A node group change removed the only node in us-east-1c, where `zookeeper-2` ran. Its EBS
+volume (`datadir-zookeeper-2`) can only attach in us-east-1c; the two nodes that run the other
+members are excluded by the required pod anti-affinity, the three others are in the wrong zone:
+`2 node(s) didn't match pod anti-affinity rules, 3 node(s) had volume node affinity conflict`.
 The StatefulSet runs with 2 of 3 replicas ready (quorum kept, no redundancy). Capture 08:12:55.
 """)
         else:
