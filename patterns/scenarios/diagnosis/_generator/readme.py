@@ -1,4 +1,4 @@
-"""Writes recordings/README.md: the fixed text below plus the table of cases read from every labels.yaml."""
+"""Writes patterns/scenarios/diagnosis/README.md: the fixed text below plus the table of cases read from every labels.yaml."""
 import os
 
 import yaml
@@ -52,7 +52,7 @@ CAUSES = [
 
 HEAD = """# Recordings: a labelled corpus of failing (and healthy) clusters
 
-Each folder `recordings/<family>/<case>/` holds what a user would have saved from a cluster, as
+Each folder `patterns/scenarios/diagnosis/<family>/<case>/` holds what a user would have saved from a cluster, as
 they would have saved it, plus `labels.yaml` (the answer) and a short `README.md` (what happened,
 the timeline, whether the input shows the capture time). Every incident `<case>` has a healthy twin
 `<case>-healthy` in the same formats: the same application working, or a near miss (a probe that
