@@ -50,6 +50,7 @@ class RootCause(msgspec.Struct, frozen=True, kw_only=True):
     evidence: list[Evidence]
     family: str = ""  # the diagnosis family (containers, scheduling...); "" for a pattern alone
     patterns: list[str] = []  # every behavior pattern this hypothesis rests on
+    causes: list[str] = []  # the diagnosed causes it joins (its own, its workload's...)
 
 
 def last_failures(events: Iterable[UnifiedEvent]) -> tuple[dict[str, datetime], datetime | None]:
@@ -93,9 +94,12 @@ def from_diagnosis(d: Diagnosis) -> RootCause:
     affected = [str(d.subject)] + [str(m) for m in d.members]
     if d.caused_by is not None and str(d.caused_by) not in affected:
         affected.insert(0, str(d.caused_by))
+    if d.detail.get("workload") and d.detail["workload"] not in affected:
+        affected.append(d.detail["workload"])
     return RootCause(rank=0, pattern=d.cause, scope=str(d.subject), confidence=d.confidence, score=weight(d),
                      message=d.message, remediation=d.remediation, at=d.at, ongoing=d.ongoing, chain=list(d.chain),
                      affected=affected, family=d.family,
+                     causes=[d.cause] + [d.detail[k] for k in ("workload_cause", "job_reason") if d.detail.get(k)],
                      evidence=[Evidence(at=e.at, source=e.source, text=e.text) for e in d.evidence])
 
 

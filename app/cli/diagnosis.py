@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 
 import click
+import msgspec
 
 from app.cli.ranges import bounds, range_options, replay_range
 from app.cli.settings import settings_of
@@ -84,9 +85,11 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
         reports, errors = score_recordings(found, sets)
         for error in errors:
             click.echo(f"warning: {error}", err=True)
+    families = _diagnosis_scores(corpora or [DEFAULT_CORPUS], chosen) if not from_stream else []
     if output == "json":
         echo_json({"patterns": chosen, "report": reports[0].to_builtins(),
-                   **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {})})
+                   **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {}),
+                   **({"diagnosis": families} if families else {})})
         return
     title = f"{chosen} on {len(found)} labelled corpora" + (f"  (A -> B: B is {compare_dir})" if compare_dir else "")
     table = Table(title=title)
@@ -103,6 +106,17 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
             when = f" at {finding.at:%Y-%m-%d %H:%M:%S}Z" if finding.at else ""
             console.print(f"{finding.outcome:>4}  {finding.corpus}: {finding.pattern} in {finding.scope}{when}",
                           markup=False)
+    if families:
+        table = Table(title=f"diagnosis, per family: the root cause named first ({len(families) - 1} families)")
+        for header in ("family", "incidents", "named first", "healthy twins", "quiet"):
+            table.add_column(header, justify="left" if header == "family" else "right")
+        for f in families:
+            table.add_row(f["family"], str(f["incidents"]), str(f["named_first"]), str(f["healthy"]), str(f["quiet"]),
+                          style="bold" if f["family"] == "(all)" else None)
+        console.print(table)
+        if details:
+            for miss in (m for f in families[-1:] for m in f.get("misses", [])):
+                console.print(f"miss  {miss}", markup=False)
 
 
 @click.command()
@@ -151,6 +165,18 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
         echo_json(result)
     else:
         click.echo("\n".join(render(result)))
+
+
+def _diagnosis_scores(corpora: list[str] | tuple[str, ...], patterns_dir: str) -> list[dict]:
+    """The diagnosis cases under the corpora, scored per family (app.diagnosis_backtest)."""
+    from app.diagnosis_backtest import find_cases, per_family, run_cases
+
+    results = run_cases(find_cases(corpora), patterns_dir=patterns_dir)
+    if not results:
+        return []
+    rows = [msgspec.to_builtins(f) for f in per_family(results)]
+    rows[-1]["misses"] = [f"{r.case}: {r.why}" for r in results if not r.passed]
+    return rows
 
 
 COMMANDS = [analyze, backtest]
