@@ -25,8 +25,8 @@ from pathlib import Path
 
 import msgspec
 
-from app.hypotheses import (Evidence, RootCause, combine, from_prediction, incidents, is_ongoing, last_failures,
-                            match_evidence, verdict)
+from app.hypotheses import (Evidence, RootCause, combine, from_prediction, incidents, is_change, is_ongoing,
+                            last_failures, match_evidence, starts_with_a_change, verdict)
 from core.events import RawEvent, UnifiedEvent, content_id, publish_order
 from core.settings import Settings
 
@@ -99,7 +99,7 @@ def analyze(paths: list[str], *, now: datetime | None = None, patterns_dir: str 
         evidence, chain = match_evidence(match)
         cause = from_prediction(p, evidence, chain, ongoing=False)
         found.append((msgspec.structs.replace(cause, ongoing=is_ongoing(cause.affected, last, newest)),
-                      bool(match.links)))
+                      starts_with_a_change(match)))
     return _analysis(paths, got, combine(diagnose_events(got.events), found))
 
 
@@ -174,7 +174,9 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
         return [e.id for e in ordered], max((e.timestamp for e in ordered), default=None)
 
     run = await run_isolated(live, name, feed, progress=progress, keep=keep)
-    last, newest = last_failures(_unified(ordered))
+    unified = _unified(ordered)
+    last, newest = last_failures(unified)
+    changes = {e.id for e in unified if is_change(e)}
     graph = open_graph(run.settings.graph)
     found: list[tuple[RootCause, bool]] = []
     try:
@@ -183,7 +185,7 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
             evidence = [Evidence(at=e.at, source=e.source, text=e.text) for e in told.evidence]
             cause = from_prediction(p, evidence, told.chain, ongoing=False)
             found.append((msgspec.structs.replace(cause, ongoing=is_ongoing(cause.affected, last, newest)),
-                          bool(told.caused)))
+                          any(c in changes for c, _ in told.caused)))
     finally:
         await graph.close()
     return _analysis(paths, got, combine(diagnose_events(ordered), found), graph=run.settings.graph.name)

@@ -90,6 +90,21 @@ def match_evidence(match: PatternMatch) -> tuple[list[Evidence], list[str]]:
     return [Evidence(at=e.at, source=e.source, text=e.text) for e in told.evidence], told.chain
 
 
+_CHANGE_INTENTS = frozenset({"config-change", "rollout", "changed"})
+
+
+def is_change(event: UnifiedEvent) -> bool:
+    """An edit a person or a controller made: a ConfigMap/Secret/template edit, a rollout."""
+    return event.semantic.intent in _CHANGE_INTENTS
+
+
+def starts_with_a_change(match: PatternMatch) -> bool:
+    """Does the match link a change (an edit, a rollout) to the failures after it? Then it explains
+    further back than the failing objects' own state."""
+    causes = {link.cause for link in match.links}
+    return any(e.id in causes and is_change(e) for e in match.evidence)
+
+
 def from_diagnosis(d: Diagnosis) -> RootCause:
     affected = [str(d.subject)] + [str(m) for m in d.members]
     if d.caused_by is not None and str(d.caused_by) not in affected:
@@ -108,22 +123,23 @@ def _overlaps(cause: RootCause, other: RootCause) -> bool:
 
 
 def combine(diagnoses: list[Diagnosis], patterns: list[tuple[RootCause, bool]]) -> list[RootCause]:
-    """Diagnoses and pattern hypotheses (each with: does its match link a cause to effects?) as one
+    """Diagnoses and pattern hypotheses (each with: does its match start with a change?) as one
     list, a pattern and a diagnosis about the same objects joined (see the module doc), ranked."""
     causes = [from_diagnosis(d) for d in diagnoses]
     out: list[RootCause] = []
     for found, linked in patterns:
-        joined = next((i for i, c in enumerate(causes) if c.family and _overlaps(found, c)), None)
+        joined = next((i for i, c in enumerate(causes) if _overlaps(found, c)), None)
         if joined is None:
             out.append(found)
             continue
         diag = causes[joined]
-        if linked:  # the pattern reaches back to a cause: it leads, the diagnosis is its last link
+        if linked:  # the pattern reaches back to a change: it leads, the diagnosis is its last link
             causes[joined] = msgspec.structs.replace(
                 found, chain=found.chain + [line for line in diag.chain if line not in found.chain],
                 affected=found.affected + [a for a in diag.affected if a not in found.affected],
                 evidence=found.evidence + diag.evidence[:3], ongoing=found.ongoing or diag.ongoing,
-                score=max(found.score, diag.score), family=diag.family, patterns=found.patterns)
+                confidence=max(found.confidence, diag.confidence), causes=diag.causes,
+                patterns=found.patterns + [p for p in diag.patterns if p not in found.patterns])
         else:
             causes[joined] = msgspec.structs.replace(
                 diag, chain=diag.chain + [f"pattern {found.pattern} matched in {found.scope}: {found.message}"],

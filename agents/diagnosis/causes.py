@@ -63,8 +63,13 @@ def _absorb(root: Diagnosis, member: Diagnosis) -> None:
 SETTLING_S = 180
 
 
+#: failures that resolve by themselves while things start (an operator creates the Secret, the
+#: volume gets attached, a node joins); a pull denied or a crashing command does not
+_MAY_SETTLE = frozenset({"volumes", "scheduling"})
+
+
 def _settling(d: Diagnosis, observed: Observed) -> bool:
-    if d.subject.kind != "Pod" or observed.end is None or (observed.end - d.at).total_seconds() > SETTLING_S:
+    if d.family not in _MAY_SETTLE or d.subject.kind != "Pod" or observed.end is None or (observed.end - d.at).total_seconds() > SETTLING_S:
         return False
     placed = [e.at for e in observed.events_of(d.subject) if e.reason == "Scheduled"]
     return bool(placed) and (observed.end - max(placed)).total_seconds() <= SETTLING_S

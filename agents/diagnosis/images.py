@@ -26,7 +26,8 @@ PULL_CAUSES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      ("x509:", "certificate signed by unknown authority", "tls: failed to verify")),
     ("registry-dns", "the registry's host name does not resolve", ("no such host", "server misbehaving",
                                                                    "temporary failure in name resolution")),
-    ("image-auth", "the registry denies access: the image is private and no valid pull secret is used",
+    ("image-auth", "the registry denies access: the repository does not exist, or it is private and no valid pull "
+                   "secret is used",
      ("unauthorized", "authentication required", "pull access denied", "access denied", "403 forbidden",
       "401", "denied: ", "insufficient_scope", "requested access to the resource is denied", "forbidden")),
     ("image-not-found", "the image or tag does not exist in the registry",
@@ -92,7 +93,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         evidence.insert(0, from_state(seen, f"container {container}: {waiting}: {views[0].waiting_message[:300]}"))
     message = (f"Pod {pod.name}{in_namespace(pod)} cannot pull image {image or '?'} for container "
                f"{container or '?'}: {meaning}")
-    said = _registry_said(detail_text)
+    said = _registry_said(last.message if last else detail_text, _words(cause))
     if said:
         message += f" (the pull error: \"{said}\")"
     return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message,
@@ -104,13 +105,16 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
                       chain=[f"{pod}: {waiting or 'image pull failing'}: {meaning} ({image})"])]
 
 
-def _registry_said(text: str) -> str:
-    """The end of the pull error, where the registry's own words are (`401 Unauthorized`, `manifest unknown`)."""
-    text = " ".join(text.split())
-    if ": " in text:
-        parts = text.split(": ")
-        text = ": ".join(parts[-3:])
-    return excerpt(text, 220)
+def _registry_said(text: str, words: tuple[str, ...]) -> str:
+    """The registry's own words in the pull error (`401 Unauthorized`, `manifest unknown`): from the
+    part that says the cause, else its last parts."""
+    parts = " ".join(text.split()).split(": ")
+    found = next((i for i, part in enumerate(parts) if any(w.strip(": ") in part.lower() for w in words)), None)
+    return excerpt(": ".join(parts[found:] if found is not None else parts[-3:]), 220)
+
+
+def _words(cause: str) -> tuple[str, ...]:
+    return next((words for name, _, words in PULL_CAUSES if name == cause), ())
 
 
 def _image_in(text: str) -> str:

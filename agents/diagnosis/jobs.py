@@ -13,6 +13,9 @@ from agents.diagnosis.observed import ObjectKey, Observed, Seen
 from agents.diagnosis.podstate import condition, owner
 
 FAMILY = "jobs"
+#: a Job's failure is final, its pods stopped retrying before it: one that failed this close to the
+#: end of the input is the incident at hand, an older one a past failure
+JOB_RECENT_S = 1800
 _REASONS = {"BackoffLimitExceeded": ("job-backoff-limit", "it reached its backoff limit: its pods keep failing"),
             "DeadlineExceeded": ("job-deadline", "it ran longer than its activeDeadlineSeconds"),
             "PodFailurePolicy": ("job-pod-failure-policy", "a pod failure matched its podFailurePolicy (FailJob)")}
@@ -61,9 +64,11 @@ def diagnose_job(observed: Observed, job: ObjectKey, seen: Seen | None, pod_caus
     for d in causes[:2]:
         evidence += d.evidence[:2]
     at = min([e.at for e in events] + [d.at for d in causes], default=seen.at if seen else observed.end)
+    failed_at = max([e.at for e in events], default=None) or (seen.at if seen else None)
+    ongoing = failed_at is None or observed.end is None or (observed.end - failed_at).total_seconds() <= JOB_RECENT_S
     return [Diagnosis(family=FAMILY, cause=cause, subject=job, message=text, confidence=confidence,
                       remediation=_remedy(reason, causes), at=at,  # type: ignore[arg-type]
-                      ongoing=True, evidence=evidence, detail=detail,
+                      ongoing=ongoing, evidence=evidence, detail=detail,
                       members=[d.subject for d in causes], chain=chain)]
 
 
