@@ -191,7 +191,14 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
     if cause == "oom-killed" and c.memory_limit:
         detail["limit"] = c.memory_limit
     what = "init container" if c.init else "container"
-    status = c.waiting_reason or ("failed" if ongoing else "restarted repeatedly, now running")
+    if c.waiting_reason == "CrashLoopBackOff":
+        status = "in CrashLoopBackOff"
+    elif c.waiting_reason:
+        status = f"waiting ({c.waiting_reason})"
+    elif c.running:
+        status = "running again after crashing" if ongoing else "restarted repeatedly, now running"
+    else:
+        status = "terminated"
     specific = _specific(cause, detail)
     message = (f"{what.capitalize()} {c.name} of pod {pod.name}{in_namespace(pod)} is {status}: "
                f"{meaning}{specific}")
