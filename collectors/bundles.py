@@ -68,6 +68,7 @@ from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_e
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
 from collectors.rollouts import rollout_events
+from collectors.alerts import alert_events
 from collectors.kubetext import MissingNowError
 from collectors.loose import InputNote, looks_like_log, not_kubernetes, standalone_log
 from collectors.unusable import UnusableInput
@@ -197,6 +198,9 @@ def _read_file(path: Path, now: datetime | None, *, named: bool, loose: _Loose
         return
     if not has_stream_mark(data) and not looks_like_kubectl_text(data) and looks_like_log(data, path.name):
         loose.logs.append((path, data))
+        return
+    if data.lstrip()[:1] in (b"{", b"[") and (alerts := alert_events(data, str(path))) is not None:
+        yield from alerts  # Alertmanager's alerts: an Event per alert about the object it names
         return
     try:
         items = list(_document(data, str(path), now))

@@ -6,7 +6,7 @@ diagnose stage (a diagnosis is written to the graph as a match and a prediction,
 `tapio explain`, `tapio predictions` and the API).
 
 One module per family, each pure: `containers`, `scheduling`, `probes`, `images`, `volumes`,
-`jobs`, `nodes`, `workloads`, `network`; `causes` joins them into root causes. Patterns (YAML)
+`jobs`, `nodes`, `workloads`, `network`, `alerts`; `causes` joins them into root causes. Patterns (YAML)
 find cascades over many events in a stream; diagnoses read the verdict an object's state carries,
 so a recording of one moment (a describe, a pod list, a bundle) has an answer too.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agents.diagnosis import containers, images, jobs, network, nodes, probes, scheduling, volumes, workloads
+from agents.diagnosis import alerts, containers, images, jobs, network, nodes, probes, scheduling, volumes, workloads
 from agents.diagnosis.causes import join, one_per_subject
 from agents.diagnosis.model import INCIDENT_CONFIDENCE, Diagnosis, Evidence
 from agents.diagnosis.observed import ObjectKey, Observed, observe
@@ -51,6 +51,7 @@ def diagnose(observed: Observed) -> list[Diagnosis]:
         found += per_pod
     for key in observed.subjects():
         seen = observed.objects.get(key)
+        found += alerts.diagnose(observed, key)
         if key.kind in _CONTROLLERS:
             found += volumes.diagnose_controller(observed, key)
         if key.kind == "Job":

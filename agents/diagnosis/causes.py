@@ -24,7 +24,7 @@ from agents.diagnosis.observed import ObjectKey, Observed
 from agents.diagnosis.podstate import owner, workload_of
 
 #: for one object, which family's diagnosis explains the others (higher wins at equal standing)
-_SPECIFICITY = {"volumes": 6, "images": 6, "nodes": 5, "scheduling": 5, "network": 4, "probes": 3,
+_SPECIFICITY = {"alerts": 0, "volumes": 6, "images": 6, "nodes": 5, "scheduling": 5, "network": 4, "probes": 3,
                 "jobs": 3, "containers": 2, "workloads": 1}
 _GENERIC_CONTAINER = frozenset({"killed", "crash-loop", "app-error-exit", "command-exits"})
 
