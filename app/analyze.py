@@ -25,8 +25,19 @@ from pathlib import Path
 
 import msgspec
 
-from app.hypotheses import (Evidence, RootCause, combine, from_prediction, incidents, is_change, is_ongoing,
-                            last_failures, match_evidence, starts_with_a_change, verdict)
+from app.hypotheses import (
+    Evidence,
+    RootCause,
+    combine,
+    from_prediction,
+    incidents,
+    is_change,
+    is_ongoing,
+    last_failures,
+    match_evidence,
+    starts_with_a_change,
+    verdict,
+)
 from core.events import RawEvent, UnifiedEvent, content_id, publish_order
 from core.settings import Settings
 

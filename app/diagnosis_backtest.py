@@ -103,7 +103,8 @@ def judge(labels: CaseLabels, hypotheses: list[RootCause]) -> tuple[bool, str]:
     top, label = ongoing[0], labels.root_cause
     about = _same(top.scope, label.object) or any(_same(a, label.object) for a in top.affected) \
         or (bool(label.caused_by) and any(_same(a, label.caused_by) for a in top.affected))
-    cause = label.cause in (top.pattern, *top.patterns, *top.causes) or label.cause.replace("-", " ") in top.message.lower() \
+    cause = label.cause in (top.pattern, *top.patterns, *top.causes) \
+        or label.cause.replace("-", " ") in top.message.lower() \
         or (label.cause == "bad-rollout" and "rollout" in top.message)
     text = " ".join([top.message, *top.chain]).lower()
     missing = [m for m in label.mentions if m.lower() not in text]

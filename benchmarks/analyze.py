@@ -28,7 +28,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +41,7 @@ DESCRIBE = Path(__file__).resolve().parents[1] / "patterns/scenarios/diagnosis/c
 
 
 def event_list(n: int) -> dict:
-    t0 = datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
     items = []
     for i in range(n):
         ns, pod = f"ns-{i % 20}", f"web-{(i // 20) % 500}"
@@ -65,7 +65,7 @@ def _iso(t: datetime) -> str:
 
 def bundle(n: int, target: Path) -> Path:
     """A support bundle of `n` events in all (Events, pods, ReplicaSets, log lines) as .tar.gz."""
-    t0 = datetime(2026, 11, 20, 8, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
     files: dict[str, bytes] = {}
     objects = NAMESPACES * PODS + NAMESPACES * DEPLOYMENTS * 2 + NAMESPACES * PODS * 2  # pods, RSs, log lines
     per_ns_events = max(n - objects, 0) // NAMESPACES

@@ -42,6 +42,7 @@ from pathlib import Path, PurePosixPath
 
 import msgspec
 
+from collectors.alerts import alert_events
 from collectors.bundlefiles import (
     ARCHIVE_ERRORS,
     CLUSTER_INFO,
@@ -64,13 +65,12 @@ from collectors.bundlefiles import (
     read_member,
     text_lines,
 )
+from collectors.kubetext import MissingNowError
+from collectors.loose import InputNote, looks_like_log, not_kubernetes, standalone_log
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
 from collectors.rollouts import rollout_events
-from collectors.alerts import alert_events
-from collectors.kubetext import MissingNowError
-from collectors.loose import InputNote, looks_like_log, not_kubernetes, standalone_log
 from collectors.unusable import UnusableInput
 from core.events import RawEvent
 from core.kube.objects import NO_TIMESTAMP
@@ -107,6 +107,9 @@ def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None
     return _read_inputs(inputs, now)
 
 
+_OWN_TIME = ("line", "previous-line", "next-line")  # log lines placed by stamps of their own log
+
+
 class _Loose(msgspec.Struct):
     """Files of a folder of recordings kept for after the rest: they need what the rest shows."""
 
@@ -123,7 +126,7 @@ def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent 
     events = [item for item in read if isinstance(item, RawEvent)]
     if not events and loose.logs:  # only logs and undated manifests: the logs' own times place them
         events = [e for path, data in loose.logs for e in standalone_log(path, data, [], now)
-                  if isinstance(e, RawEvent) and e.metadata.get("time_source") in ("line", "previous-line", "next-line")]
+                  if isinstance(e, RawEvent) and e.metadata.get("time_source") in _OWN_TIME]
     reference, how = _reference(now, events, [p for p, _ in loose.ages + loose.logs])
     timed = [e.timestamp for e in events if e.metadata.get("action") != SNAPSHOT_ACTION] or \
         [e.timestamp for e in events]

@@ -39,8 +39,15 @@ from collectors.kubefields import (
     tree,
     workload_spec,
 )
-from collectors.kubetables import (DESCRIBE_HEADER, OLD_DESCRIBE_HEADER, EventRow, TextError, fragment, kind_of,
-                                   parse_describe_events)
+from collectors.kubetables import (
+    DESCRIBE_HEADER,
+    OLD_DESCRIBE_HEADER,
+    EventRow,
+    TextError,
+    fragment,
+    kind_of,
+    parse_describe_events,
+)
 from core.kube.owners import WORKLOAD_KINDS
 
 TIME_RE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")

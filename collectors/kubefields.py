@@ -12,7 +12,7 @@ Pure: no clock.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from collectors.kubetables import cells, header_columns, rfc3339
 
@@ -90,7 +90,7 @@ def read_selector(text: str) -> dict[str, str]:
 
 def parse_time(text: str) -> datetime | None:
     try:
-        return datetime.strptime(text.strip(), "%a, %d %b %Y %H:%M:%S %z").astimezone(timezone.utc)
+        return datetime.strptime(text.strip(), "%a, %d %b %Y %H:%M:%S %z").astimezone(UTC)
     except ValueError:
         return None
 

@@ -12,7 +12,7 @@ all are kept and ranked; none hides another.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -68,7 +68,7 @@ class Hypothesis(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _prediction(row: dict) -> StoredPrediction:

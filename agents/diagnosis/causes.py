@@ -69,7 +69,8 @@ _MAY_SETTLE = frozenset({"volumes", "scheduling"})
 
 
 def _settling(d: Diagnosis, observed: Observed) -> bool:
-    if d.family not in _MAY_SETTLE or d.subject.kind != "Pod" or observed.end is None or (observed.end - d.at).total_seconds() > SETTLING_S:
+    if d.family not in _MAY_SETTLE or d.subject.kind != "Pod" or observed.end is None \
+            or (observed.end - d.at).total_seconds() > SETTLING_S:
         return False
     placed = [e.at for e in observed.events_of(d.subject) if e.reason == "Scheduled"]
     return bool(placed) and (observed.end - max(placed)).total_seconds() <= SETTLING_S

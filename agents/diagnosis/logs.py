@@ -36,7 +36,8 @@ SIGNAL_CAUSES: dict[str, tuple[str, str, float]] = {
 }
 #: which signal explains a crash best when a log has several (the more specific first)
 SIGNAL_ORDER = ("missing-env", "shell-syntax-error", "unknown-command", "command-not-found", "exec-format-error",
-                "credentials-rejected", "tls-failure", "permission-denied", "dns-failure", "connection-refused", "connection-timeout",
+                "credentials-rejected", "tls-failure", "permission-denied", "dns-failure", "connection-refused",
+                "connection-timeout",
                 "oom", "panic", "traceback")
 
 _ENV = [

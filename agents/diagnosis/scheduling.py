@@ -146,7 +146,8 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
     ongoing = pending or (last is not None and (observed.recent(last.at)))
     evidence = [from_event(last)] if last else []
     if seen is not None and pending:
-        evidence.insert(0, from_state(seen, f"PodScheduled=False ({cond.get('reason', '') if cond else ''}): {message}"))
+        reason = cond.get("reason", "") if cond else ""
+        evidence.insert(0, from_state(seen, f"PodScheduled=False ({reason}): {message}"))
     detail["reasons"] = "; ".join(f"{r.count} {r.text}" for r in reasons)
     if total:
         detail["nodes"] = str(total)
