@@ -22,7 +22,7 @@ Ratings (-1, 0, 1) are stored with each vote but weigh nothing here: `accurate` 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import msgspec
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 
@@ -61,7 +62,7 @@ async def write_with_backoff(runtime: StageRuntime, events: list[UnifiedEvent]) 
         log.error("graph sink: the graph rejected a batch of %d (%s); writing them one by one", len(events), e)
         for event in events:
             try:
-                await _until_reachable(lambda: graph.write_events([event]), what=f"event {event.id}")
+                await _until_reachable(lambda event=event: graph.write_events([event]), what=f"event {event.id}")
             except GraphQueryError as one:
                 await runtime.dead_letter(stage=STAGE, reason=f"graph rejected the event: {one}",
                                           where=f"event {event.id}", payload=msgpack_encoder.encode(event),
@@ -87,8 +88,8 @@ async def write_insights_with_backoff(runtime: StageRuntime, matches: list[Patte
         for group in by_match(matches, predictions):
             one_match = [group.match] if group.match is not None else []
             try:
-                await _until_reachable(lambda: graph.write_insights(one_match, group.predictions),
-                                       what=f"match {group.match_id}")
+                await _until_reachable(lambda one_match=one_match, group=group: graph.write_insights(
+                    one_match, group.predictions), what=f"match {group.match_id}")
             except GraphQueryError as one:
                 await dead_letter_match(runtime, group, f"graph rejected the match: {one}")
             except InvalidInsight as one:

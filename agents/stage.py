@@ -12,7 +12,8 @@ The output keeps the input's partition, so a namespace stays on one partition en
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 import msgspec

@@ -17,9 +17,9 @@ is counted once: one the state already holds (same condition, role, time, event 
 hits batch read again after a rebalance, adds nothing.
 
 State stays bounded: a state keeps the bytes of at most MAX_KEPT_EVIDENCE events (a match's
-other event ids are linked to the events the graph already holds), hits older than the pattern's span are pruned at every advance, hits of the
-same time, series and distinct value are merged into one entry (keeping their ids, at most
-MAX_MERGED per entry), and a list never holds more
+other event ids are linked to the events the graph already holds), hits older than the pattern's
+span are pruned at every advance, hits of the same time, series and distinct value are merged into
+one entry (keeping their ids, at most MAX_MERGED per entry), and a list never holds more
 than MAX_ENTRIES (the oldest go first). A hit at or before the last evaluated time is late and
 is dropped (counted by the caller); the allowed lateness is applied to the watermark upstream.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -224,7 +224,7 @@ def _prune(state: WindowState, before: int) -> None:
 
 
 def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds: list[Held],

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -138,7 +139,7 @@ class Api:
         try:
             detail = await asyncio.wait_for(probe(), self.settings.api.probe_timeout_s)
             return Check(name=name, ok=True, detail=detail)  # type: ignore[arg-type]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Check(name=name, ok=False, detail=f"no answer within {self.settings.api.probe_timeout_s}s "  # type: ignore[arg-type]
                                                      f"(api.probe_timeout_s)")
         except Exception as e:  # any failure is a failed check, reported as such

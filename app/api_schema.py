@@ -159,7 +159,7 @@ def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of ROUTES (the server registers exactly these)."""
     types = _schema_types()
     schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
-    ref = dict(zip(types, schemas))
+    ref = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         op: dict[str, Any] = {"operationId": route.name, "summary": route.summary, "responses": {}}

@@ -27,6 +27,7 @@ from typing import Protocol
 import msgspec
 import yaml
 
+from app.diagnosis_backtest import is_case
 from patterns import SCENARIOS
 
 LABELS_FILE = "labels.yaml"
@@ -169,6 +170,8 @@ def find_corpora(paths: Iterable[str | Path]) -> list[Corpus]:
     for path in map(Path, paths):
         files = [path] if path.name == LABELS_FILE else sorted(path.rglob(LABELS_FILE)) if path.is_dir() else []
         for file in files:
+            if is_case(file):
+                continue  # a diagnosis case (app.diagnosis_backtest), not a pattern scenario
             labels = read_labels(file)
             found.append(Corpus(name=labels.scenario or str(file.parent), folder=str(file.parent), labels=labels))
     return found

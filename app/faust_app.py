@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import faust
 import msgspec
@@ -145,7 +146,8 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
 
         async def first_votes() -> None:
             """The predict stage's first batch waits for one read of the votes."""
-            while not await refresh_votes():
+            # a read that failed is retried after the interval: a retry with a delay, not a flag to wait on
+            while not await refresh_votes():  # noqa: ASYNC110
                 await asyncio.sleep(settings.feedback.refresh_interval_s)
 
         @app.timer(settings.feedback.refresh_interval_s)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 
 import nats
 import nats.aio.msg
@@ -189,7 +189,7 @@ class EventPublisher:
                     room.clear()
                     try:
                         await asyncio.wait_for(room.wait(), timeout=self.ack_timeout)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         failed.extend(outstanding.values())
                         outstanding.clear()
             deadline = asyncio.get_running_loop().time() + self.ack_timeout
@@ -197,7 +197,7 @@ class EventPublisher:
                 room.clear()
                 try:
                     await asyncio.wait_for(room.wait(), timeout=0.05)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await sub.unsubscribe()
@@ -277,7 +277,7 @@ class PullBatches:
         msgs, done = self._rounds[token]
         try:
             await asyncio.wait_for(done.wait(), timeout=self.expires_s + 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # the server never answered (restart?): whatever came is used, the rest redelivers
         self._order.pop(0)
         del self._rounds[token]
@@ -297,7 +297,7 @@ class DeadLetterPublisher:
 
     async def send(self, *, stage: str, reason: str, where: str, payload: bytes, event_id: str = "") -> None:
         letter = DeadLetter(stage=stage, reason=reason, where=where, payload=payload,
-                            at=datetime.now(timezone.utc), event_id=event_id)
+                            at=datetime.now(UTC), event_id=event_id)
         subject = f"{self.settings.deadletter_prefix}.{subject_token(stage)}"
         log.warning("dead-lettered %s input from %s: %s (inspect with `tapio deadletters`)", stage, where, reason)
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(multiplier=0.1, max=3),

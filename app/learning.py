@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from agents.confidence import Adjustment, LearningRule, PatternReport, Votes, pattern_reports
 from agents.confidence import adjustments as compute_adjustments

@@ -79,7 +79,7 @@ async def copy_range(live: Settings, target: Settings, *, since: datetime | None
         while not done:
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break  # nothing left in the range
             events: list[RawEvent] = []
             for msg in msgs:
@@ -118,7 +118,8 @@ async def copy_range(live: Settings, target: Settings, *, since: datetime | None
         await sink.drain()
     if not summary.copied:
         raise ReplayRangeError(f"no events in that range of stream {live.nats.stream} "
-                               f"(seq {info.state.first_seq}..{info.state.last_seq}); check --since/--from-seq/--subject")
+                               f"(seq {info.state.first_seq}..{info.state.last_seq}); "
+                               "check --since/--from-seq/--subject")
     return summary
 
 

@@ -18,7 +18,7 @@ import random
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +30,7 @@ from topology import queries  # noqa: E402
 from topology.context import reveal_context  # noqa: E402
 from topology.graph import open_graph  # noqa: E402
 
-T0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
 REASONS = ["Scheduled", "Pulled", "Created", "Started", "BackOff", "Unhealthy", "Killing", "OOMKilling"]
 TARGET_MS = 200.0
 
@@ -77,7 +77,7 @@ async def build(graph, args: argparse.Namespace) -> None:
                                 rows=[[a, b, f"{a}-{relation}->{b}", {}] for a, b in rows[s:s + 5000]])
     rng = random.Random(11)
     chains = [[f"ev-{rng.randrange(args.events):07d}" for _ in range(4)] for _ in range(args.chains)]
-    caused = [[a, b] for chain in chains for a, b in zip(chain, chain[1:])]
+    caused = [[a, b] for chain in chains for a, b in zip(chain, chain[1:], strict=False)]
     for s in range(0, len(caused), 5000):
         await graph.execute(queries.link_objects("CAUSED", "Event", "Event"),
                             rows=[[a, b, f"{a}-CAUSED->{b}", {}] for a, b in caused[s:s + 5000]])

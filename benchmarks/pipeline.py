@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -62,7 +62,7 @@ def make_event(i: int, run: str, namespaces: int, pods: int, mix: str = "warning
     ns = f"bench-{i % namespaces}"
     pod = f"web-{(i // namespaces) % pods}"
     reason, kind = ("BackOff", "Warning") if mix == "warnings" else _REAL[(i * 7919) % len(_REAL)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = now.isoformat().replace("+00:00", "Z")
     data = msgspec.json.encode({
         "apiVersion": "v1", "kind": "Event",

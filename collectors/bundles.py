@@ -37,11 +37,12 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import msgspec
 
+from collectors.alerts import alert_events
 from collectors.bundlefiles import (
     ARCHIVE_ERRORS,
     CLUSTER_INFO,
@@ -64,12 +65,16 @@ from collectors.bundlefiles import (
     read_member,
     text_lines,
 )
+from collectors.kubetext import MissingNowError
+from collectors.loose import InputNote, looks_like_log, not_kubernetes, standalone_log
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
 from collectors.rollouts import rollout_events
 from collectors.unusable import UnusableInput
 from core.events import RawEvent
+from core.kube.objects import NO_TIMESTAMP
+from core.kube.objects import SNAPSHOT as SNAPSHOT_ACTION
 
 __all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SUPPORT_BUNDLE", "InputKind",
            "detect_input", "looks_like_kubectl_text", "read_inputs"]
@@ -82,13 +87,18 @@ _STREAM_NOISE = re.compile(r"(?:Create log request|Request log) error: ")
 # -- reading -----------------------------------------------------------------------------------
 
 
-def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> Iterator[RawEvent | UnusableInput]:
+def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None
+                ) -> Iterator[RawEvent | UnusableInput | InputNote]:
     """Every RawEvent and UnusableInput of the inputs, each read by its layout, then the rollouts
-    their ReplicaSets imply (`collectors.rollouts`).
+    their ReplicaSets imply (`collectors.rollouts`), and an InputNote for each decision a person
+    should know of (a file skipped as not Kubernetes data, how times were placed).
 
     `now` is when the inputs were captured: kubectl text resolves its relative ages against it, and
-    a log line that nothing else places in time is put there. Raises ReplayFileError at once if an
-    input does not exist; never for content.
+    a log line that nothing else places in time is put there. Without it, text that shows only ages
+    is resolved against the newest absolute time of the other inputs, else the files' modification
+    time, else the current time, and a note says which. Objects that carry no time of their own (a
+    manifest) are state at the start of the recording. Raises ReplayFileError at once if an input
+    does not exist; never for content.
     """
     inputs = [Path(p) for p in paths]
     for path in inputs:
@@ -97,20 +107,67 @@ def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None) -> 
     return _read_inputs(inputs, now)
 
 
-def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
-    replicasets: list[RawEvent] = []
+_OWN_TIME = ("line", "previous-line", "next-line")  # log lines placed by stamps of their own log
+
+
+class _Loose(msgspec.Struct):
+    """Files of a folder of recordings kept for after the rest: they need what the rest shows."""
+
+    ages: list[tuple[Path, bytes]] = []  # kubectl text with relative ages only: needs a reference time
+    undated: list[tuple[Path, bytes]] = []  # objects without times: placed at the recording's start
+    logs: list[tuple[Path, bytes]] = []  # container logs: need their pod
+
+
+def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent | UnusableInput | InputNote]:
+    loose = _Loose(ages=[], undated=[], logs=[])
+    read: list[RawEvent | UnusableInput | InputNote] = []
     for path in inputs:
-        for item in _read_input(path, now, named=True):
-            if isinstance(item, RawEvent) and item.metadata.get("kind") == "ReplicaSet":
-                replicasets.append(item)
-            yield item
-    yield from rollout_events(replicasets)  # a Deployment's revisions: the edits the recording implies
+        read.extend(_read_input(path, now, named=True, loose=loose))
+    events = [item for item in read if isinstance(item, RawEvent)]
+    if not events and loose.logs:  # only logs and undated manifests: the logs' own times place them
+        events = [e for path, data in loose.logs for e in standalone_log(path, data, [], now)
+                  if isinstance(e, RawEvent) and e.metadata.get("time_source") in _OWN_TIME]
+    reference, how = _reference(now, events, [p for p, _ in loose.ages + loose.logs])
+    timed = [e.timestamp for e in events if e.metadata.get("action") != SNAPSHOT_ACTION] or \
+        [e.timestamp for e in events]
+    start = min(timed) if timed else reference
+    for path, data in loose.ages:
+        read.append(InputNote(file=str(path), note=f"shows times only as ages: resolved against "
+                                                   f"{reference:%Y-%m-%d %H:%M:%S}Z ({how}); pass --now to say "
+                                                   "when it was captured"))
+        read.extend(_document(data, str(path), reference))
+    for path, data in loose.undated:
+        read.append(InputNote(file=str(path), note=f"objects without a time of their own are state at the start of "
+                                                   f"the recording ({start:%Y-%m-%d %H:%M:%S}Z)"))
+        read.extend(parse_recording(data, str(path), undated_at=start))
+    pods: dict[tuple[str, str], PodInfo] = {}
+    for item in read:
+        _note_pod(item, pods)
+    for path, data in loose.logs:
+        read.extend(standalone_log(path, data, list(pods.values()), now or reference))
+    yield from read
+    yield from rollout_events([item for item in read if isinstance(item, RawEvent)
+                               and item.metadata.get("kind") == "ReplicaSet"])
 
 
-def _read_input(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | UnusableInput]:
+def _reference(now: datetime | None, events: list[RawEvent], files: list[Path]) -> tuple[datetime, str]:
+    """What relative ages count back from, and where that time came from."""
+    if now is not None:
+        return now, "--now"
+    if events:
+        return max(e.timestamp for e in events), "the newest absolute time in the input"
+    if files:
+        newest = max(p.stat().st_mtime for p in files)
+        return datetime.fromtimestamp(newest, UTC), "the files' modification time"
+    return datetime.now(UTC), "the current time"
+
+
+def _read_input(path: Path, now: datetime | None, *, named: bool, loose: _Loose
+                ) -> Iterator[RawEvent | UnusableInput | InputNote]:
     """One input by its layout; in a folder of inputs, each file and subfolder on its own."""
     if not path.is_dir():
-        yield from _read_tree(path, detect_input(path), now) if is_archive(path) else _read_file(path, now, named=named)
+        yield from _read_tree(path, detect_input(path), now) if is_archive(path) else \
+            _read_file(path, now, named=named, loose=loose)
         return
     kind = detect_input(path)
     if kind.layout != RECORDINGS and not kind.nested:
@@ -120,18 +177,47 @@ def _read_input(path: Path, now: datetime | None, *, named: bool) -> Iterator[Ra
     # layout's folder is read by it, loose JSON/YAML files beside it as recordings
     for child in sorted(path.iterdir()):
         if child.is_dir():
-            yield from () if child.is_symlink() else _read_input(child, now, named=False)
+            yield from () if child.is_symlink() else _read_input(child, now, named=False, loose=loose)
         elif kind.layout == RECORDINGS or child.suffix.lower() in DOC_SUFFIXES:
-            yield from _read_input(child, now, named=False)
+            yield from _read_input(child, now, named=False, loose=loose)
 
 
-def _read_file(path: Path, now: datetime | None, *, named: bool) -> Iterator[RawEvent | UnusableInput]:
-    """A plain file: named ones always, others when their name is a recording's (or kubectl text's)."""
+def _read_file(path: Path, now: datetime | None, *, named: bool, loose: _Loose
+               ) -> Iterator[RawEvent | UnusableInput | InputNote]:
+    """A plain file: named ones always, others when their name is a recording's (or kubectl text's).
+
+    A container log, kubectl text with ages only, or objects without times wait in `loose` for
+    what the other inputs show; a file with no Kubernetes object in it is skipped with a note.
+    """
     what = "doc" if named else (_role(RECORDINGS, path.name) or ("", None))[0]
-    if what in ("doc", "text"):
-        member = Member(rel=path.name, file=str(path), size=0, open=lambda: path.open("rb"))
-        data, error = read_member(member, None, sniff=what == "text")
-        yield from [error] if error else _document(data, str(path), now) if data or what == "doc" else ()
+    if what not in ("doc", "text"):
+        return
+    member = Member(rel=path.name, file=str(path), size=0, open=lambda: path.open("rb"))
+    data, error = read_member(member, None, sniff=False)
+    if error:
+        yield error
+        return
+    if not data:
+        return
+    if not has_stream_mark(data) and not looks_like_kubectl_text(data) and looks_like_log(data, path.name):
+        loose.logs.append((path, data))
+        return
+    if data.lstrip()[:1] in (b"{", b"[") and (alerts := alert_events(data, str(path))) is not None:
+        yield from alerts  # Alertmanager's alerts: an Event per alert about the object it names
+        return
+    try:
+        items = list(_document(data, str(path), now))
+    except MissingNowError:
+        loose.ages.append((path, data))
+        return
+    if not_kubernetes(items):
+        yield InputNote(file=str(path), note="skipped: not Kubernetes data (no object with kind and metadata)",
+                        skipped=True)
+        return
+    if any(isinstance(i, UnusableInput) and NO_TIMESTAMP in i.reason for i in items):
+        loose.undated.append((path, data))
+        return
+    yield from items
 
 
 def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
@@ -208,7 +294,7 @@ def _previous(stem: str) -> tuple[str, bool]:
     return (stem[: -len("-previous")], True) if stem.endswith("-previous") else (stem, False)
 
 
-def _note_pod(item: RawEvent | UnusableInput, pods: dict[tuple[str, str], PodInfo]) -> None:
+def _note_pod(item: RawEvent | UnusableInput | InputNote, pods: dict[tuple[str, str], PodInfo]) -> None:
     if isinstance(item, RawEvent) and item.type == "kubeapi" and item.metadata.get("kind") == "Pod":
         info = pod_info(msgspec.json.decode(item.data))
         if info is not None:

@@ -39,7 +39,15 @@ from collectors.kubefields import (
     tree,
     workload_spec,
 )
-from collectors.kubetables import DESCRIBE_HEADER, EventRow, TextError, fragment, kind_of, parse_describe_events
+from collectors.kubetables import (
+    DESCRIBE_HEADER,
+    OLD_DESCRIBE_HEADER,
+    EventRow,
+    TextError,
+    fragment,
+    kind_of,
+    parse_describe_events,
+)
 from core.kube.owners import WORKLOAD_KINDS
 
 TIME_RE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
@@ -120,7 +128,7 @@ def _events(tail: list[tuple[int, str]], out: Described) -> list[EventRow | Text
     if first.split(":", 1)[1].strip() in ("<none>",):
         return []
     rest = [(n, line) for n, line in tail[1:] if line.strip()]
-    if not rest or not DESCRIBE_HEADER.match(rest[0][1]):
+    if not rest or not (DESCRIBE_HEADER.match(rest[0][1]) or OLD_DESCRIBE_HEADER.match(rest[0][1])):
         where, what = rest[0] if rest else (first_number, first)
         return [TextError(where, "Events: without its Type Reason Age From Message header (cut or garbled)",
                           fragment(what))]

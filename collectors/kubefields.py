@@ -12,7 +12,7 @@ Pure: no clock.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from collectors.kubetables import cells, header_columns, rfc3339
 
@@ -90,7 +90,7 @@ def read_selector(text: str) -> dict[str, str]:
 
 def parse_time(text: str) -> datetime | None:
     try:
-        return datetime.strptime(text.strip(), "%a, %d %b %Y %H:%M:%S %z").astimezone(timezone.utc)
+        return datetime.strptime(text.strip(), "%a, %d %b %Y %H:%M:%S %z").astimezone(UTC)
     except ValueError:
         return None
 
@@ -194,6 +194,40 @@ def _container(node: Node) -> dict:
             env_from.append({f"{words[1][0].lower()}{words[1][1:]}Ref": {"name": words[0]}})
     if env_from:
         out["envFrom"] = env_from
+    for field, key in (("Liveness", "livenessProbe"), ("Readiness", "readinessProbe"), ("Startup", "startupProbe")):
+        if probe := _probe(node.val(field)):
+            out[key] = probe
+    return out
+
+
+_PROBE_URL = re.compile(r"^http-get (https?)://([^:/]*):([^/\s]+)(\S*)")
+_PROBE_TIMES = re.compile(r"\b(delay|timeout|period)=(\d+)s\b|#(success|failure)=(\d+)")
+_PROBE_FIELDS = {"delay": "initialDelaySeconds", "timeout": "timeoutSeconds", "period": "periodSeconds",
+                 "success": "successThreshold", "failure": "failureThreshold"}
+
+
+def _probe(text: str) -> dict:
+    """`http-get http://:8080/readyz delay=5s timeout=1s period=10s #success=1 #failure=3` (or
+    `exec [pg_isready -U app]`, `tcp-socket :5432`, `grpc <service>:50051`) as the API's probe."""
+    if not text:
+        return {}
+    out: dict = {}
+    if m := _PROBE_URL.match(text):
+        port: int | str = int(m.group(3)) if m.group(3).isdigit() else m.group(3)
+        out["httpGet"] = {"scheme": m.group(1).upper(), "port": port, "path": m.group(4) or "/",
+                          **({"host": m.group(2)} if m.group(2) else {})}
+    elif text.startswith("exec ["):
+        command = text[len("exec ["):].split("] ", 1)[0].rstrip("]")
+        out["exec"] = {"command": command.split()}
+    elif text.startswith("tcp-socket "):
+        port_text = text.split()[1].rsplit(":", 1)[-1]
+        out["tcpSocket"] = {"port": int(port_text) if port_text.isdigit() else port_text}
+    elif text.startswith("grpc "):
+        port_text = text.split()[1].rsplit(":", 1)[-1]
+        out["grpc"] = {"port": int(port_text) if port_text.isdigit() else port_text}
+    for m in _PROBE_TIMES.finditer(text):
+        name, value = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        out[_PROBE_FIELDS[name]] = int(value)
     return out
 
 
@@ -262,6 +296,11 @@ def workload_spec(root: Node) -> dict:
         spec["replicas"] = int(replicas.group(1))
     if selector := read_selector(root.val("Selector")):
         spec["selector"] = {"matchLabels": selector}
+    for field, key in (("Backoff Limit", "backoffLimit"), ("Active Deadline Seconds", "activeDeadlineSeconds"),
+                       ("Completions", "completions"), ("Parallelism", "parallelism")):
+        number = re.fullmatch(r"(\d+)s?", root.val(field).strip())
+        if number:  # a Job's limits (`Active Deadline Seconds:  1800s`)
+            spec[key] = int(number.group(1))
     template = root.get("Pod Template")
     if template is not None:
         body: dict = {}

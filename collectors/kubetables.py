@@ -105,10 +105,17 @@ _AGE_PART = re.compile(r"(\d+)([smhdy])")
 _INTERVAL = re.compile(rf"({_AGE})(?: \(x(\d+) over ({_AGE})\))?")
 
 
+UNKNOWN_AGE = "<unknown>"
+
+
 def parse_age(text: str) -> timedelta | None:
-    """`9m22s` -> 562 s; `<unknown>` / `<invalid>` (a zero or future time) -> None; ValueError if not an age."""
+    """`9m22s` -> 562 s; ValueError if not an age. `<invalid>` is a time after kubectl's own clock
+    (the cluster's clock runs ahead of the terminal's): age 0. `<unknown>` (a time the Event does
+    not carry, or only as an eventTime older kubectl does not show) -> None (see `place_unknown`)."""
     text = text.strip()
-    if text in ("<unknown>", "<invalid>"):
+    if text == "<invalid>":
+        return timedelta(0)
+    if text == UNKNOWN_AGE:
         return None
     parts = _AGE_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
@@ -183,7 +190,18 @@ def parse_events_table(lines: list[tuple[int, str]], namespace: str = "") -> lis
             out.append(_table_row(number, row, namespace))
         except ValueError as exc:
             out.append(TextError(number, f"events row: {exc}", fragment(line)))
-    return out
+    return place_unknown(out)
+
+
+def place_unknown(rows: list[EventRow | TextError]) -> list[EventRow | TextError]:
+    """Rows whose age kubectl showed as `<unknown>` take the oldest age of the table: the earliest
+    the input shows, so an event of unknown time never looks like the latest sign of a failure."""
+    known = [r.first or r.last for r in rows if isinstance(r, EventRow) and (r.first or r.last) is not None]
+    oldest = max(known, default=timedelta(0))  # type: ignore[type-var]
+    for row in rows:
+        if isinstance(row, EventRow) and row.last is None and row.first is None:
+            row.last = row.first = oldest
+    return rows
 
 
 def _table_row(number: int, row: dict[str, str], namespace: str) -> EventRow:
@@ -194,7 +212,7 @@ def _table_row(number: int, row: dict[str, str], namespace: str) -> EventRow:
         if not row["COUNT"].isdigit():
             raise ValueError(f"COUNT is not a number: {row['COUNT']!r}")
         count = int(row["COUNT"])
-    if last is None and first is None:
+    if last is None and first is None and UNKNOWN_AGE not in (row.get("LAST SEEN", ""), row.get("FIRST SEEN", "")):
         raise ValueError("no age to place the event at (LAST SEEN / FIRST SEEN unknown)")
     for column in ("TYPE", "REASON", "NAMESPACE"):
         if " " in row.get(column, ""):
@@ -216,6 +234,9 @@ def _table_row(number: int, row: dict[str, str], namespace: str) -> EventRow:
 # -- the Events: table of kubectl describe -------------------------------------------------
 
 DESCRIBE_HEADER = re.compile(r"^\s+Type\s+Reason\s+Age\s+From\s+Message\s*$")
+#: kubectl before 1.10: `FirstSeen LastSeen Count From SubObjectPath Type Reason Message` (Type from 1.5)
+OLD_DESCRIBE_HEADER = re.compile(r"^\s+FirstSeen\s+LastSeen\s+Count\s+From\s+Sub[oO]bjectPath\s+(?:Type\s+)?"
+                                 r"Reason\s+Message\s*$")
 _DESCRIBE_ROW = re.compile(rf"^\s+(\S+)\s+(\S+)\s+({AGE_RE})\s+([^\s(]\S*(?:, \S+)?)\s+(.*?)\s*$")
 
 
@@ -227,6 +248,8 @@ def parse_describe_events(lines: list[tuple[int, str]]) -> list[EventRow | TextE
     aligned anew by tabwriter, so they are read word by word (Type Reason Age From Message).
     """
     columns = header_columns(lines[0][1])
+    if OLD_DESCRIBE_HEADER.match(lines[0][1]):
+        return _old_describe_events(lines, columns)
     out: list[EventRow | TextError] = []
     realigned = False  # a message's newline ends tabwriter's column block: later rows have their own widths
     for number, line in lines[1:]:
@@ -243,6 +266,27 @@ def parse_describe_events(lines: list[tuple[int, str]]) -> list[EventRow | TextE
             row = TextError(number, f"events row: {row}", fragment(line))
         out.append(row or TextError(number, "events row does not read as Type Reason Age From Message "
                                             "(garbled or cut)", fragment(line)))
+    return place_unknown(out)
+
+
+def _old_describe_events(lines: list[tuple[int, str]], columns: list[tuple[str, int]]) -> list[EventRow | TextError]:
+    """Rows of the old layout: ages in FirstSeen and LastSeen, a Count, the container in SubObjectPath."""
+    out: list[EventRow | TextError] = []
+    for number, line in lines[1:]:
+        if not line.strip() or re.fullmatch(r"\s+-+(?:\s+-+)*\s*", line):
+            continue
+        row = cells(line, columns)
+        last = parse_age(row.get("LastSeen", "")) if row else None
+        first = parse_age(row.get("FirstSeen", "")) if row else None
+        if row is None or last is None or not row.get("Reason") or " " in row["Reason"]:
+            out.append(TextError(number, "events row does not read as FirstSeen LastSeen Count From SubObjectPath "
+                                         "Type Reason Message (garbled or cut)", fragment(line)))
+            continue
+        count = int(row["Count"]) if row.get("Count", "").isdigit() else 1
+        component, _, host = row.get("From", "").partition(", ")
+        out.append(EventRow(line=number, last=last, first=first or last, count=count, type=row.get("Type") or "Normal",
+                            reason=row["Reason"], message=row.get("Message", ""), component=component,
+                            host=host.strip(), field_path=row.get("SubObjectPath") or row.get("SubobjectPath") or ""))
     return out
 
 
@@ -253,7 +297,7 @@ def _describe_row(number: int, row: dict[str, str] | None) -> EventRow | str | N
         last, count, first = parse_interval(row["Age"])
     except ValueError:
         return None
-    if last is None and first is None:
+    if last is None and first is None and row["Age"].strip() != UNKNOWN_AGE:
         return f"no age to place the event at (Age {row['Age']!r})"
     component, _, host = row["From"].partition(", ")
     if " " in component:

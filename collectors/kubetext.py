@@ -108,7 +108,9 @@ def parse_kubectl_text(data: bytes, file: str, *, now: datetime | None = None, k
         bad = UnusableInput(file=file, position="file", reason=f"not a text file (invalid UTF-8 at byte {exc.start})",
                             fragment=repr(data[:60]))
         return iter([bad])
-    lines = [(number, line.rstrip("\r")) for number, line in enumerate(text.split("\n"), start=1)]
+    # kubectl before 1.10 wrote describe with literal tabs; at the terminal's 8-column tab stops
+    # its columns line up like tabwriter's spaces do in later versions
+    lines = [(number, line.rstrip("\r").expandtabs(8)) for number, line in enumerate(text.split("\n"), start=1)]
     parts: list[Described | TextError | list[EventRow | TextError]] = []
     for what, chunk in _sections(lines):
         if what == "describe":

@@ -51,15 +51,20 @@ def read_recording(path: str | Path) -> Iterator[RawEvent | UnusableInput]:
     return parse_recording(data, str(path))
 
 
-def parse_recording(data: bytes, file: str) -> Iterator[RawEvent | UnusableInput]:
-    """Same as read_recording, for content already in memory; `file` names it in errors."""
+def parse_recording(data: bytes, file: str, *, undated_at: datetime | None = None
+                    ) -> Iterator[RawEvent | UnusableInput]:
+    """Same as read_recording, for content already in memory; `file` names it in errors.
+
+    `undated_at`: where objects that carry no time of their own are placed (else they are unusable).
+    """
     for part in split_recording(data, file):
         if isinstance(part, UnusableInput):
             yield part
             continue
         try:
             obj = _with_implied_kind(part)
-            yield raw_event_from_object(obj, action=part.action, source=f"{file}#{part.position}")
+            yield raw_event_from_object(obj, action=part.action, source=f"{file}#{part.position}",
+                                        undated_at=undated_at)
         except UnusableObject as exc:
             yield UnusableInput(
                 file=file, position=part.position, reason=_reason(part, exc), fragment=_fragment(part.value)

@@ -64,7 +64,7 @@ def rollout_events(replicasets: Iterable[RawEvent]) -> list[RawEvent]:
     out: list[RawEvent] = []
     for (namespace, deployment, uid), found in revisions.items():
         found.sort(key=lambda r: r[0])
-        for (old_rev, old_at, old, _), (new_rev, new_at, new, raw) in zip(found, found[1:]):
+        for (old_rev, old_at, old, _), (new_rev, new_at, new, raw) in zip(found, found[1:], strict=False):
             if new_at <= old_at:  # a rollback to an older ReplicaSet: when it happened is unknown
                 continue
             change = diff_objects(old, new)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal, NewType
 
 import msgspec
@@ -160,8 +160,8 @@ def content_id(*parts: bytes | str) -> EventId:
 def utc(value: datetime) -> datetime:
     """Normalize to an aware UTC datetime (naive values are taken as UTC)."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def epoch_ms(value: datetime) -> int:

@@ -22,7 +22,6 @@ import msgspec
 import yaml
 
 
-
 class ConfigError(Exception):
     """The configuration is unreadable or a value has the wrong type: fix the named file or variable."""
 

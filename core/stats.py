@@ -49,7 +49,7 @@ class Reservoir:
             self._next = (self._next + 1) % self.size
 
     def percentiles(self) -> Percentiles:
-        pairs = sorted(zip(self.values, self.weights))
+        pairs = sorted(zip(self.values, self.weights, strict=True))
         total = sum(w for _, w in pairs)
 
         def at(q: float) -> float:

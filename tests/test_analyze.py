@@ -1,11 +1,13 @@
-"""`tapio analyze`: ranking rules (pure) and one recording through the real isolated dataflow."""
+"""`tapio analyze`: ranking rules (pure), the bundled incident in-process, and the same answer
+through the real isolated dataflow."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from app.analyze import Analysis, Evidence, RootCause, analyze, is_ongoing, last_failures, rank, render, verdict
+from app.analyze import Analysis, analyze, analyze_dataflow, render
+from app.hypotheses import Evidence, RootCause, is_ongoing, last_failures, rank, verdict
 from app.stack import EmbeddedStack
 from core.events import K8sContext, SemanticContext, UnifiedEvent
 
@@ -51,8 +53,8 @@ def test_no_prediction_means_no_incident() -> None:
     assert lines[0] == text and lines[-1] == "could not read: x.json: items[3]: bad"
 
 
-async def test_the_bundled_incident_names_the_configmap_edit_first(embedded: EmbeddedStack) -> None:
-    result = await analyze(embedded.settings(), [str(ROOT / "patterns" / "scenarios" / "configmap-crashloop")])
+def test_the_bundled_incident_names_the_configmap_edit_first() -> None:
+    result = analyze([str(ROOT / "patterns" / "scenarios" / "configmap-crashloop")])
     assert result.events == 105 and result.errors == []
     top = result.hypotheses[0]
     assert (top.rank, top.pattern, top.scope, top.ongoing) == (
@@ -60,5 +62,17 @@ async def test_the_bundled_incident_names_the_configmap_edit_first(embedded: Emb
     assert top.chain[0] == "ConfigMap shop/nginx-config was modified"
     first: Evidence = top.evidence[0]
     assert first.source.endswith("configmap-watch.json#line 35 (watch event 2)")
-    assert {c.pattern for c in result.hypotheses} == {"config-drift", "liveness-death-spiral", "probe-failure"}
+    # the probe and liveness patterns and the pods' own diagnosis are links of its chain, not rivals
+    assert {"config-drift", "liveness-death-spiral", "probe-failure"} <= set(top.patterns)
+    assert any(line.startswith("Pod/shop/nginx-") for line in top.chain)
     assert result.verdict.startswith("most likely: config-drift")
+
+
+async def test_the_dataflow_gives_the_answer_the_process_gives(embedded: EmbeddedStack) -> None:
+    """The same input through an isolated dataflow on real servers: the same hypotheses, in the same order."""
+    paths = [str(ROOT / "patterns" / "scenarios" / "configmap-crashloop")]
+    here, there = analyze(paths), await analyze_dataflow(embedded.settings(), paths)
+    assert there.graph and (there.events, there.errors) == (here.events, here.errors)
+    assert [(h.pattern, h.scope, h.ongoing, h.patterns, h.confidence) for h in there.hypotheses] == \
+        [(h.pattern, h.scope, h.ongoing, h.patterns, h.confidence) for h in here.hypotheses]
+    assert [h.chain for h in there.hypotheses] == [h.chain for h in here.hypotheses]

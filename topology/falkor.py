@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -124,7 +125,7 @@ class FalkorStore:
                     f"FalkorDB at {self._target} rejected query {q.name!r}: {e}. "
                     f"Read-only queries cannot write; otherwise fix the text in topology/queries.py") from e
             names = [column[1] for column in result.header]
-            return [dict(zip(names, (_plain(v) for v in record))) for record in result.result_set]
+            return [dict(zip(names, (_plain(v) for v in record), strict=True)) for record in result.result_set]
 
         return await with_retries(op, is_transient=_is_transient, target=self._target)
 

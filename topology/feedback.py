@@ -12,7 +12,7 @@ one vote (its id is a fresh uuid): voting twice on a prediction counts twice.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -51,7 +51,7 @@ class VoteCount(msgspec.Struct, frozen=True, kw_only=True):
 
 def _stored(row: dict) -> StoredFeedback:
     props = {k: v for k, v in row.items() if v is not None}
-    props["at"] = datetime.fromtimestamp(row["at"] / 1000, tz=timezone.utc)
+    props["at"] = datetime.fromtimestamp(row["at"] / 1000, tz=UTC)
     return msgspec.convert(props, StoredFeedback)
 
 
@@ -62,7 +62,7 @@ async def record_feedback(graph: GraphStore, *, prediction_id: str, accurate: bo
         raise UnknownPrediction(f"no prediction with id {prediction_id!r}: list them with `tapio predictions` "
                                 f"or GET /api/v1/predictions")
     vote_id = f"feedback-{uuid.uuid4().hex}"
-    when = at or datetime.now(timezone.utc)
+    when = at or datetime.now(UTC)
     await graph.execute(feedback_queries.RECORD_FEEDBACK, id=vote_id, prediction_id=prediction_id, accurate=accurate,
                         rating=rating, comment=comment or None, at=epoch_ms(when), source=source)
     rows = await graph.query(feedback_queries.FEEDBACK_BY_ID, id=vote_id)

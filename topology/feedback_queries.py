@@ -34,11 +34,13 @@ _FEEDBACK_COLUMNS = ("f.id AS id, pr.id AS prediction_id, pr.pattern AS pattern,
                      "f.accurate AS accurate, f.rating AS rating, f.comment AS comment, f.at AS at, f.source AS source")
 
 #: Params `id`. Rows (0 or 1): the vote with its prediction's pattern and version.
-FEEDBACK_BY_ID = Query("feedback_by_id", f"""MATCH (f:{FEEDBACK_LABEL} {{{FEEDBACK_KEY}: $id}})-[:{VALIDATES}]->(pr:{PREDICTION_LABEL})
+FEEDBACK_BY_ID = Query("feedback_by_id", f"""MATCH (f:{FEEDBACK_LABEL} {{{FEEDBACK_KEY}: $id}})
+      -[:{VALIDATES}]->(pr:{PREDICTION_LABEL})
 RETURN {_FEEDBACK_COLUMNS}""")
 
 #: Params `prediction_id`. Rows: every vote on one prediction, oldest first.
-FEEDBACK_ON = Query("feedback_on", f"""MATCH (f:{FEEDBACK_LABEL})-[:{VALIDATES}]->(pr:{PREDICTION_LABEL} {{{PREDICTION_KEY}: $prediction_id}})
+FEEDBACK_ON = Query("feedback_on", f"""MATCH (f:{FEEDBACK_LABEL})
+      -[:{VALIDATES}]->(pr:{PREDICTION_LABEL} {{{PREDICTION_KEY}: $prediction_id}})
 RETURN {_FEEDBACK_COLUMNS}
 ORDER BY at, id""")
 

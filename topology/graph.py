@@ -12,7 +12,8 @@ a recording are both safe.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from core.events import UnifiedEvent

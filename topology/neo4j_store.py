@@ -6,13 +6,15 @@ the graph sink. Feeds: the Neo4j database named `GraphSettings.name`.
 All write queries of one `write_events` (or `write_insights`: evidence events, then the
 match groups) call run in ONE managed transaction, so a failure leaves nothing half-written.
 The driver's own retry loop is switched off (`max_transaction_retry_time=0`):
-`topology.graph.with_retries` owns the retry policy for both backends. (This module is not named neo4j.py: that would shadow the driver.)
+`topology.retrying.with_retries` owns the retry policy for both backends. (This module is not named
+neo4j.py: that would shadow the driver.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from neo4j import AsyncGraphDatabase, AsyncManagedTransaction

@@ -12,7 +12,7 @@ all are kept and ranked; none hides another.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -68,7 +68,7 @@ class Hypothesis(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _prediction(row: dict) -> StoredPrediction:
@@ -161,17 +161,26 @@ class MatchStory(msgspec.Struct, frozen=True, kw_only=True):
 
 async def match_story(graph: GraphStore, match_id: str) -> MatchStory:
     rows = await graph.query(insight_queries.MATCH_EVENTS, match_id=match_id)
-    text = {r["id"]: " ".join((r["narrative"] or r["id"]).split()) for r in rows}  # one line each
     evidence = [EvidenceEvent(id=r["id"], at=_datetime(r["timestamp"]) if r["timestamp"] is not None else None,
-                              source=r["source"] or "", text=text[r["id"]], severity=r["severity"] or "",
-                              kind=r["kind"] or "", namespace=r["namespace"] or "", name=r["name"] or "")
+                              source=r["source"] or "", text=" ".join((r["narrative"] or r["id"]).split()),
+                              severity=r["severity"] or "", kind=r["kind"] or "", namespace=r["namespace"] or "",
+                              name=r["name"] or "")
                 for r in rows]
     ids = [r["id"] for r in rows]
     links = await graph.query(insight_queries.CAUSED_AMONG, ids=ids) if ids else []
+    return story(evidence, [(link["cause"], link["effect"]) for link in links])
+
+
+def story(evidence: list[EvidenceEvent], caused: list[tuple[str, str]]) -> MatchStory:
+    """The story of a match from its events (oldest first) and the CAUSED edges among them. Pure:
+    the graph's `match_story` and the in-process analysis (`app.hypotheses`) tell it alike."""
+    text = {e.id: e.text for e in evidence}
+    ids = [e.id for e in evidence]
+    links = sorted((c, e) for c, e in caused if c in text and e in text)
     if links:
-        root = links[0]["cause"]
-        effects = [link["effect"] for link in links if link["cause"] == root]
+        root = links[0][0]
+        effects = [effect for cause, effect in links if cause == root]
         chain = [text[root]] + [text[e] for e in effects[:3]]
     else:
         chain = [text[i] for i in ids[:1] + ids[-1:]] if len(ids) > 1 else [text[i] for i in ids]
-    return MatchStory(evidence=evidence, caused=[[link["cause"], link["effect"]] for link in links], chain=chain)
+    return MatchStory(evidence=evidence, caused=[[c, e] for c, e in links], chain=chain)

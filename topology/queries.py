@@ -17,7 +17,7 @@ Rules:
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 from topology.model import (
@@ -184,7 +184,7 @@ def _check(relation: str | None, *labels: str) -> None:
             raise ValueError(f"unknown label {label!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def upsert_objects(label: str) -> Query:
     """`$rows` of [uid, props map]: the object's node with its current props (replacing them)."""
     _check(None, label)
@@ -193,7 +193,7 @@ MERGE (n:{label} {{{RESOURCE_KEY}: row[0]}})
 SET n += row[1]""")
 
 
-@lru_cache(maxsize=None)
+@cache
 def placeholder_objects(label: str) -> Query:
     """`$rows` of [uid, props map]: a node for an object known only by name; props on creation only."""
     _check(None, label)
@@ -202,7 +202,7 @@ MERGE (n:{label} {{{RESOURCE_KEY}: row[0]}})
 ON CREATE SET n += row[1]""")
 
 
-@lru_cache(maxsize=None)
+@cache
 def link_objects(relation: str, src_label: str, dst_label: str) -> Query:
     """`$rows` of [src key, dst key, edge id, props map]: MERGE both ends and the edge by its id.
 
@@ -218,16 +218,17 @@ MERGE (a)-[r:{relation} {{id: row[2]}}]->(b)
 SET r += row[3]""")
 
 
-@lru_cache(maxsize=None)
+@cache
 def unlink_objects(relation: str, src_label: str, dst_label: str) -> Query:
     """`$rows` of [src uid, dst uid, edge id]: delete that edge if it is there."""
     _check(relation, src_label, dst_label)
     return Query(f"unlink_objects:{src_label}-{relation}->{dst_label}", f"""UNWIND $rows AS row
-MATCH (a:{src_label} {{{RESOURCE_KEY}: row[0]}})-[r:{relation} {{id: row[2]}}]->(b:{dst_label} {{{RESOURCE_KEY}: row[1]}})
+MATCH (a:{src_label} {{{RESOURCE_KEY}: row[0]}})
+      -[r:{relation} {{id: row[2]}}]->(b:{dst_label} {{{RESOURCE_KEY}: row[1]}})
 DELETE r""")
 
 
-@lru_cache(maxsize=None)
+@cache
 def fold_alias(label: str) -> Query:
     """`$rows` of [synthetic key, uid]: events of the placeholder move to the real node."""
     _check(None, label)
@@ -237,7 +238,7 @@ MATCH (n:{label} {{{RESOURCE_KEY}: row[1]}})
 MERGE (e)-[:{AFFECTED}]->(n)""")
 
 
-@lru_cache(maxsize=None)
+@cache
 def fold_alias_impacts(label: str) -> Query:
     """`$rows` of [synthetic key, uid]: predictions impacting the placeholder impact the real node."""
     _check(None, label)
@@ -247,7 +248,7 @@ MATCH (n:{label} {{{RESOURCE_KEY}: row[1]}})
 MERGE (p)-[:{IMPACTS}]->(n)""")
 
 
-@lru_cache(maxsize=None)
+@cache
 def drop_placeholder(label: str) -> Query:
     """`$rows` of [synthetic key]: delete the placeholder node and what still hangs on it."""
     _check(None, label)

@@ -19,7 +19,7 @@ uids, will write the real keys; events seen before then stay on the synthetic no
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 

@@ -15,7 +15,7 @@ same change twice leaves the graph as once.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from topology import queries
 from topology.graph import GraphStore

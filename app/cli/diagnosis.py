@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 
 import click
+import msgspec
 
 from app.cli.ranges import bounds, range_options, replay_range
 from app.cli.settings import settings_of
@@ -84,9 +85,11 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
         reports, errors = score_recordings(found, sets)
         for error in errors:
             click.echo(f"warning: {error}", err=True)
+    families = _diagnosis_scores(corpora or [DEFAULT_CORPUS], chosen) if not from_stream else []
     if output == "json":
         echo_json({"patterns": chosen, "report": reports[0].to_builtins(),
-                   **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {})})
+                   **({"compare": compare_dir, "compare_report": reports[1].to_builtins()} if compare_dir else {}),
+                   **({"diagnosis": families} if families else {})})
         return
     title = f"{chosen} on {len(found)} labelled corpora" + (f"  (A -> B: B is {compare_dir})" if compare_dir else "")
     table = Table(title=title)
@@ -103,25 +106,43 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
             when = f" at {finding.at:%Y-%m-%d %H:%M:%S}Z" if finding.at else ""
             console.print(f"{finding.outcome:>4}  {finding.corpus}: {finding.pattern} in {finding.scope}{when}",
                           markup=False)
+    if families:
+        table = Table(title=f"diagnosis, per family: the root cause named first ({len(families) - 1} families)")
+        for header in ("family", "incidents", "named first", "healthy twins", "quiet"):
+            table.add_column(header, justify="left" if header == "family" else "right")
+        for f in families:
+            table.add_row(f["family"], str(f["incidents"]), str(f["named_first"]), str(f["healthy"]), str(f["quiet"]),
+                          style="bold" if f["family"] == "(all)" else None)
+        console.print(table)
+        if details:
+            for miss in (m for f in families[-1:] for m in f.get("misses", [])):
+                console.print(f"miss  {miss}", markup=False)
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--now", "now_text", default=None, metavar="TIME",
-              help="Resolve relative ages (kubectl describe, get events) against TIME; default: the newest "
-                   "absolute time in the input.")
+              help="When the input was captured: relative ages (kubectl describe, get events) count back from "
+                   "TIME. Default: the newest absolute time in the input, else the files' modification time.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--keep", is_flag=True, help="Leave the isolated worker running (to explore its graph).")
+@click.option("--patterns", "patterns_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The behavior patterns to match (default: match.patterns_dir, the shipped catalog).")
+@click.option("--dataflow", is_flag=True,
+              help="Match the patterns in an isolated dataflow on the running stack (or one started for the "
+                   "run) instead of in this process; the answer is the same, slower.")
+@click.option("--keep", is_flag=True, help="With --dataflow: leave the isolated worker running (to explore its graph).")
 @click.pass_context
-def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, output: str, keep: bool) -> None:
-    """What broke, why, and what else is affected: from a support bundle, a must-gather, kubectl output.
+def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, output: str, patterns_dir: str | None,
+            dataflow: bool, keep: bool) -> None:
+    """What broke, why, and what else is affected: from a support bundle, a must-gather, kubectl
+    describe or events output, object lists, container logs.
 
-    Uses the running stack (`tapio up`) when there is one, else starts the embedded stack for the
-    run. The input goes through the same dataflow, patterns and graph as live events, in a
-    dataflow of its own.
+    Every object that is not healthy is diagnosed from its own state, Events and logs, joined to
+    what explains it (a rollout, a missing object, a NetworkPolicy, a node), and the behavior
+    patterns are matched over the events, all in this process: no server is started.
     """
     from app.analyze import analyze as run_analysis
-    from app.analyze import render
+    from app.analyze import analyze_dataflow, render
     from app.stack import StackError, running_stack
     from collectors.kubetext import MissingNowError
     from collectors.replay import ReplayFileError
@@ -130,15 +151,32 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
     now = None
     if now_text is not None and (now := parse_time(now_text)) is None:
         raise click.BadParameter(f"expected an RFC 3339 time, got {now_text!r}", param_hint="--now")
+    settings = settings_of(ctx)
+    logging.getLogger("agents.catalog").setLevel(logging.WARNING)  # one line per loaded pattern is noise here
     try:
-        with running_stack(settings_of(ctx), prefix="tapio-analyze-") as settings, progress_bars() as progress:
-            result = asyncio.run(run_analysis(settings, list(paths), now=now, keep=keep, progress=progress))
-    except (StackError, MissingNowError, ReplayFileError) as e:
+        if dataflow:
+            with running_stack(settings, prefix="tapio-analyze-") as live, progress_bars() as progress:
+                result = asyncio.run(analyze_dataflow(live, list(paths), now=now, keep=keep, progress=progress))
+        else:
+            result = run_analysis(list(paths), now=now, patterns_dir=patterns_dir or settings.match.patterns_dir)
+    except (StackError, MissingNowError, ReplayFileError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
     if output == "json":
         echo_json(result)
     else:
         click.echo("\n".join(render(result)))
+
+
+def _diagnosis_scores(corpora: list[str] | tuple[str, ...], patterns_dir: str) -> list[dict]:
+    """The diagnosis cases under the corpora, scored per family (app.diagnosis_backtest)."""
+    from app.diagnosis_backtest import find_cases, per_family, run_cases
+
+    results = run_cases(find_cases(corpora), patterns_dir=patterns_dir)
+    if not results:
+        return []
+    rows = [msgspec.to_builtins(f) for f in per_family(results)]
+    rows[-1]["misses"] = [f"{r.case}: {r.why}" for r in results if not r.passed]
+    return rows
 
 
 COMMANDS = [analyze, backtest]

@@ -78,7 +78,7 @@ def _compact(value: Any) -> str:
 # -- flattening: object -> {key: value} of what is tracked ----------------------------------
 
 
-def _configmap_values(obj: dict) -> dict[str, str]:
+def _configmap_values(obj: dict[str, Any]) -> dict[str, str]:
     values = {k: _truncate(_compact(v)) for k, v in (obj.get("data") or {}).items()}
     for key, encoded in (obj.get("binaryData") or {}).items():
         raw = _b64(encoded)
@@ -86,7 +86,7 @@ def _configmap_values(obj: dict) -> dict[str, str]:
     return values
 
 
-def _secret_values(obj: dict) -> dict[str, str]:
+def _secret_values(obj: dict[str, Any]) -> dict[str, str]:
     meta = obj.get("metadata") or {}
     prefix = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
     raw = {k: _b64(v) for k, v in (obj.get("data") or {}).items()}
@@ -102,7 +102,7 @@ def _b64(value: Any) -> bytes:
         return text.encode()
 
 
-def _probe(probe: dict) -> str:
+def _probe(probe: dict[str, Any]) -> str:
     if "exec" in probe:
         how = "exec " + " ".join(map(str, (probe["exec"] or {}).get("command") or []))
     elif "httpGet" in probe:
@@ -119,7 +119,7 @@ def _probe(probe: dict) -> str:
     return " ".join([how, *timings])
 
 
-def _env_value(env: dict) -> str:
+def _env_value(env: dict[str, Any]) -> str:
     if "value" in env or "valueFrom" not in env:
         return _compact(env.get("value", ""))
     source = env.get("valueFrom") or {}
@@ -131,7 +131,7 @@ def _env_value(env: dict) -> str:
     return _compact(source)
 
 
-def _volume(volume: dict) -> str:
+def _volume(volume: dict[str, Any]) -> str:
     for field, name_key in (("configMap", "name"), ("secret", "secretName"),
                             ("persistentVolumeClaim", "claimName"), ("hostPath", "path")):
         if field in volume:
@@ -140,7 +140,7 @@ def _volume(volume: dict) -> str:
     return others[0] if others else "none"
 
 
-def _pod_spec(kind: str, spec: dict) -> dict:
+def _pod_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "Pod":
         return spec
     if kind == "CronJob":
@@ -148,7 +148,7 @@ def _pod_spec(kind: str, spec: dict) -> dict:
     return (spec.get("template") or {}).get("spec") or {}
 
 
-def _workload_values(obj: dict) -> dict[str, str]:
+def _workload_values(obj: dict[str, Any]) -> dict[str, str]:
     kind, meta, spec = obj.get("kind") or "", obj.get("metadata") or {}, obj.get("spec") or {}
     values: dict[str, str] = {}
     revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
@@ -180,7 +180,7 @@ def _workload_values(obj: dict) -> dict[str, str]:
     return {k: _truncate(v) for k, v in values.items()}
 
 
-def tracked_values(obj: dict) -> dict[str, str] | None:
+def tracked_values(obj: dict[str, Any]) -> dict[str, str] | None:
     """The tracked keys of `obj` and their values (hashes for Secrets); None for untracked kinds."""
     kind = obj.get("kind") or ""
     if kind == "ConfigMap":
@@ -195,7 +195,7 @@ def tracked_values(obj: dict) -> dict[str, str] | None:
 # -- diff ---------------------------------------------------------------------------------
 
 
-def diff_objects(old: dict | None, new: dict) -> ObjectChange | None:
+def diff_objects(old: dict[str, Any] | None, new: dict[str, Any]) -> ObjectChange | None:
     """What Tapio tracks that changed from `old` to `new` (old None: everything is added), or None.
 
     `old` and `new` are one object's versions (same kind; the caller matches them by uid).
@@ -209,7 +209,8 @@ def diff_objects(old: dict | None, new: dict) -> ObjectChange | None:
         before, after = old_values.get(key), new_values.get(key)
         if before == after:
             continue
-        change = "added" if before is None else "removed" if after is None else "modified"
+        change: Literal["added", "removed", "modified"] = (
+            "added" if before is None else "removed" if after is None else "modified")
         changes.append(KeyChange(key=key, change=change, old=before, new=after))
     if not changes:
         return None

@@ -1,7 +1,7 @@
 """The table of container-log signals (`core/kube/vocabulary/log_signals.yaml`), compiled for fast scanning.
 
-Fed by: `core/kube/vocabulary/log_signals.yaml` (data, like core/kube/vocabulary/semantics.yaml: a line becomes an event only
-when one of its signals matches). Feeds: `collectors.podlogs`, which scans logs with it.
+Fed by: `core/kube/vocabulary/log_signals.yaml` (data, like core/kube/vocabulary/semantics.yaml: a line
+becomes an event only when one of its signals matches). Feeds: `collectors.podlogs`, which scans logs with it.
 
 Each signal's patterns are compiled into one regex, and from the parsed patterns come the
 `needles`: literal words one of which every match must hold. A scanner searches a block of lines
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 try:  # CPython's own pattern parser (3.11+): finds the literal words a pattern needs
-    from re import _constants as _c
-    from re import _parser
+    from re import _constants as _c  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - without it every line is searched with the regexes
     _parser = None
 
@@ -44,7 +44,7 @@ class Signal(msgspec.Struct, frozen=True):
     intent: str
     category: str
     severity: str
-    regex: re.Pattern
+    regex: re.Pattern[str]
     needles: frozenset[str] | None  # lowercase words one of which every match holds (None: always search)
 
 
@@ -71,9 +71,14 @@ def signal_table(path: str | Path | None = None) -> SignalTable:
         needles = [_pattern_needles(p) for p in s.patterns]
         signals.append(Signal(name=s.name, intent=s.meaning[0], category=s.meaning[1], severity=s.meaning[2],
                               regex=re.compile("|".join(f"(?:{p})" for p in s.patterns), _FLAGS),
-                              needles=None if None in needles else frozenset().union(*needles)))
-    every = [sig.needles for sig in signals]
-    return SignalTable(signals=tuple(signals), needles=None if None in every else frozenset().union(*every))
+                              needles=_all_of(needles)))
+    return SignalTable(signals=tuple(signals), needles=_all_of([sig.needles for sig in signals]))
+
+
+def _all_of(parts: list[frozenset[str] | None]) -> frozenset[str] | None:
+    """The union of every part's needles; None (search every line) when one part has none."""
+    known = [part for part in parts if part is not None]
+    return frozenset().union(*known) if len(known) == len(parts) else None
 
 
 def _pattern_needles(pattern: str) -> frozenset[str] | None:
@@ -106,5 +111,5 @@ def _needles(items: Any) -> frozenset[str] | None:
         elif op is _c.BRANCH:
             branches = [_needles(b) for b in av[1]]
             if all(branches):
-                consider(frozenset().union(*branches))
+                consider(_all_of(branches))
     return best

@@ -55,11 +55,17 @@ def event_identity(metadata: dict[str, str], timestamp: datetime) -> str:
                       metadata.get("count", "1"), timestamp.isoformat())
 
 
-def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
+NO_TIMESTAMP = "no timestamp"
+
+
+def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
+                          undated_at: datetime | None = None) -> RawEvent:
     """The RawEvent of one Kubernetes object or Event.
 
     `action` is SNAPSHOT, ADDED, MODIFIED or DELETED; an Event (core/v1 or events.k8s.io) always
-    gets EVENT. Raises UnusableObject naming the field when the object is not usable.
+    gets EVENT. An object that carries no time of its own (a manifest, `kubectl get -o yaml` of a
+    ConfigMap) is placed at `undated_at` when given: state at the start of the recording (metadata
+    `time_source` "undated"). Raises UnusableObject naming the field when the object is not usable.
     """
     if not isinstance(obj, dict):
         raise UnusableObject("", f"expected a mapping (a Kubernetes object), got {_type(obj)}")
@@ -87,8 +93,11 @@ def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
             spec = _mapping(obj, "spec", "spec")
             metadata["node"] = _text(spec, "nodeName", "spec.nodeName")
         timestamp = _object_time(obj, meta)
+    if timestamp is None and undated_at is not None and not is_event:
+        timestamp = undated_at
+        metadata["time_source"] = "undated"
     if timestamp is None:
-        raise UnusableObject("", f"no timestamp: {kind} {name} carries no time to place it at")
+        raise UnusableObject("", f"{NO_TIMESTAMP}: {kind} {name} carries no time to place it at")
     try:
         data = msgspec.json.encode(obj, order="sorted")
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
@@ -107,7 +116,7 @@ def raw_event_from_object(obj: dict, *, action: str, source: str) -> RawEvent:
 # -- Events -------------------------------------------------------------------------------
 
 
-def _event_metadata(obj: dict, meta: dict) -> dict[str, str]:
+def _event_metadata(obj: dict[str, Any], meta: dict[str, Any]) -> dict[str, str]:
     involved_key = "involvedObject" if "involvedObject" in obj else "regarding"
     involved = _mapping(obj, involved_key, involved_key)
     source = _mapping(obj, "source", "source") or _mapping(obj, "deprecatedSource", "deprecatedSource")
@@ -138,7 +147,7 @@ def _event_metadata(obj: dict, meta: dict) -> dict[str, str]:
     }
 
 
-def _event_count(obj: dict) -> int:
+def _event_count(obj: dict[str, Any]) -> int:
     series = _mapping(obj, "series", "series")
     for mapping, key, path in (
         (series, "count", "series.count"),
@@ -155,7 +164,7 @@ def _event_count(obj: dict) -> int:
     return 1
 
 
-def _event_time(obj: dict, meta: dict) -> datetime | None:
+def _event_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
     """Latest time the Event was seen: lastTimestamp, series.lastObservedTime, eventTime, ..."""
     series = _mapping(obj, "series", "series")
     for mapping, key, path in (
@@ -176,7 +185,7 @@ def _event_time(obj: dict, meta: dict) -> datetime | None:
 # -- other objects ------------------------------------------------------------------------
 
 
-def _object_time(obj: dict, meta: dict) -> datetime | None:
+def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
     """Newest time the object carries: creation, deletion, last writes, conditions, containers."""
     found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp")]
     found.append(_time(meta, "deletionTimestamp", "metadata.deletionTimestamp"))
@@ -205,7 +214,7 @@ def _object_time(obj: dict, meta: dict) -> datetime | None:
 # -- typed access ---------------------------------------------------------------------------
 
 
-def _text(mapping: dict, key: str, path: str, *, required: bool = False) -> str:
+def _text(mapping: dict[str, Any], key: str, path: str, *, required: bool = False) -> str:
     value = mapping.get(key)
     if value is None or (required and value == ""):
         if required:
@@ -216,7 +225,7 @@ def _text(mapping: dict, key: str, path: str, *, required: bool = False) -> str:
     return value
 
 
-def _mapping(mapping: dict, key: str, path: str, *, required: bool = False) -> dict:
+def _mapping(mapping: dict[str, Any], key: str, path: str, *, required: bool = False) -> dict[str, Any]:
     value = mapping.get(key)
     if value is None:
         if required:
@@ -225,13 +234,13 @@ def _mapping(mapping: dict, key: str, path: str, *, required: bool = False) -> d
     return _entry(value, path)
 
 
-def _entry(value: Any, path: str) -> dict:
+def _entry(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UnusableObject(path, f"expected a mapping, got {_show(value)}")
     return value
 
 
-def _sequence(mapping: dict, key: str, path: str) -> list:
+def _sequence(mapping: dict[str, Any], key: str, path: str) -> list[Any]:
     value = mapping.get(key)
     if value is None:
         return []
@@ -240,7 +249,7 @@ def _sequence(mapping: dict, key: str, path: str) -> list:
     return value
 
 
-def _time(mapping: dict, key: str, path: str) -> datetime | None:
+def _time(mapping: dict[str, Any], key: str, path: str) -> datetime | None:
     value = mapping.get(key)
     if value is None:
         return None

@@ -470,7 +470,8 @@ def test_python_key_error_in_a_previous_log() -> None:
         "kind": "Pod", "name": "web-1", "namespace": "shop", "container": "app", "previous": "true", "uid": "u1",
         "node": "node-a", "intent": "config-error", "category": "configuration", "severity": "error"}
     assert [e.id for e in scan(log, pod=pod, previous=True)] == [e.id for e in out]  # content ids
-    assert scan("KeyError: 'name'\n", now=utc("2026-11-20T10:00:00Z")) == []  # not an environment variable
+    # a lowercase key is no environment variable: the line is an exception, not a missing variable
+    assert [e.metadata["signal"] for e in scan("KeyError: 'name'\n", now=utc("2026-11-20T10:00:00Z"))] == ["traceback"]
 
 
 def test_go_panic_with_kubectl_timestamps() -> None:

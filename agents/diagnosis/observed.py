@@ -1,0 +1,235 @@
+"""What a recording (or the live stream) shows of each object: its last state, its Events, its logs.
+
+Fed by: RawEvents as every reader and collector makes them (`type` "kubeapi": objects as the API
+serves them, and core/v1 or events.k8s.io Events; `type` "logs": container-log lines that carry a
+signal; ROLLOUT events of a Deployment's revisions). Feeds: every diagnosis family
+(`agents.diagnosis.*`), which read objects, Events and log lines by object.
+
+Pure: no clock, no I/O. `end` is the newest time the input shows (what "still failing at the end"
+is measured against); an object seen several times keeps its newest state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+
+from core.events import RawEvent
+
+ROLLOUT = "ROLLOUT"
+#: a failure whose last sign is this close to the end of the input is ongoing (the kubelet refreshes
+#: a repeating Event at least every few minutes while it goes on)
+RECENT_S = 300
+_REPLICASET = re.compile(r"ReplicaSet ([a-z0-9][-a-z0-9.]*)\)$")
+
+
+class ObjectKey(NamedTuple):
+    """A Kubernetes object by kind, namespace ("" for cluster-scoped kinds) and name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    @property
+    def short(self) -> str:
+        """How a person names it in prose: `pod web-1 in namespace shop`."""
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        return f"{self.kind.lower()} {self.name}{where}"
+
+
+class Seen(msgspec.Struct, kw_only=True):
+    """An object's newest state in the input and where it was read."""
+
+    key: ObjectKey
+    obj: dict[str, Any]
+    at: datetime
+    source: str
+    action: str
+
+
+class KubeEvent(msgspec.Struct, kw_only=True, frozen=True):
+    """A Kubernetes Event about one object (the kubelet's, the scheduler's, a controller's)."""
+
+    about: ObjectKey
+    reason: str
+    type: str  # Normal / Warning
+    message: str
+    count: int
+    at: datetime  # its newest occurrence
+    source: str
+    component: str = ""
+    node: str = ""  # the node that reported it (a kubelet's Events)
+    field_path: str = ""  # spec.containers{name} for container-level Events
+
+    @property
+    def container(self) -> str:
+        """The container a kubelet Event names through its field path (`spec.containers{web}`)."""
+        if "{" in self.field_path and self.field_path.endswith("}"):
+            return self.field_path.rsplit("{", 1)[1][:-1]
+        return ""
+
+
+class LogLine(msgspec.Struct, kw_only=True, frozen=True):
+    """One container-log line that carries a signal (`core/kube/vocabulary/log_signals.yaml`)."""
+
+    pod: ObjectKey
+    container: str
+    previous: bool
+    signal: str
+    signals: tuple[str, ...]
+    text: str
+    at: datetime
+    source: str
+
+
+class Rollout(msgspec.Struct, kw_only=True, frozen=True):
+    """A Deployment revision whose pod template differs from the revision before it."""
+
+    deployment: ObjectKey
+    replicaset: ObjectKey
+    message: str  # the template diff, in prose
+    at: datetime
+    source: str
+
+
+class Observed(msgspec.Struct, kw_only=True):
+    objects: dict[ObjectKey, Seen] = {}
+    events: dict[ObjectKey, list[KubeEvent]] = {}
+    logs: dict[ObjectKey, list[LogLine]] = {}
+    rollouts: list[Rollout] = []
+    end: datetime | None = None
+
+    def of_kind(self, kind: str) -> Iterator[Seen]:
+        return (seen for key, seen in sorted(self.objects.items()) if key.kind == kind)
+
+    def get(self, kind: str, namespace: str, name: str) -> Seen | None:
+        return self.objects.get(ObjectKey(kind, namespace, name))
+
+    def events_of(self, key: ObjectKey) -> list[KubeEvent]:
+        return self.events.get(key, [])
+
+    def warnings_of(self, key: ObjectKey) -> list[KubeEvent]:
+        return [e for e in self.events_of(key) if e.type == "Warning"]
+
+    def logs_of(self, pod: ObjectKey, container: str = "") -> list[LogLine]:
+        return [line for line in self.logs.get(pod, []) if not container or line.container == container]
+
+    def recent(self, at: datetime) -> bool:
+        """Within the last RECENT_S of the input: a failure seen then is still going on."""
+        return self.end is None or (self.end - at).total_seconds() <= RECENT_S
+
+    def subjects(self) -> list[ObjectKey]:
+        """Every object the input shows, as an object or as the subject of an Event, sorted."""
+        return sorted(set(self.objects) | set(self.events))
+
+
+def observe(events: Iterable[RawEvent]) -> Observed:
+    """Fold RawEvents into the newest state of each object, its Events and its log lines."""
+    out = Observed(objects={}, events={}, logs={}, rollouts=[])
+    end: datetime | None = None
+    for raw in events:
+        md = raw.metadata
+        action = md.get("action", "")
+        if raw.type == "logs":
+            _add_log(out, raw)
+        elif action == ROLLOUT:
+            _add_rollout(out, raw)
+        elif action == "EVENT":
+            _add_event(out, raw)
+        elif raw.type == "kubeapi" and md.get("kind"):
+            _add_object(out, raw, action)
+        else:
+            continue
+        end = raw.timestamp if end is None or raw.timestamp > end else end
+    out.end = end
+    _join_namespaces(out)
+    return out
+
+
+def _join_namespaces(out: Observed) -> None:
+    """An events table of one namespace (or a log file) names no namespace: its Events and lines
+    belong to the one object of that kind and name the input shows in a namespace."""
+    by_name: dict[tuple[str, str], list[ObjectKey]] = {}
+    for key in out.objects:
+        by_name.setdefault((key.kind, key.name), []).append(key)
+    for table in (out.events, out.logs):
+        for key in [k for k in table if not k.namespace]:
+            found = by_name.get((key.kind, key.name), [])
+            if len(found) == 1 and found[0].namespace:
+                moved = table.pop(key)
+                target = found[0]
+                if table is out.events:
+                    moved = [msgspec.structs.replace(e, about=target) for e in moved]  # type: ignore[attr-defined]
+                else:
+                    moved = [msgspec.structs.replace(line, pod=target) for line in moved]  # type: ignore[attr-defined]
+                table.setdefault(target, []).extend(moved)  # type: ignore[arg-type]
+
+
+def _add_object(out: Observed, raw: RawEvent, action: str) -> None:
+    md = raw.metadata
+    key = ObjectKey(md["kind"], md.get("namespace", ""), md.get("name", ""))
+    if action == "DELETED":
+        out.objects.pop(key, None)
+        return
+    try:
+        obj = msgspec.json.decode(raw.data)
+    except msgspec.DecodeError:
+        return
+    if not isinstance(obj, dict):
+        return
+    before = out.objects.get(key)
+    if before is None or raw.timestamp >= before.at:
+        out.objects[key] = Seen(key=key, obj=obj, at=raw.timestamp, source=md.get("source", ""), action=action)
+
+
+def _add_event(out: Observed, raw: RawEvent) -> None:
+    md = raw.metadata
+    kind = md.get("involved_kind", "")
+    if not kind:
+        return
+    about = ObjectKey(kind, md.get("involved_namespace", "") or md.get("namespace", ""), md.get("involved_name", ""))
+    field_path = ""
+    if kind == "Pod" and raw.data:
+        try:
+            obj = msgspec.json.decode(raw.data)
+        except msgspec.DecodeError:
+            obj = {}
+        if isinstance(obj, dict):
+            involved = obj.get("involvedObject") or obj.get("regarding") or {}
+            field_path = str(involved.get("fieldPath") or "") if isinstance(involved, dict) else ""
+    try:
+        count = int(md.get("count") or 1)
+    except ValueError:
+        count = 1
+    out.events.setdefault(about, []).append(KubeEvent(
+        about=about, reason=md.get("reason", ""), type=md.get("event_type", ""), message=md.get("message", ""),
+        count=count, at=raw.timestamp, source=md.get("source", ""), component=md.get("reporting_component", ""),
+        node=md.get("node", ""), field_path=field_path))
+
+
+def _add_log(out: Observed, raw: RawEvent) -> None:
+    md = raw.metadata
+    pod = ObjectKey("Pod", md.get("namespace", ""), md.get("name", ""))
+    signals = tuple(s for s in md.get("signals", md.get("signal", "")).split(",") if s)
+    out.logs.setdefault(pod, []).append(LogLine(
+        pod=pod, container=md.get("container", ""), previous=md.get("previous") == "true",
+        signal=md.get("signal", ""), signals=signals, text=md.get("message", "") or raw.data.decode("utf-8", "replace"),
+        at=raw.timestamp, source=md.get("source", "")))
+
+
+def _add_rollout(out: Observed, raw: RawEvent) -> None:
+    md = raw.metadata
+    namespace = md.get("namespace", "")
+    message = md.get("message", "")
+    found = _REPLICASET.search(message)
+    out.rollouts.append(Rollout(
+        deployment=ObjectKey("Deployment", namespace, md.get("name", "")),
+        replicaset=ObjectKey("ReplicaSet", namespace, found.group(1) if found else ""),
+        message=message, at=raw.timestamp, source=md.get("source", "")))
