@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import msgspec
 
@@ -41,7 +41,7 @@ class IsolatedRun(msgspec.Struct, kw_only=True):
     detail: Any = None  # what the feed reported (a RangeSummary, a list of files...)
 
 
-Feed = Callable[[Settings], Awaitable[tuple[list[str], Optional[datetime]]]]
+Feed = Callable[[Settings], Awaitable[tuple[list[str], datetime | None]]]
 """Publishes into the isolated stream; returns the event ids and the newest event time (snapshots too)."""
 
 

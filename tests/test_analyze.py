@@ -3,7 +3,7 @@ through the real isolated dataflow."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.analyze import Analysis, analyze, analyze_dataflow, render
@@ -12,7 +12,7 @@ from app.stack import EmbeddedStack
 from core.events import K8sContext, SemanticContext, UnifiedEvent
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
 def cause(pattern: str, score: float, *, ongoing: bool, minute: int = 0) -> RootCause:

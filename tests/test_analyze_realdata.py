@@ -14,7 +14,7 @@ that matched the same objects (`patterns`).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ TROUBLESHOOT = REALDATA / "troubleshoot" / "pkg" / "analyze" / "files"
      "Pod/default/customer-relations-webapp-7c67c65579-ch5p9", ["yourcompany/crw:latest", "pull access denied"]),
     (["test_ask_holmes/24a_misconfigured_pvc_basic/kubectl_describe_persistentvolumeclaim_redis-standard-pvc_app-24a.txt",
       "test_ask_holmes/24a_misconfigured_pvc_basic/kubectl_describe_pod_redis-747ffc844f-f9ghd_app-24a.txt"],
-     datetime(2024, 11, 26, 11, 40, tzinfo=timezone.utc), "missing-storageclass", "pvc-provisioning-failure",
+     datetime(2024, 11, 26, 11, 40, tzinfo=UTC), "missing-storageclass", "pvc-provisioning-failure",
      "PersistentVolumeClaim/app-24a/redis-standard-pvc", ["standard-v2", "redis-747ffc844f-f9ghd"]),
 ], ids=["oom-kill", "image-pull", "missing-storageclass"])
 def test_the_recording_names_its_root_cause_first(inputs: list[str], now: datetime | None, cause: str, pattern: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -28,7 +28,7 @@ from topology.graph import open_graph
 # with pytest-xdist, every test of this module runs on one worker process: they share its module-scoped worker
 pytestmark = pytest.mark.xdist_group("dataflow-flow")
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -212,15 +212,15 @@ async def test_malformed_input_is_dead_lettered_and_good_events_arrive(bridge, f
 
     async def with_enrich_letter() -> list:
         letters = await read_deadletters(js, flow_settings.nats, limit=1000)
-        return letters if any(l.stage == "enrich" and l.event_id == "not-k8s-1" for l in letters) else []
+        return letters if any(x.stage == "enrich" and x.event_id == "not-k8s-1" for x in letters) else []
     letters = await until(with_enrich_letter, timeout=10, what="the enrich stage's dead letter for not-k8s-1")
     await nc.drain()
-    by_stage = {(l.stage, l.where.split(":")[0]) for l in letters}
+    by_stage = {(letter.stage, letter.where.split(":")[0]) for letter in letters}
     assert ("replay", str(mixed)) in by_stage and ("replay", str(garbage)) in by_stage
-    bridge_letters = [l for l in letters if l.stage == "bridge" and f".{ns} " in l.where]
+    bridge_letters = [letter for letter in letters if letter.stage == "bridge" and f".{ns} " in letter.where]
     assert bridge_letters and "not a RawEvent" in bridge_letters[0].reason
     assert bridge_letters[0].payload == b'{"id": 5, "oops": true}'
-    enrich_letters = [l for l in letters if l.stage == "enrich" and l.event_id == "not-k8s-1"]
+    enrich_letters = [letter for letter in letters if letter.stage == "enrich" and letter.event_id == "not-k8s-1"]
     assert enrich_letters and "not a Kubernetes object" in enrich_letters[0].reason
 
 

@@ -16,7 +16,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -38,7 +38,7 @@ from topology.predictions import StoredPrediction
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(p.parent for p in (ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml"))
-BASE = datetime(2027, 1, 4, tzinfo=timezone.utc)
+BASE = datetime(2027, 1, 4, tzinfo=UTC)
 # with pytest-xdist, the tests using `flow` run on one worker process, in order: they share its dataflow
 FLOW = pytest.mark.xdist_group("patterns-flow")
 SLOT = timedelta(hours=6)

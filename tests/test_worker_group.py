@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -124,7 +124,7 @@ def pods() -> list[tuple[str, str]]:
 def make_event(run: str, ns: str, pod: str, i: int) -> RawEvent:
     """Event i of a pod, stamped now; two nodes, each running the pods of every other namespace,
     so a node's hits come from namespaces on several partitions."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamp = now.isoformat().replace("+00:00", "Z")
     node = node_of(ns)
     data = msgspec.json.encode({
@@ -139,7 +139,7 @@ def make_event(run: str, ns: str, pod: str, i: int) -> RawEvent:
 
 def make_pod(run: str, ns: str, pod: str) -> RawEvent:
     """The pod's object observation (ADDED): the match stage learns its node from it (`tapio-members`)."""
-    stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     return raw_event_from_object({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod, "namespace": ns, "uid": f"{run}-{ns}-{pod}", "creationTimestamp": stamp,

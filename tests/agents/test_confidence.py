@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from agents.predict import predict_batch, predictions_for
 from core.records import MatchedBatchView, PatternMatch
 
 RULE = LearningRule()  # prior 5, min_feedback 10, disable_below 0.3
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 PATTERN = """\
     apiVersion: behavior.tapio.io/v1

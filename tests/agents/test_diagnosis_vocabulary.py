@@ -3,7 +3,7 @@ output, exit codes and log lines, each turned into a cause code and its specific
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ from agents.diagnosis.observed import LogLine, ObjectKey
 from agents.diagnosis.probes import probe_output
 from agents.diagnosis.scheduling import cause_of, parse_reasons
 
-T0 = datetime(2026, 11, 30, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("message", "reasons"), [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -73,7 +73,7 @@ def test_every_event_of_the_mixed_incident_file_enriches() -> None:
 
 def test_bad_payload_is_rejected_with_reason_and_the_rest_goes_on() -> None:
     good = next(iter(read_recording(TROUBLESHOOT / "events" / "message-image-pull-fail.json")))
-    bad = RawEvent(id="bad", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc), type="kubeapi",
+    bad = RawEvent(id="bad", timestamp=datetime(2026, 1, 1, tzinfo=UTC), type="kubeapi",
                    data=b'{"kind": "Event", "metadata": {"name": 5}}', metadata={"action": "EVENT"})
     no_ref = msgspec.structs.replace(bad, id="noref", data=b'{"kind": "Event", "metadata": {"name": "x"}}')
     out, rejected = enrich_stage(RawBatch(events=[bad, good, no_ref]))
@@ -84,7 +84,7 @@ def test_bad_payload_is_rejected_with_reason_and_the_rest_goes_on() -> None:
 
 
 def test_other_collectors_take_context_from_metadata() -> None:
-    raw = RawEvent(id="k1", timestamp=datetime(2026, 1, 1, tzinfo=timezone.utc), type="kernel", data=b"\x00",
+    raw = RawEvent(id="k1", timestamp=datetime(2026, 1, 1, tzinfo=UTC), type="kernel", data=b"\x00",
                    metadata={"kind": "Pod", "name": "api-0", "namespace": "prod", "uid": "u1", "node": "n1"})
     event = normalize_event(enrich_event(raw))
     assert event.k8s.uid == "u1" and event.k8s.node == "n1" and event.type == "kernel"
@@ -97,7 +97,7 @@ def test_other_collectors_take_context_from_metadata() -> None:
 
 
 def test_a_log_line_gets_the_meaning_its_signal_gave_it() -> None:
-    raw = RawEvent(id="log-1", timestamp=datetime(2026, 11, 20, tzinfo=timezone.utc), type="logs",
+    raw = RawEvent(id="log-1", timestamp=datetime(2026, 11, 20, tzinfo=UTC), type="logs",
                    data=b"KeyError: 'DATABASE_URL'",
                    metadata={"kind": "Pod", "name": "web-1", "namespace": "shop", "container": "app",
                              "previous": "true", "signal": "missing-env", "intent": "config-error",

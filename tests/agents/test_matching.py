@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from agents.predict import predictions_for
 from agents.windows import MAX_ENTRIES, WindowState, add_hits, advance, decode_state, encode_state
 from core.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, UnifiedEvent, content_id, epoch_ms
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 END = 2**62
 
 

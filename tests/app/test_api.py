@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -36,7 +36,7 @@ from topology.predictions import StoredPrediction
 pytestmark = pytest.mark.xdist_group("api-flow")
 
 TOKEN = "e2e-api-token"
-BASE = datetime(2027, 3, 1, tzinfo=timezone.utc)
+BASE = datetime(2027, 3, 1, tzinfo=UTC)
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 PATTERN = """\

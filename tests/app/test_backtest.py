@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from app.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "patterns" / "scenarios"
-T0 = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
 def at(seconds: int) -> datetime:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -11,7 +11,7 @@ from app.jetstream import RAW_CODEC
 from core.events import RawEvent, SemanticContext, UnifiedEvent
 from core.records import InsightBatch, MatchedBatchView, UnifiedBatch, UnifiedBatchView, batch_size
 
-T = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def raw(i: int, ns: str = "shop", **kw: str) -> RawEvent:
@@ -57,7 +57,7 @@ def test_views_forward_events_byte_for_byte() -> None:
 
 
 def _raw(ms: int, action: str = "EVENT") -> RawEvent:
-    return RawEvent(id=str(ms), timestamp=datetime.fromtimestamp(ms / 1000, tz=timezone.utc), type="kubeapi",
+    return RawEvent(id=str(ms), timestamp=datetime.fromtimestamp(ms / 1000, tz=UTC), type="kubeapi",
                     data=b"{}", metadata={"action": action})
 
 
@@ -77,7 +77,7 @@ def test_an_end_marker_moves_event_time_and_is_not_an_event() -> None:
     from types import SimpleNamespace
 
     from app.bridge import Watermark, end_marker
-    at = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
     msgs = [SimpleNamespace(data=RAW_CODEC.encode(e)) for e in (_raw(1_000), end_marker(at))]
     decoded = decode_messages(msgs, 4)
     assert [e.id for events in decoded.events.values() for e in events] == ["1000"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -14,7 +14,7 @@ from core.settings import Settings
 from topology import queries
 from topology.graph import open_graph
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def test_targets_follow_kubectl() -> None:
@@ -79,7 +79,7 @@ def test_scope_keys_of_a_pod_cover_every_pattern_scope_it_belongs_to() -> None:
 
 def test_hypotheses_merge_their_reasons_and_rank_by_score() -> None:
     from topology.predictions import Hypothesis, StoredPrediction, merge_hypotheses
-    at = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
     def p(pid: str, score: float) -> StoredPrediction:
         return StoredPrediction(id=pid, match_id="m" + pid, pattern="x", at=at, due=at, score=score)

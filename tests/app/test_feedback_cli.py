@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -25,7 +25,7 @@ from topology.predictions import get_prediction, match_story
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIFT = load_pattern(ROOT / "patterns" / "config-drift.yaml")
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _prediction(pid: str, version: str = DRIFT.metadata.version) -> tuple[PatternMatch, Prediction]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -20,7 +20,7 @@ from app.jetstream import (
 from core.events import RawEvent
 from core.settings import Settings
 
-T = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def events(n: int, prefix: str) -> list[RawEvent]:

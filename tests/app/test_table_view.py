@@ -8,7 +8,7 @@ reads the same pages from real workers.
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -34,7 +34,7 @@ from app.table_view import (
 from core.codec import msgpack_encoder
 from core.events import K8sContext, KubernetesData, SemanticContext, UnifiedEvent, content_id, epoch_ms
 
-T0 = datetime(2027, 2, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2027, 2, 1, 12, 0, tzinfo=UTC)
 PATTERN = """\
 apiVersion: behavior.tapio.io/v1
 kind: BehaviorPattern

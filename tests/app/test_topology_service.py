@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.topology_service import TopologyState
@@ -25,7 +25,7 @@ def configmap() -> dict:
 
 
 def test_an_edit_becomes_a_change_event_and_an_older_copy_changes_nothing() -> None:
-    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     before = configmap()
     after = copy.deepcopy(before)
     after["data"]["nginx.conf"] += "\n# edited"

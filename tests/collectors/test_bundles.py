@@ -14,7 +14,7 @@ import re
 import shutil
 import tarfile
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,8 +30,8 @@ from collectors.bundles import (
     detect_input,
     read_inputs,
 )
-from collectors.unusable import UnusableInput
 from collectors.podlogs import LogScanner, LogSource, line_time, log_events, pod_info
+from collectors.unusable import UnusableInput
 from core.events import RawEvent
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
@@ -47,7 +47,7 @@ TOP = "support-bundle-2023-07-11T04_45_00"
 
 
 def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def split(items) -> tuple[list[RawEvent], list[UnusableInput]]:

@@ -213,7 +213,7 @@ async def test_list_then_watch_emits_snapshots_then_changes(emulator: kmock.Kube
     pods = [e for e in events if e.metadata["kind"] == "Pod"]
     assert seen(pods) == [("SNAPSHOT", "web-1", "1"), ("ADDED", "web-2", "5"), ("MODIFIED", "web-1", "6"),
                           ("DELETED", "web-2", "5")]
-    for event, (action, o) in zip(pods, expected_pods):
+    for event, (action, o) in zip(pods, expected_pods, strict=True):
         assert event.id == raw_event_from_object(o, action=action, source="x").id
         assert {k: event.metadata[k] for k in ("kind", "name", "namespace", "uid", "action", "api_version")} == {
             "kind": "Pod", "name": o["metadata"]["name"], "namespace": "shop", "uid": o["metadata"]["uid"],

@@ -7,7 +7,7 @@ with the parser under test.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -27,7 +27,7 @@ SCENARIO = Path(__file__).resolve().parents[2] / "patterns" / "scenarios" / "con
 
 
 def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def parse(path: Path | str) -> tuple[list[RawEvent], list[UnusableInput]]:
@@ -90,7 +90,7 @@ def test_troubleshoot_event_fields() -> None:
     # items[0]: a scheduler event with lastTimestamp null, only a sub-second eventTime
     scheduled = events[0]
     assert scheduled.metadata["reason"] == "Scheduled"
-    assert scheduled.timestamp == datetime(2023, 7, 10, 5, 31, 39, 694297, tzinfo=timezone.utc)
+    assert scheduled.timestamp == datetime(2023, 7, 10, 5, 31, 39, 694297, tzinfo=UTC)
     assert scheduled.metadata["reporting_component"] == "default-scheduler"
     assert scheduled.metadata["node"] == ""  # reportingInstance "default-scheduler-minikube" is no node
     assert scheduled.metadata["involved_name"] == "crashpod-f9b59484-7828f"
@@ -262,7 +262,7 @@ def test_events_k8s_io_list(tmp_path: Path) -> None:
     assert errors == []
     assert a.metadata["action"] == b.metadata["action"] == "EVENT"
     assert a.metadata["count"] == "9"
-    assert a.timestamp == datetime(2026, 11, 20, 10, 5, 0, 500000, tzinfo=timezone.utc)
+    assert a.timestamp == datetime(2026, 11, 20, 10, 5, 0, 500000, tzinfo=UTC)
     assert a.metadata["message"] == "Back-off restarting failed container"
     assert (a.metadata["involved_kind"], a.metadata["involved_name"], a.metadata["involved_uid"]) == ("Pod", "web-1", "pod-1")
     assert a.metadata["namespace"] == "shop"  # the involved object's namespace wins
@@ -270,7 +270,7 @@ def test_events_k8s_io_list(tmp_path: Path) -> None:
     assert a.metadata["node"] == "node-a"
     assert b.metadata["node"] == ""
     assert b.metadata["count"] == "1"
-    assert b.timestamp == datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    assert b.timestamp == datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)
 
 
 def test_bare_json_array_of_events_and_objects(tmp_path: Path) -> None:
@@ -558,7 +558,7 @@ def test_raw_event_from_object_direct() -> None:
     raw = raw_event_from_object(long, action="SNAPSHOT", source="f#items[0]")
     assert raw.metadata["action"] == "EVENT"
     assert len(raw.metadata["message"]) == 1000
-    assert raw.timestamp == datetime(2026, 11, 20, 8, 0, 0, 123456, tzinfo=timezone.utc)
+    assert raw.timestamp == datetime(2026, 11, 20, 8, 0, 0, 123456, tzinfo=UTC)
     assert all(isinstance(v, str) for v in raw.metadata.values())
     assert raw.namespace == "shop"
     with pytest.raises(UnusableObject, match="expected a mapping"):
@@ -577,7 +577,7 @@ def test_publish_order_puts_snapshots_first_then_event_time() -> None:
 
     from collectors.replay import newest_time, shifted
     from core.events import publish_order
-    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
     def raw(name: str, sec: int, action: str) -> RawEvent:
         return RawEvent(id=name, timestamp=t0 + timedelta(seconds=sec), type="kubeapi", data=b"{}",
@@ -587,7 +587,7 @@ def test_publish_order_puts_snapshots_first_then_event_time() -> None:
     assert [e.id for e in publish_order(events)] == ["snap-new", "snap-old", "ev-early", "watch", "ev-late"]
     assert newest_time(events) == t0 + timedelta(seconds=50)  # snapshots carry no moment of their own
     moved = shifted(events, timedelta(hours=2))
-    assert [e.timestamp - o.timestamp for e, o in zip(moved, events)] == [timedelta(hours=2)] * 5
+    assert [e.timestamp - o.timestamp for e, o in zip(moved, events, strict=True)] == [timedelta(hours=2)] * 5
     assert {e.id for e in moved}.isdisjoint(e.id for e in events)  # a moved copy is a new event
     assert [e.data for e in moved] == [e.data for e in events]
     assert shifted(events, timedelta(0)) is events

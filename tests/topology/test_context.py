@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -14,7 +14,7 @@ from topology import queries
 from topology.context import ContextError, reveal_context
 from topology.graph import open_graph
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 def ev(eid: str, second: int, kind: str, name: str, uid: str, reason: str, *, node: str = "",

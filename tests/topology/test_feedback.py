@@ -5,7 +5,7 @@ the only Bolt server installable here): the same named queries as on the native 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from core.settings import GraphSettings
 from topology.feedback import UnknownPrediction, count_feedback, feedback_on, record_feedback, vote_counts
 from topology.graph import open_graph
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 async def test_votes_over_the_neo4j_driver(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -24,7 +24,7 @@ from topology.graph import GraphStore, UnsupportedGraphURI, open_graph
 from topology.model import NODE_KEYS, SECONDARY_INDEXES
 from topology.neo4j_store import Neo4jStore
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0_MS = 1_772_366_400_000
 
 

@@ -4,7 +4,7 @@ write query's generation: keys, namespaces, grouping, validation, determinism.""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -13,17 +13,10 @@ from core.events import K8sContext, ObjectRef, SemanticContext, UnifiedEvent
 from core.ports import InvalidInsight
 from core.records import Link, PatternMatch, Prediction, by_match
 from topology import insight_queries
-from topology.insight_rows import (
-    EventEdgeRow,
-    ImpactRow,
-    chunks,
-    insight_rows,
-    labels_of,
-    prediction_namespace,
-)
+from topology.insight_rows import EventEdgeRow, ImpactRow, chunks, insight_rows, labels_of, prediction_namespace
 from topology.rows import event_rows
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0_MS = 1_772_366_400_000
 
 

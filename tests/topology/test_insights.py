@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -27,7 +27,7 @@ from topology.predictions import ImpactedResource, hypotheses_for, list_predicti
 from topology.relations import Alias, ObjectNode, TopologyChange
 from topology.writer import apply_changes
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0_MS = 1_772_366_400_000
 CFG = K8sContext(kind="ConfigMap", name="cfg", namespace="shop", uid="u-cfg")
 WEB1 = K8sContext(kind="Pod", name="web-1", namespace="shop", uid="u-web-1")

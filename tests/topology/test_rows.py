@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from core.events import K8sContext, KubernetesData, ObjectRef, SemanticContext, TraceContext, UnifiedEvent
 from topology.rows import EventRow, ResourceRow, WriteBatch, event_rows
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0_MS = 1_772_366_400_000
 
 
