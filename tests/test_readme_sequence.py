@@ -1,6 +1,7 @@
 """The README's own sequence, as a new user types it in a fresh directory: `tapio up`, then
 `tapio worker` (it must come up, not crash on a relative data dir), `tapio analyze` while that
-stack runs (its isolated worker lives under the state dir), then `tapio down`."""
+stack runs (in-process, and with --dataflow on that stack: its isolated worker lives under the
+state dir), then `tapio down`."""
 
 from __future__ import annotations
 
@@ -55,10 +56,14 @@ def test_up_worker_analyze_down_from_a_fresh_directory(tmp_path: Path) -> None:
             # the worker's tables live under the state dir, found from any working directory
             assert (tmp_path / ".tapio" / "worker").is_dir()
 
-            analyze = _tapio(tmp_path, "analyze", str(SCENARIO))
+            analyze = _tapio(tmp_path, "analyze", str(SCENARIO))  # in-process: the stack is not needed
             assert analyze.returncode == 0, analyze.stdout + analyze.stderr
             assert "Traceback" not in analyze.stderr
-            assert "config-drift" in analyze.stdout
+            assert analyze.stdout.startswith("most likely: config-drift")
+            # through the dataflow it uses the stack `tapio up` started: its isolated worker lives in the state dir
+            through = _tapio(tmp_path, "analyze", "--dataflow", str(SCENARIO))
+            assert through.returncode == 0, through.stdout + through.stderr
+            assert through.stdout.startswith("most likely: config-drift")
             assert (tmp_path / ".tapio" / "isolated").is_dir()
         finally:
             worker.terminate()
