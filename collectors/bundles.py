@@ -37,7 +37,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import msgspec
@@ -66,7 +66,7 @@ from collectors.bundlefiles import (
     text_lines,
 )
 from collectors.kubetext import MissingNowError
-from collectors.loose import InputNote, looks_like_log, not_kubernetes, standalone_log
+from collectors.loose import OWN_TIME, InputNote, looks_like_log, not_kubernetes, reference_time, standalone_log
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
@@ -107,9 +107,6 @@ def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None
     return _read_inputs(inputs, now)
 
 
-_OWN_TIME = ("line", "previous-line", "next-line")  # log lines placed by stamps of their own log
-
-
 class _Loose(msgspec.Struct):
     """Files of a folder of recordings kept for after the rest: they need what the rest shows."""
 
@@ -126,8 +123,8 @@ def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent 
     events = [item for item in read if isinstance(item, RawEvent)]
     if not events and loose.logs:  # only logs and undated manifests: the logs' own times place them
         events = [e for path, data in loose.logs for e in standalone_log(path, data, [], now)
-                  if isinstance(e, RawEvent) and e.metadata.get("time_source") in _OWN_TIME]
-    reference, how = _reference(now, events, [p for p, _ in loose.ages + loose.logs])
+                  if isinstance(e, RawEvent) and e.metadata.get("time_source") in OWN_TIME]
+    reference, how = reference_time(now, events, [p for p, _ in loose.ages + loose.logs])
     timed = [e.timestamp for e in events if e.metadata.get("action") != SNAPSHOT_ACTION] or \
         [e.timestamp for e in events]
     start = min(timed) if timed else reference
@@ -148,18 +145,6 @@ def _read_inputs(inputs: list[Path], now: datetime | None) -> Iterator[RawEvent 
     yield from read
     yield from rollout_events([item for item in read if isinstance(item, RawEvent)
                                and item.metadata.get("kind") == "ReplicaSet"])
-
-
-def _reference(now: datetime | None, events: list[RawEvent], files: list[Path]) -> tuple[datetime, str]:
-    """What relative ages count back from, and where that time came from."""
-    if now is not None:
-        return now, "--now"
-    if events:
-        return max(e.timestamp for e in events), "the newest absolute time in the input"
-    if files:
-        newest = max(p.stat().st_mtime for p in files)
-        return datetime.fromtimestamp(newest, UTC), "the files' modification time"
-    return datetime.now(UTC), "the current time"
 
 
 def _read_input(path: Path, now: datetime | None, *, named: bool, loose: _Loose

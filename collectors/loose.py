@@ -18,7 +18,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -33,6 +33,7 @@ _LOG_KEYS = frozenset({"msg", "message", "level", "lvl", "severity", "ts", "time
 _DOC_START = re.compile(r"^\s*(?:---|apiVersion:|kind:|items:|metadata:|\[|\{\s*\"(?:apiVersion|kind|items)\")")
 _PREVIOUS = re.compile(r"(?:^|[-_.])(?:previous|prev)(?:[-_.]|$)", re.I)
 _LOG_SUFFIXES = frozenset({".log", ".txt", ".out", ""})
+OWN_TIME = ("line", "previous-line", "next-line")  # log lines placed by stamps of their own log
 
 
 class InputNote(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,3 +123,15 @@ def standalone_log(path: Path, data: bytes, pods: list[PodInfo], now: datetime |
     for number, line in enumerate(text_lines(io.BytesIO(data)), start=1):
         scanner.feed(line, number)
     yield from log_events(scanner.finish(), pod, now=now)
+
+
+def reference_time(now: datetime | None, events: list[RawEvent], files: list[Path]) -> tuple[datetime, str]:
+    """What relative ages count back from, and where that time came from."""
+    if now is not None:
+        return now, "--now"
+    if events:
+        return max(e.timestamp for e in events), "the newest absolute time in the input"
+    if files:
+        newest = max(p.stat().st_mtime for p in files)
+        return datetime.fromtimestamp(newest, UTC), "the files' modification time"
+    return datetime.now(UTC), "the current time"
