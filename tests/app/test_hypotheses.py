@@ -1,0 +1,53 @@
+"""How diagnoses and pattern matches become one ranked list (app.hypotheses), pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from agents.diagnosis import Diagnosis, ObjectKey
+from app.hypotheses import RootCause, combine, incidents
+
+T0 = datetime(2026, 11, 30, 14, tzinfo=UTC)
+POD = ObjectKey("Pod", "shop", "web-0")
+
+
+def diagnosis(cause: str, *, confidence: float = 0.8, ongoing: bool = True, subject: ObjectKey = POD,
+              minute: int = 0) -> Diagnosis:
+    return Diagnosis(family="containers", cause=cause, subject=subject, message=f"{subject}: {cause}",
+                     confidence=confidence, remediation="fix it", at=T0 + timedelta(minutes=minute), ongoing=ongoing,
+                     chain=[f"{subject}: {cause}"])
+
+
+def pattern(name: str, *, affected: list[str], confidence: float = 0.7, ongoing: bool = True) -> RootCause:
+    return RootCause(rank=0, pattern=name, scope="owner:Deployment/shop/web", confidence=confidence,
+                     score=confidence * 1.4, message=f"{name} matched", remediation="", at=T0, ongoing=ongoing,
+                     chain=[f"{name} chain"], affected=affected, evidence=[], patterns=[name])
+
+
+def test_a_pattern_about_the_same_pod_joins_its_diagnosis_instead_of_competing() -> None:
+    [one] = combine([diagnosis("oom-killed")], [(pattern("oom-kill-loop", affected=["Pod/shop/web-0"]), False)])
+    assert (one.pattern, one.family, one.patterns) == ("oom-killed", "containers", ["oom-kill-loop"])
+    assert one.chain[-1].startswith("pattern oom-kill-loop matched")
+
+
+def test_a_pattern_that_starts_with_a_change_leads_and_the_diagnosis_is_its_last_link() -> None:
+    [one] = combine([diagnosis("app-error-exit", confidence=0.6)],
+                    [(pattern("config-drift", affected=["ConfigMap/shop/cfg", "Pod/shop/web-0"]), True)])
+    assert (one.pattern, one.scope, one.causes) == ("config-drift", "owner:Deployment/shop/web", ["app-error-exit"])
+    assert one.chain == ["config-drift chain", "Pod/shop/web-0: app-error-exit"] and one.confidence == 0.7
+
+
+def test_unrelated_hypotheses_rank_ongoing_first_then_by_strength() -> None:
+    other = ObjectKey("Pod", "shop", "api-0")
+    ranked = combine([diagnosis("image-not-found", confidence=0.9, ongoing=False, subject=other),
+                      diagnosis("missing-env-var", confidence=0.85, minute=5)],
+                     [(pattern("dns-black-hole", affected=["Pod/kube-system/coredns-0"], confidence=0.75), False)])
+    assert [(h.rank, h.pattern) for h in ranked] == [(1, "missing-env-var"), (2, "dns-black-hole"),
+                                                     (3, "image-not-found")]
+
+
+def test_a_diagnosis_below_the_incident_line_is_not_shown_unless_a_pattern_agrees() -> None:
+    shaky = diagnosis("crash-loop", confidence=0.45)
+    assert incidents(combine([shaky], [])) == []
+    [agreed] = incidents(combine([shaky], [(pattern("liveness-death-spiral", affected=["Pod/shop/web-0"]), False)]))
+    assert agreed.patterns == ["liveness-death-spiral"]
