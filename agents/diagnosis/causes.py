@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from agents.diagnosis.model import Diagnosis
-from agents.diagnosis.observed import ObjectKey, Observed
-from agents.diagnosis.podstate import owner, workload_of
+from agents.diagnosis.observed import ObjectKey, Observed, workload_of
+from core.kube.status import owner
 
 #: for one object, which family's diagnosis explains the others (higher wins at equal standing)
 _SPECIFICITY = {"alerts": 0, "volumes": 6, "images": 6, "nodes": 5, "scheduling": 5, "network": 4, "probes": 3,

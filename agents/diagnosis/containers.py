@@ -19,8 +19,8 @@ from datetime import datetime
 from agents.diagnosis.logs import classify, endpoint
 from agents.diagnosis.model import Diagnosis, Evidence, excerpt, from_event, from_log, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import EXIT_MEANINGS, ContainerView, Terminated, condition, containers, owner, phase
 from core.kube.objects import parse_time
+from core.kube.status import EXIT_MEANINGS, ContainerView, Terminated, condition, containers, owner, phase
 
 FAMILY = "containers"
 CRASH_WAITING = frozenset({"CrashLoopBackOff", "RunContainerError", "CreateContainerError", "StartError"})

@@ -12,7 +12,7 @@ import re
 
 from agents.diagnosis.model import Diagnosis, excerpt, from_event, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import containers
+from core.kube.status import containers
 
 FAMILY = "images"
 PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})

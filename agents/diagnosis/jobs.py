@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import condition, owner
+from core.kube.status import condition, owner
 
 FAMILY = "jobs"
 #: a Job's failure is final, its pods stopped retrying before it: one that failed this close to the

@@ -12,8 +12,8 @@ from __future__ import annotations
 from agents.diagnosis.logs import classify, endpoint
 from agents.diagnosis.model import Diagnosis, from_log, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import containers, labels, phase
 from core.kube.selectors import LabelSelector
+from core.kube.status import containers, labels, phase
 
 FAMILY = "network"
 NETWORK_CAUSES = frozenset({"dns-resolution", "dependency-unreachable"})

@@ -14,7 +14,7 @@ import re
 
 from agents.diagnosis.model import Diagnosis, excerpt, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import condition, node_name
+from core.kube.status import condition, node_name
 
 FAMILY = "nodes"
 _LOW_ON = re.compile(r"low on resource: ([\w-]+(?:\.[\w-]+)*)", re.I)

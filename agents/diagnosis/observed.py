@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from core.events import RawEvent
+from core.kube.owners import workload_of as workload_of_kind
+from core.kube.status import owner
 
 ROLLOUT = "ROLLOUT"
 #: a failure whose last sign is this close to the end of the input is ongoing (the kubelet refreshes
@@ -233,3 +235,24 @@ def _add_rollout(out: Observed, raw: RawEvent) -> None:
         deployment=ObjectKey("Deployment", namespace, md.get("name", "")),
         replicaset=ObjectKey("ReplicaSet", namespace, found.group(1) if found else ""),
         message=message, at=raw.timestamp, source=md.get("source", "")))
+
+
+def workload_of(observed: Observed, pod: ObjectKey) -> ObjectKey | None:
+    """The workload a pod counts for (`core.kube.owners.workload_of`: a ReplicaSet rolls up to its
+    Deployment, a Job stays its own); None for a bare pod, which is only itself."""
+    def owner_of(kind: str, name: str) -> tuple[str, str] | None:
+        seen = observed.objects.get(ObjectKey(kind, pod.namespace, name))
+        return owner(seen.obj) if seen else None
+
+    found = workload_of_kind(pod.kind, pod.name, owner_of=owner_of)
+    if found is None or found == (pod.kind, pod.name):
+        return None
+    return ObjectKey(found[0], pod.namespace, found[1])
+
+
+def pods_of(observed: Observed, workload: ObjectKey) -> list[ObjectKey]:
+    """The pods the input shows for a workload (through their owners)."""
+    return [key for key in observed.objects if key.kind == "Pod" and key.namespace == workload.namespace
+            and (workload_of(observed, key) == workload
+                 or (workload.kind == "ReplicaSet" and (owner(observed.objects[key].obj) or ("", ""))[1]
+                     == workload.name))]

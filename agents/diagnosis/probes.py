@@ -15,7 +15,7 @@ import re
 
 from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import containers
+from core.kube.status import containers
 
 FAMILY = "probes"
 _PROBE = re.compile(r"^(Readiness|Liveness|Startup) probe (?:failed|errored):?\s*(.*)", re.S | re.I)

@@ -19,7 +19,7 @@ import msgspec
 
 from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import KubeEvent, ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import condition, node_name, phase
+from core.kube.status import condition, node_name, phase
 
 FAMILY = "scheduling"
 _AVAILABLE = re.compile(r"\d+/(\d+) nodes are available:?\s*(.*)", re.S)

@@ -16,7 +16,7 @@ import re
 
 from agents.diagnosis.model import Diagnosis, from_event, from_state, in_namespace
 from agents.diagnosis.observed import ObjectKey, Observed, Seen
-from agents.diagnosis.podstate import condition, containers, phase
+from core.kube.status import condition, containers, phase
 
 FAMILY = "volumes"
 _MISSING = re.compile(r"(configmaps?|secrets?|persistentvolumeclaims?|serviceaccounts?|"

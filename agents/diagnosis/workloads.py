@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from agents.diagnosis.model import Diagnosis, from_state, in_namespace
 from agents.diagnosis.observed import Observed, Rollout, Seen
-from agents.diagnosis.podstate import condition
+from core.kube.status import condition
 
 FAMILY = "workloads"
 

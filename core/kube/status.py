@@ -1,8 +1,9 @@
-"""What a pod's (or any object's) status says, read into typed views the families reason with.
+"""What an object's status says: a pod's containers (state, last termination, exit code and what it
+means, restarts, limits), conditions, phase, controlling owner, labels, node.
 
-Fed by: objects as the API serves them (dicts, from `agents.diagnosis.observed`), whether they
-came from a watch, a `-o json` list, a support bundle or a `kubectl describe` rebuilt by
-`collectors.kubedescribe`. Feeds: every diagnosis family.
+Fed by: objects as the API serves them (dicts), whether they came from a watch, a `-o json` list,
+a support bundle or a `kubectl describe` rebuilt by `collectors.kubedescribe`. Feeds: the diagnosis
+families (`agents.diagnosis`), which reason with these typed views.
 
 Pure. Missing fields read as empty: a describe shows less than the API, never something else.
 """
@@ -13,9 +14,7 @@ from typing import Any
 
 import msgspec
 
-from agents.diagnosis.observed import ObjectKey, Observed
 from core.kube.owners import controller_of
-from core.kube.owners import workload_of as workload_of_kind
 
 #: exit codes and what they mean (128+n: killed by signal n)
 EXIT_MEANINGS = {
@@ -71,13 +70,13 @@ def _terminated(state: Any) -> Terminated | None:
                       started_at=str(term.get("startedAt") or ""))
 
 
-def _specs(pod: dict, init: bool) -> dict[str, dict]:
+def _specs(pod: dict[str, Any], init: bool) -> dict[str, dict[str, Any]]:
     spec = pod.get("spec") or {}
     listed = spec.get("initContainers" if init else "containers") or []
     return {c.get("name", ""): c for c in listed if isinstance(c, dict)}
 
 
-def containers(pod: dict) -> list[ContainerView]:
+def containers(pod: dict[str, Any]) -> list[ContainerView]:
     """Every container of a pod (init containers first), with its state and last termination."""
     status = pod.get("status") or {}
     out: list[ContainerView] = []
@@ -111,14 +110,14 @@ def containers(pod: dict) -> list[ContainerView]:
     return out
 
 
-def condition(obj: dict, kind: str) -> dict | None:
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type") == kind:
             return cond
     return None
 
 
-def phase(obj: dict) -> str:
+def phase(obj: dict[str, Any]) -> str:
     return str((obj.get("status") or {}).get("phase") or "")
 
 
@@ -128,7 +127,7 @@ class _Ref(msgspec.Struct, frozen=True):
     controller: bool = False
 
 
-def owner(obj: dict) -> tuple[str, str] | None:
+def owner(obj: dict[str, Any]) -> tuple[str, str] | None:
     """The controlling owner's (kind, name) (`core.kube.owners.controller_of`)."""
     refs = [_Ref(kind=str(r.get("kind") or ""), name=str(r.get("name") or ""), controller=bool(r.get("controller")))
             for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(r, dict)]
@@ -136,36 +135,15 @@ def owner(obj: dict) -> tuple[str, str] | None:
     return (chosen.kind, chosen.name) if chosen else None
 
 
-def workload_of(observed: Observed, pod: ObjectKey) -> ObjectKey | None:
-    """The workload a pod counts for (`core.kube.owners.workload_of`: a ReplicaSet rolls up to its
-    Deployment, a Job stays its own); None for a bare pod, which is only itself."""
-    def owner_of(kind: str, name: str) -> tuple[str, str] | None:
-        seen = observed.objects.get(ObjectKey(kind, pod.namespace, name))
-        return owner(seen.obj) if seen else None
-
-    found = workload_of_kind(pod.kind, pod.name, owner_of=owner_of)
-    if found is None or found == (pod.kind, pod.name):
-        return None
-    return ObjectKey(found[0], pod.namespace, found[1])
-
-
-def pods_of(observed: Observed, workload: ObjectKey) -> list[ObjectKey]:
-    """The pods the input shows for a workload (through their owners)."""
-    return [key for key in observed.objects if key.kind == "Pod" and key.namespace == workload.namespace
-            and (workload_of(observed, key) == workload
-                 or (workload.kind == "ReplicaSet" and (owner(observed.objects[key].obj) or ("", ""))[1]
-                     == workload.name))]
-
-
-def labels(obj: dict) -> dict[str, str]:
+def labels(obj: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items()}
 
 
-def node_name(obj: dict) -> str:
+def node_name(obj: dict[str, Any]) -> str:
     return str((obj.get("spec") or {}).get("nodeName") or "")
 
 
-def env_names(pod: dict) -> set[str]:
+def env_names(pod: dict[str, Any]) -> set[str]:
     names: set[str] = set()
     for field in ("initContainers", "containers"):
         for c in (pod.get("spec") or {}).get(field) or []:
