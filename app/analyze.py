@@ -160,6 +160,7 @@ def render(analysis: Analysis) -> list[str]:
 async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | None = None, keep: bool = False,
                            progress: Callable[[str, int, int], None] | None = None) -> Analysis:
     """The same analysis, the patterns' part through an isolated dataflow on the running stack."""
+    from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
     from agents.diagnosis import diagnose_events
     from app.isolated import run_isolated
     from app.jetstream import EventPublisher, connect, ensure_streams
@@ -191,7 +192,9 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
     graph = open_graph(run.settings.graph)
     found: list[tuple[RootCause, bool]] = []
     try:
-        for p in _best_per_match(run.predictions):
+        # the worker's diagnose stage wrote its own diagnoses too: here they are made from the same input
+        # in this process, where the join to patterns needs them whole (tests/test_analyze.py compares)
+        for p in _best_per_match([p for p in run.predictions if not p.pattern.startswith(DIAGNOSIS_PREFIX)]):
             told = await match_story(graph, p.match_id)
             evidence = [Evidence(at=e.at, source=e.source, text=e.text) for e in told.evidence]
             cause = from_prediction(p, evidence, told.chain, ongoing=False)

@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from agents.catalog import Catalog
+from agents.diagnose import LiveState, diagnose_batch
 from agents.enrich import enrich_stage
 from agents.match import register_select, register_windows
 from agents.normalize import normalize_stage
@@ -62,7 +63,7 @@ STAGES = (
     ("normalize", "enriched", "unified", normalize_stage),
 )
 #: every stage in dataflow order; match (select + windows), predict and sink have their own wiring
-STAGE_NAMES = ("enrich", "normalize", "match", "predict", "sink")
+STAGE_NAMES = ("enrich", "normalize", "match", "predict", "sink", "diagnose")
 #: services a worker may also run, named in `worker.stages` like the agents
 SERVICE_NAMES = ("topology",)
 
@@ -161,6 +162,11 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
                        runtime=runtime, before=first_votes)
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
+    if "diagnose" in stages:
+        live = LiveState()
+        register_stage(app, name="diagnose", source=topics["raw"], target=topics["insights"],
+                       transform=lambda batch: diagnose_batch(
+                           live, batch, lateness_ms=int(settings.match.allowed_lateness_s * 1000)), runtime=runtime)
 
     api = Api(settings, graph=lambda: runtime.graph, nats=lambda: getattr(runtime, "nc", None),
               catalog=app.tapio_catalog, learning=learning)

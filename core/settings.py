@@ -75,7 +75,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: str = "info"
     # which dataflow stages this worker runs (all by default); see app.faust_app.group_id
     stages: list[str] = msgspec.field(
-        default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink", "topology"])
+        default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink", "diagnose", "topology"])
 
 
 def _default_patterns_dir() -> str:
