@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from app.analyze import Analysis, analyze, analyze_dataflow, render
 from app.hypotheses import Evidence, RootCause, is_ongoing, last_failures, rank, verdict
 from app.stack import EmbeddedStack
@@ -68,9 +70,17 @@ def test_the_bundled_incident_names_the_configmap_edit_first() -> None:
     assert result.verdict.startswith("most likely: config-drift")
 
 
-async def test_the_dataflow_gives_the_answer_the_process_gives(embedded: EmbeddedStack) -> None:
+#: the bundled incident and one labelled diagnosis case per family, in the formats they come in
+THROUGH_THE_DATAFLOW = ["configmap-crashloop"] + [f"diagnosis/{case}" for case in (
+    "containers/oom-killed", "scheduling/insufficient-gpu", "probes/readiness-probe-failure", "images/image-not-found",
+    "volumes/missing-configmap", "jobs/job-backoff-limit", "nodes/node-disk-pressure", "workloads/bad-rollout",
+    "network/networkpolicy-denies-egress", "alerts/kube-pod-crashlooping")]
+
+
+@pytest.mark.parametrize("case", THROUGH_THE_DATAFLOW)
+async def test_the_dataflow_gives_the_answer_the_process_gives(embedded: EmbeddedStack, case: str) -> None:
     """The same input through an isolated dataflow on real servers: the same hypotheses, in the same order."""
-    paths = [str(ROOT / "patterns" / "scenarios" / "configmap-crashloop")]
+    paths = [str(ROOT / "patterns" / "scenarios" / case)]
     here, there = analyze(paths), await analyze_dataflow(embedded.settings(), paths)
     assert there.graph and (there.events, there.errors) == (here.events, here.errors)
     assert [(h.pattern, h.scope, h.ongoing, h.patterns, h.confidence) for h in there.hypotheses] == \
