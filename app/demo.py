@@ -92,7 +92,9 @@ async def explain_lines(settings: Settings, pod: str, namespace: str, *, timeout
         deadline = time.monotonic() + min(timeout, 30.0)
         while time.monotonic() < deadline:  # change events take one more trip through the dataflow
             found = await explain(graph, kind="Pod", name=pod, namespace=namespace)
-            if found.context.changes and found.hypotheses:
+            # the diagnose stage's findings come first (fewer hops); the patterns' follow their windows
+            if found.context.changes and any(not h.prediction.pattern.startswith("diagnosis/")
+                                             for h in found.hypotheses):
                 break
             await asyncio.sleep(POLL_S)
         return render_tree(found.context) + [""] + render_hypotheses(found.hypotheses)

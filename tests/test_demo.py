@@ -21,5 +21,9 @@ def test_demo_replays_the_configmap_incident_into_the_graph(tmp_path: Path) -> N
     assert "$ tapio explain pod/nginx-7c9d8f6b5d-" in out
     assert "probable root cause:" in out and "ConfigMap shop/nginx-config: key nginx.conf modified" in out
     assert "6 pods on 3 nodes (node-a, node-b, node-c)" in out
+    # the ranked hypotheses: the ConfigMap edit's pattern first, the pods' own diagnoses after it
+    hypotheses = [line.strip() for line in out.splitlines() if line.strip()[:3] in {f"{n}. " for n in range(1, 10)}]
+    assert hypotheses[0].startswith("1. [config-drift]"), hypotheses
+    assert any("[diagnosis/probes]" in line for line in hypotheses), hypotheses
     # the demo stops what it started
     assert not (tmp_path / "demo" / "stack.yaml").exists()
