@@ -104,8 +104,8 @@ def render_hypotheses(hypotheses: list) -> list[str]:
     """The ranked predictions that fit a resource (topology.predictions.Hypothesis), best first."""
     if not hypotheses:
         return ["no pattern has matched around it (yet): nothing predicted"]
-    lines = [f"what the patterns and the diagnosis say ({len(hypotheses)} {'hypotheses' if len(hypotheses) > 1 else 'hypothesis'}, "
-             f"best first):"]
+    counted = f"{len(hypotheses)} {'hypotheses' if len(hypotheses) > 1 else 'hypothesis'}"
+    lines = [f"what the patterns and the diagnosis say ({counted}, best first):"]
     for rank, found in enumerate(hypotheses, 1):
         p = found.prediction
         lines.append(f"  {rank}. [{p.pattern}] {p.message}")
