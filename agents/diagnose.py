@@ -26,8 +26,8 @@ from collections.abc import Iterable
 import msgspec
 
 from agents.diagnosis import INCIDENT_CONFIDENCE, Diagnosis, ObjectKey, diagnose, observe
-from agents.enrich import EnrichError, enrich_event
-from agents.normalize import normalize_event
+from agents.diagnosis.observed import key_of
+from agents.offline import unified_events
 from core.events import CLUSTER_SCOPE, ObjectRef, RawEvent, UnifiedEvent, content_id, epoch_ms
 from core.records import InsightBatch, PatternMatch, Prediction, RawBatch
 
@@ -39,14 +39,6 @@ KEEP_SENT = 100_000
 TICK_MS = 1_000
 PATTERN_PREFIX = "diagnosis/"
 VERSION = "1"
-
-
-def _key(raw: RawEvent) -> ObjectKey:
-    md = raw.metadata
-    if md.get("action") == "EVENT":
-        return ObjectKey(md.get("involved_kind", ""), md.get("involved_namespace", "") or md.get("namespace", ""),
-                         md.get("involved_name", ""))
-    return ObjectKey(md.get("kind", ""), md.get("namespace", ""), md.get("name", ""))
 
 
 class LiveState:
@@ -65,7 +57,7 @@ class LiveState:
         """Fold a batch in; returns the namespaces it touched."""
         touched: set[str] = set()
         for raw in raws:
-            key = _key(raw)
+            key = key_of(raw)
             if not key.kind or not key.name:
                 continue
             if raw.type == "kubeapi" and raw.metadata.get("action") not in ("EVENT", "ROLLOUT"):
@@ -109,16 +101,6 @@ class LiveState:
                     or r.metadata.get("event_type") == "Warning" or r.metadata.get("action") == "ROLLOUT"]
             out.extend(kept[-5:])
         return out
-
-
-def _unified(raws: list[RawEvent]) -> list[UnifiedEvent]:
-    out = []
-    for raw in raws:
-        try:
-            out.append(normalize_event(enrich_event(raw)))
-        except (EnrichError, msgspec.ValidationError):
-            continue
-    return out
 
 
 def as_insight(d: Diagnosis, evidence: list[UnifiedEvent], uids: dict[ObjectKey, str] | None = None
@@ -175,7 +157,7 @@ def _diagnose(state: LiveState, touched: set[str], matches: list[PatternMatch], 
         identity = f"{d.family}/{d.subject}"  # a better-read cause or a later onset updates it in place
         if state.sent.get(identity) == d.message:
             continue
-        match, prediction = as_insight(d, _unified(state.evidence_of(d)), state.uids(d))
+        match, prediction = as_insight(d, unified_events(state.evidence_of(d)), state.uids(d))
         matches.append(match)
         predictions.append(prediction)
         state.sent[identity] = d.message

@@ -21,7 +21,7 @@ from agents.hits import Selector
 from agents.normalize import normalize_event
 from agents.partition_windows import PartitionWindows
 from agents.predict import predictions_for
-from core.events import epoch_ms, publish_order
+from core.events import RawEvent, UnifiedEvent, epoch_ms, publish_order
 from core.records import PatternMatch, Prediction
 
 END_OF_INPUT = 2**62
@@ -33,6 +33,18 @@ class OfflineResult(msgspec.Struct, kw_only=True):
     predictions: list[Prediction]
     late: int = 0
     errors: list[str] = []
+
+
+def unified_events(raw_events: Iterable[RawEvent]) -> list[UnifiedEvent]:
+    """The RawEvents as the enrich and normalize stages make them, those they reject left out (the
+    dataflow dead-letters them with the reason; `match_events` lists them as errors)."""
+    out = []
+    for raw in raw_events:
+        try:
+            out.append(normalize_event(enrich_event(raw)))
+        except (ValueError, KeyError, msgspec.ValidationError):
+            continue
+    return out
 
 
 def match_events(raw_events: Iterable, catalog: Catalog, *, lateness_ms: int = 10_000) -> OfflineResult:

@@ -38,7 +38,7 @@ from app.hypotheses import (
     starts_with_a_change,
     verdict,
 )
-from core.events import RawEvent, UnifiedEvent, content_id, publish_order
+from core.events import RawEvent, content_id, publish_order
 from core.settings import Settings
 
 __all__ = ["Analysis", "Evidence", "RootCause", "analyze", "analyze_dataflow", "read", "render"]
@@ -79,30 +79,17 @@ def read(paths: Iterable[str], *, now: datetime | None = None) -> Read:
     return Read(events=publish_order(raws), errors=errors, notes=notes)
 
 
-def _unified(events: list[RawEvent]) -> list[UnifiedEvent]:
-    from agents.enrich import EnrichError, enrich_event
-    from agents.normalize import normalize_event
-
-    out = []
-    for raw in events:
-        try:
-            out.append(normalize_event(enrich_event(raw)))
-        except EnrichError:
-            continue  # the dataflow dead-letters it with its reason
-    return out
-
-
 def analyze(paths: list[str], *, now: datetime | None = None, patterns_dir: str | None = None) -> Analysis:
     """The analysis in this process: readers, stage functions, pattern windows, diagnoses."""
     from agents.catalog import Catalog
     from agents.diagnosis import diagnose_events
-    from agents.offline import match_events
+    from agents.offline import match_events, unified_events
     from core.settings import MatchSettings
 
     got = read(paths, now=now)
     catalog = Catalog(patterns_dir or MatchSettings().patterns_dir)
     result = match_events(got.events, catalog)
-    last, newest = last_failures(_unified(got.events))
+    last, newest = last_failures(unified_events(got.events))
     matches = {m.id: m for m in result.matches}
     found: list[tuple[RootCause, bool]] = []
     for p in _best_per_match(result.predictions):
@@ -162,6 +149,7 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
     """The same analysis, the patterns' part through an isolated dataflow on the running stack."""
     from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
     from agents.diagnosis import diagnose_events
+    from agents.offline import unified_events
     from app.isolated import run_isolated
     from app.jetstream import EventPublisher, connect, ensure_streams
     from topology.graph import open_graph
@@ -186,7 +174,7 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
         return [e.id for e in ordered], max((e.timestamp for e in ordered), default=None)
 
     run = await run_isolated(live, name, feed, progress=progress, keep=keep)
-    unified = _unified(ordered)
+    unified = unified_events(ordered)
     last, newest = last_failures(unified)
     changes = {e.id for e in unified if is_change(e)}
     graph = open_graph(run.settings.graph)

@@ -84,11 +84,6 @@ def _failing(c: ContainerView, pod_phase: str) -> bool:
     return False
 
 
-def _recent(stamp: str, end: datetime | None, *, minutes: int) -> bool:
-    when = parse_time(stamp) if stamp else None
-    return when is not None and end is not None and (end - when).total_seconds() <= minutes * 60
-
-
 def _recovered_loop(c: ContainerView) -> bool:
     """Restarted again and again, now running: a past incident, not an ongoing one."""
     return c.running and c.restarts >= 3 and c.last is not None and c.last.exit_code not in (None, 0)
@@ -150,7 +145,7 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
         # came back, say).
         oom_loop = c.last is not None and c.last.reason == "OOMKilled" and not c.ready or (
             c.last is not None and c.last.reason == "OOMKilled"
-            and _recent(c.last.finished_at, observed.end, minutes=15))
+            and (finished := parse_time(c.last.finished_at)) is not None and observed.recent(finished, 15 * 60))
         ongoing = failing or oom_loop
         out.append(_diagnose_container(observed, seen, c, ongoing=ongoing))
     return out

@@ -65,7 +65,7 @@ def diagnose_job(observed: Observed, job: ObjectKey, seen: Seen | None, pod_caus
         evidence += d.evidence[:2]
     at = min([e.at for e in events] + [d.at for d in causes], default=seen.at if seen else observed.end)
     failed_at = max([e.at for e in events], default=None) or (seen.at if seen else None)
-    ongoing = failed_at is None or observed.end is None or (observed.end - failed_at).total_seconds() <= JOB_RECENT_S
+    ongoing = failed_at is None or observed.recent(failed_at, JOB_RECENT_S)
     return [Diagnosis(family=FAMILY, cause=cause, subject=job, message=text, confidence=confidence,
                       remediation=_remedy(reason, causes), at=at,  # type: ignore[arg-type]
                       ongoing=ongoing, evidence=evidence, detail=detail,

@@ -123,9 +123,9 @@ class Observed(msgspec.Struct, kw_only=True):
     def logs_of(self, pod: ObjectKey, container: str = "") -> list[LogLine]:
         return [line for line in self.logs.get(pod, []) if not container or line.container == container]
 
-    def recent(self, at: datetime) -> bool:
-        """Within the last RECENT_S of the input: a failure seen then is still going on."""
-        return self.end is None or (self.end - at).total_seconds() <= RECENT_S
+    def recent(self, at: datetime, seconds: float = RECENT_S) -> bool:
+        """Within the last `seconds` (RECENT_S) of the input: a failure seen then is still going on."""
+        return self.end is None or (self.end - at).total_seconds() <= seconds
 
     def subjects(self) -> list[ObjectKey]:
         """Every object the input shows, as an object or as the subject of an Event, sorted."""
@@ -174,16 +174,40 @@ def _join_namespaces(out: Observed) -> None:
                 table.setdefault(target, []).extend(moved)  # type: ignore[arg-type]
 
 
+def key_of(raw: RawEvent) -> ObjectKey:
+    """The object a RawEvent is about: an Event's involved object, else the object itself."""
+    md = raw.metadata
+    if md.get("action") == "EVENT":
+        return ObjectKey(md.get("involved_kind", ""), md.get("involved_namespace", "") or md.get("namespace", ""),
+                         md.get("involved_name", ""))
+    return ObjectKey(md.get("kind", ""), md.get("namespace", ""), md.get("name", ""))
+
+
+#: decoded objects by event id (ids are content hashes): the live stage folds the same objects again
+#: every second it diagnoses their namespace; decoding them once is enough. Read-only: nothing here
+#: writes into an object.
+_DECODED: dict[str, Any] = {}
+_DECODED_MAX = 50_000
+
+
+def _decoded(raw: RawEvent) -> Any:
+    if raw.id not in _DECODED:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        try:
+            _DECODED[raw.id] = msgspec.json.decode(raw.data)
+        except msgspec.DecodeError:
+            _DECODED[raw.id] = None
+    return _DECODED[raw.id]
+
+
 def _add_object(out: Observed, raw: RawEvent, action: str) -> None:
     md = raw.metadata
-    key = ObjectKey(md["kind"], md.get("namespace", ""), md.get("name", ""))
+    key = key_of(raw)
     if action == "DELETED":
         out.objects.pop(key, None)
         return
-    try:
-        obj = msgspec.json.decode(raw.data)
-    except msgspec.DecodeError:
-        return
+    obj = _decoded(raw)
     if not isinstance(obj, dict):
         return
     before = out.objects.get(key)
@@ -193,16 +217,12 @@ def _add_object(out: Observed, raw: RawEvent, action: str) -> None:
 
 def _add_event(out: Observed, raw: RawEvent) -> None:
     md = raw.metadata
-    kind = md.get("involved_kind", "")
-    if not kind:
+    about = key_of(raw)
+    if not about.kind:
         return
-    about = ObjectKey(kind, md.get("involved_namespace", "") or md.get("namespace", ""), md.get("involved_name", ""))
     field_path = ""
-    if kind == "Pod" and raw.data:
-        try:
-            obj = msgspec.json.decode(raw.data)
-        except msgspec.DecodeError:
-            obj = {}
+    if about.kind == "Pod" and raw.data:
+        obj = _decoded(raw)
         if isinstance(obj, dict):
             involved = obj.get("involvedObject") or obj.get("regarding") or {}
             field_path = str(involved.get("fieldPath") or "") if isinstance(involved, dict) else ""

@@ -91,8 +91,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         if found is None:
             continue
         cause, missing, detail = found
-        ongoing = not running and (bool(views) or event is None or observed.end is None
-                                   or (observed.end - event.at).total_seconds() <= 900)
+        ongoing = not running and (bool(views) or event is None or observed.recent(event.at, 900))
         where = f"volume {_VOLUME.search(text).group(1)}" if _VOLUME.search(text) else "its environment"
         what = f"key {detail['key']} of {missing.kind} {missing.name}" if cause == "missing-key" \
             else f"{missing.kind} {missing.name}"
