@@ -25,14 +25,15 @@ from core.records import batch_size
 log = logging.getLogger(__name__)
 
 #: transform(batch) -> (output batch or None, [(rejected item, event id, reason)])
-Transform = Callable[[Any], tuple[msgspec.Struct | None, list[tuple[msgspec.Struct, str, str]]]]
+Transform = Callable[..., tuple[msgspec.Struct | None, list[tuple[msgspec.Struct, str, str]]]]
 
 
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
                    transform: Transform, runtime: StageRuntime,
-                   before: Callable[[], Awaitable[Any]] | None = None) -> Any:
+                   before: Callable[[], Awaitable[Any]] | None = None, with_partition: bool = False) -> Any:
     """`before`: awaited after the runtime is ready, before the first record (the predict stage
-    waits for its first read of the feedback statistics)."""
+    waits for its first read of the feedback statistics). `with_partition`: the transform is
+    called as transform(batch, partition) (the diagnose stage keeps event time per partition)."""
     async def run(stream: faust.StreamT) -> None:
         await runtime.ready()
         if before is not None:
@@ -44,7 +45,7 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                 await runtime.dead_letter(stage=name, reason=value.reason, where=value.where, payload=value.payload)
                 continue
             try:
-                out, rejected = transform(value)
+                out, rejected = transform(value, message.partition) if with_partition else transform(value)
             except Exception as e:  # a bug or a case nobody foresaw: keep the batch, keep going
                 log.exception("%s failed on %s; the batch is dead-lettered", name, where)
                 await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where,

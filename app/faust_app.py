@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from agents.catalog import Catalog
+from agents.diagnose import VERSIONS as DIAGNOSIS_VERSIONS
 from agents.diagnose import LiveState, diagnose_batch
 from agents.enrich import enrich_stage
 from agents.match import register_select, register_windows
@@ -128,12 +129,14 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
                         catalog=catalog, runtime=runtime)
         register_windows(app, source=topics["hits"], matched=topics["matched"], catalog=catalog, runtime=runtime)
     learning = None
-    if "predict" in stages:
+    if "predict" in stages or "diagnose" in stages:
         learning = Learning(rule_of(settings.feedback))
         app.tapio_learning = learning
 
         def versions() -> dict[str, str]:
-            return {name: pattern.metadata.version for name, pattern in catalog.patterns.items()}
+            """What votes count against: the YAML patterns, and the diagnosis families (`diagnosis/<family>`)."""
+            patterns = app.tapio_catalog.patterns if app.tapio_catalog is not None else {}
+            return {**{name: p.metadata.version for name, p in patterns.items()}, **DIAGNOSIS_VERSIONS}
 
         async def refresh_votes() -> bool:
             try:
@@ -157,6 +160,7 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
             await runtime.ready()
             await refresh_votes()
 
+    if "predict" in stages and learning is not None:
         register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
                        transform=lambda batch: predict_batch(batch, catalog.patterns, learning.adjustments),
                        runtime=runtime, before=first_votes)
@@ -164,9 +168,18 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         register_sink(app, source=topics["insights"], runtime=runtime)
     if "diagnose" in stages:
         live = LiveState()
+        raw_topic = topics["raw"].get_topic_name()
+
+        @app.on_partitions_assigned.connect
+        async def diagnose_partitions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            """The diagnose stage waits for event time on the raw partitions this worker reads now."""
+            live.assign(tp.partition for tp in assigned if tp.topic == raw_topic)
+
         register_stage(app, name="diagnose", source=topics["raw"], target=topics["insights"],
-                       transform=lambda batch: diagnose_batch(
-                           live, batch, lateness_ms=int(settings.match.allowed_lateness_s * 1000)), runtime=runtime)
+                       transform=lambda batch, partition: diagnose_batch(
+                           live, batch, partition=partition, lateness_ms=int(settings.match.allowed_lateness_s * 1000),
+                           adjustments=learning.adjustments if learning is not None else None),
+                       runtime=runtime, with_partition=True, before=first_votes)
 
     api = Api(settings, graph=lambda: runtime.graph, nats=lambda: getattr(runtime, "nc", None),
               catalog=app.tapio_catalog, learning=learning)

@@ -132,7 +132,8 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     """What a match says comes next: `(Pattern)-[:PREDICTED]->(Prediction)` in the graph.
 
     `at` is the match's event time, `due` = at + time horizon. `score` ranks hypotheses that
-    share symptoms (confidence weighted by the pattern's priority).
+    share symptoms (confidence weighted by the pattern's priority). `resolved_at`: the event time it
+    stopped holding (the live diagnose stage retracts a diagnosis when its object recovers).
     """
 
     id: str
@@ -150,6 +151,7 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     impact: list[str] = []
     impacted: list[ObjectRef] = []
     remediation: str = ""
+    resolved_at: datetime | None = None
 
 
 class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

@@ -14,10 +14,13 @@ from pathlib import Path
 import msgspec
 
 from agents.diagnose import PATTERN_PREFIX, LiveState, diagnose_batch
+from agents.diagnosis import INCIDENT_CONFIDENCE, diagnose_events
 from app.analyze import read
 from app.stack import EmbeddedStack
-from core.events import epoch_ms
-from core.records import RawBatch
+from collectors.replay import shifted
+from core.events import RawEvent, epoch_ms
+from core.kube.objects import raw_event_from_object
+from core.records import Prediction, RawBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "patterns" / "scenarios" / "diagnosis" / "containers" / "missing-env-var"
@@ -82,3 +85,119 @@ async def test_a_diagnosis_of_the_live_stream_is_in_the_graph_for_explain(embedd
     finally:
         await graph.close()
     assert msgspec.to_builtins(diagnosed[0])["remediation"].startswith("Set LEDGER_DB_DSN")
+
+
+# --- what stands: retraction, episodes, the namespace join, event time across partitions ------------------
+
+TWIN = CASE.parent / "missing-env-var-healthy"
+ORDERED = ROOT / "patterns" / "scenarios" / "diagnosis" / "workloads" / "progress-deadline"
+
+
+def _final(state: LiveState, batches: list[tuple[RawBatch, int | None]]) -> dict[str, Prediction]:
+    """The last word on each prediction id, as the graph keeps it."""
+    out: dict[str, Prediction] = {}
+    for batch, partition in batches:
+        found, rejected = diagnose_batch(state, batch, partition=partition)
+        assert rejected == []
+        if found is not None:
+            out |= {p.id: p for p in found.predictions}
+    return out
+
+
+def _after(events: list[RawEvent], previous: list[RawEvent], gap: timedelta) -> list[RawEvent]:
+    """`events` moved to begin `gap` after the newest of `previous`."""
+    return shifted(events, max(e.timestamp for e in previous) + gap - min(e.timestamp for e in events))
+
+
+def _at_once(events: list[RawEvent]) -> tuple[RawBatch, None]:
+    return RawBatch(events=events, watermark=epoch_ms(max(e.timestamp for e in events)) + 60_000), None
+
+
+def test_a_diagnosis_is_resolved_when_its_object_recovers_and_a_recurrence_is_a_new_one() -> None:
+    incident = read([str(CASE)]).events
+    healthy = _after(read([str(TWIN)]).events, incident, timedelta(minutes=10))
+    again = _after(incident, healthy, timedelta(minutes=10))
+    state = LiveState()
+    first = _final(state, [_at_once(incident)])
+    assert [p.type for p in first.values() if p.resolved_at is None] == ["missing-env-var"]
+    recovered = _final(state, [_at_once(healthy)])
+    (gone,) = recovered.values()
+    assert gone.id in first and gone.resolved_at is not None
+    assert min(e.timestamp for e in healthy) <= gone.resolved_at <= max(e.timestamp for e in healthy)
+    assert state.standing == {}
+    recurred = _final(state, [_at_once(again)])
+    assert [p.type for p in recurred.values() if p.resolved_at is None] == ["missing-env-var"]
+    assert not set(recurred) & set(first)  # a new episode, a new prediction: the first stays resolved
+
+
+def test_a_deleted_object_takes_its_diagnosis_with_it() -> None:
+    incident = read([str(CASE)]).events
+    pod = next(e for e in incident if e.metadata.get("kind") == "Pod" and e.metadata.get("action") != "EVENT")
+    at = max(e.timestamp for e in incident) + timedelta(minutes=2)
+    deleted = raw_event_from_object({"kind": "Pod", "metadata": {"name": pod.metadata["name"],
+                                                                "namespace": pod.metadata["namespace"]}},
+                                    action="DELETED", source="test", undated_at=at)
+    state = LiveState()
+    first = _final(state, [_at_once(incident)])
+    after = _final(state, [_at_once([deleted])])
+    assert list(after) == list(first) and all(p.resolved_at == at for p in after.values())
+    assert state.events == {} or all(k.name != pod.metadata["name"] for k in state.events)
+
+
+def test_events_that_name_no_namespace_join_their_object_whichever_arrives_first() -> None:
+    """An events table of one namespace names none: diagnosed before its pod arrives, under the pod's
+    name alone; once the pod is seen in its namespace that diagnosis is resolved, and what stands is
+    what tapio analyze says."""
+    events = read([str(ORDERED)]).events
+    loose = [e for e in events if e.metadata.get("action") == "EVENT" and not e.metadata.get("involved_namespace")
+             and not e.metadata.get("namespace")]
+    assert loose, "the case's events table names no namespace"
+    rest = [e for e in events if e not in loose]
+    expected = {(PATTERN_PREFIX + d.family, d.cause, f"object:{d.subject}") for d in diagnose_events(events)
+                if d.ongoing and d.confidence >= INCIDENT_CONFIDENCE}
+    end = epoch_ms(max(e.timestamp for e in events)) + 60_000
+    for first, second in ((loose, rest), (rest, loose)):
+        state = LiveState()
+        # both halves reach the stage, then event time passes them: the order of arrival does not matter
+        got = _final(state, [(RawBatch(events=first, watermark=0), None), (RawBatch(events=second, watermark=end), None)])
+        standing = {(p.pattern, p.type, p.scope) for p in got.values() if p.resolved_at is None}
+        assert standing == expected
+        assert all("/" in p.scope.removeprefix("object:Pod/") for p in got.values() if p.resolved_at is None)
+
+
+def test_event_time_waits_for_every_partition_the_worker_reads() -> None:
+    """A batch of partition 0 far ahead does not apply events partition 1 has not yet caught up to:
+    its own events would arrive late and be diagnosed out of order."""
+    events = read([str(CASE)]).events
+    newest = epoch_ms(max(e.timestamp for e in events))
+    state = LiveState()
+    state.assign([0, 1])
+    assert _final(state, [(RawBatch(events=events, watermark=newest + 3_600_000), 0)]) == {}
+    assert state.buffer  # held: partition 1 has said nothing yet
+    got = _final(state, [(RawBatch(events=[], watermark=newest + 3_600_000), 1)])
+    assert [p.type for p in got.values()] == ["missing-env-var"]
+    state.assign([0])  # a rebalance took partition 1 away: it no longer holds event time back
+    assert state.watermarks == {0: newest + 3_600_000}
+
+
+def test_feedback_adjusts_a_diagnosis_family_as_it_does_a_pattern() -> None:
+    """Votes on `diagnosis/<family>` predictions count like votes on a pattern (agents.confidence):
+    the confidence is scaled; a family disabled by its votes diagnoses nothing, and what it said is
+    resolved."""
+    from agents.confidence import Adjustment, Votes
+
+    events = read([str(CASE)]).events
+    plain = _final(LiveState(), [_at_once(events)])
+    state = LiveState()
+    family = PATTERN_PREFIX + "containers"
+    doubted = Adjustment(votes=Votes(accurate=1, total=4), factor=0.8)
+    found, _ = diagnose_batch(state, _at_once(events)[0], adjustments={family: doubted})
+    assert found is not None
+    (before,) = (p for p in plain.values() if p.resolved_at is None)
+    (after,) = (p for p in {p.id: p for p in found.predictions}.values() if p.resolved_at is None)
+    assert after.id == before.id and after.confidence == round(before.confidence * 0.8, 4)
+    off = Adjustment(votes=Votes(accurate=0, total=12), factor=0.7, disabled="accuracy 0% over 12 votes")
+    later = _after(events, events, timedelta(minutes=1))
+    found, _ = diagnose_batch(state, _at_once(later)[0], adjustments={family: off})
+    assert found is not None and [p.resolved_at is not None for p in found.predictions] == [True]
+    assert state.standing == {}

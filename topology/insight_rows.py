@@ -58,6 +58,7 @@ class PredictionRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     score: float
     impact: list[str] | None
     remediation: str | None
+    resolved_at: int | None  # epoch ms; None while it holds
     impacts: list[ImpactRow]
 
 
@@ -143,7 +144,8 @@ def prediction_row(p: Prediction) -> PredictionRow:
         time_horizon_s=_finite(p.time_horizon_s, f"{where}: time_horizon_s"),
         message=p.message or None, scope=p.scope or None, namespace=prediction_namespace(p),
         at=epoch_ms(p.at), due=epoch_ms(p.due), score=_finite(p.score, f"{where}: score"),
-        impact=list(p.impact) or None, remediation=p.remediation or None, impacts=impacts)
+        impact=list(p.impact) or None, remediation=p.remediation or None,
+        resolved_at=epoch_ms(p.resolved_at) if p.resolved_at is not None else None, impacts=impacts)
 
 
 def _edges(m: PatternMatch) -> list[EventEdgeRow]:

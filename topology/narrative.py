@@ -105,12 +105,16 @@ def render_hypotheses(hypotheses: list) -> list[str]:
     if not hypotheses:
         return ["no pattern has matched around it (yet): nothing predicted"]
     counted = f"{len(hypotheses)} {'hypotheses' if len(hypotheses) > 1 else 'hypothesis'}"
-    lines = [f"what the patterns and the diagnosis say ({counted}, best first):"]
-    for rank, found in enumerate(hypotheses, 1):
+    lines = [f"what the patterns and the diagnosis say ({counted}, best first, what has stopped last):"]
+    # what still holds first; a diagnosis retracted (its object recovered) keeps its place among those
+    ordered = sorted(hypotheses, key=lambda h: h.prediction.resolved_at is not None)
+    for rank, found in enumerate(ordered, 1):
         p = found.prediction
+        resolved = p.resolved_at
+        stopped = f"; resolved {resolved:%Y-%m-%d %H:%M:%S}Z" if resolved is not None else ""
         lines.append(f"  {rank}. [{p.pattern}] {p.message}")
         lines.append(f"     confidence {p.confidence:.0%}, {p.type} expected by {p.due:%Y-%m-%d %H:%M:%S}Z "
-                     f"(matched {p.at:%H:%M:%S}Z in {p.scope})")
+                     f"(matched {p.at:%H:%M:%S}Z in {p.scope}){stopped}")
         if p.remediation:
             lines.append(f"     do: {' '.join(p.remediation.split())}")
     return lines

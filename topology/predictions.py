@@ -55,6 +55,7 @@ class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
     score: float = 0.0
     impact: list[str] = []
     remediation: str = ""
+    resolved_at: datetime | None = None  # when it stopped holding (a diagnosis whose object recovered)
     impacted: list[ImpactedResource] = []
 
 
@@ -74,6 +75,8 @@ def _datetime(ms: int) -> datetime:
 def _prediction(row: dict) -> StoredPrediction:
     props = {k: v for k, v in row.items() if v is not None and k not in ("impacted", "via")}
     props["at"], props["due"] = _datetime(row["at"]), _datetime(row["due"])
+    if row.get("resolved_at") is not None:
+        props["resolved_at"] = _datetime(row["resolved_at"])
     props["impacted"] = [{"kind": kind or "", "name": name or "", "namespace": namespace or "", "key": key}
                          for kind, name, namespace, key in sorted(row["impacted"], key=_impacted_order)]
     return msgspec.convert(props, StoredPrediction)

@@ -21,8 +21,12 @@ from agents.diagnosis.model import INCIDENT_CONFIDENCE, Diagnosis, Evidence
 from agents.diagnosis.observed import ObjectKey, Observed, observe
 from core.events import RawEvent
 
-__all__ = ["INCIDENT_CONFIDENCE", "Diagnosis", "Evidence", "ObjectKey", "Observed", "diagnose", "diagnose_events",
-           "observe"]
+__all__ = ["FAMILIES", "INCIDENT_CONFIDENCE", "Diagnosis", "Evidence", "ObjectKey", "Observed", "diagnose",
+           "diagnose_events", "observe"]
+
+#: every family a diagnosis can be of (the live stage writes each as pattern `diagnosis/<family>`)
+FAMILIES = tuple(sorted(m.FAMILY for m in (alerts, containers, images, jobs, network, nodes, probes, scheduling,
+                                           volumes, workloads)))
 
 _CONTROLLERS = ("ReplicaSet", "StatefulSet", "DaemonSet", "Job")
 

@@ -86,8 +86,9 @@ def predictions(ctx: click.Context, namespace: str | None, pattern: str | None, 
     if not found:
         click.echo("no predictions" + (f" in namespace {namespace}" if namespace else ""))
     for p in found:
+        stopped = f", resolved {p.resolved_at:%Y-%m-%d %H:%M:%S}Z" if p.resolved_at is not None else ""
         click.echo(f"{p.score:.2f} {p.at:%Y-%m-%d %H:%M:%S}Z [{p.pattern}] {p.scope}: {p.message} "
-                   f"(confidence {p.confidence:.0%}, {p.type} by {p.due:%H:%M:%S}Z)")
+                   f"(confidence {p.confidence:.0%}, {p.type} by {p.due:%H:%M:%S}Z{stopped})")
 
 
 COMMANDS = [context, explain, predictions]
