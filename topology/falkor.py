@@ -12,6 +12,7 @@ matches' evidence events).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,8 @@ from topology.queries import (
 )
 from topology.retrying import with_retries
 from topology.rows import WriteBatch, batches
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 QUERY_TIMEOUT_S = 60.0
@@ -101,6 +104,7 @@ class FalkorStore:
         self._db: FalkorDB | None = None
         self._graph: AsyncGraph | None = None
         self._lock = asyncio.Lock()
+        self._schema = False  # setup_schema ran here: after a reconnect, it runs again
 
     async def _connect(self) -> AsyncGraph:
         async with self._lock:
@@ -113,12 +117,18 @@ class FalkorStore:
             return self._graph
 
     async def _run(self, q: Query, params: dict[str, Any] | None, *, read_only: bool) -> list[dict]:
+        lost = False
+
         async def op() -> list[dict]:
+            nonlocal lost
             graph = self._graph or await self._connect()
             try:
                 text = _with_params(q.text, params)
                 result = await (graph.ro_query(text) if read_only else graph.query(text))
-            except redis.exceptions.ResponseError as e:
+            except Exception as e:
+                lost = lost or _is_transient(e)
+                if not isinstance(e, redis.exceptions.ResponseError):
+                    raise
                 if read_only and _EMPTY_KEY in str(e):
                     return []
                 raise GraphQueryError(
@@ -127,9 +137,16 @@ class FalkorStore:
             names = [column[1] for column in result.header]
             return [dict(zip(names, (_plain(v) for v in record), strict=True)) for record in result.result_set]
 
-        return await with_retries(op, is_transient=_is_transient, target=self._target)
+        rows = await with_retries(op, is_transient=_is_transient, target=self._target)
+        if lost and self._schema:
+            # the connection broke and came back: the server may have restarted without its files
+            # (its indexes gone, and writes then crawl); setting them up again is cheap when they are there
+            log.warning("FalkorDB at %s: reconnected; checking its indexes", self._target)
+            await self.setup_schema()
+        return rows
 
     async def setup_schema(self) -> None:
+        self._schema = True
         existing = {(row["label"], prop) for row in await self._run(FALKOR_LIST_INDEXES, None, read_only=True)
                     for prop in row["properties"]}
         for spec in FALKOR_INDEXES:

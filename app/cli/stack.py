@@ -26,7 +26,8 @@ from core.settings import state_dir_from_env
 @click.option("--bolt-port", type=int, default=None,
               help="Also open FalkorDB's experimental Bolt listener (0 picks a port); off by default.")
 def up(state_dir: str | None, nats_port: int, kafka_port: int, graph_port: int, bolt_port: int | None) -> None:
-    """Start the embedded stack in the background and record its endpoints."""
+    """Start the embedded stack in the background and record its endpoints; on a stack that runs,
+    restart what died (on its ports) and keep what runs."""
     from app.stack import EmbeddedStack, StackError
 
     stack = EmbeddedStack(state_dir or state_dir_from_env(), nats_port=nats_port, kafka_port=kafka_port,
@@ -35,6 +36,9 @@ def up(state_dir: str | None, nats_port: int, kafka_port: int, graph_port: int, 
         settings = stack.start()
     except StackError as e:
         raise click.ClickException(str(e)) from e
+    if stack.kept:
+        restarted = f"restarted {', '.join(stack.restarted)}" if stack.restarted else "nothing had stopped"
+        click.echo(f"embedded stack already up: kept {', '.join(stack.kept)}; {restarted}")
     click.echo(f"embedded stack up ({stack.state_file}):")
     click.echo(f"  nats   {settings.nats.urls[0]}")
     click.echo(f"  kafka  {settings.kafka.bootstrap_servers[0]}")

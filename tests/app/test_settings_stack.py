@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.stack import EmbeddedStack, PortTaken, StackError, read_state, start_nats
+from app.stack import EmbeddedStack, PortTaken, read_state, start_nats
 from core.settings import ConfigError, load_settings
 
 
@@ -60,8 +60,10 @@ def test_up_writes_endpoints_that_settings_read_and_down_stops(tmp_path: Path) -
         assert [s.name for s in state.servers] == ["nats", "tansu", "falkordb"]
         loaded = load_settings(environ={"TAPIO_STATE_DIR": str(tmp_path)})
         assert loaded.nats.urls == settings.nats.urls and loaded.graph.uri == settings.graph.uri
-        with pytest.raises(StackError, match="already runs"):
-            EmbeddedStack(tmp_path).start()
+        again = EmbeddedStack(tmp_path)
+        assert again.start() == settings  # up on a stack that runs keeps it as it is
+        assert (again.kept, again.restarted) == (["nats", "tansu", "falkordb"], [])
+        assert [s.pid for s in read_state(tmp_path).servers] == [s.pid for s in state.servers]
     finally:
         stack.stop()
     for server in state.servers:

@@ -1,0 +1,103 @@
+"""Restart one part: `tapio up` on a stack whose servers were killed brings back only those, on
+their ports, and what was acknowledged before the kill is still there (JetStream's file store,
+FalkorDB's append-only file). And a graph writer whose server came back empty recreates its indexes.
+
+Real servers, killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from app.stack import EmbeddedStack, _pid_alive, read_state, start_falkordb
+from core.settings import GraphSettings
+from topology.queries import Query
+
+MARK = Query("mark", "CREATE (:Mark {name: $name})")
+MARKS = Query("marks", "MATCH (m:Mark) RETURN m.name AS name ORDER BY name")
+
+
+def _kill(pid: int) -> None:
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    assert not _pid_alive(pid)
+
+
+async def test_up_restarts_what_was_killed_on_its_ports_and_keeps_what_was_acknowledged(tmp_path: Path) -> None:
+    from app.cli import cli
+    from app.jetstream import connect, ensure_streams
+    from topology.graph import open_graph
+
+    stack = EmbeddedStack(tmp_path, bolt_port=None)
+    settings = stack.start()
+    try:
+        graph = open_graph(settings.graph)
+        await graph.execute(MARK, name="before the kill")
+        await graph.close()
+        nc = await connect(settings.nats, name="restart-test")
+        js = nc.jetstream()
+        await ensure_streams(js, settings.nats)
+        ack = await js.publish(f"{settings.nats.subject_prefix}.restart", b"acknowledged before the kill")
+        await nc.close()
+
+        before = {s.name: s for s in read_state(tmp_path).servers}
+        _kill(before["falkordb"].pid)
+        _kill(before["nats"].pid)
+
+        result = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert "kept tansu; restarted nats, falkordb" in result.output
+        after = {s.name: s for s in read_state(tmp_path).servers}
+        assert {n: s.port for n, s in after.items()} == {n: s.port for n, s in before.items()}
+        assert after["tansu"].pid == before["tansu"].pid
+        assert after["nats"].pid != before["nats"].pid and _pid_alive(after["nats"].pid)
+        stack.servers = list(after.values())  # so the finally stops the restarted ones
+
+        graph = open_graph(settings.graph)
+        try:
+            assert await graph.query(MARKS) == [{"name": "before the kill"}]
+        finally:
+            await graph.close()
+        nc = await connect(settings.nats, name="restart-test")
+        try:
+            msg = await nc.jetstream().get_msg(settings.nats.stream, ack.seq)
+            assert msg.data == b"acknowledged before the kill"
+        finally:
+            await nc.close()
+    finally:
+        stack.stop()
+
+
+async def test_a_writer_recreates_its_indexes_when_its_server_comes_back_empty(tmp_path: Path) -> None:
+    """FalkorDB without its files (a new machine, a wiped volume): the writer's next write after the
+    reconnect puts the indexes back, rather than draining at a few hundred events a second."""
+    from topology.graph import open_graph
+    from topology.queries import FALKOR_INDEXES, FALKOR_LIST_INDEXES
+
+    first = start_falkordb(tmp_path / "a")
+    graph = open_graph(GraphSettings(uri=f"falkordb://127.0.0.1:{first.port}", name="reindex"))
+    try:
+        await graph.setup_schema()
+        await graph.execute(MARK, name="one")
+        _kill(first.pid)
+        second = start_falkordb(tmp_path / "b", first.port)  # same port, no files: empty
+        try:
+            await graph.execute(MARK, name="two")  # reconnects, then recreates the indexes
+            indexed = {(row["label"], p) for row in await graph.query(FALKOR_LIST_INDEXES) for p in row["properties"]}
+            assert {(spec.label, spec.property) for spec in FALKOR_INDEXES} <= indexed
+            assert await graph.query(MARKS) == [{"name": "two"}]
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+    finally:
+        await graph.close()
