@@ -89,9 +89,12 @@ def worker(ctx: click.Context, bridge: bool, stages: str | None) -> None:
 @click.pass_context
 def bridge_cmd(ctx: click.Context) -> None:
     """Run the JetStream -> Kafka bridge alone until interrupted."""
-    from app.bridge import run_alone
+    from app.bridge import BridgeError, run_alone
 
-    asyncio.run(run_alone(settings_of(ctx)))
+    try:
+        asyncio.run(run_alone(settings_of(ctx)))
+    except BridgeError as e:  # it says which server to check
+        raise click.ClickException(str(e)) from e
 
 
 @click.command()

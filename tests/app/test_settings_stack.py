@@ -70,3 +70,21 @@ def test_up_writes_endpoints_that_settings_read_and_down_stops(tmp_path: Path) -
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server.port), timeout=0.5)
     assert not (tmp_path / "stack.yaml").exists()
+
+
+def test_bridge_with_kafka_down_says_which_server_to_start(tmp_path: Path) -> None:
+    """`tapio bridge` with NATS up and Kafka unreachable: one line naming Kafka, exit 1, no traceback."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.stack import _terminate
+
+    nats = start_nats(tmp_path)
+    try:
+        (tmp_path / "c.yaml").write_text(f'kafka:\n  bootstrap_servers: ["127.0.0.1:1"]\n'
+                                         f'nats:\n  urls: ["nats://127.0.0.1:{nats.port}"]\nstate_dir: "{tmp_path}"\n')
+        result = CliRunner().invoke(cli, ["--config", str(tmp_path / "c.yaml"), "bridge"])
+    finally:
+        _terminate(nats.pid)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "Error: cannot reach Kafka at ['127.0.0.1:1']" in result.output and "Traceback" not in result.output
