@@ -35,14 +35,16 @@ from core.events import RawEvent
 _ROOT = r"^(?:[^/]+/){0,2}?"  # the folders above the results' root, in an archive
 _LIST = re.compile(_ROOT + r"resources/(?:ns/([^/]+)|cluster)/([^/]+)\.json$", re.I)
 _LOG = re.compile(_ROOT + r"podlogs/([^/]+)/([^/]+)/logs/([^/]+)\.txt$")
-_OWN = re.compile(_ROOT + r"(?:(meta|plugins|hosts)/|(servergroups\.json|serverversion\.json)$)", re.I)
+_OWN = re.compile(_ROOT + r"(?:(meta|plugins|hosts)/|((?:resources/cluster/)?(?:servergroups|serverversion)\.json)$)",
+                  re.I)
+_SERVER = re.compile(r"(?:^|/)(?:servergroups|serverversion)\.json$", re.I)
 _ENDINGS = (("ies", "y"), ("sses", "ss"), ("ches", "ch"), ("shes", "sh"), ("xes", "x"))
 
 
 def role(rel: str) -> tuple[str, LogSource | None] | None:
     """What a file of Sonobuoy results is: "listed" (an object list), "log" (with its source),
     "skip" (Sonobuoy's own) or None (anything else, passed over quietly)."""
-    if _LIST.search(rel):
+    if _LIST.search(rel) and not _SERVER.search(rel):  # the server's version is no list, wherever it lies
         return "listed", None
     if m := _LOG.search(rel):
         return "log", LogSource(file="", namespace=m.group(1), pod=m.group(2), container=m.group(3))

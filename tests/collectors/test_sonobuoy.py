@@ -118,6 +118,7 @@ def test_the_layout_is_known_by_its_paths(tmp_path: Path) -> None:
     assert role("podlogs/shop/web-0/logs/web.txt")[1].namespace == "shop"  # type: ignore[index]
     assert role("plugins/e2e/results/global/resources/ns/x/Pods.json") == ("skip", None)  # a plugin's, not a list
     assert role("podlogs/plugins/web-0/logs/web.txt")[0] == "log"  # type: ignore[index]  # a namespace "plugins"
+    assert role("resources/cluster/ServerVersion.json") == ("skip", None)
     assert [file_kind(n) for n in ("Pods.json", "ReplicaSets.json", "StorageClasses.json", "Endpoints.json",
                                    "NetworkPolicies.json", "Events.json")] == [
         ("Pod", "v1"), ("ReplicaSet", "apps/v1"), ("StorageClass", "storage.k8s.io/v1"), ("Endpoints", "v1"),
