@@ -32,6 +32,7 @@ SUPPORT_BUNDLE = "support-bundle"
 MUST_GATHER = "must-gather"
 CLUSTER_INFO = "cluster-info-dump"
 CLUSTER_INFO_STREAM = "cluster-info-stream"
+SONOBUOY = "sonobuoy"
 RECORDINGS = "recordings"
 
 MAX_MEMBER_BYTES = 512 << 20  # an archive member read whole (JSON/YAML): larger ones are reported, not read
@@ -42,7 +43,7 @@ ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSErro
 
 
 class InputKind(msgspec.Struct, frozen=True):
-    layout: str  # SUPPORT_BUNDLE, MUST_GATHER, CLUSTER_INFO, CLUSTER_INFO_STREAM or RECORDINGS
+    layout: str  # SUPPORT_BUNDLE, MUST_GATHER, SONOBUOY, CLUSTER_INFO, CLUSTER_INFO_STREAM or RECORDINGS
     archive: bool = False
     nested: bool = False  # the layout starts below a top folder (must-gather.local.*/<image>/namespaces/...)
 
@@ -51,6 +52,8 @@ class InputKind(msgspec.Struct, frozen=True):
 
 _SUPPORT = re.compile(r"(?:^|/)cluster-resources/(?:events/|pods/|deployments/|replicasets/|nodes\.json$)")
 _MUST_GATHER = re.compile(r"(?:^|/)(?:namespaces/[^/]+/(?:core|apps|pods)/|cluster-scoped-resources/)")
+_SONOBUOY = re.compile(r"(?:^|/)(?:resources/(?:ns/[^/]+|cluster)/[^/]+\.json|podlogs/[^/]+/[^/]+/logs/[^/]+\.txt"
+                       r"|meta/query-time\.json)$")
 DUMP_LOGS = re.compile(r"(?:^|/)[^/]+/[^/]+/logs\.txt$")
 _DUMP_NODES = re.compile(r"(?:^|/)nodes\.(?:json|yaml)$")
 _DUMP_LIST = re.compile(r"(?:^|/)[^/]+/(?:events|pods|replicasets|deployments|services|daemonsets|"
@@ -64,13 +67,13 @@ def _depth(rel: str, start: int) -> int:
 
 
 def layout_of(names: Iterable[str], max_depth: int) -> tuple[str, int]:
-    """(layout, depth of its root): SUPPORT_BUNDLE or MUST_GATHER at their first marker, else
-    CLUSTER_INFO, else RECORDINGS (depth 0)."""
+    """(layout, depth of its root): SUPPORT_BUNDLE, MUST_GATHER or SONOBUOY at their first marker,
+    else CLUSTER_INFO, else RECORDINGS (depth 0)."""
     dump_logs: int | None = None
     dump_nodes: dict[str, int] = {}
     dump_lists: set[str] = set()
     for rel in names:
-        for layout, marker in ((SUPPORT_BUNDLE, _SUPPORT), (MUST_GATHER, _MUST_GATHER)):
+        for layout, marker in ((SUPPORT_BUNDLE, _SUPPORT), (MUST_GATHER, _MUST_GATHER), (SONOBUOY, _SONOBUOY)):
             m = marker.search(rel)
             if m and (depth := _depth(rel, m.start())) <= max_depth:
                 return layout, depth

@@ -15,6 +15,8 @@ The layout comes from the paths inside, never from a flag (`collectors.bundlefil
 - must-gather (OpenShift): `namespaces/<ns>/{core,apps,...}/*.yaml`, `cluster-scoped-resources/`.
   Read: every JSON/YAML file under those two; logs in
   `namespaces/<ns>/pods/<pod>/<container>/<container>/logs/{current,previous}[.insecure].log`.
+- Sonobuoy results (`sonobuoy retrieve`): `resources/{ns/<ns>,cluster}/<Kinds>.json`,
+  `podlogs/<ns>/<pod>/logs/<container>.txt`; its own files skipped in one note (`collectors.sonobuoy`).
 - cluster-info dump (`kubectl cluster-info dump --output-directory`): `nodes.json` beside
   `<ns>/{events,pods,...}.json`, or `<ns>/<pod>/logs.txt` (container logs between
   `==== START/END logs for container <c> of pod <ns>/<pod> ====` lines). Read: every JSON/YAML.
@@ -42,6 +44,7 @@ from pathlib import Path, PurePosixPath
 
 import msgspec
 
+from collectors import sonobuoy
 from collectors.alerts import alert_events
 from collectors.bundlefiles import (
     ARCHIVE_ERRORS,
@@ -52,6 +55,7 @@ from collectors.bundlefiles import (
     MUST_GATHER,
     RECORDING_SUFFIXES,
     RECORDINGS,
+    SONOBUOY,
     SUPPORT_BUNDLE,
     Archive,
     InputKind,
@@ -76,8 +80,8 @@ from core.events import RawEvent
 from core.kube.objects import NO_TIMESTAMP
 from core.kube.objects import SNAPSHOT as SNAPSHOT_ACTION
 
-__all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SUPPORT_BUNDLE", "InputKind",
-           "detect_input", "looks_like_kubectl_text", "read_inputs"]
+__all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SONOBUOY", "SUPPORT_BUNDLE",
+           "InputKind", "detect_input", "looks_like_kubectl_text", "read_inputs"]
 
 _STREAM_START = re.compile(r"==== START logs for container (\S+) of pod ([^/\s]+)/(\S+) ====\s*$")
 _STREAM_END = re.compile(r"==== END logs for container \S+ of pod \S+ ====\s*$")
@@ -205,10 +209,11 @@ def _read_file(path: Path, now: datetime | None, *, named: bool, loose: _Loose
     yield from items
 
 
-def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[RawEvent | UnusableInput]:
+def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[RawEvent | UnusableInput | InputNote]:
     archive = Archive(path) if kind.archive else None
     pods: dict[tuple[str, str], PodInfo] = {}
     scanned: list[tuple[ScannedLog, bool]] = []  # (log, dropped when its pod is not in the input)
+    skipped: list[str] = []  # the layout's own files, no Kubernetes objects: one note names them
     for member in members(path, archive):
         if isinstance(member, UnusableInput):
             yield member
@@ -217,7 +222,9 @@ def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[Ra
         if role is None:
             continue
         what, source = role
-        if what == "log":
+        if what == "skip":
+            skipped.append(member.rel)
+        elif what == "log":
             yield from _scan(member, archive, [source], scanned)
         elif what == "sections":
             yield from _scan(member, archive, [], scanned)
@@ -228,10 +235,14 @@ def _read_tree(path: Path, kind: InputKind, now: datetime | None) -> Iterator[Ra
             data, error = read_member(member, archive, sniff=what == "text")
             if error:
                 yield error
-            for item in _document(data, member.file, now) if data or (what == "doc" and not error) else ():
+            parsed = sonobuoy.objects(data, member.file, member.rel) if what == "listed" else \
+                _document(data, member.file, now)
+            for item in parsed if data or (what in ("doc", "listed") and not error) else ():
                 _note_pod(item, pods)
                 yield item
     yield from _logs(scanned, pods, now)
+    if skipped:
+        yield sonobuoy.skipped_note(str(path), skipped)
 
 
 _SB_LOG = re.compile(r"(?:^|/)cluster-resources/pods/logs/([^/]+)/([^/]+)/([^/]+)\.log$")
@@ -245,7 +256,10 @@ _MG_DOC = re.compile(r"(?:^|/)(?:namespaces|cluster-scoped-resources)/.+\.(?:jso
 
 
 def _role(layout: str, rel: str) -> tuple[str, LogSource | None] | None:
-    """What a file of a layout is: "doc", "text", "log" (with its source), "sections", "errors" or None."""
+    """What a file of a layout is: "doc", "listed", "text", "log" (with its source), "sections", "errors",
+    "skip" or None."""
+    if layout == SONOBUOY:
+        return sonobuoy.role(rel)
     if layout == SUPPORT_BUNDLE:
         if m := _SB_LOG.search(rel):
             container, previous = _previous(m.group(3))

@@ -51,18 +51,21 @@ def read_recording(path: str | Path) -> Iterator[RawEvent | UnusableInput]:
     return parse_recording(data, str(path))
 
 
-def parse_recording(data: bytes, file: str, *, undated_at: datetime | None = None
-                    ) -> Iterator[RawEvent | UnusableInput]:
+def parse_recording(data: bytes, file: str, *, undated_at: datetime | None = None, kind: str = "",
+                    api_version: str = "", namespace: str = "") -> Iterator[RawEvent | UnusableInput]:
     """Same as read_recording, for content already in memory; `file` names it in errors.
 
     `undated_at`: where objects that carry no time of their own are placed (else they are unusable).
+    `kind` (with `api_version`): what an item is when neither it nor its list says (the file's name
+    says it, as a Sonobuoy `Pods.json`); `namespace`: that of an object that names none (the folder
+    it was listed from says it).
     """
     for part in split_recording(data, file):
         if isinstance(part, UnusableInput):
             yield part
             continue
         try:
-            obj = _with_implied_kind(part)
+            obj = _in_namespace(_with_implied_kind(part, kind, api_version), namespace)
             yield raw_event_from_object(obj, action=part.action, source=f"{file}#{part.position}",
                                         undated_at=undated_at)
         except UnusableObject as exc:
@@ -91,19 +94,31 @@ def newest_time(events: list[RawEvent]) -> datetime | None:
     return max(times) if times else None
 
 
-def _with_implied_kind(part: Item) -> Any:
-    """A list item without `kind` takes it from the list (`PodList` -> `Pod`)."""
+def _with_implied_kind(part: Item, kind: str = "", api_version: str = "") -> Any:
+    """A list item without `kind` takes it from the list (`PodList` -> `Pod`), else the given one."""
     obj = part.value
     if not isinstance(obj, dict) or obj.get("kind") is not None:
         return obj
     list_kind = part.list_kind
-    if not list_kind.endswith("List") or list_kind == "List":
+    if list_kind.endswith("List") and list_kind != "List":
+        filled = {**obj, "kind": list_kind[: -len("List")]}
+        api_version = part.list_api_version
+    elif kind:
+        filled = {**obj, "kind": kind}  # a `v1 List`'s apiVersion is not its items'
+    else:
         implied = f" (the list kind {list_kind!r} does not imply one)" if list_kind else ""
         raise UnusableObject("kind", f"missing{implied}")
-    filled = {**obj, "kind": list_kind[: -len("List")]}
-    if filled.get("apiVersion") is None and part.list_api_version:
-        filled["apiVersion"] = part.list_api_version
+    if filled.get("apiVersion") is None and api_version:
+        filled["apiVersion"] = api_version
     return filled
+
+
+def _in_namespace(obj: Any, namespace: str) -> Any:
+    """An object whose metadata names no namespace, placed in `namespace` (when one is given)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not namespace or not isinstance(meta, dict) or meta.get("namespace"):
+        return obj
+    return {**obj, "metadata": {**meta, "namespace": namespace}}
 
 
 def _reason(part: Item, exc: UnusableObject) -> str:

@@ -99,14 +99,16 @@ clock was 95 s behind the API server, so recent events print `<invalid>`; its RE
 | `json-list` | `kubectl get ... -o json`: a `v1 List`, keys sorted, 4-space indent, items with `apiVersion`/`kind` |
 | `yaml-list` | `kubectl get ... -o yaml`: the same as YAML (go-yaml quoting: `status: "True"`, quoted timestamps) |
 | `bundle` | a troubleshoot.sh-style support bundle: `cluster-resources/<resource>/<ns>.json` as typed lists (`PodList`, `EventList`, ...) whose items carry no `kind`/`apiVersion`, logs under `cluster-resources/pods/logs/<ns>/<pod>/<container>.log` and `<container>-previous.log` |
+| `sonobuoy` | Sonobuoy results as `sonobuoy retrieve` gives them, extracted: `resources/ns/<ns>/<Kinds>.json` and `resources/cluster/<Kinds>.json` (JSON lists: `Pods.json`, `Events.json`, `Nodes.json`, ...), container logs under `podlogs/<ns>/<pod>/logs/<container>.txt` (current logs only), Sonobuoy's own `meta/` and `serverversion.json`; written by hand, not by this generator |
 | `log` | container logs: `previous.log`, `<pod>_<container>_previous.log`, `<pod>.log`, `current.log`, `logs/<pod>.log` |
 | `manifest` | a multi-document YAML the user applied (no status, no timestamps) |
 | `alertmanager` | an Alertmanager webhook payload or `amtool alert query -o json` output |
 
 Files that are not Kubernetes data and that a reader should skip (or treat as hints) appear in
-three cases: `containers/oom-killed/prometheus-query-range.json` (a Prometheus API answer),
-`nodes/node-not-ready*/kubectl-version.json` (`kubectl version -o json`) and, in the bundle of
-`workloads/bad-rollout*`, `version.yaml` and `cluster-info/cluster_version.json`.
+four cases: `containers/oom-killed/prometheus-query-range.json` (a Prometheus API answer),
+`nodes/node-not-ready*/kubectl-version.json` (`kubectl version -o json`), in the bundle of
+`workloads/bad-rollout*`, `version.yaml` and `cluster-info/cluster_version.json`, and in the Sonobuoy
+results of `containers/sonobuoy-crashloop-missing-file*`, `meta/` and `serverversion.json`.
 
 ## Cause codes
 
