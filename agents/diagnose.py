@@ -82,6 +82,7 @@ class LiveState:
         self.buffer: list[tuple[int, int, RawEvent]] = []  # (event time ms, arrival, event): a heap
         self.arrived = 0
         self.watermarks: dict[int, int] = {}  # partition -> the newest watermark its batches carried
+        self.applied_until_ms = 0  # every event before this event time is applied and diagnosed
 
     def until(self, partition: int | None, watermark: int) -> int:
         """How far event time has come on every partition this worker reads: a batch of one partition
@@ -258,6 +259,8 @@ def diagnose_batch(state: LiveState, batch: RawBatch, *, partition: int | None =
         touched = state.expire(epoch_ms(now)) | state.add(second)
         if touched:
             _diagnose(state, touched, now, matches, predictions, adjustments or {})
+    ready = state.buffer[0][0] // TICK_MS * TICK_MS if state.buffer else until
+    state.applied_until_ms = max(state.applied_until_ms, min(ready, until))
     if not matches and not predictions:
         return None, []
     return InsightBatch(matches=matches, predictions=predictions, watermark=batch.watermark), []

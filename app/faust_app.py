@@ -175,6 +175,12 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
             """The diagnose stage waits for event time on the raw partitions this worker reads now."""
             live.assign(tp.partition for tp in assigned if tp.topic == raw_topic)
 
+        @app.page("/tapio/diagnose/")
+        async def diagnose_progress(web: Any, request: Any) -> Any:
+            """How far the diagnose stage has come in event time, and how many diagnoses stand."""
+            return web.json({"applied_until_ms": live.applied_until_ms, "standing": len(live.standing),
+                             "watermarks": {str(p): w for p, w in sorted(live.watermarks.items())}})
+
         register_stage(app, name="diagnose", source=topics["raw"], target=topics["insights"],
                        transform=lambda batch, partition: diagnose_batch(
                            live, batch, partition=partition, lateness_ms=int(settings.match.allowed_lateness_s * 1000),

@@ -73,16 +73,11 @@ async def run_isolated(live: Settings, name: str, feed: Feed, *,
         settle = 4.0 if newest is not None else target.match.idle_advance_s + target.match.allowed_lateness_s + 3.0
         graph = open_graph(target.graph)
         try:
-            quiet = asyncio.ensure_future(_quiet(graph, settle, within=timeout, alive=worker.alive))
-            waits = {quiet}
             if newest is not None:
-                waits.add(asyncio.ensure_future(_all_matches_written(target, newest, alive=worker.alive)))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+                # every window evaluated and its matches in the graph, the diagnose stage past the
+                # newest event; then quiet, for what the diagnose stage sent last to be written
+                await asyncio.wait_for(_all_matches_written(target, newest, alive=worker.alive), timeout)
+            await _quiet(graph, settle, within=timeout, alive=worker.alive)
             predictions = await list_predictions(graph, limit=100_000)
         finally:
             await graph.close()
@@ -93,15 +88,18 @@ async def run_isolated(live: Settings, name: str, feed: Feed, *,
 
 
 async def _quiet(graph: Any, settle: float, *, within: float, alive: Callable[[], bool]) -> None:
-    """Until no new prediction came for `settle` seconds (or `within` seconds, or the worker stopped)."""
+    """Until no prediction came or changed (a diagnosis updated, resolved) for `settle` seconds
+    (or `within` seconds, or the worker stopped)."""
     from topology.predictions import list_predictions
 
-    seen, quiet_since = -1, time.monotonic()
+    seen: object = None
+    quiet_since = time.monotonic()
     deadline = time.monotonic() + within
     while time.monotonic() < deadline and alive():
         found = await list_predictions(graph, limit=100_000)
-        if len(found) != seen:
-            seen, quiet_since = len(found), time.monotonic()
+        now = sorted((p.id, p.message, p.type, p.resolved_at is not None) for p in found)
+        if now != seen:
+            seen, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since >= settle:
             return
         await asyncio.sleep(0.5)
@@ -116,6 +114,8 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
     Returns only when that is seen (the caller bounds the wait)."""
     import aiohttp
 
+    from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
+    from core.events import epoch_ms
     from topology import insight_queries
     from topology.graph import open_graph
 
@@ -137,6 +137,12 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
                 if row.get("event_time") and datetime.fromisoformat(row["event_time"]) >= newest}
         return past >= partitions
 
+    async def diagnosed(http: aiohttp.ClientSession) -> bool:
+        stage = await page(http, "/tapio/diagnose/")
+        if stage is None:
+            return "diagnose" not in target.worker.stages
+        return stage.get("applied_until_ms", 0) > epoch_ms(newest)
+
     async def windows_batches(http: aiohttp.ClientSession) -> tuple[int, int] | None:
         stages = await page(http, "/tapio/stages/")
         if stages is None:
@@ -145,7 +151,7 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         while True:
-            if alive() and await evaluated(http):
+            if alive() and await evaluated(http) and await diagnosed(http):
                 break
             await asyncio.sleep(POLL_S)
         before = None
@@ -162,7 +168,8 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
     try:
         while True:
             rows = await graph.query(insight_queries.ALL_MATCHES)
-            if len({row["match_id"] for row in rows}) >= matches:
+            # the windows' matches only: the diagnose stage's are written beside them
+            if len({row["match_id"] for row in rows if not row["pattern"].startswith(DIAGNOSIS_PREFIX)}) >= matches:
                 return
             await asyncio.sleep(POLL_S)
     finally:
