@@ -90,10 +90,16 @@ def redact_object(obj: Any, *, namespace: str | None = None) -> Any:
     """
     if not isinstance(obj, dict):
         return _walk(obj, namespace or "")
+    if obj.get("kind") == "Event":
+        return obj  # the bulk of most inputs: an Event names objects, it holds no env nor data
     meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     own_ns = meta.get("namespace") if isinstance(meta.get("namespace"), str) else ""
     ns = own_ns or namespace or ""
-    out = _walk(obj, ns)
+    out = obj
+    for key, value in obj.items():  # metadata and status hold no env list: not walked (a Pod's status is long)
+        if key not in ("metadata", "status") and (new := _walk(value, ns)) is not value:
+            out = out if out is not obj else dict(obj)
+            out[key] = new
     if obj.get("kind") == "Secret":
         out = _secret(out if out is not obj else dict(obj), ns, meta)
     annotations = meta.get("annotations")
