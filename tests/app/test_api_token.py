@@ -1,10 +1,15 @@
-"""The API's bearer token check, pure: exact, constant-time, nothing stripped."""
+"""The API's bearer token: compared exactly, in constant time, nothing stripped; never in a file others can read."""
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
+import msgspec
 import pytest
 
 from app.api import bearer_token_matches
+from app.workers import ChildProcess
 from core.settings import ConfigError, load_settings
 
 TOKEN = "s3cr3t-api-token"
@@ -26,3 +31,13 @@ def test_a_token_that_could_never_be_sent_is_a_configuration_error() -> None:
         with pytest.raises(ConfigError, match="api.token"):
             load_settings(environ={"TAPIO_API_TOKEN": bad})
     assert load_settings(environ={"TAPIO_API_TOKEN": TOKEN}).api.token == TOKEN
+
+
+def test_a_child_process_config_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    settings = load_settings(environ={})
+    settings = msgspec.structs.replace(settings, api=msgspec.structs.replace(settings.api, token=TOKEN))
+    (tmp_path / "cli.config.yaml").write_text("old")  # there before, readable by all: its mode is set too
+    (tmp_path / "cli.config.yaml").chmod(0o644)
+    child = ChildProcess(settings, ["--help"], name="cli", log_dir=tmp_path)
+    assert child.proc.wait(60) == 0
+    assert stat.S_IMODE(child.config.stat().st_mode) == 0o600 and TOKEN in child.config.read_text()
