@@ -152,3 +152,11 @@ def test_raw_events_carry_no_plaintext_and_changes_still_show() -> None:
     secret_change = diff_objects(json.loads(raw_event_from_object(secret(), action="SNAPSHOT", source="t").data),
                                  json.loads(raw_event_from_object(secret(ROTATED), action="MODIFIED", source="t").data))
     assert secret_change is not None and [c.key for c in secret_change.changes] == ["password"]
+
+
+def test_a_live_secret_and_the_same_secret_replayed_share_id() -> None:
+    from collectors.kubeapi import redact_secret  # what the live watchers keep and emit
+
+    live = raw_event_from_object(redact_secret(secret()), action="SNAPSHOT", source="kubeapi")
+    replayed = raw_event_from_object(secret(), action="SNAPSHOT", source="file")
+    assert live.id == replayed.id and live.data == replayed.data
