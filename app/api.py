@@ -14,8 +14,8 @@ responses.
     GET  /api/v1/openapi.json        the OpenAPI document of the above
 
 A write is checked in this order, and a refused one writes nothing: no api.token configured
-(403, naming the setting), missing or wrong bearer token (401, compared with
-hmac.compare_digest), body larger than api.max_body_bytes (413: a Content-Length over it is
+(403, naming the setting), missing or wrong bearer token (401: `bearer_token_matches`, exactly and in
+constant time), body larger than api.max_body_bytes (413: a Content-Length over it is
 refused before reading, a chunked body as soon as it passes the limit), a body msgspec refuses
 (400, naming the field), an unknown prediction (404). A graph that cannot be reached is a 503.
 """
@@ -63,6 +63,16 @@ _ENCODER = msgspec.json.Encoder()
 _READ_CHUNK = 16 * 1024
 
 
+
+def bearer_token_matches(authorization: str, token: str) -> bool:
+    """Whether an Authorization header value is `Bearer <token>`, the token compared exactly (no
+    stripping: one space after the scheme, not a character more or less) and in constant time.
+    The scheme is case-insensitive (RFC 9110). An empty `token` matches nothing."""
+    scheme, sep, given = authorization.partition(" ")
+    if not token or not sep or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
+
 class Refused(Exception):
     """A request the API refuses: status and the Error body."""
 
@@ -109,8 +119,7 @@ class Api:
         if not token:
             raise Refused(403, "writes are off on this worker: set api.token in the configuration "
                                "(or TAPIO_API_TOKEN) and send it as `Authorization: Bearer <token>`")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if not bearer_token_matches(request.headers.get("Authorization", ""), token):
             raise Refused(401, "missing or wrong bearer token (Authorization: Bearer <api.token>)")
 
     async def _body(self, request: web.Request) -> bytes:

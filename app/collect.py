@@ -19,6 +19,7 @@ from collectors.kubeapi import collect, load_api_client, resolve_kinds
 from collectors.unusable import UnusableInput
 from collectors.watching import WatchOptions
 from core.events import RawEvent
+from core.kube.redact import use_safe_env_names
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ async def run_kubeapi_collector(settings: Settings, *, kubeconfig: str | None = 
     A batch JetStream does not take is retried with backoff (holding the watchers back) until it
     is stored or `stop` is set.
     """
+    use_safe_env_names(settings.secrets.safe_env)
     specs = resolve_kinds(kinds)
     api_client = load_api_client(kubeconfig=kubeconfig, context=context, pool_size=len(specs) + 4)
     log.info("kubeapi collector: watching %d kind(s) at %s", len(specs), api_client.configuration.host)

@@ -23,6 +23,7 @@ from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_s
 from app.stack import EmbeddedStack, StackError, free_port
 from app.workers import start_worker, with_worker_port
 from collectors.replayer import ReplaySummary, replay_files
+from core.kube.redact import use_safe_env_names
 from core.records import DeadLetter
 from core.settings import Settings
 from patterns import DEMO_SCENARIO
@@ -35,6 +36,7 @@ DEFAULT_SCENARIO = DEMO_SCENARIO
 
 async def publish_recordings(settings: Settings, paths: Sequence[str | Path], *,
                              shift_to: datetime | None = None) -> ReplaySummary:
+    use_safe_env_names(settings.secrets.safe_env)
     nc = await connect(settings.nats, name="tapio-replay")
     try:
         js = nc.jetstream()

@@ -39,6 +39,7 @@ from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
+from core.kube.redact import use_safe_env_names
 from core.ports import GraphError
 from core.settings import Settings, with_absolute_dirs
 
@@ -78,6 +79,7 @@ def group_id(app_id: str, stages: Sequence[str]) -> str:
 
 def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     settings = with_absolute_dirs(settings)
+    use_safe_env_names(settings.secrets.safe_env)  # the change records the topology service writes
     kafka, worker = settings.kafka, settings.worker
     unknown = set(worker.stages) - set(STAGE_NAMES) - set(SERVICE_NAMES)
     if unknown:

@@ -24,7 +24,7 @@ class ChildProcess:
     def __init__(self, settings: Settings, command: list[str], *, name: str, log_dir: Path) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.config = log_dir / f"{name}.config.yaml"
-        self.config.write_text(to_yaml(settings))
+        _write_private(self.config, to_yaml(settings))  # it holds api.token and graph.password
         self.log_path = log_dir / f"{name}.log"
         self.name = name
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPIO_")}
@@ -58,6 +58,14 @@ class ChildProcess:
         if self.alive():
             self.proc.kill()
             self.proc.wait()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`text` into `path`, readable by its owner only (from its creation on, and if it was there before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
 
 
 def start_worker(settings: Settings, *, name: str = "worker", with_bridge: bool = True,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import lzma
-import os
 import re
 import tarfile
 import zlib
@@ -26,6 +25,7 @@ from typing import IO
 
 import msgspec
 
+from collectors.folders import folder_entries
 from collectors.unusable import UnusableInput
 
 SUPPORT_BUNDLE = "support-bundle"
@@ -194,8 +194,13 @@ class Archive:
                 if info is None:
                     return
                 last = info.name
+                if info.issym() or info.islnk():  # never followed: it may lead out of the archive
+                    kind = "symbolic" if info.issym() else "hard"
+                    yield UnusableInput(file=f"{self.path}:{info.name}", position="member",
+                                        reason=f"{kind} link to {info.linkname}: not followed")
+                    continue
                 if not info.isfile():
-                    continue  # folders, links and devices carry no recordings
+                    continue  # folders and devices carry no recordings
                 rel = _safe_name(info.name)
                 if rel is None:
                     yield UnusableInput(file=f"{self.path}:{info.name}", position="member",
@@ -206,19 +211,19 @@ class Archive:
 
 
 def folder_files(root: Path) -> Iterator[tuple[str, Path]]:
-    for folder, subfolders, files in os.walk(root):  # symlinks are not followed out of the input
-        subfolders.sort()
-        for name in sorted(files):
-            path = Path(folder, name)
-            if not path.is_symlink():
-                yield path.relative_to(root).as_posix(), path
+    """The regular files of a folder (`collectors.folders`: no link followed out of it)."""
+    return (entry for entry in folder_entries(root) if not isinstance(entry, UnusableInput))
 
 
 def members(path: Path, archive: Archive | None) -> Iterator[Member | UnusableInput]:
     if archive is not None:
         yield from archive.members()
         return
-    for rel, file in folder_files(path):
+    for entry in folder_entries(path):  # a link refused is named in what could not be read
+        if isinstance(entry, UnusableInput):
+            yield entry
+            continue
+        rel, file = entry
         yield Member(rel=rel, file=str(file), size=0, open=lambda file=file: file.open("rb"))
 
 

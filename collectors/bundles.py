@@ -69,6 +69,7 @@ from collectors.bundlefiles import (
     read_member,
     text_lines,
 )
+from collectors.folders import outside_link
 from collectors.kubetext import MissingNowError
 from collectors.loose import OWN_TIME, InputNote, looks_like_log, not_kubernetes, reference_time, standalone_log
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
@@ -165,8 +166,10 @@ def _read_input(path: Path, now: datetime | None, *, named: bool, loose: _Loose
     # a folder of inputs, or the top folder around a layout (must-gather.local.*/<image>/): the
     # layout's folder is read by it, loose JSON/YAML files beside it as recordings
     for child in sorted(path.iterdir()):
-        if child.is_dir():
-            yield from () if child.is_symlink() else _read_input(child, now, named=False, loose=loose)
+        if (refused := outside_link(child, path)) is not None or child.is_symlink():
+            yield from () if refused is None else (refused,)  # a link inside: its target is read as itself
+        elif child.is_dir():
+            yield from _read_input(child, now, named=False, loose=loose)
         elif kind.layout == RECORDINGS or child.suffix.lower() in DOC_SUFFIXES:
             yield from _read_input(child, now, named=False, loose=loose)
 

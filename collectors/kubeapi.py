@@ -24,9 +24,6 @@ watch never starves another), handing them to the loop through a queue.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -39,13 +36,13 @@ from kubernetes import client, config
 from collectors.unusable import UnusableInput
 from collectors.watching import Resource, ResourceWatcher, WatchOptions
 from core.events import RawEvent
+from core.kube.redact import LAST_APPLIED, redact_object
 
 log = logging.getLogger(__name__)
 
 __all__ = ["KINDS", "ClusterWatch", "KindSpec", "KubeConfigError", "UnknownKindError", "WatchOptions", "collect",
-           "load_api_client", "redact_secret", "resolve_kinds", "watch_cluster"]
+           "LAST_APPLIED", "load_api_client", "redact_secret", "resolve_kinds", "watch_cluster"]
 
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class KubeConfigError(Exception):
@@ -159,34 +156,17 @@ def load_api_client(*, kubeconfig: str | None = None, context: str | None = None
     return client.ApiClient(configuration)
 
 
-def _digest(uid: str, key: str, *, value: object, encoded: bool) -> str:
-    """sha256 of one secret value, salted with the Secret's uid and the key (no cross-cluster tables)."""
-    raw = value.encode() if isinstance(value, str) else repr(value).encode()
-    if encoded and isinstance(value, str):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            pass  # not base64: hash the text as it is
-    digest = hashlib.sha256(b"tapio-secret\x00" + uid.encode() + b"\x00" + key.encode() + b"\x00" + raw)
-    return "sha256:" + digest.hexdigest()
-
-
 def redact_secret(obj: dict) -> dict:
     """The Secret with metadata and key names only: each value of `data` / `stringData` becomes
     "sha256:<hex>" (of the decoded bytes; `data` and `stringData` hash alike), keys sorted; the
-    last-applied-configuration annotation (which repeats the values) is hashed the same way."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    uid = str(meta.get("uid") or "")
-    out = dict(obj)
+    last-applied-configuration annotation (which repeats the values) is redacted the same way.
+    The hashes are those of `core.kube.redact`, so a live Secret and the same Secret replayed from a
+    file share id (raw_event_from_object redacts every object again: it keeps what is hashed)."""
+    out = redact_object(obj)
+    out = out if out is not obj else dict(obj)
     for field in ("data", "stringData"):
-        if field in out:
-            values = out[field] if isinstance(out[field], dict) else {}
-            out[field] = {str(key): _digest(uid, str(key), value=values[key], encoded=field == "data")
-                          for key in sorted(values, key=str)}
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        hashed = _digest(uid, LAST_APPLIED, value=annotations[LAST_APPLIED], encoded=False)
-        out["metadata"] = {**meta, "annotations": {**annotations, LAST_APPLIED: hashed}}
+        if isinstance(out.get(field), dict):
+            out[field] = {key: out[field][key] for key in sorted(out[field])}
     return out
 
 

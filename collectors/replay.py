@@ -24,6 +24,7 @@ from collectors.kubefiles import Item, split_recording
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent, content_id
 from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
+from core.kube.redact import redact_object
 
 __all__ = [
     "ReplayFileError",
@@ -132,6 +133,7 @@ def _reason(part: Item, exc: UnusableObject) -> str:
 
 
 def _fragment(value: Any) -> str:
+    value = redact_object(value)  # a dead letter quotes no Secret data nor env value either
     try:
         return msgspec.json.encode(value, order="sorted").decode()[:FRAGMENT_CHARS]
     except (msgspec.EncodeError, TypeError, OverflowError):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from collectors.folders import folder_entries
 from collectors.replay import newest_time, read_recording, shifted
 from collectors.unusable import UnusableInput
 from core.events import RawEvent, publish_order
@@ -35,16 +36,28 @@ class ReplaySummary(msgspec.Struct, kw_only=True):
     errors: list[str] = []
 
 
-def recording_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named, and every file under folders named, in a stable order (README files skipped)."""
+RECORDING_SUFFIXES = {".json", ".yaml", ".yml", ".jsonl", ".log", ""}
+
+
+def recording_inputs(paths: Iterable[str | Path]) -> Iterator[Path | UnusableInput]:
+    """Files named, and every file under folders named, in a stable order (README files skipped);
+    an UnusableInput for every link inside a folder that is not followed (`collectors.folders`)."""
     for path in map(Path, paths):
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if child.suffix.lower() in {".json", ".yaml", ".yml", ".jsonl", ".log", ""} \
-                        and child.name != LABELS_FILE:
-                    yield child
+            found: list[Path] = []
+            for entry in folder_entries(path):
+                if isinstance(entry, UnusableInput):
+                    yield entry
+                elif entry[1].suffix.lower() in RECORDING_SUFFIXES and entry[1].name != LABELS_FILE:
+                    found.append(entry[1])
+            yield from sorted(found)
         else:
             yield path
+
+
+def recording_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """The files of `recording_inputs`, without the links refused."""
+    return (p for p in recording_inputs(paths) if isinstance(p, Path))
 
 
 async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher,
@@ -56,14 +69,14 @@ async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher
     """
     summary = ReplaySummary()
     events: list[RawEvent] = []
-    for path in recording_files(paths):
+    for path in recording_inputs(paths):
+        if isinstance(path, UnusableInput):
+            await _refuse(path, summary, deadletters)
+            continue
         summary.files += 1
         for item in read_recording(path):
             if isinstance(item, UnusableInput):
-                summary.errors.append(str(item))
-                log.error("replay: %s (the rest of the file still goes through)", item)
-                await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
-                                       payload=item.fragment.encode())
+                await _refuse(item, summary, deadletters)
                 continue
             events.append(item)
     newest = newest_time(events)
@@ -73,6 +86,13 @@ async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher
     for start in range(0, len(ordered), chunk):
         await _flush(ordered[start:start + chunk], publisher, summary)
     return summary
+
+
+async def _refuse(item: UnusableInput, summary: ReplaySummary, deadletters: DeadLetterSink) -> None:
+    summary.errors.append(str(item))
+    log.error("replay: %s (the rest still goes through)", item)
+    await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
+                           payload=item.fragment.encode())
 
 
 async def _flush(batch: list[RawEvent], publisher: EventPublisher, summary: ReplaySummary) -> None:
@@ -89,8 +109,8 @@ def read_recordings(paths: Iterable[str | Path]) -> tuple[list[RawEvent], list[s
     """Every RawEvent of the recordings under `paths`, and every part that could not be read."""
     events: list[RawEvent] = []
     errors: list[str] = []
-    for path in recording_files(paths):
-        for item in read_recording(path):
+    for path in recording_inputs(paths):
+        for item in read_recording(path) if isinstance(path, Path) else [path]:
             if isinstance(item, UnusableInput):
                 errors.append(str(item))
             else:

@@ -45,6 +45,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent
 from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
+from core.kube.redact import redact_object
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class ResourceWatcher:
             where = f"{action} {meta.get('namespace') or ''}/{meta.get('name') or '?'}".replace(" /", " ")
             log.error("kubeapi %s: %s: unusable object: %s (sent to the dead letters)", self.resource.name, where, exc)
             event = UnusableInput(file=source, position=where, reason=str(exc),
-                                  fragment=json.dumps(obj, sort_keys=True, default=str)[:FRAGMENT_CHARS])
+                                  fragment=json.dumps(redact_object(obj), sort_keys=True, default=str)[:FRAGMENT_CHARS])
         else:
             self.emitted += 1
         await self.out.put(event)

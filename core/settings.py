@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 import yaml
 
+from core.kube.redact import DEFAULT_SAFE_ENV
+
 
 class ConfigError(Exception):
     """The configuration is unreadable or a value has the wrong type: fix the named file or variable."""
@@ -102,6 +104,12 @@ class ApiSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_body_bytes: int = 64 * 1024  # a larger request body is refused (413) before it is read
     probe_timeout_s: float = 2.0  # how long /readyz waits for NATS, Kafka and the graph each
 
+    def __post_init__(self) -> None:
+        # the token is compared exactly; HTTP strips whitespace around a header value, so a token
+        # that starts or ends with it could never be sent: refuse it here rather than 401 forever
+        if self.token != self.token.strip():
+            raise ValueError("api.token starts or ends with whitespace (a newline from a file?): remove it")
+
 
 class FeedbackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How feedback moves a pattern's confidence (agents.confidence)."""
@@ -115,6 +123,16 @@ class FeedbackSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     refresh_interval_s: float = 2.0  # how often a worker's predict stage re-reads the votes
 
 
+class SecretsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What may be shown of values that can be secret (core.kube.redact)."""
+
+    # environment variables whose values are not secret, shown as they are in change records and
+    # events; every other env value is replaced by `sha256:<hex>` before anything is published or
+    # stored (Secret data always is). The default names only values that never hold a credential;
+    # list yours (TAPIO_SECRETS_SAFE_ENV=LOG_LEVEL,TZ,REPLICA_MODE) or set [] to hash every one.
+    safe_env: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SAFE_ENV))
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
@@ -123,6 +141,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     match: MatchSettings = msgspec.field(default_factory=MatchSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
+    secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     state_dir: str = ".tapio"
 
 
@@ -169,7 +188,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     fields = {name: cls for name, cls in (
         ("nats", NatsSettings), ("kafka", KafkaSettings),
         ("graph", GraphSettings), ("worker", WorkerSettings), ("match", MatchSettings),
-        ("api", ApiSettings), ("feedback", FeedbackSettings),
+        ("api", ApiSettings), ("feedback", FeedbackSettings), ("secrets", SecretsSettings),
     )}
     for section, cls in fields.items():
         for field in msgspec.structs.fields(cls):

@@ -10,7 +10,8 @@ Tracked, everything else (status, managedFields, resourceVersion alone...) is ig
   binary values as size and hash);
 - Secret `data` / `stringData`: per key, value HASHES only (`secret_hash`), never a value;
 - workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob's jobTemplate, and a
-  Pod's own spec): per container image, command, args, env (value or valueFrom summary), envFrom,
+  Pod's own spec): per container image, command, args, env (a value's hash unless its name is
+  declared safe, `core.kube.redact`; or the valueFrom summary), envFrom,
   resources requests/limits, liveness/readiness/startup probes (compact strings), the pod
   volumes, the replica count and the rollout revision annotation. Keys read like
   `container[nginx].image`, `container[nginx].env.LOG_LEVEL`,
@@ -28,6 +29,7 @@ from typing import Any, Literal
 import msgspec
 
 from core.kube.owners import WORKLOAD_KINDS
+from core.kube.redact import env_value, is_hash, secret_value, value_hash
 
 VALUE_CHARS = 500
 HASH_CHARS = 16
@@ -63,8 +65,7 @@ class ObjectChange(msgspec.Struct, frozen=True, kw_only=True):
 def secret_hash(value: bytes, *, salt: str) -> str:
     """`sha256:` + a hex prefix of sha256(salt NUL value); the salt is `namespace/name/key`, so equal
     values in different Secrets do not look alike. Compare old and new hashes, never values."""
-    digest = hashlib.sha256(salt.encode() + b"\x00" + value).hexdigest()
-    return f"sha256:{digest[:HASH_CHARS]}"
+    return value_hash(value, salt=salt)
 
 
 def _truncate(value: str) -> str:
@@ -89,9 +90,11 @@ def _configmap_values(obj: dict[str, Any]) -> dict[str, str]:
 def _secret_values(obj: dict[str, Any]) -> dict[str, str]:
     meta = obj.get("metadata") or {}
     prefix = f"{meta.get('namespace') or ''}/{meta.get('name') or ''}"
-    raw = {k: _b64(v) for k, v in (obj.get("data") or {}).items()}
-    raw.update({k: _compact(v).encode() for k, v in (obj.get("stringData") or {}).items()})
-    return {k: secret_hash(v, salt=f"{prefix}/{k}") for k, v in raw.items()}
+    # a Secret a reader already redacted carries hashes of the same salt: they are kept as they are
+    values = {k: secret_value(v, salt=f"{prefix}/{k}", encoded=True) for k, v in (obj.get("data") or {}).items()}
+    values.update({k: secret_value(_compact(v), salt=f"{prefix}/{k}", encoded=False)
+                   for k, v in (obj.get("stringData") or {}).items()})
+    return values
 
 
 def _b64(value: Any) -> bytes:
@@ -119,9 +122,10 @@ def _probe(probe: dict[str, Any]) -> str:
     return " ".join([how, *timings])
 
 
-def _env_value(env: dict[str, Any]) -> str:
+def _env_value(env: dict[str, Any], namespace: str) -> str:
     if "value" in env or "valueFrom" not in env:
-        return _compact(env.get("value", ""))
+        value = env.get("value")
+        return env_value(str(env.get("name") or ""), value, namespace=namespace) if value not in (None, "") else ""
     source = env.get("valueFrom") or {}
     for field, inner in (("configMapKeyRef", ("name", "key")), ("secretKeyRef", ("name", "key")),
                          ("fieldRef", ("fieldPath",)), ("resourceFieldRef", ("containerName", "resource"))):
@@ -150,6 +154,7 @@ def _pod_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _workload_values(obj: dict[str, Any]) -> dict[str, str]:
     kind, meta, spec = obj.get("kind") or "", obj.get("metadata") or {}, obj.get("spec") or {}
+    namespace = str(meta.get("namespace") or "")
     values: dict[str, str] = {}
     revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
     if revision is not None:
@@ -164,7 +169,7 @@ def _workload_values(obj: dict[str, Any]) -> dict[str, str]:
                 if container.get(field) is not None:
                     values[f"{p}.{field}"] = _compact(container[field])
             for env in container.get("env") or []:
-                values[f"{p}.env.{env.get('name')}"] = _env_value(env)
+                values[f"{p}.env.{env.get('name')}"] = _env_value(env, namespace)
             if container.get("envFrom"):
                 values[f"{p}.envFrom"] = ", ".join(
                     f"{(e.get('prefix') or '')}{field}:{(e.get(field) or {}).get('name')}"
@@ -229,7 +234,7 @@ def diff_objects(old: dict[str, Any] | None, new: dict[str, Any]) -> ObjectChang
 def summarize(kind: str, namespace: str, name: str, changes: list[KeyChange], *, limit: int = 4) -> str:
     """One sentence: `Deployment shop/nginx: container[nginx].image modified (nginx:1.25 -> nginx:1.26)`.
 
-    Values are quoted only when short, on one line, and not hashes (Secrets, binaryData);
+    Values are quoted only when short, on one line, and not hashes (Secrets, binaryData, env values);
     past `limit` keys, `and N more`.
     """
     noun = "key " if kind in ("ConfigMap", "Secret") else ""
@@ -238,7 +243,7 @@ def summarize(kind: str, namespace: str, name: str, changes: list[KeyChange], *,
         part = f"{noun}{change.key} {change.change}"
         shown = [v for v in (change.old, change.new) if v is not None]
         if kind != "Secret" and shown and all(len(v) <= SUMMARY_VALUE_CHARS and "\n" not in v
-                                              and not v.startswith(BINARY) for v in shown):
+                                              and not v.startswith(BINARY) and not is_hash(v) for v in shown):
             part += f" ({change.old} -> {change.new})" if change.change == "modified" else f" ({shown[0]})"
         parts.append(part)
     if len(changes) > limit:

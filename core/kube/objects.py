@@ -6,6 +6,10 @@ and, through them, the bundle importer (`collectors.bundles`). Feeds: their RawE
 enrich stage decodes and the topology service indexes; because all of them build events here, a
 live object, a recorded one and an imported one get the same id and the same metadata.
 
+No secret value goes into a RawEvent: Secret data, env values (unless declared safe) and the
+last-applied-configuration annotation that repeats them are hashed here (`core.kube.redact`), the one
+place every reader goes through.
+
 The id of an event is a hash of its content (an Event observation: of its identity, see
 `event_identity`), so reading the same object twice yields the same id. An object that cannot be
 used raises `UnusableObject`, naming the field; each reader reports it with its own position.
@@ -20,6 +24,7 @@ from typing import Any
 import msgspec
 
 from core.events import RawEvent, content_id
+from core.kube.redact import redact_object
 
 SNAPSHOT = "SNAPSHOT"  # an object read from a list or a file: state, not a moment
 EVENT = "EVENT"  # a core/v1 or events.k8s.io Event
@@ -98,6 +103,7 @@ def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
         metadata["time_source"] = "undated"
     if timestamp is None:
         raise UnusableObject("", f"{NO_TIMESTAMP}: {kind} {name} carries no time to place it at")
+    obj = redact_object(obj)  # no Secret data, no env value (unless declared safe) goes further
     try:
         data = msgspec.json.encode(obj, order="sorted")
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
