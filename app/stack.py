@@ -12,7 +12,8 @@ external servers through the configuration instead.
 
 What survives a server's death: JetStream keeps its streams in `<state_dir>/nats` (file
 storage), FalkorDB its graphs in `<state_dir>/falkordb` (an append-only file, written before a
-write is answered, so a kill -9 loses nothing acknowledged). Tansu runs on memory storage: a
+write is answered, so a kill -9 loses nothing acknowledged; not when its Bolt listener is on,
+see `start_falkordb`). Tansu runs on memory storage: a
 restarted broker is empty. `tapio up` on a stack that runs restarts only what died, on the
 ports it had, and keeps what runs.
 """
@@ -200,8 +201,12 @@ def start_falkordb(state_dir: Path, port: int = 0, bolt_port: int | None = None)
     store = state_dir / "falkordb"
     store.mkdir(parents=True, exist_ok=True)
     # the append-only file is written before a write is answered (appendfsync everysec syncs it to
-    # disk each second): a killed server restarts with every acknowledged write, indexes included
-    argv = [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+    # disk each second): a killed server restarts with every acknowledged write, indexes included.
+    # Not with the Bolt listener: FalkorDB 4.16.3 aborts on the first write over Bolt when it
+    # propagates writes (blocked.c:345 'server.also_propagate.numops == 0'), so a Bolt server
+    # (the Neo4j-driver tests) runs without persistence
+    persist = "no" if bolt_port is not None else "yes"
+    argv = [str(redis), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persist,
             "--appendfsync", "everysec", "--dir", str(store), "--loadmodule", str(module)]
     extra: dict[str, int] = {}
     ready = lambda: _redis_ping(port)  # noqa: E731
