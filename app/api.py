@@ -6,7 +6,8 @@ adds exactly those to Faust's aiohttp router. Feeds: the graph (feedback votes o
 responses.
 
     GET  /healthz                    the process is alive (and which patterns feedback disabled)
-    GET  /readyz                     200 when NATS, Kafka and the graph answer and patterns are loaded
+    GET  /readyz                     200 when NATS, Kafka and the graph answer, patterns are loaded and
+                                     no part with work waiting has stalled (app.progress)
     GET  /api/v1/predictions         ?namespace=&pattern=&since=&until=&limit=
     GET  /api/v1/predictions/{id}    the prediction, its evidence, chain, context, narrative, feedback
     GET  /api/v1/patterns            statistics per pattern (agents.confidence.PatternReport)
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -47,6 +48,7 @@ from app.api_schema import (
     openapi,
 )
 from app.learning import Learning, pattern_statistics, rule_of
+from app.progress import ProgressWatch, Sample
 from core.ports import GraphError
 from core.settings import Settings
 from topology import feedback_queries
@@ -91,9 +93,12 @@ class Api:
 
     def __init__(self, settings: Settings, *, graph: Callable[[], GraphStore | None],
                  nats: Callable[[], Any] = lambda: None, catalog: Catalog | None = None,
-                 learning: Learning | None = None) -> None:
+                 learning: Learning | None = None,
+                 progress: Callable[[], Awaitable[Mapping[str, Sample]]] | None = None) -> None:
         self.settings = settings
         self._graph, self._nats = graph, nats
+        self._progress = progress  # what the worker's parts have taken and have waiting (app.progress)
+        self._watch = ProgressWatch(settings.api.stall_after_s)
         self.catalog, self.learning = catalog, learning
         self._own_catalog = False
         self.rule = rule_of(settings.feedback)
@@ -184,11 +189,17 @@ class Api:
             raise LookupError("the feedback statistics have not been read from the graph yet")
         return f"{len(catalog.patterns)} pattern(s) loaded"
 
+    async def _progress_probe(self) -> str:
+        if self._progress is None:
+            return "this process runs no stage"
+        return self._watch.check(await self._progress())
+
     async def readyz(self, request: web.Request) -> web.Response:
         checks = list(await asyncio.gather(self._probe("nats", self._nats_probe),
                                            self._probe("kafka", self._kafka_probe),
                                            self._probe("graph", self._graph_probe),
-                                           self._probe("patterns", self._patterns_probe)))
+                                           self._probe("patterns", self._patterns_probe),
+                                           self._probe("progress", self._progress_probe)))
         failed = [c.name for c in checks if not c.ok]
         body = Readiness(ready=not failed, checks=checks, failed=failed,
                          disabled_patterns=self.learning.disabled() if self.learning else {},

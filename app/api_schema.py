@@ -87,7 +87,7 @@ class Health(msgspec.Struct, kw_only=True):
 
 
 class Check(msgspec.Struct, kw_only=True):
-    name: Literal["nats", "kafka", "graph", "patterns"]
+    name: Literal["nats", "kafka", "graph", "patterns", "progress"]
     ok: bool
     detail: str = ""
 

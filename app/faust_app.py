@@ -34,6 +34,7 @@ from agents.stage import register_stage
 from app.api import Api, register_api
 from app.bridge import Bridge
 from app.learning import Learning, rule_of
+from app.progress import Sample, kafka_samples
 from app.runtime import Runtime
 from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
@@ -189,8 +190,18 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
                            adjustments=learning.adjustments if learning is not None else None),
                        runtime=runtime, with_partition=True, before=first_votes)
 
+    async def progress() -> dict[str, Sample]:
+        """What this worker's stages have committed and have left, and its bridge's (app.progress)."""
+        samples = kafka_samples(app.monitor)
+        if runtime.runs_bridge:
+            info = await runtime.nc.jetstream().consumer_info(settings.nats.stream, settings.nats.bridge_durable)
+            bridged = runtime.stats.snapshot().get("bridge")
+            samples["bridge"] = Sample(position=bridged.events if bridged else 0,
+                                       backlog=(info.num_pending or 0) + (info.num_ack_pending or 0))
+        return samples
+
     api = Api(settings, graph=lambda: runtime.graph, nats=lambda: getattr(runtime, "nc", None),
-              catalog=app.tapio_catalog, learning=learning)
+              catalog=app.tapio_catalog, learning=learning, progress=progress)
     register_api(app.web.web_app.router, api)
 
     @app.page("/tapio/health/")
@@ -251,6 +262,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     services: list[Service] = [runtime]
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))
+        runtime.runs_bridge = True
     if "topology" in settings.worker.stages:
         services.append(TopologyService(settings, runtime))
     worker = faust.Worker(app, *services, loglevel=loglevel or settings.worker.log_level,

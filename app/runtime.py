@@ -27,6 +27,7 @@ class Runtime(mode.Service):
         self.stats = StageStats()
         self._ready = asyncio.Event()
         self.graph: GraphStore | None = None
+        self.runs_bridge = False  # the JetStream -> Kafka bridge runs in this process (app.progress watches it)
 
     async def on_start(self) -> None:
         self.nc = await connect(self.settings.nats, name=f"{self.settings.worker.app_id}-worker")

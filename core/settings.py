@@ -103,6 +103,8 @@ class ApiSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token: str = ""
     max_body_bytes: int = 64 * 1024  # a larger request body is refused (413) before it is read
     probe_timeout_s: float = 2.0  # how long /readyz waits for NATS, Kafka and the graph each
+    # /readyz is not ready while a part with work waiting has taken none of it for this long
+    stall_after_s: float = 30.0
 
     def __post_init__(self) -> None:
         # the token is compared exactly; HTTP strips whitespace around a header value, so a token

@@ -177,7 +177,8 @@ def test_health_readiness_and_a_loopback_only_server(flow: dict) -> None:
     assert health.status == "ok" and health.disabled_patterns == {}
     ready = call(settings, "GET", "/readyz", "/readyz", status=200)
     assert ready.ready and ready.failed == []
-    assert {c.name: c.ok for c in ready.checks} == {"nats": True, "kafka": True, "graph": True, "patterns": True}
+    assert {c.name: c.ok for c in ready.checks} == {"nats": True, "kafka": True, "graph": True, "patterns": True,
+                                                    "progress": True}
     # the listening socket is bound to 127.0.0.1 (worker.web_host's default), nothing else
     port_hex = f"{settings.worker.web_port:04X}"
     listening = set()
