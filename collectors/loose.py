@@ -89,14 +89,17 @@ def log_owner(path: Path, pods: list[PodInfo]) -> tuple[PodInfo | None, str, str
     """(the pod, its name, the container, previous?) a standalone log file belongs to.
 
     The pod is the one whose name the file (or its folder) names, the longest such name; else the
-    only pod the input shows. The container is the one the rest of the name names, else the pod's
+    only pod the input shows; else the only pod it shows crashing (a `kubectl get pods` table of a
+    namespace with one pod in CrashLoopBackOff, beside the `kubectl logs --previous` of it). The container is the one the rest of the name names, else the pod's
     only container, else the first one that crashed. "previous" in the name marks `--previous`.
     """
     name = path.name
     stem = re.sub(r"\.(?:log|txt|out)$", "", name, flags=re.I)
     previous = bool(_PREVIOUS.search(stem))
     named = [p for p in pods if p.name in name or p.name == path.parent.name]
-    pod = max(named, key=lambda p: len(p.name)) if named else (pods[0] if len(pods) == 1 else None)
+    crashing = [p for p in pods if p.crashing]
+    pod = max(named, key=lambda p: len(p.name)) if named else (pods[0] if len(pods) == 1 else
+                                                               crashing[0] if len(crashing) == 1 else None)
     if pod is None:
         bare = _PREVIOUS.sub("", stem) or stem
         return None, bare, "", previous
