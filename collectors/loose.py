@@ -90,8 +90,9 @@ def log_owner(path: Path, pods: list[PodInfo]) -> tuple[PodInfo | None, str, str
 
     The pod is the one whose name the file (or its folder) names, the longest such name; else the
     only pod the input shows; else the only pod it shows crashing (a `kubectl get pods` table of a
-    namespace with one pod in CrashLoopBackOff, beside the `kubectl logs --previous` of it). The container is the one the rest of the name names, else the pod's
-    only container, else the first one that crashed. "previous" in the name marks `--previous`.
+    namespace with one pod in CrashLoopBackOff, beside the `kubectl logs --previous` of it). The
+    container is the one the rest of the name names, else the pod's only container, else the
+    first one that crashed. "previous" in the name marks `--previous`.
     """
     name = path.name
     stem = re.sub(r"\.(?:log|txt|out)$", "", name, flags=re.I)
