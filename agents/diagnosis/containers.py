@@ -119,6 +119,8 @@ def _cause_from_exit(term: Terminated | None, c: ContainerView) -> tuple[str, st
         return "segfault", EXIT_MEANINGS[139], 0.7
     if code == 137:
         return "killed", EXIT_MEANINGS[137], 0.55
+    if code is None and term.reason == "Error":  # a table shows the reason only
+        return "app-error-exit", "it exited with an error (the exit code is not recorded)", 0.6
     meaning = EXIT_MEANINGS.get(code or -1) or (f"exited with code {code}" if code is not None else "stopped")
     return "app-error-exit", meaning, 0.6
 
@@ -163,8 +165,8 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
 def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ongoing: bool) -> Diagnosis:
     pod = seen.key
     term = c.last if c.last is not None else c.terminated
-    if c.terminated is not None and c.terminated.exit_code not in (None, 0) and c.last is None:
-        term = c.terminated
+    if c.terminated is not None and c.last is not None and not c.last.reason and c.last.exit_code is None:
+        term = c.terminated  # a table's last termination is only a time: the current one says more
     cause, meaning, confidence = _cause_from_exit(term, c)
     detail: dict[str, str] = {"container": c.name, "pod": pod.name}
     evidence: list[Evidence] = []

@@ -86,7 +86,8 @@ def diagnose_eviction(observed: Observed, pod: ObjectKey, seen: Seen | None) -> 
     on = f" on node {node}" if node else ""
     what = f"the node ran low on {resource}" if resource else (f"the node had {had.group(1)}" if had else
                                                                 "the kubelet evicted it")
-    message = f"Pod {pod.name}{in_namespace(pod)} was evicted{on}: {what} ({excerpt(text, 240)})"
+    shown = f" ({excerpt(text, 240)})" if text else ""  # a `kubectl get pods` row shows no message
+    message = f"Pod {pod.name}{in_namespace(pod)} was evicted{on}: {what}{shown}"
     evidence = ([from_state(seen, f"phase {status.get('phase', '')}, reason Evicted: {text}")] if seen else [])
     evidence += [from_event(e) for e in events[-1:]]
     remedy = REMEDIES.get(cause, "See why the kubelet evicted it (`kubectl describe node`).")
