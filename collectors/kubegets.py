@@ -228,6 +228,9 @@ def _pod(obj: dict[str, Any], row: dict[str, str], now: datetime) -> None:
     elif shown in POD_PHASES:
         status["phase"] = shown
         statuses = others(total) if ready else []
+    elif shown == "SchedulingGated":  # the printer reads it off the PodScheduled condition
+        status["phase"] = "Pending"
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]
     elif shown == "Terminating":
         meta = obj["metadata"]
         meta["deletionTimestamp"] = rfc3339(now)  # deleted at or before the capture (the table says no more)
@@ -362,6 +365,9 @@ def _job(obj: dict[str, Any], row: dict[str, str], now: datetime) -> None:
         status["conditions"] = [{"type": _JOB_STATUS[shown], "status": "True"}]
         if shown == "Suspended":
             spec["suspend"] = True
+    elif shown == "SchedulingGated":  # the printer reads it off the PodScheduled condition
+        status["phase"] = "Pending"
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]
     elif shown == "Terminating":
         obj["metadata"]["deletionTimestamp"] = rfc3339(now)
     elif shown not in ("", "Running"):

@@ -159,7 +159,8 @@ def _sections(lines: list[tuple[int, str]]) -> Iterator[tuple[str, list[tuple[in
             while j < n:
                 here, blank_before = lines[j][1], not lines[j - 1][1].strip()
                 seen_events = seen_events or bool(_EVENTS.match(lines[j - 1][1]))
-                if (_NAME.match(here) and (blank_before or seen_events)) or (blank_before and is_events_header(here)):
+                if (_NAME.match(here) and (blank_before or seen_events)) or \
+                        (blank_before and (is_events_header(here) or is_get_header(here))):
                     break
                 j += 1
         elif is_events_header(line) or is_get_header(line):

@@ -213,6 +213,24 @@ def test_kubectl_get_all_names_rows_kind_slash_name() -> None:
     assert objects["web"]["apiVersion"] == "apps/v1"
 
 
+def test_a_table_after_describe_output_is_its_own_section() -> None:
+    text = ("Name:         web-6f8d9c7b5-hh2nq\n"
+            "Namespace:    shop\n"
+            "Node:         pool-a-7d2m/10.8.0.12\n"
+            "Start Time:   Tue, 01 Dec 2026 09:00:00 +0000\n"
+            "Status:       Running\n"
+            "IP:           10.8.2.50\n"
+            "\n"
+            "NAME                  READY   STATUS            RESTARTS   AGE\n"
+            "web-6f8d9c7b5-hh2nq   1/1     Running           0          30m\n"
+            "web-6f8d9c7b5-q2m7x   0/1     SchedulingGated   0          4s\n")
+    objects, events, errors = read(text, now=None, kind="pod")  # the Start Time is the newest time shown
+    assert errors == [] and [e.metadata.get("table", "") for e in events] == ["", "kubectl get pods", "kubectl get pods"]
+    assert events[1].timestamp == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    assert objects["web-6f8d9c7b5-q2m7x"]["status"] == {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}
+
+
 def test_a_row_that_does_not_read_is_an_error_naming_its_line_and_the_rest_is_read() -> None:
     text = ("NAME      READY   STATUS    RESTARTS   AGE\n"
             "web-1     1/1     Running   0          5m\n"
