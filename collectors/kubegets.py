@@ -243,7 +243,8 @@ def _pod(obj: dict[str, Any], row: dict[str, str], now: datetime) -> None:
     else:
         state = _container_state(shown)
         if "terminated" in state:
-            status["phase"] = "Succeeded" if shown == "Completed" else "Failed" if not restarts else "Running"
+            # restarted: restartPolicy Always/OnFailure runs it again (even after exit 0: the pod stays Running)
+            status["phase"] = "Running" if restarts else "Succeeded" if shown == "Completed" else "Failed"
         else:
             status["phase"] = "Running" if restarts or shown in _WAITING_AFTER_RUN else "Pending"
         statuses = [restarted({"ready": False, "state": state}), *others(max(total - 1, 0))]
