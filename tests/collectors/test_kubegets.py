@@ -344,12 +344,16 @@ def test_ages_resolve_against_a_log_beside_the_table_and_the_log_goes_to_the_cra
     assert "LEDGER_DB_DSN" in found[0].message and found[0].ongoing
 
 
-def test_a_lone_log_has_no_owner_when_two_pods_crash() -> None:
+def test_a_lone_log_of_two_crashing_pods_goes_to_the_one_it_names() -> None:
     crashing = [PodInfo(namespace="a", name="one", crashing=True), PodInfo(namespace="a", name="two", crashing=True),
                 PodInfo(namespace="a", name="three")]
     assert log_owner(Path("previous.log"), crashing)[0] is None
     assert log_owner(Path("previous.log"), crashing[1:])[0] == crashing[1]
     assert log_owner(Path("three.log"), crashing)[0] == crashing[2]  # the name still decides first
+    # of two crashing pods, the one the log names (its host name), not a healthy pod it mentions
+    said = "starting on host two\nconnecting to three:6379\n"
+    assert log_owner(Path("previous.log"), crashing, said)[0] == crashing[1]
+    assert log_owner(Path("previous.log"), crashing, "one and two\n")[0] is None
 
 
 # -- what the diagnosis makes of thin objects ---------------------------------------------------
