@@ -139,9 +139,8 @@ def parse_kubectl_text(data: bytes, file: str, *, now: datetime | None = None, k
     if anchor is None and _needs_time(parts):
         raise MissingNowError(
             f"{file}: kubectl text shows Event and object times only as ages (like '34s' or '18s (x2 over 34s)') "
-            f"and no "
-            f"absolute time to resolve them against: pass --now TIME (tapio analyze --now 2024-11-26T11:37:44Z), "
-            f"the moment the output was captured")
+            f"and no absolute time to resolve them against: pass --now TIME (tapio analyze --now "
+            f"2024-11-26T11:37:44Z), the moment the output was captured")
     return iter(list(_emit(parts, file, anchor)))
 
 
