@@ -85,18 +85,25 @@ def not_kubernetes(items: list[RawEvent | UnusableInput]) -> bool:
                                                  or "expected a mapping" in i.reason) for i in items)
 
 
-def log_owner(path: Path, pods: list[PodInfo]) -> tuple[PodInfo | None, str, str, bool]:
+def log_owner(path: Path, pods: list[PodInfo], text: str = "") -> tuple[PodInfo | None, str, str, bool]:
     """(the pod, its name, the container, previous?) a standalone log file belongs to.
 
     The pod is the one whose name the file (or its folder) names, the longest such name; else the
-    only pod the input shows. The container is the one the rest of the name names, else the pod's
-    only container, else the first one that crashed. "previous" in the name marks `--previous`.
+    only pod the input shows; else the only pod it shows crashing (a `kubectl get pods` table of a
+    namespace with one pod in CrashLoopBackOff, beside the `kubectl logs --previous` of it), or of
+    several crashing pods the only one the log's `text` names (an app that logs its host name).
+    The container is the one the rest of the name names, else the pod's only container, else the
+    first one that crashed. "previous" in the name marks `--previous`.
     """
     name = path.name
     stem = re.sub(r"\.(?:log|txt|out)$", "", name, flags=re.I)
     previous = bool(_PREVIOUS.search(stem))
     named = [p for p in pods if p.name in name or p.name == path.parent.name]
-    pod = max(named, key=lambda p: len(p.name)) if named else (pods[0] if len(pods) == 1 else None)
+    crashing = [p for p in pods if p.crashing]
+    if len(crashing) > 1 and text:
+        crashing = [p for p in crashing if p.name in text]
+    pod = max(named, key=lambda p: len(p.name)) if named else (pods[0] if len(pods) == 1 else
+                                                               crashing[0] if len(crashing) == 1 else None)
     if pod is None:
         bare = _PREVIOUS.sub("", stem) or stem
         return None, bare, "", previous
@@ -116,7 +123,7 @@ def log_owner(path: Path, pods: list[PodInfo]) -> tuple[PodInfo | None, str, str
 def standalone_log(path: Path, data: bytes, pods: list[PodInfo], now: datetime | None
                    ) -> Iterator[RawEvent | UnusableInput]:
     """The signal lines of one standalone log file, tied to its pod (see `log_owner`)."""
-    pod, pod_name, container, previous = log_owner(path, pods)
+    pod, pod_name, container, previous = log_owner(path, pods, data[:65536].decode("utf-8", "replace"))
     source = LogSource(file=str(path), pod=pod_name, container=container,
                        namespace=pod.namespace if pod else "", previous=previous)
     scanner = LogScanner(source)

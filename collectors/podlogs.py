@@ -277,6 +277,23 @@ class PodInfo(msgspec.Struct, frozen=True, kw_only=True):
     uid: str = ""
     node: str = ""
     runs: dict[str, Run] = {}  # "<container>" (the run `kubectl logs` shows) and "<container>/previous"
+    crashing: bool = False  # a container crash-loops or ended in an error (see `pod_info`)
+
+
+_CRASH_WAITING = frozenset({"CrashLoopBackOff", "RunContainerError"})
+_CRASH_TERMINATED = frozenset({"Error", "OOMKilled", "ContainerCannotRun", "StartError"})
+
+
+def _crashing(cs: dict) -> bool:
+    """A container status that shows a crash: waiting to restart after one, or terminated in error."""
+    state = cs.get("state") if isinstance(cs.get("state"), dict) else {}
+    waiting, term = state.get("waiting"), state.get("terminated")
+    if isinstance(waiting, dict) and waiting.get("reason") in _CRASH_WAITING:
+        return True
+    if isinstance(term, dict):
+        code = term.get("exitCode")
+        return term.get("reason") in _CRASH_TERMINATED or (isinstance(code, int) and code != 0)
+    return False
 
 
 def pod_info(obj: dict) -> PodInfo | None:
@@ -285,8 +302,10 @@ def pod_info(obj: dict) -> PodInfo | None:
     if obj.get("kind") != "Pod" or not isinstance(meta.get("name"), str):
         return None
     runs: dict[str, Run] = {}
+    crashing = False
     for group in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
         for cs in status.get(group) or []:
+            crashing = crashing or (isinstance(cs, dict) and _crashing(cs))
             if not isinstance(cs, dict) or not isinstance(cs.get("name"), str):
                 continue
             state, last = (_run(cs.get(k)) for k in ("state", "lastState"))
@@ -294,7 +313,7 @@ def pod_info(obj: dict) -> PodInfo | None:
             runs[cs["name"]] = state if state.started or state.finished else last
             runs[f"{cs['name']}/previous"] = last
     return PodInfo(namespace=str(meta.get("namespace") or ""), name=meta["name"], uid=str(meta.get("uid") or ""),
-                   node=str(spec.get("nodeName") or ""), runs=runs)
+                   node=str(spec.get("nodeName") or ""), runs=runs, crashing=crashing)
 
 
 def _run(state: Any) -> Run:

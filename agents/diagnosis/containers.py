@@ -25,6 +25,7 @@ from core.kube.status import EXIT_MEANINGS, ContainerView, Terminated, condition
 FAMILY = "containers"
 CRASH_WAITING = frozenset({"CrashLoopBackOff", "RunContainerError", "CreateContainerError", "StartError"})
 START_FAILURES = frozenset({"StartError", "ContainerCannotRun", "RunContainerError", "CreateContainerError"})
+FAILED_REASONS = frozenset({"Error", "OOMKilled", "ContainerCannotRun", "StartError", "ContainerStatusUnknown"})
 _NOT_FOUND = ("executable file not found", "no such file or directory", "not found in $PATH")
 
 REMEDIES = {
@@ -74,12 +75,20 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return template.format_map(Missing(values))
 
 
+def _errored(term: Terminated | None) -> bool:
+    """Ended in an error: a non-zero exit code, or (a `kubectl get pods` table shows no exit code)
+    a reason the kubelet gives only to a failed run."""
+    if term is None:
+        return False
+    return term.exit_code not in (None, 0) or (term.exit_code is None and term.reason in FAILED_REASONS)
+
+
 def _failing(c: ContainerView, pod_phase: str) -> bool:
     if c.waiting_reason in CRASH_WAITING:
         return True
-    if c.terminated and c.terminated.exit_code not in (None, 0) and not c.init and pod_phase != "Succeeded":
+    if _errored(c.terminated) and not c.init and pod_phase != "Succeeded":
         return True
-    if c.init and c.terminated and c.terminated.exit_code not in (None, 0):
+    if c.init and _errored(c.terminated):
         return True
     return False
 
@@ -90,7 +99,7 @@ def _recovered_loop(c: ContainerView) -> bool:
 
 
 def _cause_from_exit(term: Terminated | None, c: ContainerView) -> tuple[str, str, float]:
-    if term is None:
+    if term is None or (not term.reason and term.exit_code is None):  # a table shows only when it ended
         return "crash-loop", "it keeps stopping (the reason is not recorded)", 0.5
     code = term.exit_code
     if term.reason == "OOMKilled":
@@ -110,6 +119,8 @@ def _cause_from_exit(term: Terminated | None, c: ContainerView) -> tuple[str, st
         return "segfault", EXIT_MEANINGS[139], 0.7
     if code == 137:
         return "killed", EXIT_MEANINGS[137], 0.55
+    if code is None and term.reason == "Error":  # a table shows the reason only
+        return "app-error-exit", "it exited with an error (the exit code is not recorded)", 0.6
     meaning = EXIT_MEANINGS.get(code or -1) or (f"exited with code {code}" if code is not None else "stopped")
     return "app-error-exit", meaning, 0.6
 
@@ -154,14 +165,15 @@ def diagnose_pod(observed: Observed, seen: Seen) -> list[Diagnosis]:
 def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ongoing: bool) -> Diagnosis:
     pod = seen.key
     term = c.last if c.last is not None else c.terminated
-    if c.terminated is not None and c.terminated.exit_code not in (None, 0) and c.last is None:
-        term = c.terminated
+    if c.terminated is not None and c.last is not None and not c.last.reason and c.last.exit_code is None:
+        term = c.terminated  # a table's last termination is only a time: the current one says more
     cause, meaning, confidence = _cause_from_exit(term, c)
     detail: dict[str, str] = {"container": c.name, "pod": pod.name}
     evidence: list[Evidence] = []
     state = c.waiting_reason or (f"terminated ({term.reason})" if term and term.reason else "restarting")
     code = f", exit code {term.exit_code}" if term and term.exit_code is not None else ""
-    evidence.append(from_state(seen, f"container {c.name}: {state}{code}, {c.restarts} restarts"
+    named = f"{c.name} " if c.name else ""  # a `kubectl get pods` row does not name its containers
+    evidence.append(from_state(seen, f"container {named.strip()}".strip() + f": {state}{code}, {c.restarts} restarts"
                                      + (f": {term.message.strip()[:300]}" if term and term.message.strip() else "")))
     if cause not in ("oom-killed", "command-not-found"):
         found = classify(observed.logs_of(pod, c.name))
@@ -195,7 +207,7 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
     else:
         status = "terminated"
     specific = _specific(cause, detail)
-    message = (f"{what.capitalize()} {c.name} of pod {pod.name}{in_namespace(pod)} is {status}: "
+    message = (f"{what.capitalize()} {named}of pod {pod.name}{in_namespace(pod)} is {status}: "
                f"{meaning}{specific}")
     if "secret" in detail:
         message += f" (its certificate comes from Secret {detail['secret']})"
@@ -211,7 +223,7 @@ def _diagnose_container(observed: Observed, seen: Seen, c: ContainerView, *, ong
         confidence=round(confidence if ongoing else confidence * 0.6, 3),
         remediation=_fill(REMEDIES.get(cause, REMEDIES["crash-loop"]), detail),
         at=_first_failure(observed, pod, seen.at), ongoing=ongoing, evidence=evidence, detail=detail,
-        caused_by=caused_by, chain=[f"{pod}: {what} {c.name} {status}: {meaning}{specific}"])
+        caused_by=caused_by, chain=[f"{pod}: {what} {named}{status}: {meaning}{specific}"])
 
 
 def _certificate_secret(pod: dict) -> str:

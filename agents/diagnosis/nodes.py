@@ -44,14 +44,17 @@ def diagnose_node(observed: Observed, seen: Seen) -> list[Diagnosis]:
     pods = sorted(k for k, s in observed.objects.items() if k.kind == "Pod" and node_name(s.obj) == node.name)
     out: list[Diagnosis] = []
     if ready is not None and ready.get("status") in ("False", "Unknown"):
-        why = str(ready.get("message") or ready.get("reason") or "not ready")
+        why = str(ready.get("message") or ready.get("reason")
+                  or f"its Ready condition is {ready.get('status')} (no reason recorded)")
+        # a `kubectl get nodes` row shows the condition's status only, no reason
+        reason = f" ({ready['reason']})" if ready.get("reason") else ""
         events = [e for e in observed.events_of(node) if e.reason in ("NodeNotReady", "NodeNotSchedulable")]
         out.append(Diagnosis(
             family=FAMILY, cause="node-not-ready", subject=node,
-            message=f"Node {node.name} is NotReady ({ready.get('reason', '')}): {why}",
+            message=f"Node {node.name} is NotReady{reason}: {why}",
             confidence=0.85, remediation=REMEDIES["node-not-ready"].format(node=node.name),
             at=min([e.at for e in events], default=seen.at), ongoing=True,
-            evidence=[from_state(seen, f"Ready={ready.get('status')} ({ready.get('reason', '')}): {why}")]
+            evidence=[from_state(seen, f"Ready={ready.get('status')}{reason}: {why}")]
             + [from_event(e) for e in events[-1:]],
             members=pods, detail={"node": node.name}, chain=[f"{node}: NotReady: {why}"]))
     for kind, (cause, what) in _PRESSURE.items():
@@ -83,7 +86,8 @@ def diagnose_eviction(observed: Observed, pod: ObjectKey, seen: Seen | None) -> 
     on = f" on node {node}" if node else ""
     what = f"the node ran low on {resource}" if resource else (f"the node had {had.group(1)}" if had else
                                                                 "the kubelet evicted it")
-    message = f"Pod {pod.name}{in_namespace(pod)} was evicted{on}: {what} ({excerpt(text, 240)})"
+    shown = f" ({excerpt(text, 240)})" if text else ""  # a `kubectl get pods` row shows no message
+    message = f"Pod {pod.name}{in_namespace(pod)} was evicted{on}: {what}{shown}"
     evidence = ([from_state(seen, f"phase {status.get('phase', '')}, reason Evicted: {text}")] if seen else [])
     evidence += [from_event(e) for e in events[-1:]]
     remedy = REMEDIES.get(cause, "See why the kubelet evicted it (`kubectl describe node`).")

@@ -122,7 +122,8 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--now", "now_text", default=None, metavar="TIME",
-              help="When the input was captured: relative ages (kubectl describe, get events) count back from "
+              help="When the input was captured: relative ages (kubectl describe, get events, get pods...) count "
+                   "back from "
                    "TIME. Default: the newest absolute time in the input, else the files' modification time.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--patterns", "patterns_dir", default=None, type=click.Path(exists=True, file_okay=False),
@@ -135,7 +136,8 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
 def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, output: str, patterns_dir: str | None,
             dataflow: bool, keep: bool) -> None:
     """What broke, why, and what else is affected: from a support bundle, a must-gather, kubectl
-    describe or events output, object lists, container logs.
+    describe or events output, `kubectl get` tables (pods, nodes, workloads, jobs), object lists,
+    container logs.
 
     Every object that is not healthy is diagnosed from its own state, Events and logs, joined to
     what explains it (a rollout, a missing object, a NetworkPolicy, a node), and the behavior

@@ -678,7 +678,8 @@ def test_detection() -> None:
     assert looks_like_kubectl_text(KUBECTL_EVENTS.encode())
     assert not looks_like_kubectl_text(b'{"kind": "EventList", "items": []}')
     assert not looks_like_kubectl_text(b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n")
-    assert not looks_like_kubectl_text(b"NAME    READY   STATUS    RESTARTS   AGE\nweb-0   1/1     Running   0   5m\n")
+    assert looks_like_kubectl_text(b"NAME    READY   STATUS    RESTARTS   AGE\nweb-0   1/1     Running   0          5m\n")
+    assert not looks_like_kubectl_text(b"NAME        DATA   AGE\nweb-config  2      5m\n")  # configmaps: not read
     assert not looks_like_kubectl_text(b"")
     events, errors = parse(b"\xff\xfe", "bin.txt", now=NOW)
     assert events == [] and errors[0].reason.startswith("not a text file")

@@ -16,7 +16,7 @@ CAUSES = {"missing-env-var", "tls-certificate", "shell-syntax-error", "dependenc
           "node-memory-pressure", "node-pid-pressure", "bad-rollout", "progress-deadline", "unavailable-replicas",
           "networkpolicy-denies-egress", "dependency-down"}
 FORMATS = {"describe-new", "describe-old", "events-get", "events-kubectl", "json-list", "yaml-list", "bundle", "log",
-           "manifest", "alertmanager", "sonobuoy"}
+           "manifest", "alertmanager", "sonobuoy", "get-table"}
 errors = []
 cases = {}
 for fam in sorted(os.listdir(ROOT)):

@@ -103,12 +103,16 @@ clock was 95 s behind the API server, so recent events print `<invalid>`; its RE
 | `log` | container logs: `previous.log`, `<pod>_<container>_previous.log`, `<pod>.log`, `current.log`, `logs/<pod>.log` |
 | `manifest` | a multi-document YAML the user applied (no status, no timestamps) |
 | `alertmanager` | an Alertmanager webhook payload or `amtool alert query -o json` output |
+| `get-table` | `kubectl get pods/nodes [-A] [-o wide]` tables (`NAME READY STATUS RESTARTS AGE ...`, `NAME STATUS ROLES AGE VERSION ...`), tabwriter-aligned, RESTARTS like `6 (2m1s ago)` |
 
 Files that are not Kubernetes data and that a reader should skip (or treat as hints) appear in
 four cases: `containers/oom-killed/prometheus-query-range.json` (a Prometheus API answer),
 `nodes/node-not-ready*/kubectl-version.json` (`kubectl version -o json`), in the bundle of
 `workloads/bad-rollout*`, `version.yaml` and `cluster-info/cluster_version.json`, and in the Sonobuoy
 results of `containers/sonobuoy-crashloop-missing-file*`, `meta/` and `serverversion.json`.
+
+The `get-table` cases (`containers/get-pods-crashloop-env*`, `nodes/get-nodes-notready*`) were
+written by hand in kubectl's table format, not by `run.py`; `run.py` does not touch them.
 
 ## Cause codes
 
