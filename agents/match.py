@@ -33,7 +33,7 @@ import msgspec
 
 from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
-from agents.partition_windows import PartitionWindows, event_time
+from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, encode_state
 from core.codec import Poison, msgpack_encoder, where_of
@@ -167,8 +167,9 @@ class WindowPartition:
         data = self._stored.pop(key, None)
         return decode_state(data) if data else None
 
-    def watermark(self, lateness_ms: int) -> int:
-        return event_time(self.sources, self.partitions, lateness_ms)
+    def watermark(self, lateness_ms: int, max_ahead_ms: int) -> int:
+        return event_time(self.sources, self.partitions, lateness_ms,
+                          wall_ms=int(time.time() * 1000), max_ahead_ms=max_ahead_ms)
 
     def write_back(self) -> None:
         changes = {key: encode_state(state) if state is not None else b""
@@ -186,6 +187,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
     settings = runtime.settings
     partitions = settings.kafka.partitions
     lateness_ms = int(settings.match.allowed_lateness_s * 1000)
+    max_ahead_ms = int(settings.match.max_ahead_s * 1000)
     table = app.Table("tapio-windows", default=None, key_type=bytes, value_type=bytes,
                       partitions=partitions)
     marks = app.Table("tapio-watermarks", default=None, key_type=bytes, value_type=bytes,
@@ -209,7 +211,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             if part is None:
                 part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions)
             try:
-                late, found = _take(part, value, marks, catalog, lateness_ms)
+                late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms)
             except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
                 log.exception("windows: batch %s failed; it is dead-lettered", where_of(message))
                 await runtime.dead_letter(stage="windows", reason=f"{type(e).__name__}: {e}",
@@ -229,17 +231,19 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
     return app.agent(source, name="tapio.windows")(windows)
 
 
-def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int
-          ) -> tuple[int, list]:
+def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int,
+          max_ahead_ms: int) -> tuple[int, list]:
     """One hits batch: add its hits, move the source's watermark, evaluate, write back."""
-    late = part.windows.add(value.hits, watermark=part.watermark(lateness_ms))
-    if value.watermark > part.sources.get(value.source, 0):
+    late = part.windows.add(value.hits, watermark=part.watermark(lateness_ms, max_ahead_ms))
+    stored = part.sources.get(value.source, 0)
+    # a stored watermark beyond the event-time guard (written before the guard existed) is replaced
+    if value.watermark > stored or beyond_wall_clock(stored, int(time.time() * 1000), max_ahead_ms):
         new_source = value.source not in part.sources
         part.sources[value.source] = value.watermark
         now_s = time.monotonic()
         if new_source or now_s - part.marks_saved >= MARKS_EVERY_S:
             marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
             part.marks_saved = now_s
-    found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms))
+    found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms, max_ahead_ms))
     part.write_back()
     return late, found

@@ -26,10 +26,29 @@ from core.records import Hit, PatternMatch
 NEVER = 2**62
 
 
-def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int) -> int:
+def beyond_wall_clock(t_ms: int, wall_ms: int, max_ahead_ms: int) -> bool:
+    """The event-time guard: an event time more than `max_ahead_ms` (`match.max_ahead_s`) ahead of
+    the wall clock is a broken clock or a forged stamp, and must never move event time.
+
+    Event time only moves forward: one event stamped 9999-12-31 would make every later hit late,
+    and windows would never close again. Such an event is rejected, not clamped: clamped to the
+    wall clock it would count in a window at a moment it did not happen (false evidence), and the
+    stamp it carries says nothing about when it did. The bridge dead-letters it with the reason
+    (`app.bridge.decode_messages`) before it is bridged; its `Watermark` and `event_time` below
+    also ignore a time beyond the guard, so a stamp stored before the guard existed cannot hold
+    event time either."""
+    return t_ms > wall_ms + max_ahead_ms
+
+
+def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int, *,
+               wall_ms: int | None = None, max_ahead_ms: int = 0) -> int:
     """A hits partition's event time, the watermark its windows are evaluated up to: the lowest
     watermark over its source partitions minus the allowed lateness; 0 until every one of the
-    `partitions` sources has reported (one that never did may still hold old events)."""
+    `partitions` sources has reported (one that never did may still hold old events). With the
+    wall clock (`wall_ms`), a source watermark beyond the guard (`beyond_wall_clock`) counts as
+    not reported: event time waits for that source's next, sane, watermark."""
+    if wall_ms is not None:
+        sources = {s: t for s, t in sources.items() if not beyond_wall_clock(t, wall_ms, max_ahead_ms)}
     if len(sources) < partitions:
         return 0
     return min(sources.values()) - lateness_ms
