@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from core.codec import Int64
+from core.codec import Int64, utf8_problem
 from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
 from core.kube.owners import controller_of
 from core.kube.refs import ENV, ENV_FROM, EPHEMERAL_CONTAINERS, PROJECTED, VOLUME, PodSpec, pod_refs
@@ -225,7 +225,7 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
     try:
         obj = _DECODER.decode(raw.data)
     except UnicodeDecodeError as e:
-        raise EnrichError(f"payload is not a Kubernetes object: invalid UTF-8 at byte {e.start}: {e.reason}") from e
+        raise EnrichError(f"payload is not a Kubernetes object: {utf8_problem(e)}") from e
     except RecursionError as e:
         raise EnrichError("payload is not a Kubernetes object: nested too deep") from e
     except (msgspec.DecodeError, msgspec.ValidationError) as e:

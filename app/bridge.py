@@ -45,7 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from agents.partition_windows import beyond_wall_clock
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
 from app.topics import ensure_topics, topic_name
-from core.codec import Codec
+from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms
 from core.records import RawBatch
 from core.settings import Settings
@@ -145,7 +145,7 @@ def check_message(data: bytes, limits: Limits) -> tuple[RawEvent, bytes] | str:
     try:
         event = RAW_CODEC.decode(data)
     except UnicodeDecodeError as e:
-        return f"not a RawEvent: invalid UTF-8 in the envelope at byte {e.start}: {e.reason}"
+        return f"not a RawEvent: {utf8_problem(e)} of the envelope"
     except RecursionError:
         return "not a RawEvent: nested too deep"
     except (msgspec.DecodeError, msgspec.ValidationError) as e:

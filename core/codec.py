@@ -74,6 +74,17 @@ def wire_problem(value: Any, path: str = "$", depth: int = 0) -> str | None:
     return None
 
 
+def utf8_problem(error: UnicodeDecodeError) -> str:
+    """Where a decoder met invalid UTF-8: the string it was reading (a window of it around the bad
+    byte) and the byte's position in that string, e.g.
+    `invalid UTF-8 in the string b'bad-input\\xff' (byte 9: invalid start byte)`."""
+    data = bytes(error.object)
+    start = max(0, error.start - 40)
+    window = data[start:error.end + 40]
+    before, after = "..." if start else "", "..." if error.end + 40 < len(data) else ""
+    return f"invalid UTF-8 in the string {before}{window!r}{after} (byte {error.start}: {error.reason})"
+
+
 def safe_payload(value: Any) -> bytes:
     """A dead letter's payload: `value` as MessagePack, or, when it cannot be encoded (that may
     be why it is dead-lettered), its repr with anything not UTF-8 escaped."""

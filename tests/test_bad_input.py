@@ -154,10 +154,11 @@ async def test_bad_events_are_dead_lettered_alone_and_matching_goes_on(flow: dic
     letters = await until(all_there, timeout=60, what="a dead letter for each bad event", procs=[proc])
     found = {name: letters_for(letters, f) for name, f in wanted.items()}
     assert {name: len(x) for name, x in found.items()} == dict.fromkeys(wanted, 1), letters
-    assert "invalid UTF-8 at byte" in found["payload utf-8"][0].reason
+    assert "invalid UTF-8 in the string b'Back\\xff\\xfe-off" in found["payload utf-8"][0].reason
     assert "$.count" in found["count 10**30"][0].reason and "9223372036854775807" in found["count 10**30"][0].reason
     assert "nested too deep" in found["deep payload"][0].reason
-    assert "invalid UTF-8 in the envelope" in found["envelope utf-8"][0].reason
+    assert "invalid UTF-8 in the string b'bad-input\\xff' (byte 9: invalid start byte) of the envelope" \
+        in found["envelope utf-8"][0].reason
     assert "9999-12-31T23:59:59Z" in found["9999-12-31"][0].reason
     assert "ahead of the wall clock" in found["9999-12-31"][0].reason
     assert all("stream_seq=" in x[0].where for name, x in found.items() if x[0].stage == "bridge")
