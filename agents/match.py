@@ -33,7 +33,7 @@ import msgspec
 
 from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
-from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time
+from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time, within_guard
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, encode_state
 from core.codec import Poison, msgpack_encoder, where_of
@@ -148,8 +148,9 @@ class WindowPartition:
     """One hits partition: its `PartitionWindows`, stored as a `WindowLog` of deltas in the table,
     and each source's watermark."""
 
-    def __init__(self, partition: int, table: Any, marks: Any, partitions: int) -> None:
+    def __init__(self, partition: int, table: Any, marks: Any, partitions: int, max_ahead_ms: int) -> None:
         self.partition, self.table, self.marks, self.partitions = partition, table, marks, partitions
+        self.max_ahead_ms = max_ahead_ms
         data = marks.get(f"p{partition}")
         self.sources: dict[int, int] = _MARKS.decode(data) if data else {}
         prefix = delta_prefix(partition).encode()
@@ -165,7 +166,16 @@ class WindowPartition:
 
     def _load(self, key: str) -> WindowState | None:
         data = self._stored.pop(key, None)
-        return decode_state(data) if data else None
+        if not data:
+            return None
+        state = decode_state(data)
+        repaired = within_guard(state, int(time.time() * 1000) + self.max_ahead_ms)
+        if repaired is None:
+            return state
+        # stored as it was until the state next changes: the repair is made again at each load
+        log.warning("windows: %s held event times beyond match.max_ahead_s (stored before the guard); "
+                    "they are dropped", key)
+        return repaired
 
     def watermark(self, lateness_ms: int, max_ahead_ms: int) -> int:
         return event_time(self.sources, self.partitions, lateness_ms,
@@ -209,7 +219,8 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             assert isinstance(value, HitBatch)
             part = held.get(message.partition)
             if part is None:
-                part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions)
+                part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions,
+                                                                    max_ahead_ms)
             try:
                 late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms)
             except Exception as e:  # a bug nobody foresaw: keep the batch, keep going

@@ -54,6 +54,26 @@ def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int, *,
     return min(sources.values()) - lateness_ms
 
 
+def within_guard(state: WindowState, horizon_ms: int) -> WindowState | None:
+    """A window state stored before the event-time guard existed, touched by a time beyond it
+    (`horizon_ms`: the wall clock plus `match.max_ahead_s`), repaired; None when it is not touched.
+
+    Such a time made every later hit of the state late (`done_to` in the year 9999), even after a
+    restart. The hits beyond the horizon go (with their evidence and series), `done_to` falls back
+    to the newest hit kept (the far time's evaluation covered every hit before it), and a quiet
+    period reaching beyond the horizon ends."""
+    if state.done_to <= horizon_ms and state.quiet_until <= horizon_ms and \
+            all(e.t <= horizon_ms for entries in state.entries.values() for e in entries):
+        return None
+    entries = {k: kept for k, v in state.entries.items() if (kept := [e for e in v if e.t <= horizon_ms])}
+    ids = {i for v in entries.values() for e in v for i in (e.id, *e.more)}
+    return WindowState(
+        entries=entries, series={k: v for k, v in state.series.items() if v[1] <= horizon_ms},
+        evidence={i: raw for i, raw in state.evidence.items() if i in ids},
+        done_to=min(state.done_to, max((v[-1].t for v in entries.values()), default=0)),
+        quiet_until=state.quiet_until if state.quiet_until <= horizon_ms else 0)
+
+
 def _pending(state: WindowState) -> int:
     """The earliest hit time not evaluated yet, or NEVER."""
     return min((e.t for entries in state.entries.values() for e in entries if e.t > state.done_to), default=NEVER)

@@ -214,3 +214,77 @@ def test_normalize_rejects_a_metric_that_is_not_a_finite_number() -> None:
 def test_a_dead_letter_always_encodes() -> None:
     assert safe_text("bad \udcff") == "bad \\udcff"
     assert safe_payload(unified(1)) == msgspec.msgpack.encode(unified(1))
+
+
+BACKOFFS = """\
+apiVersion: behavior.tapio.io/v1
+kind: BehaviorPattern
+metadata: {name: backoffs, version: 1.0.0}
+spec:
+  scope: object
+  conditions:
+    - type: count
+      where: [{field: kubernetes.reason, operator: equals, value: BackOff}]
+      at_least: 3
+      window: 5m
+  predictions:
+    - {type: crash, confidence_base: 0.5, time_horizon: 5m, message: "{count}"}
+"""
+
+
+def test_a_window_state_stored_beyond_the_guard_is_repaired_on_load(tmp_path) -> None:
+    """A state stored before the guard, after an event of 9999-12-31 went through: every later
+    hit was late. Loaded through `within_guard`, the far hit goes and the window counts again."""
+    from agents.hits import Selector, compile_pattern
+    from agents.partition_windows import PartitionWindows, within_guard
+    from agents.pattern_files import load_pattern
+
+    (tmp_path / "p.yaml").write_text(BACKOFFS)
+    pattern = compile_pattern(load_pattern(tmp_path / "p.yaml"))
+    selector = Selector([pattern])
+
+    def hit_event(i: int, at: datetime) -> UnifiedEvent:
+        from core.events import K8sContext
+        return UnifiedEvent(id=f"h{i}", timestamp=at, type="kubeapi", source="test",
+                            semantic=SemanticContext(intent="crash-loop", category="c", narrative="n"),
+                            k8s=K8sContext(kind="Pod", name="web-0", namespace="shop"),
+                            kubernetes=KubernetesData(action="EVENT", reason="BackOff", message=f"m{i}"))
+
+    def hits(events: list[UnifiedEvent]) -> list:
+        return [h for e in events for h in selector.hits(e, {})]
+
+    far = epoch_ms(datetime(9999, 12, 31, tzinfo=UTC))
+    old = PartitionWindows(lambda key: None)
+    old.add(hits([hit_event(1, NOW - timedelta(seconds=30)), hit_event(2, datetime(9999, 12, 31, tzinfo=UTC))]),
+            watermark=0)
+    old.advance({"backoffs": pattern}, far)  # the year-9999 event time of before the guard
+    (key, stored), = old.flush().items()
+    assert stored is not None and stored.done_to == far
+    assert old.add(hits([hit_event(3, NOW)]), watermark=far) == 1  # late: the bug
+
+    horizon = WALL_MS + 300_000
+    repaired = within_guard(stored, horizon)
+    # evaluating at year 9999 had already aged h1 out: only the far hit was left, and it goes
+    assert repaired is not None and repaired.empty() and repaired.done_to == 0 and not repaired.evidence
+    assert within_guard(repaired, horizon) is None  # a state within the guard is left as it is
+
+    fresh = PartitionWindows(lambda k: repaired if k == key else None, [key])
+    assert fresh.add(hits([hit_event(i, NOW + timedelta(seconds=i)) for i in (4, 5, 6)]), watermark=0) == 0
+    matches = fresh.advance({"backoffs": pattern}, WALL_MS + 60_000)
+    assert [(m.pattern, m.count) for m in matches] == [("backoffs", 3)]
+
+
+def test_within_guard_keeps_what_is_within_it() -> None:
+    from agents.partition_windows import within_guard
+    from agents.windows import Entry, WindowState
+
+    far = epoch_ms(datetime(9999, 12, 31, tzinfo=UTC))
+    state = WindowState(entries={"c:": [Entry(t=WALL_MS - 5000, w=1, id="a", more=["a2"]), Entry(t=far, w=1, id="z")]},
+                        series={"c:s1": [1, WALL_MS - 5000], "c:s2": [1, far]},
+                        evidence={"a": msgspec.Raw(b"\xc0"), "a2": msgspec.Raw(b"\xc0"), "z": msgspec.Raw(b"\xc0")},
+                        done_to=far, quiet_until=far + 60_000)
+    repaired = within_guard(state, WALL_MS + 300_000)
+    assert repaired is not None
+    assert [e.id for e in repaired.entries["c:"]] == ["a"] and set(repaired.evidence) == {"a", "a2"}
+    assert list(repaired.series) == ["c:s1"]
+    assert (repaired.done_to, repaired.quiet_until) == (WALL_MS - 5000, 0)
