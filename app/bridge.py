@@ -6,10 +6,19 @@ Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by 
 and the `objects` topic (one record per observed Kubernetes object, keyed by uid, one partition),
 read by the topology service.
 
-Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked the
+Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked every
 record holding it; a crash before that makes JetStream redeliver it after `ack_wait`, and the
-graph sink's idempotent MERGE keeps the graph exactly-once. A message that is not a RawEvent
-is sent to `deadletter.bridge` with the reason, then acked (it would never decode later).
+graph sink's idempotent MERGE keeps the graph exactly-once.
+
+One bad message never holds the others back: each is judged alone (`check_message`). One the
+bridge cannot use (not a RawEvent: invalid UTF-8 or nesting too deep in its envelope; larger than
+`nats.bridge_max_event_bytes`; stamped more than `match.max_ahead_s` ahead of the wall clock, the
+event-time guard of `agents.partition_windows`) is sent to `deadletter.bridge` with the reason and
+its stream sequence, then terminated: JetStream never delivers it again. Kafka's answer is taken
+per record: the messages of the records it took are acked, the others are nak'ed and come back;
+one whose record Kafka refuses for what it is (`REFUSALS`: too large, invalid) is dead-lettered
+once it has been delivered `nats.bridge_max_deliver` times (`give_up`), while Kafka being away
+is waited out, however long, because nothing is wrong with the message.
 
 Tansu notes (shared/notes/stack.md): the idempotent producer fails there (`InitProducerId`),
 so it is off; the topic is created here with the configured partition count so that the
@@ -328,7 +337,8 @@ class Bridge:
         await self.nc.close()
 
     async def step(self) -> int:
-        """One batch -> produce -> ack round. Returns the number of messages handled."""
+        """One batch -> produce -> ack round. Returns the number of messages handled. Raises
+        BridgeError (after acking what Kafka took and nak'ing the rest) when Kafka did not take it all."""
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
             idle = self.watermark.idle_stamp(time.monotonic())
