@@ -8,7 +8,10 @@ node and controlling owner. Payloads of other collectors (kernel, dns, ...) carr
 context in `metadata` (`kind`, `name`, `namespace`, `uid`, `node`).
 
 A payload that does not decode is rejected with a reason (it goes to the dead-letter
-subject); the rest of the batch goes on.
+subject); the rest of the batch goes on. So is one that is not UTF-8, nests deeper than the
+decoder goes, or carries an integer beyond 64 bits (`core.codec.Int64`: `$.count` of 10**30
+would otherwise fail only when the batch is encoded). Any other exception on one event rejects
+that event alone, with its type and message.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from core.codec import Int64, utf8_problem
 from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
 from core.kube.owners import controller_of
 from core.kube.refs import ENV, ENV_FROM, EPHEMERAL_CONTAINERS, PROJECTED, VOLUME, PodSpec, pod_refs
@@ -45,7 +49,7 @@ class _Meta(msgspec.Struct, rename="camel", gc=False):
 
 
 class _Terminated(msgspec.Struct, rename="camel", gc=False):
-    exit_code: int | None = None
+    exit_code: Int64 | None = None
     reason: str = ""
     message: str = ""
 
@@ -61,7 +65,7 @@ class _State(msgspec.Struct, rename="camel", gc=False):
 
 
 class _ContainerStatus(msgspec.Struct, rename="camel", gc=False):
-    restart_count: int = 0
+    restart_count: Int64 = 0
     state: _State | None = None
     last_state: _State | None = None
 
@@ -96,7 +100,7 @@ class _Source(msgspec.Struct, rename="camel", gc=False):
 
 
 class _Series(msgspec.Struct, rename="camel", gc=False):
-    count: int = 0
+    count: Int64 = 0
 
 
 class _KubeObject(msgspec.Struct, rename="camel", gc=False):
@@ -111,8 +115,8 @@ class _KubeObject(msgspec.Struct, rename="camel", gc=False):
     message: str = ""
     note: str = ""
     type: str = ""
-    count: int | None = None
-    deprecated_count: int | None = None
+    count: Int64 | None = None
+    deprecated_count: Int64 | None = None
     series: _Series | None = None
     source: _Source | None = None
     reporting_controller: str = ""
@@ -220,6 +224,10 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
         return _enrich_change(raw)
     try:
         obj = _DECODER.decode(raw.data)
+    except UnicodeDecodeError as e:
+        raise EnrichError(f"payload is not a Kubernetes object: {utf8_problem(e)}") from e
+    except RecursionError as e:
+        raise EnrichError("payload is not a Kubernetes object: nested too deep") from e
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise EnrichError(f"payload is not a Kubernetes object: {e}") from e
     md = raw.metadata
@@ -306,6 +314,8 @@ def enrich_batch(events: list[RawEvent]) -> tuple[list[EnrichedEvent], list[tupl
             out.append(enrich_event(raw))
         except EnrichError as e:
             rejected.append((raw, str(e)))
+        except Exception as e:  # a payload nobody foresaw: this event only, never its batch
+            rejected.append((raw, f"{type(e).__name__}: {e}"))
     return out, rejected
 
 

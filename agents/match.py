@@ -33,7 +33,7 @@ import msgspec
 
 from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
-from agents.partition_windows import PartitionWindows, event_time
+from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time, within_guard
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, encode_state
 from core.codec import Poison, msgpack_encoder, where_of
@@ -148,8 +148,9 @@ class WindowPartition:
     """One hits partition: its `PartitionWindows`, stored as a `WindowLog` of deltas in the table,
     and each source's watermark."""
 
-    def __init__(self, partition: int, table: Any, marks: Any, partitions: int) -> None:
+    def __init__(self, partition: int, table: Any, marks: Any, partitions: int, max_ahead_ms: int) -> None:
         self.partition, self.table, self.marks, self.partitions = partition, table, marks, partitions
+        self.max_ahead_ms = max_ahead_ms
         data = marks.get(f"p{partition}")
         self.sources: dict[int, int] = _MARKS.decode(data) if data else {}
         prefix = delta_prefix(partition).encode()
@@ -165,10 +166,20 @@ class WindowPartition:
 
     def _load(self, key: str) -> WindowState | None:
         data = self._stored.pop(key, None)
-        return decode_state(data) if data else None
+        if not data:
+            return None
+        state = decode_state(data)
+        repaired = within_guard(state, int(time.time() * 1000) + self.max_ahead_ms)
+        if repaired is None:
+            return state
+        # stored as it was until the state next changes: the repair is made again at each load
+        log.warning("windows: %s held event times beyond match.max_ahead_s (stored before the guard); "
+                    "they are dropped", key)
+        return repaired
 
-    def watermark(self, lateness_ms: int) -> int:
-        return event_time(self.sources, self.partitions, lateness_ms)
+    def watermark(self, lateness_ms: int, max_ahead_ms: int) -> int:
+        return event_time(self.sources, self.partitions, lateness_ms,
+                          wall_ms=int(time.time() * 1000), max_ahead_ms=max_ahead_ms)
 
     def write_back(self) -> None:
         changes = {key: encode_state(state) if state is not None else b""
@@ -186,6 +197,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
     settings = runtime.settings
     partitions = settings.kafka.partitions
     lateness_ms = int(settings.match.allowed_lateness_s * 1000)
+    max_ahead_ms = int(settings.match.max_ahead_s * 1000)
     table = app.Table("tapio-windows", default=None, key_type=bytes, value_type=bytes,
                       partitions=partitions)
     marks = app.Table("tapio-watermarks", default=None, key_type=bytes, value_type=bytes,
@@ -207,9 +219,10 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             assert isinstance(value, HitBatch)
             part = held.get(message.partition)
             if part is None:
-                part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions)
+                part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions,
+                                                                    max_ahead_ms)
             try:
-                late, found = _take(part, value, marks, catalog, lateness_ms)
+                late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms)
             except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
                 log.exception("windows: batch %s failed; it is dead-lettered", where_of(message))
                 await runtime.dead_letter(stage="windows", reason=f"{type(e).__name__}: {e}",
@@ -229,17 +242,19 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
     return app.agent(source, name="tapio.windows")(windows)
 
 
-def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int
-          ) -> tuple[int, list]:
+def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int,
+          max_ahead_ms: int) -> tuple[int, list]:
     """One hits batch: add its hits, move the source's watermark, evaluate, write back."""
-    late = part.windows.add(value.hits, watermark=part.watermark(lateness_ms))
-    if value.watermark > part.sources.get(value.source, 0):
+    late = part.windows.add(value.hits, watermark=part.watermark(lateness_ms, max_ahead_ms))
+    stored = part.sources.get(value.source, 0)
+    # a stored watermark beyond the event-time guard (written before the guard existed) is replaced
+    if value.watermark > stored or beyond_wall_clock(stored, int(time.time() * 1000), max_ahead_ms):
         new_source = value.source not in part.sources
         part.sources[value.source] = value.watermark
         now_s = time.monotonic()
         if new_source or now_s - part.marks_saved >= MARKS_EVERY_S:
             marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
             part.marks_saved = now_s
-    found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms))
+    found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms, max_ahead_ms))
     part.write_back()
     return late, found

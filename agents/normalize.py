@@ -9,7 +9,7 @@ one plain sentence an SRE can read in a list.
 
 from __future__ import annotations
 
-import msgspec
+import math
 
 from core.events import SemanticContext, Severity, UnifiedEvent
 from core.kube.semantics import Meaning, SemanticTable, semantic_table
@@ -103,15 +103,24 @@ def correlation_hints(event: EnrichedEvent) -> list[str]:
 METRIC_PREFIX = "metric."
 
 
+class NormalizeError(ValueError):
+    """An event whose content cannot be stored as it is (a metric that is not a finite number)."""
+
+
 def metrics_of(metadata: dict[str, str]) -> dict[str, float]:
-    """Samples a collector put in its metadata as `metric.<name>: <number>` (bad numbers are left out)."""
+    """Samples a collector put in its metadata as `metric.<name>: <number>` (what is not a number is
+    left out). A sample that reads as NaN or infinity raises NormalizeError: the graph and the
+    windows compare numbers, and no comparison with NaN holds, so the event is rejected, naming it."""
     out: dict[str, float] = {}
     for key, value in metadata.items():
         if key.startswith(METRIC_PREFIX):
             try:
-                out[key[len(METRIC_PREFIX):]] = float(value)
+                number = float(value)
             except ValueError:
                 continue
+            if not math.isfinite(number):
+                raise NormalizeError(f"metadata[{key!r}] is {value!r}: not a finite number")
+            out[key[len(METRIC_PREFIX):]] = number
     return out
 
 
@@ -136,6 +145,8 @@ def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[Enri
     for event in batch.events:
         try:
             out.append(normalize_event(event, table))
-        except (KeyError, ValueError, msgspec.ValidationError) as e:
+        except NormalizeError as e:
+            rejected.append((event, event.raw.id, f"cannot normalize: {e}"))
+        except Exception as e:  # an event nobody foresaw: this event only, never its batch
             rejected.append((event, event.raw.id, f"cannot normalize: {e!r}"))
     return UnifiedBatch(events=out, watermark=batch.watermark), rejected

@@ -18,7 +18,7 @@ import msgspec
 from agents.catalog import Catalog
 from agents.enrich import EnrichError, enrich_event
 from agents.hits import Selector
-from agents.normalize import normalize_event
+from agents.normalize import NormalizeError, normalize_event
 from agents.partition_windows import PartitionWindows
 from agents.predict import predictions_for
 from core.events import RawEvent, UnifiedEvent, epoch_ms, publish_order
@@ -59,7 +59,7 @@ def match_events(raw_events: Iterable, catalog: Catalog, *, lateness_ms: int = 1
         count += 1
         try:
             event = normalize_event(enrich_event(raw))
-        except EnrichError as e:
+        except (EnrichError, NormalizeError) as e:
             errors.append(f"event {raw.id}: {e}")
             continue
         late += windows.add(selector.hits(event, store), watermark=newest - lateness_ms)

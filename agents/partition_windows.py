@@ -26,13 +26,52 @@ from core.records import Hit, PatternMatch
 NEVER = 2**62
 
 
-def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int) -> int:
+def beyond_wall_clock(t_ms: int, wall_ms: int, max_ahead_ms: int) -> bool:
+    """The event-time guard: an event time more than `max_ahead_ms` (`match.max_ahead_s`) ahead of
+    the wall clock is a broken clock or a forged stamp, and must never move event time.
+
+    Event time only moves forward: one event stamped 9999-12-31 would make every later hit late,
+    and windows would never close again. Such an event is rejected, not clamped: clamped to the
+    wall clock it would count in a window at a moment it did not happen (false evidence), and the
+    stamp it carries says nothing about when it did. The bridge dead-letters it with the reason
+    (`app.bridge.decode_messages`) before it is bridged; its `Watermark` and `event_time` below
+    also ignore a time beyond the guard, so a stamp stored before the guard existed cannot hold
+    event time either."""
+    return t_ms > wall_ms + max_ahead_ms
+
+
+def event_time(sources: Mapping[int, int], partitions: int, lateness_ms: int, *,
+               wall_ms: int | None = None, max_ahead_ms: int = 0) -> int:
     """A hits partition's event time, the watermark its windows are evaluated up to: the lowest
     watermark over its source partitions minus the allowed lateness; 0 until every one of the
-    `partitions` sources has reported (one that never did may still hold old events)."""
+    `partitions` sources has reported (one that never did may still hold old events). With the
+    wall clock (`wall_ms`), a source watermark beyond the guard (`beyond_wall_clock`) counts as
+    not reported: event time waits for that source's next, sane, watermark."""
+    if wall_ms is not None:
+        sources = {s: t for s, t in sources.items() if not beyond_wall_clock(t, wall_ms, max_ahead_ms)}
     if len(sources) < partitions:
         return 0
     return min(sources.values()) - lateness_ms
+
+
+def within_guard(state: WindowState, horizon_ms: int) -> WindowState | None:
+    """A window state stored before the event-time guard existed, touched by a time beyond it
+    (`horizon_ms`: the wall clock plus `match.max_ahead_s`), repaired; None when it is not touched.
+
+    Such a time made every later hit of the state late (`done_to` in the year 9999), even after a
+    restart. The hits beyond the horizon go (with their evidence and series), `done_to` falls back
+    to the newest hit kept (the far time's evaluation covered every hit before it), and a quiet
+    period reaching beyond the horizon ends."""
+    if state.done_to <= horizon_ms and state.quiet_until <= horizon_ms and \
+            all(e.t <= horizon_ms for entries in state.entries.values() for e in entries):
+        return None
+    entries = {k: kept for k, v in state.entries.items() if (kept := [e for e in v if e.t <= horizon_ms])}
+    ids = {i for v in entries.values() for e in v for i in (e.id, *e.more)}
+    return WindowState(
+        entries=entries, series={k: v for k, v in state.series.items() if v[1] <= horizon_ms},
+        evidence={i: raw for i, raw in state.evidence.items() if i in ids},
+        done_to=min(state.done_to, max((v[-1].t for v in entries.values()), default=0)),
+        quiet_until=state.quiet_until if state.quiet_until <= horizon_ms else 0)
 
 
 def _pending(state: WindowState) -> int:

@@ -6,7 +6,9 @@ stage could not use. Used by enrich, normalize, match and predict (the sink has 
 No exception leaves the loop (a Faust agent that raises is restarted by its supervisor and
 skips offsets): a record that does not decode, a transform that raises, and single events a
 transform rejects all go to the dead-letter subject with the reason and `topic[partition]@offset`.
-The output keeps the input's partition, so a namespace stays on one partition end to end.
+An output event that cannot be encoded (an integer beyond 64 bits, a string that is not UTF-8)
+is dead-lettered alone, with the path of the bad value (`encode_output`); the rest of the batch
+goes on. The output keeps the input's partition, so a namespace stays on one partition end to end.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import faust
 import msgspec
 
-from core.codec import Poison, msgpack_encoder, where_of
+from core.codec import Poison, msgpack_encoder, safe_payload, where_of, wire_problem
 from core.ports import StageRuntime
 from core.records import batch_size
 
@@ -26,6 +28,39 @@ log = logging.getLogger(__name__)
 
 #: transform(batch) -> (output batch or None, [(rejected item, event id, reason)])
 Transform = Callable[..., tuple[msgspec.Struct | None, list[tuple[msgspec.Struct, str, str]]]]
+
+
+Rejected = tuple[msgspec.Struct, str, str]
+
+
+def encode_output(out: msgspec.Struct) -> tuple[bytes, msgspec.Struct, list[Rejected]]:
+    """Pure: a stage's output batch as MessagePack, the batch that encodes (`out`, or `out` without
+    what failed), and the items that could not be encoded, each
+    with its id and the reason (`core.codec.wire_problem` names the place). The batch is encoded
+    once; only when that fails is each item of each list field tried alone, and the batch is
+    encoded again without the items that failed. Raises only if what remains still fails."""
+    try:
+        return msgpack_encoder.encode(out), out, []
+    except Exception:  # OverflowError, UnicodeEncodeError...: find the items at fault
+        pass
+    rejected: list[Rejected] = []
+    kept: dict[str, list] = {}
+    for name in out.__struct_fields__:
+        value = getattr(out, name)
+        if not isinstance(value, list):
+            continue
+        good = []
+        for item in value:
+            try:
+                msgpack_encoder.encode(item)
+            except Exception as e:
+                where = wire_problem(item) or f"{type(e).__name__}: {e}"
+                rejected.append((item, str(getattr(item, "id", "")), f"cannot be encoded: {where}"))
+            else:
+                good.append(item)
+        kept[name] = good
+    out = msgspec.structs.replace(out, **kept)
+    return msgpack_encoder.encode(out), out, rejected
 
 
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
@@ -51,13 +86,23 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                 await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where,
                                           payload=message.value or b"")
                 continue
+            data = b""
+            if out is not None:
+                try:
+                    data, out, unencodable = encode_output(out)
+                except Exception as e:  # not an item's fault: the batch itself
+                    log.exception("%s cannot encode its output for %s; the batch is dead-lettered", name, where)
+                    await runtime.dead_letter(stage=name, reason=f"output cannot be encoded: {type(e).__name__}: {e}",
+                                              where=where, payload=message.value or b"")
+                    continue
+                rejected = [*rejected, *unencodable]
             for item, event_id, reason in rejected:
                 await runtime.dead_letter(stage=name, reason=reason, where=f"{where} event {event_id}",
-                                          payload=msgpack_encoder.encode(item), event_id=event_id)
+                                          payload=safe_payload(item), event_id=event_id)
             count = batch_size(out) if out is not None else 0
             # an empty batch still carries the event-time watermark (app.bridge.Watermark)
             if out is not None and (count or getattr(out, "watermark", 0) or getattr(out, "matches", None)):
-                await target.send(value=out, partition=message.partition)
+                await target.send(value=data, partition=message.partition)  # bytes: sent as they are
             runtime.stats.add(name, count)
 
     run.__name__ = name

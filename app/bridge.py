@@ -6,10 +6,19 @@ Feeds: the `raw` topic (one `RawBatch` record per partition per fetch), read by 
 and the `objects` topic (one record per observed Kubernetes object, keyed by uid, one partition),
 read by the topology service.
 
-Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked the
+Delivery: at least once. A fetched message is acked to JetStream only after Kafka acked every
 record holding it; a crash before that makes JetStream redeliver it after `ack_wait`, and the
-graph sink's idempotent MERGE keeps the graph exactly-once. A message that is not a RawEvent
-is sent to `deadletter.bridge` with the reason, then acked (it would never decode later).
+graph sink's idempotent MERGE keeps the graph exactly-once.
+
+One bad message never holds the others back: each is judged alone (`check_message`). One the
+bridge cannot use (not a RawEvent: invalid UTF-8 or nesting too deep in its envelope; larger than
+`nats.bridge_max_event_bytes`; stamped more than `match.max_ahead_s` ahead of the wall clock, the
+event-time guard of `agents.partition_windows`) is sent to `deadletter.bridge` with the reason and
+its stream sequence, then terminated: JetStream never delivers it again. Kafka's answer is taken
+per record: the messages of the records it took are acked, the others are nak'ed and come back;
+one whose record Kafka refuses for what it is (`REFUSALS`: too large, invalid) is dead-lettered
+once it has been delivered `nats.bridge_max_deliver` times (`give_up`), while Kafka being away
+is waited out, however long, because nothing is wrong with the message.
 
 Tansu notes (shared/notes/stack.md): the idempotent producer fails there (`InitProducerId`),
 so it is off; the topic is created here with the configured partition count so that the
@@ -26,17 +35,26 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 from nats.aio.msg import Msg
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from agents.partition_windows import beyond_wall_clock
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
 from app.topics import ensure_topics, topic_name
-from core.codec import Codec
+from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms
 from core.records import RawBatch
 from core.settings import Settings
@@ -86,9 +104,24 @@ def traceparent(event: RawEvent) -> str | None:
 
 
 class Decoded(msgspec.Struct):
+    """Fetched messages, sorted: the events of each partition (with, in the same order, the message
+    each came in and its MessagePack), the messages the bridge cannot use with the reason, and the
+    end-of-input markers."""
+
     events: dict[int, list[RawEvent]]
     poison: list[tuple[Msg, str]]
     marks: list[RawEvent] = []  # end-of-input markers: they move event time, they are not events
+    msgs: dict[int, list[Msg]] = {}
+    wire: dict[int, list[bytes]] = {}
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """What the bridge takes: `max_event_bytes` per message, event times up to `max_ahead_ms` ahead
+    of the wall clock `wall_ms` (None: no time guard)."""
+
+    max_event_bytes: int = 1024 * 1024
+    wall_ms: int | None = None
+    max_ahead_ms: int = 300_000
 
 
 END_MARKER_TYPE = "control"
@@ -107,22 +140,104 @@ def is_end_marker(event: RawEvent) -> bool:
     return event.type == END_MARKER_TYPE and event.metadata.get("action") == END_MARKER_ACTION
 
 
-def decode_messages(msgs: Sequence[Msg], partitions: int) -> Decoded:
-    """Pure: split fetched messages into RawEvents grouped by partition, and poison with its reason."""
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def check_message(data: bytes, limits: Limits) -> tuple[RawEvent, bytes] | str:
+    """Pure: one message's RawEvent and its MessagePack for the raw topic, or why the bridge
+    cannot use it (the reason says what was wrong and, for the envelope, where). Never raises:
+    one message is one decision, whatever its bytes."""
+    if len(data) > limits.max_event_bytes:
+        return (f"oversized: {len(data)} bytes, over nats.bridge_max_event_bytes "
+                f"({limits.max_event_bytes})")
+    try:
+        event = RAW_CODEC.decode(data)
+    except UnicodeDecodeError as e:
+        return f"not a RawEvent: {utf8_problem(e)} of the envelope"
+    except RecursionError:
+        return "not a RawEvent: nested too deep"
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        return f"not a RawEvent: {e}"
+    except Exception as e:  # a case nobody foresaw: this message only
+        return f"not a RawEvent: {type(e).__name__}: {e}"
+    at = epoch_ms(event.timestamp)
+    if limits.wall_ms is not None and beyond_wall_clock(at, limits.wall_ms, limits.max_ahead_ms):
+        ahead = (at - limits.wall_ms) / 3_600_000
+        return (f"event time {_iso(event.timestamp)} is {ahead:.1f} h ahead of the wall clock "
+                f"(more than match.max_ahead_s = {limits.max_ahead_ms / 1000:g} s): it would move event time "
+                f"past every event still to come")
+    try:
+        wire = OBJECT_CODEC.encode(event)
+    except Exception as e:  # OverflowError, UnicodeEncodeError...
+        return f"cannot be encoded for Kafka: {type(e).__name__}: {e}"
+    return event, wire
+
+
+def decode_messages(msgs: Sequence[Msg], partitions: int, limits: Limits | None = None) -> Decoded:
+    """Pure: split fetched messages into RawEvents grouped by partition, and poison with its reason.
+
+    Each message is judged alone (`check_message`): one that is not a RawEvent, too large, stamped
+    too far ahead (the event-time guard) or not encodable is poison; the others go on."""
+    limits = limits or Limits()
     groups: dict[int, list[RawEvent]] = defaultdict(list)
+    sources: dict[int, list[Msg]] = defaultdict(list)
+    wires: dict[int, list[bytes]] = defaultdict(list)
     poison: list[tuple[Msg, str]] = []
     marks: list[RawEvent] = []
     for msg in msgs:
-        try:
-            event = RAW_CODEC.decode(msg.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            poison.append((msg, f"not a RawEvent: {e}"))
+        checked = check_message(msg.data, limits)
+        if isinstance(checked, str):
+            poison.append((msg, checked))
             continue
+        event, wire = checked
         if is_end_marker(event):
             marks.append(event)
             continue
-        groups[partition_for(event.namespace, partitions)].append(event)
-    return Decoded(events=dict(groups), poison=poison, marks=marks)
+        partition = partition_for(event.namespace, partitions)
+        groups[partition].append(event)
+        sources[partition].append(msg)
+        wires[partition].append(wire)
+    return Decoded(events=dict(groups), poison=poison, marks=marks, msgs=dict(sources), wire=dict(wires))
+
+
+#: a Kafka record holds at most this much of a partition's events (more go in the next record)
+RECORD_BYTES = 8 * 1024 * 1024
+
+
+def chunks(wire: Sequence[bytes], limit: int = RECORD_BYTES) -> list[tuple[int, int]]:
+    """Pure: (start, end) slices of consecutive events whose MessagePack adds up to at most `limit`
+    (an event alone is one slice, whatever its size)."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for i, data in enumerate(wire):
+        if i > start and size + len(data) > limit:
+            out.append((start, i))
+            start, size = i, 0
+        size += len(data)
+    if start < len(wire):
+        out.append((start, len(wire)))
+    return out
+
+
+class _RawBatchWire(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """A RawBatch on the wire, its events already MessagePack: encodes to what RawBatch decodes."""
+
+    events: list[msgspec.Raw]
+    watermark: int = 0
+
+
+#: errors with which Kafka refuses a record for what it is: trying again gives the same answer
+REFUSALS: tuple[type[Exception], ...] = (MessageSizeTooLargeError, RecordTooLargeError, InvalidMessageError,
+                                        CorruptRecordException, InvalidTimestampError)
+
+
+def give_up(error: BaseException, delivered: int, max_deliver: int) -> bool:
+    """Pure: a message whose record Kafka refused is dead-lettered once it has been delivered
+    `max_deliver` times, when the refusal is about the record (REFUSALS). Kafka being unreachable,
+    timing out or electing a leader is about Kafka: the message waits, however long, and nothing
+    is dead-lettered (it is not lost either: JetStream redelivers it)."""
+    return isinstance(error, REFUSALS) and delivered >= max_deliver
 
 
 def batch_headers(events: Sequence[RawEvent]) -> list[tuple[str, bytes]]:
@@ -154,10 +269,16 @@ class Watermark:
         self._last_event = 0.0  # monotonic time of the last event
         self._last_idle = 0.0
 
-    def observe(self, events: Iterable[RawEvent], now: float) -> int:
+    def observe(self, events: Iterable[RawEvent], now: float, *, wall_ms: int | None = None,
+                max_ahead_ms: int = 0) -> int:
+        """The newest event time so far. With the wall clock (`wall_ms`), an event time beyond the
+        guard (`agents.partition_windows.beyond_wall_clock`) is not taken: `decode_messages` has
+        already dead-lettered such events, this keeps the rule where the watermark is made."""
         for event in events:
             if event.metadata.get("action") != "SNAPSHOT":
-                self.newest = max(self.newest, epoch_ms(event.timestamp))
+                at = epoch_ms(event.timestamp)
+                if wall_ms is None or not beyond_wall_clock(at, wall_ms, max_ahead_ms):
+                    self.newest = max(self.newest, at)
         self._last_event = now
         return self.newest
 
@@ -216,44 +337,82 @@ class Bridge:
         await self.nc.close()
 
     async def step(self) -> int:
-        """One batch -> produce -> ack round. Returns the number of messages handled."""
+        """One batch -> produce -> ack round. Returns the number of messages handled. Raises
+        BridgeError (after acking what Kafka took and nak'ing the rest) when Kafka did not take it all."""
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
             idle = self.watermark.idle_stamp(time.monotonic())
             if idle is not None:
                 await self._heartbeat(idle, skip=())
             return 0
-        decoded = decode_messages(msgs, self.partitions)
+        wall_ms = int(time.time() * 1000)
+        max_ahead_ms = int(self.settings.match.max_ahead_s * 1000)
+        decoded = decode_messages(msgs, self.partitions, Limits(
+            max_event_bytes=self.settings.nats.bridge_max_event_bytes, wall_ms=wall_ms, max_ahead_ms=max_ahead_ms))
         stamp = self.watermark.observe([*(e for events in decoded.events.values() for e in events), *decoded.marks],
-                                       time.monotonic())
-        for msg, reason in decoded.poison:
-            meta = msg.metadata
-            await self.deadletters.send(stage="bridge", reason=reason, payload=msg.data,
-                                        where=f"{msg.subject} stream_seq={meta.sequence.stream}")
-            self.dead_lettered += 1
-        futures = []
+                                       time.monotonic(), wall_ms=wall_ms, max_ahead_ms=max_ahead_ms)
+        for msg, reason in decoded.poison:  # dead-lettered once, then terminated: never redelivered
+            await self._reject(msg, reason)
+        # each record with the messages it holds: a message is acked once every record holding it is in Kafka
+        sent: list[tuple[asyncio.Future, list[Msg]]] = []
         for partition, events in decoded.events.items():
-            value = RAW_BATCH_CODEC.encode(RawBatch(events=events, watermark=stamp))
-            futures.append(await self.producer.send(
-                self.topic, value=value, partition=partition,
-                timestamp_ms=epoch_ms(max(e.timestamp for e in events)), headers=batch_headers(events)))
-            for event in events:  # object observations also feed the topology, one record per object
-                if is_object_event(event):
-                    futures.append(await self.producer.send(
-                        self.objects_topic, value=OBJECT_CODEC.encode(event), partition=0,
-                        key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)))
-        futures.extend(await self._send_heartbeats(stamp, skip=decoded.events.keys()))
-        try:
-            await asyncio.gather(*futures)
-        except KafkaError as e:
-            # Nothing is acked: JetStream redelivers the whole fetch after a short delay.
-            for msg in msgs:
-                await msg.nak(delay=1.0)
-            raise BridgeError(f"Kafka did not take {len(msgs)} events: {e!r}; they will be redelivered") from e
-        for msg in msgs:
-            await msg.ack()
-        self.bridged += sum(len(v) for v in decoded.events.values())
+            wire, sources = decoded.wire[partition], decoded.msgs[partition]
+            for start, end in chunks(wire):
+                part = events[start:end]
+                value = msgspec.msgpack.encode(_RawBatchWire(
+                    events=[msgspec.Raw(w) for w in wire[start:end]], watermark=stamp))
+                sent.append((await self._send(
+                    self.topic, value=value, partition=partition,
+                    timestamp_ms=epoch_ms(max(e.timestamp for e in part)), headers=batch_headers(part)),
+                    sources[start:end]))
+            for event, data, msg in zip(events, wire, sources, strict=True):
+                if is_object_event(event):  # object observations also feed the topology, one record per object
+                    sent.append((await self._send(
+                        self.objects_topic, value=data, partition=0,
+                        key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)), [msg]))
+        beats = await self._send_heartbeats(stamp, skip=decoded.events.keys())
+        results = await asyncio.gather(*(f for f, _ in sent), *beats, return_exceptions=True)
+        failed: dict[int, tuple[Msg, BaseException]] = {}
+        for (_, held), result in zip(sent, results, strict=False):
+            if isinstance(result, BaseException):
+                for msg in held:
+                    failed[id(msg)] = (msg, result)
+        rejected = {id(msg) for msg, _ in decoded.poison}
+        for msg in msgs:  # events and end markers Kafka has (poison was terminated above)
+            if id(msg) not in rejected and id(msg) not in failed:
+                await msg.ack()
+        taken = sum(len(v) for v in decoded.msgs.values()) - len(failed)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for msg, error in failed.values():
+            delivered = msg.metadata.num_delivered
+            if give_up(error, delivered, self.settings.nats.bridge_max_deliver):
+                await self._reject(msg, f"Kafka refused it {delivered} times: {error!r}")
+            else:
+                await msg.nak(delay=1.0)  # JetStream redelivers it after a short delay
+        self.bridged += taken
+        if errors:
+            raise BridgeError(f"Kafka did not take {len(failed)} of {len(msgs)} events: {errors[0]!r}; "
+                              f"they will be redelivered")
         return len(msgs)
+
+    async def _send(self, topic: str, **record: Any) -> asyncio.Future:
+        """producer.send, with a record refused before it left (too large for the producer, no
+        metadata yet) as a failed future like one Kafka refused: each record fails alone."""
+        try:
+            return await self.producer.send(topic, **record)
+        except KafkaError as e:
+            future: asyncio.Future = asyncio.get_running_loop().create_future()
+            future.set_exception(e)
+            return future
+
+    async def _reject(self, msg: Msg, reason: str) -> None:
+        """Dead-letter a message the bridge cannot use, with the reason and where it sits, then
+        terminate it: JetStream does not deliver it again."""
+        meta = msg.metadata
+        await self.deadletters.send(stage="bridge", reason=reason, payload=msg.data,
+                                    where=f"{msg.subject} stream_seq={meta.sequence.stream}")
+        await msg.term()
+        self.dead_lettered += 1
 
     async def _send_heartbeats(self, stamp: int, *, skip: Iterable[int]) -> list[asyncio.Future]:
         """An empty batch carrying the watermark to every partition this round had no events for."""
@@ -261,7 +420,7 @@ class Bridge:
             return []
         value = RAW_BATCH_CODEC.encode(RawBatch(events=[], watermark=stamp))
         skipped = set(skip)
-        return [await self.producer.send(self.topic, value=value, partition=p)
+        return [await self._send(self.topic, value=value, partition=p)
                 for p in range(self.partitions) if p not in skipped]
 
     async def _heartbeat(self, stamp: int, *, skip: Iterable[int]) -> None:

@@ -33,7 +33,7 @@ from nats.js.api import (
 )
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from core.codec import Codec
+from core.codec import Codec, safe_text
 from core.events import RawEvent, subject_token
 from core.records import DeadLetter
 from core.settings import NatsSettings
@@ -296,6 +296,8 @@ class DeadLetterPublisher:
         self.settings = settings
 
     async def send(self, *, stage: str, reason: str, where: str, payload: bytes, event_id: str = "") -> None:
+        # a reason may quote what was wrong with the input: it must encode whatever that was
+        reason, where, event_id = safe_text(reason), safe_text(where), safe_text(event_id)
         letter = DeadLetter(stage=stage, reason=reason, where=where, payload=payload,
                             at=datetime.now(UTC), event_id=event_id)
         subject = f"{self.settings.deadletter_prefix}.{subject_token(stage)}"

@@ -43,6 +43,12 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bridge_linger_s: float = 0.1  # how long a round waits to fill up (the pull request's expiry)
     bridge_ack_wait_s: float = 30.0
     bridge_max_ack_pending: int = 20000
+    # a message Kafka refuses for what it is (too large, invalid) is tried this many times, then
+    # dead-lettered and terminated; one Kafka cannot take at all (down, no leader) waits for it
+    bridge_max_deliver: int = 5
+    # an event whose JSON is larger than this is dead-lettered by the bridge (NATS' own default
+    # max_payload is the same 1 MiB; a server configured for more must not let one event fill a batch)
+    bridge_max_event_bytes: int = 1024 * 1024
     publish_in_flight: int = 2000
 
 
@@ -94,6 +100,9 @@ class MatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # when no event arrives for this long (wall clock), the bridge moves the watermark on by the
     # time that passed, so the last windows of a quiet stream still close
     idle_advance_s: float = 5.0
+    # the event-time guard (agents.partition_windows.beyond_wall_clock): an event stamped more than
+    # this far ahead of the wall clock is dead-lettered by the bridge and never moves event time
+    max_ahead_s: float = 300.0
 
 
 class ApiSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

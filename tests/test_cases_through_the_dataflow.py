@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from agents.catalog import Catalog
@@ -68,7 +69,9 @@ async def through(embedded: EmbeddedStack) -> dict:
             await nc.drain()
         return [e.id for e in published], max(e.timestamp for e in published)
 
-    run = await run_isolated(embedded.settings(), "cases-through", feed)
+    live = embedded.settings()  # BASE is in 2028, ahead of the wall clock: the event-time guard is opened wide
+    live = msgspec.structs.replace(live, match=msgspec.structs.replace(live.match, max_ahead_s=10 * 365 * 86400.0))
+    run = await run_isolated(live, "cases-through", feed)
     assert run.in_graph == len({e.id for e in published})
     return {"cases": cases, "slots": slots, "predictions": run.predictions}
 

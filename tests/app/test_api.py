@@ -137,7 +137,8 @@ def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> d
     base = isolated(with_worker_port(embedded.settings(), free_port(),
                                      data_dir=str(tmp_path_factory.mktemp("api-worker"))), "api-e2e")
     settings = msgspec.structs.replace(
-        base, match=msgspec.structs.replace(base.match, patterns_dir=str(patterns), idle_advance_s=2.0),
+        base, match=msgspec.structs.replace(base.match, patterns_dir=str(patterns), idle_advance_s=2.0,
+                                       max_ahead_s=10 * 365 * 86400.0),  # BASE is in 2027: past the guard
         api=msgspec.structs.replace(base.api, token=TOKEN),
         feedback=msgspec.structs.replace(base.feedback, min_feedback=4, refresh_interval_s=1.0))
     predictor = with_worker_port(settings, free_port(), data_dir=str(tmp_path_factory.mktemp("api-predictor")))
