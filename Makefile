@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo check test bench
+.PHONY: install demo check test bench soak
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -28,3 +28,7 @@ test: check
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/pipeline.py --events 200000
+
+# 10 minutes at a steady 2,000 events/s: nothing lost, RSS slopes, graph lag (issue 14)
+soak: $(STAMP)
+	$(VENV)/bin/python benchmarks/pipeline.py --rate 2000 --events 1200000 --timeout 1800

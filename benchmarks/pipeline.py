@@ -14,6 +14,9 @@ an Event node in the graph. Prints:
 - the ratio to the 10,000 events/s bar,
 - pattern matching inside the dataflow with the whole catalog enabled: the p99 time from the
   match stage taking an event to its window being updated and evaluated (bar: 100 ms).
+With `--rate R` (a steady offered load, e.g. `make soak`: 2,000 events/s for 10 minutes) it
+also prints each process's RSS slope over the second half of the load, the RSS at the end against
+the 1 GiB bar, and the graph lag (events published and not yet in the graph) every 5 s.
 Exit code 1 if any event is missing from the graph.
 """
 
@@ -105,6 +108,7 @@ class Sampler:
         self.peak: dict[str, int] = {name: 0 for name in pids}
         self.cpu: dict[str, float] = {name: 0.0 for name in pids}
         self.cpu_start = self.cpu_seconds()
+        self.series: dict[str, list[tuple[float, int]]] = {}  # name -> (monotonic s, RSS bytes)
 
     def cpu_seconds(self) -> dict[str, float]:
         out = {}
@@ -117,14 +121,34 @@ class Sampler:
         return out
 
     def sample(self) -> None:
+        at = time.monotonic()
         for name, proc in self.procs.items():
             try:
                 rss = proc.memory_info().rss
             except psutil.Error:
                 continue
             self.peak[name] = max(self.peak[name], rss)
+            self.series.setdefault(name, []).append((at, rss))
         now = self.cpu_seconds()
         self.cpu = {name: now[name] - self.cpu_start.get(name, 0.0) for name in now}
+
+
+def slope_mib_per_min(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of RSS over time, MiB per minute (0 with fewer than two points)."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mr = sum(r for _, r in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((t - mt) * (r - mr) for t, r in points) / var * 60 / 2**20
+
+
+def second_half(points: list[tuple[float, int]], start: float, end: float) -> list[tuple[float, int]]:
+    middle = start + (end - start) / 2
+    return [(t, r) for t, r in points if middle <= t <= end]
 
 
 def first_n(rows: list[dict]) -> int:
@@ -218,6 +242,7 @@ async def run(args: argparse.Namespace) -> int:
 
         run_id = f"run-{time.time_ns()}"
         ack_progress: list[tuple[float, int]] = []
+        lags: list[tuple[float, int]] = []  # (seconds into the run, events published and not in the graph)
 
         async def watch() -> None:
             while True:
@@ -245,9 +270,14 @@ async def run(args: argparse.Namespace) -> int:
             watcher = asyncio.ensure_future(watch())
             start = time.monotonic()
             published, tick = 0, max(1, args.rate // 20)
+            next_lag = start
             while published < args.events:
                 chunk = [next(events) for _ in range(min(tick, args.events - published))]
                 published += await publisher.publish_many(chunk)
+                if time.monotonic() >= next_lag:  # graph lag: published, not yet in the graph
+                    in_graph = first_n(await graph.query(queries.COUNT_ALL_EVENTS)) - base_count
+                    lags.append((time.monotonic() - start, published - in_graph))
+                    next_lag = time.monotonic() + 5
                 await asyncio.sleep(max(0.0, start + published / args.rate - time.monotonic()))
             publish_s = time.monotonic() - start
         else:
@@ -306,6 +336,19 @@ async def run(args: argparse.Namespace) -> int:
               + f" ({sum(changelog.values()) / max(found, 1):.3f} per event, {hits:,} hits)")
         print("CPU seconds during the run: " + ", ".join(f"{n} {c:.1f}" for n, c in sampler.cpu.items()))
         print("peak RSS: " + ", ".join(f"{n} {b / 2**20:,.0f} MiB" for n, b in sampler.peak.items()))
+        if args.rate:  # a steady load: does memory stay flat, does the graph keep up?
+            end_of_load = start + publish_s
+            slopes = {n: slope_mib_per_min(second_half(pts, start, end_of_load)) for n, pts in sampler.series.items()}
+            print("RSS slope over the second half of the load (MiB/min): "
+                  + ", ".join(f"{n} {v:+,.1f}" for n, v in slopes.items()))
+            last = {n: pts[-1][1] for n, pts in sampler.series.items() if pts}
+            worst = max(last.values(), default=0)
+            print("RSS at the end: " + ", ".join(f"{n} {b / 2**20:,.0f} MiB" for n, b in last.items())
+                  + f"  (bar 1 GiB per process: worst ratio {worst / 2**30:.2f})")
+            if lags:
+                print(f"graph lag (published, not yet in the graph; every 5 s): max {max(v for _, v in lags):,}, "
+                      f"at the end of the load {lags[-1][1]:,}, over the second half "
+                      + ", ".join(f"{v:,}" for t, v in lags if t >= publish_s / 2)[:300])
         return 0 if found >= args.events else 1
     finally:
         await nc.drain()
