@@ -31,6 +31,7 @@ from agents.normalize import normalize_stage
 from agents.predict import predict_batch
 from agents.sink import register_sink
 from agents.stage import register_stage
+from app import memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge
 from app.learning import Learning, rule_of
@@ -218,6 +219,9 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         return web.json(counters | ({"timings": timings} if timings else {}))
 
     register_table_views(app, catalog=getattr(app, "tapio_catalog", None), settings=settings)
+    if settings.worker.trace_memory:
+        memory_view.start()
+    memory_view.register_memory_view(app)
     return app, runtime
 
 

@@ -151,6 +151,12 @@ def second_half(points: list[tuple[float, int]], start: float, end: float) -> li
     return [(t, r) for t, r in points if middle <= t <= end]
 
 
+def memory_page(port: int, *, reset: bool = False) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/tapio/memory/" + ("?reset=1" if reset else ""),
+                                timeout=120) as r:
+        return json.loads(r.read())
+
+
 def first_n(rows: list[dict]) -> int:
     """A count query's value (an empty result counts as 0)."""
     return rows[0]["n"] if rows else 0
@@ -192,6 +198,8 @@ async def run(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(root, bolt_port=None)
     settings: Settings = stack.start()
     settings = with_worker_port(settings, free_port())
+    if args.trace_memory:
+        settings = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, trace_memory=True))
     settings = msgspec.structs.replace(settings, kafka=msgspec.structs.replace(settings.kafka, partitions=args.partitions))
     if args.patterns is not None:  # an empty folder measures the dataflow without matching
         settings = msgspec.structs.replace(settings, match=msgspec.structs.replace(
@@ -237,6 +245,8 @@ async def run(args: argparse.Namespace) -> int:
             print("partitions: " + ", ".join(f"worker :{peer.worker.web_port} {table_partitions(peer)}"
                                              for peer in group))
         base_count = first_n(await graph.query(queries.COUNT_ALL_EVENTS))
+        if args.trace_memory:
+            memory_page(settings.worker.web_port, reset=True)  # the baseline
         print(f"stack and worker ready in {time.monotonic() - t:.1f}s after warm-up publish; "
               f"publishing {args.events} events over {args.namespaces} namespaces ...")
 
@@ -349,6 +359,11 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"graph lag (published, not yet in the graph; every 5 s): max {max(v for _, v in lags):,}, "
                       f"at the end of the load {lags[-1][1]:,}, over the second half "
                       + ", ".join(f"{v:,}" for t, v in lags if t >= publish_s / 2)[:300])
+        if args.trace_memory:
+            grown = memory_page(settings.worker.web_port).get("grown_since_baseline", [])
+            print("worker's Python memory grown since the warm-up (tracemalloc, /tapio/memory/):")
+            for row in grown[:12]:
+                print(f"  {row['mib']:+8.1f} MiB {row['blocks']:+9,} blocks  {row['site']}")
         return 0 if found >= args.events else 1
     finally:
         await nc.drain()
@@ -382,6 +397,8 @@ def main() -> None:
     parser.add_argument("--mix", choices=["warnings", "real"], default="real",
                         help="real: Event reasons in the shares of real recordings (84%% Normal); warnings: every "
                              "event a BackOff warning, each one a hit for the catalog (worst case for matching)")
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="run the worker with tracemalloc and print where its Python memory grew (slower)")
     parser.add_argument("--backlog", action="store_true",
                         help="publish everything first, then start the bridge and time the drain")
     sys.exit(asyncio.run(run(parser.parse_args())))

@@ -84,6 +84,8 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # which dataflow stages this worker runs (all by default); see app.faust_app.group_id
     stages: list[str] = msgspec.field(
         default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink", "diagnose", "topology"])
+    # trace Python allocations (tracemalloc, ~2x slower) and serve them at /tapio/memory/
+    trace_memory: bool = False
 
 
 def _default_patterns_dir() -> str:
