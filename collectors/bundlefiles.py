@@ -14,7 +14,6 @@ read before it is kept.
 
 from __future__ import annotations
 
-import json
 import lzma
 import re
 import tarfile
@@ -26,6 +25,7 @@ from typing import IO
 import msgspec
 
 from collectors.folders import folder_entries
+from collectors.limits import json_loads
 from collectors.unusable import UnusableInput
 
 SUPPORT_BUNDLE = "support-bundle"
@@ -282,7 +282,7 @@ def looks_like_kubectl_text(data: bytes) -> bool:
         if not any(text_line(ln) for ln in lines[:60]):
             return False
         try:
-            json.loads(data)
+            json_loads(data)
             return False
         except ValueError:
             return True

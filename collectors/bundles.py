@@ -36,7 +36,6 @@ on content. Inside an archive a file is named `archive.tar.gz:member/path` in er
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -71,6 +70,7 @@ from collectors.bundlefiles import (
 )
 from collectors.folders import outside_link
 from collectors.kubetext import MissingNowError
+from collectors.limits import json_loads
 from collectors.loose import OWN_TIME, InputNote, looks_like_log, not_kubernetes, reference_time, standalone_log
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
@@ -318,7 +318,7 @@ def _collection_errors(data: bytes, file: str, error: UnusableInput | None) -> I
     if error:
         yield error
     try:
-        entries = json.loads(data)
+        entries = json_loads(data)
     except ValueError:
         yield from parse_recording(data, file)
         return

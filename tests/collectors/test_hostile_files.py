@@ -1,0 +1,101 @@
+"""Hostile files (`tapio replay`, `tapio analyze`): nesting, YAML aliases and sizes are bounded; each
+refusal names the file, the place and the reason, and the rest of the input is still read."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.analyze import read
+from collectors.limits import MAX_DEPTH, SafeYamlLoader, deeper_than, skip_json_value
+from collectors.replayer import read_recordings
+
+DEEP = 200_000
+
+
+def event(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "shop", "uid": f"u-{name}"},
+            "involvedObject": {"kind": "Pod", "name": "web-0", "namespace": "shop"}, "reason": "BackOff",
+            "message": "Back-off restarting failed container", "type": "Warning", "count": 1,
+            "lastTimestamp": "2026-11-20T10:00:00Z"}
+
+
+def names(events: list) -> list[str]:
+    return [json.loads(e.data)["metadata"]["name"] for e in events if e.metadata.get("kind") == "Event"]
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_depth_is_found_without_recursion() -> None:
+    assert not deeper_than({"a": [{"b": 1}]}, 3) and deeper_than({"a": [{"b": {}}]}, 3)
+    text = "[" * DEEP + "]" * DEEP
+    assert skip_json_value(text, 0) == (len(text), MAX_DEPTH)  # the end, and where it went too deep
+    assert skip_json_value('{"a": "[[[[", "b": [1]} tail', 0) == (len('{"a": "[[[[", "b": [1]}'), None)
+
+
+@pytest.mark.parametrize("layout", ["array", "list", "stream"])
+def test_a_json_item_nested_200000_deep_is_refused_and_its_neighbours_read(tmp_path: Path, layout: str) -> None:
+    deep = "[" * DEEP + "]" * DEEP
+    a, b = json.dumps(event("a")), json.dumps(event("b"))
+    text = {"array": f"[{a},{deep},{b}]", "list": f'{{"kind": "EventList", "items": [{a},{deep},{b}]}}',
+            "stream": f"{a}\n{deep}\n{b}\n"}[layout]
+    path = tmp_path / "events.json"
+    path.write_text(text)
+    for events, errors in (read_recordings([path]), (lambda r: (r.events, r.errors))(read([str(path)]))):
+        assert names(events) == ["a", "b"]
+        assert len(errors) == 1 and f"{path}: " in errors[0], errors
+        assert "nested deeper than 64 levels: refused" in errors[0]
+        assert {"array": "[1], line 1", "list": "items[1], line 1", "stream": "line 2"}[layout] in errors[0]
+
+
+def test_a_yaml_document_nested_200000_deep_is_refused_without_a_crash(tmp_path: Path) -> None:
+    # libyaml's C composer overflows the C stack (the process dies) on this: it is never given it
+    path = tmp_path / "events.yaml"
+    path.write_text(yaml.safe_dump(event("a")) + "---\nitems: " + "[" * DEEP + "]" * DEEP + "\n---\n"
+                    + yaml.safe_dump(event("b")))
+    events, errors = read_recordings([path])
+    assert names(events) == ["a", "b"]
+    assert errors == [f"{path}: document 2, line 17, column 71: YAML: nested deeper than 64 levels: refused "
+                      "(a Kubernetes object nests about 10)"]
+    block = "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 100)) + "  " * 100 + "x: 1\n"
+    with pytest.raises(yaml.YAMLError, match="nested deeper than 64"):
+        yaml.load(block, Loader=SafeYamlLoader)
+
+
+def test_a_yaml_alias_bomb_is_refused_and_the_next_document_read(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs() + "---\n" + yaml.safe_dump(event("after")))
+    for events, errors in (read_recordings([path]), (lambda r: (r.events, r.errors))(read([str(path)]))):
+        assert names(events) == ["after"]
+        assert len(errors) == 1 and errors[0].startswith(f"{path}: document 1, line 6, column ")
+        assert "YAML: aliases expand to more than 1048576 characters (an alias bomb?): refused" in errors[0]
+
+
+def test_modest_yaml_aliases_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text("apiVersion: v1\nkind: List\nitems:\n"
+                    "- &ev {apiVersion: v1, kind: Event, metadata: {name: a, namespace: shop, uid: u-a},"
+                    " reason: BackOff, lastTimestamp: '2026-11-20T10:00:00Z', involvedObject: &who {kind: Pod,"
+                    " name: web-0}}\n"
+                    "- {apiVersion: v1, kind: Event, metadata: {name: b, namespace: shop, uid: u-b}, reason: BackOff,"
+                    " lastTimestamp: '2026-11-20T10:00:01Z', involvedObject: *who}\n")
+    events, errors = read_recordings([path])
+    assert names(events) == ["a", "b"] and errors == []
+
+
+def archive(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
