@@ -61,6 +61,7 @@ from collectors.bundlefiles import (
     Member,
     damaged,
     detect_input,
+    file_member,
     has_stream_mark,
     is_archive,
     looks_like_kubectl_text,
@@ -184,7 +185,7 @@ def _read_file(path: Path, now: datetime | None, *, named: bool, loose: _Loose
     what = "doc" if named else (_role(RECORDINGS, path.name) or ("", None))[0]
     if what not in ("doc", "text"):
         return
-    member = Member(rel=path.name, file=str(path), size=0, open=lambda: path.open("rb"))
+    member = file_member(path.name, path)
     data, error = read_member(member, None, sniff=False)
     if error:
         yield error

@@ -1,10 +1,12 @@
-"""How much of a hostile input a reader takes: nesting depth, YAML alias expansion, JSON scanning.
+"""How much of a hostile input a reader takes: file size, nesting depth, YAML alias expansion.
 
 Fed by: the readers of files users hand Tapio (`collectors.kubefiles` for JSON and YAML documents,
 `collectors.bundles`, `collectors.loose`, `collectors.alerts` for their own JSON probes). Feeds: the
 same readers, which report what is refused as an UnusableInput naming the file, the place and why.
 
 A recording is data a user got from somewhere; it may have been made to hurt the reader:
+- size: a file is read whole only up to MAX_FILE_BYTES (`read_capped`; archive members and their
+  total: `collectors.bundlefiles`), so a 500 MiB member or `/dev/zero` is refused, not read;
 - nesting: Python's parsers recurse (json raises RecursionError near 1,000 levels, libyaml's C
   composer overflows the C stack and kills the process). Kubernetes objects nest about 10 levels
   (a CRD's schema 40), so a document part nested deeper than MAX_DEPTH levels is refused, found
@@ -19,6 +21,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -27,11 +30,31 @@ from yaml.composer import Composer, ComposerError
 from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import Node
 
+MAX_FILE_BYTES = 128 << 20  # a file (or archive member) read whole: a larger one is refused, not read
 MAX_DEPTH = 64  # levels of nesting a document part may have (core.codec's limit for what travels)
 ALIAS_MIN_BUDGET = 1 << 20  # what YAML aliases may add to a document, at least (about a MiB of text)
 
 _JSON_TOKEN = re.compile(r'[\[\]{}"]')
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def too_large(size: int, *, growing: bool = False, limit: int | None = None) -> str:
+    more = "more than " if growing else ""
+    return (f"too large to read: {more}{size} bytes, over the {limit or MAX_FILE_BYTES} bytes a file or archive "
+            "member may have (read whole): skipped")
+
+
+def read_capped(path: str, limit: int | None = None) -> tuple[bytes, str]:
+    """The bytes of the file at `path`, or (b"", why not) when it has more than `limit` (MAX_FILE_BYTES):
+    its size is looked at first, and no more than `limit` + 1 bytes are read (it may grow, or be no
+    regular file). Raises OSError when it cannot be opened or read."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            return b"", too_large(size, limit=limit)
+        data = f.read(limit + 1)
+    return (b"", too_large(limit, growing=True, limit=limit)) if len(data) > limit else (data, "")
 
 
 def too_deep(limit: int = MAX_DEPTH) -> str:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from app.analyze import read
+from collectors import bundlefiles, limits
 from collectors.limits import MAX_DEPTH, SafeYamlLoader, deeper_than, skip_json_value
 from collectors.replayer import read_recordings
 
@@ -99,3 +100,52 @@ def archive(path: Path, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return path
+
+
+@pytest.fixture
+def small_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caps of a few KiB, so that files and archives over them stay small in a test."""
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 4096)
+    monkeypatch.setattr(bundlefiles, "MAX_MEMBER_BYTES", 4096)
+    monkeypatch.setattr(bundlefiles, "MAX_ARCHIVE_BYTES", 10_000)
+
+
+def padded(name: str, size: int) -> bytes:
+    """A recording of one Event, `size` bytes long (spaces after it)."""
+    data = json.dumps([event(name)]).encode()
+    return data + b" " * (size - len(data))
+
+
+def test_an_archive_member_over_the_cap_is_not_read_and_its_neighbours_are(tmp_path: Path, small_caps: None) -> None:
+    bundle = archive(tmp_path / "b.tar.gz", {"b/a.json": padded("a", 1000), "b/big.json": padded("big", 5000),
+                                             "b/c.json": padded("c", 1000)})
+    got = read([str(bundle)])
+    assert names(got.events) == ["a", "c"]
+    assert got.errors == [f"{bundle}:b/big.json: member: too large to read: 5000 bytes, over the 4096 bytes a file or "
+                          "archive member may have (read whole): skipped"]
+
+
+def test_an_archive_is_read_up_to_its_total_cap(tmp_path: Path, small_caps: None) -> None:
+    members = {f"b/e{i}.json": padded(f"e{i}", 3000) for i in range(6)}  # 18,000 bytes: over 10,000
+    bundle = archive(tmp_path / "b.tar.gz", members)
+    got = read([str(bundle)])
+    assert names(got.events) == ["e0", "e1", "e2"]
+    assert got.errors == [f"{bundle}:b/e3.json: member: the archive's members add up to more than 10000 bytes "
+                          "uncompressed (this one has 3000): it and the members after it are not read"]
+
+
+def test_a_loose_file_over_the_cap_is_refused_by_replay_and_analyze(tmp_path: Path, small_caps: None) -> None:
+    (tmp_path / "a.json").write_bytes(padded("a", 1000))
+    (tmp_path / "big.json").write_bytes(padded("big", 5000))
+    reason = "too large to read: 5000 bytes, over the 4096 bytes a file or archive member may have (read whole)"
+    events, errors = read_recordings([tmp_path])
+    assert names(events) == ["a"] and errors == [f"{tmp_path / 'big.json'}: file: {reason}: skipped"]
+    got = read([str(tmp_path)])
+    assert names(got.events) == ["a"] and got.errors == [f"{tmp_path / 'big.json'}: file: {reason}: skipped"]
+
+
+def test_an_endless_file_is_read_no_further_than_the_cap(small_caps: None) -> None:
+    grows = "too large to read: more than 4096 bytes, over the 4096 bytes a file or archive member may have"
+    events, errors = read_recordings(["/dev/zero"])
+    assert events == [] and errors == [f"/dev/zero: file: {grows} (read whole): skipped"]
+    assert read(["/dev/zero"]).errors == [f"/dev/zero: file: {grows} (read whole): skipped"]
