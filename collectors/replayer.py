@@ -99,9 +99,11 @@ async def _flush(batch: list[RawEvent], publisher: EventPublisher, summary: Repl
     if not batch:
         return
     before = publisher.duplicates
+    refused: dict[str, str] = getattr(publisher, "refused", {})  # too large for the transport (app.jetstream)
     summary.events += await publisher.publish_many(batch)
     summary.duplicates += publisher.duplicates - before
-    summary.event_ids.extend(e.id for e in batch)
+    summary.errors.extend(refused[e.id] for e in batch if e.id in refused)
+    summary.event_ids.extend(e.id for e in batch if e.id not in refused)
     batch.clear()
 
 
