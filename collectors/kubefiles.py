@@ -95,7 +95,8 @@ def _decode_text(data: bytes) -> str | UnusableInput:
 def is_watch_event(value: Any) -> bool:
     return (
         isinstance(value, dict)
-        and value.get("type") in WATCH_TYPES
+        and isinstance(value.get("type"), str)  # a list or mapping there is no watch type (nor hashable)
+        and value["type"] in WATCH_TYPES
         and "object" in value
         and "kind" not in value
         and "metadata" not in value

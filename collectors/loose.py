@@ -25,7 +25,7 @@ import msgspec
 from collectors.bundlefiles import text_lines
 from collectors.limits import json_loads
 from collectors.podlogs import LogScanner, LogSource, PodInfo, log_events
-from collectors.unusable import UnusableInput
+from collectors.unusable import UnusableInput, printable
 from core.events import RawEvent
 
 _LOG_KEYS = frozenset({"msg", "message", "level", "lvl", "severity", "ts", "time", "timestamp", "@timestamp",
@@ -44,7 +44,7 @@ class InputNote(msgspec.Struct, frozen=True, kw_only=True):
     skipped: bool = False  # the file was not read: it is not Kubernetes data
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.note}"
+        return printable(f"{self.file}: {self.note}")
 
 
 def _log_object(line: str) -> bool:

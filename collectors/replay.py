@@ -139,6 +139,6 @@ def _fragment(value: Any) -> str:
     value = redact_object(value)  # a dead letter quotes no Secret data nor env value either
     try:
         return msgspec.json.encode(value, order="sorted").decode()[:FRAGMENT_CHARS]
-    except (msgspec.EncodeError, TypeError, OverflowError):
+    except (msgspec.EncodeError, TypeError, ValueError):  # ValueError: OverflowError, a lone surrogate
         return repr(value)[:FRAGMENT_CHARS]
 

@@ -17,7 +17,7 @@ import msgspec
 
 from collectors.folders import folder_entries
 from collectors.replay import newest_time, read_recording, shifted
-from collectors.unusable import UnusableInput
+from collectors.unusable import UnusableInput, printable
 from core.events import RawEvent, publish_order
 from core.ports import DeadLetterSink, EventPublisher
 
@@ -91,8 +91,9 @@ async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher
 async def _refuse(item: UnusableInput, summary: ReplaySummary, deadletters: DeadLetterSink) -> None:
     summary.errors.append(str(item))
     log.error("replay: %s (the rest still goes through)", item)
-    await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
-                           payload=item.fragment.encode())
+    await deadletters.send(stage="replay", reason=printable(item.reason),
+                           where=printable(f"{item.file}: {item.position}"),
+                           payload=item.fragment.encode("utf-8", "backslashreplace"))
 
 
 async def _flush(batch: list[RawEvent], publisher: EventPublisher, summary: ReplaySummary) -> None:

@@ -120,6 +120,8 @@ def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
         hint = " (a mapping key is not a string: quote YAML keys like on/yes/1)" if "str keys" in str(exc) else ""
         raise UnusableObject("", f"cannot encode as JSON: {exc}{hint}") from exc
+    except UnicodeEncodeError as exc:  # JSON's "\ud800" decodes to a lone surrogate, which UTF-8 cannot carry
+        raise UnusableObject("", f"a string is not valid Unicode (a lone surrogate, {exc.reason})") from exc
     if len(data) > MAX_OBJECT_BYTES:
         data, note = reduce_object(data, MAX_OBJECT_BYTES, what=f"{kind} {name}")
         metadata["reduced"] = note
@@ -343,6 +345,6 @@ def _show(value: Any) -> str:
     else:
         try:
             shown = msgspec.json.encode(value).decode()
-        except (msgspec.EncodeError, TypeError, OverflowError):
+        except (msgspec.EncodeError, TypeError, ValueError):  # ValueError: OverflowError, a lone surrogate
             shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
