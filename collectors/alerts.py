@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from collectors.limits import json_loads
+from collectors.limits import deeper_than, json_loads
 from collectors.unusable import UnusableInput
 from core.events import RawEvent
 from core.kube.objects import UnusableObject, raw_event_from_object
@@ -44,7 +44,7 @@ def alert_events(data: bytes, file: str) -> list[RawEvent | UnusableInput] | Non
         document = json_loads(data)
     except ValueError:
         return None
-    alerts = _alerts(document)
+    alerts = _alerts(document) if not deeper_than(document) else None  # too deep: the recording reader says so
     if alerts is None:
         return None
     out: list[RawEvent | UnusableInput] = []
