@@ -60,8 +60,8 @@ def campaign(examples: int, seed_value: int, hang_s: float, keep: Path, every: i
         stats["crashes" if what == "crash" else "hangs"] += 1
         where = keep / f"{what}-{seed_value}-{stats['examples']}"
         where.mkdir(parents=True, exist_ok=True)
-        for i, (name, data) in enumerate(inputs):
-            (where / f"{i}-{Path(name).name}").write_bytes(data)
+        for name, data in inputs:  # as the reader saw them (a bundle's member paths flattened with __)
+            (where / name.strip("/").replace("/", "__")).write_bytes(data)
         (where / "case.json").write_text(json.dumps({"reader": reader, "names": [n for n, _ in inputs], "cut": cut}))
         print(f"{what.upper()} ({reader}, {[(n, len(d)) for n, d in inputs]}, cut={cut}; kept in {where}):\n{detail}",
               flush=True)

@@ -14,7 +14,10 @@ import yaml
 from app.analyze import read
 from collectors import bundlefiles, limits
 from collectors.limits import MAX_DEPTH, SafeYamlLoader, deeper_than, skip_json_value
+from collectors.replay import parse_recording
 from collectors.replayer import read_recordings
+from collectors.rollouts import rollout_events
+from core.events import RawEvent
 
 DEEP = 200_000
 
@@ -149,3 +152,20 @@ def test_an_endless_file_is_read_no_further_than_the_cap(small_caps: None) -> No
     events, errors = read_recordings(["/dev/zero"])
     assert events == [] and errors == [f"/dev/zero: file: {grows} (read whole): skipped"]
     assert read(["/dev/zero"]).errors == [f"/dev/zero: file: {grows} (read whole): skipped"]
+
+
+def test_replicasets_with_odd_fields_imply_no_rollout_and_no_crash() -> None:
+    """Found by the fuzz run: rollouts read annotations, owners and revisions of any shape."""
+    def rs(rev: object, at: str, image: str, **meta: object) -> dict:
+        return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": f"web-{rev}", "namespace": "shop", "creationTimestamp": at,
+                             "annotations": {"deployment.kubernetes.io/revision": rev},
+                             "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": "u"}], **meta},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}
+    objects = [rs("1", "2026-11-20T10:00:00", "a"), rs("2", "2026-11-20T10:05:00Z", "b"),  # a time without offset
+               rs("\u00b2", "2026-11-20T10:06:00Z", "c"), rs("4", "2026-11-20T10:07:00Z", "d", annotations=["x"]),
+               rs("5", "2026-11-20T10:08:00Z", "e", ownerReferences=["web", None])]
+    events = [e for e in parse_recording(json.dumps(objects).encode(), "rs.json") if isinstance(e, RawEvent)]
+    assert len(events) == 5
+    assert [e.metadata["message"] for e in rollout_events(events)] == [
+        "Deployment shop/web: container[c].image modified (a -> b) (revision 1 -> 2, ReplicaSet web-2)"]
