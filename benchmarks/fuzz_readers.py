@@ -64,7 +64,7 @@ def campaign(examples: int, seed_value: int, hang_s: float, keep: Path, every: i
             (where / name.strip("/").replace("/", "__")).write_bytes(data)
         (where / "case.json").write_text(json.dumps({"reader": reader, "names": [n for n, _ in inputs], "cut": cut}))
         print(f"{what.upper()} ({reader}, {[(n, len(d)) for n, d in inputs]}, cut={cut}; kept in {where}):\n{detail}",
-              flush=True)
+              file=sys.stderr, flush=True)
 
     def one(case: tuple[str, list[tuple[str, bytes]], bool]) -> None:
         reader, inputs, cut = case
@@ -89,9 +89,9 @@ def campaign(examples: int, seed_value: int, hang_s: float, keep: Path, every: i
         per[1] += took
         if took > stats["slowest_s"]:
             stats["slowest_s"], stats["slowest"] = took, f"{reader} {[(n, len(d)) for n, d in inputs]}"
-        if stats["examples"] % every == 0:
-            print(f"{stats['examples']} examples, {stats['crashes']} crashes, {stats['hangs']} hangs, "
-                  f"peak RSS {peak_mib():.0f} MiB, {time.perf_counter() - started:.0f} s", flush=True)
+        if stats["examples"] % every == 0:  # on stderr: with --workers, stdout carries the result
+            print(f"[seed {seed_value}] {stats['examples']} examples, {stats['crashes']} crashes, {stats['hangs']} hangs, "
+                  f"peak RSS {peak_mib():.0f} MiB, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     # hypothesis remembers every example of a run (to draw new ones): runs of CHUNK examples, each
     # with its own seed, keep its memory from growing with the campaign, so the RSS is the readers'
