@@ -14,7 +14,8 @@ A recording is data a user got from somewhere; it may have been made to hurt the
   loader's composer, which counts levels as it goes;
 - YAML aliases: `*a` repeats what `&a` anchors; nine levels of ten aliases are a billion nodes
   (PyYAML shares them in memory, but JSON encoding expands them: 8 GB measured). The loader adds up
-  what aliases expand to and refuses a document where they add more than `alias_budget(size)`.
+  what aliases expand to and refuses a document where they add more than `alias_budget(size)`, and
+  an alias inside the collection it names (`&a [*a]`: a cycle, which every walk after would follow).
 Pure: no I/O.
 """
 
@@ -138,7 +139,10 @@ class LimitedComposer(Composer):
         if self.check_event(AliasEvent):
             event = self.peek_event()
             node = super().compose_node(parent, index)
-            weight = self._weights.get(id(node), 1)
+            if id(node) not in self._weights:  # anchored on a collection still being composed: a cycle
+                raise RefusedYaml(None, None, "an alias inside what it names (a recursive structure): refused",
+                                  event.start_mark)
+            weight = self._weights[id(node)]
             self._expanded += weight
             self._aliased += weight
             if self._aliased > self.alias_limit:

@@ -169,3 +169,14 @@ def test_replicasets_with_odd_fields_imply_no_rollout_and_no_crash() -> None:
     assert len(events) == 5
     assert [e.metadata["message"] for e in rollout_events(events)] == [
         "Deployment shop/web: container[c].image modified (a -> b) (revision 1 -> 2, ReplicaSet web-2)"]
+
+
+def test_a_recursive_yaml_alias_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzz campaign: `&a [*a]` is a cycle, which every walk after the loader followed
+    until RecursionError."""
+    path = tmp_path / "cycle.yaml"
+    path.write_text("kind: ConfigMap\nmetadata: &m {name: x, self: [*m]}\n---\n" + yaml.safe_dump(event("after")))
+    events, errors = read_recordings([path])
+    assert names(events) == ["after"]
+    assert errors == [f"{path}: document 1, line 2, column 31: YAML: an alias inside what it names (a recursive "
+                      "structure): refused"]
