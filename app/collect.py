@@ -42,8 +42,8 @@ async def run_kubeapi_collector(settings: Settings, *, kubeconfig: str | None = 
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings.nats)
-        publisher = EventPublisher(js, settings.nats)
         deadletters = DeadLetterPublisher(js, settings.nats)
+        publisher = EventPublisher(js, settings.nats, deadletters=deadletters)  # one over max_payload: dead-lettered
 
         async def publish(events: list[RawEvent]) -> None:
             async for attempt in AsyncRetrying(

@@ -41,8 +41,9 @@ async def publish_recordings(settings: Settings, paths: Sequence[str | Path], *,
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings.nats)
-        return await replay_files(paths, publisher=EventPublisher(js, settings.nats),
-                                  deadletters=DeadLetterPublisher(js, settings.nats), shift_to=shift_to)
+        deadletters = DeadLetterPublisher(js, settings.nats)
+        return await replay_files(paths, publisher=EventPublisher(js, settings.nats, deadletters=deadletters),
+                                  deadletters=deadletters, shift_to=shift_to)
     finally:
         await nc.drain()
 

@@ -35,6 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from core.codec import Codec, safe_text
 from core.events import RawEvent, subject_token
+from core.ports import DeadLetterSink
 from core.records import DeadLetter
 from core.settings import NatsSettings
 
@@ -125,15 +126,33 @@ def event_subject(settings: NatsSettings, event: RawEvent) -> str:
 
 
 class EventPublisher:
-    """Publishes RawEvents to `events.<type>.<namespace>`, many in flight, every ack confirmed."""
+    """Publishes RawEvents to `events.<type>.<namespace>`, many in flight, every ack confirmed.
+
+    An event larger than the server's max_payload is not published (NATS would refuse it, and the
+    connection's error would end the whole run): it is named in `refused` and, given `deadletters`,
+    dead-lettered with the reason (stage "publish", its first PREVIEW_BYTES); the others go on.
+    """
+
+    PREVIEW_BYTES = 4096
 
     def __init__(self, js: JetStreamContext, settings: NatsSettings, *, ack_timeout: float = 10.0,
-                 attempts: int = 5) -> None:
+                 attempts: int = 5, deadletters: DeadLetterSink | None = None) -> None:
         self.js = js
         self.settings = settings
         self.ack_timeout = ack_timeout
         self.attempts = attempts
         self.duplicates = 0
+        self.deadletters = deadletters
+        self.refused: dict[str, str] = {}  # event id -> "<source>: <reason>", not published for its size
+
+    async def _oversized(self, event: RawEvent, size: int, limit: int) -> None:
+        reason = f"oversized: {size} bytes, over the NATS server's max_payload ({limit} bytes): not published"
+        where = event.metadata.get("source") or f"event {event.id}"
+        self.refused[event.id] = f"{where}: {reason}"
+        log.error("%s: %s", where, reason)
+        if self.deadletters is not None:
+            await self.deadletters.send(stage="publish", reason=reason, where=where,
+                                        payload=event.data[:self.PREVIEW_BYTES], event_id=event.id)
 
     async def _publish_one(self, event: RawEvent, payload: bytes) -> None:
         async for attempt in AsyncRetrying(
@@ -182,6 +201,9 @@ class EventPublisher:
         try:
             for seq, event in enumerate(events):
                 payload = RAW_CODEC.encode(event)
+                if len(payload) > nc.max_payload:
+                    await self._oversized(event, len(payload), nc.max_payload)
+                    continue
                 outstanding[str(seq)] = (event, payload)
                 await nc.publish(event_subject(self.settings, event), payload, reply=f"{inbox}.{seq}",
                                  headers={"Nats-Msg-Id": event.id})

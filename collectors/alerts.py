@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from collectors.limits import deeper_than, json_loads
 from collectors.unusable import UnusableInput
 from core.events import RawEvent
 from core.kube.objects import UnusableObject, raw_event_from_object
@@ -40,10 +41,10 @@ def _alerts(document: Any) -> list[dict] | None:
 def alert_events(data: bytes, file: str) -> list[RawEvent | UnusableInput] | None:
     """One Event RawEvent per alert of the document, or None when it is not Alertmanager alerts."""
     try:
-        document = json.loads(data)
+        document = json_loads(data)
     except ValueError:
         return None
-    alerts = _alerts(document)
+    alerts = _alerts(document) if not deeper_than(document) else None  # too deep: the recording reader says so
     if alerts is None:
         return None
     out: list[RawEvent | UnusableInput] = []

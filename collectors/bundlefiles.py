@@ -6,15 +6,17 @@ reads each member by its layout's rules.
 Layouts are recognised by paths only (`detect_input`), never by a flag; see `collectors.bundles`.
 Archives (`.tar`, `.tar.gz`/`.tgz`, `.tar.xz`, `.tar.bz2`) are read member by member, never
 extracted: a member whose name is absolute or climbs out with `..` is reported and skipped, links
-and devices are skipped, a JSON/YAML member above MAX_MEMBER_BYTES is reported and not read, and a
-log is streamed line by line (a line keeps its first MAX_LINE_BYTES). A truncated or damaged
+and devices are skipped, a JSON/YAML member or file above MAX_MEMBER_BYTES is reported and not read
+(nor is one that grows past it while read), and a log is streamed line by line (a line keeps its
+first MAX_LINE_BYTES). An archive is walked until its members add up to MAX_ARCHIVE_BYTES
+(uncompressed, read or passed over: passing over a member decompresses it): the member that goes
+over it and the rest are reported, not read (a small .tar.gz can hold terabytes). A truncated or damaged
 archive gives an UnusableInput naming the member and the byte (or line) where it broke; everything
 read before it is kept.
 """
 
 from __future__ import annotations
 
-import json
 import lzma
 import re
 import tarfile
@@ -25,7 +27,9 @@ from typing import IO
 
 import msgspec
 
+from collectors import limits
 from collectors.folders import folder_entries
+from collectors.limits import MAX_FILE_BYTES, json_loads
 from collectors.unusable import UnusableInput
 
 SUPPORT_BUNDLE = "support-bundle"
@@ -35,7 +39,8 @@ CLUSTER_INFO_STREAM = "cluster-info-stream"
 SONOBUOY = "sonobuoy"
 RECORDINGS = "recordings"
 
-MAX_MEMBER_BYTES = 512 << 20  # an archive member read whole (JSON/YAML): larger ones are reported, not read
+MAX_MEMBER_BYTES = MAX_FILE_BYTES  # a member or file read whole (JSON/YAML, text): larger ones are reported, not read
+MAX_ARCHIVE_BYTES = 2 << 30  # the members of one archive, uncompressed: the rest of a larger one is not read
 MAX_LINE_BYTES = 1 << 20  # a longer log line keeps its first MiB
 RECORDING_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".jsonl", ".log", ""})  # as recording_files
 DOC_SUFFIXES = (".json", ".yaml", ".yml")
@@ -125,13 +130,14 @@ STREAM_MARK = b"==== START logs for container "
 
 
 def has_stream_mark(source: Path | bytes) -> bool:
-    """A file (or its bytes) holding `kubectl cluster-info dump` log sections (read in 1 MiB chunks)."""
+    """A file (or its bytes) holding `kubectl cluster-info dump` log sections (read in 1 MiB chunks,
+    up to MAX_MEMBER_BYTES: a larger file is not read)."""
     if isinstance(source, bytes):
         return source.startswith(STREAM_MARK) or b"\n" + STREAM_MARK in source
     tail = b"\n"
     try:
         with source.open("rb") as f:
-            while chunk := f.read(1 << 20):
+            while (chunk := f.read(1 << 20)) and f.tell() <= MAX_MEMBER_BYTES + (1 << 20):
                 if (tail + chunk).find(b"\n" + STREAM_MARK) >= 0:
                     return True
                 tail = chunk[-len(STREAM_MARK):]
@@ -141,9 +147,13 @@ def has_stream_mark(source: Path | bytes) -> bool:
 
 
 def _archive_names(path: Path) -> Iterator[str]:
+    walked = 0
     try:
         with tarfile.open(path, "r:*") as tf:
             while (info := tf.next()) is not None:
+                walked += info.size if info.isfile() else 0
+                if walked > MAX_ARCHIVE_BYTES:
+                    return  # passing over members decompresses them: the walk that reads says so
                 if info.isfile() and (rel := _safe_name(info.name)):
                     yield rel
     except ARCHIVE_ERRORS:
@@ -164,7 +174,7 @@ def _safe_name(name: str) -> str | None:
 class Member(msgspec.Struct, frozen=True):
     rel: str  # path inside the input, with /
     file: str  # the name errors and sources give
-    size: int  # in an archive (0 in a folder: only archive members are capped)
+    size: int  # as the archive's header or the file system says (a file may still grow while read)
     open: Callable[[], IO[bytes]]
 
 
@@ -174,6 +184,7 @@ class Archive:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.broken = False
+        self.walked = 0  # bytes of the members walked over, read or not
 
     def members(self) -> Iterator[Member | UnusableInput]:
         try:
@@ -201,6 +212,11 @@ class Archive:
                     continue
                 if not info.isfile():
                     continue  # folders and devices carry no recordings
+                self.walked += info.size
+                if self.walked > MAX_ARCHIVE_BYTES:
+                    yield UnusableInput(file=f"{self.path}:{info.name}", position="member",
+                                        reason=over_archive_cap(info.size))
+                    return
                 rel = _safe_name(info.name)
                 if rel is None:
                     yield UnusableInput(file=f"{self.path}:{info.name}", position="member",
@@ -208,6 +224,20 @@ class Archive:
                     continue
                 yield Member(rel=rel, file=f"{self.path}:{rel}", size=info.size,
                               open=lambda info=info: tf.extractfile(info))
+
+
+def over_archive_cap(size: int) -> str:
+    return (f"the archive's members add up to more than {MAX_ARCHIVE_BYTES} bytes uncompressed (this one has "
+            f"{size}): it and the members after it are not read")
+
+
+def file_member(rel: str, file: Path) -> Member:
+    """A file of a folder, or named by the user, as a Member (its size as the file system says)."""
+    try:
+        size = file.stat().st_size
+    except OSError:
+        size = 0  # reading it says why
+    return Member(rel=rel, file=str(file), size=size, open=lambda: file.open("rb"))
 
 
 def folder_files(root: Path) -> Iterator[tuple[str, Path]]:
@@ -223,30 +253,36 @@ def members(path: Path, archive: Archive | None) -> Iterator[Member | UnusableIn
         if isinstance(entry, UnusableInput):
             yield entry
             continue
-        rel, file = entry
-        yield Member(rel=rel, file=str(file), size=0, open=lambda file=file: file.open("rb"))
+        yield file_member(*entry)
 
 
 def read_member(member: Member, archive: Archive | None, *, sniff: bool = False) -> tuple[bytes, UnusableInput | None]:
     """The member's bytes; after damage, what could be read and the error naming the byte.
 
-    With `sniff`, only kubectl text is read whole (b"" for anything else).
+    With `sniff`, only kubectl text is read whole (b"" for anything else). A member or file larger
+    than MAX_MEMBER_BYTES is not read (b"" and the error naming its size).
     """
-    if archive is not None and member.size > MAX_MEMBER_BYTES:
-        return b"", UnusableInput(file=member.file, position="member", reason=f"member too large to read "
-                                  f"({member.size} bytes > {MAX_MEMBER_BYTES}): skipped")
+    if member.size > MAX_MEMBER_BYTES:
+        return b"", too_large(member.file, member.size, archive)
     chunks: list[bytes] = []
     got = 0
     try:
         with member.open() as f:
-            while chunk := f.read(1 << 13):  # small reads: a damaged archive loses less
+            while chunk := f.read(1 << 13 if archive is not None else 1 << 20):  # a damaged archive loses less
                 if sniff and not chunks and not looks_like_kubectl_text(chunk):
                     return b"", None
                 chunks.append(chunk)
                 got += len(chunk)
+                if got > MAX_MEMBER_BYTES:  # it grew while read (or is no regular file)
+                    return b"", too_large(member.file, MAX_MEMBER_BYTES, archive, growing=True)
     except ARCHIVE_ERRORS as exc:
         return b"".join(chunks), damaged(member, archive, f"byte {got} of {member.size}", exc)
     return b"".join(chunks), None
+
+
+def too_large(file: str, size: int, archive: Archive | None, *, growing: bool = False) -> UnusableInput:
+    return UnusableInput(file=file, position="file" if archive is None else "member",
+                         reason=limits.too_large(size, growing=growing, limit=MAX_MEMBER_BYTES))
 
 
 def damaged(member: Member, archive: Archive | None, position: str, exc: BaseException) -> UnusableInput:
@@ -282,7 +318,7 @@ def looks_like_kubectl_text(data: bytes) -> bool:
         if not any(text_line(ln) for ln in lines[:60]):
             return False
         try:
-            json.loads(data)
+            json_loads(data)
             return False
         except ValueError:
             return True

@@ -36,7 +36,6 @@ on content. Inside an archive a file is named `archive.tar.gz:member/path` in er
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -62,6 +61,7 @@ from collectors.bundlefiles import (
     Member,
     damaged,
     detect_input,
+    file_member,
     has_stream_mark,
     is_archive,
     looks_like_kubectl_text,
@@ -71,6 +71,7 @@ from collectors.bundlefiles import (
 )
 from collectors.folders import outside_link
 from collectors.kubetext import MissingNowError
+from collectors.limits import json_loads
 from collectors.loose import OWN_TIME, InputNote, looks_like_log, not_kubernetes, reference_time, standalone_log
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
@@ -184,7 +185,7 @@ def _read_file(path: Path, now: datetime | None, *, named: bool, loose: _Loose
     what = "doc" if named else (_role(RECORDINGS, path.name) or ("", None))[0]
     if what not in ("doc", "text"):
         return
-    member = Member(rel=path.name, file=str(path), size=0, open=lambda: path.open("rb"))
+    member = file_member(path.name, path)
     data, error = read_member(member, None, sniff=False)
     if error:
         yield error
@@ -318,7 +319,7 @@ def _collection_errors(data: bytes, file: str, error: UnusableInput | None) -> I
     if error:
         yield error
     try:
-        entries = json.loads(data)
+        entries = json_loads(data)
     except ValueError:
         yield from parse_recording(data, file)
         return

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from collectors.limits import MAX_DEPTH, RefusedYaml, SafeYamlLoader, deeper_than, skip_json_value, too_deep
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.kube.objects import SNAPSHOT
 
@@ -44,13 +45,13 @@ class Item(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _YamlLoader(yaml.CSafeLoader):
-    """Safe YAML without the timestamp resolver: times stay RFC3339 strings, as in JSON."""
+    """Safe YAML without the timestamp resolver (times stay RFC3339 strings, as in JSON), all in C:
+    only for documents that cannot nest deep nor hold aliases (`_load_yaml`)."""
 
 
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
-}
+_YamlLoader.yaml_implicit_resolvers = SafeYamlLoader.yaml_implicit_resolvers
+_C_SAFE_DEPTH = 2000  # libyaml's C composer recurses per level (200,000 levels overflow the C stack)
+_YAML_PREFIX = re.compile(r"^[ ?-]*", re.MULTILINE)
 
 
 def fragment_of(text: str, start: int = 0, end: int | None = None) -> str:
@@ -94,7 +95,8 @@ def _decode_text(data: bytes) -> str | UnusableInput:
 def is_watch_event(value: Any) -> bool:
     return (
         isinstance(value, dict)
-        and value.get("type") in WATCH_TYPES
+        and isinstance(value.get("type"), str)  # a list or mapping there is no watch type (nor hashable)
+        and value["type"] in WATCH_TYPES
         and "object" in value
         and "kind" not in value
         and "metadata" not in value
@@ -211,24 +213,31 @@ class _Lines:
 def _split_json(text: str, file: str) -> Iterator[Item | UnusableInput]:
     try:
         whole = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: nested ~1,000 deep, read part by part
         pass
     else:
-        yield from expand(whole, "", file)
-        return
+        if not deeper_than(whole, MAX_DEPTH + 2):  # a list's items sit two levels below it
+            yield from expand(whole, "", file)
+            return
     lines = _Lines(text)
     seen_uids: set[str] = set()
     pos = _WS.match(text).end()
     ordinal = 0
     while pos < len(text):
         ordinal += 1
+        base = "" if ordinal == 1 else f"line {lines.line(pos)} (object {ordinal})"
         try:
-            value, end = _DECODER.raw_decode(text, pos)
+            value, end = _decode_at(text, pos)
         except json.JSONDecodeError as exc:
-            base = "" if ordinal == 1 else f"line {lines.line(pos)} (object {ordinal})"
-            yield from _salvage(text, pos, base, file)
+            yield from _salvage(text, pos, base, file, lines)
             yield _json_error(text, exc, file, lines)
             pos = _resync(text, pos)
+            continue
+        except _TooDeep as exc:  # its complete items that are not too deep are still read
+            yield from _salvage(text, pos, base, file, lines)
+            if not _salvaged_list(text, pos):
+                yield _deep_error(text, exc.at, file, lines)
+            pos = _WS.match(text, exc.end).end()
             continue
         after = _WS.match(text, end).end()
         if ordinal == 1 and after == len(text):
@@ -269,14 +278,46 @@ def _json_error(text: str, exc: json.JSONDecodeError, file: str, lines: _Lines) 
     return UnusableInput(file=file, position=position, reason=reason, fragment=frag)
 
 
+class _TooDeep(Exception):
+    """A JSON value nested deeper than MAX_DEPTH: `at` where it went too deep, `end` where it ends."""
+
+    def __init__(self, at: int, end: int) -> None:
+        super().__init__(at)
+        self.at, self.end = at, end
+
+
+def _decode_at(text: str, pos: int, limit: int = MAX_DEPTH + 2) -> tuple[Any, int]:
+    """The JSON value at `pos` and its end; _TooDeep (never RecursionError) when it nests deeper
+    than `limit`; json.JSONDecodeError when it is not JSON."""
+    try:
+        value, end = _DECODER.raw_decode(text, pos)
+    except RecursionError:
+        value, end = None, -1
+    if end < 0 or deeper_than(value, limit):
+        end, at = skip_json_value(text, pos, limit)
+        raise _TooDeep(pos if at is None else at, end)
+    return value, end
+
+
+def _salvaged_list(text: str, pos: int) -> bool:
+    """Is the value at `pos` an array or a list object, whose items `_salvage` read one by one?"""
+    return text[pos] == "[" or _find_items(text, pos, {}) is not None
+
+
+def _deep_error(text: str, at: int, file: str, lines: _Lines) -> UnusableInput:
+    return UnusableInput(file=file, position=f"line {lines.line(at)}, column {lines.column(at)}",
+                         reason=too_deep(), fragment=fragment_of(text, at - 40, at + 40))
+
+
 def _resync(text: str, failed_at: int) -> int:
     """Where the next top-level object of a stream starts: the next line beginning with `{`."""
     found = text.find("\n{", failed_at)
     return len(text) if found < 0 else found + 1
 
 
-def _salvage(text: str, pos: int, base: str, file: str) -> Iterator[Item | UnusableInput]:
-    """The complete items of a damaged list or array at `pos`, read element by element."""
+def _salvage(text: str, pos: int, base: str, file: str, lines: _Lines) -> Iterator[Item | UnusableInput]:
+    """The complete items of a damaged list or array at `pos`, read element by element; an item
+    nested too deep is named and skipped."""
     header: dict[str, Any] = {}
     if text[pos] == "[":
         items_at = pos
@@ -285,25 +326,35 @@ def _salvage(text: str, pos: int, base: str, file: str) -> Iterator[Item | Unusa
         if items_at is None:
             return
     elements: list[Any] = []
+    deep: list[UnusableInput] = []
     p = items_at + 1
     while True:
         p = _WS.match(text, p).end()
         if p >= len(text) or text[p] == "]":
             break
         try:
-            element, p = _DECODER.raw_decode(text, p)
+            element, p = _decode_at(text, p, MAX_DEPTH)
         except json.JSONDecodeError:
             break
+        except _TooDeep as exc:
+            deep.append(_deep_error(text, exc.at, file, lines))
+            element, p = _TOO_DEEP, exc.end
         elements.append(element)
         p = _WS.match(text, p).end()
         if p < len(text) and text[p] == ",":
             p += 1
         else:
             break
-    if text[pos] == "[":
-        yield from expand(elements, base, file)
-    else:
-        yield from expand({**header, "items": elements}, base, file)
+    parts = expand(elements, base, file) if text[pos] == "[" else expand({**header, "items": elements}, base, file)
+    for part in parts:
+        if isinstance(part, Item) and part.value is _TOO_DEEP:
+            error = deep.pop(0)
+            yield msgspec.structs.replace(error, position=f"{part.position}, {error.position}")
+        else:
+            yield part
+
+
+_TOO_DEEP = object()  # the place of an item nested too deep, among those salvaged
 
 
 def _find_items(text: str, pos: int, header: dict[str, Any]) -> int | None:
@@ -312,19 +363,19 @@ def _find_items(text: str, pos: int, header: dict[str, Any]) -> int | None:
     try:
         while True:
             p = _WS.match(text, p).end()
-            key, p = _DECODER.raw_decode(text, p)
+            key, p = _decode_at(text, p)
             p = _WS.match(text, p).end()
             if not isinstance(key, str) or text[p] != ":":
                 return None
             p = _WS.match(text, p + 1).end()
             if key == "items":
                 return p if text.startswith("[", p) else None
-            header[key], p = _DECODER.raw_decode(text, p)
+            header[key], p = _decode_at(text, p, MAX_DEPTH)
             p = _WS.match(text, p).end()
             if text[p] != ",":
                 return None
             p += 1
-    except (json.JSONDecodeError, IndexError):
+    except (json.JSONDecodeError, IndexError, _TooDeep):
         return None
 
 
@@ -342,7 +393,7 @@ def _split_yaml(text: str, file: str) -> Iterator[Item | UnusableInput]:
         base = f"document {number}" if len(chunks) > 1 else ""
         first_line = lines.line(offset)
         try:
-            documents = list(yaml.load_all(chunk, Loader=_YamlLoader))
+            documents = _load_yaml(chunk)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"line {first_line + mark.line}, column {mark.column + 1}" if mark else f"line {first_line}"
@@ -350,13 +401,25 @@ def _split_yaml(text: str, file: str) -> Iterator[Item | UnusableInput]:
             yield UnusableInput(
                 file=file,
                 position=f"{base or 'document'}, {where}",
-                reason=f"invalid YAML: {problem}",
+                reason=f"{'YAML' if isinstance(exc, RefusedYaml) else 'invalid YAML'}: {problem}",
                 fragment=fragment_of(chunk, _mark_offset(chunk, mark) - 80 if mark else 0),
             )
             continue
         for value in documents:
             if value is not None:
                 yield from expand(value, base, file)
+
+
+def _load_yaml(chunk: str) -> list[Any]:
+    """The documents of one chunk. libyaml's C composer when the text can neither nest deep nor hold
+    an alias (the usual case: twice as fast), else the limited composer (`collectors.limits`), which
+    raises a YAMLError with the place of the excess."""
+    flow = chunk.count("[") + chunk.count("{") - chunk.count("[]") - chunk.count("{}")
+    if "&" not in chunk and flow + 2 * max(map(len, _YAML_PREFIX.findall(chunk)), default=0) + 4 <= _C_SAFE_DEPTH:
+        documents = list(yaml.load_all(chunk, Loader=_YamlLoader))
+        if not any(deeper_than(d, MAX_DEPTH) for d in documents):
+            return documents
+    return list(yaml.load_all(chunk, Loader=SafeYamlLoader))
 
 
 def _mark_offset(chunk: str, mark: Any) -> int:

@@ -33,7 +33,6 @@ the file and line; the rest of the file still goes through.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -52,6 +51,7 @@ from collectors.kubetables import (
     parse_events_table,
     rfc3339,
 )
+from collectors.limits import json_loads
 from collectors.unusable import UnusableInput
 from core.events import RawEvent, content_id, utc
 from core.kube.objects import EVENT, SNAPSHOT, UnusableObject, raw_event_from_object
@@ -74,7 +74,7 @@ def strip_harness(text: str) -> str:
     start = 0
     while start < len(lines) and lines[start].lstrip().startswith("{"):
         try:
-            if not isinstance(json.loads(lines[start]), dict):
+            if not isinstance(json_loads(lines[start]), dict):
                 break
         except ValueError:
             break

@@ -15,7 +15,6 @@ Pure but for nothing: the caller hands in the bytes it read.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,8 +23,9 @@ from pathlib import Path
 import msgspec
 
 from collectors.bundlefiles import text_lines
+from collectors.limits import json_loads
 from collectors.podlogs import LogScanner, LogSource, PodInfo, log_events
-from collectors.unusable import UnusableInput
+from collectors.unusable import UnusableInput, printable
 from core.events import RawEvent
 
 _LOG_KEYS = frozenset({"msg", "message", "level", "lvl", "severity", "ts", "time", "timestamp", "@timestamp",
@@ -44,12 +44,12 @@ class InputNote(msgspec.Struct, frozen=True, kw_only=True):
     skipped: bool = False  # the file was not read: it is not Kubernetes data
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.note}"
+        return printable(f"{self.file}: {self.note}")
 
 
 def _log_object(line: str) -> bool:
     try:
-        value = json.loads(line)
+        value = json_loads(line)
     except ValueError:
         return False
     return isinstance(value, dict) and not ({"apiVersion", "kind"} <= value.keys()) and bool(value.keys() & _LOG_KEYS)
@@ -65,7 +65,7 @@ def looks_like_log(data: bytes, name: str) -> bool:
     first = lines[0].lstrip()
     if first.startswith(("{", "[")):
         try:
-            json.loads(data)
+            json_loads(data)
             return False  # one JSON document: Kubernetes objects, or a tool's own output
         except ValueError:
             pass

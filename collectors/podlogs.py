@@ -111,7 +111,7 @@ def _message(text: str) -> tuple[Stamp | None, str]:
     if text.startswith("{"):
         try:
             obj = msgspec.json.decode(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # a line nested ~1,000 deep is text too
             obj = None
         if isinstance(obj, dict):
             found = next((t for k in _JSON_TIME_KEYS if (t := _time_value(obj.get(k))) is not None), None)

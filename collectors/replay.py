@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from collectors.kubefiles import Item, split_recording
+from collectors.limits import read_capped
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent, content_id
 from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
@@ -43,12 +44,14 @@ def read_recording(path: str | Path) -> Iterator[RawEvent | UnusableInput]:
     """One RawEvent per Event / object in the file, in file order, and an UnusableInput per bad part.
 
     Raises ReplayFileError at once (before iterating) if the file cannot be read; never for
-    its content.
+    its content. A file larger than `collectors.limits.MAX_FILE_BYTES` is one UnusableInput, not read.
     """
     try:
-        data = Path(path).read_bytes()
+        data, refused = read_capped(str(path))
     except OSError as exc:
         raise ReplayFileError(exc.errno, f"cannot read recording: {exc.strerror}", str(path)) from exc
+    if refused:
+        return iter([UnusableInput(file=str(path), position="file", reason=refused)])
     return parse_recording(data, str(path))
 
 
@@ -136,6 +139,6 @@ def _fragment(value: Any) -> str:
     value = redact_object(value)  # a dead letter quotes no Secret data nor env value either
     try:
         return msgspec.json.encode(value, order="sorted").decode()[:FRAGMENT_CHARS]
-    except (msgspec.EncodeError, TypeError, OverflowError):
+    except (msgspec.EncodeError, TypeError, ValueError):  # ValueError: OverflowError, a lone surrogate
         return repr(value)[:FRAGMENT_CHARS]
 

@@ -17,7 +17,7 @@ import msgspec
 
 from collectors.folders import folder_entries
 from collectors.replay import newest_time, read_recording, shifted
-from collectors.unusable import UnusableInput
+from collectors.unusable import UnusableInput, printable
 from core.events import RawEvent, publish_order
 from core.ports import DeadLetterSink, EventPublisher
 
@@ -91,17 +91,20 @@ async def replay_files(paths: Iterable[str | Path], *, publisher: EventPublisher
 async def _refuse(item: UnusableInput, summary: ReplaySummary, deadletters: DeadLetterSink) -> None:
     summary.errors.append(str(item))
     log.error("replay: %s (the rest still goes through)", item)
-    await deadletters.send(stage="replay", reason=item.reason, where=f"{item.file}: {item.position}",
-                           payload=item.fragment.encode())
+    await deadletters.send(stage="replay", reason=printable(item.reason),
+                           where=printable(f"{item.file}: {item.position}"),
+                           payload=item.fragment.encode("utf-8", "backslashreplace"))
 
 
 async def _flush(batch: list[RawEvent], publisher: EventPublisher, summary: ReplaySummary) -> None:
     if not batch:
         return
     before = publisher.duplicates
+    refused: dict[str, str] = getattr(publisher, "refused", {})  # too large for the transport (app.jetstream)
     summary.events += await publisher.publish_many(batch)
     summary.duplicates += publisher.duplicates - before
-    summary.event_ids.extend(e.id for e in batch)
+    summary.errors.extend(refused[e.id] for e in batch if e.id in refused)
+    summary.event_ids.extend(e.id for e in batch if e.id not in refused)
     batch.clear()
 
 

@@ -18,27 +18,36 @@ Pure: no I/O.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
 from core.events import RawEvent, content_id
 from core.kube.changes import REVISION_ANNOTATION, diff_objects, summarize
+from core.kube.objects import parse_time
 
 ROLLOUT = "ROLLOUT"
 _NOT_TEMPLATE = frozenset({"revision", "replicas"})  # differ between any two ReplicaSets
 
 
 def _time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
+    return parse_time(text)  # aware UTC, as the events' (fromisoformat left a time without offset naive)
+
+
+_REVISION = re.compile(r"[0-9]{1,18}")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _deployment_of(meta: dict) -> dict | None:
-    refs = meta.get("ownerReferences") or []
-    return next((r for r in refs if r.get("kind") == "Deployment" and r.get("controller", True)), None)
+    refs = meta.get("ownerReferences")
+    if not isinstance(refs, list):
+        return None
+    return next((r for r in refs if isinstance(r, dict) and r.get("kind") == "Deployment"
+                 and r.get("controller", True)), None)
 
 
 def rollout_events(replicasets: Iterable[RawEvent]) -> list[RawEvent]:
@@ -55,11 +64,13 @@ def rollout_events(replicasets: Iterable[RawEvent]) -> list[RawEvent]:
         if not isinstance(meta, dict):
             continue
         owner = _deployment_of(meta)
-        revision = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
-        created = _time(meta.get("creationTimestamp") or "")
-        if owner is None or created is None or not str(revision or "").isdigit():
-            continue
-        key = (meta.get("namespace") or "", owner.get("name") or "", owner.get("uid") or "")
+        annotations = meta.get("annotations")
+        revision = annotations.get(REVISION_ANNOTATION) if isinstance(annotations, dict) else None
+        stamp = meta.get("creationTimestamp")
+        created = _time(stamp) if isinstance(stamp, str) else None
+        if owner is None or created is None or not isinstance(revision, str) or not _REVISION.fullmatch(revision):
+            continue  # what is not a ReplicaSet of a Deployment's revision as Kubernetes writes it
+        key = (_text(meta.get("namespace")), _text(owner.get("name")), _text(owner.get("uid")))
         revisions[key].append((int(revision), created, obj, raw))
     out: list[RawEvent] = []
     for (namespace, deployment, uid), found in revisions.items():
@@ -72,7 +83,7 @@ def rollout_events(replicasets: Iterable[RawEvent]) -> list[RawEvent]:
             if not changes:
                 continue
             summary = summarize("Deployment", namespace, deployment, changes)
-            message = f"{summary} (revision {old_rev} -> {new_rev}, ReplicaSet {new['metadata'].get('name', '')})"
+            message = f"{summary} (revision {old_rev} -> {new_rev}, ReplicaSet {_text(new['metadata'].get('name'))})"
             out.append(RawEvent(
                 id=content_id("rollout", namespace, deployment, str(new_rev), message), timestamp=new_at,
                 type="kubeapi", data=b"",

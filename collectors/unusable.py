@@ -25,5 +25,10 @@ class UnusableInput(msgspec.Struct, frozen=True, kw_only=True):
     reason: str  # what was wrong, for a human
     fragment: str = ""  # up to FRAGMENT_CHARS characters of the offending input
 
-    def __str__(self) -> str:
-        return f"{self.file}: {self.position}: {self.reason}"
+    def __str__(self) -> str:  # printable and encodable, whatever the input held (a lone surrogate)
+        return printable(f"{self.file}: {self.position}: {self.reason}")
+
+
+def printable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates, which JSON's \\ud800 decodes to) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

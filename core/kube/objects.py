@@ -10,6 +10,12 @@ No secret value goes into a RawEvent: Secret data, env values (unless declared s
 last-applied-configuration annotation that repeats them are hashed here (`core.kube.redact`), the one
 place every reader goes through.
 
+No event outgrows the transport: an object whose JSON is over MAX_OBJECT_BYTES (a legal ConfigMap
+holds up to 1 MiB, NATS carries 1 MiB per message, base64 makes bytes a third larger) has its largest
+string values (a ConfigMap's `data`, an annotation) replaced by `sha256:<16 hex> (<n> bytes, not
+carried)` until it fits, so a changed value still shows as changed (`reduce_object`); one that does not
+fit even so raises UnusableObject, and the reader reports and dead-letters it with the reason.
+
 The id of an event is a hash of its content (an Event observation: of its identity, see
 `event_identity`), so reading the same object twice yields the same id. An object that cannot be
 used raises `UnusableObject`, naming the field; each reader reports it with its own position.
@@ -17,6 +23,7 @@ used raises `UnusableObject`, naming the field; each reader reports it with its 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -30,6 +37,10 @@ SNAPSHOT = "SNAPSHOT"  # an object read from a list or a file: state, not a mome
 EVENT = "EVENT"  # a core/v1 or events.k8s.io Event
 EVENT_API_VERSIONS = frozenset({"v1", "events.k8s.io/v1", "events.k8s.io/v1beta1"})
 MESSAGE_CHARS = 1000
+#: the JSON of an object an event carries; base64 in the RawEvent's JSON (4/3) plus its metadata stays
+#: under NATS' default max_payload (1 MiB) and the bridge's nats.bridge_max_event_bytes
+MAX_OBJECT_BYTES = 512 * 1024
+MIN_REDUCED_CHARS = 256  # a string shorter than this is never replaced: its hash would not save much
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)?"
@@ -109,6 +120,11 @@ def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
     except (msgspec.EncodeError, TypeError, OverflowError) as exc:
         hint = " (a mapping key is not a string: quote YAML keys like on/yes/1)" if "str keys" in str(exc) else ""
         raise UnusableObject("", f"cannot encode as JSON: {exc}{hint}") from exc
+    except UnicodeEncodeError as exc:  # JSON's "\ud800" decodes to a lone surrogate, which UTF-8 cannot carry
+        raise UnusableObject("", f"a string is not valid Unicode (a lone surrogate, {exc.reason})") from exc
+    if len(data) > MAX_OBJECT_BYTES:
+        data, note = reduce_object(data, MAX_OBJECT_BYTES, what=f"{kind} {name}")
+        metadata["reduced"] = note
     return RawEvent(
         id=event_identity(metadata, timestamp) if is_event and metadata["uid"] else
         content_id("kubeapi", final_action, data),
@@ -117,6 +133,39 @@ def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
         data=data,
         metadata=metadata,
     )
+
+
+def reduce_object(data: bytes, limit: int, *, what: str) -> tuple[bytes, str]:
+    """The object's JSON (`data`, over `limit` bytes) with its largest string values replaced by
+    their hash and size, largest first, until it is `limit` bytes or less; and a note saying what was
+    replaced. Raises UnusableObject when replacing every string of MIN_REDUCED_CHARS or more is not
+    enough. Walks without recursion (keys are kept, only values are replaced)."""
+    obj = msgspec.json.decode(data)  # a copy of its own: replaced in place
+    found: list[tuple[int, Any, Any]] = []  # (length, container, key or index)
+    stack: list[Any] = [obj]
+    while stack:
+        node = stack.pop()
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            if isinstance(value, str):
+                if len(value) >= MIN_REDUCED_CHARS:
+                    found.append((len(value.encode()), node, key))
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    found.sort(key=lambda f: f[0], reverse=True)
+    excess, replaced, freed = len(data) - limit, 0, 0
+    for size, node, key in found:
+        if freed >= excess:
+            break
+        value = node[key]
+        node[key] = f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]} ({size} bytes, not carried)"
+        freed += size - len(node[key])
+        replaced += 1
+    reduced = msgspec.json.encode(obj, order="sorted")
+    note = f"{replaced} values replaced by their hash (the object was {len(data)} bytes)"
+    if len(reduced) > limit:
+        raise UnusableObject("", f"too large: {len(data)} bytes of JSON, {len(reduced)} with its {replaced} largest "
+                                 f"values replaced by their hash, over the {limit} bytes an event may carry ({what})")
+    return reduced, note
 
 
 # -- Events -------------------------------------------------------------------------------
@@ -296,6 +345,6 @@ def _show(value: Any) -> str:
     else:
         try:
             shown = msgspec.json.encode(value).decode()
-        except (msgspec.EncodeError, TypeError, OverflowError):
+        except (msgspec.EncodeError, TypeError, ValueError):  # ValueError: OverflowError, a lone surrogate
             shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."

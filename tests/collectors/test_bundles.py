@@ -225,7 +225,8 @@ def test_malformed_member_unsafe_paths_and_huge_members(tmp_path: Path, monkeypa
     ]
     assert errors[0].reason.startswith("invalid JSON")
     assert "unsafe member path" in errors[1].reason and "unsafe member path" in errors[2].reason
-    assert errors[3].reason == "member too large to read (40002 bytes > 32768): skipped"
+    assert errors[3].reason == ("too large to read: 40002 bytes, over the 32768 bytes a file or archive member may "
+                                "have (read whole): skipped")
 
 
 # -- must-gather -------------------------------------------------------------------------------
