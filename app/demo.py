@@ -59,6 +59,7 @@ async def list_deadletters(settings: Settings, *, limit: int) -> list[DeadLetter
 
 
 POLL_S = 0.1  # between two looks at the graph while waiting for the dataflow
+SETTLED_S = 3.0  # the hypotheses of the explained pod unchanged this long: the dataflow has said its piece
 
 
 async def wait_for_events(settings: Settings, ids: Sequence[str], *, timeout: float,
@@ -93,11 +94,16 @@ async def explain_lines(settings: Settings, pod: str, namespace: str, *, timeout
     graph = open_graph(settings.graph)
     try:
         deadline = time.monotonic() + min(timeout, 30.0)
+        seen, since = None, time.monotonic()
         while time.monotonic() < deadline:  # change events take one more trip through the dataflow
             found = await explain(graph, kind="Pod", name=pod, namespace=namespace)
-            # the diagnose stage's findings come first (fewer hops); the patterns' follow their windows
-            if found.context.changes and any(not h.prediction.pattern.startswith("diagnosis/")
-                                             for h in found.hypotheses):
+            # the diagnose stage's findings come first (fewer hops); the patterns' follow their windows,
+            # those resting on the change events (config drift) last: wait until they stop changing
+            now = sorted((h.prediction.id, h.prediction.message) for h in found.hypotheses)
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif found.context.changes and any(not h.prediction.pattern.startswith("diagnosis/")
+                                               for h in found.hypotheses) and time.monotonic() - since >= SETTLED_S:
                 break
             await asyncio.sleep(POLL_S)
         return render_tree(found.context) + [""] + render_hypotheses(found.hypotheses)
