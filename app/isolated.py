@@ -179,12 +179,6 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
 async def publish_end_marker(target: Settings, at: datetime) -> None:
     """Tell the isolated dataflow's bridge that event time is now `at` (app.bridge.end_marker)."""
     from app.bridge import end_marker
-    from app.jetstream import EventPublisher, connect, ensure_streams
+    from app.jetstream import publish_events
 
-    nc = await connect(target.nats, name="tapio-end-marker")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, target.nats)
-        await EventPublisher(js, target.nats).publish_many([end_marker(at)])
-    finally:
-        await nc.drain()
+    await publish_events(target.nats, [end_marker(at)], name="tapio-end-marker")

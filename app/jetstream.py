@@ -332,6 +332,18 @@ class DeadLetterPublisher:
                                                WHERE_HEADER: where[:1000]})
 
 
+async def publish_events(settings: NatsSettings, events: Iterable[RawEvent], *, name: str) -> int:
+    """One connection that makes sure the streams exist, publishes `events` and drains: how a
+    one-off publisher (an end marker, a test's input) sends RawEvents. Returns how many were acked."""
+    nc = await connect(settings, name=name)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        return await EventPublisher(js, settings).publish_many(events)
+    finally:
+        await nc.drain()
+
+
 async def read_deadletters(js: JetStreamContext, settings: NatsSettings, *, limit: int = 100) -> list[DeadLetter]:
     """The newest dead letters (up to `limit`), oldest first, read without consuming them."""
     info = await js.stream_info(settings.deadletter_stream)

@@ -40,7 +40,7 @@ SLOT = timedelta(hours=6)
 @pytest.fixture(scope="module")
 async def through(embedded: EmbeddedStack) -> dict:
     from app.isolated import run_isolated
-    from app.jetstream import EventPublisher, connect, ensure_streams
+    from app.jetstream import publish_events
 
     cases = find_cases([ROOT / "patterns" / "scenarios" / "diagnosis"])
     catalog = Catalog(ROOT / "patterns")
@@ -58,15 +58,7 @@ async def through(embedded: EmbeddedStack) -> dict:
         published += moved + _deleted(moved, start + SLOT - timedelta(minutes=30))
 
     async def feed(target):  # type: ignore[no-untyped-def]
-        nc = await connect(target.nats, name="cases-through")
-        try:
-            js = nc.jetstream()
-            await ensure_streams(js, target.nats)
-            publisher = EventPublisher(js, target.nats)
-            for at in range(0, len(published), 2000):
-                await publisher.publish_many(published[at:at + 2000])
-        finally:
-            await nc.drain()
+        await publish_events(target.nats, published, name="cases-through")
         return [e.id for e in published], max(e.timestamp for e in published)
 
     live = embedded.settings()  # BASE is in 2028, ahead of the wall clock: the event-time guard is opened wide

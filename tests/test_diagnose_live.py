@@ -56,20 +56,14 @@ def test_nothing_is_diagnosed_before_event_time_has_passed_it() -> None:
 
 async def test_a_diagnosis_of_the_live_stream_is_in_the_graph_for_explain(embedded: EmbeddedStack) -> None:
     from app.isolated import run_isolated
-    from app.jetstream import EventPublisher, connect, ensure_streams
+    from app.jetstream import publish_events
     from topology.graph import open_graph
     from topology.predictions import hypotheses_for, match_story
 
     events = read([str(CASE)]).events
 
     async def feed(target):  # type: ignore[no-untyped-def]
-        nc = await connect(target.nats, name="diagnose-live")
-        try:
-            js = nc.jetstream()
-            await ensure_streams(js, target.nats)
-            await EventPublisher(js, target.nats).publish_many(events)
-        finally:
-            await nc.drain()
+        await publish_events(target.nats, events, name="diagnose-live")
         return [e.id for e in events], max(e.timestamp for e in events)
 
     run = await run_isolated(embedded.settings(), "diagnose-live", feed)

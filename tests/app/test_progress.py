@@ -65,7 +65,7 @@ async def test_readyz_names_the_bridge_stalled_when_kafka_hangs_and_events_wait(
     """Kafka frozen (SIGSTOP: it accepts connections and answers nothing) while events keep
     arriving in JetStream: /readyz says not only that Kafka does not answer but that the bridge
     has work waiting and takes none, and how much. Then Kafka thaws and the worker is ready again."""
-    from app.jetstream import EventPublisher, connect, ensure_streams
+    from app.jetstream import publish_events
     from app.stack import EmbeddedStack, free_port, read_state
     from app.workers import start_worker, with_worker_port
 
@@ -83,13 +83,7 @@ async def test_readyz_names_the_bridge_stalled_when_kafka_hangs_and_events_wait(
                    procs=[worker])
 
         async def publish(events: list) -> None:
-            nc = await connect(settings.nats, name="progress-test")
-            try:
-                js = nc.jetstream()
-                await ensure_streams(js, settings.nats)
-                await EventPublisher(js, settings.nats).publish_many(events)
-            finally:
-                await nc.drain()
+            await publish_events(settings.nats, events, name="progress-test")
 
         now = datetime.now(UTC)
         await publish(_events(now, 20, "before"))

@@ -31,7 +31,7 @@ from datetime import datetime
 from waiting import until
 
 from app.bridge import partition_for
-from app.jetstream import EventPublisher, connect, ensure_streams
+from app.jetstream import publish_events
 from app.workers import ChildProcess
 from collectors.replay import raw_event_from_object
 from core.events import RawEvent
@@ -124,13 +124,7 @@ def fence_events(at: datetime, partitions: int) -> list[RawEvent]:
 async def fence(settings: Settings, at: datetime, procs: Sequence[ChildProcess], *, within: float = 60.0) -> None:
     """Publish a fence (4. above) and wait until all of it is in the graph."""
     events = fence_events(at, settings.kafka.partitions)
-    nc = await connect(settings.nats, name="test-fence")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings.nats)
-        await EventPublisher(js, settings.nats).publish_many(events)
-    finally:
-        await nc.drain()
+    await publish_events(settings.nats, events, name="test-fence")
     ids = [e.id for e in events]
 
     async def through() -> bool:
