@@ -322,4 +322,5 @@ def enrich_batch(events: list[RawEvent]) -> tuple[list[EnrichedEvent], list[tupl
 def enrich_stage(batch: RawBatch) -> tuple[EnrichedBatch, list[tuple[RawEvent, str, str]]]:
     """The stage transform: one RawBatch in, one EnrichedBatch and the rejects out."""
     out, rejected = enrich_batch(batch.events)
-    return EnrichedBatch(events=out, watermark=batch.watermark), [(raw, raw.id, reason) for raw, reason in rejected]
+    return (EnrichedBatch(events=out, watermark=batch.watermark, progress=batch.progress),
+            [(raw, raw.id, reason) for raw, reason in rejected])

@@ -140,7 +140,8 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
                 for hit in found:
                     by_partition[hits_partition(hit.pattern, hit.key, partitions)].append(hit)
             if events:
-                await matched.send(value=MatchedBatchView(events=value.events), partition=message.partition)
+                await matched.send(value=MatchedBatchView(events=value.events, progress=value.progress),
+                                   partition=message.partition)
             if value.watermark or by_partition:
                 for p in range(partitions):
                     await hits.send(value=HitBatch(source=message.partition, watermark=value.watermark,

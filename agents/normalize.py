@@ -149,4 +149,4 @@ def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[Enri
             rejected.append((event, event.raw.id, f"cannot normalize: {e}"))
         except Exception as e:  # an event nobody foresaw: this event only, never its batch
             rejected.append((event, event.raw.id, f"cannot normalize: {e!r}"))
-    return UnifiedBatch(events=out, watermark=batch.watermark), rejected
+    return UnifiedBatch(events=out, watermark=batch.watermark, progress=batch.progress), rejected

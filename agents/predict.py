@@ -82,4 +82,4 @@ def predict_batch(batch: MatchedBatchView, patterns: dict[str, BehaviorPattern],
         if pattern is not None and adjustment.disabled is None:
             predictions.extend(predictions_for(match, pattern, adjustment))
     return InsightBatchView(events=batch.events, matches=batch.matches, predictions=predictions,
-                            watermark=batch.watermark), []
+                            watermark=batch.watermark, progress=batch.progress), []

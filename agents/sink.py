@@ -5,7 +5,9 @@ Fed by: topic `insights` (InsightBatch). Feeds: the graph (FalkorDB embedded, Ne
 
 Writes are batched (several topic records are merged into one write of up to
 `graph.batch_size` events per statement) and idempotent (MERGE on event id and resource uid),
-so at-least-once delivery upstream still leaves each event once in the graph. When the graph
+so at-least-once delivery upstream still leaves each event once in the graph. After each write the
+sink records how far the graph holds each raw partition (`app.checkpoint.SinkProgress`): the
+bridge's recovery point when Kafka loses data. When the graph
 is down the sink retries with backoff and does not move on: offsets are not committed for
 records that are not in the graph, and Kafka holds the backlog (backpressure).
 A write the graph rejects is retried event by event; the events it still rejects go to
@@ -30,7 +32,7 @@ import faust
 from core.codec import Poison, msgpack_encoder
 from core.events import UnifiedEvent
 from core.ports import GraphQueryError, GraphUnavailable, InvalidInsight, StageRuntime
-from core.records import InsightBatch, MatchGroup, PatternMatch, Prediction, by_match
+from core.records import InsightBatch, MatchGroup, PatternMatch, Prediction, Progress, by_match
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
             events: list[UnifiedEvent] = []
             matches: list[PatternMatch] = []
             predictions: list[Prediction] = []
+            written: list[Progress] = []
             for value in values:
                 if isinstance(value, Poison):
                     await runtime.dead_letter(stage=STAGE, reason=value.reason, where=value.where,
@@ -112,6 +115,8 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
                     events.extend(value.events)
                     matches.extend(value.matches)
                     predictions.extend(value.predictions)
+                    if value.progress is not None:
+                        written.append(value.progress)
             if events:
                 try:
                     await write_with_backoff(runtime, events)
@@ -129,5 +134,9 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
                     for group in by_match(matches, predictions):
                         await dead_letter_match(runtime, group, f"{type(e).__name__}: {e}")
             runtime.stats.add(STAGE, len(events))
+            if written and runtime.progress is not None:  # what the graph now holds, in JetStream's terms
+                for progress in written:
+                    runtime.progress.written(progress.partition, progress.seq)
+                await runtime.progress.save()
 
     return app.agent(source, name="tapio.sink")(sink)

@@ -20,6 +20,14 @@ one whose record Kafka refuses for what it is (`REFUSALS`: too large, invalid) i
 once it has been delivered `nats.bridge_max_deliver` times (`give_up`), while Kafka being away
 is waited out, however long, because nothing is wrong with the message.
 
+When Kafka loses data (`app.kafka_epoch`: the embedded Tansu restarted empty, a topic deleted), what
+the bridge had acknowledged to JetStream but the graph had not written is gone from Kafka. The
+bridge notices it before it produces again (it checks the broker's epoch every
+`kafka.epoch_check_s` and after every Kafka error), recreates the topics, and bridges again from
+JetStream every message after the graph's checkpoint (`app.checkpoint`) up to the last one the
+durable consumer delivered (`recover`). The graph's MERGE and the windows' per-event counting
+make what is bridged twice count once.
+
 Tansu notes (shared/notes/stack.md): the idempotent producer fails there (`InitProducerId`),
 so it is off; the topic is created here with the configured partition count so that the
 bridge and Faust agree on partitioning whoever starts first.
@@ -48,15 +56,18 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agents.partition_windows import beyond_wall_clock
+from app.checkpoint import graph_checkpoint, progress_bucket, record_epoch, recorded_epoch
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
+from app.kafka_epoch import broker_epoch
 from app.topics import ensure_topics, topic_name
 from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms
-from core.records import RawBatch
+from core.records import Progress, RawBatch
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -225,6 +236,7 @@ class _RawBatchWire(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_de
 
     events: list[msgspec.Raw]
     watermark: int = 0
+    progress: Progress | None = None
 
 
 #: errors with which Kafka refuses a record for what it is: trying again gives the same answer
@@ -303,7 +315,10 @@ class Bridge:
         self.watermark = Watermark(idle_advance_s=settings.match.idle_advance_s)
         self.bridged = 0
         self.dead_lettered = 0
+        self.rebridged = 0
         self._backoff = 0.5
+        self._epoch_checked = 0.0  # monotonic time of the last epoch check
+        self._kafka_failed = False  # a Kafka error since that check: check before producing again
 
     async def start(self) -> None:
         ns = self.settings.nats
@@ -311,6 +326,7 @@ class Bridge:
         self.js = self.nc.jetstream()
         await ensure_streams(self.js, ns)
         self.deadletters = DeadLetterPublisher(self.js, ns)
+        self.kv = await progress_bucket(self.js, ns)
         self.pull = PullBatches(self.js, ns, batch=ns.bridge_fetch, expires_s=ns.bridge_linger_s)
         await self.pull.start()
         try:
@@ -326,6 +342,7 @@ class Bridge:
                               f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
         log.info("bridge: %s.> (durable %s) -> kafka topic %s (%d partitions)",
                  ns.subject_prefix, ns.bridge_durable, self.topic, self.partitions)
+        self._kafka_failed = True  # Kafka may have lost data while no bridge ran: check before the first round
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -339,6 +356,8 @@ class Bridge:
     async def step(self) -> int:
         """One batch -> produce -> ack round. Returns the number of messages handled. Raises
         BridgeError (after acking what Kafka took and nak'ing the rest) when Kafka did not take it all."""
+        if self._kafka_failed or time.monotonic() - self._epoch_checked >= self.settings.kafka.epoch_check_s:
+            await self.check_epoch()
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
             idle = self.watermark.idle_stamp(time.monotonic())
@@ -353,23 +372,7 @@ class Bridge:
                                        time.monotonic(), wall_ms=wall_ms, max_ahead_ms=max_ahead_ms)
         for msg, reason in decoded.poison:  # dead-lettered once, then terminated: never redelivered
             await self._reject(msg, reason)
-        # each record with the messages it holds: a message is acked once every record holding it is in Kafka
-        sent: list[tuple[asyncio.Future, list[Msg]]] = []
-        for partition, events in decoded.events.items():
-            wire, sources = decoded.wire[partition], decoded.msgs[partition]
-            for start, end in chunks(wire):
-                part = events[start:end]
-                value = msgspec.msgpack.encode(_RawBatchWire(
-                    events=[msgspec.Raw(w) for w in wire[start:end]], watermark=stamp))
-                sent.append((await self._send(
-                    self.topic, value=value, partition=partition,
-                    timestamp_ms=epoch_ms(max(e.timestamp for e in part)), headers=batch_headers(part)),
-                    sources[start:end]))
-            for event, data, msg in zip(events, wire, sources, strict=True):
-                if is_object_event(event):  # object observations also feed the topology, one record per object
-                    sent.append((await self._send(
-                        self.objects_topic, value=data, partition=0,
-                        key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)), [msg]))
+        sent = await self._send_decoded(decoded, stamp)
         beats = await self._send_heartbeats(stamp, skip=decoded.events.keys())
         results = await asyncio.gather(*(f for f, _ in sent), *beats, return_exceptions=True)
         failed: dict[int, tuple[Msg, BaseException]] = {}
@@ -391,9 +394,100 @@ class Bridge:
                 await msg.nak(delay=1.0)  # JetStream redelivers it after a short delay
         self.bridged += taken
         if errors:
+            self._kafka_failed = True
             raise BridgeError(f"Kafka did not take {len(failed)} of {len(msgs)} events: {errors[0]!r}; "
                               f"they will be redelivered")
         return len(msgs)
+
+    async def _send_decoded(self, decoded: Decoded, stamp: int) -> list[tuple[asyncio.Future, list[Msg]]]:
+        """Produce decoded events: each record with the messages it holds (a message is acked
+        once every record holding it is in Kafka). Raw records carry their partition's Progress."""
+        sent: list[tuple[asyncio.Future, list[Msg]]] = []
+        for partition, events in decoded.events.items():
+            wire, sources = decoded.wire[partition], decoded.msgs[partition]
+            for start, end in chunks(wire):
+                part = events[start:end]
+                value = msgspec.msgpack.encode(_RawBatchWire(
+                    events=[msgspec.Raw(w) for w in wire[start:end]], watermark=stamp,
+                    progress=Progress(partition=partition, seq=sources[end - 1].metadata.sequence.stream)))
+                sent.append((await self._send(
+                    self.topic, value=value, partition=partition,
+                    timestamp_ms=epoch_ms(max(e.timestamp for e in part)), headers=batch_headers(part)),
+                    sources[start:end]))
+            for event, data, msg in zip(events, wire, sources, strict=True):
+                if is_object_event(event):  # object observations also feed the topology, one record per object
+                    sent.append((await self._send(
+                        self.objects_topic, value=data, partition=0,
+                        key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)), [msg]))
+        return sent
+
+    async def check_epoch(self) -> None:
+        """Compare the broker's Kafka epoch with the one the dataflow used (recorded in the progress
+        bucket); when they differ the broker lost data: `recover`. Raises KafkaError when the broker
+        cannot be asked (the caller retries)."""
+        now = await broker_epoch(self.settings.kafka)
+        if now is None:  # the topics are gone: create them (and a new epoch)
+            now = await ensure_topics(self.settings.kafka)
+        recorded = await recorded_epoch(self.kv)
+        if recorded is not None and recorded != now:
+            await self.recover(recorded, now)
+        if recorded != now:
+            await record_epoch(self.kv, now)
+        self._epoch_checked = time.monotonic()
+        self._kafka_failed = False
+
+    async def recover(self, old: str, new: str) -> int:
+        """Kafka lost data: bridge again every JetStream message after the graph's checkpoint up
+        to the last one the durable consumer delivered (later ones come from it as usual)."""
+        await ensure_topics(self.settings.kafka)
+        checkpoint = await graph_checkpoint(self.kv, self.partitions)
+        info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
+        end = info.delivered.stream_seq
+        if checkpoint > end:  # recorded for an earlier stream of the same name: trust nothing of it
+            log.warning("bridge: the graph checkpoint %d is past the stream's delivered %d; bridging "
+                        "again from the stream's start", checkpoint, end)
+            checkpoint = 0
+        log.error("bridge: Kafka lost its data (epoch %s is now %s): bridging again JetStream sequences "
+                  "%d..%d, after what the graph holds", old, new, checkpoint + 1, end)
+        count = await self._rebridge(checkpoint + 1, end)
+        self.rebridged += count
+        log.warning("bridge: %d messages bridged again; the dataflow goes on from sequence %d", count, end + 1)
+        return count
+
+    async def _rebridge(self, first: int, last: int) -> int:
+        if first > last:
+            return 0
+        ns = self.settings.nats
+        sub = await self.js.pull_subscribe(
+            f"{ns.subject_prefix}.>", stream=ns.stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
+                                  ack_policy=AckPolicy.NONE, inactive_threshold=120.0))
+        count = 0
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(ns.bridge_fetch, timeout=2.0)
+                except TimeoutError:
+                    break
+                taken = [m for m in msgs if m.metadata.sequence.stream <= last]
+                if taken:
+                    wall_ms = int(time.time() * 1000)
+                    decoded = decode_messages(taken, self.partitions, Limits(
+                        max_event_bytes=ns.bridge_max_event_bytes, wall_ms=wall_ms,
+                        max_ahead_ms=int(self.settings.match.max_ahead_s * 1000)))
+                    sent = await self._send_decoded(decoded, self.watermark.newest)
+                    results = await asyncio.gather(*(f for f, _ in sent), return_exceptions=True)
+                    failed = [r for r in results if isinstance(r, BaseException)]
+                    if failed:
+                        self._kafka_failed = True
+                        raise BridgeError(f"Kafka did not take {len(failed)} records while bridging again: "
+                                          f"{failed[0]!r}; the recovery starts over")
+                    count += len(taken)
+                if len(taken) < len(msgs) or (taken and taken[-1].metadata.sequence.stream >= last):
+                    break
+        finally:
+            await sub.unsubscribe()
+        return count
 
     async def _send(self, topic: str, **record: Any) -> asyncio.Future:
         """producer.send, with a record refused before it left (too large for the producer, no
@@ -434,6 +528,8 @@ class Bridge:
         try:
             handled = await self.step()
         except Exception as e:  # the bridge never dies: unacked messages come back from JetStream
+            if isinstance(e, KafkaError):
+                self._kafka_failed = True
             log.error("bridge: %r; retrying in %.1fs", e, self._backoff)
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, 10.0)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from agents.stage import register_stage
 from app import memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge
+from app.kafka_epoch import broker_epoch
 from app.learning import Learning, rule_of
 from app.progress import Sample, kafka_samples
 from app.runtime import Runtime
@@ -108,6 +111,11 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         stream_buffer_maxsize=64,
         topic_allow_declare=True,
         web_transport="tcp://",
+        # a changelog behind the local table (persisted offset above its highwater) means the broker
+        # lost it (an embedded Tansu restarted empty: it keeps nothing on disk); the RocksDB state is
+        # the truth then, and Faust's check would refuse to start. Highwaters are probed (app.transport),
+        # so a low ListOffsets answer cannot look like a loss.
+        recovery_consistency_check=not kafka.probe_highwaters,
     )
     app.tapio_settings = settings
     topics = Topics(app, kafka)
@@ -247,6 +255,36 @@ class BridgeService(Service):
         await self.bridge.close()
 
 
+class EpochWatch(Service):
+    """Restarts this worker when Kafka lost the dataflow's data (`app.kafka_epoch`).
+
+    Its consumers' positions and commits, and its changelogs' offsets, refer to records the broker
+    no longer has: they would skip or never commit what comes on the recreated topics. A fresh
+    process starts on them (RocksDB tables keep their state: `recovery_consistency_check` is off
+    where highwaters are probed), and the bridge bridges again what the graph lacks. The process
+    replaces itself (`os.execv`, same PID and arguments), so whatever supervises it sees no exit."""
+
+    def __init__(self, settings: Settings, epoch: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.epoch = epoch
+
+    @Service.task
+    async def _watch(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.settings.kafka.epoch_check_s)
+            try:
+                now = await broker_epoch(self.settings.kafka)
+            except KafkaError:
+                continue  # Kafka away: nothing lost yet, check again
+            if now != self.epoch:
+                log.error("worker: Kafka lost its data (epoch %s is now %s): restarting this worker on the "
+                          "recreated topics; its tables keep their state and the bridge bridges again "
+                          "what the graph lacks", self.epoch, now or "gone")
+                logging.shutdown()
+                os.execv(sys.executable, sys.orig_argv)
+
+
 def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None) -> None:
     """Block running one worker of the group until SIGINT/SIGTERM.
 
@@ -254,7 +292,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     topics or the pattern folder is missing.
     """
     try:
-        asyncio.run(ensure_topics(settings.kafka))
+        epoch = asyncio.run(ensure_topics(settings.kafka))
     except KafkaError as e:
         raise WorkerStartError(f"cannot reach Kafka at {', '.join(settings.kafka.bootstrap_servers)} ({e}): "
                                f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
@@ -263,7 +301,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
         app, runtime = create_app(settings)
     except FileNotFoundError as e:
         raise WorkerStartError(str(e)) from e
-    services: list[Service] = [runtime]
+    services: list[Service] = [runtime, EpochWatch(settings, epoch)]
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))
         runtime.runs_bridge = True

@@ -1,4 +1,4 @@
-"""The worker's connections to the world outside Kafka: NATS (dead letters) and the graph.
+"""The worker's connections to the world outside Kafka: NATS (dead letters, the sink's progress) and the graph.
 
 Fed by: `app.faust_app.create_app`, which starts it with the worker. Feeds: every agent, which
 waits for `ready()` before its first record, sends rejects through `dead_letter`, and (the
@@ -12,6 +12,7 @@ import logging
 
 import mode
 
+from app.checkpoint import SinkProgress, progress_bucket
 from app.jetstream import DeadLetterPublisher, connect, ensure_streams
 from core.settings import Settings
 from core.stats import StageStats
@@ -27,6 +28,7 @@ class Runtime(mode.Service):
         self.stats = StageStats()
         self._ready = asyncio.Event()
         self.graph: GraphStore | None = None
+        self.progress: SinkProgress | None = None
         self.runs_bridge = False  # the JetStream -> Kafka bridge runs in this process (app.progress watches it)
 
     async def on_start(self) -> None:
@@ -34,12 +36,15 @@ class Runtime(mode.Service):
         js = self.nc.jetstream()
         await ensure_streams(js, self.settings.nats)
         self.deadletters = DeadLetterPublisher(js, self.settings.nats)
+        self.progress = SinkProgress(await progress_bucket(js, self.settings.nats))
         self.graph = open_graph(self.settings.graph)
         await self.graph.setup_schema()
         self._ready.set()
         log.info("runtime ready: nats %s, graph %s", self.settings.nats.urls, self.settings.graph.uri)
 
     async def on_stop(self) -> None:
+        if self.progress is not None:
+            await self.progress.save(force=True)
         if self.graph is not None:
             await self.graph.close()
         await self.nc.drain()

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faust.types import AppT, Message
 
+from app.kafka_epoch import ensure_epoch
 from core.codec import Codec, Poison, where_of
 from core.records import (
     EnrichedBatch,
@@ -74,8 +75,9 @@ class StructSchema(faust.Schema):
         return str(key).encode(), headers
 
 
-async def ensure_topics(settings: KafkaSettings) -> None:
-    """Create every dataflow topic with the configured partition count (an existing one is kept).
+async def ensure_topics(settings: KafkaSettings) -> str:
+    """Create every dataflow topic with the configured partition count (an existing one is kept),
+    and the Kafka epoch (`app.kafka_epoch`) when the broker has none: returns the epoch.
 
     Run before a worker or a bridge starts: a topic a consumer or producer touches first is
     auto-created with the broker's default partition count, and Faust then refuses the tables
@@ -97,6 +99,7 @@ async def ensure_topics(settings: KafkaSettings) -> None:
                 pass
     finally:
         await admin.close()
+    return await ensure_epoch(settings)
 
 
 def topic_name(settings: KafkaSettings, stage: str) -> str:

@@ -60,6 +60,14 @@ class GraphWriter(Protocol):
     async def write_insights(self, matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> int: ...
 
 
+class ProgressRecorder(Protocol):
+    """Where the graph sink records how far the graph holds each raw partition (app.checkpoint)."""
+
+    def written(self, partition: int, seq: int) -> None: ...
+
+    async def save(self, *, force: bool = False) -> None: ...
+
+
 class StageRuntime(Protocol):
     """What every agent of a worker shares: settings, counters, the graph and the dead-letter subject.
 
@@ -69,6 +77,7 @@ class StageRuntime(Protocol):
     settings: Settings
     stats: StageStats
     graph: GraphWriter | None
+    progress: ProgressRecorder | None
 
     async def ready(self) -> None: ...
 

@@ -21,11 +21,22 @@ import msgspec
 from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, UnifiedEvent
 
 
+class Progress(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """Where a batch's events came from: its `raw` partition and the highest JetStream stream
+    sequence among them. Every stage passes it on with the events; the graph sink records, per
+    partition, the newest one it has written (`app.checkpoint`), so that after Kafka lost data
+    the bridge knows from which sequence to bridge again."""
+
+    partition: int
+    seq: int
+
+
 class RawBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     """Topic `raw`: RawEvents as collectors published them, bridged from JetStream."""
 
     events: list[RawEvent]
     watermark: int = 0
+    progress: Progress | None = None
 
 
 class EnrichedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -45,6 +56,7 @@ class EnrichedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_de
 
     events: list[EnrichedEvent]
     watermark: int = 0
+    progress: Progress | None = None
 
 
 class UnifiedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -52,6 +64,7 @@ class UnifiedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
 
     events: list[UnifiedEvent]
     watermark: int = 0
+    progress: Progress | None = None
 
 
 class Hit(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -126,6 +139,7 @@ class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     events: list[UnifiedEvent] = []
     matches: list[PatternMatch] = []
     watermark: int = 0
+    progress: Progress | None = None
 
 
 class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -161,6 +175,7 @@ class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     matches: list[PatternMatch] = []
     predictions: list[Prediction] = []
     watermark: int = 0
+    progress: Progress | None = None
 
 
 # --- views ------------------------------------------------------------------------------
@@ -175,12 +190,14 @@ EMPTY_EVENTS = msgspec.Raw(b"\x90")  # a MessagePack empty array
 class UnifiedBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     events: msgspec.Raw
     watermark: int = 0
+    progress: Progress | None = None
 
 
 class MatchedBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     events: msgspec.Raw = EMPTY_EVENTS
     matches: list[PatternMatch] = []
     watermark: int = 0
+    progress: Progress | None = None
 
 
 class InsightBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -188,6 +205,7 @@ class InsightBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit
     matches: list[PatternMatch] = []
     predictions: list[Prediction] = []
     watermark: int = 0
+    progress: Progress | None = None
 
 
 def batch_size(batch: msgspec.Struct) -> int:

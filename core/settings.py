@@ -50,6 +50,9 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # max_payload is the same 1 MiB; a server configured for more must not let one event fill a batch)
     bridge_max_event_bytes: int = 1024 * 1024
     publish_in_flight: int = 2000
+    # key-value bucket of what the graph holds (sink sequence per partition) and of the Kafka epoch
+    # in use: the bridge's recovery when Kafka lost data (app.checkpoint)
+    progress_bucket: str = "tapio-progress"
 
 
 class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -65,6 +68,9 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Tansu's ListOffsets(LATEST) is wrong for batched produce (shared/notes/stack.md): table
     # recovery reads the highwater from a fetch response instead (app.transport).
     probe_highwaters: bool = True
+    # how often the bridge and the worker check that the broker still holds the dataflow's data
+    # (app.kafka_epoch); a loss makes the bridge re-bridge from JetStream and the worker restart
+    epoch_check_s: float = 2.0
 
 
 class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -249,7 +255,7 @@ def isolated(settings: Settings, name: str) -> Settings:
     upper = token.upper().replace("-", "_")
     nats = msgspec.structs.replace(settings.nats, stream=f"EVENTS_{upper}", subject_prefix=f"events-{token}",
                                    deadletter_stream=f"DEADLETTER_{upper}", deadletter_prefix=f"deadletter-{token}",
-                                   bridge_durable=f"tapio-bridge-{token}")
+                                   bridge_durable=f"tapio-bridge-{token}", progress_bucket=f"tapio-progress-{token}")
     kafka = msgspec.structs.replace(settings.kafka, topic_prefix=f"tapio-{token}")
     worker = msgspec.structs.replace(settings.worker, app_id=f"tapio-{token}",
                                      data_dir=str(Path(settings.worker.data_dir).parent / f"worker-{token}"))
