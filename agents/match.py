@@ -39,7 +39,7 @@ from agents.windows import WindowState, decode_state, encode_state
 from core.codec import Poison, msgpack_encoder, where_of
 from core.events import UnifiedEvent
 from core.ports import StageRuntime
-from core.records import Hit, HitBatch, MatchedBatch, MatchedBatchView, UnifiedBatchView
+from core.records import Hit, HitBatch, MatchedBatch, MatchedBatchView, PatternMatch, UnifiedBatchView
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,16 @@ _EVENT = msgspec.msgpack.Decoder(UnifiedEvent)
 _MEMBER = msgspec.msgpack.Decoder(Member)
 _SERVICES = msgspec.msgpack.Decoder(ServiceIndex)
 _MARKS = msgspec.msgpack.Decoder(dict[int, int])
+_SENT = msgspec.msgpack.Decoder(list[PatternMatch])
 
 
 #: how often a partition's source watermarks are written to the table. A restart resumes from an
 #: older (lower) watermark, which only delays evaluation; it never evaluates a window early.
 MARKS_EVERY_S = 5.0
+#: the newest matches of a hits partition kept after they were sent (table `tapio-sent-matches`): a
+#: worker that takes the partition up (a restart, a rebalance) sends them again, so that a match
+#: lost with Kafka's data before the graph had it still arrives (the graph merges it by id)
+RESEND_LAST = 128
 
 
 def hits_partition(pattern: str, key: str, partitions: int) -> int:
@@ -211,6 +216,8 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                       partitions=partitions, options=TABLE_OPTIONS)
     marks = app.Table("tapio-watermarks", default=None, key_type=bytes, value_type=bytes,
                       partitions=partitions, options=TABLE_OPTIONS)
+    sent = app.Table("tapio-sent-matches", default=None, key_type=bytes, value_type=bytes,
+                     partitions=partitions, options=TABLE_OPTIONS)
     held: dict[int, WindowPartition] = {}
 
     @app.on_partitions_revoked.connect
@@ -230,6 +237,12 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             if part is None:
                 part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions,
                                                                     max_ahead_ms)
+                recent = sent.get(f"p{message.partition}")
+                if recent:  # taken up: the newest matches again, in case Kafka lost them before the graph had them
+                    again = _SENT.decode(recent)
+                    await matched.send(value=MatchedBatch(matches=again), partition=message.partition)
+                    log.info("windows: partition %d taken up; its %d newest matches sent again (the graph "
+                             "merges them by id)", message.partition, len(again))
             try:
                 late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms)
             except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
@@ -240,6 +253,9 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                 continue
             if found:
                 await matched.send(value=MatchedBatch(matches=found), partition=message.partition)
+                recent = sent.get(f"p{message.partition}")
+                kept = (_SENT.decode(recent) if recent else []) + found
+                sent[f"p{message.partition}"] = msgpack_encoder.encode(kept[-RESEND_LAST:])
             runtime.stats.add("windows", len(value.hits), rejected=0)
             if value.hits and value.selected_at:  # select took the events -> their windows are evaluated
                 runtime.stats.time("match_latency", time.time() - value.selected_at, len(value.hits))

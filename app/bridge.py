@@ -430,16 +430,17 @@ class Bridge:
             now = await ensure_topics(self.settings.kafka)
         recorded = await recorded_epoch(self.kv)
         if recorded is not None and recorded != now:
-            await self.recover(recorded, now)
+            now = await self.recover(recorded, now)
         if recorded != now:
             await record_epoch(self.kv, now)
         self._epoch_checked = time.monotonic()
         self._kafka_failed = False
 
-    async def recover(self, old: str, new: str) -> int:
-        """Kafka lost data: bridge again every JetStream message after the graph's checkpoint up
-        to the last one the durable consumer delivered (later ones come from it as usual)."""
-        await ensure_topics(self.settings.kafka)
+    async def recover(self, old: str, new: str) -> str:
+        """Kafka lost data: recreate the topics (a new epoch: every worker restarts on them), then
+        bridge again every JetStream message after the graph's checkpoint up to the last one the
+        durable consumer delivered (later ones come from it as usual). Returns the new epoch."""
+        epoch = await ensure_topics(self.settings.kafka, fresh=True)
         checkpoint = await graph_checkpoint(self.kv, self.partitions)
         info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
         end = info.delivered.stream_seq
@@ -447,12 +448,12 @@ class Bridge:
             log.warning("bridge: the graph checkpoint %d is past the stream's delivered %d; bridging "
                         "again from the stream's start", checkpoint, end)
             checkpoint = 0
-        log.error("bridge: Kafka lost its data (epoch %s is now %s): bridging again JetStream sequences "
-                  "%d..%d, after what the graph holds", old, new, checkpoint + 1, end)
+        log.error("bridge: Kafka lost its data (epoch %s was %s; topics recreated, epoch %s): bridging again "
+                  "JetStream sequences %d..%d, after what the graph holds", old, new, epoch, checkpoint + 1, end)
         count = await self._rebridge(checkpoint + 1, end)
         self.rebridged += count
         log.warning("bridge: %d messages bridged again; the dataflow goes on from sequence %d", count, end + 1)
-        return count
+        return epoch
 
     async def _rebridge(self, first: int, last: int) -> int:
         if first > last:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,9 @@ from agents.stage import register_stage
 from app import memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge
-from app.kafka_epoch import broker_epoch
 from app.learning import Learning, rule_of
 from app.progress import Sample, kafka_samples
+from app.restart import RESTARTED, EpochWatch, SendFailures, recreate_own_topics, topics_when_kafka_answers
 from app.runtime import Runtime
 from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
@@ -255,36 +254,6 @@ class BridgeService(Service):
         await self.bridge.close()
 
 
-class EpochWatch(Service):
-    """Restarts this worker when Kafka lost the dataflow's data (`app.kafka_epoch`).
-
-    Its consumers' positions and commits, and its changelogs' offsets, refer to records the broker
-    no longer has: they would skip or never commit what comes on the recreated topics. A fresh
-    process starts on them (RocksDB tables keep their state: `recovery_consistency_check` is off
-    where highwaters are probed), and the bridge bridges again what the graph lacks. The process
-    replaces itself (`os.execv`, same PID and arguments), so whatever supervises it sees no exit."""
-
-    def __init__(self, settings: Settings, epoch: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.epoch = epoch
-
-    @Service.task
-    async def _watch(self) -> None:
-        while not self.should_stop:
-            await self.sleep(self.settings.kafka.epoch_check_s)
-            try:
-                now = await broker_epoch(self.settings.kafka)
-            except KafkaError:
-                continue  # Kafka away: nothing lost yet, check again
-            if now != self.epoch:
-                log.error("worker: Kafka lost its data (epoch %s is now %s): restarting this worker on the "
-                          "recreated topics; its tables keep their state and the bridge bridges again "
-                          "what the graph lacks", self.epoch, now or "gone")
-                logging.shutdown()
-                os.execv(sys.executable, sys.orig_argv)
-
-
 def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None) -> None:
     """Block running one worker of the group until SIGINT/SIGTERM.
 
@@ -292,7 +261,9 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     topics or the pattern folder is missing.
     """
     try:
-        epoch = asyncio.run(ensure_topics(settings.kafka))
+        # a worker that restarted itself (app.restart) waits for Kafka; one an operator starts says what is wrong
+        epoch = asyncio.run(topics_when_kafka_answers(settings.kafka) if os.environ.get(RESTARTED)
+                            else ensure_topics(settings.kafka))
     except KafkaError as e:
         raise WorkerStartError(f"cannot reach Kafka at {', '.join(settings.kafka.bootstrap_servers)} ({e}): "
                                f"start it (`tapio up`) or set kafka.bootstrap_servers") from e
@@ -301,7 +272,10 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
         app, runtime = create_app(settings)
     except FileNotFoundError as e:
         raise WorkerStartError(str(e)) from e
+    if os.environ.get(RESTARTED, "").startswith("Kafka lost"):
+        asyncio.run(recreate_own_topics(app, settings))  # its changelogs, clear of stray records
     services: list[Service] = [runtime, EpochWatch(settings, epoch)]
+    app.sensors.add(SendFailures())
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))
         runtime.runs_bridge = True

@@ -34,6 +34,11 @@ def epoch_topic(settings: KafkaSettings) -> str:
     return f"{settings.topic_prefix}.epoch"
 
 
+def epoch_new_topic(settings: KafkaSettings) -> NewTopic:
+    return NewTopic(epoch_topic(settings), 1, settings.replication,
+                    topic_configs={"retention.ms": "-1", "cleanup.policy": "compact"})
+
+
 async def broker_epoch(settings: KafkaSettings, *, timeout_s: float = 5.0) -> str | None:
     """The epoch the broker holds now, or None when its topic is gone or empty.
     Raises KafkaError when the broker cannot be asked."""
@@ -72,8 +77,7 @@ async def ensure_epoch(settings: KafkaSettings) -> str:
     await admin.start()
     try:
         try:
-            await admin.create_topics([NewTopic(topic, 1, settings.replication,
-                                                topic_configs={"retention.ms": "-1", "cleanup.policy": "compact"})])
+            await admin.create_topics([epoch_new_topic(settings)])
         except TopicAlreadyExistsError:
             pass
     finally:

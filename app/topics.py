@@ -11,10 +11,10 @@ from typing import Any
 import faust
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from faust.types import AppT, Message
 
-from app.kafka_epoch import ensure_epoch
+from app.kafka_epoch import ensure_epoch, epoch_new_topic
 from core.codec import Codec, Poison, where_of
 from core.records import (
     EnrichedBatch,
@@ -75,30 +75,65 @@ class StructSchema(faust.Schema):
         return str(key).encode(), headers
 
 
-async def ensure_topics(settings: KafkaSettings) -> str:
-    """Create every dataflow topic with the configured partition count (an existing one is kept),
-    and the Kafka epoch (`app.kafka_epoch`) when the broker has none: returns the epoch.
+def dataflow_topics(settings: KafkaSettings) -> list[NewTopic]:
+    """Every topic of the dataflow but Faust's own (changelogs): the stage topics and `objects`."""
+    wanted = [NewTopic(topic_name(settings, stage), settings.partitions, settings.replication)
+              for stage in TOPIC_TYPES]
+    # one partition: one topology service sees every object, in order; compacted by object
+    # key in a real Kafka (Tansu ignores the policy)
+    wanted.append(NewTopic(topic_name(settings, "objects"), 1, settings.replication,
+                           topic_configs={"cleanup.policy": "compact"}))
+    return wanted
 
-    Run before a worker or a bridge starts: a topic a consumer or producer touches first is
-    auto-created with the broker's default partition count, and Faust then refuses the tables
-    whose changelogs were created with ours (PartitionsMismatch).
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+
+async def create_topics(bootstrap: list[str], topics: list[NewTopic]) -> None:
+    """Create each topic; one that exists is kept."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        wanted = [NewTopic(topic_name(settings, stage), settings.partitions, settings.replication)
-                  for stage in TOPIC_TYPES]
-        # one partition: one topology service sees every object, in order; compacted by object
-        # key in a real Kafka (Tansu ignores the policy)
-        wanted.append(NewTopic(topic_name(settings, "objects"), 1, settings.replication,
-                               topic_configs={"cleanup.policy": "compact"}))
-        for topic in wanted:
+        for topic in topics:
             try:
                 await admin.create_topics([topic])
             except TopicAlreadyExistsError:
                 pass
     finally:
         await admin.close()
+
+
+async def recreate_topics(bootstrap: list[str], topics: list[NewTopic]) -> None:
+    """Create, delete and create again: after Kafka lost its data, topics empty and sound.
+
+    Tansu keeps nothing across a restart, but a producer that still held batches writes them into
+    the restarted broker before anyone created the topics: records of partitions the broker does
+    not know. Creating the topic then starts it at offset 0, where those records already lie, and
+    every later write there fails (UnknownError; Tansu logs ObjectStore AlreadyExists), for good.
+    Deleting the created topic takes the stray records with it (shared/notes/stack.md)."""
+    await create_topics(bootstrap, topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([t.name for t in topics])
+    except UnknownTopicOrPartitionError:
+        pass
+    finally:
+        await admin.close()
+    await create_topics(bootstrap, topics)
+
+
+async def ensure_topics(settings: KafkaSettings, *, fresh: bool = False) -> str:
+    """Create every dataflow topic with the configured partition count (an existing one is kept),
+    and the Kafka epoch (`app.kafka_epoch`) when the broker has none: returns the epoch.
+    `fresh` (after Kafka lost its data): delete and create them again, and a new epoch with them,
+    so that every worker restarts on them (`recreate_topics`).
+
+    Run before a worker or a bridge starts: a topic a consumer or producer touches first is
+    auto-created with the broker's default partition count, and Faust then refuses the tables
+    whose changelogs were created with ours (PartitionsMismatch).
+    """
+    if fresh:
+        await recreate_topics(settings.bootstrap_servers, [*dataflow_topics(settings), epoch_new_topic(settings)])
+    else:
+        await create_topics(settings.bootstrap_servers, dataflow_topics(settings))
     return await ensure_epoch(settings)
 
 

@@ -1,9 +1,11 @@
 """Kafka loses its data mid-stream: the embedded Tansu is killed with SIGKILL while events flow and
-started again empty (it keeps nothing on disk). The bridge notices it before it produces again and
-bridges again from JetStream what the graph lacks (app.checkpoint, app.kafka_epoch); the worker
-restarts itself on the recreated topics, its RocksDB tables keeping their state. The graph ends
-with every event, once, and with the pattern predictions of a run without the fault (the same
-events matched in-process, as `tapio analyze` and the backtests do).
+started again empty (it keeps nothing on disk). The bridge notices it before it produces again,
+recreates the topics (clear of what producers still flushed into the new broker) and bridges again
+from JetStream what the graph lacks (app.checkpoint, app.kafka_epoch); the worker restarts itself
+on the recreated topics (app.restart), its RocksDB tables keeping their state, and sends its
+newest matches again (one still in Kafka was lost with it). The graph ends with every event, once,
+and with the pattern predictions of a run without the fault (the same events matched in-process,
+as `tapio analyze` and the backtests do).
 
 Real servers (a stack of the test's own, so no other test loses its broker); kill -9.
 """
@@ -141,26 +143,16 @@ async def lost(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.xdist_group("kafka-loss")
-@pytest.mark.xfail(strict=False, reason=(
-    "passes on an idle machine (twice here), failed once under the full suite's load: right after the "
-    "worker restarted, Tansu 0.6.0 refused produce requests at offset 0 of partitions that already held "
-    "records (its log: ObjectStore AlreadyExists .../records/00000000000000000000.batch; the client gets "
-    "UnknownError), and Faust drops a record whose send failed while its source offset is committed, so "
-    "the events of those records never reached the graph"))
 def test_kafka_losing_its_data_mid_stream_loses_no_event_and_writes_none_twice(lost: dict) -> None:
     killed_at, logs = lost["killed_at"], lost["logs"]
     assert killed_at and killed_at["in_graph"] < killed_at["published"], "Tansu was killed once all was done"
     assert "Kafka lost its data" in logs and "bridging again JetStream sequences" in logs
-    assert "restarting this worker on the recreated topics" in logs
+    assert "Kafka lost its data" in logs and "restarting this worker" in logs
     # every event in the graph (MERGE on the event id: once)
     assert lost["run"].in_graph == len({e.id for e in lost["events"]})
 
 
 @pytest.mark.xdist_group("kafka-loss")
-@pytest.mark.xfail(strict=False, reason=(
-    "a match the windows stage had sent, still in Kafka (topics matched/insights) when Kafka lost it, is "
-    "not sent again: re-bridged events are hits the windows already counted, and their states say the "
-    "pattern matched. Needs: matches kept (a table) until the graph has them, and sent again after a loss"))
 def test_after_kafka_lost_its_data_the_predictions_are_those_of_a_run_without_the_fault(lost: dict) -> None:
     # the windows counted each event once: the predictions are those of the run without the fault
     got = {(p.pattern, p.scope, p.at, p.message) for p in lost["run"].predictions
