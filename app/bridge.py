@@ -343,6 +343,7 @@ class Bridge:
         log.info("bridge: %s.> (durable %s) -> kafka topic %s (%d partitions)",
                  ns.subject_prefix, ns.bridge_durable, self.topic, self.partitions)
         self._kafka_failed = True  # Kafka may have lost data while no bridge ran: check before the first round
+        self._taken_over = False  # what a bridge that died had fetched is bridged before anything newer
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -358,6 +359,8 @@ class Bridge:
         BridgeError (after acking what Kafka took and nak'ing the rest) when Kafka did not take it all."""
         if self._kafka_failed or time.monotonic() - self._epoch_checked >= self.settings.kafka.epoch_check_s:
             await self.check_epoch()
+        if not self._taken_over:
+            await self.take_over()
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
             idle = self.watermark.idle_stamp(time.monotonic())
@@ -435,6 +438,23 @@ class Bridge:
             await record_epoch(self.kv, now)
         self._epoch_checked = time.monotonic()
         self._kafka_failed = False
+
+    async def take_over(self) -> int:
+        """Before its first round: bridge again what the durable consumer delivered and nobody
+        acknowledged (a bridge killed with messages in hand). JetStream would give them back only
+        after `nats.bridge_ack_wait_s`, when the windows' event time has moved past them and they
+        would count as late; bridged now, they come before anything newer. When bridges share the
+        consumer, another one's messages in hand are bridged twice: the graph and the windows
+        count each event once."""
+        info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
+        first, last = info.ack_floor.stream_seq + 1, info.delivered.stream_seq
+        count = 0
+        if info.num_ack_pending and first <= last:
+            count = await self._rebridge(first, last)
+            log.warning("bridge: %d messages delivered before this bridge started and not acknowledged "
+                        "(sequences %d..%d) bridged again first", count, first, last)
+        self._taken_over = True
+        return count
 
     async def recover(self, old: str, new: str) -> str:
         """Kafka lost data: recreate the topics (a new epoch: every worker restarts on them), then
