@@ -215,8 +215,8 @@ class LiveState:
 def keep(kept: deque[RawEvent], raw: RawEvent) -> bool:
     """Put an Event or log line among those kept of its object, in event-time order, once; False
     when it is not kept. Delivery is at least once: a batch read again after a restart, a message
-    JetStream delivered twice (its ack lost with a NATS restart) brings an event the state already
-    holds, which must not count twice (a probe's failures are summed). And arrival is not event
+    a restarted nats-server delivers again (its consumer state on disk was behind) brings an event
+    the state already holds, which must not count twice (a probe's failures are summed). And arrival is not event
     time: one that comes late (a killed bridge's messages come back after `ack_wait`) takes its
     place by time, and one older than all of a full object is left out, as arriving in order would
     have pushed it out. So what is kept, and what is diagnosed from it, is what in-order delivery

@@ -204,10 +204,10 @@ READINESS = ROOT / "patterns" / "scenarios" / "diagnosis" / "probes" / "readines
 
 
 def test_an_event_delivered_again_or_late_is_diagnosed_as_in_order() -> None:
-    """A batch delivered again once event time has moved on (JetStream redelivers what a bridge took
-    and could not acknowledge: a NATS restart; a worker re-reads its uncommitted batches) counted its
-    Events twice: the probe's 211 failures became 422. An Event arriving last, after the ones that
-    followed it, changes nothing either."""
+    """A batch delivered again once event time has moved on (a restarted nats-server delivers again
+    what its consumer state had not written; a restarted worker re-reads its uncommitted batches)
+    counted its Events twice: the probe's 211 failures became 422. An Event arriving last, after
+    the ones that followed it, changes nothing either."""
     events = read([str(READINESS)]).events
     end = epoch_ms(max(e.timestamp for e in events)) + 3_600_000
     in_order = [RawBatch(events=[e], watermark=epoch_ms(e.timestamp)) for e in events]

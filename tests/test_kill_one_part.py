@@ -12,8 +12,13 @@ When every event is in the graph and every window has been evaluated past the la
 must equal the baseline: every Event id in the graph exactly once, the same nodes and edges, the
 same predictions (pattern, scope, event time, confidence, message, ids), and every window state
 the same (each condition's count, distinct values, hits held, first and last hit), the tally
-pattern holding each pod's Events exactly once. The baseline itself equals the offline runner
-(`agents.offline`, the same functions in one process) on the same events.
+pattern holding each pod's Events exactly once; and, apart, the diagnose stage's diagnoses. The
+baseline itself equals the offline runner (`agents.offline`, the same functions in one process).
+The bridge is killed at a moment it holds messages it has not acknowledged (`faults.
+kill_holding_messages`), a crash's worst case and the common one under a steady stream.
+
+What a kill still does wrong is an expected failure naming its cause (BRIDGE_IN_FLIGHT,
+DIAGNOSE_IN_MEMORY): strict, so that the fix turns it into a failure to remove.
 
 Parts: the servers nats-server and FalkorDB, the bridge, the worker, and the collector
 (`tapio collect kubeapi` watching a Kubernetes API emulator, kmock, where the stream's Events are

@@ -208,9 +208,7 @@ class Pace:
 
     total: int
     done: int = 0
-    retries: int = 0
     halfway: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -237,7 +235,6 @@ async def _paced(offsets: Sequence[float], pace: Pace, send: Callable[[int, int]
             pace.advance(j - i)
             i = j
         await asyncio.sleep(TICK_S)
-    pace.finished.set()
 
 
 async def publish_steadily(settings: Settings, events: Sequence[RawEvent], offsets: Sequence[float],
@@ -257,7 +254,6 @@ async def publish_steadily(settings: Settings, events: Sequence[RawEvent], offse
                     await publisher.publish_many(events[i:j])
                     return
                 except Exception as e:  # PublishFailed, a connection error while NATS restarts
-                    pace.retries += 1
                     log.warning("kill test publisher: %r; publishing %d events again", e, j - i)
                     await asyncio.sleep(0.2)
         await _paced(offsets, pace, send)
