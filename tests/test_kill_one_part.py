@@ -93,11 +93,12 @@ async def run(stack: EmbeddedStack, stream: Stream, patterns: Path, tmp: Path, *
               part: str | None = None) -> Outcome:
     """The stream through a dataflow of its own; with `part`, that part killed halfway and brought back."""
     flow = Dataflow(stack.settings(), name, patterns, tmp, free_port())
+    publishing: asyncio.Future | None = None
     try:
         await flow.ready(stream)
         pace = Pace(total=len(stream.events))
         if part == "collector":
-            return await _through_collector(flow, stream, pace, stack, tmp)
+            return await _through_collector(flow, stream, pace, stack, tmp, name)
         publishing = asyncio.ensure_future(publish_steadily(flow.settings, stream.raw_events, stream.offsets, pace))
         if part is not None:
             await _halfway(flow, pace, publishing)
@@ -105,6 +106,8 @@ async def run(stack: EmbeddedStack, stream: Stream, patterns: Path, tmp: Path, *
         await publishing
         return _dumped(name, await flow.outcome(stream))
     finally:
+        if publishing is not None:
+            publishing.cancel()  # a failure before the end: stop publishing
         flow.stop()
 
 
@@ -130,7 +133,7 @@ async def _kill(flow: Dataflow, stream: Stream, part: str, stack: EmbeddedStack,
 
 
 async def _through_collector(flow: Dataflow, stream: Stream, pace: Pace, stack: EmbeddedStack,
-                             tmp: Path) -> Outcome:
+                             tmp: Path, name: str) -> Outcome:
     """The stream created in a Kubernetes API emulator at its pace, published by `tapio collect
     kubeapi` watching it (Events only: the pods were published first, as in every run); the
     collector killed halfway and started again."""
@@ -153,12 +156,13 @@ async def _through_collector(flow: Dataflow, stream: Stream, pace: Pace, stack: 
             await until(lambda: emulator._buses[EVENTS_RESOURCE].consumer_count >= 1, timeout=60, every=0.05,
                         procs=flow.procs, what="the collector to watch the Events")
             posting = asyncio.ensure_future(post_steadily(emulator, stream.events, stream.offsets, pace))
-            await _halfway(flow, pace, posting)
-            await _kill(flow, stream, "collector", stack, collector=collector)
-            await posting
             try:
-                return _dumped(flow.settings.worker.app_id, await flow.outcome(stream))
-            finally:  # before the emulator: its server waits for the open watches to end
+                await _halfway(flow, pace, posting)
+                await _kill(flow, stream, "collector", stack, collector=collector)
+                await posting
+                return _dumped(name, await flow.outcome(stream))
+            finally:  # before the emulator's end: its server waits for the open watches to end
+                posting.cancel()
                 for proc in flow.others:
                     proc.stop()
     finally:
