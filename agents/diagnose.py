@@ -28,6 +28,7 @@ update).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -116,9 +117,9 @@ class LiveState:
                 continue
             if not key.namespace:
                 key, raw = self._joined(key, raw)
-            self.events.setdefault(key, deque(maxlen=KEEP_PER_OBJECT)).append(raw)
-            heapq.heappush(self.expiry, (epoch_ms(raw.timestamp), key))
-            touched.add(self._index(key))
+            if keep(self.events.setdefault(key, deque(maxlen=KEEP_PER_OBJECT)), raw):
+                heapq.heappush(self.expiry, (epoch_ms(raw.timestamp), key))
+                touched.add(self._index(key))
         return touched
 
     def expire(self, now_ms: int) -> set[str]:
@@ -147,7 +148,7 @@ class LiveState:
                 # Events that named no namespace (an events table of one namespace) join the object now
                 # in one, as `observe` joins them: one object, not a namespace-less twin
                 for event in self.events.pop(loose):
-                    self.events.setdefault(key, deque(maxlen=KEEP_PER_OBJECT)).append(self._in(key, event))
+                    keep(self.events.setdefault(key, deque(maxlen=KEEP_PER_OBJECT)), self._in(key, event))
                 self._unindex(loose)
 
     def _joined(self, key: ObjectKey, raw: RawEvent) -> tuple[ObjectKey, RawEvent]:
@@ -209,6 +210,38 @@ class LiveState:
                     or r.metadata.get("event_type") == "Warning" or r.metadata.get("action") == "ROLLOUT"]
             out.extend(kept[-5:])
         return out
+
+
+def keep(kept: deque[RawEvent], raw: RawEvent) -> bool:
+    """Put an Event or log line among those kept of its object, in event-time order, once; False
+    when it is not kept. Delivery is at least once: a batch read again after a restart, a message
+    a restarted nats-server delivers again (its consumer state on disk was behind) brings an event
+    the state already holds, which must not count twice (a probe's failures are summed). And arrival is not event
+    time: one that comes late (a killed bridge's messages come back after `ack_wait`) takes its
+    place by time, and one older than all of a full object is left out, as arriving in order would
+    have pushed it out. So what is kept, and what is diagnosed from it, is what in-order delivery
+    keeps."""
+    at = raw.timestamp
+    place = bisect.bisect_right(kept, at, key=_time)
+    same = place
+    while same > 0 and kept[same - 1].timestamp == at:
+        if kept[same - 1].id == raw.id:
+            return False
+        same -= 1
+    if place == len(kept):
+        kept.append(raw)  # the usual case: the newest so far
+        return True
+    if len(kept) == kept.maxlen:
+        if place == 0:
+            return False
+        kept.popleft()
+        place -= 1
+    kept.insert(place, raw)
+    return True
+
+
+def _time(raw: RawEvent) -> datetime:
+    return raw.timestamp
 
 
 def as_insight(d: Diagnosis, evidence: list[UnifiedEvent], uids: dict[ObjectKey, str] | None = None,

@@ -8,12 +8,13 @@ an isolated dataflow on real servers; its diagnosis is in the graph as a predict
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections import deque
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 
-from agents.diagnose import PATTERN_PREFIX, LiveState, diagnose_batch
+from agents.diagnose import PATTERN_PREFIX, LiveState, diagnose_batch, keep
 from agents.diagnosis import INCIDENT_CONFIDENCE, diagnose_events
 from app.analyze import read
 from app.stack import EmbeddedStack
@@ -195,3 +196,41 @@ def test_feedback_adjusts_a_diagnosis_family_as_it_does_a_pattern() -> None:
     found, _ = diagnose_batch(state, _at_once(later)[0], adjustments={family: off})
     assert found is not None and [p.resolved_at is not None for p in found.predictions] == [True]
     assert state.standing == {}
+
+
+# --- at least once, and not in event-time order: what is kept is what in-order delivery keeps ------------
+
+READINESS = ROOT / "patterns" / "scenarios" / "diagnosis" / "probes" / "readiness-probe-failure"
+
+
+def test_an_event_delivered_again_or_late_is_diagnosed_as_in_order() -> None:
+    """A batch delivered again once event time has moved on (a restarted nats-server delivers again
+    what its consumer state had not written; a restarted worker re-reads its uncommitted batches)
+    counted its Events twice: the probe's 211 failures became 422. An Event arriving last, after
+    the ones that followed it, changes nothing either."""
+    events = read([str(READINESS)]).events
+    end = epoch_ms(max(e.timestamp for e in events)) + 3_600_000
+    in_order = [RawBatch(events=[e], watermark=epoch_ms(e.timestamp)) for e in events]
+    expected = _run(in_order + [RawBatch(events=[], watermark=end)])
+    assert [(cause, "(211 failures)" in message) for _, cause, _, message in expected] == [
+        ("readiness-probe-failure", True)]
+    assert _run(in_order + [RawBatch(events=events, watermark=end)]) == expected
+    assert _run(in_order + in_order + [RawBatch(events=[], watermark=end)]) == expected
+    started = next(e for e in events if e.metadata.get("reason") == "Started")
+    late = [RawBatch(events=[e], watermark=epoch_ms(e.timestamp)) for e in events if e is not started]
+    assert _run(late + [RawBatch(events=[started], watermark=end)]) == expected
+
+
+def _at(second: int, name: str) -> RawEvent:
+    return RawEvent(id=name, timestamp=datetime(2026, 11, 26, 7, 0, second, tzinfo=UTC), type="kubeapi", data=b"",
+                    metadata={"action": "EVENT", "kind": "Event"})
+
+
+def test_an_object_keeps_its_newest_events_in_time_order_each_once() -> None:
+    kept: deque[RawEvent] = deque(maxlen=3)
+    assert [keep(kept, _at(s, n)) for s, n in ((1, "a"), (3, "c"), (2, "b"))] == [True, True, True]
+    assert [e.id for e in kept] == ["a", "b", "c"]
+    assert not keep(kept, _at(2, "b"))  # again: not kept twice
+    assert not keep(kept, _at(0, "z"))  # older than all of a full object: in order, it would be gone
+    assert keep(kept, _at(2, "b2")) and [e.id for e in kept] == ["b", "b2", "c"]  # in place, the oldest out
+    assert keep(kept, _at(4, "d")) and [e.id for e in kept] == ["b2", "c", "d"]
