@@ -275,7 +275,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     if os.environ.get(RESTARTED, "").startswith("Kafka lost"):
         asyncio.run(recreate_own_topics(app, settings))  # its changelogs, clear of stray records
     services: list[Service] = [runtime, EpochWatch(settings, epoch)]
-    app.sensors.add(SendFailures())
+    app.sensors.add(SendFailures(app))
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))
         runtime.runs_bridge = True

@@ -99,7 +99,13 @@ class SendFailures(Sensor):
     offset that produced it is committed. A record Kafka refuses for what it is (REFUSALS: too
     large, invalid) would be refused again: it is logged, and the worker goes on."""
 
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app = app
+
     def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        if self.app.should_stop:  # stopping: what was not sent comes again from the committed offsets
+            return
         if isinstance(exc, REFUSALS):
             log.error("worker: Kafka refused a record for what it is (%r); it is lost", exc)
             return
