@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+from app.restart import RESTARTED
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,12 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed = await super().seek_to_committed()
         changelogs = self.app.tables.changelog_topics
         unset = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        if os.environ.get(RESTARTED, "").startswith("Kafka lost") and not getattr(self, "_reread", False):
+            # restarted because Kafka lost its data (app.restart): the recreated topics hold only what came
+            # since, and the commits the previous process made there skipped what Faust took for already
+            # read (offsets below its old positions): read them from their start, once
+            self._reread = True
+            unset = [tp for tp in committed if tp.topic not in changelogs]
         reset = self.app.conf.consumer_auto_offset_reset
         if unset and reset in ("earliest", "latest"):
             consumer = self._ensure_consumer()
