@@ -137,6 +137,7 @@ async def lost(tmp_path_factory: pytest.TempPathFactory) -> dict:
     try:
         run = await run_isolated(live, "kafka-loss", feed, timeout=120)
     finally:
+        stack.servers = read_state(tmp_path / "stack").servers  # the Tansu started again, not the killed one
         stack.stop()
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "stack" / "isolated" / "kafka-loss").glob("*.log"))
     return {"events": events, "expected": expected, "run": run, "killed_at": killed_at, "logs": logs}
