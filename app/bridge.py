@@ -367,12 +367,10 @@ class Bridge:
             if idle is not None:
                 await self._heartbeat(idle, skip=())
             return 0
-        wall_ms = int(time.time() * 1000)
-        max_ahead_ms = int(self.settings.match.max_ahead_s * 1000)
-        decoded = decode_messages(msgs, self.partitions, Limits(
-            max_event_bytes=self.settings.nats.bridge_max_event_bytes, wall_ms=wall_ms, max_ahead_ms=max_ahead_ms))
+        limits = self._limits()
+        decoded = decode_messages(msgs, self.partitions, limits)
         stamp = self.watermark.observe([*(e for events in decoded.events.values() for e in events), *decoded.marks],
-                                       time.monotonic(), wall_ms=wall_ms, max_ahead_ms=max_ahead_ms)
+                                       time.monotonic(), wall_ms=limits.wall_ms, max_ahead_ms=limits.max_ahead_ms)
         for msg, reason in decoded.poison:  # dead-lettered once, then terminated: never redelivered
             await self._reject(msg, reason)
         sent = await self._send_decoded(decoded, stamp)
@@ -401,6 +399,11 @@ class Bridge:
             raise BridgeError(f"Kafka did not take {len(failed)} of {len(msgs)} events: {errors[0]!r}; "
                               f"they will be redelivered")
         return len(msgs)
+
+    def _limits(self) -> Limits:
+        """What the bridge takes now: the size limit, and event times guarded against the wall clock."""
+        return Limits(max_event_bytes=self.settings.nats.bridge_max_event_bytes, wall_ms=int(time.time() * 1000),
+                      max_ahead_ms=int(self.settings.match.max_ahead_s * 1000))
 
     async def _send_decoded(self, decoded: Decoded, stamp: int) -> list[tuple[asyncio.Future, list[Msg]]]:
         """Produce decoded events: each record with the messages it holds (a message is acked
@@ -492,10 +495,7 @@ class Bridge:
                     break
                 taken = [m for m in msgs if m.metadata.sequence.stream <= last]
                 if taken:
-                    wall_ms = int(time.time() * 1000)
-                    decoded = decode_messages(taken, self.partitions, Limits(
-                        max_event_bytes=ns.bridge_max_event_bytes, wall_ms=wall_ms,
-                        max_ahead_ms=int(self.settings.match.max_ahead_s * 1000)))
+                    decoded = decode_messages(taken, self.partitions, self._limits())
                     sent = await self._send_decoded(decoded, self.watermark.newest)
                     results = await asyncio.gather(*(f for f, _ in sent), return_exceptions=True)
                     failed = [r for r in results if isinstance(r, BaseException)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,14 @@ from app.api import Api, register_api
 from app.bridge import Bridge
 from app.learning import Learning, rule_of
 from app.progress import Sample, kafka_samples
-from app.restart import RESTARTED, EpochWatch, SendFailures, recreate_own_topics, topics_when_kafka_answers
+from app.restart import (
+    EpochWatch,
+    SendFailures,
+    recreate_own_topics,
+    restarted,
+    restarted_for_kafka_loss,
+    topics_when_kafka_answers,
+)
 from app.runtime import Runtime
 from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
@@ -262,7 +268,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     """
     try:
         # a worker that restarted itself (app.restart) waits for Kafka; one an operator starts says what is wrong
-        epoch = asyncio.run(topics_when_kafka_answers(settings.kafka) if os.environ.get(RESTARTED)
+        epoch = asyncio.run(topics_when_kafka_answers(settings.kafka) if restarted()
                             else ensure_topics(settings.kafka))
     except KafkaError as e:
         raise WorkerStartError(f"cannot reach Kafka at {', '.join(settings.kafka.bootstrap_servers)} ({e}): "
@@ -272,7 +278,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
         app, runtime = create_app(settings)
     except FileNotFoundError as e:
         raise WorkerStartError(str(e)) from e
-    if os.environ.get(RESTARTED, "").startswith("Kafka lost"):
+    if restarted_for_kafka_loss():
         asyncio.run(recreate_own_topics(app, settings))  # its changelogs, clear of stray records
     services: list[Service] = [runtime, EpochWatch(settings, epoch)]
     app.sensors.add(SendFailures(app))

@@ -33,8 +33,19 @@ from core.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
 
-#: set in the environment of a worker that restarted itself
+#: set in the environment of a worker that restarted itself: why
 RESTARTED = "TAPIO_WORKER_RESTARTED"
+KAFKA_LOST = "Kafka lost its data"
+
+
+def restarted() -> bool:
+    """This process is a worker that restarted itself."""
+    return bool(os.environ.get(RESTARTED))
+
+
+def restarted_for_kafka_loss() -> bool:
+    """This process is a worker that restarted itself because Kafka lost its data."""
+    return os.environ.get(RESTARTED, "").startswith(KAFKA_LOST)
 
 
 def restart_worker(reason: str) -> NoReturn:
@@ -90,7 +101,7 @@ class EpochWatch(Service):
             except KafkaError:
                 continue  # Kafka away: nothing lost yet, check again
             if now != self.epoch:
-                restart_worker(f"Kafka lost its data (epoch {self.epoch} is now {now or 'gone'}); "
+                restart_worker(f"{KAFKA_LOST} (epoch {self.epoch} is now {now or 'gone'}); "
                                f"the bridge bridges again what the graph lacks")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from app.restart import RESTARTED
+from app.restart import restarted_for_kafka_loss
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed = await super().seek_to_committed()
         changelogs = self.app.tables.changelog_topics
         unset = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
-        if os.environ.get(RESTARTED, "").startswith("Kafka lost") and not getattr(self, "_reread", False):
+        if restarted_for_kafka_loss() and not getattr(self, "_reread", False):
             # restarted because Kafka lost its data (app.restart): the recreated topics hold only what came
             # since, and the commits the previous process made there skipped what Faust took for already
             # read (offsets below its old positions): read them from their start, once

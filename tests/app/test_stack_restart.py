@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
+from faults import kill_process
 
 from app.stack import EmbeddedStack, _pid_alive, read_state, start_falkordb
 from core.settings import GraphSettings
@@ -20,18 +20,6 @@ from topology.queries import Query
 
 MARK = Query("mark", "CREATE (:Mark {name: $name})")
 MARKS = Query("marks", "MATCH (m:Mark) RETURN m.name AS name ORDER BY name")
-
-
-def _kill(pid: int) -> None:
-    os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    assert not _pid_alive(pid)
 
 
 async def test_up_restarts_what_was_killed_on_its_ports_and_keeps_what_was_acknowledged(tmp_path: Path) -> None:
@@ -52,8 +40,8 @@ async def test_up_restarts_what_was_killed_on_its_ports_and_keeps_what_was_ackno
         await nc.close()
 
         before = {s.name: s for s in read_state(tmp_path).servers}
-        _kill(before["falkordb"].pid)
-        _kill(before["nats"].pid)
+        kill_process(before["falkordb"].pid)
+        kill_process(before["nats"].pid)
 
         result = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path)])
         assert result.exit_code == 0, result.output
@@ -90,7 +78,7 @@ async def test_a_writer_recreates_its_indexes_when_its_server_comes_back_empty(t
     try:
         await graph.setup_schema()
         await graph.execute(MARK, name="one")
-        _kill(first.pid)
+        kill_process(first.pid)
         second = start_falkordb(tmp_path / "b", first.port)  # same port, no files: empty
         try:
             await graph.execute(MARK, name="two")  # reconnects, then recreates the indexes

@@ -410,9 +410,8 @@ class Dataflow:
 # --- killing a part and bringing it back ---------------------------------------------------------
 
 
-def kill_server(state_dir: Path, name: str) -> int:
-    """kill -9 of one server of the embedded stack (its process group), reaped: `tapio up` sees it dead."""
-    pid = next(s.pid for s in read_state(state_dir).servers if s.name == name)
+def kill_process(pid: int, what: str = "the process") -> None:
+    """kill -9 of a server's process group, reaped: `tapio up` (and `_pid_alive`) see it dead."""
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
@@ -421,7 +420,13 @@ def kill_server(state_dir: Path, name: str) -> int:
         except ChildProcessError:
             pass
         time.sleep(0.02)
-    assert not _pid_alive(pid), f"{name} (pid {pid}) survived SIGKILL"
+    assert not _pid_alive(pid), f"{what} (pid {pid}) survived SIGKILL"
+
+
+def kill_server(state_dir: Path, name: str) -> int:
+    """kill -9 of one server of the embedded stack, reaped."""
+    pid = next(s.pid for s in read_state(state_dir).servers if s.name == name)
+    kill_process(pid, name)
     return pid
 
 
