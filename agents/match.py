@@ -144,13 +144,14 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
                     continue
                 for hit in found:
                     by_partition[hits_partition(hit.pattern, hit.key, partitions)].append(hit)
-            if events:
+            if events or value.progress is not None:  # progress alone: the graph sink's checkpoint moves on
                 await matched.send(value=MatchedBatchView(events=value.events, progress=value.progress),
                                    partition=message.partition)
             if value.watermark or by_partition:
                 for p in range(partitions):
                     await hits.send(value=HitBatch(source=message.partition, watermark=value.watermark,
-                                                   hits=by_partition.get(p, []), selected_at=selected_at),
+                                                   hits=by_partition.get(p, []), selected_at=selected_at,
+                                                   progress=value.progress),
                                     partition=p)
             runtime.stats.add("match", len(events))
             runtime.stats.add("hits", sum(len(h) for h in by_partition.values()))
@@ -256,6 +257,9 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                 recent = sent.get(f"p{message.partition}")
                 kept = (_SENT.decode(recent) if recent else []) + found
                 sent[f"p{message.partition}"] = msgpack_encoder.encode(kept[-RESEND_LAST:])
+            if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
+                runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)
+                await runtime.progress.save()
             runtime.stats.add("windows", len(value.hits), rejected=0)
             if value.hits and value.selected_at:  # select took the events -> their windows are evaluated
                 runtime.stats.time("match_latency", time.time() - value.selected_at, len(value.hits))

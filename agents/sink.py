@@ -6,7 +6,7 @@ Fed by: topic `insights` (InsightBatch). Feeds: the graph (FalkorDB embedded, Ne
 Writes are batched (several topic records are merged into one write of up to
 `graph.batch_size` events per statement) and idempotent (MERGE on event id and resource uid),
 so at-least-once delivery upstream still leaves each event once in the graph. After each write the
-sink records how far the graph holds each raw partition (`app.checkpoint.SinkProgress`): the
+sink records how far the graph holds each raw partition (`app.checkpoint.StageProgress`): the
 bridge's recovery point when Kafka loses data. When the graph
 is down the sink retries with backoff and does not move on: offsets are not committed for
 records that are not in the graph, and Kafka holds the backlog (backpressure).

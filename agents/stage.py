@@ -101,7 +101,9 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                                           payload=safe_payload(item), event_id=event_id)
             count = batch_size(out) if out is not None else 0
             # an empty batch still carries the event-time watermark (app.bridge.Watermark)
-            if out is not None and (count or getattr(out, "watermark", 0) or getattr(out, "matches", None)):
+            # and its JetStream progress (app.checkpoint)
+            if out is not None and (count or getattr(out, "watermark", 0) or getattr(out, "matches", None)
+                                    or getattr(out, "progress", None)):
                 await target.send(value=data, partition=message.partition)  # bytes: sent as they are
             runtime.stats.add(name, count)
 

@@ -28,6 +28,10 @@ JetStream every message after the graph's checkpoint (`app.checkpoint`) up to th
 durable consumer delivered (`recover`). The graph's MERGE and the windows' per-event counting
 make what is bridged twice count once.
 
+The embedded Tansu keeps every record in memory: a bridge that has bridged
+`kafka.recycle_after_mib` asks for the topics to be recycled, and every bridge pauses while that
+runs (`app.recycle`): the same recovery, on purpose.
+
 Tansu notes (shared/notes/stack.md): the idempotent producer fails there (`InitProducerId`),
 so it is off; the topic is created here with the configured partition count so that the
 bridge and Faust agree on partitioning whoever starts first.
@@ -61,10 +65,11 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agents.partition_windows import beyond_wall_clock
-from app.checkpoint import graph_checkpoint, progress_bucket, record_epoch, recorded_epoch
+from app import recycle
+from app.checkpoint import lowest_mark, progress_bucket, record_epoch, recorded_epoch
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
 from app.kafka_epoch import broker_epoch
-from app.topics import ensure_topics, topic_name
+from app.topics import ensure_topics, faust_topics, recreate_topics, topic_name
 from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms
 from core.records import Progress, RawBatch
@@ -319,16 +324,32 @@ class Bridge:
         self._backoff = 0.5
         self._epoch_checked = 0.0  # monotonic time of the last epoch check
         self._kafka_failed = False  # a Kafka error since that check: check before producing again
+        # JetStream sequences for the Progress the records carry (app.checkpoint): the newest this
+        # bridge has had Kafka take, and those Kafka did not take that come back (nak'ed)
+        self._acked_seq = 0
+        self._naked: set[int] = set()
+        self.bytes_since_recycle = 0  # MessagePack bytes bridged since this bridge started or last recycled
+        self.recycles = 0
+        # the stream sequence the dataflow had reached when the last recycle ended: the next one is
+        # asked for only once the graph and the windows hold everything up to it (no recycle while
+        # the workers still catch up on the last one)
+        self._recycle_floor = 0
+        self._recycle_checked = 0.0
+        self.name = recycle.part_name("bridge")
 
-    async def start(self) -> None:
+    async def start(self, *, pull: bool = True) -> None:
+        """Connect to NATS and Kafka; with `pull=False` take nothing from the durable consumer (a
+        bridge made only to run a recycle, `app.recycle`)."""
         ns = self.settings.nats
         self.nc = await connect(ns, name="tapio-bridge")
         self.js = self.nc.jetstream()
         await ensure_streams(self.js, ns)
         self.deadletters = DeadLetterPublisher(self.js, ns)
         self.kv = await progress_bucket(self.js, ns)
-        self.pull = PullBatches(self.js, ns, batch=ns.bridge_fetch, expires_s=ns.bridge_linger_s)
-        await self.pull.start()
+        self.pull: PullBatches | None = None
+        if pull:
+            self.pull = PullBatches(self.js, ns, batch=ns.bridge_fetch, expires_s=ns.bridge_linger_s)
+            await self.pull.start()
         try:
             await ensure_topics(self.settings.kafka)
             self.producer = AIOKafkaProducer(
@@ -350,13 +371,19 @@ class Bridge:
 
     async def close(self) -> None:
         await self.producer.stop()
-        await self.pull.close()
+        if self.pull is not None:
+            await self.pull.close()
         await self.nc.flush(timeout=5)  # acks are publishes: make sure they left
         await self.nc.close()
 
     async def step(self) -> int:
         """One batch -> produce -> ack round. Returns the number of messages handled. Raises
         BridgeError (after acking what Kafka took and nak'ing the rest) when Kafka did not take it all."""
+        if self.pull is None:
+            raise BridgeError("this bridge was started without its pull consumer (start(pull=False))")
+        if self.settings.kafka.recycle_after_mib and await self.settle_recycle():
+            await asyncio.sleep(recycle.POLL_S)
+            return 0  # a recycle ran or runs: nothing bridged this round
         if self._kafka_failed or time.monotonic() - self._epoch_checked >= self.settings.kafka.epoch_check_s:
             await self.check_epoch()
         if not self._taken_over:
@@ -383,17 +410,26 @@ class Bridge:
                     failed[id(msg)] = (msg, result)
         rejected = {id(msg) for msg, _ in decoded.poison}
         for msg in msgs:  # events and end markers Kafka has (poison was terminated above)
+            seq = msg.metadata.sequence.stream
+            if id(msg) not in failed:
+                self._naked.discard(seq)
             if id(msg) not in rejected and id(msg) not in failed:
                 await msg.ack()
+                self._acked_seq = max(self._acked_seq, seq)
         taken = sum(len(v) for v in decoded.msgs.values()) - len(failed)
         errors = [r for r in results if isinstance(r, BaseException)]
         for msg, error in failed.values():
             delivered = msg.metadata.num_delivered
             if give_up(error, delivered, self.settings.nats.bridge_max_deliver):
                 await self._reject(msg, f"Kafka refused it {delivered} times: {error!r}")
+                self._naked.discard(msg.metadata.sequence.stream)
             else:
                 await msg.nak(delay=1.0)  # JetStream redelivers it after a short delay
+                self._naked.add(msg.metadata.sequence.stream)
         self.bridged += taken
+        self.bytes_since_recycle += sum(len(b) for wire in decoded.wire.values() for b in wire)
+        if recycle.due(self.bytes_since_recycle, self.settings.kafka.recycle_after_mib):
+            await self._ask_for_recycle()
         if errors:
             self._kafka_failed = True
             raise BridgeError(f"Kafka did not take {len(failed)} of {len(msgs)} events: {errors[0]!r}; "
@@ -409,13 +445,15 @@ class Bridge:
         """Produce decoded events: each record with the messages it holds (a message is acked
         once every record holding it is in Kafka). Raw records carry their partition's Progress."""
         sent: list[tuple[asyncio.Future, list[Msg]]] = []
+        present = {m.metadata.sequence.stream for msgs in decoded.msgs.values() for m in msgs}
         for partition, events in decoded.events.items():
             wire, sources = decoded.wire[partition], decoded.msgs[partition]
             for start, end in chunks(wire):
                 part = events[start:end]
                 value = msgspec.msgpack.encode(_RawBatchWire(
                     events=[msgspec.Raw(w) for w in wire[start:end]], watermark=stamp,
-                    progress=Progress(partition=partition, seq=sources[end - 1].metadata.sequence.stream)))
+                    progress=Progress(partition=partition,
+                                      seq=self._safe_seq(sources[end - 1].metadata.sequence.stream, present))))
                 sent.append((await self._send(
                     self.topic, value=value, partition=partition,
                     timestamp_ms=epoch_ms(max(e.timestamp for e in part)), headers=batch_headers(part)),
@@ -427,6 +465,13 @@ class Bridge:
                         key=object_key(event).encode(), timestamp_ms=epoch_ms(event.timestamp)), [msg]))
         return sent
 
+    def _safe_seq(self, seq: int, present: Iterable[int] = ()) -> int:
+        """The sequence a record's Progress may claim: `seq`, but below any message Kafka did not
+        take that has not come back yet (a redelivered message arrives after newer ones). Only this
+        bridge's messages are known: with several bridges, the checkpoint trusts each one's order."""
+        waiting = self._naked.difference(present)
+        return min(seq, min(waiting) - 1) if waiting else seq
+
     async def check_epoch(self) -> None:
         """Compare the broker's Kafka epoch with the one the dataflow used (recorded in the progress
         bucket); when they differ the broker lost data: `recover`. Raises KafkaError when the broker
@@ -436,7 +481,8 @@ class Bridge:
             now = await ensure_topics(self.settings.kafka)
         recorded = await recorded_epoch(self.kv)
         if recorded is not None and recorded != now:
-            now = await self.recover(recorded, now)
+            log.error("bridge: Kafka lost its data (the dataflow used epoch %s, the broker holds %s)", recorded, now)
+            now = await self.recover("Kafka lost its data")
         if recorded != now:
             await record_epoch(self.kv, now)
         self._epoch_checked = time.monotonic()
@@ -459,20 +505,62 @@ class Bridge:
         self._taken_over = True
         return count
 
-    async def recover(self, old: str, new: str) -> str:
-        """Kafka lost data: recreate the topics (a new epoch: every worker restarts on them), then
-        bridge again every JetStream message after the graph's checkpoint up to the last one the
-        durable consumer delivered (later ones come from it as usual). Returns the new epoch."""
+    async def settle_recycle(self) -> bool:
+        """While a recycle is asked for or runs (`app.recycle`): run it when this bridge may claim
+        it, else wait a moment. True when there was one (nothing is bridged this round)."""
+        k = self.settings.kafka
+        if not await recycle.settle(self.kv, self.name, self.run_recycle, grace_s=k.recycle_grace_s,
+                                    timeout_s=k.recycle_timeout_s, wait=False):
+            return False
+        self.bytes_since_recycle = 0  # whoever runs it, what this bridge bridged is dropped with the topics
+        info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
+        self._recycle_floor = info.delivered.stream_seq
+        return True
+
+    async def _ask_for_recycle(self) -> None:
+        """Ask for a recycle once the dataflow holds everything up to where the last one ended
+        (checked at most once a second)."""
+        now = time.monotonic()
+        if now - self._recycle_checked < 1.0:
+            return
+        self._recycle_checked = now
+        mark, held_by = await lowest_mark(self.kv, self.partitions)
+        if mark >= self._recycle_floor:
+            await recycle.request(self.kv, self.name)
+        else:
+            log.info("bridge: a recycle is due, after the dataflow holds sequence %d (it holds %d: %s)",
+                     self._recycle_floor, mark, held_by)
+
+    async def run_recycle(self) -> None:
+        """Recycle the dataflow's topics now (the workers have stopped reading them, `app.recycle`):
+        the recovery of a lost Kafka, on purpose."""
+        old = await recorded_epoch(self.kv) or "none"
+        epoch = await self.recover(f"recycling the embedded broker's topics (epoch {old})")
+        # the workers' changelogs too, while no worker runs: their RocksDB tables keep the state
+        own = await faust_topics(self.settings.kafka, self.settings.worker.app_id)
+        await recreate_topics(self.settings.kafka.bootstrap_servers, own)
+        log.warning("bridge: the workers' own topics recreated too (%s)", ", ".join(t.name for t in own))
+        await record_epoch(self.kv, epoch)
+        self.bytes_since_recycle = 0
+        self.recycles += 1
+        self._epoch_checked = time.monotonic()
+        self._kafka_failed = False
+
+    async def recover(self, why: str) -> str:
+        """Kafka lost data, or it is recycled: recreate the topics (a new epoch: every worker
+        restarts on them), then bridge again every JetStream message after the graph's checkpoint up
+        to the last one the durable consumer delivered (later ones come from it as usual). Returns
+        the new epoch."""
         epoch = await ensure_topics(self.settings.kafka, fresh=True)
-        checkpoint = await graph_checkpoint(self.kv, self.partitions)
+        checkpoint, held_by = await lowest_mark(self.kv, self.partitions)
         info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
         end = info.delivered.stream_seq
         if checkpoint > end:  # recorded for an earlier stream of the same name: trust nothing of it
             log.warning("bridge: the graph checkpoint %d is past the stream's delivered %d; bridging "
                         "again from the stream's start", checkpoint, end)
             checkpoint = 0
-        log.error("bridge: Kafka lost its data (epoch %s was %s; topics recreated, epoch %s): bridging again "
-                  "JetStream sequences %d..%d, after what the graph holds", old, new, epoch, checkpoint + 1, end)
+        log.warning("bridge: %s: topics recreated (epoch %s); bridging again JetStream sequences %d..%d, "
+                    "after what the graph holds (its lowest mark: %s)", why, epoch, checkpoint + 1, end, held_by)
         count = await self._rebridge(checkpoint + 1, end)
         self.rebridged += count
         log.warning("bridge: %d messages bridged again; the dataflow goes on from sequence %d", count, end + 1)
@@ -533,10 +621,15 @@ class Bridge:
         """An empty batch carrying the watermark to every partition this round had no events for."""
         if not stamp:
             return []
-        value = RAW_BATCH_CODEC.encode(RawBatch(events=[], watermark=stamp))
         skipped = set(skip)
-        return [await self._send(self.topic, value=value, partition=p)
-                for p in range(self.partitions) if p not in skipped]
+        seq = self._safe_seq(self._acked_seq)
+        out = []
+        for p in range(self.partitions):
+            if p not in skipped:  # every message before `seq` of partition p is in Kafka before this record
+                progress = Progress(partition=p, seq=seq) if seq else None
+                value = RAW_BATCH_CODEC.encode(RawBatch(events=[], watermark=stamp, progress=progress))
+                out.append(await self._send(self.topic, value=value, partition=p))
+        return out
 
     async def _heartbeat(self, stamp: int, *, skip: Iterable[int]) -> None:
         try:

@@ -7,13 +7,19 @@ Kafka. Two records in a NATS key-value bucket (`nats.progress_bucket`) let the b
 back:
 
 - `sink.p<N>`: the highest JetStream stream sequence among the events of raw partition N that the
-  graph sink has written (every batch carries its `core.records.Progress`). Partitions keep their
-  order through every stage, so every event of partition N up to that sequence is in the graph.
-  `graph_checkpoint` is the minimum over all partitions: every event at or below it is in the graph.
+  graph sink has written (every batch carries its `core.records.Progress`, and so do the bridge's
+  empty heartbeat batches, so a quiet partition moves on too). Partitions keep their order through
+  every stage, so every event of partition N up to that sequence is in the graph.
+- `windows.q<Q>.p<N>`: the same for the hits of raw partition N that the windows stage of hits
+  partition Q holds in its table: a hit is not in the graph, so an event in the graph whose hits
+  were still in Kafka would miss its windows.
+- `lowest_mark` is the minimum over all of them: every event at or below it is in the graph
+  and in the windows.
 - `kafka.epoch`: the identity of the Kafka data the dataflow has been using (`app.kafka_epoch`).
   A bridge that finds another epoch on the broker knows the broker lost what it held.
 
-Fed by: the graph sink (`SinkProgress`), the bridge (`record_epoch`). Feeds: the bridge's recovery.
+Fed by: the graph sink and the windows stage (`StageProgress`), the bridge (`record_epoch`).
+Feeds: the bridge's recovery.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ EPOCH_KEY = "kafka.epoch"
 
 def sink_key(partition: int) -> str:
     return f"sink.p{partition}"
+
+
+def windows_key(hits_partition: int, partition: int) -> str:
+    return f"windows.q{hits_partition}.p{partition}"
 
 
 async def progress_bucket(js: JetStreamContext, settings: NatsSettings) -> KeyValue:
@@ -59,10 +69,13 @@ async def _get_int(kv: KeyValue, key: str) -> int | None:
         return None
 
 
-async def graph_checkpoint(kv: KeyValue, partitions: int) -> int:
-    """Pure read: the stream sequence at or below which every event is in the graph (0: none known)."""
-    marks = [await _get_int(kv, sink_key(p)) for p in range(partitions)]
-    return min((m or 0) for m in marks) if marks else 0
+async def lowest_mark(kv: KeyValue, partitions: int) -> tuple[int, str]:
+    """Pure read: the stream sequence at or below which every event is in the graph and its hits in
+    the windows (0: none known), and the mark that holds it there."""
+    keys = [sink_key(p) for p in range(partitions)]
+    keys += [windows_key(q, p) for q in range(partitions) for p in range(partitions)]
+    marks = [((await _get_int(kv, key)) or 0, key) for key in keys]
+    return min(marks) if marks else (0, "")
 
 
 async def recorded_epoch(kv: KeyValue) -> str | None:
@@ -77,27 +90,34 @@ async def record_epoch(kv: KeyValue, epoch: str) -> None:
     await kv.put(EPOCH_KEY, epoch.encode())
 
 
-class SinkProgress:
-    """The graph sink's newest written sequence per raw partition, saved at most once per
-    `every_s` (a sequence saved late only makes a recovery bridge a little more again)."""
+class StageProgress:
+    """The newest sequence per raw partition that the graph sink wrote (`written`) and that the
+    windows stage holds per hits partition (`absorbed`), saved at most once per `every_s` (a sequence
+    saved late only makes a recovery bridge a little more again)."""
 
     def __init__(self, kv: KeyValue, *, every_s: float = 1.0) -> None:
         self.kv = kv
         self.every_s = every_s
-        self.newest: dict[int, int] = {}
-        self._saved: dict[int, int] = {}
+        self.newest: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
         self._last = 0.0
 
+    def _mark(self, key: str, seq: int) -> None:
+        if seq > self.newest.get(key, 0):
+            self.newest[key] = seq
+
     def written(self, partition: int, seq: int) -> None:
-        if seq > self.newest.get(partition, 0):
-            self.newest[partition] = seq
+        self._mark(sink_key(partition), seq)
+
+    def absorbed(self, hits_partition: int, partition: int, seq: int) -> None:
+        self._mark(windows_key(hits_partition, partition), seq)
 
     async def save(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.every_s:
             return
         self._last = now
-        for partition, seq in list(self.newest.items()):
-            if self._saved.get(partition) != seq:
-                await self.kv.put(sink_key(partition), str(seq).encode())
-                self._saved[partition] = seq
+        for key, seq in list(self.newest.items()):
+            if self._saved.get(key) != seq:
+                await self.kv.put(key, str(seq).encode())
+                self._saved[key] = seq

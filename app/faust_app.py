@@ -42,6 +42,7 @@ from app.restart import (
     recreate_own_topics,
     restarted,
     restarted_for_kafka_loss,
+    settle_recycle,
     topics_when_kafka_answers,
 )
 from app.runtime import Runtime
@@ -266,6 +267,8 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
     Raises WorkerStartError (before Faust starts) when Kafka cannot be reached to create the
     topics or the pattern folder is missing.
     """
+    # a recycle of the topics asked for or running (app.recycle): wait for it, or run it, before reading them
+    asyncio.run(settle_recycle(settings))
     try:
         # a worker that restarted itself (app.restart) waits for Kafka; one an operator starts says what is wrong
         epoch = asyncio.run(topics_when_kafka_answers(settings.kafka) if restarted()
@@ -280,7 +283,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
         raise WorkerStartError(str(e)) from e
     if restarted_for_kafka_loss():
         asyncio.run(recreate_own_topics(app, settings))  # its changelogs, clear of stray records
-    services: list[Service] = [runtime, EpochWatch(settings, epoch)]
+    services: list[Service] = [runtime, EpochWatch(settings, epoch, app)]
     app.sensors.add(SendFailures(app))
     if with_bridge:
         services.append(BridgeService(Bridge(settings), runtime))

@@ -12,7 +12,7 @@ import logging
 
 import mode
 
-from app.checkpoint import SinkProgress, progress_bucket
+from app.checkpoint import StageProgress, progress_bucket
 from app.jetstream import DeadLetterPublisher, connect, ensure_streams
 from core.settings import Settings
 from core.stats import StageStats
@@ -28,7 +28,7 @@ class Runtime(mode.Service):
         self.stats = StageStats()
         self._ready = asyncio.Event()
         self.graph: GraphStore | None = None
-        self.progress: SinkProgress | None = None
+        self.progress: StageProgress | None = None
         self.runs_bridge = False  # the JetStream -> Kafka bridge runs in this process (app.progress watches it)
 
     async def on_start(self) -> None:
@@ -36,7 +36,7 @@ class Runtime(mode.Service):
         js = self.nc.jetstream()
         await ensure_streams(js, self.settings.nats)
         self.deadletters = DeadLetterPublisher(js, self.settings.nats)
-        self.progress = SinkProgress(await progress_bucket(js, self.settings.nats))
+        self.progress = StageProgress(await progress_bucket(js, self.settings.nats))
         self.graph = open_graph(self.settings.graph)
         await self.graph.setup_schema()
         self._ready.set()

@@ -38,6 +38,10 @@ import yaml
 
 from core.settings import GraphSettings, KafkaSettings, NatsSettings, Settings
 
+#: MiB a bridge bridges before it asks for the embedded broker's topics to be recycled (app.recycle);
+#: Tansu holds about N times that across the dataflow's topics and changelogs (shared/notes/stack.md)
+RECYCLE_AFTER_MIB = 64.0
+
 
 class StackError(Exception):
     """An embedded server could not start: the message says which binary or port, and what to do."""
@@ -312,7 +316,8 @@ class EmbeddedStack:
         nats, kafka, graph = self._by_name("nats"), self._by_name("tansu"), self._by_name("falkordb")
         return {
             "nats": {"urls": [f"nats://127.0.0.1:{nats.port}"]},
-            "kafka": {"bootstrap_servers": [f"127.0.0.1:{kafka.port}"]},
+            # Tansu keeps every record in memory: recycle the topics now and then (app.recycle)
+            "kafka": {"bootstrap_servers": [f"127.0.0.1:{kafka.port}"], "recycle_after_mib": RECYCLE_AFTER_MIB},
             "graph": {"uri": f"falkordb://127.0.0.1:{graph.port}"},
             "worker": {"data_dir": str(self.state_dir / "worker")},
             "state_dir": str(self.state_dir),

@@ -86,6 +86,20 @@ def dataflow_topics(settings: KafkaSettings) -> list[NewTopic]:
     return wanted
 
 
+async def faust_topics(settings: KafkaSettings, app_id: str) -> list[NewTopic]:
+    """The topics Faust made for the worker group `app_id` (its tables' changelogs, its leader
+    topic: `<app_id>-...`), as they are on the broker, partition counts included."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [n for n in await admin.list_topics() if n.startswith(f"{app_id}-")]
+        described = await admin.describe_topics(names) if names else []
+    finally:
+        await admin.close()
+    return [NewTopic(d["topic"], len(d["partitions"]), settings.replication)
+            for d in described if d.get("partitions")]
+
+
 async def create_topics(bootstrap: list[str], topics: list[NewTopic]) -> None:
     """Create each topic; one that exists is kept."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from app.restart import restarted_for_kafka_loss
+from app.restart import restarted_on_new_topics
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         committed = await super().seek_to_committed()
         changelogs = self.app.tables.changelog_topics
         unset = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
-        if restarted_for_kafka_loss() and not getattr(self, "_reread", False):
+        if restarted_on_new_topics() and not getattr(self, "_reread", False):
             # restarted because Kafka lost its data (app.restart): the recreated topics hold only what came
             # since, and the commits the previous process made there skipped what Faust took for already
             # read (offsets below its old positions): read them from their start, once

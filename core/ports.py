@@ -61,9 +61,12 @@ class GraphWriter(Protocol):
 
 
 class ProgressRecorder(Protocol):
-    """Where the graph sink records how far the graph holds each raw partition (app.checkpoint)."""
+    """Where the stages record how far they hold each raw partition, in JetStream stream sequences
+    (app.checkpoint): the graph sink what the graph holds, the windows stage what its tables hold."""
 
     def written(self, partition: int, seq: int) -> None: ...
+
+    def absorbed(self, hits_partition: int, partition: int, seq: int) -> None: ...
 
     async def save(self, *, force: bool = False) -> None: ...
 

@@ -100,6 +100,7 @@ class HitBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_default
     watermark: int
     hits: list[Hit] = []
     selected_at: float = 0.0  # wall clock (epoch s) when select took the batch: match latency, for stats
+    progress: Progress | None = None  # the raw batch's: once the windows hold these hits (app.checkpoint)
 
 
 class Link(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

@@ -71,6 +71,14 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # how often the bridge and the worker check that the broker still holds the dataflow's data
     # (app.kafka_epoch); a loss makes the bridge re-bridge from JetStream and the worker restart
     epoch_check_s: float = 2.0
+    # the embedded Tansu keeps every record in memory, with no retention (shared/notes/stack.md): a
+    # bridge asks for the dataflow's topics to be recycled (app.recycle) each time it has bridged this
+    # many MiB; 0: never (a real Kafka trims its topics by retention). `tapio up` stacks turn it on.
+    recycle_after_mib: float = 0.0
+    # how long a recycle waits for the workers to stop reading, and after which a claimed one that
+    # has not finished is taken over (its runner died)
+    recycle_grace_s: float = 2.0
+    recycle_timeout_s: float = 60.0
 
 
 class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
