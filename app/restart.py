@@ -84,6 +84,8 @@ async def leave_group(app: Any, *, timeout_s: float = 2.0) -> None:
     try:
         thread = app.consumer._thread
         coordinator = thread._consumer._coordinator
+        if not coordinator.member_id or coordinator.generation < 0 or coordinator._rejoin_needed_fut.done():
+            return  # not a member yet, or joining: a LeaveGroup then leaves Tansu's group stuck (measured)
 
         async def leave() -> None:  # aiokafka's own leave skips generation 0, where Tansu's groups start
             await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
