@@ -148,34 +148,43 @@ def identity_of(item_key: str) -> str:
     return item_key.split(_SEP, 1)[1]
 
 
-# --- delta keys -------------------------------------------------------------------------------------------
+# --- delta keys: `<log>:<partition>:<seq>` ------------------------------------------------------------
+
+#: the log of what is kept (objects, Events, diagnoses); and that of the events waiting for event
+#: time, which live seconds: apart, a delta of waiting events dies whole and is never copied forward
+KEPT, WAITING = "d", "w"
 
 
-def delta_prefix(partition: int) -> str:
-    return f"d:{partition}:"
+def log_of(item_key: str) -> str:
+    return WAITING if item_key.startswith("w" + _SEP) else KEPT
 
 
-def delta_key(partition: int, seq: int) -> str:
-    return f"{delta_prefix(partition)}{seq:012d}"
-
-
-def delta_seq(key: str) -> int:
-    return int(key.rsplit(":", 1)[1])
+def parse_delta_key(key: str) -> tuple[str, int, int] | None:
+    """(log, partition, seq) of a stored delta's key, or None for another key."""
+    parts = key.split(":")
+    if len(parts) != 3 or parts[0] not in (KEPT, WAITING) or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1]), int(parts[2])
 
 
 class PartitionLog:
-    """The stored deltas of one raw partition, and which of their entries are still needed."""
+    """The stored deltas of one log of one raw partition, and which of their entries are still needed."""
 
-    def __init__(self, partition: int) -> None:
+    def __init__(self, partition: int, log: str = KEPT) -> None:
         self.partition = partition
+        self.prefix = f"{log}:{partition}:"
         self.next_seq = 0
         self.holders: dict[str, list[int]] = {}  # item key -> stored deltas holding a version, oldest first
         self.entries: dict[int, dict[str, bool]] = {}  # stored delta -> its items (True: a value, False: gone)
         self.needed: dict[int, int] = {}  # stored delta -> how many of its entries are needed
-        self.sparse: set[int] = set()  # deltas to copy forward (COMPACT_AT), or to delete (none needed)
+        self.unneeded: set[int] = set()  # deltas none of whose entries is needed: to delete
+        self.sparse: set[int] = set()  # deltas at most COMPACT_AT needed: to copy forward
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def key(self, seq: int) -> str:
+        return f"{self.prefix}{seq:012d}"
 
     def load(self, deltas: Iterable[tuple[int, Delta]]) -> dict[str, Item]:
         """The stored deltas (any order): the latest version of every item that exists."""
@@ -188,13 +197,14 @@ class PartitionLog:
                     latest.pop(key, None)
                 else:
                     latest[key] = item
-        self.sparse = {seq for seq in self.entries if self._is_sparse(seq)}
+        for seq in self.entries:
+            self._check(seq)
         return latest
 
     def record(self, changes: dict[str, Item | None], read: Callable[[str], Delta | None]
                ) -> tuple[list[tuple[str, Delta]], list[str]]:
         """The write (one delta, or none) and the deletes (deltas no longer needed) for one batch's
-        changes to this partition's items; `read(delta key)` returns a stored delta, to copy forward."""
+        changes to this log's items; `read(delta key)` returns a stored delta, to copy forward."""
         # a deletion of an item no delta holds needs no record
         items = {key: item for key, item in changes.items() if item is not None or key in self.holders}
         lost: set[int] = set()
@@ -202,7 +212,7 @@ class PartitionLog:
             self.sparse.discard(old)
             if not self.needed.get(old):
                 continue  # gone, or deleted below
-            stored = read(delta_key(self.partition, old))
+            stored = read(self.key(old))
             for key, is_value in self.entries[old].items():
                 if key in items or self._status(key) != old:
                     continue
@@ -211,19 +221,15 @@ class PartitionLog:
                     lost.add(old)
                     break
                 items[key] = item  # a value, or a deletion an older delta still needs
-        unneeded = {seq for seq, n in self.needed.items() if not n}
-        if not items and not lost and not unneeded:
+        if not items and not lost and not self.unneeded:
             return [], []
         seq = self.next_seq
         self.next_seq += 1
         self._hold(seq, items)
-        gone = self._drop(unneeded | lost | {s for s, n in self.needed.items() if not n})
-        self.sparse |= {s for s in self.entries if s != seq and self._is_sparse(s)}
-        writes = [(delta_key(self.partition, seq), Delta(items=items))] if seq not in gone else []
-        return writes, [delta_key(self.partition, s) for s in sorted(gone) if s != seq]
-
-    def _is_sparse(self, seq: int) -> bool:
-        return self.needed[seq] <= len(self.entries[seq]) * COMPACT_AT
+        self._check(seq)
+        gone = self._drop(lost)
+        writes = [(self.key(seq), Delta(items=items))] if seq not in gone else []
+        return writes, [self.key(s) for s in sorted(gone) if s != seq]
 
     def _status(self, key: str) -> int | None:
         """The delta whose entry for `key` is needed, if one is: its latest version, when that is a
@@ -244,32 +250,44 @@ class PartitionLog:
             self._moved(before, self._status(key))
 
     def _moved(self, before: int | None, after: int | None) -> None:
+        """An item's needed entry moved from one delta to another (or to none, or from none)."""
         if before == after:
             return
-        if before is not None and before in self.needed:
-            self.needed[before] -= 1
         if after is not None:
             self.needed[after] += 1
+            self.unneeded.discard(after)
+        if before is not None and before in self.needed:
+            self.needed[before] -= 1
+            self._check(before)
 
-    def _drop(self, seqs: set[int]) -> set[int]:
-        """Forget these deltas, and those needed no more once they are gone; returns every one forgotten."""
+    def _check(self, seq: int) -> None:
+        if not self.needed[seq]:
+            self.unneeded.add(seq)
+            self.sparse.discard(seq)
+        elif self.needed[seq] <= len(self.entries[seq]) * COMPACT_AT:
+            self.sparse.add(seq)
+
+    def _drop(self, lost: set[int]) -> set[int]:
+        """Forget the deltas not needed (and `lost`), and those needed no more once they are gone;
+        returns every one forgotten."""
         gone: set[int] = set()
-        todo = set(seqs)
+        todo = lost | self.unneeded
         while todo:
             seq = todo.pop()
+            self.unneeded.discard(seq)
             if seq not in self.entries:
                 continue
             gone.add(seq)
-            for key in self.entries[seq]:
+            entries = self.entries[seq]
+            del self.needed[seq]  # its own entries count no more
+            for key in entries:
                 before = self._status(key)
                 holders = self.holders[key]
                 holders.remove(seq)
                 if not holders:
                     del self.holders[key]
-                after = self._status(key)
-                self._moved(None if before == seq else before, after)
-                if before is not None and before != seq and after != before and not self.needed[before]:
-                    todo.add(before)
-            del self.entries[seq], self.needed[seq]
+                self._moved(None if before == seq else before, self._status(key))
+            del self.entries[seq]
+            todo |= self.unneeded
         self.sparse -= gone
         return gone

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.diagnose_log import Ended, Item, PartitionLog, decode_delta, delta_seq, encode_delta
+from agents.diagnose_log import Ended, Item, PartitionLog, decode_delta, encode_delta, parse_delta_key
 
 KEYS = [f"x\x1fk{i}" for i in range(12)]
 
@@ -25,7 +25,7 @@ def _apply(table: dict[str, bytes], plog: PartitionLog, changes: dict[str, Item 
 
 def _loaded(table: dict[str, bytes]) -> tuple[PartitionLog, dict[str, Item]]:
     plog = PartitionLog(0)
-    return plog, plog.load((delta_seq(k), decode_delta(v)) for k, v in table.items())
+    return plog, plog.load((parse_delta_key(k)[2], decode_delta(v)) for k, v in table.items())  # type: ignore[index]
 
 
 batches = st.lists(st.dictionaries(st.sampled_from(KEYS), st.one_of(st.none(), st.integers(0, 10**6)), max_size=6),
