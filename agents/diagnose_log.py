@@ -21,6 +21,15 @@ stored log holds every live item once, plus at most as much again in dead entrie
 stays (an object that does not change) is not copied again and again; each item is written about
 twice in all (log-structured storage with a 50 % cleaning threshold).
 
+Two logs per partition: `d:` for what is kept, `w:` for the events waiting for event time, which
+live seconds (apart, a delta of them dies whole and is never copied forward).
+
+What a kill -9 can still bring back: Faust replays a changelog's records written after the last one
+it knew Kafka had taken, over the local RocksDB; a delta deleted in that moment (under a second after
+it was written) comes back. A delta that comes back holds versions later deltas supersede, or
+deletions, or items no delta records the deletion of any more (a waiting event: applied again, it is
+kept once; anything else only if it lived under a second).
+
 Pure: the caller reads and writes the table.
 """
 

@@ -59,6 +59,9 @@ from core.records import InsightBatch, RawBatch
 log = logging.getLogger(__name__)
 
 TABLE = "tapio-diagnose"
+#: what Faust reads the event being processed from (faust.streams.current_event); read here at import,
+#: so that a Faust without it stops the worker at start, not every batch of the stage
+_CURRENT_EVENT = faust_streams._current_event
 
 Diagnose = Callable[[LiveState, RawBatch, int], tuple[InsightBatch | None, list[tuple[msgspec.Struct, str, str]]]]
 
@@ -188,11 +191,11 @@ class TableShelf:
     @contextmanager
     def _in(self, partition: int) -> Iterator[None]:
         reading = _Reading(self.topic, partition)
-        token = faust_streams._current_event.set(weakref.ref(reading))
+        token = _CURRENT_EVENT.set(weakref.ref(reading))
         try:
             yield
         finally:
-            faust_streams._current_event.reset(token)
+            _CURRENT_EVENT.reset(token)
 
     def deltas(self) -> Iterable[tuple[str, bytes]]:
         for key, value in self.table.items():

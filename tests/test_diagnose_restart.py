@@ -209,3 +209,26 @@ def test_an_event_that_would_have_expired_is_not_kept_when_it_comes_again() -> N
     kept = {e.id for v in state.events.values() for e in v}
     again, _ = diagnose_batch(state, RawBatch(events=incident, watermark=end + 3 * 3_600_000 + 1))
     assert again is None and {e.id for v in state.events.values() for e in v} == kept
+
+
+def test_a_write_to_another_partition_is_placed_there_as_faust_places_it() -> None:
+    """Faust puts a table write (its RocksDB store and its changelog record) in the partition of the
+    event being read; the shelf writes a partition's delta as if reading that partition's event,
+    whichever batch is being read, and leaves the event being read as it was."""
+    from faust import streams
+
+    from agents.diagnose_store import TableShelf
+
+    class Table(dict):
+        placed: list[tuple[str, str, int]] = []
+
+        def __setitem__(self, key: str, value: bytes) -> None:
+            event = streams.current_event()
+            assert event is not None
+            self.placed.append((key, event.message.topic, event.message.partition))
+            super().__setitem__(key, value)
+
+    shelf = TableShelf(Table(), "raw")
+    assert streams.current_event() is None
+    shelf.put(3, "d:3:000000000001", b"x")
+    assert Table.placed == [("d:3:000000000001", "raw", 3)] and streams.current_event() is None
