@@ -24,16 +24,18 @@ from mode import Service
 
 from agents.catalog import Catalog
 from agents.diagnose import VERSIONS as DIAGNOSIS_VERSIONS
-from agents.diagnose import LiveState, diagnose_batch
+from agents.diagnose import diagnose_batch
+from agents.diagnose_store import TABLE as DIAGNOSE_TABLE
+from agents.diagnose_store import DiagnoseStore, TableShelf
 from agents.enrich import enrich_stage
-from agents.match import register_select, register_windows
+from agents.match import TABLE_OPTIONS, register_select, register_windows
 from agents.normalize import normalize_stage
 from agents.predict import predict_batch
 from agents.sink import register_sink
 from agents.stage import register_stage
 from app import memory_view
 from app.api import Api, register_api
-from app.bridge import Bridge
+from app.bridge import Bridge, partition_for
 from app.learning import Learning, rule_of
 from app.progress import Sample, kafka_samples
 from app.restart import (
@@ -50,6 +52,7 @@ from app.table_view import register_table_views
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
+from core.events import CLUSTER_SCOPE
 from core.kube.redact import use_safe_env_names
 from core.ports import GraphError
 from core.settings import Settings, with_absolute_dirs
@@ -185,24 +188,32 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
     if "diagnose" in stages:
-        live = LiveState()
         raw_topic = topics["raw"].get_topic_name()
+        # its state survives a restart and moves with its partitions (agents/diagnose_store.py)
+        diagnosed = DiagnoseStore(TableShelf(app.Table(DIAGNOSE_TABLE, default=None, key_type=bytes, value_type=bytes,
+                                                       partitions=kafka.partitions, options=TABLE_OPTIONS), raw_topic),
+                                  home=lambda namespace: partition_for(namespace or CLUSTER_SCOPE, kafka.partitions))
 
         @app.on_partitions_assigned.connect
         async def diagnose_partitions(sender: Any, assigned: Any, **kwargs: Any) -> None:
             """The diagnose stage waits for event time on the raw partitions this worker reads now."""
-            live.assign(tp.partition for tp in assigned if tp.topic == raw_topic)
+            diagnosed.assign(tp.partition for tp in assigned if tp.topic == raw_topic)
 
         @app.page("/tapio/diagnose/")
         async def diagnose_progress(web: Any, request: Any) -> Any:
             """How far the diagnose stage has come in event time, and how many diagnoses stand."""
-            return web.json({"applied_until_ms": live.applied_until_ms, "standing": len(live.standing),
-                             "watermarks": {str(p): w for p, w in sorted(live.watermarks.items())}})
+            live = diagnosed.state
+            return web.json({"applied_until_ms": live.applied_until_ms if live else diagnosed.applied_until_ms,
+                             "standing": len(live.standing) if live else 0,
+                             "watermarks": {str(p): w for p, w in sorted(live.watermarks.items())} if live else {}})
+
+        def diagnose(live: Any, batch: Any, partition: int) -> Any:
+            return diagnose_batch(live, batch, partition=partition,
+                                  lateness_ms=int(settings.match.allowed_lateness_s * 1000),
+                                  adjustments=learning.adjustments if learning is not None else None)
 
         register_stage(app, name="diagnose", source=topics["raw"], target=topics["insights"],
-                       transform=lambda batch, partition: diagnose_batch(
-                           live, batch, partition=partition, lateness_ms=int(settings.match.allowed_lateness_s * 1000),
-                           adjustments=learning.adjustments if learning is not None else None),
+                       transform=lambda batch, partition: diagnosed.take(batch, partition, diagnose),
                        runtime=runtime, with_partition=True, before=first_votes)
 
     async def progress() -> dict[str, Sample]:

@@ -17,9 +17,11 @@ baseline itself equals the offline runner (`agents.offline`, the same functions 
 The bridge is killed at a moment it holds messages it has not acknowledged (`faults.
 kill_holding_messages`), a crash's worst case and the common one under a steady stream.
 
-What a kill still does wrong is an expected failure naming its cause (DIAGNOSE_IN_MEMORY): strict,
-so that the fix turns it into a failure to remove. (A killed bridge's messages in hand used to come
-back after ack_wait and count as late: `Bridge.take_over` bridges them first now.)
+What a kill did wrong is fixed, and no part is an expected failure any more: a killed bridge's
+messages in hand used to come back after ack_wait and count as late (`Bridge.take_over` bridges them
+first now); a restarted worker, killed or restarting itself after Tansu lost its data, used to forget
+the pods the diagnose stage had seen and diagnose each alone (its state is in a table now,
+agents/diagnose_store.py).
 
 Parts: the servers nats-server, Tansu (it comes back empty: the bridge recreates the topics and
 bridges again what the graph lacks, the worker restarts itself, app.restart) and FalkorDB, the
@@ -228,14 +230,6 @@ async def faulted(request: pytest.FixtureRequest, stack: EmbeddedStack, stream: 
                            part=part)
 
 
-# What a kill -9 still does wrong (issue 14), as strict expected failures naming the cause.
-DIAGNOSE_IN_MEMORY = (
-    "agents/diagnose.py: the diagnose stage's LiveState (the objects seen, their Events, the diagnoses "
-    "standing) is the worker's memory only; a restarted worker no longer knows the pods whose snapshots came "
-    "before its committed offset, so it diagnoses each pod alone (no owner: one diagnosis per pod, not per "
-    "workload) and reads their back-offs as crash loops of unknown containers")
-
-
 def parts(known: dict[str, pytest.MarkDecorator]) -> list:
     return [pytest.param(part, marks=known.get(part, ()), id=part) for part in PARTS]
 
@@ -261,10 +255,7 @@ async def test_kill_9_of_one_part_loses_and_double_counts_nothing(
     _same("edges per type", _mine(got.edges), _mine(baseline.edges))
 
 
-@pytest.mark.parametrize("faulted", parts({
-    "worker": pytest.mark.xfail(strict=True, reason=DIAGNOSE_IN_MEMORY),
-    # Kafka losing its data restarts the worker (app.restart)
-    "tansu": pytest.mark.xfail(strict=True, reason=DIAGNOSE_IN_MEMORY)}), indirect=True)
+@pytest.mark.parametrize("faulted", parts({}), indirect=True)
 async def test_kill_9_of_one_part_leaves_the_diagnoses_as_they_were(
         faulted: tuple[str, Outcome], baseline: Outcome) -> None:
     """The diagnose stage's diagnoses (updated in place as the stream goes on) end as without the
