@@ -300,7 +300,6 @@ async def test_recycling_the_topics_along_the_stream_loses_and_double_counts_not
     _same("edges per type", _mine(got.edges), _mine(baseline.edges))
 
 
-@pytest.mark.xfail(strict=True, reason=DIAGNOSE_IN_MEMORY)  # every recycle restarts the worker
 async def test_recycling_the_topics_leaves_the_diagnoses_as_they_were(
         recycled: tuple[Outcome, str], baseline: Outcome) -> None:
     got, _ = recycled
