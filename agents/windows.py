@@ -91,8 +91,9 @@ def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
             if weight == 0:
                 continue  # the same observation again (a redelivery or an unchanged relist)
         _insert(entries, Entry(t=hit.t, w=weight, id=hit.id, d=hit.distinct, v=hit.value))
-        if len(state.evidence) < MAX_KEPT_EVIDENCE:
-            state.evidence.setdefault(hit.id, hit.event)
+        if len(state.evidence) < MAX_KEPT_EVIDENCE and hit.id not in state.evidence:
+            # a copy: the decoded Raw is a view that would keep the whole hits record alive with it
+            state.evidence[hit.id] = hit.event.copy()
     return late
 
 
