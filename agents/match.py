@@ -10,7 +10,8 @@ against the catalog (`agents.hits`) and sends every hit to the hits partition of
 batch it sends every hits partition the source's event-time watermark (`app.bridge.Watermark`).
 
 `windows` (per hits partition) keeps one `WindowState` per (pattern, scope key) in the RocksDB-
-backed table `windows`, stored as one delta record per batch (`agents.window_log`), and each
+backed table `windows`, stored as one delta record per batch (`agents.window_log`; a state's
+evidence events are records of their own beside it, written once: `agents.windows.stored_changes`), and each
 source partition's watermark in `watermarks`. Its event time is
 the lowest watermark over all sources minus `match.allowed_lateness_s`; when that moves, the
 states with hits at or before it are evaluated (`agents.windows.advance`) and their matches go
@@ -35,7 +36,7 @@ from agents.catalog import Catalog
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time, within_guard
 from agents.window_log import WindowLog, delta_prefix
-from agents.windows import WindowState, decode_state, encode_state
+from agents.windows import WindowState, decode_state, evidence_key, stored_changes, stored_states, with_evidence
 from core.codec import Poison, msgpack_encoder, where_of
 from core.events import UnifiedEvent
 from core.ports import StageRuntime
@@ -175,14 +176,20 @@ class WindowPartition:
                 deltas.append((key.decode(), table.get(key.decode())))
         self.marks_saved = 0.0  # monotonic time the watermarks were last written to the table
         self.log = WindowLog(partition)
-        self._stored = self.log.load((k, v) for k, v in deltas if v)
+        self._stored, self._evidence = stored_states(self.log.load((k, v) for k, v in deltas if v))
+        self.written = {key: set(ids) for key, ids in self._evidence.items()}  # state key -> its evidence records
+        # evidence records of a state that is gone (older copies back after a restart): deleted at the first write
+        self._dropped = {evidence_key(key, i): b"" for key in list(self._evidence) if key not in self._stored
+                         for i in self._evidence.pop(key)}
+        for key in [k for k in self.written if k not in self._stored]:
+            del self.written[key]
         self.windows = PartitionWindows(self._load, list(self._stored))
 
     def _load(self, key: str) -> WindowState | None:
         data = self._stored.pop(key, None)
         if not data:
             return None
-        state = decode_state(data)
+        state = with_evidence(decode_state(data), self._evidence.pop(key, {}))
         repaired = within_guard(state, int(time.time() * 1000) + self.max_ahead_ms)
         if repaired is None:
             return state
@@ -196,8 +203,11 @@ class WindowPartition:
                           wall_ms=int(time.time() * 1000), max_ahead_ms=max_ahead_ms)
 
     def write_back(self) -> None:
-        changes = {key: encode_state(state) if state is not None else b""
-                   for key, state in self.windows.flush().items()}
+        changes, self._dropped = self._dropped, {}
+        for key, state in self.windows.flush().items():
+            changes.update(stored_changes(key, state, self.written.setdefault(key, set())))
+            if state is None:
+                del self.written[key]
         writes, deletes = self.log.record(changes, read=self.table.get)
         for key, value in writes:
             self.table[key] = value

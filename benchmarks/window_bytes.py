@@ -104,6 +104,11 @@ def run(args: argparse.Namespace) -> None:
     print(f"tapio-windows changelog: {table.writes:,} writes, {table.deletes:,} deletes, "
           f"{table.bytes / 2**20:,.2f} MiB ({table.bytes / n:,.0f} bytes per event); table now {len(table):,} keys "
           f"{sum(len(v) for v in table.values()) / 2**20:,.2f} MiB")
+    states = [st for part in parts.values() for st in part.windows.states.values()]
+    print(f"held at the end: {len(states):,} states loaded, {sum(len(v) for st in states for v in st.entries.values()):,} "
+          f"entries, {sum(len(st.evidence) for st in states):,} evidence events; the logs' current records "
+          f"{sum(part.log.live_bytes for part in parts.values()) / 2**20:,.2f} MiB "
+          f"in {sum(len(part.log.live) for part in parts.values()):,} deltas")
     print(f"tapio.hits: {hits_bytes / 2**20:,.2f} MiB ({hits_bytes / n:,.0f} bytes per event)")
     print(f"CPU {cpu:.1f} s ({cpu / n * 1e6:,.0f} us per event, enrich and normalize included)")
 
