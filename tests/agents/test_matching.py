@@ -592,6 +592,30 @@ def test_a_window_state_stored_with_its_evidence_inside_still_loads_it(tmp_path:
     assert part().windows.state("backoff|k") == state and list(state.evidence) == [event.id]
 
 
+def test_the_newest_matches_sent_are_kept_once_each_for_a_takeover() -> None:
+    from agents.match import _SENT, RESEND_LAST, SentMatches
+    from core.codec import msgpack_encoder
+    from core.records import PatternMatch
+    table: dict = {}
+
+    def match(i: int) -> PatternMatch:
+        return PatternMatch(id=f"m{i}", pattern="p", version="1", scope="s", matched_at=T0, window_start=T0,
+                            event_ids=[])
+    table["p1"] = msgpack_encoder.encode([match(-2), match(-1)])  # the one record a worker wrote before
+    sent = SentMatches(1, table)
+    assert [m.id for m in sent.newest()] == ["m-2", "m-1"]
+    for i in range(0, 3 * RESEND_LAST, 3):
+        sent.add([match(i), match(i + 1), match(i + 2)])
+    assert "p1" not in table and all(len(_SENT.decode(v)) == 3 for v in table.values())  # each match written once
+    assert RESEND_LAST / 3 <= len(table) <= RESEND_LAST / 3 + 1
+    newest = [f"m{i}" for i in range(2 * RESEND_LAST, 3 * RESEND_LAST)]
+    assert [m.id for m in sent.newest()] == newest
+    again = SentMatches(1, table)  # taken up after a restart or a rebalance
+    assert [m.id for m in again.newest()] == newest and SentMatches(0, table).newest() == []
+    again.add([match(10**6)])
+    assert [m.id for m in SentMatches(1, table).newest()] == [*newest[1:], f"m{10**6}"]
+
+
 def test_contains_and_not_contains_read_the_same_text() -> None:
     from agents.hits import compile_test
     unbound = ev(0, "scheduling-failure", message="0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims")
