@@ -177,7 +177,8 @@ class WindowPartition:
         self.marks_saved = 0.0  # monotonic time the watermarks were last written to the table
         self.log = WindowLog(partition)
         self._stored, self._evidence = stored_states(self.log.load((k, v) for k, v in deltas if v))
-        self.written = {key: set(ids) for key, ids in self._evidence.items()}  # state key -> its evidence records
+        # state key -> the ids of its evidence records in the table (a tuple: 8 bytes an id)
+        self.written: dict[str, tuple[str, ...]] = {key: tuple(ids) for key, ids in self._evidence.items()}
         # evidence records of a state that is gone (older copies back after a restart): deleted at the first write
         self._dropped = {evidence_key(key, i): b"" for key in list(self._evidence) if key not in self._stored
                          for i in self._evidence.pop(key)}
@@ -205,9 +206,12 @@ class WindowPartition:
     def write_back(self) -> None:
         changes, self._dropped = self._dropped, {}
         for key, state in self.windows.flush().items():
-            changes.update(stored_changes(key, state, self.written.setdefault(key, set())))
-            if state is None:
-                del self.written[key]
+            records, ids = stored_changes(key, state, self.written.get(key, ()))
+            changes.update(records)
+            if ids:
+                self.written[key] = ids
+            else:
+                self.written.pop(key, None)
         writes, deletes = self.log.record(changes, read=self.table.get)
         for key, value in writes:
             self.table[key] = value

@@ -30,7 +30,7 @@ Pure: no Faust, no I/O. The match stage keeps states in a RocksDB-backed table.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 import msgspec
@@ -262,27 +262,27 @@ def evidence_key(key: str, event_id: str) -> str:
     return f"{key}{EVIDENCE_SEP}{event_id}"
 
 
-def stored_changes(key: str, state: WindowState | None, written: set[str]) -> dict[str, bytes]:
-    """What one changed state writes to the windows table's log (b"": delete the record).
+def stored_changes(key: str, state: WindowState | None, written: Collection[str]
+                   ) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """What one changed state writes to the windows table's log (b"": delete the record), and the
+    ids of its evidence records stored after that.
 
     The state's own record leaves its evidence out; each evidence event's bytes are a record of
     their own (`evidence_key`), written once when the state takes them and deleted when it lets
     them go, so a state that changes at every batch does not write the same events' bytes again
-    each time. `written` holds the ids of the evidence records stored for `key`; it is updated.
+    each time. `written`: the ids of the evidence records stored for `key` until now.
     """
     if state is None:
-        out = {key: b""} | {evidence_key(key, i): b"" for i in written}
-        written.clear()
-        return out
+        return {key: b""} | {evidence_key(key, i): b"" for i in written}, ()
     out = {key: _ENCODER.encode(msgspec.structs.replace(state, evidence={}) if state.evidence else state)}
+    before = written if isinstance(written, (set, frozenset, dict)) else set(written)
     for event_id, raw in state.evidence.items():
-        if event_id not in written:
+        if event_id not in before:
             out[evidence_key(key, event_id)] = bytes(raw)
-            written.add(event_id)
-    for event_id in [i for i in written if i not in state.evidence]:
-        out[evidence_key(key, event_id)] = b""
-        written.discard(event_id)
-    return out
+    for event_id in written:
+        if event_id not in state.evidence:
+            out[evidence_key(key, event_id)] = b""
+    return out, tuple(state.evidence)
 
 
 def stored_states(records: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, dict[str, bytes]]]:

@@ -401,7 +401,7 @@ async def run(args: argparse.Namespace) -> int:
         if args.trace_memory:
             grown = memory_page(settings.worker.web_port).get("grown_since_baseline", [])
             print("worker's Python memory grown since the warm-up (tracemalloc, /tapio/memory/):")
-            for row in grown[:12]:
+            for row in grown[:20]:
                 print(f"  {row['mib']:+8.1f} MiB {row['blocks']:+9,} blocks  {row['site']}")
         return 0 if found >= args.events else 1
     finally:

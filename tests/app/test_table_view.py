@@ -73,14 +73,15 @@ def stored_windows(tmp_path: Path, batches: list[list[UnifiedEvent]], partitions
     selector = Selector([pattern])
     table: dict[str, bytes] = {}
     parts = {p: (PartitionWindows(lambda key: None), WindowLog(p)) for p in range(partitions)}
-    written: dict[str, set[str]] = {}
+    written: dict[str, tuple[str, ...]] = {}
     for batch in batches:
         hits = [h for e in batch for h in selector.hits(e, {})]
         for p, (windows, log) in parts.items():
             windows.add([h for h in hits if hits_partition(h.pattern, h.key, partitions) == p], watermark=0)
             changes = {}
             for k, s in windows.flush().items():
-                changes.update(stored_changes(k, s, written.setdefault(k, set())))
+                records, written[k] = stored_changes(k, s, written.get(k, ()))
+                changes.update(records)
             writes, deletes = log.record(changes, read=table.get)
             table.update(writes)
             for key in deletes:
