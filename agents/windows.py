@@ -17,7 +17,8 @@ is counted once: one the state already holds (same condition, role, time, event 
 hits batch read again after a rebalance, adds nothing.
 
 State stays bounded: a state keeps the bytes of at most MAX_KEPT_EVIDENCE events (a match's
-other event ids are linked to the events the graph already holds), hits older than the pattern's
+other event ids are linked to the events the graph already holds; in the windows table each
+event's bytes are a record of their own, written once: `stored_changes`), hits older than the pattern's
 span are pruned at every advance, hits of the same time, series and distinct value are merged into
 one entry (keeping their ids, at most MAX_MERGED per entry), and a list never holds more
 than MAX_ENTRIES (the oldest go first). A hit at or before the last evaluated time is late and
@@ -29,7 +30,7 @@ Pure: no Faust, no I/O. The match stage keeps states in a RocksDB-backed table.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 import msgspec
@@ -91,8 +92,9 @@ def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
             if weight == 0:
                 continue  # the same observation again (a redelivery or an unchanged relist)
         _insert(entries, Entry(t=hit.t, w=weight, id=hit.id, d=hit.distinct, v=hit.value))
-        if len(state.evidence) < MAX_KEPT_EVIDENCE:
-            state.evidence.setdefault(hit.id, hit.event)
+        if len(state.evidence) < MAX_KEPT_EVIDENCE and hit.id not in state.evidence:
+            # a copy: the decoded Raw is a view that would keep the whole hits record alive with it
+            state.evidence[hit.id] = hit.event.copy()
     return late
 
 
@@ -244,11 +246,70 @@ def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds
 
 
 def encode_state(state: WindowState) -> bytes:
+    """The whole state, evidence included (`stored_changes` is what the windows table stores)."""
     return _ENCODER.encode(state)
 
 
 def decode_state(data: bytes) -> WindowState:
     return _DECODER.decode(data)
+
+
+#: the windows table stores a state's evidence beside it, one record per event: `<state key>\x1f<event id>`
+EVIDENCE_SEP = "\x1f"
+
+
+def evidence_key(key: str, event_id: str) -> str:
+    return f"{key}{EVIDENCE_SEP}{event_id}"
+
+
+def stored_changes(key: str, state: WindowState | None, written: Collection[str]
+                   ) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """What one changed state writes to the windows table's log (b"": delete the record), and the
+    ids of its evidence records stored after that.
+
+    The state's own record leaves its evidence out; each evidence event's bytes are a record of
+    their own (`evidence_key`), written once when the state takes them and deleted when it lets
+    them go, so a state that changes at every batch does not write the same events' bytes again
+    each time. `written`: the ids of the evidence records stored for `key` until now.
+    """
+    if state is None:
+        return {key: b""} | {evidence_key(key, i): b"" for i in written}, ()
+    out = {key: _ENCODER.encode(msgspec.structs.replace(state, evidence={}) if state.evidence else state)}
+    before = written if isinstance(written, (set, frozenset, dict)) else set(written)
+    for event_id, raw in state.evidence.items():
+        if event_id not in before:
+            out[evidence_key(key, event_id)] = bytes(raw)
+    for event_id in written:
+        if event_id not in state.evidence:
+            out[evidence_key(key, event_id)] = b""
+    return out, tuple(state.evidence)
+
+
+def stored_states(records: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, dict[str, bytes]]]:
+    """The windows table's current records split into states (key -> record) and their evidence
+    (key -> event id -> the event's bytes)."""
+    states: dict[str, bytes] = {}
+    evidence: dict[str, dict[str, bytes]] = {}
+    for key, data in records.items():
+        state_key, sep, event_id = key.partition(EVIDENCE_SEP)
+        if sep:
+            evidence.setdefault(state_key, {})[event_id] = data
+        else:
+            states[key] = data
+    return states, evidence
+
+
+def with_evidence(state: WindowState, evidence: dict[str, bytes]) -> WindowState:
+    """A state decoded from its record, with the evidence records stored for it. A record whose
+    event the state no longer holds (an older copy of a deleted record, back after a restart: see
+    agents/window_log.py) is left out. A state stored before the evidence had records of its own
+    keeps the evidence its record holds."""
+    if evidence:
+        held = {i for entries in state.entries.values() for e in entries for i in (e.id, *e.more)}
+        for event_id, data in evidence.items():
+            if event_id in held and len(state.evidence) < MAX_KEPT_EVIDENCE:
+                state.evidence.setdefault(event_id, msgspec.Raw(data))
+    return state
 
 
 _ENCODER = msgspec.msgpack.Encoder()

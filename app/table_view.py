@@ -40,7 +40,7 @@ from agents.hits import CompiledPattern
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import event_time
 from agents.window_log import WindowLog, decode_delta, delta_prefix
-from agents.windows import WindowState, decode_state
+from agents.windows import EVIDENCE_SEP, WindowState, decode_state, stored_states, with_evidence
 from app.bridge import partition_for
 
 log = logging.getLogger(__name__)
@@ -201,19 +201,31 @@ def window_row(key: str, state: WindowState, *, partition: int, compiled: Mappin
                       event_time=_dt(event_time_ms), known=pattern is not None)
 
 
+def decoded_states(records: dict[str, bytes]) -> dict[str, WindowState]:
+    """The window states among a log's current records (`window_states`), each with its evidence."""
+    states, evidence = stored_states(records)
+    return {key: with_evidence(decode_state(data), evidence.get(key, {})) for key, data in states.items()}
+
+
 def window_rows(items: Iterable[tuple[bytes | str, bytes]], *, compiled: Mapping[str, CompiledPattern],
                 event_times: Mapping[int, int] | None = None) -> list[WindowView]:
     """Every live window state the delta records hold, decoded."""
     times = event_times or {}
-    return [window_row(key, decode_state(data), partition=p, compiled=compiled, event_time_ms=times.get(p, 0))
-            for p, states in window_states(items).items() for key, data in sorted(states.items())]
+    return [window_row(key, state, partition=p, compiled=compiled, event_time_ms=times.get(p, 0))
+            for p, records in window_states(items).items() for key, state in sorted(decoded_states(records).items())]
 
 
 def delta_row(key: str, value: bytes, *, compiled: Mapping[str, CompiledPattern]) -> DeltaView:
+    """What one delta record wrote: the states it holds (evidence records counted with their state), None
+    for a state it deleted."""
     partition = int(key.split(":")[1])
-    return DeltaView(key=key, partition=partition, states={
-        k: window_row(k, decode_state(v), partition=partition, compiled=compiled) if v else None
-        for k, v in sorted(decode_delta(value).items())})
+    records = decode_delta(value)
+    states, evidence = stored_states({k: v for k, v in records.items() if v})
+    deleted = [k for k, v in records.items() if not v and EVIDENCE_SEP not in k]
+    rows: dict[str, WindowView | None] = {k: None for k in deleted}
+    rows.update({k: window_row(k, with_evidence(decode_state(v), evidence.get(k, {})), partition=partition,
+                               compiled=compiled) for k, v in states.items()})
+    return DeltaView(key=key, partition=partition, states=dict(sorted(rows.items())))
 
 
 def key_partition(table: str, key: str, partitions: int) -> int | None:
@@ -304,10 +316,10 @@ def register_table_views(app: Any, *, catalog: Any, settings: Any) -> None:
                 return delta_row(key, value, compiled=compiled()) if value else None
             p = key_partition(name, key, partitions)
             data = window_states((k, v) for k, v in items(WINDOWS) if k.startswith(delta_prefix(p))).get(p, {})
-            if key not in data:
+            if key not in data or EVIDENCE_SEP in key:
                 return None
-            return window_row(key, decode_state(data[key]), partition=p, compiled=compiled(),
-                              event_time_ms=event_times().get(p, 0))
+            state = decoded_states({k: v for k, v in data.items() if k == key or k.startswith(key + EVIDENCE_SEP)})[key]
+            return window_row(key, state, partition=p, compiled=compiled(), event_time_ms=event_times().get(p, 0))
         value = tables[name].get(key)
         if not value:
             return None

@@ -100,6 +100,38 @@ async def changelog_records(settings: Settings) -> dict[str, int]:
         await consumer.stop()
 
 
+async def topic_bytes(settings: Settings) -> dict[str, tuple[int, int]]:
+    """topic -> (records, key + value bytes) of every topic the broker holds, read from its start.
+
+    Tansu keeps every record in memory for good: this is what the run left in its RAM."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from app.transport import fetched_highwaters
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False,
+                                group_id=None, fetch_max_wait_ms=50, max_partition_fetch_bytes=16 * 2**20)
+    await consumer.start()
+    try:
+        topics = sorted(await consumer.topics())
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        highs = await fetched_highwaters(settings.kafka.bootstrap_servers, tps, await consumer.end_offsets(tps))
+        wanted = {tp: h for tp, h in highs.items() if h > 0}
+        out = {t: (0, 0) for t in topics}
+        if not wanted:
+            return out
+        consumer.assign(list(wanted))
+        await consumer.seek_to_beginning(*wanted)
+        deadline = time.monotonic() + 120
+        while wanted and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).items():
+                n, size = out[tp.topic]
+                out[tp.topic] = (n + len(records), size + sum(len(r.key or b"") + len(r.value or b"") for r in records))
+                if records and records[-1].offset + 1 >= wanted.get(tp, 0):
+                    wanted.pop(tp, None)
+        return out
+    finally:
+        await consumer.stop()
+
+
 class Sampler:
     """Peak RSS per process and the bridge's progress, sampled in the background."""
 
@@ -344,6 +376,13 @@ async def run(args: argparse.Namespace) -> int:
         hits = per_stage.get("hits", {}).get("events", 0)
         print("table changelog records: " + ", ".join(f"{name} {n:,}" for name, n in changelog.items())
               + f" ({sum(changelog.values()) / max(found, 1):.3f} per event, {hits:,} hits)")
+        if args.topic_bytes:
+            sizes = await topic_bytes(settings)
+            total = sum(b for _, b in sizes.values())
+            print(f"Kafka (Tansu) holds {total / 2**20:,.1f} MiB of keys and values "
+                  f"({total / max(found, 1):,.0f} bytes per event): "
+                  + ", ".join(f"{t.removeprefix(settings.worker.app_id + '-')} {b / 2**20:,.1f} MiB/{n:,}"
+                              for t, (n, b) in sorted(sizes.items(), key=lambda kv: -kv[1][1]) if n))
         print("CPU seconds during the run: " + ", ".join(f"{n} {c:.1f}" for n, c in sampler.cpu.items()))
         print("peak RSS: " + ", ".join(f"{n} {b / 2**20:,.0f} MiB" for n, b in sampler.peak.items()))
         if args.rate:  # a steady load: does memory stay flat, does the graph keep up?
@@ -362,7 +401,7 @@ async def run(args: argparse.Namespace) -> int:
         if args.trace_memory:
             grown = memory_page(settings.worker.web_port).get("grown_since_baseline", [])
             print("worker's Python memory grown since the warm-up (tracemalloc, /tapio/memory/):")
-            for row in grown[:12]:
+            for row in grown[:20]:
                 print(f"  {row['mib']:+8.1f} MiB {row['blocks']:+9,} blocks  {row['site']}")
         return 0 if found >= args.events else 1
     finally:
@@ -399,6 +438,8 @@ def main() -> None:
                              "event a BackOff warning, each one a hit for the catalog (worst case for matching)")
     parser.add_argument("--trace-memory", action="store_true",
                         help="run the worker with tracemalloc and print where its Python memory grew (slower)")
+    parser.add_argument("--topic-bytes", action="store_true",
+                        help="after the run, read every topic from its start and print its records and bytes")
     parser.add_argument("--backlog", action="store_true",
                         help="publish everything first, then start the bridge and time the drain")
     sys.exit(asyncio.run(run(parser.parse_args())))

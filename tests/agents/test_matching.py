@@ -11,6 +11,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from agents.catalog import Catalog
@@ -521,6 +522,98 @@ def test_window_log_writes_one_delta_per_batch_and_replays_to_the_latest_states(
     assert fresh.load(table.items()) == {"a": b"a2", **{f"k{i}": b"x" for i in range(COMPACT_AFTER + 5)}}
     assert all(decode_delta(v) for v in table.values())
     assert fresh.next_seq == log.next_seq
+
+
+def test_window_log_copies_what_is_current_out_of_deltas_that_hold_mostly_old_versions() -> None:
+    from agents.window_log import GARBAGE, GARBAGE_SLACK, WindowLog, decode_delta
+    table: dict[str, bytes] = {}
+    log = WindowLog(0)
+    big = b"x" * 100_000
+    for i in range(400):  # a state rewritten at every batch, beside one written once per batch that stays
+        writes, deletes = log.record({"hot": big, f"cold{i}": b"c"}, read=table.get)
+        table.update(writes)
+        for key in deletes:
+            del table[key]
+        stored = sum(len(k) + len(v) for d in table.values() for k, v in decode_delta(d).items())
+        assert stored <= GARBAGE * log.live_bytes + GARBAGE_SLACK + 2 * len(big)
+    assert len(table) < 400  # deltas whose only current record was a cold one were copied forward, and went
+    assert WindowLog(0).load(table.items()) == {"hot": big, **{f"cold{i}": b"c" for i in range(400)}}
+
+
+def _windows_table(tmp_path: Path):
+    """A windows agent's partition over an in-memory table, as agents/match.py runs it."""
+    from agents.match import WindowPartition, _take
+    catalog = Catalog(pattern_file(tmp_path, REPEATS).parent)
+    table: dict[str, bytes] = {}
+
+    def part() -> WindowPartition:
+        return WindowPartition(0, table, {}, partitions=1, max_ahead_ms=10**15)
+
+    def take(p: WindowPartition, events: list[UnifiedEvent], watermark: int) -> list:
+        from core.records import HitBatch
+        hits = [h for e in events for h in catalog.selector.hits(e, {})]
+        return _take(p, HitBatch(source=0, watermark=watermark, hits=hits), {}, catalog, 0, 10**15)[1]
+    return table, part, take
+
+
+def test_a_window_state_stores_each_evidence_event_once_and_comes_back_whole(tmp_path: Path) -> None:
+    from agents.window_log import decode_delta
+    from agents.windows import EVIDENCE_SEP
+    table, part, take = _windows_table(tmp_path)
+    worker = part()
+    events = [ev(i, "crash-loop", message=f"#{i}") for i in range(4)]
+    for event in events:  # one batch each: the state changes at every batch
+        assert take(worker, [event], 0) == []
+    written = [k for d in table.values() for k in decode_delta(d)]
+    evidence = [k for k in written if EVIDENCE_SEP in k]
+    assert sorted(evidence) == sorted(f"backoff|object:Pod/shop/web-1{EVIDENCE_SEP}{e.id}" for e in events)
+    state = worker.windows.states["backoff|object:Pod/shop/web-1"]
+    restarted = part()  # a restart, or another worker taking the partition up
+    again = restarted.windows.state("backoff|object:Pod/shop/web-1")
+    assert again == state and set(again.evidence) == {e.id for e in events}
+    [match] = take(restarted, [ev(4, "crash-loop", message="#4")], epoch_ms(T0) + 60_000)
+    assert [e.id for e in match.evidence] == [e.id for e in events] + [ev(4, "crash-loop", message="#4").id]
+    # once the state is gone, so are its evidence records
+    assert take(restarted, [], epoch_ms(T0) + 3_600_000) == []
+    assert part().windows.states == {} and not [k for d in table.values() for k in decode_delta(d)
+                                                 if decode_delta(d)[k] and EVIDENCE_SEP in k]
+
+
+def test_a_window_state_stored_with_its_evidence_inside_still_loads_it(tmp_path: Path) -> None:
+    from agents.window_log import WindowLog
+    from core.records import Hit
+    table, part, take = _windows_table(tmp_path)
+    state = WindowState()
+    event = ev(0, "crash-loop")
+    add_hits(state, [Hit(pattern="backoff", key="k", cond="c", t=1, id=event.id,
+                         event=msgspec.Raw(msgspec.msgpack.encode(event)))])
+    writes, _ = WindowLog(0).record({"backoff|k": encode_state(state)}, read=table.get)  # as stored before
+    table.update(writes)
+    assert part().windows.state("backoff|k") == state and list(state.evidence) == [event.id]
+
+
+def test_the_newest_matches_sent_are_kept_once_each_for_a_takeover() -> None:
+    from agents.match import _SENT, RESEND_LAST, SentMatches
+    from core.codec import msgpack_encoder
+    from core.records import PatternMatch
+    table: dict = {}
+
+    def match(i: int) -> PatternMatch:
+        return PatternMatch(id=f"m{i}", pattern="p", version="1", scope="s", matched_at=T0, window_start=T0,
+                            event_ids=[])
+    table["p1"] = msgpack_encoder.encode([match(-2), match(-1)])  # the one record a worker wrote before
+    sent = SentMatches(1, table)
+    assert [m.id for m in sent.newest()] == ["m-2", "m-1"]
+    for i in range(0, 3 * RESEND_LAST, 3):
+        sent.add([match(i), match(i + 1), match(i + 2)])
+    assert "p1" not in table and all(len(_SENT.decode(v)) == 3 for v in table.values())  # each match written once
+    assert RESEND_LAST / 3 <= len(table) <= RESEND_LAST / 3 + 1
+    newest = [f"m{i}" for i in range(2 * RESEND_LAST, 3 * RESEND_LAST)]
+    assert [m.id for m in sent.newest()] == newest
+    again = SentMatches(1, table)  # taken up after a restart or a rebalance
+    assert [m.id for m in again.newest()] == newest and SentMatches(0, table).newest() == []
+    again.add([match(10**6)])
+    assert [m.id for m in SentMatches(1, table).newest()] == [*newest[1:], f"m{10**6}"]
 
 
 def test_contains_and_not_contains_read_the_same_text() -> None:

@@ -18,8 +18,8 @@ from agents.match import hits_partition
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows
 from agents.pattern_files import load_pattern
-from agents.window_log import COMPACT_AFTER, WindowLog
-from agents.windows import encode_state
+from agents.window_log import WindowLog
+from agents.windows import MAX_KEPT_EVIDENCE, stored_changes
 from app.bridge import partition_for
 from app.table_view import (
     MEMBERS,
@@ -73,11 +73,15 @@ def stored_windows(tmp_path: Path, batches: list[list[UnifiedEvent]], partitions
     selector = Selector([pattern])
     table: dict[str, bytes] = {}
     parts = {p: (PartitionWindows(lambda key: None), WindowLog(p)) for p in range(partitions)}
+    written: dict[str, tuple[str, ...]] = {}
     for batch in batches:
         hits = [h for e in batch for h in selector.hits(e, {})]
         for p, (windows, log) in parts.items():
             windows.add([h for h in hits if hits_partition(h.pattern, h.key, partitions) == p], watermark=0)
-            changes = {k: encode_state(s) if s else b"" for k, s in windows.flush().items()}
+            changes = {}
+            for k, s in windows.flush().items():
+                records, written[k] = stored_changes(k, s, written.get(k, ()))
+                changes.update(records)
             writes, deletes = log.record(changes, read=table.get)
             table.update(writes)
             for key in deletes:
@@ -85,7 +89,13 @@ def stored_windows(tmp_path: Path, batches: list[list[UnifiedEvent]], partitions
     return table, {pattern.name: pattern}
 
 
-def test_window_rows_are_the_live_states_replayed_from_the_delta_log(tmp_path: Path) -> None:
+#: the log compacts after this many deltas here (agents.window_log.COMPACT_AFTER), so that it compacts
+#: within the 5 minutes of the pattern's window
+COMPACT_AFTER = 64
+
+
+def test_window_rows_are_the_live_states_replayed_from_the_delta_log(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("agents.window_log.COMPACT_AFTER", COMPACT_AFTER)
     # web-1: 3 crash-loops per batch for COMPACT_AFTER + 10 batches (the log compacts on the way)
     batches = [[ev(b * 2 + i * 0.1, "crash-loop", "web-1", f"#{b}.{i}") for i in range(3)]
                for b in range(COMPACT_AFTER + 10)]
@@ -103,6 +113,7 @@ def test_window_rows_are_the_live_states_replayed_from_the_delta_log(tmp_path: P
     assert web1.window_end == T0 + timedelta(seconds=202) and web1.window_start == web1.window_end - timedelta(minutes=5)
     assert web1.partition == hits_partition("crashes", "object:Pod/shop/web-1", 4)
     assert web1.events == 3 * (COMPACT_AFTER + 10) + 3 and web1.known
+    assert web1.evidence == MAX_KEPT_EVIDENCE  # the evidence records stored beside the state
     assert rows["crashes|object:Pod/shop/web-2"].conditions[0].count == 1
     # as JSON, as the page serves it
     as_json = msgspec.json.decode(msgspec.json.encode(web1))
