@@ -330,11 +330,9 @@ class Bridge:
         self._naked: set[int] = set()
         self.bytes_since_recycle = 0  # MessagePack bytes bridged since this bridge started or last recycled
         self.recycles = 0
-        # the stream sequence the dataflow had reached when the last recycle ended: the next one is
-        # asked for only once the graph and the windows hold everything up to it (no recycle while
-        # the workers still catch up on the last one)
-        self._recycle_floor = 0
-        self._recycle_checked = 0.0
+        # a recycle is due: this bridge bridges nothing until the dataflow holds what it bridged
+        # (or kafka.recycle_drain_s passed), so the recycle drops nothing the workers must redo
+        self._draining_since: float | None = None
         self.name = recycle.part_name("bridge")
 
     async def start(self, *, pull: bool = True) -> None:
@@ -384,6 +382,9 @@ class Bridge:
         if self.settings.kafka.recycle_after_mib and await self.settle_recycle():
             await asyncio.sleep(recycle.POLL_S)
             return 0  # a recycle ran or runs: nothing bridged this round
+        if self._draining_since is not None:
+            await self._drain_for_recycle()
+            return 0
         if self._kafka_failed or time.monotonic() - self._epoch_checked >= self.settings.kafka.epoch_check_s:
             await self.check_epoch()
         if not self._taken_over:
@@ -428,8 +429,10 @@ class Bridge:
                 self._naked.add(msg.metadata.sequence.stream)
         self.bridged += taken
         self.bytes_since_recycle += sum(len(b) for wire in decoded.wire.values() for b in wire)
-        if recycle.due(self.bytes_since_recycle, self.settings.kafka.recycle_after_mib):
-            await self._ask_for_recycle()
+        if recycle.due(self.bytes_since_recycle, self.settings.kafka.recycle_after_mib) and not errors:
+            self._draining_since = time.monotonic()
+            log.info("bridge: %.0f MiB bridged since the last recycle: waiting for the dataflow to hold "
+                     "sequence %d, then asking for one", self.bytes_since_recycle / 2**20, self._acked_seq)
         if errors:
             self._kafka_failed = True
             raise BridgeError(f"Kafka did not take {len(failed)} of {len(msgs)} events: {errors[0]!r}; "
@@ -513,23 +516,29 @@ class Bridge:
                                     timeout_s=k.recycle_timeout_s, wait=False):
             return False
         self.bytes_since_recycle = 0  # whoever runs it, what this bridge bridged is dropped with the topics
-        info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
-        self._recycle_floor = info.delivered.stream_seq
+        self._draining_since = None
         return True
 
-    async def _ask_for_recycle(self) -> None:
-        """Ask for a recycle once the dataflow holds everything up to where the last one ended
-        (checked at most once a second)."""
-        now = time.monotonic()
-        if now - self._recycle_checked < 1.0:
-            return
-        self._recycle_checked = now
+    async def _drain_for_recycle(self) -> None:
+        """A recycle is due: send every partition this bridge's progress (an empty batch: a quiet
+        partition's mark moves on too), and ask for the recycle once the graph and the windows hold
+        everything it bridged, or after `kafka.recycle_drain_s` (the recycle then bridges the rest
+        again from JetStream)."""
+        assert self._draining_since is not None
+        try:
+            await asyncio.gather(*await self._send_heartbeats(self.watermark.newest, skip=()))
+        except KafkaError as e:
+            log.warning("bridge: progress heartbeat not sent (%r)", e)
         mark, held_by = await lowest_mark(self.kv, self.partitions)
-        if mark >= self._recycle_floor:
+        waited = time.monotonic() - self._draining_since
+        if mark >= self._safe_seq(self._acked_seq) or waited >= self.settings.kafka.recycle_drain_s:
+            if mark < self._acked_seq:
+                log.warning("bridge: the dataflow holds sequence %d of %d after %.0f s (%s lags); recycling "
+                            "anyway, the rest is bridged again", mark, self._acked_seq, waited, held_by)
             await recycle.request(self.kv, self.name)
-        else:
-            log.info("bridge: a recycle is due, after the dataflow holds sequence %d (it holds %d: %s)",
-                     self._recycle_floor, mark, held_by)
+            self._draining_since = None
+            return
+        await asyncio.sleep(0.5)
 
     async def run_recycle(self) -> None:
         """Recycle the dataflow's topics now (the workers have stopped reading them, `app.recycle`):

@@ -8,8 +8,10 @@ that lost its data (`app.bridge.Bridge.recover`), here taken on purpose and in a
 every Faust consumer off the topics while they are rebuilt:
 
 1. A bridge that has bridged `kafka.recycle_after_mib` since it started (or since the last
-   recycle) asks for one: the key `kafka.recycle` in the progress bucket, created only where
-   absent, so one recycle runs at a time.
+   recycle) stops bridging until the graph and the windows hold everything it bridged (at most
+   `kafka.recycle_drain_s`), so that the recycle drops nothing the workers would have to redo,
+   then asks for one: the key `kafka.recycle` in the progress bucket, created only where absent,
+   so one recycle runs at a time.
 2. While the key is there, no bridge bridges, and every worker restarts itself (`app.restart`,
    it polls the key every `POLL_S`) and waits before it starts Faust (`settle`).
 3. `kafka.recycle_grace_s` after the request, the first bridge or waiting worker to claim the key

@@ -78,6 +78,8 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # how long a recycle waits for the workers to stop reading, and after which a claimed one that
     # has not finished is taken over (its runner died)
     recycle_grace_s: float = 2.0
+    # before asking, a bridge stops bridging until the dataflow holds what it bridged, at most this long
+    recycle_drain_s: float = 20.0
     recycle_timeout_s: float = 60.0
 
 
