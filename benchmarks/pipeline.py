@@ -28,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,10 +184,14 @@ def second_half(points: list[tuple[float, int]], start: float, end: float) -> li
     return [(t, r) for t, r in points if middle <= t <= end]
 
 
-def memory_page(port: int, *, reset: bool = False) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/tapio/memory/" + ("?reset=1" if reset else ""),
-                                timeout=120) as r:
-        return json.loads(r.read())
+def memory_page(port: int, *, reset: bool = False, start: bool = False) -> dict:
+    """The worker's /tapio/memory/ (its answer when not tracing too: the RocksDB part)."""
+    query = "?reset=1" if reset else "?start=1" if start else ""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/tapio/memory/{query}", timeout=120) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:  # 404: not tracing
+        return json.loads(e.read())
 
 
 def first_n(rows: list[dict]) -> int:
@@ -286,11 +291,18 @@ async def run(args: argparse.Namespace) -> int:
         ack_progress: list[tuple[float, int]] = []
         lags: list[tuple[float, int]] = []  # (seconds into the run, events published and not in the graph)
 
+        memory: list[tuple[float, dict]] = []  # (seconds into the run, the worker's /tapio/memory/ native part)
+
         async def watch() -> None:
+            next_look = 0.0
             while True:
                 sampler.sample()
                 info = await js.consumer_info(settings.nats.stream, settings.nats.bridge_durable)
                 ack_progress.append((time.monotonic(), info.ack_floor.stream_seq))
+                if args.rate and time.monotonic() >= next_look:  # what the worker's memory is made of, now and then
+                    next_look = time.monotonic() + 20
+                    page = await asyncio.to_thread(memory_page, settings.worker.web_port)
+                    memory.append((time.monotonic() - start, page))
                 await asyncio.sleep(0.25)
 
         sampler.cpu_start = sampler.cpu_seconds()
@@ -313,7 +325,17 @@ async def run(args: argparse.Namespace) -> int:
             start = time.monotonic()
             published, tick = 0, max(1, args.rate // 20)
             next_lag = start
+            trace_at = start + args.trace_memory_after if args.trace_memory_after else None
+            reset_at = trace_at + args.trace_memory_reset if trace_at and args.trace_memory_reset else None
             while published < args.events:
+                if trace_at is not None and time.monotonic() >= trace_at:
+                    memory_page(settings.worker.web_port, start=True)
+                    print(f"tracing the worker's memory from {time.monotonic() - start:.0f}s into the load")
+                    trace_at = None
+                if reset_at is not None and time.monotonic() >= reset_at:
+                    memory_page(settings.worker.web_port, reset=True)
+                    print(f"the worker's memory baseline taken {time.monotonic() - start:.0f}s into the load")
+                    reset_at = None
                 chunk = [next(events) for _ in range(min(tick, args.events - published))]
                 published += await publisher.publish_many(chunk)
                 if time.monotonic() >= next_lag:  # graph lag: published, not yet in the graph
@@ -372,10 +394,14 @@ async def run(args: argparse.Namespace) -> int:
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             print(f"latency publish->graph: p50 {p(0.50):,} ms  p99 {p(0.99):,} ms  max {lat[-1]:,} ms "
                   f"({len(lat)} sampled events)")
-        changelog = await changelog_records(settings)
-        hits = per_stage.get("hits", {}).get("events", 0)
-        print("table changelog records: " + ", ".join(f"{name} {n:,}" for name, n in changelog.items())
-              + f" ({sum(changelog.values()) / max(found, 1):.3f} per event, {hits:,} hits)")
+        try:
+            changelog = await changelog_records(settings)
+        except (Exception, asyncio.CancelledError) as e:  # aiokafka's stop was seen cancelling itself: go on
+            print(f"table changelog records: not read ({type(e).__name__}: {e})")
+        else:
+            hits = per_stage.get("hits", {}).get("events", 0)
+            print("table changelog records: " + ", ".join(f"{name} {n:,}" for name, n in changelog.items())
+                  + f" ({sum(changelog.values()) / max(found, 1):.3f} per event, {hits:,} hits)")
         if args.topic_bytes:
             sizes = await topic_bytes(settings)
             total = sum(b for _, b in sizes.values())
@@ -398,9 +424,23 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"graph lag (published, not yet in the graph; every 5 s): max {max(v for _, v in lags):,}, "
                       f"at the end of the load {lags[-1][1]:,}, over the second half "
                       + ", ".join(f"{v:,}" for t, v in lags if t >= publish_s / 2)[:300])
-        if args.trace_memory:
+        if memory:
+            print("worker memory (MiB) every 20 s: seconds, RSS anon, malloc in use / free, Python small blocks "
+                  "(thousands), RocksDB memtables + block caches")
+            for at, page in memory:
+                proc, rocks = page.get("process_mib", {}), page.get("rocksdb_mib", {})
+                native = sum(v["memtables"] + v["block_cache"] + v["table_readers"] for v in rocks.values())
+                print(f"  {at:5.0f}  {proc.get('rssanon', 0):7.1f}  {proc.get('malloc_in_use', 0):7.1f} / "
+                      f"{proc.get('malloc_free', 0):6.1f}  {proc.get('python_blocks', 0) / 1000:7.0f}  {native:6.1f}")
+        rocks = memory_page(settings.worker.web_port).get("rocksdb_mib", {})
+        print("worker's RocksDB stores (MiB: memtables, block cache, table readers; SST files on disk): "
+              + ", ".join(f"{t.removeprefix('tapio-')} {v['memtables']}/{v['block_cache']}/{v['table_readers']}; "
+                          f"{v['sst_files']}" for t, v in rocks.items()))
+        if args.trace_memory or args.trace_memory_after:
             grown = memory_page(settings.worker.web_port).get("grown_since_baseline", [])
-            print("worker's Python memory grown since the warm-up (tracemalloc, /tapio/memory/):")
+            since = f"{args.trace_memory_after + args.trace_memory_reset:.0f}s into the load" \
+                if args.trace_memory_after else "the warm-up"
+            print(f"worker's Python memory grown since {since} (tracemalloc, /tapio/memory/):")
             for row in grown[:20]:
                 print(f"  {row['mib']:+8.1f} MiB {row['blocks']:+9,} blocks  {row['site']}")
         return 0 if found >= args.events else 1
@@ -440,6 +480,13 @@ def main() -> None:
                         help="run the worker with tracemalloc and print where its Python memory grew (slower)")
     parser.add_argument("--topic-bytes", action="store_true",
                         help="after the run, read every topic from its start and print its records and bytes")
+    parser.add_argument("--trace-memory-after", type=float, default=0, metavar="SECONDS",
+                        help="with --rate: start tracemalloc in the worker this far into the load and print what "
+                             "grew from then on (the worker runs at full speed until then)")
+    parser.add_argument("--trace-memory-reset", type=float, default=0, metavar="SECONDS",
+                        help="with --trace-memory-after: take the baseline this long after tracing started, once "
+                             "what was allocated before tracing (untraced) has turned over (e.g. a window's span); "
+                             "else the growth printed is all that was allocated since tracing started and is alive")
     parser.add_argument("--backlog", action="store_true",
                         help="publish everything first, then start the bridge and time the drain")
     sys.exit(asyncio.run(run(parser.parse_args())))

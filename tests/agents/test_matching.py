@@ -616,6 +616,19 @@ def test_the_newest_matches_sent_are_kept_once_each_for_a_takeover() -> None:
     assert [m.id for m in SentMatches(1, table).newest()] == [*newest[1:], f"m{10**6}"]
 
 
+def test_the_membership_cache_in_front_of_the_table_stays_bounded(monkeypatch) -> None:
+    from agents.match import TableStore
+    from agents.membership import Member
+    monkeypatch.setattr(TableStore, "CACHE_MAX", 100)
+    table: dict = {}
+    store = TableStore(table)
+    for i in range(250):
+        store[f"ns/Pod/p{i}"] = Member(uid=f"u{i}", node="n1")
+        assert f"ns/Pod/absent{i}" not in store  # an absent key is cached too
+    assert len(store.cache) <= 100 and len(table) == 250
+    assert store["ns/Pod/p0"] == Member(uid="u0", node="n1")  # read from the table again
+
+
 def test_contains_and_not_contains_read_the_same_text() -> None:
     from agents.hits import compile_test
     unbound = ev(0, "scheduling-failure", message="0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims")
