@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+from diagnose_inputs import incident_and_pod_deletion
 
 from agents.diagnose import PATTERN_PREFIX, LiveState, diagnose_batch, keep
 from agents.diagnosis import INCIDENT_CONFIDENCE, diagnose_events
@@ -20,7 +21,6 @@ from app.analyze import read
 from app.stack import EmbeddedStack
 from collectors.replay import shifted
 from core.events import RawEvent, epoch_ms
-from core.kube.objects import raw_event_from_object
 from core.records import Prediction, RawBatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,17 +126,12 @@ def test_a_diagnosis_is_resolved_when_its_object_recovers_and_a_recurrence_is_a_
 
 
 def test_a_deleted_object_takes_its_diagnosis_with_it() -> None:
-    incident = read([str(CASE)]).events
-    pod = next(e for e in incident if e.metadata.get("kind") == "Pod" and e.metadata.get("action") != "EVENT")
-    at = max(e.timestamp for e in incident) + timedelta(minutes=2)
-    deleted = raw_event_from_object({"kind": "Pod", "metadata": {"name": pod.metadata["name"],
-                                                                "namespace": pod.metadata["namespace"]}},
-                                    action="DELETED", source="test", undated_at=at)
+    incident, deleted, at = incident_and_pod_deletion()
     state = LiveState()
     first = _final(state, [_at_once(incident)])
     after = _final(state, [_at_once([deleted])])
     assert list(after) == list(first) and all(p.resolved_at == at for p in after.values())
-    assert state.events == {} or all(k.name != pod.metadata["name"] for k in state.events)
+    assert state.events == {} or all(k.name != deleted.metadata["name"] for k in state.events)
 
 
 def test_events_that_name_no_namespace_join_their_object_whichever_arrives_first() -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from diagnose_inputs import incident_and_pod_deletion
 
 from agents.diagnose import LiveState, diagnose_batch
 from agents.diagnose_store import DiagnoseStore
@@ -184,19 +185,14 @@ def test_a_partition_keeps_its_most_recent_objects(monkeypatch: pytest.MonkeyPat
 
 
 def test_what_comes_again_about_a_deleted_object_does_not_bring_it_back() -> None:
-    incident = read([str(CASE)]).events
-    pod = next(e for e in incident if e.metadata.get("kind") == "Pod" and e.metadata.get("action") != "EVENT")
-    at = max(e.timestamp for e in incident) + timedelta(minutes=2)
-    deleted = raw_event_from_object({"kind": "Pod", "metadata": {"name": pod.metadata["name"],
-                                                                "namespace": pod.metadata["namespace"]}},
-                                    action="DELETED", source="test", undated_at=at)
+    incident, deleted, at = incident_and_pod_deletion()
     end = epoch_ms(at) + 60_000
     state = LiveState()
     for events in (incident, [deleted]):
         diagnose_batch(state, RawBatch(events=events, watermark=end))
     assert state.standing == {}
     again, _ = diagnose_batch(state, RawBatch(events=incident, watermark=end + 1))  # the bridge bridges them again
-    assert again is None and state.standing == {} and not any(k.name == pod.metadata["name"] for k in state.objects)
+    assert again is None and state.standing == {} and not any(k.name == deleted.metadata["name"] for k in state.objects)
 
 
 def test_an_event_that_would_have_expired_is_not_kept_when_it_comes_again() -> None:

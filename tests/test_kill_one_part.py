@@ -242,10 +242,9 @@ def _diagnoses(counts: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in counts.items() if k.endswith(" (diagnoses)") and not k.startswith("MATCHES")}
 
 
-@pytest.mark.parametrize("faulted", parts({}), indirect=True)
-async def test_kill_9_of_one_part_loses_and_double_counts_nothing(
-        faulted: tuple[str, Outcome], baseline: Outcome, stream: Stream) -> None:
-    part, got = faulted
+def _same_as_baseline(got: Outcome, baseline: Outcome, stream: Stream) -> None:
+    """Every Event once, each pod's tally exact, and windows, quiet periods, predictions, nodes and edges
+    (other than the diagnoses') as in the run without a fault."""
     _same("Event nodes per id", got.event_ids, {i: 1 for i in stream.ids})
     _same(f"tally windows, events per pod ({got.late_hits} hits dropped as late)", got.tallies, stream.per_pod())
     _same("window states", got.windows, baseline.windows)
@@ -253,6 +252,19 @@ async def test_kill_9_of_one_part_loses_and_double_counts_nothing(
     _same("predictions", got.predictions, baseline.predictions)
     _same("nodes per label", _mine(got.nodes), _mine(baseline.nodes))
     _same("edges per type", _mine(got.edges), _mine(baseline.edges))
+
+
+def _same_diagnoses(got: Outcome, baseline: Outcome) -> None:
+    _same("diagnoses", got.diagnoses, baseline.diagnoses)
+    _same("their nodes", _diagnoses(got.nodes), _diagnoses(baseline.nodes))
+    _same("their edges other than evidence", _diagnoses(got.edges), _diagnoses(baseline.edges))
+
+
+@pytest.mark.parametrize("faulted", parts({}), indirect=True)
+async def test_kill_9_of_one_part_loses_and_double_counts_nothing(
+        faulted: tuple[str, Outcome], baseline: Outcome, stream: Stream) -> None:
+    part, got = faulted
+    _same_as_baseline(got, baseline, stream)
 
 
 @pytest.mark.parametrize("faulted", parts({}), indirect=True)
@@ -263,9 +275,7 @@ async def test_kill_9_of_one_part_leaves_the_diagnoses_as_they_were(
     graph sink is written once, with its last evidence (`core.records.by_match`), so how many
     evidence edges its updates leave depends on how the sink's batches fell."""
     part, got = faulted
-    _same("diagnoses", got.diagnoses, baseline.diagnoses)
-    _same("their nodes", _diagnoses(got.nodes), _diagnoses(baseline.nodes))
-    _same("their edges other than evidence", _diagnoses(got.edges), _diagnoses(baseline.edges))
+    _same_diagnoses(got, baseline)
 
 
 # --- recycling the embedded broker's topics (app.recycle) ---------------------------------------
@@ -291,18 +301,10 @@ async def test_recycling_the_topics_along_the_stream_loses_and_double_counts_not
     got, logs = recycled
     assert logs.count("recycled the embedded broker's topics in") >= 2, "the topics were not recycled along the stream"
     assert "restarting this worker" in logs
-    _same("Event nodes per id", got.event_ids, {i: 1 for i in stream.ids})
-    _same(f"tally windows, events per pod ({got.late_hits} hits dropped as late)", got.tallies, stream.per_pod())
-    _same("window states", got.windows, baseline.windows)
-    _same("windows quiet after their match", got.quiet, baseline.quiet)
-    _same("predictions", got.predictions, baseline.predictions)
-    _same("nodes per label", _mine(got.nodes), _mine(baseline.nodes))
-    _same("edges per type", _mine(got.edges), _mine(baseline.edges))
+    _same_as_baseline(got, baseline, stream)
 
 
 async def test_recycling_the_topics_leaves_the_diagnoses_as_they_were(
         recycled: tuple[Outcome, str], baseline: Outcome) -> None:
     got, _ = recycled
-    _same("diagnoses", got.diagnoses, baseline.diagnoses)
-    _same("their nodes", _diagnoses(got.nodes), _diagnoses(baseline.nodes))
-    _same("their edges other than evidence", _diagnoses(got.edges), _diagnoses(baseline.edges))
+    _same_diagnoses(got, baseline)
