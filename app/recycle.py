@@ -42,6 +42,8 @@ import msgspec
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from core.codec import Codec
+
 log = logging.getLogger(__name__)
 
 KEY = "kafka.recycle"
@@ -57,8 +59,7 @@ class Recycle(msgspec.Struct, frozen=True, kw_only=True):
     by: str
 
 
-_CODEC_ENCODE = msgspec.json.Encoder()
-_CODEC_DECODE = msgspec.json.Decoder(Recycle)
+CODEC = Codec(Recycle, "json")
 
 
 def part_name(kind: str) -> str:
@@ -89,7 +90,7 @@ async def current(kv: KeyValue) -> tuple[Recycle, int] | None:
     if not entry.value:  # a delete marker
         return None
     try:
-        return _CODEC_DECODE.decode(entry.value), entry.revision or 0
+        return CODEC.decode(entry.value), entry.revision or 0
     except (msgspec.DecodeError, msgspec.ValidationError):
         log.warning("recycle: %s holds %r, not a recycle; taking it for a request", KEY, entry.value[:80])
         return Recycle(state="requested", at=0.0, by="unknown"), entry.revision or 0
@@ -98,7 +99,7 @@ async def current(kv: KeyValue) -> tuple[Recycle, int] | None:
 async def request(kv: KeyValue, by: str) -> bool:
     """Ask for a recycle; False when one is already asked for or running."""
     try:
-        await kv.create(KEY, _CODEC_ENCODE.encode(Recycle(state="requested", at=time.time(), by=by)))
+        await kv.create(KEY, CODEC.encode(Recycle(state="requested", at=time.time(), by=by)))
     except nats.js.errors.KeyWrongLastSequenceError:
         return False
     log.warning("recycle: %s asks for the embedded broker's topics to be recycled (its memory); the "
@@ -109,7 +110,7 @@ async def request(kv: KeyValue, by: str) -> bool:
 async def claim(kv: KeyValue, revision: int, by: str) -> bool:
     """Take the run of the recycle at `revision`; False when somebody else changed the key first."""
     try:
-        await kv.update(KEY, _CODEC_ENCODE.encode(Recycle(state="running", at=time.time(), by=by)),
+        await kv.update(KEY, CODEC.encode(Recycle(state="running", at=time.time(), by=by)),
                         last=revision)
     except nats.js.errors.KeyWrongLastSequenceError:
         return False
