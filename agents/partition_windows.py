@@ -61,9 +61,14 @@ def within_guard(state: WindowState, horizon_ms: int) -> WindowState | None:
     Such a time made every later hit of the state late (`done_to` in the year 9999), even after a
     restart. The hits beyond the horizon go (with their evidence and series), `done_to` falls back
     to the newest hit kept (the far time's evaluation covered every hit before it), and a quiet
-    period reaching beyond the horizon ends."""
-    if state.done_to <= horizon_ms and state.quiet_until <= horizon_ms and \
-            all(e.t <= horizon_ms for entries in state.entries.values() for e in entries):
+    period reaching beyond the horizon ends.
+
+    A quiet period alone never marks a state as touched: it runs a pattern's span (up to its
+    longest window, 15 minutes and more) past a match, so it legitimately reaches beyond the
+    horizon for a while after every match. Its match was at a time the state had evaluated, at
+    or before `done_to`: only a `done_to` beyond the horizon makes it suspect. (Treating it as
+    touched ended every such quiet period at each worker restart, and the pattern fired again.)"""
+    if state.done_to <= horizon_ms and all(e.t <= horizon_ms for entries in state.entries.values() for e in entries):
         return None
     entries = {k: kept for k, v in state.entries.items() if (kept := [e for e in v if e.t <= horizon_ms])}
     ids = {i for v in entries.values() for e in v for i in (e.id, *e.more)}

@@ -288,3 +288,16 @@ def test_within_guard_keeps_what_is_within_it() -> None:
     assert [e.id for e in repaired.entries["c:"]] == ["a"] and set(repaired.evidence) == {"a", "a2"}
     assert list(repaired.series) == ["c:s1"]
     assert (repaired.done_to, repaired.quiet_until) == (WALL_MS - 5000, 0)
+
+
+def test_within_guard_keeps_a_quiet_period_after_a_sane_match() -> None:
+    """A pattern with a 15-minute window stays quiet 15 minutes after its match: beyond the
+    5-minute guard, and legitimate. A worker restarting in that time must keep it, or the
+    pattern fires again for the same window."""
+    from agents.partition_windows import within_guard
+    from agents.windows import Entry, WindowState
+
+    state = WindowState(entries={"c:": [Entry(t=WALL_MS - 5000, w=1, id="a")]}, series={},
+                        evidence={"a": msgspec.Raw(b"\xc0")}, done_to=WALL_MS - 5000,
+                        quiet_until=WALL_MS - 5000 + 15 * 60_000)
+    assert within_guard(state, WALL_MS + 300_000) is None
