@@ -56,6 +56,7 @@ from core.events import CLUSTER_SCOPE
 from core.kube.redact import use_safe_env_names
 from core.ports import GraphError
 from core.settings import Settings, with_absolute_dirs
+from topology.retention import EventRetention
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,20 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
                        runtime=runtime, before=first_votes)
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
+        if settings.graph.retention_s or settings.graph.max_events:
+            retention: EventRetention | None = None
+
+            @app.timer(settings.graph.prune_interval_s, on_leader=True)
+            async def prune_graph() -> None:
+                """One worker of the sink's group (its leader) keeps the graph within its retention."""
+                nonlocal retention
+                await runtime.ready()
+                if retention is None:
+                    retention = EventRetention(runtime.graph, settings.graph)  # type: ignore[arg-type]
+                try:
+                    await retention.prune()
+                except GraphError as e:
+                    log.warning("graph retention: this round failed (%s); the next one retries", e)
     if "diagnose" in stages:
         raw_topic = topics["raw"].get_topic_name()
         # its state survives a restart and moves with its partitions (agents/diagnose_store.py)

@@ -11,6 +11,7 @@ is retried with backoff and only then reported as `PublishFailed`: never dropped
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -108,7 +109,7 @@ def events_stream_config(settings: NatsSettings) -> StreamConfig:
 
 def deadletter_stream_config(settings: NatsSettings) -> StreamConfig:
     return _stream(settings, name=settings.deadletter_stream, prefix=settings.deadletter_prefix,
-                   max_age_s=7 * 24 * 3600)
+                   max_age_s=7 * 24 * 3600, duplicate_window=settings.duplicate_window_s)
 
 
 async def ensure_streams(js: JetStreamContext, settings: NatsSettings) -> None:
@@ -310,6 +311,18 @@ class PullBatches:
         await self.sub.unsubscribe()
 
 
+def deadletter_id(*, stage: str, reason: str, where: str, payload: bytes, event_id: str = "") -> str:
+    """The dead letter's `Nats-Msg-Id`: the same input rejected again by the same stage for the same
+    reason (a batch delivered twice: a restart, a bridge taking over what its predecessor left)
+    is one dead letter, dropped by the stream's duplicate window. An event is known by its id;
+    input without one by where it sat (a stream sequence, a file position)."""
+    digest = hashlib.sha256()
+    for part in (stage, reason, event_id or where):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(payload)
+    return f"dl-{digest.hexdigest()[:40]}"
+
+
 class DeadLetterPublisher:
     """Sends rejected input to `deadletter.<stage>` with the reason, in a header and in the record."""
 
@@ -323,13 +336,14 @@ class DeadLetterPublisher:
         letter = DeadLetter(stage=stage, reason=reason, where=where, payload=payload,
                             at=datetime.now(UTC), event_id=event_id)
         subject = f"{self.settings.deadletter_prefix}.{subject_token(stage)}"
+        msg_id = deadletter_id(stage=stage, reason=reason, where=where, payload=payload, event_id=event_id)
         log.warning("dead-lettered %s input from %s: %s (inspect with `tapio deadletters`)", stage, where, reason)
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(multiplier=0.1, max=3),
                                            reraise=True):
             with attempt:
                 await self.js.publish(subject, DEADLETTER_CODEC.encode(letter),
                                       headers={REASON_HEADER: reason[:1000].replace("\n", " "),
-                                               WHERE_HEADER: where[:1000]})
+                                               WHERE_HEADER: where[:1000], "Nats-Msg-Id": msg_id})
 
 
 async def publish_events(settings: NatsSettings, events: Iterable[RawEvent], *, name: str) -> int:

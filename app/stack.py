@@ -41,6 +41,9 @@ from core.settings import GraphSettings, KafkaSettings, NatsSettings, Settings
 #: MiB a bridge bridges before it asks for the embedded broker's topics to be recycled (app.recycle);
 #: Tansu holds about N times that across the dataflow's topics and changelogs (shared/notes/stack.md)
 RECYCLE_AFTER_MIB = 64.0
+#: Event nodes the embedded FalkorDB keeps at most (graph.max_events, topology.retention): it holds
+#: the graph in memory, about 0.9 KiB an event (the soak's figure), so this is ~450 MiB of events
+GRAPH_MAX_EVENTS = 500_000
 
 
 class StackError(Exception):
@@ -318,7 +321,8 @@ class EmbeddedStack:
             "nats": {"urls": [f"nats://127.0.0.1:{nats.port}"]},
             # Tansu keeps every record in memory: recycle the topics now and then (app.recycle)
             "kafka": {"bootstrap_servers": [f"127.0.0.1:{kafka.port}"], "recycle_after_mib": RECYCLE_AFTER_MIB},
-            "graph": {"uri": f"falkordb://127.0.0.1:{graph.port}"},
+            # FalkorDB keeps the graph in memory: the oldest uncited events go beyond a cap
+            "graph": {"uri": f"falkordb://127.0.0.1:{graph.port}", "max_events": GRAPH_MAX_EVENTS},
             "worker": {"data_dir": str(self.state_dir / "worker")},
             "state_dir": str(self.state_dir),
         }

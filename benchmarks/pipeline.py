@@ -45,6 +45,7 @@ from core.events import RawEvent, content_id  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from topology import queries  # noqa: E402
 from topology.graph import open_graph  # noqa: E402
+from topology.retention import pruned_events  # noqa: E402
 
 TARGET = 10_000
 
@@ -238,6 +239,9 @@ async def run(args: argparse.Namespace) -> int:
     if args.trace_memory:
         settings = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, trace_memory=True))
     settings = msgspec.structs.replace(settings, kafka=msgspec.structs.replace(settings.kafka, partitions=args.partitions))
+    if args.graph_max_events is not None:
+        settings = msgspec.structs.replace(settings, graph=msgspec.structs.replace(
+            settings.graph, max_events=args.graph_max_events))
     if args.patterns is not None:  # an empty folder measures the dataflow without matching
         settings = msgspec.structs.replace(settings, match=msgspec.structs.replace(
             settings.match, patterns_dir=str(Path(args.patterns).resolve())))
@@ -281,13 +285,30 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.5)
             print("partitions: " + ", ".join(f"worker :{peer.worker.web_port} {table_partitions(peer)}"
                                              for peer in group))
-        base_count = first_n(await graph.query(queries.COUNT_ALL_EVENTS))
+        async def accounted() -> int:
+            """Event nodes in the graph plus those graph retention deleted (`graph.max_events`)."""
+            return first_n(await graph.query(queries.COUNT_ALL_EVENTS)) + await pruned_events(graph)
+
+        base_count = await accounted()
         if args.trace_memory:
             memory_page(settings.worker.web_port, reset=True)  # the baseline
         print(f"stack and worker ready in {time.monotonic() - t:.1f}s after warm-up publish; "
               f"publishing {args.events} events over {args.namespaces} namespaces ...")
 
         run_id = f"run-{time.time_ns()}"
+        sample_every = max(1, args.events // 5000)
+        lat: list[int] = []  # publish -> graph (ms) of every sample_every-th event, read while it is in the graph
+        sampled = 0  # samples [0, sampled) asked for
+        pending: list[str] = []  # asked for and not in the graph yet: asked again next time
+
+        async def read_samples(upto: int) -> None:
+            """Read the ingest time of the samples published before `upto` (retention may delete them later)."""
+            nonlocal sampled, pending
+            ids = pending + [content_id(run_id, str(i)) for i in range(sampled * sample_every, upto, sample_every)]
+            sampled = max(sampled, -(-upto // sample_every))
+            rows = await graph.query(queries.EVENT_TIMES, ids=ids) if ids else []
+            lat.extend(r["ingested_at"] - r["timestamp"] for r in rows)
+            pending = sorted(set(ids) - {r["id"] for r in rows})
         ack_progress: list[tuple[float, int]] = []
         lags: list[tuple[float, int]] = []  # (seconds into the run, events published and not in the graph)
 
@@ -301,8 +322,11 @@ async def run(args: argparse.Namespace) -> int:
                 ack_progress.append((time.monotonic(), info.ack_floor.stream_seq))
                 if args.rate and time.monotonic() >= next_look:  # what the worker's memory is made of, now and then
                     next_look = time.monotonic() + 20
-                    page = await asyncio.to_thread(memory_page, settings.worker.web_port)
-                    memory.append((time.monotonic() - start, page))
+                    try:
+                        page = await asyncio.to_thread(memory_page, settings.worker.web_port)
+                        memory.append((time.monotonic() - start, page))
+                    except OSError:  # the worker restarting (a topic recycle): look again next time
+                        pass
                 await asyncio.sleep(0.25)
 
         sampler.cpu_start = sampler.cpu_seconds()
@@ -339,8 +363,10 @@ async def run(args: argparse.Namespace) -> int:
                 chunk = [next(events) for _ in range(min(tick, args.events - published))]
                 published += await publisher.publish_many(chunk)
                 if time.monotonic() >= next_lag:  # graph lag: published, not yet in the graph
-                    in_graph = first_n(await graph.query(queries.COUNT_ALL_EVENTS)) - base_count
+                    in_graph = await accounted() - base_count
                     lags.append((time.monotonic() - start, published - in_graph))
+                    if settings.graph.max_events:  # read the samples before retention deletes them
+                        await read_samples(max(0, in_graph - 10_000))
                     next_lag = time.monotonic() + 5
                 await asyncio.sleep(max(0.0, start + published / args.rate - time.monotonic()))
             publish_s = time.monotonic() - start
@@ -352,17 +378,19 @@ async def run(args: argparse.Namespace) -> int:
         found = 0
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            found = first_n(await graph.query(queries.COUNT_ALL_EVENTS)) - base_count
+            found = await accounted() - base_count
             if found >= args.events:
                 break
             await asyncio.sleep(0.1)
         total_s = time.monotonic() - start
+        if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
+            print(f"warning: sampling stopped early ({watcher.exception()!r}): RSS slopes and the ack "
+                  f"progress cover only the time before", file=sys.stderr)
         watcher.cancel()
         sampler.sample()
 
-        ids = [content_id(run_id, str(i)) for i in range(0, args.events, max(1, args.events // 5000))]
-        rows = await graph.query(queries.EVENT_TIMES, ids=ids)
-        lat = sorted(r["ingested_at"] - r["timestamp"] for r in rows)
+        await read_samples(args.events)
+        lat.sort()
         per_stage = merged_stages([stages(peer.worker.web_port) for peer in group])
         if split:
             second = stages(sink_settings.worker.web_port)
@@ -476,6 +504,9 @@ def main() -> None:
     parser.add_argument("--mix", choices=["warnings", "real"], default="real",
                         help="real: Event reasons in the shares of real recordings (84%% Normal); warnings: every "
                              "event a BackOff warning, each one a hit for the catalog (worst case for matching)")
+    parser.add_argument("--graph-max-events", type=int, default=None, metavar="N",
+                        help="graph.max_events for the worker (default: the embedded stack's; 0: no cap); "
+                             "events deleted by retention count as in the graph")
     parser.add_argument("--trace-memory", action="store_true",
                         help="run the worker with tracemalloc and print where its Python memory grew (slower)")
     parser.add_argument("--topic-bytes", action="store_true",

@@ -89,6 +89,19 @@ class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     username: str = ""
     password: str = ""
     batch_size: int = 500
+    # retention of Event nodes (topology.retention), run by the leader of the sink's worker group:
+    # an event the sink wrote more than `retention_s` ago is deleted (0: kept for ever), and above
+    # `max_events` Event nodes the oldest are deleted down to 90 % of it (0: no cap; FalkorDB holds
+    # the graph in memory, ~1 KiB an event). Events a match or a cause cites always stay; the cap
+    # also keeps changes (config edits, rollouts). Deleted events are counted, never silent.
+    retention_s: float = 0.0
+    max_events: int = 0
+    prune_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.retention_s < 0 or self.max_events < 0 or self.prune_interval_s <= 0:
+            raise ValueError("graph.retention_s and graph.max_events must be >= 0 (0: off) and "
+                             "graph.prune_interval_s > 0")
 
 
 class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

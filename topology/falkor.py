@@ -199,8 +199,8 @@ class FalkorStore:
     async def query(self, q: Query, **params: object) -> list[dict]:
         return await self._run(q, params or None, read_only=True)
 
-    async def execute(self, q: Query, **params: object) -> None:
-        await self._run(q, params or None, read_only=False)
+    async def execute(self, q: Query, **params: object) -> list[dict]:
+        return await self._run(q, params or None, read_only=False)
 
     async def clear(self) -> None:
         await self._run(CLEAR, None, read_only=False)

@@ -56,8 +56,9 @@ class GraphStore(Protocol):
     async def query(self, q: Query, **params: object) -> list[dict]:
         """Run a read-only named query; one dict per row, keyed by the RETURN names."""
 
-    async def execute(self, q: Query, **params: object) -> None:
-        """Run one write query (topology edges, ...) with its parameters."""
+    async def execute(self, q: Query, **params: object) -> list[dict]:
+        """Run one write query (topology edges, retention, ...) with its parameters; its rows, if
+        it returns any."""
 
     async def clear(self) -> None:
         """Delete every node and edge of this graph (indexes/constraints stay)."""

@@ -33,12 +33,16 @@ PATTERN_LABEL: Final = "Pattern"
 PREDICTION_LABEL: Final = "Prediction"
 #: Label of one feedback vote on a prediction, keyed by `id` (props: accurate, rating, comment, at, source).
 FEEDBACK_LABEL: Final = "Feedback"
+#: Label of the graph's retention record, keyed by `id` ("events"; props: pruned = Event nodes
+#: deleted by `topology.retention` so far, so every event stays accounted for).
+RETENTION_LABEL: Final = "Retention"
 
 RESOURCE_KEY: Final = "uid"
 EVENT_KEY: Final = "id"
 PATTERN_KEY: Final = "name"
 PREDICTION_KEY: Final = "id"
 FEEDBACK_KEY: Final = "id"
+RETENTION_KEY: Final = "id"
 
 #: Every label a resource node can carry: the known kinds, then the generic one.
 ALL_RESOURCE_LABELS: Final[tuple[str, ...]] = RESOURCE_LABELS + (GENERIC_LABEL,)
@@ -50,9 +54,11 @@ NODE_KEYS: Final[dict[str, str]] = {
     PATTERN_LABEL: PATTERN_KEY,
     PREDICTION_LABEL: PREDICTION_KEY,
     FEEDBACK_LABEL: FEEDBACK_KEY,
+    RETENTION_LABEL: RETENTION_KEY,
 }
-#: (label, property) indexes besides the keys: a hypothesis finds the predictions of a match.
-SECONDARY_INDEXES: Final[tuple[tuple[str, str], ...]] = ((PREDICTION_LABEL, "match_id"),)
+#: (label, property) indexes besides the keys: a hypothesis finds the predictions of a match;
+#: retention finds the oldest events by the time the sink wrote them.
+SECONDARY_INDEXES: Final[tuple[tuple[str, str], ...]] = ((PREDICTION_LABEL, "match_id"), (EVENT_LABEL, "ingested_at"))
 
 # Relationship types. AFFECTED (Event -> resource) is written by the graph sink.
 AFFECTED: Final = "AFFECTED"

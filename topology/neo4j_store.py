@@ -114,8 +114,11 @@ class Neo4jStore:
 
         return await self._transaction(work, write=False, what=f"query {q.name!r}")
 
-    async def execute(self, q: Query, **params: object) -> None:
-        await self._transaction(_consume(q, dict(params)), write=True, what=f"query {q.name!r}")
+    async def execute(self, q: Query, **params: object) -> list[dict]:
+        async def work(tx: AsyncManagedTransaction) -> list[dict]:
+            return await (await tx.run(q.text, params)).data()
+
+        return await self._transaction(work, write=True, what=f"query {q.name!r}")
 
     async def clear(self) -> None:
         await self._transaction(_consume(CLEAR, {}), write=True, what=f"query {CLEAR.name!r}")

@@ -102,4 +102,18 @@ async def test_dead_letters_keep_reason_and_payload(settings: Settings) -> None:
     [letter] = await read_deadletters(js, dl, limit=10)
     assert (letter.stage, letter.reason, letter.where, letter.payload, letter.event_id) == (
         "enrich", "payload is not JSON", "t[0]@7", b"\x00bad", "e1")
+    # the same event rejected again (its batch delivered twice, at another offset): one dead letter
+    await DeadLetterPublisher(js, dl).send(stage="enrich", reason="payload is not JSON", where="t[0]@9",
+                                           payload=b"\x00bad", event_id="e1")
+    assert len(await read_deadletters(js, dl, limit=10)) == 1
+    # another reason, another stage, other bytes, or input without an id at another place: each its own
+    await DeadLetterPublisher(js, dl).send(stage="enrich", reason="count out of range", where="t[0]@9",
+                                           payload=b"\x00bad", event_id="e1")
+    await DeadLetterPublisher(js, dl).send(stage="normalize", reason="payload is not JSON", where="t[0]@9",
+                                           payload=b"\x00bad", event_id="e1")
+    await DeadLetterPublisher(js, dl).send(stage="enrich", reason="payload is not JSON", where="t[0]@9",
+                                           payload=b"\x00worse", event_id="e1")
+    for where in ("EVENTS seq=1", "EVENTS seq=2", "EVENTS seq=2"):
+        await DeadLetterPublisher(js, dl).send(stage="bridge", reason="envelope", where=where, payload=b"\xff")
+    assert len(await read_deadletters(js, dl, limit=10)) == 6
     await nc.drain()
