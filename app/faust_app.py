@@ -56,6 +56,7 @@ from core.events import CLUSTER_SCOPE
 from core.kube.redact import use_safe_env_names
 from core.ports import GraphError
 from core.settings import Settings, with_absolute_dirs
+from topology.graph import open_graph
 from topology.retention import EventRetention
 
 log = logging.getLogger(__name__)
@@ -189,19 +190,13 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
         if settings.graph.retention_s or settings.graph.max_events:
-            retention: EventRetention | None = None
-
             @app.timer(settings.graph.prune_interval_s, on_leader=True)
             async def prune_graph() -> None:
                 """One worker of the sink's group (its leader) keeps the graph within its retention."""
-                nonlocal retention
                 await runtime.ready()
-                if retention is None:
-                    retention = EventRetention(runtime.graph, settings.graph)  # type: ignore[arg-type]
-                try:
-                    await retention.prune()
-                except GraphError as e:
-                    log.warning("graph retention: this round failed (%s); the next one retries", e)
+                await asyncio.to_thread(prune_round, retention)
+
+            retention = EventRetention(None, settings.graph)
     if "diagnose" in stages:
         raw_topic = topics["raw"].get_topic_name()
         # its state survives a restart and moves with its partitions (agents/diagnose_store.py)
@@ -263,6 +258,24 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         memory_view.start()
     memory_view.register_memory_view(app)
     return app, runtime
+
+
+def prune_round(retention: EventRetention) -> None:
+    """One round of graph retention in a thread of its own, on its own event loop and graph
+    connection: its statements' round trips never wait for the worker's busy loop (in the soak, a
+    round on that loop deleted ~1,500 events/s, less than 2,000/s came in)."""
+    async def run() -> None:
+        graph = open_graph(retention.settings)
+        retention.graph = graph
+        try:
+            await retention.prune()
+        except GraphError as e:
+            log.warning("graph retention: this round failed (%s); the next one retries", e)
+        finally:
+            retention.graph = None
+            await graph.close()
+
+    asyncio.run(run())
 
 
 class BridgeService(Service):

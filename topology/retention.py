@@ -45,7 +45,7 @@ FIRST_STEP_MS = 1_000
 MIN_STEP_MS = 50
 MAX_STEP_MS = 600_000
 #: events one delete statement deletes at most, and statements one round runs at most
-DELETE_BATCH = 2_000
+DELETE_BATCH = 5_000
 MAX_STATEMENTS = 200
 
 
@@ -66,14 +66,16 @@ class Pruned:
 
 
 class EventRetention:
-    """Runs rounds of retention against one graph; holds the ingest-time floor between rounds."""
+    """Runs rounds of retention against a graph (`graph`: set it before a round when it changes,
+    as the worker does, opening one per round in a thread); holds the floors between rounds."""
 
-    def __init__(self, graph: GraphStore, settings: GraphSettings, *,
+    def __init__(self, graph: GraphStore | None, settings: GraphSettings, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.graph = graph
         self.settings = settings
         self.clock = clock
         self.floor: int | None = None  # ingest time (ms) below which the cap left nothing deletable
+        self.age_floor = 0  # the same for age
         self.step_ms = FIRST_STEP_MS
         self.statements = 0
 
@@ -81,9 +83,14 @@ class EventRetention:
     def enabled(self) -> bool:
         return bool(self.settings.retention_s or self.settings.max_events)
 
-    async def _delete(self, before: int, limit: int, keep: list[str]) -> tuple[int, int]:
+    def _graph(self) -> GraphStore:
+        if self.graph is None:
+            raise RuntimeError("EventRetention has no graph: set .graph before a round")
+        return self.graph
+
+    async def _delete(self, after: int, before: int, limit: int, keep: list[str]) -> tuple[int, int]:
         self.statements += 1
-        rows = await self.graph.execute(PRUNE_EVENTS, before=before, keep_intents=keep, limit=limit)
+        rows = await self._graph().execute(PRUNE_EVENTS, after=after, before=before, keep_intents=keep, limit=limit)
         row = rows[0] if rows else {}
         return int(row.get("n") or 0), int(row.get("pruned") or 0)
 
@@ -96,13 +103,14 @@ class EventRetention:
         if self.settings.retention_s:
             cutoff = now_ms - int(self.settings.retention_s * 1000)
             while self.statements < MAX_STATEMENTS:
-                n, done.total = await self._delete(cutoff, batch, [])
+                n, done.total = await self._delete(self.age_floor, cutoff, batch, [])
                 done.by_age += n
                 if n < batch:
+                    self.age_floor = cutoff  # what stays below it is cited: not looked at again
                     break
-            self.floor = max(self.floor or 0, cutoff)
+            self.floor = max(self.floor or 0, self.age_floor)
         if self.settings.max_events:
-            rows = await self.graph.query(COUNT_ALL_EVENTS)
+            rows = await self._graph().query(COUNT_ALL_EVENTS)
             want = over_cap(int(rows[0]["n"]) if rows else 0, self.settings.max_events)
             if want:
                 done.by_cap, total = await self._delete_oldest(want, now_ms)
@@ -114,7 +122,7 @@ class EventRetention:
         return done
 
     async def _oldest(self, after: int) -> int | None:
-        rows = await self.graph.query(OLDEST_EVENT, after=after)
+        rows = await self._graph().query(OLDEST_EVENT, after=after)
         t = rows[0]["t"] if rows else None
         return int(t) if t is not None else None
 
@@ -128,7 +136,7 @@ class EventRetention:
         while want > deleted and self.statements < MAX_STATEMENTS and self.floor <= now_ms:
             before = self.floor + self.step_ms
             asked = min(want - deleted, DELETE_BATCH)
-            n, total = await self._delete(before, asked, list(CHANGE_INTENTS))
+            n, total = await self._delete(self.floor, before, asked, list(CHANGE_INTENTS))
             deleted += n
             if n == asked:  # more may be left in this step: narrower steps keep to the oldest
                 self.step_ms = max(MIN_STEP_MS, self.step_ms // 2)

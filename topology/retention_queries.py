@@ -14,13 +14,14 @@ from topology.queries import Query
 
 EVENTS_RECORD = "events"
 
-#: Params `before` (epoch ms), `keep_intents` (list), `limit`. Deletes at most `limit` Event nodes
-#: the sink wrote before `before` that no match or cause cites (no MATCHES, CAUSED or PRECEDED
-#: edge) and whose intent is not in `keep_intents`, with their AFFECTED edges, and adds them to
-#: the retention record. Row: n = deleted now, pruned = deleted so far.
+#: Params `after`, `before` (epoch ms), `keep_intents` (list), `limit`. Deletes at most `limit`
+#: Event nodes the sink wrote in [after, before) that no match or cause cites (no MATCHES edge
+#: out, no CAUSED or PRECEDED edge either way) and whose intent is not in `keep_intents`, with
+#: their AFFECTED edges, and adds them to the retention record. `after` keeps the index range
+#: clear of the events kept below it. Row: n = deleted now, pruned = deleted so far.
 PRUNE_EVENTS = Query("prune_events", f"""MATCH (e:{EVENT_LABEL})
-WHERE e.ingested_at < $before AND NOT coalesce(e.intent, '') IN $keep_intents
-  AND NOT (e)-[:{MATCHES}|{CAUSED}|{PRECEDED}]-()
+WHERE e.ingested_at >= $after AND e.ingested_at < $before AND NOT coalesce(e.intent, '') IN $keep_intents
+  AND NOT (e)-[:{MATCHES}|{CAUSED}|{PRECEDED}]->() AND NOT (e)<-[:{CAUSED}|{PRECEDED}]-()
 WITH e LIMIT $limit
 DETACH DELETE e
 WITH count(*) AS n
