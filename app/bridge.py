@@ -325,6 +325,9 @@ class Bridge:
         self._backoff = 0.5
         self._epoch_checked = 0.0  # monotonic time of the last epoch check
         self._kafka_failed = False  # a Kafka error since that check: check before producing again
+        # the checkpoint a recovery started from while it runs, kept when it fails: the next one
+        # starts there at the latest (`recover`)
+        self._recovering_from: int | None = None
         # JetStream sequences for the Progress the records carry (app.checkpoint): the newest this
         # bridge has had Kafka take, and those Kafka did not take that come back (nak'ed)
         self._acked_seq = 0
@@ -583,9 +586,19 @@ class Bridge:
             log.warning("bridge: the graph checkpoint %d is past the stream's delivered %d; bridging "
                         "again from the stream's start", checkpoint, end)
             checkpoint = 0
+        if self._recovering_from is not None and self._recovering_from < checkpoint:
+            # an earlier recovery failed part way: what of it Kafka took (later records of a
+            # partition after one it refused) moved the marks past records it never had, and
+            # the durable consumer will not deliver them again
+            log.warning("bridge: a recovery that failed started after sequence %d; the marks moved to %d "
+                        "since (%s), over records it may not have sent: starting from the former",
+                        self._recovering_from, checkpoint, held_by)
+            checkpoint, held_by = self._recovering_from, "the recovery that failed"
         log.warning("bridge: %s: topics recreated (epoch %s); bridging again JetStream sequences %d..%d, "
                     "after what the graph holds (its lowest mark: %s)", why, epoch, checkpoint + 1, end, held_by)
+        self._recovering_from = checkpoint
         count = await self._rebridge(checkpoint + 1, end)
+        self._recovering_from = None
         self.rebridged += count
         log.warning("bridge: %d messages bridged again; the dataflow goes on from sequence %d", count, end + 1)
         return epoch
