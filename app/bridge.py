@@ -23,9 +23,10 @@ is waited out, however long, because nothing is wrong with the message.
 When Kafka loses data (`app.kafka_epoch`: the embedded Tansu restarted empty, a topic deleted), what
 the bridge had acknowledged to JetStream but the graph had not written is gone from Kafka. The
 bridge notices it before it produces again (it checks the broker's epoch every
-`kafka.epoch_check_s` and after every Kafka error), recreates the topics, and bridges again from
-JetStream every message after the graph's checkpoint (`app.checkpoint`) up to the last one the
-durable consumer delivered (`recover`). The graph's MERGE and the windows' per-event counting
+`kafka.epoch_check_s` and after every Kafka error) and asks for the topics to be rebuilt as a
+recycle (`app.recycle`): once every worker is off them, the topics are recreated and every message
+after the graph's checkpoint (`app.checkpoint`) up to the last one the durable consumer delivered
+is bridged again from JetStream (`recover`). The graph's MERGE and the windows' per-event counting
 make what is bridged twice count once.
 
 The embedded Tansu keeps every record in memory: a bridge that has bridged
@@ -386,14 +387,15 @@ class Bridge:
         BridgeError (after acking what Kafka took and nak'ing the rest) when Kafka did not take it all."""
         if self.pull is None:
             raise BridgeError("this bridge was started without its pull consumer (start(pull=False))")
-        if self.settings.kafka.recycle_after_mib and await self.settle_recycle():
+        if await self.settle_recycle():
             await asyncio.sleep(recycle.POLL_S)
             return 0  # a recycle ran or runs: nothing bridged this round
         if self._draining_since is not None:
             await self._drain_for_recycle()
             return 0
         if self._kafka_failed or time.monotonic() - self._epoch_checked >= self.settings.kafka.epoch_check_s:
-            await self.check_epoch()
+            if not await self.check_epoch():
+                return 0  # Kafka lost its data: the topics are rebuilt as a recycle (app.recycle)
         if not self._taken_over:
             await self.take_over()
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
@@ -482,21 +484,26 @@ class Bridge:
         waiting = self._naked.difference(present)
         return min(seq, min(waiting) - 1) if waiting else seq
 
-    async def check_epoch(self) -> None:
+    async def check_epoch(self) -> bool:
         """Compare the broker's Kafka epoch with the one the dataflow used (recorded in the progress
-        bucket); when they differ the broker lost data: `recover`. Raises KafkaError when the broker
-        cannot be asked (the caller retries)."""
+        bucket). When they differ the broker lost data: ask for the topics to be rebuilt as a
+        recycle (`app.recycle`, why KAFKA_LOST), so that every worker is off them before anything is
+        bridged again, and return False (bridge nothing until it ran). Raises KafkaError when the
+        broker cannot be asked (the caller retries)."""
         now = await broker_epoch(self.settings.kafka)
         if now is None:  # the topics are gone: create them (and a new epoch)
             now = await ensure_topics(self.settings.kafka)
         recorded = await recorded_epoch(self.kv)
         if recorded is not None and recorded != now:
-            log.error("bridge: Kafka lost its data (the dataflow used epoch %s, the broker holds %s)", recorded, now)
-            now = await self.recover("Kafka lost its data")
+            log.error("bridge: Kafka lost its data (the dataflow used epoch %s, the broker holds %s); asking "
+                      "for the topics to be rebuilt once the workers are off them", recorded, now)
+            await recycle.request(self.kv, self.name, recycle.KAFKA_LOST)
+            return False
         if recorded != now:
             await record_epoch(self.kv, now)
         self._epoch_checked = time.monotonic()
         self._kafka_failed = False
+        return True
 
     async def _unacknowledged(self) -> tuple[int, int]:
         """The stream sequences the durable consumer delivered and nobody acknowledged: (first, last),
@@ -559,10 +566,10 @@ class Bridge:
         await asyncio.sleep(0.5)
 
     async def run_recycle(self) -> None:
-        """Recycle the dataflow's topics now (the workers have stopped reading them, `app.recycle`):
-        the recovery of a lost Kafka, on purpose."""
+        """Rebuild the dataflow's topics now (the workers have stopped reading them, `app.recycle`):
+        the recovery of a lost Kafka, or a recycle, which is the same on purpose."""
         old = await recorded_epoch(self.kv) or "none"
-        epoch = await self.recover(f"recycling the embedded broker's topics (epoch {old})")
+        epoch = await self.recover(f"rebuilding the dataflow's topics (epoch {old})")
         # the workers' changelogs too, while no worker runs: their RocksDB tables keep the state
         own = await faust_topics(self.settings.kafka, self.settings.worker.app_id)
         await recreate_topics(self.settings.kafka.bootstrap_servers, own)

@@ -26,6 +26,11 @@ arrives meanwhile, and the workers catch up afterwards.
 
 Off (0) by default: a real Kafka trims its topics by retention. The embedded stack turns it on
 (`app.stack`).
+
+A Kafka that lost the dataflow's data (`app.kafka_epoch`) is rebuilt the same way, whatever the
+setting (`why` = KAFKA_LOST): the bridge that notices asks, and the recovery runs once every
+worker is off the topics. A worker still reading them would take the records bridged again from
+its old positions, skip those below, and move event time past them, so they would be late.
 """
 
 from __future__ import annotations
@@ -50,13 +55,21 @@ KEY = "kafka.recycle"
 POLL_S = 0.25  # how often a worker looks for a request, and a waiting part for the end of a recycle
 
 
+#: why a recycle is asked for: the broker's memory (`kafka.recycle_after_mib`), or Kafka lost the
+#: dataflow's data (`app.bridge.Bridge.check_epoch`: the topics must be rebuilt anyway, and the
+#: workers must be off them first)
+MEMORY = "the embedded broker's memory"
+KAFKA_LOST = "Kafka lost the dataflow's data"
+
+
 class Recycle(msgspec.Struct, frozen=True, kw_only=True):
     """The key's value: a recycle asked for (`requested`) or being run (`running`), since `at`
-    (wall-clock seconds), by whom."""
+    (wall-clock seconds), by whom, and why."""
 
     state: Literal["requested", "running"]
     at: float
     by: str
+    why: str = MEMORY
 
 
 CODEC = Codec(Recycle, "json")
@@ -96,21 +109,21 @@ async def current(kv: KeyValue) -> tuple[Recycle, int] | None:
         return Recycle(state="requested", at=0.0, by="unknown"), entry.revision or 0
 
 
-async def request(kv: KeyValue, by: str) -> bool:
+async def request(kv: KeyValue, by: str, why: str = MEMORY) -> bool:
     """Ask for a recycle; False when one is already asked for or running."""
     try:
-        await kv.create(KEY, CODEC.encode(Recycle(state="requested", at=time.time(), by=by)))
+        await kv.create(KEY, CODEC.encode(Recycle(state="requested", at=time.time(), by=by, why=why)))
     except nats.js.errors.KeyWrongLastSequenceError:
         return False
-    log.warning("recycle: %s asks for the embedded broker's topics to be recycled (its memory); the "
-                "dataflow pauses while the workers restart", by)
+    log.warning("recycle: %s asks for the dataflow's topics to be rebuilt (%s); the dataflow pauses "
+                "while the workers restart", by, why)
     return True
 
 
-async def claim(kv: KeyValue, revision: int, by: str) -> bool:
+async def claim(kv: KeyValue, revision: int, by: str, why: str = MEMORY) -> bool:
     """Take the run of the recycle at `revision`; False when somebody else changed the key first."""
     try:
-        await kv.update(KEY, CODEC.encode(Recycle(state="running", at=time.time(), by=by)),
+        await kv.update(KEY, CODEC.encode(Recycle(state="running", at=time.time(), by=by, why=why)),
                         last=revision)
     except nats.js.errors.KeyWrongLastSequenceError:
         return False
@@ -132,15 +145,16 @@ async def settle(kv: KeyValue, by: str, run: Callable[[], Awaitable[None]], *, g
             return seen
         seen = True
         recycle, revision = found
-        if claimable(recycle, time.time(), grace_s=grace_s, timeout_s=timeout_s) and await claim(kv, revision, by):
+        if claimable(recycle, time.time(), grace_s=grace_s, timeout_s=timeout_s) and \
+                await claim(kv, revision, by, recycle.why):
             if recycle.state == "running":
                 log.warning("recycle: %s did not finish the recycle it claimed %.0f s ago; %s runs it",
                             recycle.by, time.time() - recycle.at, by)
             started = time.monotonic()
             await run()
             await done(kv)
-            log.warning("recycle: %s recycled the embedded broker's topics in %.1f s (asked for by %s)",
-                        by, time.monotonic() - started, recycle.by)
+            log.warning("recycle: %s rebuilt the dataflow's topics in %.1f s (asked for by %s: %s)",
+                        by, time.monotonic() - started, recycle.by, recycle.why)
             return True
         if not wait:
             return True

@@ -127,8 +127,6 @@ async def settle_recycle(settings: Settings) -> bool:
     """Before Faust starts: while a recycle of the topics is asked for or runs (`app.recycle`), wait
     for it, or run it when this worker may claim it. True when there was one."""
     kafka = settings.kafka
-    if not kafka.recycle_after_mib:
-        return False
     nc = await connect(settings.nats, name="tapio-worker-recycle")
     try:
         kv = await progress_bucket(nc.jetstream(), settings.nats)
@@ -177,8 +175,7 @@ class EpochWatch(Service):
 
     @Service.task
     async def _watch_recycle(self) -> None:
-        if not self.settings.kafka.recycle_after_mib:
-            return
+        # always: a Kafka that lost its data is rebuilt as a recycle too, whatever recycle_after_mib says
         while not self.should_stop:
             try:
                 nc = await connect(self.settings.nats, name="tapio-worker-recycle-watch")
@@ -191,8 +188,8 @@ class EpochWatch(Service):
                 while not self.should_stop:
                     found = await recycle.current(kv)
                     if found is not None:
-                        await self._restart(f"{KAFKA_RECYCLED} (asked for by {found[0].by}): this worker waits "
-                                       f"for the new topics")
+                        await self._restart(f"{KAFKA_RECYCLED} (asked for by {found[0].by}: {found[0].why}): this "
+                                       f"worker waits for the new topics")
                     await self.sleep(recycle.POLL_S)
             except nats.errors.Error as e:  # NATS away for longer than a reconnect: look again
                 log.warning("worker: watching for recycles of the topics: %r; trying again", e)

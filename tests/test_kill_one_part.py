@@ -299,7 +299,7 @@ async def recycled(stack: EmbeddedStack, stream: Stream, patterns: Path, baselin
 async def test_recycling_the_topics_along_the_stream_loses_and_double_counts_nothing(
         recycled: tuple[Outcome, str], baseline: Outcome, stream: Stream) -> None:
     got, logs = recycled
-    assert logs.count("recycled the embedded broker's topics in") >= 2, "the topics were not recycled along the stream"
+    assert logs.count("rebuilt the dataflow's topics in") >= 2, "the topics were not recycled along the stream"
     assert "restarting this worker" in logs
     _same_as_baseline(got, baseline, stream)
 
