@@ -188,7 +188,10 @@ class EpochWatch(Service):
                 while not self.should_stop:
                     found = await recycle.current(kv)
                     if found is not None:
-                        await self._restart(f"{KAFKA_RECYCLED} (asked for by {found[0].by}: {found[0].why}): this "
+                        # after a loss its changelogs may hold stray records the new broker took before
+                        # anyone created them (Tansu then refuses every later write): it recreates them
+                        kind = KAFKA_LOST if found[0].why == recycle.KAFKA_LOST else KAFKA_RECYCLED
+                        await self._restart(f"{kind} (asked for by {found[0].by}: {found[0].why}): this "
                                        f"worker waits for the new topics")
                     await self.sleep(recycle.POLL_S)
             except nats.errors.Error as e:  # NATS away for longer than a reconnect: look again
