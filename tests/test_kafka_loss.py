@@ -130,14 +130,6 @@ async def lost(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.xdist_group("kafka-loss")
-@pytest.mark.xfail(strict=False, reason=(
-    "passes alone and passed under load (-n 3 beside the kill module) on 2026-12-04, but the full suite's CI "
-    "run of c04c6e3 ended with 1,978 of 2,457 events: the worker restarted for the loss was ready 25 s after the "
-    "kill, then took nothing for 105 s and logged nothing (no error, one rebalance, its in-process bridge "
-    "started and silent). The same stall was seen once in an earlier session's CI, before the loss was handled "
-    "as a recycle. Cause not found: a partition of the new topics never fetched, or the bridge never pulling "
-    "after the restart, are the suspects (the consumer's state was not recorded). The other failure seen "
-    "before, a second recovery skipping records, is fixed (tests/app/test_bridge_recovery.py)"))
 def test_kafka_losing_its_data_mid_stream_loses_no_event_and_writes_none_twice(lost: dict) -> None:
     killed_at, logs = lost["killed_at"], lost["logs"]
     assert killed_at and killed_at["in_graph"] < killed_at["published"], "Tansu was killed once all was done"
@@ -148,12 +140,6 @@ def test_kafka_losing_its_data_mid_stream_loses_no_event_and_writes_none_twice(l
 
 
 @pytest.mark.xdist_group("kafka-loss")
-@pytest.mark.xfail(strict=False, reason=(
-    "passes alone; under load (beside tests/test_kill_one_part.py, -n 3) two oom-kill-loop predictions were "
-    "missing in 1 of 2 runs on 2026-12-04 before the loss was handled as a recycle with the worker's changelogs "
-    "recreated, and none in the one run after. Not yet seen in enough loaded runs to call it fixed. Suspected: a "
-    "worker's producer writing hits and watermarks into the new broker before it stops, which moves a windows "
-    "mark and event time past hits lost in the kill"))
 def test_after_kafka_lost_its_data_the_predictions_are_those_of_a_run_without_the_fault(lost: dict) -> None:
     # the windows counted each event once: the predictions are those of the run without the fault
     got = {(p.pattern, p.scope, p.at, p.message) for p in lost["run"].predictions
