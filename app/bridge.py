@@ -51,6 +51,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import nats.errors
 import nats.js.errors
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -537,8 +538,13 @@ class Bridge:
         """While a recycle is asked for or runs (`app.recycle`): run it when this bridge may claim
         it, else wait a moment. True when there was one (nothing is bridged this round)."""
         k = self.settings.kafka
-        if not await recycle.settle(self.kv, self.name, self.run_recycle, grace_s=k.recycle_grace_s,
-                                    timeout_s=k.recycle_timeout_s, wait=False):
+        try:
+            if not await recycle.settle(self.kv, self.name, self.run_recycle, grace_s=k.recycle_grace_s,
+                                        timeout_s=k.recycle_timeout_s, wait=False):
+                return False
+        except (TimeoutError, nats.errors.Error) as e:
+            # NATS away: no recycle can be asked for either; the pull below waits the outage out as before
+            log.debug("bridge: the recycle key cannot be read (%r)", e)
             return False
         self.bytes_since_recycle = 0  # whoever runs it, what this bridge bridged is dropped with the topics
         self._draining_since = None

@@ -127,7 +127,11 @@ async def settle_recycle(settings: Settings) -> bool:
     """Before Faust starts: while a recycle of the topics is asked for or runs (`app.recycle`), wait
     for it, or run it when this worker may claim it. True when there was one."""
     kafka = settings.kafka
-    nc = await connect(settings.nats, name="tapio-worker-recycle")
+    try:
+        nc = await connect(settings.nats, name="tapio-worker-recycle")
+    except JetStreamError as e:  # NATS away: the worker starts as it would without recycling (it retries NATS)
+        log.warning("worker: cannot look for a recycle of the topics before starting (%s); starting", e)
+        return False
     try:
         kv = await progress_bucket(nc.jetstream(), settings.nats)
 
