@@ -351,10 +351,7 @@ class Bridge:
         self.deadletters = DeadLetterPublisher(self.js, ns)
         self.kv = await progress_bucket(self.js, ns)
         self.pull: PullBatches | None = None
-        self._orphans = (0, -1)  # what a bridge that died had been given and not acknowledged (take_over)
         if pull:
-            # read before this bridge's own first pull request: what that brings is not an orphan
-            self._orphans = await self._unacknowledged()
             self.pull = PullBatches(self.js, ns, batch=ns.bridge_fetch, expires_s=ns.bridge_linger_s)
             await self.pull.start()
         try:
@@ -506,28 +503,17 @@ class Bridge:
         self._kafka_failed = False
         return True
 
-    async def _unacknowledged(self) -> tuple[int, int]:
-        """The stream sequences the durable consumer delivered and nobody acknowledged: (first, last),
-        empty (first > last) when there are none or the consumer does not exist yet."""
-        try:
-            info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
-        except nats.js.errors.NotFoundError:
-            return (0, -1)
-        if not info.num_ack_pending:
-            return (0, -1)
-        return (info.ack_floor.stream_seq + 1, info.delivered.stream_seq)
-
     async def take_over(self) -> int:
         """Before its first round: bridge again what the durable consumer delivered and nobody
-        acknowledged before this bridge started (a bridge killed with messages in hand). JetStream
-        would give them back only after `nats.bridge_ack_wait_s`, when the windows' event time has
-        moved past them and they would count as late; bridged now, they come before anything newer.
-        The range is read before this bridge's own first pull, which is not bridged twice (a bad
-        event in it was dead-lettered twice). When bridges share the consumer, another one's
-        messages in hand are bridged twice: the graph and the windows count each event once."""
-        first, last = self._orphans
+        acknowledged (a bridge killed with messages in hand). JetStream would give them back only
+        after `nats.bridge_ack_wait_s`, when the windows' event time has moved past them and they
+        would count as late; bridged now, they come before anything newer. When bridges share the
+        consumer, another one's messages in hand are bridged twice: the graph and the windows
+        count each event once."""
+        info = await self.js.consumer_info(self.settings.nats.stream, self.settings.nats.bridge_durable)
+        first, last = info.ack_floor.stream_seq + 1, info.delivered.stream_seq
         count = 0
-        if first <= last:
+        if info.num_ack_pending and first <= last:
             count = await self._rebridge(first, last)
             log.warning("bridge: %d messages delivered before this bridge started and not acknowledged "
                         "(sequences %d..%d) bridged again first", count, first, last)
