@@ -6,8 +6,6 @@ Results are compared as exact sets."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from app.stack import _terminate, start_falkordb
 from core.events import K8sContext, ObjectRef, SemanticContext, UnifiedEvent
 from core.ports import GraphQueryError, GraphUnavailable
 from core.records import InsightBatch, Link, PatternMatch, Prediction
-from core.settings import GraphSettings, Settings
+from core.settings import GraphSettings
 from topology import insight_queries, queries
 from topology.graph import GraphStore, open_graph
 from topology.predictions import ImpactedResource, hypotheses_for, list_predictions
@@ -33,15 +31,6 @@ CFG = K8sContext(kind="ConfigMap", name="cfg", namespace="shop", uid="u-cfg")
 WEB1 = K8sContext(kind="Pod", name="web-1", namespace="shop", uid="u-web-1")
 WEB2 = K8sContext(kind="Pod", name="web-2", namespace="shop", uid="u-web-2")
 DB0 = K8sContext(kind="Pod", name="db-0", namespace="data", uid="u-db-0")
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[GraphStore]:
-    graph = open_graph(msgspec.structs.replace(settings.graph, name=f"insights_{uuid.uuid4().hex[:10]}"))
-    await graph.setup_schema()
-    yield graph
-    await graph.clear()
-    await graph.close()
 
 
 def event(eid: str, second: int, k8s: K8sContext | None = None) -> UnifiedEvent:

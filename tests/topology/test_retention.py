@@ -3,33 +3,21 @@ what stays (cited events, changes under the cap), oldest first, and every deleti
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
 
 from core.events import K8sContext, SemanticContext, UnifiedEvent
 from core.records import Link, PatternMatch
-from core.settings import GraphSettings, Settings
+from core.settings import GraphSettings
 from topology import queries, retention
-from topology.graph import GraphStore, open_graph
+from topology.graph import GraphStore
 from topology.retention import EventRetention, over_cap, pruned_events
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WALL = 1_800_000_000.0  # the ingest clock of generation 0 (seconds); generation g is written g minutes later
 POD = K8sContext(kind="Pod", name="web-1", namespace="shop", uid="u-web-1")
 CFG = K8sContext(kind="ConfigMap", name="cfg", namespace="shop", uid="u-cfg")
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[GraphStore]:
-    graph = open_graph(msgspec.structs.replace(settings.graph, name=f"retention_{uuid.uuid4().hex[:10]}"))
-    await graph.setup_schema()
-    yield graph
-    await graph.clear()
-    await graph.close()
 
 
 def event(eid: str, *, intent: str = "crash-loop", k8s: K8sContext = POD) -> UnifiedEvent:
