@@ -19,6 +19,7 @@ the worker), keyed `namespace/Kind/name`; values are msgspec Structs.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import MutableMapping
 
@@ -45,6 +46,7 @@ class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=
     content_hash: str = ""
     restarts: int = -1  # a pod's container restarts at its last observation (-1: unknown)
     status: str = ""  # a pod's container reason and exit code at its last observation
+    seen: list[int] = []  # the last SEEN_KEEP observations: (56-bit hash of the event id << 1) | news
 
 
 class ServiceIndex(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -54,6 +56,13 @@ class ServiceIndex(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
 
 
 Store = MutableMapping[str, msgspec.Struct]
+
+#: observations of one object whose verdict (news or not) is remembered. Delivery is at least once:
+#: after a worker restart or a Kafka loss the same observations come again, behind the newest one
+#: the record holds. Judged again against it, a pod's OOM kill or a ConfigMap's edit would no longer
+#: be news and its hit would be lost; recognised, each gets the verdict it had, and the record is
+#: left as it is. An object's observations delivered again beyond its last SEEN_KEEP are judged again.
+SEEN_KEEP = 32
 
 
 def member_key(namespace: str, kind: str, name: str) -> str:
@@ -127,6 +136,10 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
     previous = store.get(key)
     if not isinstance(previous, Member) or (previous.uid and k8s.uid and previous.uid != k8s.uid):
         previous = None  # never seen, or a new object under an old name (a recreated StatefulSet pod)
+    mark = _mark(event.id)
+    for seen in previous.seen if previous is not None and kube.action != "DELETED" else ():
+        if seen >> 1 == mark:
+            return bool(seen & 1)  # delivered again: the verdict it had, the record unchanged
     if kube.action == "DELETED":
         if k8s.kind == "Service":
             _forget_service(store, k8s.namespace, k8s.name)
@@ -138,22 +151,30 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
                     labels=k8s.labels if k8s.kind == "Pod" else {}, selector=k8s.selector,
                     content_hash=kube.content_hash, restarts=kube.restart_count if k8s.kind == "Pod" else -1,
                     status=f"{kube.container_reason}/{kube.exit_code}" if k8s.kind == "Pod" else "")
+    if k8s.kind == "Pod":
+        news = (previous is None or previous.restarts < 0 or kube.restart_count > previous.restarts
+                or member.status != previous.status)
+    else:
+        news = (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and previous is not None
+                and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
+    seen = [*(previous.seen[1 - SEEN_KEEP:] if previous is not None else ()), mark << 1 | news]
     if previous is not None:  # keep what a thinner observation lacks (a status-only watch line)
         member = msgspec.structs.replace(
             member, uid=member.uid or previous.uid, node=member.node or previous.node,
             owner=member.owner or previous.owner, refs=member.refs or previous.refs,
             content_hash=member.content_hash or previous.content_hash)
-    _set(store, key, member)
+    _set(store, key, msgspec.structs.replace(member, seen=seen))
     if k8s.kind == "Service":
         index = store.get(services_key(k8s.namespace))
         selectors = dict(index.selectors) if isinstance(index, ServiceIndex) else {}
         selectors[k8s.name] = k8s.selector
         _set(store, services_key(k8s.namespace), ServiceIndex(selectors=selectors))
-    if k8s.kind == "Pod":
-        return (previous is None or previous.restarts < 0 or kube.restart_count > previous.restarts
-                or member.status != previous.status)
-    return (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and previous is not None
-            and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
+    return news
+
+
+def _mark(event_id: str) -> int:
+    """A 56-bit hash of an event id (stored in 8 bytes of MessagePack)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=7).digest(), "big")
 
 
 def _forget_service(store: Store, namespace: str, name: str) -> None:
