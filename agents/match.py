@@ -27,7 +27,7 @@ import logging
 import time
 import zlib
 from collections import defaultdict, deque
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import faust
@@ -319,17 +319,17 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                     await matched.send(value=MatchedBatch(matches=again), partition=message.partition)
                     log.info("windows: partition %d taken up; its %d newest matches sent again (the graph "
                              "merges them by id)", message.partition, len(again))
-            try:
-                late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms)
+            try:  # the matches are kept to be sent again before the states saying they were made are written
+                late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms,
+                                    record=sent_by[message.partition].add)
             except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
                 log.exception("windows: batch %s failed; it is dead-lettered", where_of(message))
                 await runtime.dead_letter(stage="windows", reason=f"{type(e).__name__}: {e}",
                                           where=where_of(message), payload=message.value or b"")
                 held.pop(message.partition, None)  # reload this partition's states from the table
                 continue
-            if found:
+            if found:  # (a send can wait for a broker that died: the worker may restart in it)
                 await matched.send(value=MatchedBatch(matches=found), partition=message.partition)
-                sent_by[message.partition].add(found)
             if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
                 runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)
                 await runtime.progress.save()
@@ -345,8 +345,12 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
 
 
 def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int,
-          max_ahead_ms: int) -> tuple[int, list]:
-    """One hits batch: add its hits, move the source's watermark, evaluate, write back."""
+          max_ahead_ms: int, record: Callable[[list[PatternMatch]], None] | None = None) -> tuple[int, list]:
+    """One hits batch: add its hits, move the source's watermark, evaluate, `record` the matches
+    found (SentMatches), then write the states back. In that order: a worker that stops between the
+    two sends the match again after its restart, or finds it again in the hits it reads again. In
+    the other order, a worker restarted while its send waited on a dead broker left a state saying
+    "matched" and nothing that would send the match again."""
     late = part.windows.add(value.hits, watermark=part.watermark(lateness_ms, max_ahead_ms))
     stored = part.sources.get(value.source, 0)
     # a stored watermark beyond the event-time guard (written before the guard existed) is replaced
@@ -358,5 +362,7 @@ def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, 
             marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
             part.marks_saved = now_s
     found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms, max_ahead_ms))
+    if found and record is not None:
+        record(found)
     part.write_back()
     return late, found

@@ -465,6 +465,35 @@ def test_a_pod_status_is_news_only_when_a_container_terminated_again() -> None:
     assert seen == ["oom-kill", "observed", "oom-kill", "oom-kill"]
 
 
+def test_observations_delivered_again_keep_the_verdict_they_had() -> None:
+    # After a worker restart or a Kafka loss the same observations come again (at least once), behind
+    # the newest one the record holds. Judged again against it, a pod's OOM kill (restarts 3 < 5) and a
+    # ConfigMap edit (h2 == h2) would stop being news, and the patterns that need them never match;
+    # a status-only update (h1 != h2) would become an edit.
+    from agents.hits import effective_intent
+    from agents.membership import SEEN_KEEP, learn, member_key
+    store: dict = {}
+
+    def status(sec: int, restarts: int, reason: str, exit_code: int | None) -> UnifiedEvent:
+        e = ev(sec, "oom-kill", name="api", action="MODIFIED")
+        return UnifiedEvent(**{**{f: getattr(e, f) for f in e.__struct_fields__},
+                               "kubernetes": KubernetesData(action="MODIFIED", restart_count=restarts,
+                                                            container_reason=reason, exit_code=exit_code)})
+    stream = [status(0, 0, "", None), status(30, 3, "OOMKilled", 137), status(40, 3, "OOMKilled", 137),
+              status(60, 5, "OOMKilled", 137),
+              ev(-100, "observed", kind="ConfigMap", name="cfg", action="SNAPSHOT", content_hash="h1"),
+              ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h2"),
+              ev(5, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h1")]
+    first = [effective_intent(e, learn(store, e)) for e in stream]
+    assert first == ["oom-kill", "oom-kill", "observed", "oom-kill", "observed", "config-change", "config-change"]
+    records = dict(store)
+    assert [effective_intent(e, learn(store, e)) for e in stream] == first
+    assert store == records  # the newest observation stays what each record says
+    for i in range(SEEN_KEEP):  # the verdicts kept are the last SEEN_KEEP of the object
+        learn(store, status(100 + i, 5, "OOMKilled", 137))
+    assert len(store[member_key("shop", "Pod", "api")].seen) == SEEN_KEEP
+
+
 def test_partition_windows_write_back_only_what_changed_and_drop_deleted_patterns(tmp_path: Path) -> None:
     from agents.partition_windows import PartitionWindows
     oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
@@ -549,11 +578,34 @@ def _windows_table(tmp_path: Path):
     def part() -> WindowPartition:
         return WindowPartition(0, table, {}, partitions=1, max_ahead_ms=10**15)
 
-    def take(p: WindowPartition, events: list[UnifiedEvent], watermark: int) -> list:
+    def take(p: WindowPartition, events: list[UnifiedEvent], watermark: int, record=None) -> list:  # noqa: ANN001
         from core.records import HitBatch
         hits = [h for e in events for h in catalog.selector.hits(e, {})]
-        return _take(p, HitBatch(source=0, watermark=watermark, hits=hits), {}, catalog, 0, 10**15)[1]
+        return _take(p, HitBatch(source=0, watermark=watermark, hits=hits), {}, catalog, 0, 10**15, record)[1]
     return table, part, take
+
+
+def test_a_match_is_kept_to_be_sent_again_before_the_window_state_that_made_it_is_written(tmp_path: Path) -> None:
+    # The windows agent keeps the matches it found (SentMatches) to send them again after a restart:
+    # Kafka may lose them (a broker dies) before the graph has them. A worker stopped between keeping
+    # and writing must find the match again in the hits it reads again; one stopped after both sends it
+    # again. Written the other way round, a stop between the two (a send waiting on a dead broker)
+    # left a state saying "matched" and nothing that would send the match.
+    table, part, take = _windows_table(tmp_path)
+    events = [ev(i, "crash-loop", message=f"#{i}") for i in range(5)]
+    assert take(part(), events[:4], 0) == []
+    before = dict(table)
+
+    def stopped(found: list) -> None:
+        assert dict(table) == before, "the window state was written before its match was kept"
+        raise SystemExit("worker stopped")
+    with pytest.raises(SystemExit):
+        take(part(), events[4:], epoch_ms(T0) + 60_000, record=stopped)
+    assert table == before
+    kept: list = []
+    [match] = take(part(), events[4:], epoch_ms(T0) + 60_000, record=kept.extend)  # read again after the restart
+    assert kept == [match] and table != before
+    assert take(part(), events[4:], epoch_ms(T0) + 60_000, record=kept.extend) == []  # the state says matched now
 
 
 def test_a_window_state_stores_each_evidence_event_once_and_comes_back_whole(tmp_path: Path) -> None:
