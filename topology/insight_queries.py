@@ -60,6 +60,12 @@ def _g(name: str) -> str:
 
 _PREDICTION_SET = ",\n        ".join(f"pr.{name} = x[{i}]" for i, name in enumerate(_P)
                                       if name not in (PREDICTION_KEY, "impacts"))
+# A prediction sent again may arrive after a newer version of itself (a diagnosis updated in place
+# or resolved, sent again by a restarted worker with another partition's batch): the newest by
+# coalesce(resolved_at, at) stays; of two at the same moment, the resolution.
+_STORED, _SENT = "coalesce(pr.resolved_at, pr.at, -1)", f"coalesce(x[{_P.index('resolved_at')}], x[{_P.index('at')}])"
+_NOT_OLDER = (f"{_STORED} < {_SENT} OR ({_STORED} = {_SENT} AND "
+              f"(x[{_P.index('resolved_at')}] IS NOT NULL OR pr.resolved_at IS NULL))")
 _MATCH_SET = ", ".join(f"m.{name} = {_g(name)}" for name in ("scope", "matched_at", "window_start", "count", "boost"))
 
 
@@ -94,7 +100,8 @@ FOREACH (ignored IN CASE WHEN newer THEN [1] ELSE [] END |
 WITH p, g
 FOREACH (x IN {_g("predictions")} |
     MERGE (pr:{PREDICTION_LABEL} {{{PREDICTION_KEY}: x[{_P.index(PREDICTION_KEY)}]}})
-    SET {_PREDICTION_SET}
+    FOREACH (ignored IN CASE WHEN {_NOT_OLDER} THEN [1] ELSE [] END |
+        SET {_PREDICTION_SET})
     MERGE (p)-[:{PREDICTED}]->(pr){impacts_part})
 WITH p, g
 UNWIND {_g("edges")} AS x

@@ -158,6 +158,25 @@ async def test_a_replayed_older_match_does_not_move_the_pattern_back(store: Grap
     assert (await inventory(store))["patterns"] == [("config-drift", "1.2.0", 70, T0_MS + 60_000)]
 
 
+async def test_a_prediction_sent_again_after_a_newer_version_of_itself_stays_the_newer(store: GraphStore) -> None:
+    # A diagnosis is one prediction updated in place, then resolved. A restarted worker sends its standing
+    # diagnoses again with the first batch it reads, on that batch's partition: the sink may read the
+    # resent (newer) version before an older one still in another partition.
+    updated = prediction("p1", "m1", at=T0 + timedelta(seconds=40), message="web-1 failed 50 times")
+    await store.write_insights([], [updated])
+    await store.write_insights([], [prediction("p1", "m1", at=T0 + timedelta(seconds=30), message="49 times")])
+    assert [(p.at, p.message) for p in await list_predictions(store)] == [(updated.at, "web-1 failed 50 times")]
+    resolved = msgspec.structs.replace(updated, resolved_at=T0 + timedelta(seconds=90))
+    for late in (updated, resolved, updated):  # the resolution stays whatever comes after it
+        await store.write_insights([], [late])
+    assert [p.resolved_at for p in await list_predictions(store)] == [resolved.resolved_at]
+    # of two versions of the same moment, the resolution
+    same = msgspec.structs.replace(updated, id="p2", match_id="m2", message="recovered at once")
+    await store.write_insights([], [msgspec.structs.replace(same, resolved_at=same.at)])
+    await store.write_insights([], [same])
+    assert {p.id: p.resolved_at for p in await list_predictions(store)}["p2"] == same.at
+
+
 def ranked(pid: str, mid: str, second: int, score: float, *, pattern: str = "config-drift",
            scope: str = "namespace:shop", impacted: list[ObjectRef] | None = None) -> Prediction:
     at = T0 + timedelta(seconds=second)
