@@ -158,7 +158,7 @@ def compile_binaries(tree: Path, log_path: Path, progress: Progress = _say) -> P
         GOFLAGS="-mod=vendor",
         GO111MODULE="on",
     )
-    progress(f"compiling {what} (10-20 min on 2 cores; log: {log_path})")
+    progress(f"compiling {what} (about 9 min on 2 cores; log: {log_path})")
     with log_path.open("w") as log:
         result = subprocess.run(
             ["make", f"WHAT={what}"], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
