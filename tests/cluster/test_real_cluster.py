@@ -113,7 +113,7 @@ def test_job_runs_to_completion(api: kubernetes.client.ApiClient, namespace: str
     core = CoreV1Api(api)
     (pod,) = core.list_namespaced_pod(namespace, label_selector="job-name=once").items
     assert pod.status.phase == "Succeeded"
-    # the apiserver reads the container's log from the kubelet (by the node's Hostname address)
+    # the apiserver reads the container's log from the kubelet (at the node's Hostname address, localhost)
     assert core.read_namespaced_pod_log(name=pod.metadata.name, namespace=namespace) == "computed\n"
 
 

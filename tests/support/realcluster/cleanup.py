@@ -4,12 +4,13 @@ Fed by `node`: a `HostBefore` taken before anything starts, the cluster's privat
 bridge name and its containers' ids. Feeds `RealCluster.stop()`, and the tests' check that
 nothing is left.
 
-The kubelet and containerd write outside their private folders whatever the flags say:
-`/var/log/pods/<ns>_<pod>_<uid>`, `/var/lib/kubelet/{pki,device-plugins}`, `/etc/cni/net.d/cni.lock`,
-libcni's cache `/var/lib/cni`, network namespaces `/run/netns/cni-*` (bind mounts), cgroups
-`/sys/fs/cgroup/<controller>/k8s.io/<container id>`; they leave the kubelet root dir and
-`/run/netns` mounted; container shims outlive containerd. Only what was not there before, or
-belongs to this cluster's containers, is removed.
+The kubelet and containerd write outside their private folders whatever the flags say; seen
+here: `/var/log/pods/<ns>_<pod>_<uid>`, `/var/lib/kubelet/device-plugins`, libcni's cache
+`/var/lib/cni/results`, shim sockets `/run/containerd/s/<hash>`, network namespaces
+`/run/netns/cni-*` (bind mounts), cgroups `/sys/fs/cgroup/<controller>/k8s.io/<container id>`
+(every v1 hierarchy, name=systemd too); `/etc/cni/net.d/cni.lock` was seen before (stack.md).
+They leave the kubelet root dir and the pods' rootfs and shm mounted; container shims outlive
+containerd. Only what was not there before, or belongs to this cluster's containers, is removed.
 """
 
 from __future__ import annotations

@@ -126,7 +126,6 @@ def kubelet_config(paths: NodePaths, ports: KubeletPorts) -> str:
         "failSwapOn": False,
         "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
         "authorization": {"mode": "AlwaysAllow"},
-        "volumePluginDir": str(paths.kubelet_root / "volume-plugins"),
         "syncFrequency": "10s",
         "fileCheckFrequency": "10s",
         "nodeStatusUpdateFrequency": "5s",

@@ -36,9 +36,10 @@ from realcluster.processes import Process, free_port
 
 log = logging.getLogger("realcluster")
 
-# The kubelet serves on 127.0.0.1 only and refuses a loopback --node-ip (its InternalIP is the
-# host's own address), so the apiserver reaches it (logs, exec) by the Hostname address, which is
-# the node name: one that resolves to loopback everywhere.
+# The kubelet serves on 127.0.0.1 only. Given --node-ip=127.0.0.1 it starts but reports no
+# address at all (a loopback address is dropped: logs and exec then fail with "no preferred
+# addresses found"), and without it its InternalIP is the host's own. So the apiserver reaches
+# it by the Hostname address, which is the node name: one that resolves to loopback everywhere.
 NODE_NAME = "localhost"
 SERVICE_RANGE = "10.96.0.0/24"
 HOST_TOOLS = ("/usr/bin/etcd", "/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc")
@@ -154,7 +155,8 @@ class RealCluster:
                 f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
                 f"--service-cluster-ip-range={SERVICE_RANGE}",
                 "--authorization-mode=Node,RBAC", f"--token-auth-file={pki.tokens_csv}",
-                "--allow-privileged=true", "--kubelet-preferred-address-types=Hostname",
+                "--allow-privileged=true",
+                "--kubelet-preferred-address-types=Hostname",  # see NODE_NAME
                 "--enable-admission-plugins=NodeRestriction",
                 "--disable-admission-plugins=ServiceAccount",
                 "--profiling=false",
@@ -181,6 +183,7 @@ class RealCluster:
                 f"--cluster-signing-cert-file={pki.ca_crt}", f"--cluster-signing-key-file={pki.ca_key}",
                 "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={self._cm_port}", "--port=0",
                 f"--cert-dir={self._dir('cm-certs')}", "--profiling=false",
+                f"--flex-volume-plugin-dir={self._dir('cm-volume-plugins')}",
             ],
         )  # fmt: skip
         self._run(
@@ -234,6 +237,7 @@ class RealCluster:
                 f"--config={kubelet_yaml}", f"--kubeconfig={kubeconfig}",
                 "--container-runtime=remote", f"--container-runtime-endpoint={socket}", f"--image-service-endpoint={socket}",
                 f"--root-dir={paths.kubelet_root}", f"--cert-dir={self._dir('kubelet-pki')}",
+                f"--volume-plugin-dir={self._dir('kubelet-volume-plugins')}",
                 f"--hostname-override={self.node_name}", "--oom-score-adj=0", "--v=2",
             ],
         )  # fmt: skip
