@@ -209,3 +209,18 @@ def leftovers(before: HostBefore, *, work_dir: Path, bridge: str, pids: list[int
         if path.exists() and path not in before.existing:
             found.append(f"host path {path}")
     return found
+
+
+def take_away(
+    before: HostBefore, *, work_dir: Path, bridge: str, network: str, containerd_socket: Path, containerd_state: Path
+) -> list[str]:
+    """Everything after the cluster's own processes are stopped: container processes, mounts,
+    netns, cgroups, the bridge, new host paths, the work dir. Returns what could not be removed."""
+    ids = kill_containers(containerd_socket, containerd_state)
+    problems = [f"still mounted: {p}" for p in unmount_all([work_dir, Path("/var/lib/kubelet")])]
+    remove_netns(before)
+    problems += remove_cgroups(ids, before)
+    delete_link(bridge)
+    restore_host_paths(before, network=network)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return problems

@@ -12,6 +12,8 @@ Everything runs in a private work dir on free loopback ports, as root: etcd, kub
 per controller), kube-scheduler, containerd (private root, state and socket, native
 snapshotter), the kubelet (cgroupfs, CNI bridge with a private name and subnet). `stop()`
 stops every process by its PID and takes away what they left on the host (see `cleanup`).
+One cluster runs per machine at a time (`stale.MachineLock`); `start()` first sweeps the
+cluster a killed test run left behind (`stale.sweep`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from realcluster import build, cleanup, health
+from realcluster import build, cleanup, health, stale
 from realcluster.configs import CNI_BIN_DIR, KubeletPorts, NodePaths, cni_conflist, containerd_config, kubelet_config
 from realcluster.errors import MissingBinary
 from realcluster.host import check_host
@@ -82,6 +84,8 @@ class RealCluster:
         self._stopped_pids: list[int] = []
         self.paths: NodePaths | None = None
         self._stopped = False
+        self._lock = stale.MachineLock(build.cache_root() / "realcluster.lock")
+        self._record: stale.Record | None = None
         self._cm_port = self._scheduler_port = 0
         self._kubelet_ports = KubeletPorts(port=0, read_only_port=0, healthz_port=0)
 
@@ -90,16 +94,27 @@ class RealCluster:
     def start(self) -> RealCluster:
         check_machine(self.bin_dir)
         started = time.monotonic()
-        self._before = cleanup.host_before()
-        self.work_dir = Path(tempfile.mkdtemp(prefix="tapio-cluster-"))
+        self._lock.acquire()
         try:
+            stale.sweep()  # holding the lock, any other cluster's work dir is a dead run's
+            self._before = cleanup.host_before()
+            self.work_dir = Path(tempfile.mkdtemp(prefix=stale.PREFIX))
+            self.paths = self._node_paths()
+            self._record = stale.Record.new(
+                self._before,
+                bridge=self.bridge,
+                network=self.network,
+                socket=self.paths.containerd_socket,
+                state=self.paths.containerd_state,
+            )
+            self._record.write(self.work_dir)
             self._start_control_plane()
             self._start_node()
             self._wait_all()
         except BaseException as e:
             kept = build.cache_root() / "realcluster-failed-start-logs"
             shutil.rmtree(kept, ignore_errors=True)
-            if (self.work_dir / "logs").is_dir():
+            if self.work_dir != Path() and (self.work_dir / "logs").is_dir():
                 shutil.copytree(self.work_dir / "logs", kept, dirs_exist_ok=True)
             e.add_note(f"the work dir is removed; every part's log is kept in {kept}")
             log.error("realcluster: start failed; stopping what started; every part's log is kept in %s", kept)
@@ -120,6 +135,9 @@ class RealCluster:
         env = dict(os.environ, PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         process = Process(name, argv, log_dir=self._dir("logs"), env=env)
         self.processes.append(process)
+        if self._record is not None:
+            self._record.pids.append(process.pid)
+            self._record.write(self.work_dir)
         return process
 
     def _start_control_plane(self) -> None:
@@ -196,9 +214,8 @@ class RealCluster:
             ],
         )  # fmt: skip
 
-    def _start_node(self) -> None:
-        assert self.pki is not None
-        paths = NodePaths(
+    def _node_paths(self) -> NodePaths:
+        return NodePaths(
             containerd_root=self._dir("containerd/root"),
             containerd_state=self._dir("containerd/state"),
             containerd_socket=self._dir("containerd") / "containerd.sock",
@@ -207,7 +224,10 @@ class RealCluster:
             cni_ipam_dir=self._dir("cni/ipam"),
             kubelet_root=self._dir("kubelet"),
         )
-        self.paths = paths
+
+    def _start_node(self) -> None:
+        assert self.pki is not None and self.paths is not None
+        paths = self.paths
         (paths.cni_conf_dir / "10-tapio.conflist").write_text(
             cni_conflist(paths, network=self.network, bridge=self.bridge, subnet=self.subnet)
         )
@@ -276,28 +296,25 @@ class RealCluster:
         self._stopped = True
         started = time.monotonic()
         by_name = {p.name: p for p in self.processes}
-        for name in ("kubelet", "kube-scheduler", "kube-controller-manager", "containerd"):
-            if name in by_name:
-                by_name[name].stop()
-        paths = self.paths
-        ids: set[str] = set()
-        if paths is not None:
-            ids = cleanup.kill_containers(paths.containerd_socket, paths.containerd_state)
-        for name in ("kube-apiserver", "etcd"):
+        order = ("kubelet", "kube-scheduler", "kube-controller-manager", "containerd", "kube-apiserver", "etcd")
+        for name in order:
             if name in by_name:
                 by_name[name].stop()
         self._stopped_pids = [p.pid for p in self.processes]
         problems: list[str] = []
-        if self.work_dir != Path() and self._before is not None:
-            before = self._before
-            stuck = cleanup.unmount_all([self.work_dir, Path("/var/lib/kubelet")])
-            problems += [f"still mounted: {p}" for p in stuck]
-            cleanup.remove_netns(before)
-            problems += cleanup.remove_cgroups(ids, before)
-            cleanup.delete_link(self.bridge)
-            cleanup.restore_host_paths(before, network=self.network)
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        if self.work_dir != Path() and self._before is not None and self.paths is not None:
+            problems += cleanup.take_away(
+                self._before,
+                work_dir=self.work_dir,
+                bridge=self.bridge,
+                network=self.network,
+                containerd_socket=self.paths.containerd_socket,
+                containerd_state=self.paths.containerd_state,
+            )
             problems += self.leftovers()
+        elif self.work_dir != Path():
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._lock.release()
         self.processes = []
         self.timings["stop"] = time.monotonic() - started
         if problems:
