@@ -1,0 +1,102 @@
+"""One cluster part as a child process: started with its log in a file, stopped by its PID.
+
+Fed by `node` (the command line of etcd, kube-apiserver, containerd, ...); feeds the readiness
+checks (`alive`, `log_tail` for the error when a part does not come up) and `stop`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from realcluster.errors import MissingBinary
+
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """A started cluster part. `stop()` sends SIGTERM to its PID, then SIGKILL after STOP_GRACE."""
+
+    def __init__(self, name: str, argv: list[str], *, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        if not Path(argv[0]).is_file():
+            raise MissingBinary(f"{name}: {argv[0]} does not exist; run `python -m realcluster.build` (as root)")
+        self.name = name
+        self.argv = argv
+        self.log_path = log_dir / f"{name}.log"
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env if env is not None else dict(os.environ),
+                start_new_session=True,  # a Ctrl-C in the test run does not reach the cluster first
+            )
+        self.pid = self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        if not self.alive():
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=10)
+
+    def __repr__(self) -> str:
+        return f"Process({self.name}, pid={self.pid}, alive={self.alive()})"
+
+
+def kill_pids(pids: set[int], grace: float = 5.0) -> None:
+    """SIGTERM these PIDs, then SIGKILL whichever is still there after `grace` seconds."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    remaining = set(pids)
+    while remaining and time.monotonic() < deadline:
+        remaining = {pid for pid in remaining if exists(pid)}
+        time.sleep(0.1)
+    for pid in remaining:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def exists(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return status.rsplit(")", 1)[-1].split()[0] != "Z"
