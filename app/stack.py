@@ -21,6 +21,7 @@ ports it had, and keeps what runs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import shutil
@@ -37,6 +38,8 @@ import msgspec
 import yaml
 
 from core.settings import GraphSettings, KafkaSettings, NatsSettings, Settings
+
+logger = logging.getLogger(__name__)
 
 #: MiB a bridge bridges before it asks for the embedded broker's topics to be recycled (app.recycle);
 #: Tansu holds about N times that across the dataflow's topics and changelogs (shared/notes/stack.md)
@@ -130,15 +133,26 @@ def falkordb_binaries() -> tuple[Path, Path]:
     return redis, module
 
 
+#: how long a server may go on loading what it persisted (FalkorDB replaying its append-only file)
+#: before it counts as failed to start: loading is progress, not a hang (a 20,000-event AOF took
+#: 18 s on a busy 2-core machine, past the 15 s a start is given)
+LOADING_MAX_S = 600.0
+
+
 def _spawn(name: str, argv: list[str], log_dir: Path, port: int, ready: Callable[[], bool],
-           timeout: float = 15.0, extra_ports: dict[str, int] | None = None) -> ServerProcess:
+           timeout: float = 15.0, extra_ports: dict[str, int] | None = None,
+           loading: Callable[[], bool] | None = None) -> ServerProcess:
+    """Start a server and wait until `ready()`, at most `timeout` seconds, longer (up to
+    LOADING_MAX_S) while `loading()` says it is loading its data."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     log.close()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    said = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
@@ -146,9 +160,15 @@ def _spawn(name: str, argv: list[str], log_dir: Path, port: int, ready: Callable
         if ready():
             return ServerProcess(name=name, pid=proc.pid, port=port, log=str(log_path),
                                  extra_ports=extra_ports or {})
+        if loading is not None and loading():
+            deadline = max(deadline, min(time.monotonic() + timeout, started + LOADING_MAX_S))
+            if not said:
+                logger.info("%s on 127.0.0.1:%d is loading its data (%s); waiting for it", name, port, log_path)
+                said = True
         time.sleep(0.05)
     _terminate(proc.pid)
-    raise StackError(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f}s; see {log_path}")
+    raise StackError(f"{name} did not answer on 127.0.0.1:{port} within {time.monotonic() - started:.0f}s; "
+                     f"see {log_path}")
 
 
 def start_nats(state_dir: Path, port: int = 0) -> ServerProcess:
@@ -170,12 +190,21 @@ def start_tansu(state_dir: Path, port: int = 0) -> ServerProcess:
 
 
 def _redis_ping(port: int) -> bool:
+    return _redis_answer(port).startswith(b"+PONG")
+
+
+def _redis_loading(port: int) -> bool:
+    """Redis answers `-LOADING ...` while it replays its append-only file."""
+    return _redis_answer(port).startswith(b"-LOADING")
+
+
+def _redis_answer(port: int) -> bytes:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(16)
     except OSError:
-        return False
+        return b""
 
 
 def free_low_port() -> int:
@@ -225,7 +254,8 @@ def start_falkordb(state_dir: Path, port: int = 0, bolt_port: int | None = None)
         argv += ["BOLT_PORT", str(bolt_port)]
         extra["bolt"] = bolt_port
         ready = lambda: _redis_ping(port) and _answers(bolt_port)  # noqa: E731
-    return _spawn("falkordb", argv, state_dir / "logs", port, ready, extra_ports=extra)
+    return _spawn("falkordb", argv, state_dir / "logs", port, ready, extra_ports=extra,
+                  loading=lambda: _redis_loading(port))
 
 
 def _terminate(pid: int, grace: float = 5.0) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from faults import kill_process
 
@@ -89,3 +90,34 @@ async def test_a_writer_recreates_its_indexes_when_its_server_comes_back_empty(t
             os.killpg(second.pid, signal.SIGTERM)
     finally:
         await graph.close()
+
+
+_LOADING_SERVER = """
+import socket, sys, time
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+until = time.monotonic() + float(sys.argv[2])
+while True:
+    conn, _ = srv.accept()
+    conn.recv(64)
+    conn.sendall(b"-LOADING Redis is loading the dataset in memory\\r\\n" if time.monotonic() < until else b"+PONG\\r\\n")
+    conn.close()
+"""
+
+
+def test_a_server_loading_its_data_is_waited_for_past_the_start_timeout(tmp_path: Path) -> None:
+    # FalkorDB replaying a large append-only file answers -LOADING for as long as it takes (18 s on a busy
+    # machine, past the 15 s a start is given): `tapio up` used to kill it mid-load and fail. A Redis
+    # protocol speaker stands in here, so the load's length is the test's to choose.
+    import sys
+
+    from app.stack import StackError, _redis_loading, _redis_ping, _spawn, _terminate, free_port
+    script = tmp_path / "loading.py"
+    script.write_text(_LOADING_SERVER)
+    port = free_port()
+    server = _spawn("loading", [sys.executable, str(script), str(port), "2.0"], tmp_path / "logs", port,
+                    lambda: _redis_ping(port), timeout=0.5, loading=lambda: _redis_loading(port))
+    _terminate(server.pid)
+    port = free_port()
+    with pytest.raises(StackError, match="did not answer"):  # without the loading check: given up at 0.5 s
+        _spawn("loading", [sys.executable, str(script), str(port), "2.0"], tmp_path / "logs", port,
+               lambda: _redis_ping(port), timeout=0.5)
