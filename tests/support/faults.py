@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from prediction_waits import flushed
+from prediction_waits import fence, flushed
 from waiting import until
 
 from app.bridge import end_marker
@@ -382,6 +382,12 @@ class Dataflow:
         await publish_events(self.settings.nats, [end_marker(stream.last + lateness + timedelta(seconds=1))],
                              name="kill-test-end")
         await flushed(self.settings, stream.last, self.procs)
+        # the diagnose stage reads the raw topic on its own: past the end marker too, then a second
+        # fence behind what it sent (same insights partitions, read in order by the sink)
+        last_ms = int(stream.last.timestamp() * 1000)
+        await until(lambda: self.page("/tapio/diagnose/")["applied_until_ms"] >= last_ms, timeout=120, every=0.2,
+                    ignoring=(OSError,), procs=self.procs, what="the diagnose stage to apply the last event")
+        await fence(self.settings, stream.last, self.procs)
         graph = open_graph(self.settings.graph)
         try:
             nodes = await graph.query(EVENT_NODES)
