@@ -241,9 +241,13 @@ def _event_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
 
 
 def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
-    """Newest time the object carries: creation, deletion, last writes, conditions, containers."""
-    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp")]
-    found.append(_time(meta, "deletionTimestamp", "metadata.deletionTimestamp"))
+    """Newest time the object carries: creation, the deletion request, last writes, conditions, containers.
+
+    Never `metadata.deletionTimestamp` itself: it is a deadline (the request plus the grace period,
+    ~30 s ahead for a pod), and taken as the moment of the observation it put one deleted pod in the
+    future, ahead of every real failure of the next 30 s. It stays in the payload as data.
+    """
+    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp"), _deletion_requested(meta)]
     for i, entry in enumerate(_sequence(meta, "managedFields", "metadata.managedFields")):
         found.append(_time(_entry(entry, f"metadata.managedFields[{i}]"), "time", f"metadata.managedFields[{i}].time"))
     status = _mapping(obj, "status", "status")
@@ -264,6 +268,20 @@ def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
                         found.append(_time(detail, key, f"{path}.{which}.{phase}.{key}"))
     times = [t for t in found if t is not None]
     return max(times) if times else None
+
+
+def _deletion_requested(meta: dict[str, Any]) -> datetime | None:
+    """When the deletion was asked for: `deletionTimestamp - deletionGracePeriodSeconds`, which the API
+    server keeps at the request's time (a later delete that shortens the period moves both). None
+    without the grace period: the deadline alone says nothing of when the object was seen."""
+    deadline = _time(meta, "deletionTimestamp", "metadata.deletionTimestamp")
+    grace = meta.get("deletionGracePeriodSeconds")
+    if deadline is None or grace is None:
+        return None
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace < 0:
+        raise UnusableObject("metadata.deletionGracePeriodSeconds",
+                             f"expected seconds (integer >= 0), got {_show(grace)}")
+    return deadline - timedelta(seconds=grace)
 
 
 # -- typed access ---------------------------------------------------------------------------

@@ -391,7 +391,9 @@ WATCH_PRETTY = """{
 def test_watch_stream_pretty_with_watch_events(tmp_path: Path) -> None:
     first = pod("p1", "u1")
     second = pod("p1", "u1", conditions=[{"type": "Ready", "lastTransitionTime": "2026-11-20T10:00:00Z"}])
-    gone = {**second, "metadata": {**second["metadata"], "deletionTimestamp": "2026-11-20T10:05:00Z"}}
+    # deleted at 10:05 with a 30 s grace period: the deadline is 10:05:30, the observation 10:05
+    gone = {**second, "metadata": {**second["metadata"], "deletionTimestamp": "2026-11-20T10:05:30Z",
+                                   "deletionGracePeriodSeconds": 30}}
     text = WATCH_PRETTY % (json.dumps(first, indent=4), json.dumps(second, indent=4), json.dumps(gone, indent=4))
     events, errors = parse(write(tmp_path, "watch.json", text))
     assert errors == []
