@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import urllib3.exceptions
 from kubernetes import client, config
 
 from collectors.unusable import UnusableInput
@@ -153,7 +155,18 @@ def load_api_client(*, kubeconfig: str | None = None, context: str | None = None
             "in-cluster service account (no --kubeconfig, KUBECONFIG or ~/.kube/config either)")
         raise KubeConfigError(f"cannot use {where}: {exc}") from exc
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size)
+    if not configuration.verify_ssl:
+        _unverified(configuration.host, path or "the in-cluster configuration", context)
     return client.ApiClient(configuration)
+
+
+def _unverified(host: str, where: str, context: str | None) -> None:
+    """Said once, here, instead of urllib3's InsecureRequestWarning on every request (two per call)."""
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    log.warning("kubeapi: the connection to %s is not verified (insecure-skip-tls-verify in %s%s): anyone on the "
+                "network path can read or change what the collector sees; give the cluster's CA instead "
+                "(certificate-authority-data, or `kubectl config set-cluster <name> --certificate-authority=<ca.crt> "
+                "--embed-certs`)", host, where, f", context {context!r}" if context else "")
 
 
 def redact_secret(obj: dict) -> dict:

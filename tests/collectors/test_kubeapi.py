@@ -15,15 +15,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import http.server
+import json
 import logging
+import ssl
+import subprocess
 import threading
 import uuid
+import warnings
 from pathlib import Path
 
 import kmock
 import kmock._internal.parsing as kmock_parsing
 import msgspec
 import pytest
+import urllib3.exceptions
 import yaml
 from kubernetes import client
 from waiting import until
@@ -499,3 +505,56 @@ async def test_end_to_end_into_jetstream(emulator: kmock.KubernetesEmulator, set
         assert m.subject == f"events.kubeapi.{ns}" and m.metadata.stream == "EVENTS"
         assert m.headers["Nats-Msg-Id"] == RAW_CODEC.decode(m.data).id
         assert password.encode() not in m.data and base64.b64encode(password.encode()) not in m.data
+
+
+class _NamespaceList(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.dumps({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                           "items": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_api_server(tmp_path: Path):
+    """An API server answering over TLS with a self-signed certificate no client can verify."""
+    key, cert = tmp_path / "tls.key", tmp_path / "tls.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NamespaceList)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_unverified_connection_is_said_once_not_at_every_request(
+        https_api_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": https_api_server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "u"}}],
+    }))
+    with caplog.at_level(logging.WARNING, logger="collectors.kubeapi"), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # as a process starts: urllib3's warning shows once per place, per call
+        api = load_api_client(kubeconfig=str(path))
+        for _ in range(3):
+            assert client.CoreV1Api(api).list_namespace().items == []
+        api.close()
+    insecure = [w for w in seen if issubclass(w.category, urllib3.exceptions.InsecureRequestWarning)]
+    assert insecure == []
+    [said] = [r.getMessage() for r in caplog.records if r.name == "collectors.kubeapi"]
+    assert said.startswith(f"kubeapi: the connection to {https_api_server} is not verified")
+    assert "insecure-skip-tls-verify" in said and "certificate-authority" in said
