@@ -284,6 +284,29 @@ async def test_410_error_event_relists_and_emits_only_the_gap(emulator: kmock.Ku
     assert events[5].id == raw_event_from_object(with_rv(c, "2", data={"k": "v"}), action="MODIFIED", source="").id
 
 
+async def test_a_restarted_collector_repeats_the_ids_of_what_did_not_change(
+        emulator: kmock.KubernetesEmulator) -> None:
+    for o in (obj("ConfigMap", n, ns="app") for n in "abc"):
+        emulator.objects[CMS, "app", o["metadata"]["name"]] = o
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
+        await run.wait(3)
+        await watch_live(emulator, CMS)
+        await emulator.patch("/api/v1/namespaces/app/configmaps/b", json={"metadata": {"resourceVersion": "2"},
+                                                                          "data": {"k": "v"}})
+        await emulator.post("/api/v1/namespaces/app/configmaps", json=obj("ConfigMap", "d", ns="app"))
+        before = await run.wait(5)
+    # while the collector is down, c changes; a, b (last seen MODIFIED) and d (ADDED) do not
+    emulator.objects[CMS, "app", "c"].patch({"metadata": {"resourceVersion": "3"}, "data": {"k": "new"}})
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
+        after = await run.wait(4)
+    assert seen(before) == [("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "1"), ("SNAPSHOT", "c", "1"),
+                            ("MODIFIED", "b", "2"), ("ADDED", "d", "1")]
+    assert sorted(seen(after)) == [("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "2"), ("SNAPSHOT", "c", "3"),
+                                   ("SNAPSHOT", "d", "1")]
+    known = {e.id for e in before}
+    assert [e.metadata["name"] for e in after if e.id not in known] == ["c"]  # only the change is news
+
+
 async def test_410_status_on_opening_the_watch_relists(emulator: kmock.KubernetesEmulator) -> None:
     a, b = obj("ConfigMap", "a", ns="app"), obj("ConfigMap", "b", ns="app")
     emulator.objects[CMS, "app", "a"], emulator.objects[CMS, "app", "b"] = a, b

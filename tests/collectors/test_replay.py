@@ -542,10 +542,11 @@ def test_ids_are_content_ids_and_idempotent(tmp_path: Path) -> None:
                                                              "items": [event("e1")]}))
     (same,), _ = parse(copy)
     assert same.id == first[0].id  # same record, other file and format -> same id
-    added = raw_event_from_object(pod("p", "u"), action="ADDED", source="s")
-    modified = raw_event_from_object(pod("p", "u"), action="MODIFIED", source="s")
-    assert added.id != modified.id
-    assert added.id == content_id("kubeapi", "ADDED", added.data)  # objects: a content id
+    # objects: a content id of the state, however it was seen; a deletion is an observation of its own
+    added, modified, listed, deleted = (raw_event_from_object(pod("p", "u"), action=a, source="s")
+                                        for a in ("ADDED", "MODIFIED", "SNAPSHOT", "DELETED"))
+    assert added.id == modified.id == listed.id == content_id("kubeapi", "SNAPSHOT", added.data)
+    assert deleted.id == content_id("kubeapi", "DELETED", added.data)
     # the same Event served by events.k8s.io/v1 has the same id as its core/v1 shape
     v1 = raw_event_from_object(event("e9"), action="EVENT", source="s")
     new_api = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": event("e9")["metadata"],
