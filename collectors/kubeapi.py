@@ -91,15 +91,14 @@ class KindSpec:
         return replace(self, group=group, version=version)
 
 
-def _spec(row: tuple[str, str, str, bool] | tuple[str, str, str, bool, str]) -> KindSpec:
-    name, kind, group_versions, namespaced, *instead_of = row
+def _spec(name: str, kind: str, group_versions: str, namespaced: bool, instead_of: str = "") -> KindSpec:
     versions = tuple(group_versions.split())
     group, _, version = versions[0].rpartition("/")
     return KindSpec(name=name, kind=kind, group=group, version=version, plural=name.split(".")[0],
-                    namespaced=namespaced, versions=versions, instead_of=instead_of[0] if instead_of else "")
+                    namespaced=namespaced, versions=versions, instead_of=instead_of)
 
 
-KINDS: tuple[KindSpec, ...] = tuple(map(_spec, (
+KINDS: tuple[KindSpec, ...] = tuple(_spec(*row) for row in (
     # name, Kind, its group versions (newest first), namespaced[, the kind it stands in for]
     ("nodes", "Node", "v1", False),
     ("namespaces", "Namespace", "v1", False),
@@ -125,7 +124,7 @@ KINDS: tuple[KindSpec, ...] = tuple(map(_spec, (
     ("poddisruptionbudgets", "PodDisruptionBudget", "policy/v1 policy/v1beta1", True),
     ("events", "Event", "v1", True),
     ("events.events.k8s.io", "Event", "events.k8s.io/v1 events.k8s.io/v1beta1", True),
-)))
+))
 
 
 def resolve_kinds(kinds: Sequence[str] | None) -> list[KindSpec]:
