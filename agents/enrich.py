@@ -240,7 +240,7 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
         if ref.kind == "Node" and not node:
             node = ref.name
         k8s = K8sContext(kind=ref.kind, name=ref.name, namespace=ref.namespace or obj.metadata.namespace,
-                         uid=ref.uid, node=node)
+                         uid=_involved_uid(ref), node=node)
         count = obj.count or obj.deprecated_count or (obj.series.count if obj.series else 0) or 1
         kube = KubernetesData(
             action="EVENT", reason=obj.reason, message=obj.message or obj.note, event_type=obj.type,
@@ -267,6 +267,12 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
             container_reason=reason, content_hash=_content_hash(obj))
     # the payload has been read: later stages do not need it, and it would ride four more topics
     return EnrichedEvent(raw=msgspec.structs.replace(raw, data=b""), k8s=k8s, kubernetes=kube, trace=_trace(raw))
+
+
+def _involved_uid(ref: _Ref) -> str:
+    """The uid an Event names its object with, when it is one: the kubelet names its Node with the
+    node's name as uid (it does not know the Node object's uid), which would key a second Node."""
+    return "" if ref.kind == "Node" and ref.uid == ref.name else ref.uid
 
 
 class _Template(msgspec.Struct, gc=False):

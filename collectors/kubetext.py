@@ -54,7 +54,7 @@ from collectors.kubetables import (
 from collectors.limits import json_loads
 from collectors.unusable import UnusableInput
 from core.events import RawEvent, content_id, utc
-from core.kube.objects import EVENT, SNAPSHOT, UnusableObject, raw_event_from_object
+from core.kube.objects import EVENT, SNAPSHOT, UnusableObject, raw_event_from_object, state_id
 
 __all__ = ["MissingNowError", "looks_like_kubectl_text", "parse_kubectl_text", "strip_harness"]
 
@@ -232,7 +232,7 @@ def _snapshot(part: Described, file: str, now: datetime | None) -> RawEvent | Un
         probe = {**obj, "metadata": {**obj["metadata"], "creationTimestamp": rfc3339(now)}}
         raw = raw_event_from_object(probe, action=SNAPSHOT, source=source)
         data = msgspec.json.encode(obj, order="sorted")
-        return msgspec.structs.replace(raw, data=data, id=content_id("kubeapi", SNAPSHOT, data), timestamp=now)
+        return msgspec.structs.replace(raw, data=data, id=state_id(SNAPSHOT, data), timestamp=now)
     except UnusableObject as exc:
         return UnusableInput(file=file, position=f"line {part.line}", reason=f"{part.kind} {part.name}: {exc}")
 

@@ -146,7 +146,7 @@ async def _through_collector(flow: Dataflow, stream: Stream, pace: Pace, stack: 
         async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator):
             for spec in KINDS:
                 emulator.resources[f"{spec.api_version}/{spec.plural}"] = kmock.ResourceInfo(
-                    kind=spec.kind, namespaced=spec.method.endswith("_for_all_namespaces"))
+                    kind=spec.kind, namespaced=spec.namespaced)
             config = _kubeconfig(tmp / "kubeconfig", str(emulator.url).rstrip("/"))
             starts = 0
 

@@ -35,6 +35,7 @@ from topology.queries import (
     FALKOR_LIST_INDEXES,
     WRITE_EVENTS_WITHOUT_RESOURCE,
     WRITE_RESOURCE_EVENTS,
+    WRITE_RESOURCE_EVENTS_BY_NAME,
     Query,
 )
 from topology.retrying import with_retries
@@ -184,6 +185,8 @@ class FalkorStore:
     async def _write_batch(self, batch: WriteBatch) -> int:
         for label, rows in batch.resources.items():
             await self._run(WRITE_RESOURCE_EVENTS[label], {"rows": rows}, read_only=False)
+        for label, rows in batch.by_name.items():
+            await self._run(WRITE_RESOURCE_EVENTS_BY_NAME[label], {"rows": rows}, read_only=False)
         if batch.orphans:
             await self._run(WRITE_EVENTS_WITHOUT_RESOURCE, {"events": batch.orphans}, read_only=False)
         return batch.event_count

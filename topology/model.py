@@ -23,6 +23,11 @@ CLUSTER_SCOPED: Final[frozenset[str]] = frozenset({
     "CustomResourceDefinition", "PriorityClass", "IngressClass", "CSIDriver", "VolumeAttachment",
 })
 
+#: Kinds an event without a uid joins by name when the graph knows the real object (its uid-keyed
+#: node): the kubelet's Node Events name the Node with its name as uid (the kubelet does not know the
+#: Node's uid), and a second Node keyed by that name would collect them. Few nodes: a name scan is cheap.
+JOINED_BY_NAME: Final[frozenset[str]] = frozenset({"Node"})
+
 #: Label of any other kind; the original kind is kept in its `kind` property.
 GENERIC_LABEL: Final = "Resource"
 #: Label of an observation (a UnifiedEvent), keyed by `id`.

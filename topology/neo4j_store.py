@@ -26,7 +26,14 @@ from core.records import PatternMatch, Prediction
 from core.settings import GraphSettings
 from topology.insight_queries import write_insights as write_insights_query
 from topology.insight_rows import chunks, insight_rows, labels_of
-from topology.queries import CLEAR, NEO4J_SCHEMA, WRITE_EVENTS_WITHOUT_RESOURCE, WRITE_RESOURCE_EVENTS, Query
+from topology.queries import (
+    CLEAR,
+    NEO4J_SCHEMA,
+    WRITE_EVENTS_WITHOUT_RESOURCE,
+    WRITE_RESOURCE_EVENTS,
+    WRITE_RESOURCE_EVENTS_BY_NAME,
+    Query,
+)
 from topology.retrying import with_retries
 from topology.rows import WriteBatch, batches
 
@@ -131,6 +138,8 @@ async def _write_event_batches(tx: AsyncManagedTransaction, planned: list[WriteB
     for batch in planned:
         for label, rows in batch.resources.items():
             await (await tx.run(WRITE_RESOURCE_EVENTS[label].text, rows=msgspec.to_builtins(rows))).consume()
+        for label, rows in batch.by_name.items():
+            await (await tx.run(WRITE_RESOURCE_EVENTS_BY_NAME[label].text, rows=msgspec.to_builtins(rows))).consume()
         if batch.orphans:
             await (await tx.run(WRITE_EVENTS_WITHOUT_RESOURCE.text,
                                 events=msgspec.to_builtins(batch.orphans))).consume()

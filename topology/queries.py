@@ -29,6 +29,7 @@ from topology.model import (
     EVENT_LABEL,
     GENERIC_LABEL,
     IMPACTS,
+    JOINED_BY_NAME,
     NODE_KEYS,
     PRECEDED,
     PREDICTION_LABEL,
@@ -65,22 +66,44 @@ CREATE (e:{EVENT_LABEL} {_EVENT_PROPS})"""
 
 
 def _write_resource_events(label: str) -> Query:
+    return Query(f"write_events:{label}", f"""UNWIND $rows AS row
+{_write_to_resource(label, f"row[{_RES.index(RESOURCE_KEY)}]")}""")
+
+
+def _write_to_resource(label: str, key: str) -> str:
     # Props are replaced only by a row at least as recent as the node (last_seen), and never
     # by a null, so a replay or a late, older event never moves the resource backwards.
     # An event is created with its AFFECTED edge in the same statement.
-    return Query(f"write_events:{label}", f"""UNWIND $rows AS row
-MERGE (r:{label} {{{RESOURCE_KEY}: row[{_RES.index(RESOURCE_KEY)}]}})
+    return f"""MERGE (r:{label} {{{RESOURCE_KEY}: {key}}})
 WITH r, row, coalesce(r.last_seen, -1) <= row[{_RES.index("last_seen")}] AS newer
 FOREACH (ignored IN CASE WHEN newer THEN [1] ELSE [] END |
     SET {_RES_SET})
 WITH r, row
 UNWIND row[{_RES.index("events")}] AS ev
-{_create_missing_event("r, ")}-[:{AFFECTED}]->(r)""")
+{_create_missing_event("r, ")}-[:{AFFECTED}]->(r)"""
 
 
 #: label -> the query writing `$rows` (list of `topology.rows.ResourceRow`) of that label.
 WRITE_RESOURCE_EVENTS: dict[str, Query] = {label: _write_resource_events(label)
                                            for label in ALL_RESOURCE_LABELS}
+
+
+def _write_resource_events_by_name(label: str) -> Query:
+    # A row keyed `kind:namespace/name` writes to the real node of that name when there is one (a live
+    # one first), else to the synthetic node, which the topology service folds into the real one later.
+    uid, name, ns = (_RES.index(f) for f in (RESOURCE_KEY, "name", "namespace"))
+    return Query(f"write_events_by_name:{label}", f"""UNWIND $rows AS row
+OPTIONAL MATCH (named:{label}) WHERE named.name = row[{name}] AND named.{RESOURCE_KEY} <> row[{uid}]
+    AND coalesce(named.namespace, '') = coalesce(row[{ns}], '')
+WITH row, collect(named) AS named
+WITH row, [n IN named WHERE NOT coalesce(n.deleted, false) | n.{RESOURCE_KEY}]
+    + [n IN named | n.{RESOURCE_KEY}] AS uids
+{_write_to_resource(label, f"coalesce(head(uids), row[{uid}])")}""")
+
+
+#: label -> the query writing `$rows` of that label keyed by name (`topology.rows.WriteBatch.by_name`).
+WRITE_RESOURCE_EVENTS_BY_NAME: dict[str, Query] = {label: _write_resource_events_by_name(label)
+                                                   for label in sorted(JOINED_BY_NAME)}
 
 #: `$events`: list of `topology.rows.EventRow` that have no Kubernetes object.
 WRITE_EVENTS_WITHOUT_RESOURCE = Query("write_events:no_resource", f"""UNWIND $events AS ev

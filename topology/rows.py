@@ -13,7 +13,9 @@ empty strings become None, and a None is simply not stored.
 Resource key: `k8s.uid` when the event carries it, else the synthetic key
 `f"{kind}:{namespace}/{name}"` (namespace "" for cluster-scoped objects; kind normalized to
 the model's label when known). Later topology work, which reads objects with their real
-uids, will write the real keys; events seen before then stay on the synthetic node.
+uids, will write the real keys; events seen before then stay on the synthetic node until the
+topology service folds it into the real one. An event of a JOINED_BY_NAME kind (Node) without a
+uid joins the real object of that name when the graph already knows it (`WriteBatch.by_name`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator, Sequence
 import msgspec
 
 from core.events import K8sContext, ObjectRef, UnifiedEvent, epoch_ms
-from topology.model import GENERIC_LABEL, label_for
+from topology.model import CLUSTER_SCOPED, GENERIC_LABEL, JOINED_BY_NAME, label_for
 
 
 class EventRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
@@ -77,14 +79,20 @@ class ResourceRow(msgspec.Struct, array_like=True, kw_only=True):
 
 
 class WriteBatch(msgspec.Struct, frozen=True, kw_only=True):
-    """One batch of writes: per label (sorted), rows sorted by uid; resource-less events by id."""
+    """One batch of writes: per label (sorted), rows sorted by uid; resource-less events by id.
+
+    `by_name`: rows of a kind in JOINED_BY_NAME keyed by their synthetic key (the event named its
+    object without a uid): written to the real object of that name when the graph knows it.
+    """
 
     resources: dict[str, list[ResourceRow]]
     orphans: list[EventRow]
+    by_name: dict[str, list[ResourceRow]] = {}
 
     @property
     def event_count(self) -> int:
-        return len(self.orphans) + sum(len(r.events) for rows in self.resources.values() for r in rows)
+        return len(self.orphans) + sum(len(r.events) for group in (self.resources, self.by_name)
+                                       for rows in group.values() for r in rows)
 
 
 def kind_of(k8s: K8sContext | ObjectRef) -> str:
@@ -93,10 +101,17 @@ def kind_of(k8s: K8sContext | ObjectRef) -> str:
     return k8s.kind if label == GENERIC_LABEL else label
 
 
+def synthetic_key(k8s: K8sContext | ObjectRef) -> str:
+    """`kind:namespace/name`: the key of an object known only by name (namespace "" for a cluster-scoped
+    kind: a kubelet's Node Event lives in `default`, its Node in no namespace)."""
+    kind = kind_of(k8s)
+    return f"{kind}:{'' if kind in CLUSTER_SCOPED else k8s.namespace}/{k8s.name}"
+
+
 def resource_key(k8s: K8sContext | ObjectRef) -> str:
     """The resource's `uid` property: the real uid, else `kind:namespace/name` (an event's object
     and a prediction's impacted object are keyed alike, so both land on the same node)."""
-    return k8s.uid or f"{kind_of(k8s)}:{k8s.namespace}/{k8s.name}"
+    return k8s.uid or synthetic_key(k8s)
 
 
 def event_row(event: UnifiedEvent, *, ingested_at_ms: int) -> EventRow:
@@ -133,7 +148,7 @@ def _resource_row(uid: str, members: list[tuple[UnifiedEvent, EventRow]]) -> Res
         previous = k8s
         if k8s.name:
             folded["name"] = k8s.name
-        if k8s.namespace:
+        if k8s.namespace and kind_of(k8s) not in CLUSTER_SCOPED:
             folded["namespace"] = k8s.namespace
         if k8s.node:
             folded["node"] = k8s.node
@@ -173,10 +188,12 @@ def event_rows(events: Sequence[UnifiedEvent], *, ingested_at_ms: int) -> WriteB
             grouped.setdefault(key, []).append((event, row))
 
     resources: dict[str, list[ResourceRow]] = {}
+    by_name: dict[str, list[ResourceRow]] = {}
     for (label, uid), members in sorted(grouped.items()):
-        resources.setdefault(label, []).append(_resource_row(uid, members))
+        synthetic = label in JOINED_BY_NAME and uid == synthetic_key(members[0][0].k8s)  # type: ignore[arg-type]
+        (by_name if synthetic else resources).setdefault(label, []).append(_resource_row(uid, members))
     orphans.sort(key=lambda r: r.id)
-    return WriteBatch(resources=resources, orphans=orphans)
+    return WriteBatch(resources=resources, orphans=orphans, by_name=by_name)
 
 
 def batches(events: Sequence[UnifiedEvent], *, size: int) -> Iterator[WriteBatch]:

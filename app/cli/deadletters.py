@@ -1,7 +1,7 @@
 """`tapio deadletters`: the newest records a stage rejected, with the stage, where and why.
 
 Fed by: the command line (how many) and JetStream's DEADLETTER stream (`app.demo.list_deadletters`).
-Feeds: the terminal, one line per dead letter.
+Feeds: the terminal, one line per dead letter (or one saying there are none, and where it looked).
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ def deadletters(ctx: click.Context, limit: int) -> None:
     """Show the newest dead letters: stage, where, reason."""
     from app.demo import list_deadletters
 
-    for letter in asyncio.run(list_deadletters(settings_of(ctx), limit=limit)):
+    settings = settings_of(ctx)
+    letters = asyncio.run(list_deadletters(settings, limit=limit))
+    if not letters:
+        click.echo(f"no dead letters: JetStream stream {settings.nats.deadletter_stream} at "
+                   f"{', '.join(settings.nats.urls)} holds none (nothing was rejected)")
+    for letter in letters:
         click.echo(f"{letter.at:%Y-%m-%d %H:%M:%S} [{letter.stage}] {letter.where}: {letter.reason}")
 
 

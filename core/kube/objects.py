@@ -16,8 +16,9 @@ string values (a ConfigMap's `data`, an annotation) replaced by `sha256:<16 hex>
 carried)` until it fits, so a changed value still shows as changed (`reduce_object`); one that does not
 fit even so raises UnusableObject, and the reader reports and dead-letters it with the reason.
 
-The id of an event is a hash of its content (an Event observation: of its identity, see
-`event_identity`), so reading the same object twice yields the same id. An object that cannot be
+The id of an event is a hash of its content (an object: of its state, whether listed, added or
+modified, see `state_id`; an Event observation: of its identity, see `event_identity`), so reading
+the same object twice, from a list, a watch or a file, yields the same id. An object that cannot be
 used raises `UnusableObject`, naming the field; each reader reports it with its own position.
 """
 
@@ -69,6 +70,15 @@ def event_identity(metadata: dict[str, str], timestamp: datetime) -> str:
     """
     return content_id("kubeapi-event", metadata["uid"], metadata["resource_version"],
                       metadata.get("count", "1"), timestamp.isoformat())
+
+
+def state_id(action: str, data: bytes) -> str:
+    """The id of an object observation: one per state of the object (`data`, its JSON), however it was
+    seen. A list (SNAPSHOT), a watch's ADDED or MODIFIED and a recording of the same object state are
+    one observation, so a collector restarted and listing again, or a file replayed next to the live
+    stream, repeats ids instead of telling the same state twice; a DELETED is an observation of its own.
+    """
+    return content_id("kubeapi", action if action == "DELETED" else SNAPSHOT, data)
 
 
 NO_TIMESTAMP = "no timestamp"
@@ -127,7 +137,7 @@ def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
         metadata["reduced"] = note
     return RawEvent(
         id=event_identity(metadata, timestamp) if is_event and metadata["uid"] else
-        content_id("kubeapi", final_action, data),
+        state_id(final_action, data),
         timestamp=timestamp,
         type="kubeapi",
         data=data,
@@ -241,9 +251,13 @@ def _event_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
 
 
 def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
-    """Newest time the object carries: creation, deletion, last writes, conditions, containers."""
-    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp")]
-    found.append(_time(meta, "deletionTimestamp", "metadata.deletionTimestamp"))
+    """Newest time the object carries: creation, the deletion request, last writes, conditions, containers.
+
+    Never `metadata.deletionTimestamp` itself: it is a deadline (the request plus the grace period,
+    ~30 s ahead for a pod), and taken as the moment of the observation it put one deleted pod in the
+    future, ahead of every real failure of the next 30 s. It stays in the payload as data.
+    """
+    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp"), _deletion_requested(meta)]
     for i, entry in enumerate(_sequence(meta, "managedFields", "metadata.managedFields")):
         found.append(_time(_entry(entry, f"metadata.managedFields[{i}]"), "time", f"metadata.managedFields[{i}].time"))
     status = _mapping(obj, "status", "status")
@@ -264,6 +278,20 @@ def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
                         found.append(_time(detail, key, f"{path}.{which}.{phase}.{key}"))
     times = [t for t in found if t is not None]
     return max(times) if times else None
+
+
+def _deletion_requested(meta: dict[str, Any]) -> datetime | None:
+    """When the deletion was asked for: `deletionTimestamp - deletionGracePeriodSeconds`, which the API
+    server keeps at the request's time (a later delete that shortens the period moves both). None
+    without the grace period: the deadline alone says nothing of when the object was seen."""
+    deadline = _time(meta, "deletionTimestamp", "metadata.deletionTimestamp")
+    grace = meta.get("deletionGracePeriodSeconds")
+    if deadline is None or grace is None:
+        return None
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace < 0:
+        raise UnusableObject("metadata.deletionGracePeriodSeconds",
+                             f"expected seconds (integer >= 0), got {_show(grace)}")
+    return deadline - timedelta(seconds=grace)
 
 
 # -- typed access ---------------------------------------------------------------------------

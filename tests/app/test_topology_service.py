@@ -45,3 +45,32 @@ def test_an_edit_becomes_a_change_event_and_an_older_copy_changes_nothing() -> N
     assert stale.empty and no_edit is None
     gone, _ = state.observe(observation(after, "DELETED", t0 + timedelta(seconds=9)))
     assert [n.name for n in gone.deleted] == ["nginx-config"]
+
+
+def test_a_pod_deleted_with_a_grace_period_is_deleted() -> None:
+    """`kubectl delete` (30 s of grace), the kubelet stopping the container 2 s later and deleting with
+    grace 0, the object gone. Dated by its deadline, the MODIFIED were at 10:00:30 and the DELETED
+    (whose deadline the grace 0 moved back) at 10:00:02: dropped as older, the pod stayed in the graph."""
+    requested = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+    def at(seconds: int) -> str:
+        return f"{requested + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%SZ}"
+
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "web-0", "namespace": "shop", "uid": "uid-web-0", "resourceVersion": "100",
+                        "creationTimestamp": at(-86400)},
+           "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "nginx"}]},
+           "status": {"phase": "Running", "containerStatuses": [{"name": "web", "state": {"running": {
+               "startedAt": at(-86400)}}}]}}
+    asked = copy.deepcopy(pod)
+    asked["metadata"].update(resourceVersion="101", deletionTimestamp=at(30), deletionGracePeriodSeconds=30)
+    stopped = copy.deepcopy(asked)
+    stopped["metadata"]["resourceVersion"] = "102"
+    stopped["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 0, "finishedAt": at(2)}}
+    gone = copy.deepcopy(stopped)
+    gone["metadata"].update(resourceVersion="103", deletionTimestamp=at(0), deletionGracePeriodSeconds=0)
+    state = TopologyState()
+    state.observe(raw_event_from_object(pod, action="SNAPSHOT", source="list"))
+    changes = [state.observe(raw_event_from_object(o, action=a, source="watch"))[0]
+               for a, o in (("MODIFIED", asked), ("MODIFIED", stopped), ("DELETED", gone))]
+    assert [n.name for n in changes[-1].deleted] == ["web-0"]

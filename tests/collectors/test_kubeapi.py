@@ -15,19 +15,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import http.server
+import json
 import logging
+import ssl
+import subprocess
 import threading
 import uuid
+import warnings
 from pathlib import Path
 
 import kmock
 import kmock._internal.parsing as kmock_parsing
 import msgspec
 import pytest
+import urllib3.exceptions
 import yaml
 from kubernetes import client
 from waiting import until
 
+from agents.enrich import enrich_event
+from agents.normalize import normalize_event
 from app.collect import run_kubeapi_collector
 from app.jetstream import RAW_CODEC, connect, ensure_streams
 from collectors.kubeapi import (
@@ -35,15 +43,18 @@ from collectors.kubeapi import (
     LAST_APPLIED,
     KubeConfigError,
     UnknownKindError,
+    choose_versions,
     load_api_client,
     resolve_kinds,
     watch_cluster,
+    with_stand_ins,
 )
 from collectors.unusable import UnusableInput
 from collectors.watching import WatchOptions
 from core.events import RawEvent
 from core.kube.objects import raw_event_from_object
 from core.settings import Settings
+from topology.index import ObjectIndex
 
 T0 = "2026-11-20T10:00:00Z"
 FAST = WatchOptions(backoff_initial_s=0.05, backoff_max_s=0.2)
@@ -99,8 +110,8 @@ async def emulator(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(kmock_parsing, "parse_path", _parse_path_listing_namespaces)
     async with kmock.KubernetesEmulator() as emu, kmock.Server(emu):
         for spec in KINDS:
-            emu.resources[f"{spec.api_version}/{spec.plural}"] = kmock.ResourceInfo(
-                kind=spec.kind, namespaced=spec.method.endswith("_for_all_namespaces"))
+            emu.resources[f"{spec.api_version}/{spec.plural}"] = kmock.ResourceInfo(kind=spec.kind,
+                                                                                   namespaced=spec.namespaced)
         yield emu
 
 
@@ -123,8 +134,7 @@ def is_mark(item: object) -> bool:
 def create_path(spec, ns: str) -> str:
     """Where a client POSTs a new object of the kind `spec` (in namespace `ns` when namespaced)."""
     base = f"/apis/{spec.group}/{spec.version}" if spec.group else f"/api/{spec.version}"
-    namespaced = spec.method.endswith("_for_all_namespaces")
-    return f"{base}/namespaces/{ns}/{spec.plural}" if namespaced else f"{base}/{spec.plural}"
+    return f"{base}/namespaces/{ns}/{spec.plural}" if spec.namespaced else f"{base}/{spec.plural}"
 
 
 class Collector:
@@ -134,7 +144,6 @@ class Collector:
                  options: WatchOptions = FAST) -> None:
         self.stop = asyncio.Event()
         self.watch = watch_cluster(api, kinds=kinds, stop=self.stop, options=options)
-        self.specs = resolve_kinds(kinds)
         self.emulator = emulator
         self.all_items: list = []
 
@@ -168,10 +177,10 @@ class Collector:
 
     async def mark(self) -> None:
         marks = set()
-        for spec in self.specs:
+        await asyncio.wait_for(self.watch.discovered.wait(), timeout=10)
+        for spec in self.watch.served:  # the kinds watched, at the version the server serves
             name = f"{MARK}{spec.plural}-{uuid.uuid4().hex[:8]}"
-            namespaced = spec.method.endswith("_for_all_namespaces")
-            marker = obj(spec.kind, name, ns="mark" if namespaced else "", api_version=spec.api_version)
+            marker = obj(spec.kind, name, ns="mark" if spec.namespaced else "", api_version=spec.api_version)
             response = await self.emulator.post(create_path(spec, "mark"), json=marker)
             assert response.status == 200, (spec.name, response.status)
             marks.add(name)
@@ -278,6 +287,29 @@ async def test_410_error_event_relists_and_emits_only_the_gap(emulator: kmock.Ku
     assert events[5].id == raw_event_from_object(with_rv(c, "2", data={"k": "v"}), action="MODIFIED", source="").id
 
 
+async def test_a_restarted_collector_repeats_the_ids_of_what_did_not_change(
+        emulator: kmock.KubernetesEmulator) -> None:
+    for o in (obj("ConfigMap", n, ns="app") for n in "abc"):
+        emulator.objects[CMS, "app", o["metadata"]["name"]] = o
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
+        await run.wait(3)
+        await watch_live(emulator, CMS)
+        await emulator.patch("/api/v1/namespaces/app/configmaps/b", json={"metadata": {"resourceVersion": "2"},
+                                                                          "data": {"k": "v"}})
+        await emulator.post("/api/v1/namespaces/app/configmaps", json=obj("ConfigMap", "d", ns="app"))
+        before = await run.wait(5)
+    # while the collector is down, c changes; a, b (last seen MODIFIED) and d (ADDED) do not
+    emulator.objects[CMS, "app", "c"].patch({"metadata": {"resourceVersion": "3"}, "data": {"k": "new"}})
+    async with Collector(emulator, api_for(emulator), ["configmaps"]) as run:
+        after = await run.wait(4)
+    assert seen(before) == [("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "1"), ("SNAPSHOT", "c", "1"),
+                            ("MODIFIED", "b", "2"), ("ADDED", "d", "1")]
+    assert sorted(seen(after)) == [("SNAPSHOT", "a", "1"), ("SNAPSHOT", "b", "2"), ("SNAPSHOT", "c", "3"),
+                                   ("SNAPSHOT", "d", "1")]
+    known = {e.id for e in before}
+    assert [e.metadata["name"] for e in after if e.id not in known] == ["c"]  # only the change is news
+
+
 async def test_410_status_on_opening_the_watch_relists(emulator: kmock.KubernetesEmulator) -> None:
     a, b = obj("ConfigMap", "a", ns="app"), obj("ConfigMap", "b", ns="app")
     emulator.objects[CMS, "app", "a"], emulator.objects[CMS, "app", "b"] = a, b
@@ -330,15 +362,16 @@ async def test_secret_values_never_leave_the_collector(emulator: kmock.Kubernete
 
 async def test_every_kind_is_listed_with_kind_and_api_version_filled_in(emulator: kmock.KubernetesEmulator) -> None:
     for spec in KINDS:  # stored like a real API server lists them: items without kind / apiVersion
-        namespaced = spec.method.endswith("_for_all_namespaces")
-        item = obj(spec.kind, f"x-{spec.name}", ns="ns" if namespaced else "")
+        item = obj(spec.kind, f"x-{spec.name}", ns="ns" if spec.namespaced else "")
         del item["kind"], item["apiVersion"]
-        emulator.objects[f"{spec.api_version}/{spec.plural}", "ns" if namespaced else None, f"x-{spec.name}"] = item
+        emulator.objects[f"{spec.api_version}/{spec.plural}", "ns" if spec.namespaced else None,
+                         f"x-{spec.name}"] = item
+    watched = [spec for spec in KINDS if not spec.instead_of]  # Endpoints only where EndpointSlices are not served
     async with Collector(emulator, api_for(emulator), None) as run:
-        events = await run.wait(len(KINDS))
-    assert len(events) == len(KINDS)
+        events = await run.wait(len(watched))
+    assert len(events) == len(watched)
     by_name = {e.metadata["name"]: e for e in events}
-    for spec in KINDS:
+    for spec in watched:
         event = by_name[f"x-{spec.name}"]
         assert (event.metadata["kind"], event.metadata["api_version"]) == (spec.kind, spec.api_version)
         assert event.metadata["action"] == ("EVENT" if spec.kind == "Event" else "SNAPSHOT")
@@ -399,11 +432,155 @@ async def test_stop_ends_open_watches_and_their_threads(emulator: kmock.Kubernet
                 what="the watch threads to end")
 
 
+CORE_V1 = ("nodes", "namespaces", "pods", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims",
+           "persistentvolumes", "events")
+#: what a Kubernetes 1.20 API server serves of the collector's kinds
+SERVED_1_20 = {"v1": CORE_V1, "apps/v1": ("deployments", "replicasets", "statefulsets", "daemonsets"),
+               "batch/v1": ("jobs",), "batch/v1beta1": ("cronjobs",),
+               "discovery.k8s.io/v1beta1": ("endpointslices",), "storage.k8s.io/v1": ("storageclasses",),
+               "networking.k8s.io/v1": ("ingresses", "networkpolicies"),
+               "autoscaling/v1": ("horizontalpodautoscalers",), "autoscaling/v2beta2": ("horizontalpodautoscalers",),
+               "policy/v1beta1": ("poddisruptionbudgets",), "events.k8s.io/v1": ("events",)}
+#: an older one: no EndpointSlices, HorizontalPodAutoscalers in autoscaling/v1 only, no events.k8s.io
+SERVED_OLDER = {**{gv: plurals for gv, plurals in SERVED_1_20.items()
+                   if gv not in ("discovery.k8s.io/v1beta1", "autoscaling/v2beta2", "events.k8s.io/v1")}}
+
+
+@pytest.fixture
+async def old_cluster(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """kmock serving only the group versions of `request.param` (group version -> plurals): the others 404."""
+    monkeypatch.setattr(kmock_parsing, "parse_path", _parse_path_listing_namespaces)
+    by_plural = {spec.plural: spec for spec in KINDS}
+    async with kmock.KubernetesEmulator() as emu, kmock.Server(emu):
+        for group_version, plurals in request.param.items():
+            for plural in plurals:
+                spec = by_plural[plural]
+                emu.resources[f"{group_version}/{plural}"] = kmock.ResourceInfo(kind=spec.kind,
+                                                                                namespaced=spec.namespaced)
+        yield emu
+
+
+def requested(emu: kmock.KubernetesEmulator, path: str) -> list:
+    return [r for r in emu if r.url.path.startswith(path)]
+
+
+@pytest.mark.parametrize("old_cluster", [SERVED_1_20], indirect=True)
+async def test_a_1_20_cluster_is_watched_at_the_versions_it_serves(old_cluster: kmock.KubernetesEmulator,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    emu = old_cluster
+    slice_ = obj("EndpointSlice", "web-abc", ns="shop", api_version="discovery.k8s.io/v1beta1", addressType="IPv4",
+                 endpoints=[{"addresses": ["10.1.2.3"], "conditions": {"ready": True},
+                             "topology": {"kubernetes.io/hostname": "n1"}}],  # v1: nodeName, zone
+                 ports=[{"port": 80, "protocol": "TCP"}])
+    cron = obj("CronJob", "backup", ns="shop", api_version="batch/v1beta1", spec={
+        "schedule": "0 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "containers": [{"name": "b", "image": "busybox", "envFrom": [{"configMapRef": {"name": "backup-cfg"}}]}],
+            "restartPolicy": "OnFailure"}}}}})
+    hpa = obj("HorizontalPodAutoscaler", "web", ns="shop", api_version="autoscaling/v2beta2", spec={
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 2,
+        "maxReplicas": 10, "metrics": [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]},
+        status={"currentReplicas": 2, "desiredReplicas": 3, "currentMetrics": None,
+                "conditions": [{"type": "AbleToScale", "status": "True", "reason": "SucceededRescale",
+                                "lastTransitionTime": T0}]})
+    pdb = obj("PodDisruptionBudget", "web", ns="shop", api_version="policy/v1beta1",
+              spec={"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+              status={"currentHealthy": 2, "desiredHealthy": 1, "disruptionsAllowed": 1, "expectedPods": 2})
+    for o, resource in ((slice_, "discovery.k8s.io/v1beta1/endpointslices"), (cron, "batch/v1beta1/cronjobs"),
+                        (hpa, "autoscaling/v2beta2/horizontalpodautoscalers"),
+                        (pdb, "policy/v1beta1/poddisruptionbudgets")):
+        emu.objects[resource, "shop", o["metadata"]["name"]] = o
+    with caplog.at_level(logging.INFO, logger="collectors.kubeapi"):
+        async with Collector(emu, api_for(emu), None) as run:
+            events = await run.wait(4)
+            served = {spec.name: spec.api_version for spec in run.watch.served}
+    assert {(e.metadata["kind"], e.metadata["api_version"]) for e in events} == {
+        ("EndpointSlice", "discovery.k8s.io/v1beta1"), ("CronJob", "batch/v1beta1"),
+        ("HorizontalPodAutoscaler", "autoscaling/v2beta2"), ("PodDisruptionBudget", "policy/v1beta1")}
+    assert served["endpointslices"] == "discovery.k8s.io/v1beta1" and "endpoints" not in served
+    assert (served["cronjobs"], served["jobs"]) == ("batch/v1beta1", "batch/v1")
+    assert served["horizontalpodautoscalers"] == "autoscaling/v2beta2"  # the newest served, not v1
+    # no request ever went to a version the server does not serve, beyond discovery's one look
+    for path in ("/apis/discovery.k8s.io/v1/", "/apis/batch/v1/cronjobs", "/apis/autoscaling/v2/",
+                 "/apis/policy/v1/"):
+        assert requested(emu, path) == [], path
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [], said  # every kind is served in some version: nothing left out
+    # what the older shapes become downstream: what the newest versions would
+    for event in events:
+        unified = normalize_event(enrich_event(event))
+        assert unified.k8s is not None and unified.k8s.name == event.metadata["name"]
+        newest = next(s for s in KINDS if s.kind == event.metadata["kind"]).versions[0]
+        as_newest = raw_event_from_object({**msgspec.json.decode(event.data), "apiVersion": newest}, action="SNAPSHOT",
+                                          source="")
+        assert normalize_event(enrich_event(as_newest)).k8s == unified.k8s
+    index = ObjectIndex()
+    edges = {(e.type, e.dst_key) for o in (slice_, cron, hpa, pdb) for e in index.add(o).add_edges}
+    assert ("SCALES", "Deployment:shop/web") in edges
+
+
+@pytest.mark.parametrize("old_cluster", [SERVED_OLDER], indirect=True)
+async def test_kinds_not_served_are_said_once_and_endpoints_stand_in_for_endpointslices(
+        old_cluster: kmock.KubernetesEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    emu = old_cluster
+    endpoints = obj("Endpoints", "web", ns="shop", subsets=[{"addresses": [{"ip": "10.1.2.3", "nodeName": "n1"}],
+                                                             "ports": [{"port": 80, "protocol": "TCP"}]}])
+    hpa = obj("HorizontalPodAutoscaler", "web", ns="shop", api_version="autoscaling/v1", spec={
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 10,
+        "targetCPUUtilizationPercentage": 80}, status={"currentReplicas": 2, "desiredReplicas": 2,
+                                                       "currentCPUUtilizationPercentage": 35})
+    emu.objects["v1/endpoints", "shop", "web"] = endpoints
+    emu.objects["autoscaling/v1/horizontalpodautoscalers", "shop", "web"] = hpa
+    with caplog.at_level(logging.INFO, logger="collectors.kubeapi"):
+        async with Collector(emu, api_for(emu), None) as run:
+            events = await run.wait(2)
+            served = {spec.name: spec.api_version for spec in run.watch.served}
+            await asyncio.sleep(0.5)  # FAST backs off 0.05-0.2 s: a retried kind would ask again by now
+    assert sorted(seen(events)) == [("SNAPSHOT", "web", "1")] * 2
+    assert {e.metadata["kind"]: e.metadata["api_version"] for e in events} == {
+        "Endpoints": "v1", "HorizontalPodAutoscaler": "autoscaling/v1"}
+    assert "endpointslices" not in served and served["endpoints"] == "v1"
+    assert "events.events.k8s.io" not in served and served["events"] == "v1"
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 3, said
+    assert any("endpointslices (EndpointSlice) is served in none of discovery.k8s.io/v1, "
+               "discovery.k8s.io/v1beta1: not watched" in m for m in said)
+    assert any("events.events.k8s.io (Event) is served in none of" in m for m in said)
+    assert any("endpoints (v1) watched in place of endpointslices" in m for m in said)
+    # one look at discovery each, never a list or watch of what is not served
+    assert [r.url.path for r in requested(emu, "/apis/events.k8s.io")] == ["/apis/events.k8s.io/v1",
+                                                                          "/apis/events.k8s.io/v1beta1"]
+    assert [r.url.path for r in requested(emu, "/apis/discovery.k8s.io")] == [
+        "/apis/discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1beta1"]
+    hpa_event = next(e for e in events if e.metadata["kind"] == "HorizontalPodAutoscaler")
+    assert normalize_event(enrich_event(hpa_event)).k8s is not None
+    assert ("SCALES", "Deployment:shop/web") in {(e.type, e.dst_key) for e in ObjectIndex().add(hpa).add_edges}
+
+
+def test_versions_are_chosen_from_discovery() -> None:
+    specs = with_stand_ins(resolve_kinds(["endpointslices", "horizontalpodautoscalers", "cronjobs"]))
+    newest = {"discovery.k8s.io/v1": frozenset({"endpointslices"}), "v1": frozenset({"endpoints"}),
+              "autoscaling/v2": frozenset({"horizontalpodautoscalers"}),
+              "autoscaling/v1": frozenset({"horizontalpodautoscalers"}), "batch/v1": frozenset({"jobs", "cronjobs"})}
+    chosen, notes = choose_versions(specs, newest)
+    assert [(s.name, s.api_version) for s in chosen] == [
+        ("endpointslices", "discovery.k8s.io/v1"), ("cronjobs", "batch/v1"),
+        ("horizontalpodautoscalers", "autoscaling/v2")] and notes == []
+    old = {"v1": frozenset({"endpoints"}), "autoscaling/v1": frozenset({"horizontalpodautoscalers"}),
+           "batch/v1": frozenset({"jobs"}), "discovery.k8s.io/v1": None}
+    chosen, notes = choose_versions(specs, old)
+    assert [(s.name, s.api_version) for s in chosen] == [("endpoints", "v1"),
+                                                         ("horizontalpodautoscalers", "autoscaling/v1")]
+    assert [n.split(" ")[0] for n in notes] == ["endpointslices", "cronjobs", "endpoints"]
+    alone, _ = choose_versions(resolve_kinds(["endpoints"]), newest)  # asked for itself: watched
+    assert [s.name for s in alone] == ["endpoints"]
+
+
 def test_kind_names() -> None:
     assert [s.name for s in resolve_kinds(["Pod", "deployments.apps", "events", "events.events.k8s.io"])] == [
         "pods", "deployments", "events", "events.events.k8s.io"]
     assert resolve_kinds(["Event"])[0].api_version == "v1"
-    assert len(resolve_kinds(None)) == len(KINDS) == 21
+    assert len(resolve_kinds(None)) == len(KINDS) == 23
     with pytest.raises(UnknownKindError, match="unknown kind 'widgets'"):
         resolve_kinds(["widgets"])
     with pytest.raises(UnknownKindError, match="no kinds"):
@@ -499,3 +676,56 @@ async def test_end_to_end_into_jetstream(emulator: kmock.KubernetesEmulator, set
         assert m.subject == f"events.kubeapi.{ns}" and m.metadata.stream == "EVENTS"
         assert m.headers["Nats-Msg-Id"] == RAW_CODEC.decode(m.data).id
         assert password.encode() not in m.data and base64.b64encode(password.encode()) not in m.data
+
+
+class _NamespaceList(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = json.dumps({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                           "items": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_api_server(tmp_path: Path):
+    """An API server answering over TLS with a self-signed certificate no client can verify."""
+    key, cert = tmp_path / "tls.key", tmp_path / "tls.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NamespaceList)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_unverified_connection_is_said_once_not_at_every_request(
+        https_api_server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "lab", "cluster": {"server": https_api_server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "u"}}],
+    }))
+    with caplog.at_level(logging.WARNING, logger="collectors.kubeapi"), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # as a process starts: urllib3's warning shows once per place, per call
+        api = load_api_client(kubeconfig=str(path))
+        for _ in range(3):
+            assert client.CoreV1Api(api).list_namespace().items == []
+        api.close()
+    insecure = [w for w in seen if issubclass(w.category, urllib3.exceptions.InsecureRequestWarning)]
+    assert insecure == []
+    [said] = [r.getMessage() for r in caplog.records if r.name == "collectors.kubeapi"]
+    assert said.startswith(f"kubeapi: the connection to {https_api_server} is not verified")
+    assert "insecure-skip-tls-verify" in said and "certificate-authority" in said

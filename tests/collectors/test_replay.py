@@ -391,7 +391,9 @@ WATCH_PRETTY = """{
 def test_watch_stream_pretty_with_watch_events(tmp_path: Path) -> None:
     first = pod("p1", "u1")
     second = pod("p1", "u1", conditions=[{"type": "Ready", "lastTransitionTime": "2026-11-20T10:00:00Z"}])
-    gone = {**second, "metadata": {**second["metadata"], "deletionTimestamp": "2026-11-20T10:05:00Z"}}
+    # deleted at 10:05 with a 30 s grace period: the deadline is 10:05:30, the observation 10:05
+    gone = {**second, "metadata": {**second["metadata"], "deletionTimestamp": "2026-11-20T10:05:30Z",
+                                   "deletionGracePeriodSeconds": 30}}
     text = WATCH_PRETTY % (json.dumps(first, indent=4), json.dumps(second, indent=4), json.dumps(gone, indent=4))
     events, errors = parse(write(tmp_path, "watch.json", text))
     assert errors == []
@@ -540,10 +542,11 @@ def test_ids_are_content_ids_and_idempotent(tmp_path: Path) -> None:
                                                              "items": [event("e1")]}))
     (same,), _ = parse(copy)
     assert same.id == first[0].id  # same record, other file and format -> same id
-    added = raw_event_from_object(pod("p", "u"), action="ADDED", source="s")
-    modified = raw_event_from_object(pod("p", "u"), action="MODIFIED", source="s")
-    assert added.id != modified.id
-    assert added.id == content_id("kubeapi", "ADDED", added.data)  # objects: a content id
+    # objects: a content id of the state, however it was seen; a deletion is an observation of its own
+    added, modified, listed, deleted = (raw_event_from_object(pod("p", "u"), action=a, source="s")
+                                        for a in ("ADDED", "MODIFIED", "SNAPSHOT", "DELETED"))
+    assert added.id == modified.id == listed.id == content_id("kubeapi", "SNAPSHOT", added.data)
+    assert deleted.id == content_id("kubeapi", "DELETED", added.data)
     # the same Event served by events.k8s.io/v1 has the same id as its core/v1 shape
     v1 = raw_event_from_object(event("e9"), action="EVENT", source="s")
     new_api = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": event("e9")["metadata"],

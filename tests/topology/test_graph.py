@@ -226,13 +226,16 @@ async def test_neo4j_store_over_bolt(tmp_path: Path) -> None:
         # Redis, hangs. So every connection is opened before the driver is closed, last.
         events = [event("bolt-1", 1, k8s=pod("web-1", "u-b1"), reason="Pulled"),
                   event("bolt-2", 2, k8s=pod("web-1", "u-b1"), reason="Started"),
-                  event("bolt-3", 3, k8s=K8sContext(kind="Node", name="node-b", uid="u-nb"), reason="Ready")]
+                  event("bolt-3", 3, k8s=K8sContext(kind="Node", name="node-b", uid="u-nb"), reason="Ready"),
+                  # a kubelet's Node Event, without the Node's uid: joins the Node of that name
+                  event("bolt-4", 4, k8s=K8sContext(kind="Node", name="node-b", namespace="default"),
+                        reason="Rebooted")]
         expected = ({(e.id,) for e in events}, {("Pod", "u-b1"), ("Node", "u-nb")},
-                    {("bolt-1", "u-b1"), ("bolt-2", "u-b1"), ("bolt-3", "u-nb")})
+                    {("bolt-1", "u-b1"), ("bolt-2", "u-b1"), ("bolt-3", "u-nb"), ("bolt-4", "u-nb")})
         graph = open_graph(GraphSettings(uri=f"bolt://127.0.0.1:{port}", name="boltgraph", batch_size=1))
         assert isinstance(graph, Neo4jStore)
         try:
-            assert await asyncio.wait_for(graph.write_events(events), 60) == 3
+            assert await asyncio.wait_for(graph.write_events(events), 60) == 4
             assert await asyncio.wait_for(graph_sets(graph), 60) == expected
             rows = await asyncio.wait_for(graph.query(queries.events_for_resource("Pod"), namespace="shop",
                                                       name="web-1"), 60)

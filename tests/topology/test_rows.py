@@ -52,10 +52,14 @@ def test_synthetic_keys_when_uid_missing() -> None:
         event("e1", 1, k8s=pod("web-1")),
         event("e2", 2, k8s=K8sContext(kind="pod", name="web-1", namespace="shop")),  # kind in any case
         event("e3", 3, k8s=K8sContext(kind="Node", name="node-a")),  # cluster-scoped: empty namespace
+        # a kubelet's Node Event lives in `default`: its Node does not
+        event("e4", 4, k8s=K8sContext(kind="Node", name="node-a", namespace="default")),
     ], ingested_at_ms=0)
     assert [(r.uid, r.kind, len(r.events)) for r in batch.resources["Pod"]] == [("Pod:shop/web-1", "Pod", 2)]
-    assert [r.uid for r in batch.resources["Node"]] == ["Node:/node-a"]
-    assert batch.resources["Node"][0].namespace is None
+    # a Node known by name is written to the real Node of that name when the graph knows it
+    assert "Node" not in batch.resources and [r.uid for r in batch.by_name["Node"]] == ["Node:/node-a"]
+    assert batch.by_name["Node"][0].namespace is None and len(batch.by_name["Node"][0].events) == 2
+    assert batch.event_count == 4
 
 
 def test_unknown_kind_goes_to_resource_label_with_its_kind() -> None:

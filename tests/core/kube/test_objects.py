@@ -1,0 +1,76 @@
+"""The time of an object observation (core.kube.objects): what a deletion does to it."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+
+import msgspec
+import pytest
+
+from core.events import publish_order, utc
+from core.kube.objects import UnusableObject, raw_event_from_object
+
+REQUESTED = utc(datetime(2026, 11, 20, 10, 0, 0))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def running_pod() -> dict:
+    """A pod as the API serves it, last written by the kubelet a day before it is deleted."""
+    day_before = rfc3339(REQUESTED - timedelta(days=1))
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "shop", "uid": "uid-web-0", "resourceVersion": "100",
+                     "creationTimestamp": day_before,
+                     "managedFields": [{"manager": "kubelet", "operation": "Update", "time": day_before}]},
+        "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "nginx"}]},
+        "status": {"phase": "Running", "startTime": day_before,
+                   "containerStatuses": [{"name": "web", "restartCount": 0,
+                                          "state": {"running": {"startedAt": day_before}}}]},
+    }
+
+
+def deletion_sequence() -> list[tuple[str, dict]]:
+    """`kubectl delete pod web-0` (grace 30 s), the kubelet stopping the container 2 s later and
+    deleting with grace 0, then the object gone: the watch's MODIFIED, MODIFIED, DELETED."""
+    asked = copy.deepcopy(running_pod())
+    asked["metadata"].update(resourceVersion="101", deletionTimestamp=rfc3339(REQUESTED + timedelta(seconds=30)),
+                             deletionGracePeriodSeconds=30)
+    stopped = copy.deepcopy(asked)
+    stopped_at = rfc3339(REQUESTED + timedelta(seconds=2))
+    stopped["metadata"]["resourceVersion"] = "102"
+    stopped["metadata"]["managedFields"][0]["time"] = stopped_at
+    stopped["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 0, "finishedAt": stopped_at}}
+    gone = copy.deepcopy(stopped)  # the grace period shortened to 0: the deadline moves back to the request
+    gone["metadata"].update(resourceVersion="103", deletionTimestamp=rfc3339(REQUESTED), deletionGracePeriodSeconds=0)
+    return [("MODIFIED", asked), ("MODIFIED", stopped), ("DELETED", gone)]
+
+
+def test_a_deletion_deadline_is_not_the_time_of_the_observation() -> None:
+    events = [raw_event_from_object(o, action=a, source="watch") for a, o in deletion_sequence()]
+    # the request itself (deadline - grace), then what the kubelet wrote: never the deadline 30 s ahead
+    assert [e.timestamp for e in events] == [REQUESTED, REQUESTED + timedelta(seconds=2),
+                                             REQUESTED + timedelta(seconds=2)]
+    assert max(e.timestamp for e in events) < REQUESTED + timedelta(seconds=30)
+    # in event-time order (stable, as a recording is published) the deletion comes after what preceded it
+    assert [e.metadata["resource_version"] for e in publish_order(events)] == ["101", "102", "103"]
+    # the deadline stays in the payload as data
+    assert msgspec.json.decode(events[0].data)["metadata"]["deletionTimestamp"] == "2026-11-20T10:00:30Z"
+
+
+def test_a_deadline_without_its_grace_period_dates_nothing() -> None:
+    pod = running_pod()
+    pod["metadata"]["deletionTimestamp"] = rfc3339(REQUESTED + timedelta(seconds=30))
+    event = raw_event_from_object(pod, action="MODIFIED", source="watch")
+    assert event.timestamp == REQUESTED - timedelta(days=1)  # the newest time it carries otherwise
+
+
+@pytest.mark.parametrize("grace", [-1, "30", 1.5, True])
+def test_a_grace_period_that_is_not_seconds_is_named(grace: object) -> None:
+    pod = running_pod()
+    pod["metadata"].update(deletionTimestamp=rfc3339(REQUESTED), deletionGracePeriodSeconds=grace)
+    with pytest.raises(UnusableObject, match="metadata.deletionGracePeriodSeconds"):
+        raw_event_from_object(pod, action="MODIFIED", source="watch")
