@@ -32,6 +32,9 @@ from core.kube.selectors import LabelSelector
 
 TRACKED_KINDS = WORKLOAD_KINDS | {"Pod", "Service", "ConfigMap", "Secret"}
 CONTENT_KINDS = frozenset({"ConfigMap", "Secret", "Deployment", "StatefulSet", "DaemonSet"})
+#: the endpoints of a Service: an Endpoints is named after its Service, an EndpointSlice labelled with it
+ENDPOINT_KINDS = frozenset({"Endpoints", "EndpointSlice"})
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -233,12 +236,18 @@ def refs_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str, str]]:
 
 
 def services_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str]]:
-    """(namespace, name) of the Services selecting the event's pod, or of the Service itself."""
+    """(namespace, name) of the Services selecting the event's pod, of the Service itself, or of the
+    Service whose endpoints an Endpoints or EndpointSlice lists."""
     k8s = event.k8s
     if k8s is None:
         return []
     if k8s.kind == "Service":
         return [(k8s.namespace, k8s.name)]
+    if k8s.kind == "Endpoints":
+        return [(k8s.namespace, k8s.name)]
+    if k8s.kind == "EndpointSlice":
+        service = k8s.labels.get(SERVICE_NAME_LABEL, "")
+        return [(k8s.namespace, service)] if service else []
     if k8s.kind != "Pod":
         return []
     pod = _get(store, k8s.namespace, "Pod", k8s.name)

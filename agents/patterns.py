@@ -22,8 +22,8 @@ With `match: all` every required condition holds at the same event time t in one
 `rate` count occurrences: a repeated Kubernetes Event adds the increase of its `count` (a
 recording that holds only the last observation, x37, counts 37), and `distinct` counts distinct
 values instead. Windows are at most 5m unless a condition sets `long_window: true`. A prediction
-applies when its `when` tests pass on an event of the match; its message fills `{scope}` (the
-scope key without its type), `{count}` (what the first required condition counted),
+applies when its `when` tests pass on an event of the match and its `unless` tests pass on none;
+its message fills `{scope}` (the scope key without its type), `{count}` (what the first required condition counted),
 `{namespace}` and `{name}` (of the newest matched event).
 """
 
@@ -220,6 +220,7 @@ class PredictionSpec(_Base, kw_only=True):
     impact: list[Snake] = []
     remediation: Template = Template("")
     when: list[Predicate] = []  # applies only if an event of the match passes every test
+    unless: list[Predicate] = []  # applies only if no event of the match passes every test
 
 
 class Metadata(_Base, kw_only=True):
@@ -366,8 +367,9 @@ def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) ->
     if not any(cond.required for cond in pattern.spec.conditions):
         errors.append(("spec.conditions", "at least one condition must be required"))
     for i, pred in enumerate(pattern.spec.predictions):
-        for j, test in enumerate(pred.when):
-            errors += _check_predicate(test, f"spec.predictions[{i}].when[{j}]", intents=intents)
+        for key in ("when", "unless"):
+            for j, test in enumerate(getattr(pred, key)):
+                errors += _check_predicate(test, f"spec.predictions[{i}].{key}[{j}]", intents=intents)
         if pred.time_horizon.seconds > LONG_WINDOW_MAX_S:
             errors.append((f"spec.predictions[{i}].time_horizon", f"{pred.time_horizon.text} is longer than 24h"))
     return errors

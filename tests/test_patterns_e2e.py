@@ -123,7 +123,7 @@ def scenario_events(folder: Path) -> list[RawEvent]:
 @FLOW
 async def test_every_scenario_fires_what_its_labels_say(flow: dict) -> None:
     settings, proc = flow["settings"], flow["proc"]
-    assert len(SCENARIOS) >= 38, "each of the 19 patterns has a positive and a negative scenario"
+    assert len(SCENARIOS) >= 42, "each of the 20 patterns has a positive and a negative scenario"
     slots = []
     for k, folder in enumerate(SCENARIOS):
         shift_to = BASE + k * SLOT

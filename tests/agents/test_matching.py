@@ -419,6 +419,25 @@ def test_prediction_when_tests_filter(tmp_path: Path) -> None:
     assert [p.type for p in predictions_for(match, oom.pattern)] == ["cascading_failure", "eviction"]
 
 
+def test_prediction_unless_tests_filter(tmp_path: Path) -> None:
+    """`unless`: the prediction applies only when no event of the match passes its tests."""
+    text = OOM.replace("""          remediation: "look at {scope}"
+""", """          remediation: "look at {scope}"
+          unless: [{field: k8s.namespace, operator: equals, value: kube-system}]
+        - type: eviction
+          confidence_base: 0.95
+          time_horizon: 5m
+          message: "evictions next on {scope}"
+          when: [{field: k8s.namespace, operator: equals, value: kube-system}]
+""")
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, text)))
+    [match] = run([ev(i, "oom-kill", name=f"p{i}", node="n1") for i in range(3)], [oom])
+    assert [p.type for p in predictions_for(match, oom.pattern)] == ["cascading_failure"]
+    [match] = run([ev(i, "oom-kill", name=f"p{i}", node="n1", ns="kube-system" if i == 2 else "shop")
+                   for i in range(3)], [oom])
+    assert [p.type for p in predictions_for(match, oom.pattern)] == ["eviction"]
+
+
 @pytest.mark.parametrize("bad, field", [
     ("      scope: node\n", "group_by"),
     ("      scope: namespace\n", "join"),
