@@ -58,7 +58,8 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
-    values = {"scope": scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
+    values = {"scope": scope_label(match.scope), "count": match.count, "pods": match.pods or match.count,
+              "namespace": namespace, "name": name}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
         if spec.when and not _any_passes(spec.when, match):

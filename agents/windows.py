@@ -242,7 +242,21 @@ def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds
         scope=key, matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=ids,
         evidence=[_EVENT.decode(state.evidence[i]) for i in ids if i in state.evidence],
         links=[link for held in helds for link in held.links][:MAX_EVIDENCE],
-        count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority)
+        count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority,
+        pods=_pods(state, helds[0]) if helds else 0)
+
+
+def _pods(state: WindowState, held: Held) -> int:
+    """How many distinct pods the events of one condition are about (a pod failing 37 times is one),
+    among the events whose bytes the state keeps."""
+    pods: set[tuple[str, str]] = set()
+    for entry in held.entries:
+        for event_id in (entry.id, *entry.more):
+            raw = state.evidence.get(event_id)
+            k8s = _EVENT.decode(raw).k8s if raw is not None else None
+            if k8s is not None and k8s.kind == "Pod":
+                pods.add((k8s.namespace, k8s.name))
+    return len(pods)
 
 
 def encode_state(state: WindowState) -> bytes:

@@ -132,6 +132,7 @@ class PatternMatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     count: int = 0
     boost: float = 0.0
     priority: int = 50
+    pods: int = 0  # distinct pods among the events the deciding condition counted
 
 
 class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

@@ -43,7 +43,7 @@ def unified(obj: dict, action: str = "MODIFIED"):
 def test_one_pod_failing_readiness_is_an_incident_when_its_service_is_left_without_a_ready_endpoint() -> None:
     assert predictions(SCENARIOS / "probe-failure" / "last-endpoint") == [(
         "probe-failure", "owner:Deployment/shop/cart",
-        "Readiness probes are failing on pods of Deployment/shop/cart and no pod of it is ready: its Service has "
+        "Readiness probes are failing on 1 pod of Deployment/shop/cart and no pod is ready: its Service has "
         "no endpoint left, so every request to it fails")]
     # the same failure on one pod of two: the other keeps serving, no incident
     assert predictions(SCENARIOS / "probe-failure" / "last-endpoint-negative") == []
