@@ -2,7 +2,8 @@
 
 Fed by: the CLI. Feeds: the terminal (a tree) or JSON.
 
-Picks the resource's most telling recent event (the newest of its worst severity), reveals
+Picks the resource's most telling recent event (the newest of its worst severity, a failure the
+vocabulary names before an unknown warning), reveals
 that event's context (`topology.context`) and renders it (`topology.narrative`), followed by
 every prediction the patterns made that fits the resource, ranked (`topology.predictions`). Arguments
 follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
@@ -14,6 +15,7 @@ import msgspec
 
 from core.kube.owners import WORKLOAD_KINDS
 from core.kube.scopes import ScopeKey
+from core.kube.semantics import failure_intents
 from topology import queries
 from topology.context import Context, reveal_context
 from topology.graph import GraphStore
@@ -69,8 +71,13 @@ def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
 
 
 def pick_event(rows: list[dict]) -> dict:
-    """The newest event of the worst severity: what an SRE asking 'why' means."""
-    return max(rows, key=lambda r: (_RANK.get(r.get("severity") or "info", 1), r.get("timestamp") or 0, r["id"]))
+    """The newest event of the worst severity, a failure the vocabulary names first: what an SRE asking
+    'why' means. Among Warnings, an image that cannot be used, a crash loop, an OOM kill or a failing
+    probe leads over a frequent warning the vocabulary does not know (a kubelet's MissingClusterDNS x27
+    is newer at every sync; it is not why the pod fails)."""
+    failures = failure_intents()
+    return max(rows, key=lambda r: (_RANK.get(r.get("severity") or "info", 1), r.get("intent") in failures,
+                                    r.get("timestamp") or 0, r["id"]))
 
 
 def scope_keys_of(kind: str, name: str, namespace: str, ctx: Context) -> list[str]:

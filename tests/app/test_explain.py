@@ -34,6 +34,19 @@ def test_picks_the_newest_of_the_worst_severity() -> None:
     assert pick_event(rows)["id"] == "c"
 
 
+def test_the_headline_is_the_failure_not_a_frequent_benign_warning() -> None:
+    """A 1.20 kubelet writes MissingClusterDNS (a Warning the vocabulary does not know: intent observed)
+    at every sync of a pod without cluster DNS; the pod's ErrImageNeverPull is why it fails."""
+    rows = [{"id": "never", "severity": "warning", "intent": "image-pull-failure", "reason": "ErrImageNeverPull",
+             "timestamp": 5},
+            {"id": "dns", "severity": "warning", "intent": "observed", "reason": "MissingClusterDNS", "timestamp": 9},
+            {"id": "started", "severity": "info", "intent": "lifecycle", "reason": "Scheduled", "timestamp": 10}]
+    assert pick_event(rows)["id"] == "never"
+    for reason, intent in [("BackOff", "crash-loop"), ("OOMKilling", "oom-kill"), ("Unhealthy", "probe-failure")]:
+        rows[0] = {"id": reason, "severity": "warning", "intent": intent, "reason": reason, "timestamp": 1}
+        assert pick_event(rows)["id"] == reason
+
+
 def ev(eid: str, second: int, kind: str, name: str, reason: str, severity: str, intent: str) -> UnifiedEvent:
     return UnifiedEvent(id=eid, timestamp=T0 + timedelta(seconds=second), type="kubeapi", source="test",
                         semantic=SemanticContext(intent=intent, category="t", narrative=f"{name}: {reason}",
