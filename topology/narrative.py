@@ -6,14 +6,21 @@ Times are shown relative to the event ("40s before", "2m after"). Predicted impa
 once patterns make predictions (the behavior-patterns work). The probable cause line is
 the first chain of CAUSED edges when patterns have drawn one, otherwise the earliest
 configuration change or rollout on a neighbouring resource within the window, labelled as a
-correlation, not a proof.
+correlation, not a proof. A routine status update (a Node's heartbeat, a controller's status-only
+write: an object observation, not a CHANGE) is never a candidate.
 """
 
 from __future__ import annotations
 
-from topology.context import Context, EventSummary
+from topology.context import ROUTINE_ACTIONS, Context, EventSummary
 
 CHANGE_INTENTS = ("config-change", "rollout", "changed")
+
+
+def is_routine(event: EventSummary) -> bool:
+    """An object observation (MODIFIED, SNAPSHOT): a Node's heartbeat or a controller's status write
+    looks like an edit; a real edit of a tracked object is the topology service's CHANGE event."""
+    return event.action in ROUTINE_ACTIONS
 
 
 def relative(ms: int | None, anchor: int | None) -> str:
@@ -42,7 +49,8 @@ def probable_cause(ctx: Context) -> str | None:
         return f"{relative(change.event.timestamp, anchor)}: {change.event.narrative or change.event.intent} " \
                f"(a change on {change.on_label} {change.on_name}, correlated, not proven)"
     earlier = [c for c in ctx.correlated
-               if c.event.intent in CHANGE_INTENTS and (c.event.timestamp or 0) <= (anchor or 0)]
+               if c.event.intent in CHANGE_INTENTS and not is_routine(c.event)
+               and (c.event.timestamp or 0) <= (anchor or 0)]
     if earlier:
         first = min(earlier, key=lambda c: c.event.timestamp or 0)
         return f"correlated change {relative(first.event.timestamp, anchor)}: {first.on_label} {first.on_name} " \
