@@ -73,7 +73,7 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
             time_horizon_s=spec.time_horizon.seconds, message=spec.message.render(**values),
             scope=match.scope, at=match.matched_at, due=match.matched_at + timedelta(seconds=spec.time_horizon.seconds),
             score=round(confidence * (0.5 + match.priority / 100), 4), impact=list(spec.impact), impacted=impacted,
-            remediation=spec.remediation.render(**values)))
+            remediation=spec.remediation.render(**values), since=match.since))
     return out
 
 

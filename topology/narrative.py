@@ -120,9 +120,11 @@ def render_hypotheses(hypotheses: list) -> list[str]:
         p = found.prediction
         resolved = p.resolved_at
         stopped = f"; resolved {resolved:%Y-%m-%d %H:%M:%S}Z" if resolved is not None else ""
+        since = getattr(p, "since", None)
+        first = f", first at {since:%H:%M:%S}Z" if since is not None else ""
         lines.append(f"  {rank}. [{p.pattern}] {p.message}")
         lines.append(f"     confidence {p.confidence:.0%}, {p.type} expected by {p.due:%Y-%m-%d %H:%M:%S}Z "
-                     f"(matched {p.at:%H:%M:%S}Z in {p.scope}){stopped}")
+                     f"(matched {p.at:%H:%M:%S}Z{first} in {p.scope}){stopped}")
         if p.remediation:
             lines.append(f"     do: {' '.join(p.remediation.split())}")
     return lines

@@ -162,6 +162,24 @@ def test_one_match_per_scope_per_window_then_again(tmp_path: Path) -> None:
     assert len({m.id for m in matches}) == 2
 
 
+def test_an_incident_that_goes_on_updates_its_prediction_instead_of_a_new_one_each_window(tmp_path: Path) -> None:
+    """One ongoing incident (a pod OOM-killed every 30 s for 16 minutes) holds again after each quiet
+    period: its matches keep the episode's id, so its predictions are updated in place (the graph and
+    the offline runner keep the newest); after a silence longer than a window, a new episode."""
+    from agents.offline import newest_versions
+
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    ongoing = [ev(s, "oom-kill", name=f"p{i}", node="n1") for i, s in enumerate(range(0, 960, 30))]
+    again = [ev(1400 + s, "oom-kill", name=f"q{i}", node="n1") for i, s in enumerate((0, 10, 20))]
+    for watermark_every in (0, 4):  # however the watermark moves
+        matches = run(ongoing + again, [oom], watermark_every=watermark_every)
+        assert [int((m.matched_at - T0).total_seconds()) for m in matches] == [60, 360, 660, 1420]
+        assert len({m.id for m in matches[:3]}) == 1 and matches[3].id != matches[0].id
+        predictions = newest_versions(p for m in matches for p in predictions_for(m, oom.pattern))
+        assert [(p.match_id, int((p.at - T0).total_seconds())) for p in predictions] == [
+            (matches[0].id, 660), (matches[3].id, 1420)]
+
+
 def test_late_hits_are_dropped_not_rematched(tmp_path: Path) -> None:
     oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
     selector = Selector([oom])
