@@ -12,7 +12,8 @@ write: an object observation, not a CHANGE) is never a candidate.
 
 from __future__ import annotations
 
-from topology.context import ROUTINE_ACTIONS, Context, EventSummary
+from core.kube.changes import REVERTED
+from topology.context import ROUTINE_ACTIONS, Context, EventSummary, RelatedEvent
 
 CHANGE_INTENTS = ("config-change", "rollout", "changed")
 
@@ -44,18 +45,35 @@ def probable_cause(ctx: Context) -> str | None:
     anchor = ctx.event.timestamp
     if ctx.causes:
         return "caused by the chain " + " -> ".join(ctx.causes[0])
-    if ctx.changes:  # config edits and rollouts within 2 hops in the lookback, newest first
-        change = ctx.changes[0]
+    before = [c for c in ctx.changes if (c.event.timestamp or 0) <= (anchor or 0) and c.event.reason != REVERTED]
+    if before:  # config edits and rollouts within 2 hops in the lookback, newest first; a revert is a remedy
+        change = before[0]
         return f"{relative(change.event.timestamp, anchor)}: {change.event.narrative or change.event.intent} " \
                f"(a change on {change.on_label} {change.on_name}, correlated, not proven)"
     earlier = [c for c in ctx.correlated
-               if c.event.intent in CHANGE_INTENTS and not is_routine(c.event)
+               if c.event.intent in CHANGE_INTENTS and not is_routine(c.event) and c.event.reason != REVERTED
                and (c.event.timestamp or 0) <= (anchor or 0)]
     if earlier:
         first = min(earlier, key=lambda c: c.event.timestamp or 0)
         return f"correlated change {relative(first.event.timestamp, anchor)}: {first.on_label} {first.on_name} " \
                f"({first.event.reason or first.event.intent})"
     return None
+
+
+def reverts(ctx: Context) -> list[RelatedEvent]:
+    """The changes nearby that put an object back as it was before its previous edit (a rollout undo,
+    a ConfigMap restored), newest first: remedies, never causes."""
+    return [c for c in ctx.changes if c.event.reason == REVERTED]
+
+
+def remedy(ctx: Context) -> str | None:
+    """'remedied 2m after: <the revert> (the edit behind it was undone: the incident may be over)'."""
+    found = reverts(ctx)
+    if not found:
+        return None
+    newest = found[0]
+    return (f"{relative(newest.event.timestamp, ctx.event.timestamp)}: {newest.event.narrative or newest.event.reason} "
+            f"(a revert on {newest.on_label} {newest.on_name}: a remedy, not a cause; the incident may be over)")
 
 
 def pods_around(ctx: Context) -> str | None:
@@ -84,6 +102,9 @@ def render_tree(ctx: Context) -> list[str]:
     cause = probable_cause(ctx)
     if cause:
         body.append(f"probable root cause: {cause}")
+    remedied = remedy(ctx)
+    if remedied:
+        body.append(f"remediation: {remedied}")
     if ctx.previous is not None:
         body.append(f"previous occurrence: {relative(ctx.previous.event.timestamp, anchor)}: "
                     f"{ctx.previous.event.narrative or ctx.previous.event.reason}")

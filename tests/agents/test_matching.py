@@ -522,7 +522,8 @@ def test_observations_delivered_again_keep_the_verdict_they_had() -> None:
               ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h2"),
               ev(5, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h1")]
     first = [effective_intent(e, learn(store, e)) for e in stream]
-    assert first == ["oom-kill", "oom-kill", "observed", "oom-kill", "observed", "config-change", "config-change"]
+    # (h2 -> h1 goes back to the content before the edit: a revert, a remedy, not an edit)
+    assert first == ["oom-kill", "oom-kill", "observed", "oom-kill", "observed", "config-change", "observed"]
     records = dict(store)
     assert [effective_intent(e, learn(store, e)) for e in stream] == first
     assert store == records  # the newest observation stays what each record says
@@ -725,3 +726,18 @@ def test_contains_and_not_contains_read_the_same_text() -> None:
     has = compile_test("kubernetes.message", "contains", "unbound immediate")
     lacks = compile_test("kubernetes.message", "not_contains", "unbound immediate")
     assert (has(unbound, ""), lacks(unbound, ""), has(gpu, ""), lacks(gpu, "")) == (True, False, False, True)
+
+
+def test_a_revert_starts_no_sequence_a_failure_could_follow_from() -> None:
+    """A ConfigMap edit, pods failing, the edit reverted, a pod still failing once after it: one
+    config-drift match, from the edit; the revert (back to the content before the edit) is a remedy."""
+    drift = compile_pattern(load_pattern(Path(__file__).resolve().parents[2] / "patterns" / "config-drift.yaml"))
+    pod = ev(-200, "observed", name="web-1", action="SNAPSHOT", refs=["ConfigMap/cfg"])
+    stream = [pod, ev(-100, "observed", kind="ConfigMap", name="cfg", action="SNAPSHOT", content_hash="good"),
+              ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="bad"),
+              ev(20, "crash-loop", name="web-1", reason="BackOff", message="Back-off restarting failed container"),
+              ev(400, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="good"),
+              ev(420, "crash-loop", name="web-1", reason="BackOff", message="Back-off restarting failed container",
+                 count=2)]
+    matches = run(stream, [drift])
+    assert [(m.pattern, int((m.matched_at - T0).total_seconds())) for m in matches] == [("config-drift", 20)]

@@ -45,3 +45,25 @@ def test_an_edit_becomes_a_change_event_and_an_older_copy_changes_nothing() -> N
     assert stale.empty and no_edit is None
     gone, _ = state.observe(observation(after, "DELETED", t0 + timedelta(seconds=9)))
     assert [n.name for n in gone.deleted] == ["nginx-config"]
+
+
+def test_an_edit_back_to_the_version_before_the_last_edit_is_a_revert() -> None:
+    """`kubectl rollout undo`, a ConfigMap restored: a remedy (reason Reverted), not a cause."""
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    good = configmap()
+    bad = copy.deepcopy(good)
+    bad["data"]["nginx.conf"] += "\n# broken"
+    state = TopologyState()
+    state.observe(observation(good, "SNAPSHOT", t0))
+    edits = []
+    for i, version in enumerate([bad, good, bad], start=1):  # the edit, its revert, and the edit again
+        obj = copy.deepcopy(version)
+        obj["metadata"]["resourceVersion"] = str(1000 + i)
+        edits.append(state.observe(observation(obj, "MODIFIED", t0 + timedelta(minutes=i)))[1])
+    assert [e.metadata["reason"] for e in edits] == ["Changed", "Reverted", "Reverted"]
+    assert edits[1].metadata["message"] == ("ConfigMap shop/nginx-config: key nginx.conf modified (reverted to its "
+                                            "version before the edit of 2026-11-20 10:01:00Z)")
+    third = copy.deepcopy(bad)
+    third["data"]["nginx.conf"] += "\n# another"
+    third["metadata"]["resourceVersion"] = "1004"
+    assert state.observe(observation(third, "MODIFIED", t0 + timedelta(minutes=4)))[1].metadata["reason"] == "Changed"
