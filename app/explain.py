@@ -2,13 +2,12 @@
 
 Fed by: the CLI. Feeds: the terminal (a tree) or JSON.
 
-Says it recovered when a change nearby was reverted and no failure was seen on it since (the
-predictions made during the failure are still listed, as what was said then). Picks the resource's
-most telling recent event (the newest of its worst severity, a failure the
-vocabulary names before an unknown warning), reveals
-that event's context (`topology.context`) and renders it (`topology.narrative`), followed by
-every prediction the patterns made that fits the resource, ranked (`topology.predictions`). Arguments
-follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
+Picks the resource's most telling recent event (the newest of its worst severity, a failure the
+vocabulary names before an unknown warning), reveals that event's context (`topology.context`) and
+renders it (`topology.narrative`), followed by every prediction the patterns made that fits the
+resource, ranked (`topology.predictions`). It says the resource recovered, and when, once a change
+nearby was reverted and no failure followed (the predictions made while it failed are still listed,
+as what was said then). Arguments follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def reverts(ctx: Context) -> list[RelatedEvent]:
 
 
 def remedy(ctx: Context) -> str | None:
-    """'remedied 2m after: <the revert> (the edit behind it was undone: the incident may be over)'."""
+    """'2m after: <the revert> (a revert on Deployment web: a remedy, not a cause; the incident may be over)'."""
     found = reverts(ctx)
     if not found:
         return None
