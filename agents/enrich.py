@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from agents.membership import ENDPOINT_KINDS
 from core.codec import Int64, utf8_problem
 from core.events import K8sContext, KubernetesData, ObjectRef, RawEvent, TraceContext, content_id
 from core.kube.owners import controller_of
@@ -87,6 +88,33 @@ class _Status(msgspec.Struct, rename="camel", gc=False):
 _NONE = msgspec.Raw(b"")  # an absent field read as raw JSON
 
 
+class _Target(msgspec.Struct, rename="camel", gc=False):
+    kind: str = ""
+    name: str = ""
+
+
+class _Address(msgspec.Struct, rename="camel", gc=False):
+    target_ref: _Target | None = None
+
+
+class _Subset(msgspec.Struct, rename="camel", gc=False):
+    """One subset of a v1 Endpoints: the ready addresses and the not-ready ones."""
+
+    addresses: list[_Address] | None = None
+    not_ready_addresses: list[_Address] | None = None
+
+
+class _EndpointConditions(msgspec.Struct, rename="camel", gc=False):
+    ready: bool | None = None
+
+
+class _Endpoint(msgspec.Struct, rename="camel", gc=False):
+    """One endpoint of an EndpointSlice (discovery.k8s.io v1 or v1beta1)."""
+
+    conditions: _EndpointConditions | None = None
+    target_ref: _Target | None = None
+
+
 class _Spec(PodSpec, rename="camel", gc=False):
     """A pod spec's references (`core.kube.refs`), or a Service's / workload's selector and template."""
 
@@ -126,6 +154,8 @@ class _KubeObject(msgspec.Struct, rename="camel", gc=False):
     spec: _Spec | None = None
     status: _Status | None = None
     data: msgspec.Raw = _NONE  # ConfigMap / Secret
+    subsets: list[_Subset] | None = None  # Endpoints
+    endpoints: list[_Endpoint] | None = None  # EndpointSlice
     binary_data: msgspec.Raw = _NONE
 
 
@@ -155,6 +185,23 @@ def _container_summary(status: _Status | None) -> tuple[int, int | None, str, st
             reason = cs.state.waiting.reason
             message = cs.state.waiting.message or message
     return restarts, exit_code, "OOMKilled" if oom else reason, message
+
+
+def _endpoints(obj: _KubeObject) -> tuple[int, list[str]]:
+    """(ready endpoints, "Pod/name" of every pod behind them, ready or not) of an Endpoints or an
+    EndpointSlice. An EndpointSlice endpoint without `conditions.ready` counts as ready (the API's
+    rule: nil means unknown, to be read as ready); an Endpoints' `notReadyAddresses` are not."""
+    ready, pods = 0, set()
+    for subset in obj.subsets or []:
+        ready += len(subset.addresses or [])
+        for address in (subset.addresses or []) + (subset.not_ready_addresses or []):
+            if address.target_ref is not None and address.target_ref.kind == "Pod":
+                pods.add(f"Pod/{address.target_ref.name}")
+    for endpoint in obj.endpoints or []:
+        ready += endpoint.conditions is None or endpoint.conditions.ready is not False
+        if endpoint.target_ref is not None and endpoint.target_ref.kind == "Pod":
+            pods.add(f"Pod/{endpoint.target_ref.name}")
+    return ready, sorted(pods)
 
 
 def _unscheduled(status: _Status | None) -> _Condition | None:
@@ -255,6 +302,9 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
         spec = obj.spec
         pod_spec = spec if kind == "Pod" else _template_spec(spec) if spec and spec.template else None
         refs = context_refs(pod_spec)
+        ready_endpoints = -1
+        if kind in ENDPOINT_KINDS:  # the pods behind a Service: their workloads are its owner scope keys
+            ready_endpoints, refs = _endpoints(obj)
         k8s = K8sContext(kind=kind, name=meta.name, namespace=meta.namespace, uid=meta.uid,
                          labels=meta.labels or {}, node=node, owner=_owner(meta), refs=refs,
                          selector=_selector(kind, spec))
@@ -264,7 +314,7 @@ def _enrich_kube(raw: RawEvent) -> EnrichedEvent:
             action=md.get("action", "SNAPSHOT"), reason=reason or (unscheduled.reason if unscheduled else ""),
             message=message or (unscheduled.message if unscheduled else ""), resource_version=meta.resource_version,
             phase=obj.status.phase if obj.status else "", restart_count=restarts, exit_code=exit_code,
-            container_reason=reason, content_hash=_content_hash(obj))
+            container_reason=reason, content_hash=_content_hash(obj), ready_endpoints=ready_endpoints)
     # the payload has been read: later stages do not need it, and it would ride four more topics
     return EnrichedEvent(raw=msgspec.structs.replace(raw, data=b""), k8s=k8s, kubernetes=kube, trace=_trace(raw))
 

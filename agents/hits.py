@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 import msgspec
 
-from agents.membership import CONTENT_KINDS, Store, learn, node_of, refs_of, services_of, workload_of
+from agents.membership import CONTENT_KINDS, ENDPOINT_KINDS, Store, learn, node_of, refs_of, services_of, workload_of
 from agents.patterns import (
     WINDOW_MAX_S,
     BehaviorPattern,
@@ -352,6 +352,9 @@ def scope_keys(scope: str, event: UnifiedEvent, store: Store) -> list[str]:
     if scope == "node":
         node = node_of(store, event)
         return [str(ScopeKey.of_node(node))] if node else []
+    if scope == "owner" and k8s.kind in ENDPOINT_KINDS:  # the workloads of the pods behind a Service
+        found = (workload_of(store, ns, "Pod", ref.partition("/")[2]) for ref in k8s.refs if ref.startswith("Pod/"))
+        return sorted({str(ScopeKey.of_owner(w[0], ns, w[1])) for w in found if w})
     if scope == "owner":
         workload = workload_of(store, ns, k8s.kind, k8s.name)
         return [str(ScopeKey.of_owner(workload[0], ns, workload[1]))] if workload else []

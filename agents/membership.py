@@ -32,6 +32,9 @@ from core.kube.selectors import LabelSelector
 
 TRACKED_KINDS = WORKLOAD_KINDS | {"Pod", "Service", "ConfigMap", "Secret"}
 CONTENT_KINDS = frozenset({"ConfigMap", "Secret", "Deployment", "StatefulSet", "DaemonSet"})
+#: the endpoints of a Service: an Endpoints is named after its Service, an EndpointSlice labelled with it
+ENDPOINT_KINDS = frozenset({"Endpoints", "EndpointSlice"})
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -44,6 +47,7 @@ class Member(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=
     labels: dict[str, str] = {}
     selector: dict[str, str] = {}
     content_hash: str = ""
+    previous_hash: str = ""  # the content before its last edit: an edit back to it is a revert
     restarts: int = -1  # a pod's container restarts at its last observation (-1: unknown)
     status: str = ""  # a pod's container reason and exit code at its last observation
     seen: list[int] = []  # the last SEEN_KEEP observations: (56-bit hash of the event id << 1) | news
@@ -116,7 +120,8 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
     """Record what an object observation says; True when the observation is news, not a repeat.
 
     News is: a ConfigMap, Secret or workload whose content changed since its previous
-    observation (a MODIFIED with the same content is a status or metadata update), or a Pod
+    observation (a MODIFIED with the same content is a status or metadata update; one back to the
+    content it had before its last edit is a revert, a remedy, not news), or a Pod
     whose container restarts went up or whose container reason / exit code changed (a new
     termination, including a Job pod's single one; the same `lastState: OOMKilled` seen again
     at the next status update is not a new OOM kill). A first
@@ -155,14 +160,20 @@ def learn(store: Store, event: UnifiedEvent) -> bool:
         news = (previous is None or previous.restarts < 0 or kube.restart_count > previous.restarts
                 or member.status != previous.status)
     else:
-        news = (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and previous is not None
-                and bool(kube.content_hash) and previous.content_hash != kube.content_hash)
+        news = False
+        if (k8s.kind in CONTENT_KINDS and kube.action == "MODIFIED" and previous is not None
+                and bool(kube.content_hash) and previous.content_hash != kube.content_hash):
+            # an edit back to the content before the last edit (a rollout undo, a ConfigMap restored)
+            # remedies: no change a failure can follow from
+            news = kube.content_hash != previous.previous_hash
+            member = msgspec.structs.replace(member, previous_hash=previous.content_hash)
     seen = [*(previous.seen[1 - SEEN_KEEP:] if previous is not None else ()), mark << 1 | news]
     if previous is not None:  # keep what a thinner observation lacks (a status-only watch line)
         member = msgspec.structs.replace(
             member, uid=member.uid or previous.uid, node=member.node or previous.node,
             owner=member.owner or previous.owner, refs=member.refs or previous.refs,
-            content_hash=member.content_hash or previous.content_hash)
+            content_hash=member.content_hash or previous.content_hash,
+            previous_hash=member.previous_hash or previous.previous_hash)
     _set(store, key, msgspec.structs.replace(member, seen=seen))
     if k8s.kind == "Service":
         index = store.get(services_key(k8s.namespace))
@@ -233,12 +244,18 @@ def refs_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str, str]]:
 
 
 def services_of(store: Store, event: UnifiedEvent) -> list[tuple[str, str]]:
-    """(namespace, name) of the Services selecting the event's pod, or of the Service itself."""
+    """(namespace, name) of the Services selecting the event's pod, of the Service itself, or of the
+    Service whose endpoints an Endpoints or EndpointSlice lists."""
     k8s = event.k8s
     if k8s is None:
         return []
     if k8s.kind == "Service":
         return [(k8s.namespace, k8s.name)]
+    if k8s.kind == "Endpoints":
+        return [(k8s.namespace, k8s.name)]
+    if k8s.kind == "EndpointSlice":
+        service = k8s.labels.get(SERVICE_NAME_LABEL, "")
+        return [(k8s.namespace, service)] if service else []
     if k8s.kind != "Pod":
         return []
     pod = _get(store, k8s.namespace, "Pod", k8s.name)

@@ -35,6 +35,17 @@ class OfflineResult(msgspec.Struct, kw_only=True):
     errors: list[str] = []
 
 
+def newest_versions(predictions: Iterable[Prediction]) -> list[Prediction]:
+    """What the graph keeps of predictions written in turn: per id, the newest (by `at`). The
+    matches of one episode share an id (`agents.windows`): each updates the episode's predictions."""
+    written = list(predictions)
+    newest: dict[str, Prediction] = {}
+    for p in written:
+        if p.id not in newest or p.at >= newest[p.id].at:
+            newest[p.id] = p
+    return [p for p in written if newest[p.id] is p]
+
+
 def unified_events(raw_events: Iterable[RawEvent]) -> list[UnifiedEvent]:
     """The RawEvents as the enrich and normalize stages make them, those they reject left out (the
     dataflow dead-letters them with the reason; `match_events` lists them as errors)."""
@@ -68,5 +79,5 @@ def match_events(raw_events: Iterable, catalog: Catalog, *, lateness_ms: int = 1
         matches.extend(windows.advance(catalog.compiled, newest - lateness_ms))
     matches.extend(windows.advance(catalog.compiled, END_OF_INPUT))
     matches.sort(key=lambda m: (m.matched_at, m.pattern, m.scope))
-    predictions = [p for m in matches for p in predictions_for(m, catalog.patterns[m.pattern])]
+    predictions = newest_versions(p for m in matches for p in predictions_for(m, catalog.patterns[m.pattern]))
     return OfflineResult(events=count, matches=matches, predictions=predictions, late=late, errors=errors)

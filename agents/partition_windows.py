@@ -76,7 +76,10 @@ def within_guard(state: WindowState, horizon_ms: int) -> WindowState | None:
         entries=entries, series={k: v for k, v in state.series.items() if v[1] <= horizon_ms},
         evidence={i: raw for i, raw in state.evidence.items() if i in ids},
         done_to=min(state.done_to, max((v[-1].t for v in entries.values()), default=0)),
-        quiet_until=state.quiet_until if state.quiet_until <= horizon_ms else 0)
+        quiet_until=state.quiet_until if state.quiet_until <= horizon_ms else 0,
+        episode=state.episode if state.last_hit <= horizon_ms else "",
+        last_hit=state.last_hit if state.last_hit <= horizon_ms else 0,
+        episode_at=state.episode_at if state.last_hit <= horizon_ms else 0)
 
 
 def _pending(state: WindowState) -> int:

@@ -22,9 +22,11 @@ With `match: all` every required condition holds at the same event time t in one
 `rate` count occurrences: a repeated Kubernetes Event adds the increase of its `count` (a
 recording that holds only the last observation, x37, counts 37), and `distinct` counts distinct
 values instead. Windows are at most 5m unless a condition sets `long_window: true`. A prediction
-applies when its `when` tests pass on an event of the match; its message fills `{scope}` (the
-scope key without its type), `{count}` (what the first required condition counted),
-`{namespace}` and `{name}` (of the newest matched event).
+applies when its `when` tests pass on an event of the match and its `unless` tests pass on none;
+its message fills `{scope}` (the scope key without its type), `{count}` (what the first required
+condition counted), `{pods}` (the distinct pods among the events it counted), `{namespace}` and
+`{name}` (of the newest matched event); `{count:one/many}` and `{pods:one/many}` write the words that
+agree with the number.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from core.kube.semantics import known_intents
 WINDOW_MAX_S = 300.0
 """The dataflow's windows hold 5 minutes of event time; longer needs `long_window: true`."""
 LONG_WINDOW_MAX_S = 86400.0
-PLACEHOLDERS = frozenset({"scope", "count", "namespace", "name"})
+PLACEHOLDERS = frozenset({"scope", "count", "pods", "namespace", "name"})
+NUMBERS = frozenset({"count", "pods"})
+"""Placeholders that hold a number: `{pods:pod/pods}` writes the word that agrees with it."""
 
 Operator = Literal["equals", "not_equals", "in", "not_in", "contains", "not_contains",
                    "gt", "gte", "lt", "lte", "exists"]
@@ -111,24 +115,45 @@ class Duration(_Text):
 
 
 class Template(_Text):
-    """A message that may use only the `{scope}`, `{count}`, `{namespace}`, `{name}` placeholders."""
+    """A message that may use only the `{scope}`, `{count}`, `{pods}`, `{namespace}`, `{name}` placeholders.
 
-    __slots__ = ()
+    A number's placeholder with `singular/plural` after a colon writes the words that agree with the
+    number instead of the number: "{pods} failing {pods:pod mounts/pods mount} it" reads "1 failing
+    pod mounts it" or "3 failing pods mount it".
+    """
+
+    __slots__ = ("parts",)
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str):
             raise ValueError(f"expected a string, got {type(text).__name__}")
         try:
-            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+            parts = list(string.Formatter().parse(text))
         except ValueError as exc:
             raise ValueError(f"bad template: {exc}") from None
-        for field, spec, conv in fields:
-            if field not in PLACEHOLDERS or spec or conv:
+        for _, field, spec, conv in parts:
+            if field is None:
+                continue
+            if field not in PLACEHOLDERS or conv:
                 raise ValueError(f"unknown placeholder {{{field}}}: use {choices_text(PLACEHOLDERS)}")
-        self.text = text
+            if spec and (field not in NUMBERS or spec.count("/") != 1):
+                raise ValueError(f"{{{field}:{spec}}}: only {choices_text(NUMBERS)} take a form, "
+                                 f"written singular/plural ({{pods:pod is/pods are}})")
+        self.text, self.parts = text, parts
 
     def render(self, **values: object) -> str:
-        return self.text.format_map({key: values.get(key, "") for key in PLACEHOLDERS})
+        out: list[str] = []
+        for literal, field, spec, _ in self.parts:
+            out.append(literal)
+            if field is None:
+                continue
+            value = values.get(field, "")
+            if spec:
+                one, _, many = spec.partition("/")
+                out.append(one if value == 1 else many)
+            else:
+                out.append(str(value))
+        return "".join(out)
 
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -220,6 +245,7 @@ class PredictionSpec(_Base, kw_only=True):
     impact: list[Snake] = []
     remediation: Template = Template("")
     when: list[Predicate] = []  # applies only if an event of the match passes every test
+    unless: list[Predicate] = []  # applies only if no event of the match passes every test
 
 
 class Metadata(_Base, kw_only=True):
@@ -366,8 +392,9 @@ def check(pattern: BehaviorPattern, *, intents: frozenset[str] | None = None) ->
     if not any(cond.required for cond in pattern.spec.conditions):
         errors.append(("spec.conditions", "at least one condition must be required"))
     for i, pred in enumerate(pattern.spec.predictions):
-        for j, test in enumerate(pred.when):
-            errors += _check_predicate(test, f"spec.predictions[{i}].when[{j}]", intents=intents)
+        for key in ("when", "unless"):
+            for j, test in enumerate(getattr(pred, key)):
+                errors += _check_predicate(test, f"spec.predictions[{i}].{key}[{j}]", intents=intents)
         if pred.time_horizon.seconds > LONG_WINDOW_MAX_S:
             errors.append((f"spec.predictions[{i}].time_horizon", f"{pred.time_horizon.text} is longer than 24h"))
     return errors

@@ -4,11 +4,11 @@ Fed by: topic `matched` (MatchedBatch: events from the match stage, matches from
 Feeds: topic `insights` (InsightBatch), written to the graph by the sink.
 
 A match yields one Prediction per `spec.predictions` entry whose `when` tests pass on one of the
-match's events. Confidence = confidence_base + the boosts of the optional conditions that held,
-capped at 0.99, then multiplied by the pattern's feedback factor (`agents.confidence`: 1.0
-without feedback); a pattern feedback disabled makes no prediction. `score` ranks hypotheses that
-fit the same symptoms: confidence weighted by the pattern's priority (priority 50 keeps the
-confidence as is). Events pass through unread.
+match's events and whose `unless` tests pass on none. Confidence = confidence_base + the boosts of
+the optional conditions that held, capped at 0.99, then multiplied by the pattern's feedback
+factor (`agents.confidence`: 1.0 without feedback); a pattern feedback disabled makes no
+prediction. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
+pattern's priority (priority 50 keeps the confidence as is). Events pass through unread.
 
 Pure (`predictions_for`, `predict_batch`); the stage reads the live catalog (`agents.catalog`), so
 an edited message or base confidence applies to the next match, and the adjustments the worker's
@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
-from agents.patterns import BehaviorPattern
+from agents.patterns import BehaviorPattern, Predicate
 from core.events import ObjectRef, content_id
 from core.kube.scopes import scope_label
 from core.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
@@ -48,17 +48,24 @@ def _newest(match: PatternMatch) -> tuple[str, str]:
     return newest.k8s.namespace, newest.k8s.name  # type: ignore[union-attr]
 
 
+def _any_passes(predicates: list[Predicate], match: PatternMatch) -> bool:
+    """Whether one event of the match passes every test."""
+    tests: list[Callable] = [compile_test(t.field, t.operator, t.value) for t in predicates]
+    return any(all(test(e, e.semantic.intent) for test in tests) for e in match.evidence)
+
+
 def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
-    values = {"scope": scope_label(match.scope), "count": match.count, "namespace": namespace, "name": name}
+    values = {"scope": scope_label(match.scope), "count": match.count, "pods": match.pods or match.count,
+              "namespace": namespace, "name": name}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
-        if spec.when:
-            tests: list[Callable] = [compile_test(t.field, t.operator, t.value) for t in spec.when]
-            if not any(all(test(e, e.semantic.intent) for test in tests) for e in match.evidence):
-                continue
+        if spec.when and not _any_passes(spec.when, match):
+            continue
+        if spec.unless and _any_passes(spec.unless, match):
+            continue
         confidence = adjusted(round(min(spec.confidence_base + match.boost, MAX_CONFIDENCE), 4), adjustment.factor)
         out.append(Prediction(
             id=content_id("prediction", match.id, str(i)), match_id=match.id, pattern=match.pattern,
@@ -66,7 +73,7 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
             time_horizon_s=spec.time_horizon.seconds, message=spec.message.render(**values),
             scope=match.scope, at=match.matched_at, due=match.matched_at + timedelta(seconds=spec.time_horizon.seconds),
             score=round(confidence * (0.5 + match.priority / 100), 4), impact=list(spec.impact), impacted=impacted,
-            remediation=spec.remediation.render(**values)))
+            remediation=spec.remediation.render(**values), since=match.since))
     return out
 
 

@@ -10,6 +10,12 @@ has passed t, so the result depends on the hits, not on how fast or in which int
 arrived: a replay at full speed finds what live processing found. After a match the pattern is
 quiet in that scope for its longest window (one match per pattern and scope per window).
 
+Episodes: a match after the quiet period, when no silence longer than the pattern's span (no hit
+of the scope) came between it and the previous match, is the same incident going on: it keeps the
+id of the episode's first match, so its predictions update the episode's (same ids, a newer `at`)
+instead of adding one per window. After such a silence a match starts a new episode, with an id of
+its own (pattern, scope, time).
+
 Counting: a `count`/`rate` condition counts occurrences. A repeated Kubernetes Event (a series:
 same object, reason, message) adds the increase of its `count` since its last observation held
 here, or its whole `count` when first seen. `distinct` counts distinct values instead. A hit
@@ -62,6 +68,9 @@ class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     evidence: dict[str, msgspec.Raw] = {}  # event id -> the UnifiedEvent's MessagePack bytes
     done_to: int = 0  # every t <= done_to has been evaluated
     quiet_until: int = 0
+    episode: str = ""  # the id of the matches of the current episode (its first match's); "" when none is open
+    last_hit: int = 0  # the newest hit time evaluated
+    episode_at: int = 0  # the event time of the episode's first match
 
     def empty(self) -> bool:
         return not any(self.entries.values())
@@ -197,15 +206,20 @@ def advance(pattern: CompiledPattern, key: str, state: WindowState, watermark: i
     matches: list[PatternMatch] = []
     if watermark <= state.done_to:
         return matches
-    times = sorted({e.t for entries in state.entries.values() for e in entries
-                    if state.done_to < e.t <= watermark and e.t >= state.quiet_until})
+    times = sorted({e.t for entries in state.entries.values() for e in entries if state.done_to < e.t <= watermark})
     for t in times:
+        if t - state.last_hit > pattern.span_ms:
+            state.episode = ""  # a silence longer than the pattern's span ended the episode
+        state.last_hit = max(state.last_hit, t)
         if t < state.quiet_until:
             continue
         found = holds(pattern, state, t)
         if found is None:
             continue
         helds, boost = found
+        if not state.episode:
+            state.episode = content_id("match", pattern.name, key, str(t))  # a new episode
+            state.episode_at = t
         matches.append(_match(pattern, key, state, t, helds, boost))
         state.quiet_until = t + pattern.span_ms
     state.done_to = watermark
@@ -238,11 +252,26 @@ def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds
                 ids.append(entry.id)
     ids = ids[:MAX_EVIDENCE]
     return PatternMatch(
-        id=content_id("match", pattern.name, key, str(t)), pattern=pattern.name, version=pattern.version,
+        id=state.episode, pattern=pattern.name, version=pattern.version,
         scope=key, matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=ids,
         evidence=[_EVENT.decode(state.evidence[i]) for i in ids if i in state.evidence],
         links=[link for held in helds for link in held.links][:MAX_EVIDENCE],
-        count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority)
+        count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority,
+        pods=_pods(state, helds[0]) if helds else 0,
+        since=_dt(state.episode_at) if state.episode_at and state.episode_at < t else None)
+
+
+def _pods(state: WindowState, held: Held) -> int:
+    """How many distinct pods the events of one condition are about (a pod failing 37 times is one),
+    among the events whose bytes the state keeps."""
+    pods: set[tuple[str, str]] = set()
+    for entry in held.entries:
+        for event_id in (entry.id, *entry.more):
+            raw = state.evidence.get(event_id)
+            k8s = _EVENT.decode(raw).k8s if raw is not None else None
+            if k8s is not None and k8s.kind == "Pod":
+                pods.add((k8s.namespace, k8s.name))
+    return len(pods)
 
 
 def encode_state(state: WindowState) -> bytes:

@@ -77,6 +77,7 @@ class Predicted(Protocol):
     pattern: str
     scope: str
     at: datetime
+    since: datetime | None  # an episode's prediction updated in place: when it came first
 
 
 class Corpus(msgspec.Struct, frozen=True, kw_only=True):
@@ -257,7 +258,7 @@ def score_replays(corpus: Corpus, pattern_sets: Sequence[str | Path], *, name: s
     into the isolated dataflow `<name>-a` (the second set: `<name>-b`) and returns its predictions."""
     reports = []
     for i, folder in enumerate(pattern_sets):
-        fired = [Fired(pattern=p.pattern, scope=p.scope, at=p.at)
+        fired = [Fired(pattern=p.pattern, scope=p.scope, at=p.since or p.at)
                  for p in replay(f"{name}-{'ab'[i]}", str(Path(folder).resolve()))]
         reports.append(score([(corpus, fired)], pattern_names(folder)))
     return reports

@@ -2,22 +2,28 @@
 
 Fed by: the CLI. Feeds: the terminal (a tree) or JSON.
 
-Picks the resource's most telling recent event (the newest of its worst severity), reveals
-that event's context (`topology.context`) and renders it (`topology.narrative`), followed by
-every prediction the patterns made that fits the resource, ranked (`topology.predictions`). Arguments
-follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
+Picks the resource's most telling recent event (the newest of its worst severity, a failure the
+vocabulary names before an unknown warning), reveals that event's context (`topology.context`) and
+renders it (`topology.narrative`), followed by every prediction the patterns made that fits the
+resource, ranked (`topology.predictions`). It says the resource recovered, and when, once a change
+nearby was reverted and no failure followed (the predictions made while it failed are still listed,
+as what was said then). Arguments follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import msgspec
 
 from core.kube.owners import WORKLOAD_KINDS
 from core.kube.scopes import ScopeKey
+from core.kube.semantics import failure_intents
 from topology import queries
 from topology.context import Context, reveal_context
 from topology.graph import GraphStore
 from topology.model import CLUSTER_SCOPED
+from topology.narrative import reverts
 from topology.predictions import Hypothesis, hypotheses_for, merge_hypotheses, predictions_in_scopes
 
 KIND_ALIASES = {
@@ -52,6 +58,8 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     events: int
     context: Context
     hypotheses: list[Hypothesis] = []  # every prediction that fits the resource, best first
+    recovered_at: datetime | None = None  # the revert after which no failure was seen on it
+    recovery: str = ""  # what says it recovered, for a human
 
 
 def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
@@ -69,8 +77,13 @@ def parse_target(args: tuple[str, ...]) -> tuple[str, str]:
 
 
 def pick_event(rows: list[dict]) -> dict:
-    """The newest event of the worst severity: what an SRE asking 'why' means."""
-    return max(rows, key=lambda r: (_RANK.get(r.get("severity") or "info", 1), r.get("timestamp") or 0, r["id"]))
+    """The newest event of the worst severity, a failure the vocabulary names first: what an SRE asking
+    'why' means. Among Warnings, an image that cannot be used, a crash loop, an OOM kill or a failing
+    probe leads over a frequent warning the vocabulary does not know (a kubelet's MissingClusterDNS x27
+    is newer at every sync; it is not why the pod fails)."""
+    failures = failure_intents()
+    return max(rows, key=lambda r: (_RANK.get(r.get("severity") or "info", 1), r.get("intent") in failures,
+                                    r.get("timestamp") or 0, r["id"]))
 
 
 def scope_keys_of(kind: str, name: str, namespace: str, ctx: Context) -> list[str]:
@@ -97,6 +110,25 @@ def scope_keys_of(kind: str, name: str, namespace: str, ctx: Context) -> list[st
 _OWNER_KINDS = WORKLOAD_KINDS - {"CronJob"}
 
 
+def recovery(rows: list[dict], ctx: Context) -> tuple[datetime | None, str]:
+    """When the resource recovered, and why that is said: a revert nearby (`topology.narrative.reverts`)
+    after which the resource had no failure event (the vocabulary's failure intents) any more.
+    (None, "") while a failure follows the newest revert, or when nothing was reverted."""
+    found = reverts(ctx)
+    if not found or found[0].event.timestamp is None:
+        return None, ""
+    revert = found[0]
+    at = revert.event.timestamp or 0
+    failures = [r.get("timestamp") or 0 for r in rows if r.get("intent") in failure_intents()]
+    if any(t > at for t in failures):
+        return None, ""
+    when = datetime.fromtimestamp(at / 1000, tz=UTC)
+    last = f"; its last failure {datetime.fromtimestamp(max(failures) / 1000, tz=UTC):%H:%M:%S}Z" if failures else ""
+    what = revert.event.narrative or revert.event.reason or "a revert"
+    return when, (f"recovered at {when:%Y-%m-%d %H:%M:%S}Z: {what} undid the edit behind the failure, and no "
+                  f"failure was seen on it since{last}")
+
+
 async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) -> Explanation:
     ns = "" if kind in CLUSTER_SCOPED else namespace
     rows = await graph.query(queries.events_for_resource(kind), kind=kind, namespace=ns, name=name)
@@ -109,4 +141,6 @@ async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) ->
     ranked = merge_hypotheses(await hypotheses_for(graph, kind, ns, name, limit=10),
                               await predictions_in_scopes(graph, scope_keys_of(kind, name, ns, ctx), limit=10),
                               limit=10)
-    return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx, hypotheses=ranked)
+    recovered_at, said = recovery(rows, ctx)
+    return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx, hypotheses=ranked,
+                       recovered_at=recovered_at, recovery=said)

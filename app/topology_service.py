@@ -32,7 +32,7 @@ from app.jetstream import EventPublisher, PublishFailed
 from app.runtime import Runtime
 from app.topics import topic_name
 from core.events import RawEvent, content_id
-from core.kube.changes import ObjectChange, diff_objects
+from core.kube.changes import REVERTED, ObjectChange, diff_objects, tracked_values
 from core.ports import GraphError, GraphQueryError
 from core.settings import Settings
 from topology.index import ObjectIndex
@@ -43,14 +43,18 @@ log = logging.getLogger(__name__)
 STAGE = "topology"
 
 
-def change_event(change: ObjectChange, source: RawEvent) -> RawEvent:
-    """Pure: the RawEvent recording one object edit (what changed, old -> new where not secret)."""
+def change_event(change: ObjectChange, source: RawEvent, *, reverts: datetime | None = None) -> RawEvent:
+    """Pure: the RawEvent recording one object edit (what changed, old -> new where not secret).
+    `reverts`: when the version it goes back to was replaced (the edit it undoes)."""
+    message = change.summary if reverts is None else \
+        f"{change.summary} (reverted to its version before the edit of {reverts:%Y-%m-%d %H:%M:%S}Z)"
     return RawEvent(
         id=content_id("change", change.uid or f"{change.kind}:{change.namespace}/{change.name}",
                       change.resource_version),
         timestamp=source.timestamp, type="kubeapi", data=msgspec.json.encode(change),
         metadata={"kind": change.kind, "name": change.name, "namespace": change.namespace, "uid": change.uid,
-                  "action": "CHANGE", "reason": "Changed", "message": change.summary[:1000],
+                  "action": "CHANGE", "reason": "Changed" if reverts is None else REVERTED,
+                  "message": message[:1000],
                   "resource_version": change.resource_version, "source": f"topology:{source.id}"},
         trace_id=source.trace_id, span_id=source.span_id)
 
@@ -61,6 +65,8 @@ class TopologyState:
     def __init__(self) -> None:
         self.index = ObjectIndex()
         self.last: dict[str, tuple[datetime, dict]] = {}
+        # per object, what it tracked before its last edit and when that edit came: an edit back to it is a revert
+        self.before: dict[str, tuple[datetime, dict[str, str]]] = {}
 
     def observe(self, event: RawEvent) -> tuple[TopologyChange, RawEvent | None]:
         """The topology change and change event one observation brings. An observation older
@@ -76,11 +82,17 @@ class TopologyState:
             return TopologyChange(), None
         if event.metadata.get("action") == "DELETED":
             self.last.pop(key, None)
+            self.before.pop(key, None)
             return self.index.remove(obj), None
         self.last[key] = (event.timestamp, obj)
         topology = self.index.add(obj)
         change = diff_objects(seen[1], obj) if seen is not None else None
-        return topology, change_event(change, event) if change else None
+        if change is None or seen is None:
+            return topology, None
+        earlier = self.before.get(key)
+        reverts = earlier[0] if earlier is not None and earlier[1] == tracked_values(obj) else None
+        self.before[key] = (event.timestamp, tracked_values(seen[1]) or {})
+        return topology, change_event(change, event, reverts=reverts)
 
 
 class TopologyService(Service):

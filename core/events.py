@@ -76,7 +76,8 @@ class K8sContext(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     labels: dict[str, str] = {}
     node: str = ""
     owner: ObjectRef | None = None
-    refs: list[str] = []  # a pod's or workload's ConfigMaps/Secrets/PVCs: "ConfigMap/name", "Secret/name"...
+    refs: list[str] = []  # a pod's or workload's ConfigMaps/Secrets/PVCs: "ConfigMap/name", "Secret/name"...;
+    # the pods behind an Endpoints or EndpointSlice: "Pod/name"
     selector: dict[str, str] = {}  # a Service's (or workload's matchLabels) pod selector
 
 
@@ -117,6 +118,7 @@ class KubernetesData(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_d
     exit_code: int | None = None
     container_reason: str = ""
     content_hash: str = ""  # ConfigMap/Secret data or a workload's pod template: tells an edit from a status update
+    ready_endpoints: int = -1  # an Endpoints' or EndpointSlice's ready addresses (-1: not such an object)
 
 
 class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

@@ -132,6 +132,8 @@ class PatternMatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     count: int = 0
     boost: float = 0.0
     priority: int = 50
+    pods: int = 0  # distinct pods among the events the deciding condition counted
+    since: datetime | None = None  # the episode's first match, when this one updates it (same id)
 
 
 class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -167,6 +169,7 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     impacted: list[ObjectRef] = []
     remediation: str = ""
     resolved_at: datetime | None = None
+    since: datetime | None = None  # when the episode was first predicted, when this version updates it
 
 
 class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

@@ -30,6 +30,7 @@ class EventSummary(msgspec.Struct, frozen=True, kw_only=True):
     intent: str | None = None
     severity: str | None = None
     narrative: str | None = None
+    action: str | None = None  # EVENT, CHANGE, ROLLOUT, or the watch verb of an object observation
 
 
 class ResourceRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,7 +55,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     owners: list[ResourceRef]
     dependencies: list[ResourceRef]
     correlated: list[RelatedEvent]
-    changes: list[RelatedEvent]  # config edits and rollouts nearby in the lookback, newest first
+    changes: list[RelatedEvent]  # config edits and rollouts nearby in the lookback (and after it), newest first
     previous: RelatedEvent | None = None  # the same reason on it or a sibling, before the window
     causes: list[list[str]]  # chains of event ids, root first, ending at this event
     consequences: list[EventSummary]
@@ -62,7 +63,8 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
 def _summary(row: dict) -> EventSummary:
     return EventSummary(id=row["id"], timestamp=row.get("timestamp"), reason=row.get("reason"),
-                        intent=row.get("intent"), severity=row.get("severity"), narrative=row.get("narrative"))
+                        intent=row.get("intent"), severity=row.get("severity"), narrative=row.get("narrative"),
+                        action=row.get("action"))
 
 
 def _ref(row: dict, distance_key: str | None = None) -> ResourceRef:
@@ -72,10 +74,13 @@ def _ref(row: dict, distance_key: str | None = None) -> ResourceRef:
 
 
 CHANGE_INTENTS = ["config-change", "rollout"]
+#: object observations that are never a change by themselves: a status write (a Node's heartbeat, a
+#: controller's replicas count) is MODIFIED like an edit; the edit is the topology service's CHANGE
+ROUTINE_ACTIONS = ["MODIFIED", "SNAPSHOT"]
 
 
 async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 300_000,
-                         lookback_ms: int = 3_600_000, limit: int = 200) -> Context:
+                         lookback_ms: int = 3_600_000, lookahead_ms: int = 3_600_000, limit: int = 200) -> Context:
     """The whole context of one event. Raises ContextError when the id is unknown."""
     rows = await graph.query(queries.CONTEXT_EVENT, id=event_id)
     if not rows:
@@ -85,7 +90,8 @@ async def reveal_context(graph: GraphStore, event_id: str, *, window_ms: int = 3
     dependencies = await graph.query(queries.CONTEXT_DEPENDENCIES, id=event_id, limit=limit)
     temporal = await graph.query(queries.CONTEXT_TEMPORAL, id=event_id, window_ms=window_ms, limit=limit)
     changes = await graph.query(queries.CONTEXT_RECENT_CHANGES, id=event_id, intents=CHANGE_INTENTS,
-                                lookback_ms=lookback_ms, limit=20)
+                                routine=ROUTINE_ACTIONS, lookback_ms=lookback_ms, lookahead_ms=lookahead_ms,
+                                limit=20)
     previous = await graph.query(queries.CONTEXT_PREVIOUS, id=event_id, window_ms=window_ms)
     causes = await graph.query(queries.CONTEXT_CAUSES, id=event_id)
     consequences = await graph.query(queries.CONTEXT_CONSEQUENCES, id=event_id, limit=limit)

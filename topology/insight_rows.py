@@ -59,6 +59,7 @@ class PredictionRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     impact: list[str] | None
     remediation: str | None
     resolved_at: int | None  # epoch ms; None while it holds
+    since: int | None  # epoch ms: the episode's first prediction, when this version updates it
     impacts: list[ImpactRow]
 
 
@@ -145,7 +146,8 @@ def prediction_row(p: Prediction) -> PredictionRow:
         message=p.message or None, scope=p.scope or None, namespace=prediction_namespace(p),
         at=epoch_ms(p.at), due=epoch_ms(p.due), score=_finite(p.score, f"{where}: score"),
         impact=list(p.impact) or None, remediation=p.remediation or None,
-        resolved_at=epoch_ms(p.resolved_at) if p.resolved_at is not None else None, impacts=impacts)
+        resolved_at=epoch_ms(p.resolved_at) if p.resolved_at is not None else None,
+        since=epoch_ms(p.since) if p.since is not None else None, impacts=impacts)
 
 
 def _edges(m: PatternMatch) -> list[EventEdgeRow]:

@@ -6,14 +6,22 @@ Times are shown relative to the event ("40s before", "2m after"). Predicted impa
 once patterns make predictions (the behavior-patterns work). The probable cause line is
 the first chain of CAUSED edges when patterns have drawn one, otherwise the earliest
 configuration change or rollout on a neighbouring resource within the window, labelled as a
-correlation, not a proof.
+correlation, not a proof. A routine status update (a Node's heartbeat, a controller's status-only
+write: an object observation, not a CHANGE) is never a candidate.
 """
 
 from __future__ import annotations
 
-from topology.context import Context, EventSummary
+from core.kube.changes import REVERTED
+from topology.context import ROUTINE_ACTIONS, Context, EventSummary, RelatedEvent
 
 CHANGE_INTENTS = ("config-change", "rollout", "changed")
+
+
+def is_routine(event: EventSummary) -> bool:
+    """An object observation (MODIFIED, SNAPSHOT): a Node's heartbeat or a controller's status write
+    looks like an edit; a real edit of a tracked object is the topology service's CHANGE event."""
+    return event.action in ROUTINE_ACTIONS
 
 
 def relative(ms: int | None, anchor: int | None) -> str:
@@ -37,17 +45,35 @@ def probable_cause(ctx: Context) -> str | None:
     anchor = ctx.event.timestamp
     if ctx.causes:
         return "caused by the chain " + " -> ".join(ctx.causes[0])
-    if ctx.changes:  # config edits and rollouts within 2 hops in the lookback, newest first
-        change = ctx.changes[0]
+    before = [c for c in ctx.changes if (c.event.timestamp or 0) <= (anchor or 0) and c.event.reason != REVERTED]
+    if before:  # config edits and rollouts within 2 hops in the lookback, newest first; a revert is a remedy
+        change = before[0]
         return f"{relative(change.event.timestamp, anchor)}: {change.event.narrative or change.event.intent} " \
                f"(a change on {change.on_label} {change.on_name}, correlated, not proven)"
     earlier = [c for c in ctx.correlated
-               if c.event.intent in CHANGE_INTENTS and (c.event.timestamp or 0) <= (anchor or 0)]
+               if c.event.intent in CHANGE_INTENTS and not is_routine(c.event) and c.event.reason != REVERTED
+               and (c.event.timestamp or 0) <= (anchor or 0)]
     if earlier:
         first = min(earlier, key=lambda c: c.event.timestamp or 0)
         return f"correlated change {relative(first.event.timestamp, anchor)}: {first.on_label} {first.on_name} " \
                f"({first.event.reason or first.event.intent})"
     return None
+
+
+def reverts(ctx: Context) -> list[RelatedEvent]:
+    """The changes nearby that put an object back as it was before its previous edit (a rollout undo,
+    a ConfigMap restored), newest first: remedies, never causes."""
+    return [c for c in ctx.changes if c.event.reason == REVERTED]
+
+
+def remedy(ctx: Context) -> str | None:
+    """'2m after: <the revert> (a revert on Deployment web: a remedy, not a cause; the incident may be over)'."""
+    found = reverts(ctx)
+    if not found:
+        return None
+    newest = found[0]
+    return (f"{relative(newest.event.timestamp, ctx.event.timestamp)}: {newest.event.narrative or newest.event.reason} "
+            f"(a revert on {newest.on_label} {newest.on_name}: a remedy, not a cause; the incident may be over)")
 
 
 def pods_around(ctx: Context) -> str | None:
@@ -76,6 +102,9 @@ def render_tree(ctx: Context) -> list[str]:
     cause = probable_cause(ctx)
     if cause:
         body.append(f"probable root cause: {cause}")
+    remedied = remedy(ctx)
+    if remedied:
+        body.append(f"remediation: {remedied}")
     if ctx.previous is not None:
         body.append(f"previous occurrence: {relative(ctx.previous.event.timestamp, anchor)}: "
                     f"{ctx.previous.event.narrative or ctx.previous.event.reason}")
@@ -112,9 +141,11 @@ def render_hypotheses(hypotheses: list) -> list[str]:
         p = found.prediction
         resolved = p.resolved_at
         stopped = f"; resolved {resolved:%Y-%m-%d %H:%M:%S}Z" if resolved is not None else ""
+        since = getattr(p, "since", None)
+        first = f", first at {since:%H:%M:%S}Z" if since is not None else ""
         lines.append(f"  {rank}. [{p.pattern}] {p.message}")
         lines.append(f"     confidence {p.confidence:.0%}, {p.type} expected by {p.due:%Y-%m-%d %H:%M:%S}Z "
-                     f"(matched {p.at:%H:%M:%S}Z in {p.scope}){stopped}")
+                     f"(matched {p.at:%H:%M:%S}Z{first} in {p.scope}){stopped}")
         if p.remediation:
             lines.append(f"     do: {' '.join(p.remediation.split())}")
     return lines

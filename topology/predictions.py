@@ -56,6 +56,7 @@ class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
     impact: list[str] = []
     remediation: str = ""
     resolved_at: datetime | None = None  # when it stopped holding (a diagnosis whose object recovered)
+    since: datetime | None = None  # the episode's first prediction, when this version updates it
     impacted: list[ImpactedResource] = []
 
 
@@ -75,8 +76,9 @@ def _datetime(ms: int) -> datetime:
 def _prediction(row: dict) -> StoredPrediction:
     props = {k: v for k, v in row.items() if v is not None and k not in ("impacted", "via")}
     props["at"], props["due"] = _datetime(row["at"]), _datetime(row["due"])
-    if row.get("resolved_at") is not None:
-        props["resolved_at"] = _datetime(row["resolved_at"])
+    for key in ("resolved_at", "since"):
+        if row.get(key) is not None:
+            props[key] = _datetime(row[key])
     props["impacted"] = [{"kind": kind or "", "name": name or "", "namespace": namespace or "", "key": key}
                          for kind, name, namespace, key in sorted(row["impacted"], key=_impacted_order)]
     return msgspec.convert(props, StoredPrediction)

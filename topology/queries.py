@@ -289,7 +289,7 @@ _DEPENDS = "|".join(DEPENDENCY_RELATIONS)
 _TOPOLOGY = "|".join(TOPOLOGY_RELATIONS)
 _ANCHOR = f"MATCH (e:{EVENT_LABEL} {{{EVENT_KEY}: $id}})"
 _EVENT_COLUMNS = ("{v}.id AS id, {v}.timestamp AS timestamp, {v}.reason AS reason, {v}.intent AS intent, "
-                  "{v}.severity AS severity, {v}.narrative AS narrative")
+                  "{v}.severity AS severity, {v}.narrative AS narrative, {v}.action AS action")
 
 #: Params `id`. Rows: the event, and each resource it affects (label, uid, name, namespace, node).
 CONTEXT_EVENT = Query("context_event", f"""{_ANCHOR}
@@ -328,15 +328,19 @@ RETURN DISTINCT {_EVENT_COLUMNS.format(v="t")}, labels(x)[0] AS label, x.name AS
 ORDER BY timestamp, id
 LIMIT $limit""")
 
-#: Params `id`, `intents`, `lookback_ms`, `limit`. Rows: changes (events whose intent is one of
-#: `intents`: config edits, rollouts) on the affected resources or anything within 2 hops of them
-#: through dependencies or ownership, in the `lookback_ms` before the event, newest first.
+#: Params `id`, `intents`, `routine`, `lookback_ms`, `lookahead_ms`, `limit`. Rows: changes (events whose
+#: intent is one of `intents`: config edits, rollouts) on the affected resources or anything within 2 hops
+#: of them through dependencies or ownership, from `lookback_ms` before the event to `lookahead_ms` after
+#: it (a revert that ended the failure comes after its last event), newest first. An
+#: observation whose action is one of `routine` (MODIFIED, SNAPSHOT) is not a change: a controller's
+#: status write looks the same; a real edit is the CHANGE event the topology service records.
 CONTEXT_RECENT_CHANGES = Query("context_recent_changes", f"""{_ANCHOR}-[:{AFFECTED}]->(r)
 WITH e, r
 MATCH (r)-[:{_DEPENDS}|OWNS*0..2]-(x)
 WITH DISTINCT e, x
 MATCH (x)<-[:{AFFECTED}]-(c:{EVENT_LABEL})
-WHERE c.intent IN $intents AND c.timestamp <= e.timestamp AND c.timestamp >= e.timestamp - $lookback_ms
+WHERE c.intent IN $intents AND c.timestamp <= e.timestamp + $lookahead_ms
+  AND c.timestamp >= e.timestamp - $lookback_ms AND (c.action IS NULL OR NOT c.action IN $routine)
 RETURN DISTINCT {_EVENT_COLUMNS.format(v="c")}, labels(x)[0] AS label, x.name AS name
 ORDER BY timestamp DESC, id
 LIMIT $limit""")

@@ -141,7 +141,8 @@ def join(found: list[Diagnosis], observed: Observed) -> list[Diagnosis]:
         if workload is not None and workload.kind != "Pod" and workload not in head.members:
             head.detail.setdefault("workload", str(workload))
         if len(group) > 1:
-            head.message += f" (and {len(group) - 1} more pod(s) of {workload})"
+            more = len(group) - 1
+            head.message += f" (and {more} more {'pod' if more == 1 else 'pods'} of {workload})"
         merged.append(head)
     pods_by_workload: dict[ObjectKey, list[Diagnosis]] = defaultdict(list)
     for d in merged:
@@ -200,7 +201,8 @@ def _join_rollout(d: Diagnosis, observed: Observed) -> None:
     if old:
         serving = old[0]
         ready = int((serving.obj.get("status") or {}).get("readyReplicas") or 0)
-        d.message += f" (the previous ReplicaSet {serving.key.name} still serves {ready} ready pod(s))"
+        d.message += (f" (the previous ReplicaSet {serving.key.name} still serves {ready} ready "
+                      f"{'pod' if ready == 1 else 'pods'})")
         d.detail["previous_replicaset"] = serving.key.name
     d.confidence = min(0.95, d.confidence + 0.05)
     d.detail["rollout"] = newest.message

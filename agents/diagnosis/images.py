@@ -47,8 +47,10 @@ REMEDIES = {
                        "to the last good one: `kubectl rollout undo`).",
     "registry-unreachable": "The nodes cannot reach the registry: check egress, proxies and firewall rules.",
     "invalid-image-name": "Fix the image reference {image} (registry/repository:tag, lowercase).",
-    "image-never-pulled": "imagePullPolicy is Never and the image is not on the node: pre-load it or change the "
-                          "policy to IfNotPresent.",
+    "image-never-pulled": "imagePullPolicy is Never and {image} is not on the node, so the kubelet never pulls "
+                          "it: load it into the node's container runtime (containerd: `ctr -n k8s.io images import`; "
+                          "kind: `kind load docker-image`), or push it to a registry the nodes reach and set "
+                          "imagePullPolicy to IfNotPresent.",
     "image-pull-failure": "Read the pull error (`kubectl describe pod`, Events) and check the image name, the "
                           "registry and the pull secret.",
 }
@@ -91,9 +93,14 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
     evidence = [from_event(e) for e in failures[-2:]]
     if views and seen is not None:
         evidence.insert(0, from_state(seen, f"container {container}: {waiting}: {views[0].waiting_message[:300]}"))
-    message = (f"Pod {pod.name}{in_namespace(pod)} cannot pull image {image or '?'} for container "
-               f"{container or '?'}: {meaning}")
-    said = _registry_said(last.message if last else detail_text, _words(cause))
+    if cause == "image-never-pulled":  # nothing is pulled: the kubelet refuses before any pull
+        message = (f"Pod {pod.name}{in_namespace(pod)} cannot start container {container or '?'}: its image "
+                   f"{image or '?'} {meaning[len('the image '):]}")
+    else:
+        message = (f"Pod {pod.name}{in_namespace(pod)} cannot pull image {image or '?'} for container "
+                   f"{container or '?'}: {meaning}")
+    said = "" if cause == "image-never-pulled" else _registry_said(last.message if last else detail_text,
+                                                                     _words(cause))
     if said:
         message += f" (the pull error: \"{said}\")"
     return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message,

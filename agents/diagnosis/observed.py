@@ -69,6 +69,7 @@ class KubeEvent(msgspec.Struct, kw_only=True, frozen=True):
     component: str = ""
     node: str = ""  # the node that reported it (a kubelet's Events)
     field_path: str = ""  # spec.containers{name} for container-level Events
+    uid: str = ""  # the Event object's own uid: its observations (count 1, 2, 3...) are one Event
 
     @property
     def container(self) -> str:
@@ -230,10 +231,18 @@ def _add_event(out: Observed, raw: RawEvent) -> None:
         count = int(md.get("count") or 1)
     except ValueError:
         count = 1
-    out.events.setdefault(about, []).append(KubeEvent(
+    event = KubeEvent(
         about=about, reason=md.get("reason", ""), type=md.get("event_type", ""), message=md.get("message", ""),
         count=count, at=raw.timestamp, source=md.get("source", ""), component=md.get("reporting_component", ""),
-        node=md.get("node", ""), field_path=field_path))
+        node=md.get("node", ""), field_path=field_path, uid=md.get("uid", ""))
+    kept = out.events.setdefault(about, [])
+    # a watch sees one Event again at each count (x1, x2, x3...): its newest observation stands for it,
+    # so a sum of counts counts each occurrence once
+    same = next((i for i, e in enumerate(kept) if event.uid and e.uid == event.uid), None)
+    if same is None:
+        kept.append(event)
+    elif (event.at, event.count) >= (kept[same].at, kept[same].count):
+        kept[same] = event
 
 
 def _add_log(out: Observed, raw: RawEvent) -> None:

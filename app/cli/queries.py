@@ -57,8 +57,12 @@ def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output:
     else:
         where = f" -n {found.namespace}" if found.namespace else ""
         click.echo(f"{found.kind}/{found.name}{where}: {found.events} events in the graph; the most telling:")
+        if found.recovery:
+            click.echo(found.recovery)
         click.echo("\n".join(render_tree(found.context)))
         click.echo("")
+        if found.recovery and found.hypotheses:
+            click.echo("(said while it failed, before it recovered)")
         click.echo("\n".join(render_hypotheses(found.hypotheses)))
 
 

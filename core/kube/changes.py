@@ -200,6 +200,11 @@ def tracked_values(obj: dict[str, Any]) -> dict[str, str] | None:
 # -- diff ---------------------------------------------------------------------------------
 
 
+REVERTED = "Reverted"
+"""The reason of a change event whose object went back to the version it had before its previous
+edit (`kubectl rollout undo`, a ConfigMap restored): a remediation, not a cause."""
+
+
 def diff_objects(old: dict[str, Any] | None, new: dict[str, Any]) -> ObjectChange | None:
     """What Tapio tracks that changed from `old` to `new` (old None: everything is added), or None.
 

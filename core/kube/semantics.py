@@ -38,6 +38,20 @@ def semantic_table() -> SemanticTable:
     return msgspec.convert(yaml.safe_load(text), SemanticTable)
 
 
+_SEVERE = frozenset({"warning", "error", "critical"})
+
+
+@lru_cache(maxsize=1)
+def failure_intents() -> frozenset[str]:
+    """The intents of failures the vocabulary names (an image that cannot be pulled, a crash loop, an
+    OOM kill, a probe failing...): those of Event reasons, container reasons and message hints of
+    severity warning or worse. A Warning whose reason the vocabulary does not know (a kubelet's
+    MissingClusterDNS) is `observed`, not one of them."""
+    table = semantic_table()
+    return frozenset(m.intent for section in (table.reasons, table.container_reasons, table.message_hints)
+                     for m in section.values() if m.severity in _SEVERE)
+
+
 @lru_cache(maxsize=1)
 def known_intents() -> frozenset[str]:
     """Every intent an event can have: semantics.yaml's, and the container-log signals'."""

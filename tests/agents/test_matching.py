@@ -162,6 +162,24 @@ def test_one_match_per_scope_per_window_then_again(tmp_path: Path) -> None:
     assert len({m.id for m in matches}) == 2
 
 
+def test_an_incident_that_goes_on_updates_its_prediction_instead_of_a_new_one_each_window(tmp_path: Path) -> None:
+    """One ongoing incident (a pod OOM-killed every 30 s for 16 minutes) holds again after each quiet
+    period: its matches keep the episode's id, so its predictions are updated in place (the graph and
+    the offline runner keep the newest); after a silence longer than a window, a new episode."""
+    from agents.offline import newest_versions
+
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    ongoing = [ev(s, "oom-kill", name=f"p{i}", node="n1") for i, s in enumerate(range(0, 960, 30))]
+    again = [ev(1400 + s, "oom-kill", name=f"q{i}", node="n1") for i, s in enumerate((0, 10, 20))]
+    for watermark_every in (0, 4):  # however the watermark moves
+        matches = run(ongoing + again, [oom], watermark_every=watermark_every)
+        assert [int((m.matched_at - T0).total_seconds()) for m in matches] == [60, 360, 660, 1420]
+        assert len({m.id for m in matches[:3]}) == 1 and matches[3].id != matches[0].id
+        predictions = newest_versions(p for m in matches for p in predictions_for(m, oom.pattern))
+        assert [(p.match_id, int((p.at - T0).total_seconds())) for p in predictions] == [
+            (matches[0].id, 660), (matches[3].id, 1420)]
+
+
 def test_late_hits_are_dropped_not_rematched(tmp_path: Path) -> None:
     oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
     selector = Selector([oom])
@@ -419,6 +437,25 @@ def test_prediction_when_tests_filter(tmp_path: Path) -> None:
     assert [p.type for p in predictions_for(match, oom.pattern)] == ["cascading_failure", "eviction"]
 
 
+def test_prediction_unless_tests_filter(tmp_path: Path) -> None:
+    """`unless`: the prediction applies only when no event of the match passes its tests."""
+    text = OOM.replace("""          remediation: "look at {scope}"
+""", """          remediation: "look at {scope}"
+          unless: [{field: k8s.namespace, operator: equals, value: kube-system}]
+        - type: eviction
+          confidence_base: 0.95
+          time_horizon: 5m
+          message: "evictions next on {scope}"
+          when: [{field: k8s.namespace, operator: equals, value: kube-system}]
+""")
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, text)))
+    [match] = run([ev(i, "oom-kill", name=f"p{i}", node="n1") for i in range(3)], [oom])
+    assert [p.type for p in predictions_for(match, oom.pattern)] == ["cascading_failure"]
+    [match] = run([ev(i, "oom-kill", name=f"p{i}", node="n1", ns="kube-system" if i == 2 else "shop")
+                   for i in range(3)], [oom])
+    assert [p.type for p in predictions_for(match, oom.pattern)] == ["eviction"]
+
+
 @pytest.mark.parametrize("bad, field", [
     ("      scope: node\n", "group_by"),
     ("      scope: namespace\n", "join"),
@@ -485,7 +522,8 @@ def test_observations_delivered_again_keep_the_verdict_they_had() -> None:
               ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h2"),
               ev(5, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h1")]
     first = [effective_intent(e, learn(store, e)) for e in stream]
-    assert first == ["oom-kill", "oom-kill", "observed", "oom-kill", "observed", "config-change", "config-change"]
+    # (h2 -> h1 goes back to the content before the edit: a revert, a remedy, not an edit)
+    assert first == ["oom-kill", "oom-kill", "observed", "oom-kill", "observed", "config-change", "observed"]
     records = dict(store)
     assert [effective_intent(e, learn(store, e)) for e in stream] == first
     assert store == records  # the newest observation stays what each record says
@@ -688,3 +726,18 @@ def test_contains_and_not_contains_read_the_same_text() -> None:
     has = compile_test("kubernetes.message", "contains", "unbound immediate")
     lacks = compile_test("kubernetes.message", "not_contains", "unbound immediate")
     assert (has(unbound, ""), lacks(unbound, ""), has(gpu, ""), lacks(gpu, "")) == (True, False, False, True)
+
+
+def test_a_revert_starts_no_sequence_a_failure_could_follow_from() -> None:
+    """A ConfigMap edit, pods failing, the edit reverted, a pod still failing once after it: one
+    config-drift match, from the edit; the revert (back to the content before the edit) is a remedy."""
+    drift = compile_pattern(load_pattern(Path(__file__).resolve().parents[2] / "patterns" / "config-drift.yaml"))
+    pod = ev(-200, "observed", name="web-1", action="SNAPSHOT", refs=["ConfigMap/cfg"])
+    stream = [pod, ev(-100, "observed", kind="ConfigMap", name="cfg", action="SNAPSHOT", content_hash="good"),
+              ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="bad"),
+              ev(20, "crash-loop", name="web-1", reason="BackOff", message="Back-off restarting failed container"),
+              ev(400, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="good"),
+              ev(420, "crash-loop", name="web-1", reason="BackOff", message="Back-off restarting failed container",
+                 count=2)]
+    matches = run(stream, [drift])
+    assert [(m.pattern, int((m.matched_at - T0).total_seconds())) for m in matches] == [("config-drift", 20)]

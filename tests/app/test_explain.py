@@ -34,6 +34,19 @@ def test_picks_the_newest_of_the_worst_severity() -> None:
     assert pick_event(rows)["id"] == "c"
 
 
+def test_the_headline_is_the_failure_not_a_frequent_benign_warning() -> None:
+    """A 1.20 kubelet writes MissingClusterDNS (a Warning the vocabulary does not know: intent observed)
+    at every sync of a pod without cluster DNS; the pod's ErrImageNeverPull is why it fails."""
+    rows = [{"id": "never", "severity": "warning", "intent": "image-pull-failure", "reason": "ErrImageNeverPull",
+             "timestamp": 5},
+            {"id": "dns", "severity": "warning", "intent": "observed", "reason": "MissingClusterDNS", "timestamp": 9},
+            {"id": "started", "severity": "info", "intent": "lifecycle", "reason": "Scheduled", "timestamp": 10}]
+    assert pick_event(rows)["id"] == "never"
+    for reason, intent in [("BackOff", "crash-loop"), ("OOMKilling", "oom-kill"), ("Unhealthy", "probe-failure")]:
+        rows[0] = {"id": reason, "severity": "warning", "intent": intent, "reason": reason, "timestamp": 1}
+        assert pick_event(rows)["id"] == reason
+
+
 def ev(eid: str, second: int, kind: str, name: str, reason: str, severity: str, intent: str) -> UnifiedEvent:
     return UnifiedEvent(id=eid, timestamp=T0 + timedelta(seconds=second), type="kubeapi", source="test",
                         semantic=SemanticContext(intent=intent, category="t", narrative=f"{name}: {reason}",
@@ -87,3 +100,49 @@ def test_hypotheses_merge_their_reasons_and_rank_by_score() -> None:
                               [Hypothesis(prediction=p("b", 0.9), via=["scope"]),
                                Hypothesis(prediction=p("a", 0.4), via=["scope"])])
     assert [(h.prediction.id, h.via) for h in merged] == [("b", ["scope"]), ("a", ["impacts", "scope"])]
+
+
+def change(eid: str, second: int, reason: str, message: str) -> UnifiedEvent:
+    """A topology service's change event on Deployment web (reason Changed, or Reverted for an undo)."""
+    return UnifiedEvent(id=eid, timestamp=T0 + timedelta(seconds=second), type="kubeapi", source="test",
+                        semantic=SemanticContext(intent="rollout", category="deployment", narrative=message,
+                                                 severity="warning"),
+                        k8s=K8sContext(kind="Deployment", name="web", namespace="shop", uid="u-web"),
+                        kubernetes=KubernetesData(action="CHANGE", reason=reason, message=message))
+
+
+async def test_a_revert_is_a_remedy_and_explain_says_when_it_recovered(settings: Settings) -> None:
+    """On a real node `tapio explain` named the `rollout undo` that ended the failure as its probable
+    root cause, and went on saying the rollout was failing after the fix."""
+    from topology.narrative import render_tree
+
+    graph = open_graph(msgspec.structs.replace(settings.graph, name=f"explain_{uuid.uuid4().hex[:8]}"))
+    await graph.setup_schema()
+    edit = "Deployment shop/web: container[web].image modified (web:1.4 -> web:1.5)"
+    undo = ("Deployment shop/web: container[web].image modified (web:1.5 -> web:1.4) (reverted to its version "
+            "before the edit of 2026-11-20 10:00:00Z)")
+    try:
+        await graph.write_events([
+            change("edit", 0, "Changed", edit),
+            ev("crash-1", 20, "Pod", "web-1", "BackOff", "warning", "crash-loop"),
+            ev("crash-2", 60, "Pod", "web-1", "BackOff", "warning", "crash-loop"),
+            change("undo", 90, "Reverted", undo),
+        ])
+        for relation, src, dst, a, b in [("OWNS", "ReplicaSet", "Pod", "u-rs", "u-web-1"),
+                                         ("OWNS", "Deployment", "ReplicaSet", "u-web", "u-rs")]:
+            await graph.execute(queries.link_objects(relation, src, dst), rows=[[a, b, f"{a}-{b}", {}]])
+        found = await explain(graph, kind="Pod", name="web-1", namespace="shop")
+        text = "\n".join(render_tree(found.context))
+        assert f"probable root cause: 60s before: {edit} (a change on Deployment web" in text
+        assert f"remediation: 30s after: {undo} (a revert on Deployment web: a remedy, not a cause" in text
+        assert found.recovered_at == T0 + timedelta(seconds=90)
+        assert found.recovery == (f"recovered at 2026-11-20 10:01:30Z: {undo} undid the edit behind the failure, "
+                                  "and no failure was seen on it since; its last failure 10:01:00Z")
+        # failing again after the undo: not recovered, and the undo is still no cause
+        await graph.write_events([ev("crash-3", 120, "Pod", "web-1", "BackOff", "warning", "crash-loop")])
+        found = await explain(graph, kind="Pod", name="web-1", namespace="shop")
+        assert (found.recovered_at, found.recovery) == (None, "")
+        assert f"probable root cause: 2m before: {edit}" in "\n".join(render_tree(found.context))
+    finally:
+        await graph.clear()
+        await graph.close()

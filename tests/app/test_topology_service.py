@@ -74,3 +74,25 @@ def test_a_pod_deleted_with_a_grace_period_is_deleted() -> None:
     changes = [state.observe(raw_event_from_object(o, action=a, source="watch"))[0]
                for a, o in (("MODIFIED", asked), ("MODIFIED", stopped), ("DELETED", gone))]
     assert [n.name for n in changes[-1].deleted] == ["web-0"]
+
+
+def test_an_edit_back_to_the_version_before_the_last_edit_is_a_revert() -> None:
+    """`kubectl rollout undo`, a ConfigMap restored: a remedy (reason Reverted), not a cause."""
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    good = configmap()
+    bad = copy.deepcopy(good)
+    bad["data"]["nginx.conf"] += "\n# broken"
+    state = TopologyState()
+    state.observe(observation(good, "SNAPSHOT", t0))
+    edits = []
+    for i, version in enumerate([bad, good, bad], start=1):  # the edit, its revert, and the edit again
+        obj = copy.deepcopy(version)
+        obj["metadata"]["resourceVersion"] = str(1000 + i)
+        edits.append(state.observe(observation(obj, "MODIFIED", t0 + timedelta(minutes=i)))[1])
+    assert [e.metadata["reason"] for e in edits] == ["Changed", "Reverted", "Reverted"]
+    assert edits[1].metadata["message"] == ("ConfigMap shop/nginx-config: key nginx.conf modified (reverted to its "
+                                            "version before the edit of 2026-11-20 10:01:00Z)")
+    third = copy.deepcopy(bad)
+    third["data"]["nginx.conf"] += "\n# another"
+    third["metadata"]["resourceVersion"] = "1004"
+    assert state.observe(observation(third, "MODIFIED", t0 + timedelta(minutes=4)))[1].metadata["reason"] == "Changed"

@@ -112,3 +112,40 @@ async def test_tree_names_the_change_behind_the_crash(graph) -> None:
             "(a change on ConfigMap nginx-config, correlated, not proven)") in text
     assert "2 pods on 2 nodes (node-a, node-b) share these dependencies: nginx-1, nginx-2" in text
     assert [c.event.id for c in ctx.changes] == ["cm-edit"]
+
+
+async def test_routine_status_updates_are_never_the_probable_root_cause(settings: Settings) -> None:
+    """A Node's heartbeat and the controller-manager's status write on a Deployment are MODIFIED
+    observations like an edit (intents changed, rollout); the edit itself is the topology service's
+    CHANGE. On a real 1.20 node `tapio explain` named the Node updates as the probable root cause."""
+    from topology.narrative import probable_cause
+
+    def observed(eid: str, second: int, kind: str, name: str, uid: str, intent: str, action: str) -> UnifiedEvent:
+        return UnifiedEvent(id=eid, timestamp=T0 + timedelta(seconds=second), type="kubeapi", source="test",
+                            semantic=SemanticContext(intent=intent, category="test", narrative=f"{kind} {name} {action}"),
+                            k8s=K8sContext(kind=kind, name=name, namespace="" if kind == "Node" else "shop", uid=uid),
+                            kubernetes=KubernetesData(action=action))
+
+    store = open_graph(msgspec.structs.replace(settings.graph, name=f"ctx_{uuid.uuid4().hex[:10]}"))
+    await store.setup_schema()
+    try:
+        await store.write_events([
+            observed("node-beat", 30, "Node", "node-1", "u-n1", "changed", "MODIFIED"),
+            observed("dep-status", 35, "Deployment", "web", "u-dep", "rollout", "MODIFIED"),
+            ev("crash", 40, "Pod", "web-1", "u-p1", "BackOff", node="node-1", intent="crash-loop"),
+        ])
+        for relation, src, dst, a, b in [("OWNS", "ReplicaSet", "Pod", "u-rs", "u-p1"),
+                                         ("OWNS", "Deployment", "ReplicaSet", "u-dep", "u-rs"),
+                                         ("RUNS_ON", "Pod", "Node", "u-p1", "u-n1")]:
+            await store.execute(queries.link_objects(relation, src, dst), rows=[[a, b, f"{a}-{b}", {}]])
+        ctx = await reveal_context(store, "crash")
+        assert "node-beat" in {c.event.id for c in ctx.correlated}
+        assert ctx.changes == [] and probable_cause(ctx) is None
+        # the edit, as the topology service records it, is one
+        await store.write_events([observed("dep-edit", 10, "Deployment", "web", "u-dep", "rollout", "CHANGE")])
+        ctx = await reveal_context(store, "crash")
+        assert [c.event.id for c in ctx.changes] == ["dep-edit"]
+        assert "Deployment web CHANGE (a change on Deployment web" in (probable_cause(ctx) or "")
+    finally:
+        await store.clear()
+        await store.close()

@@ -177,6 +177,17 @@ async def test_a_prediction_sent_again_after_a_newer_version_of_itself_stays_the
     assert {p.id: p.resolved_at for p in await list_predictions(store)}["p2"] == same.at
 
 
+async def test_an_episode_updated_in_place_keeps_when_it_was_first_predicted(store: GraphStore) -> None:
+    """The matches of one ongoing incident share an id (agents/windows.py): the graph keeps one
+    prediction, the newest, and when the episode's first came (`since`)."""
+    first = prediction("p1", "m1")
+    update = prediction("p1", "m1", at=T0 + timedelta(seconds=330), message="still failing", since=first.at)
+    for version in (first, update, first):  # an older version sent again changes nothing
+        await store.write_insights([], [version])
+    assert [(p.at, p.since, p.message) for p in await list_predictions(store)] == [
+        (update.at, first.at, "still failing")]
+
+
 def ranked(pid: str, mid: str, second: int, score: float, *, pattern: str = "config-drift",
            scope: str = "namespace:shop", impacted: list[ObjectRef] | None = None) -> Prediction:
     at = T0 + timedelta(seconds=second)
