@@ -31,7 +31,10 @@ from kubernetes.client import AppsV1Api, BatchV1Api, CoreV1Api
 
 from realcluster.images import BUSYBOX_IMAGE
 
-GRACE = 1  # seconds: a plain `sleep` as PID 1 ignores SIGTERM; the kubelet kills it after this
+GRACE = 1  # seconds the kubelet waits after SIGTERM before it kills a container
+#: what a long-running app does: wait, and exit 0 on SIGTERM (a plain `sleep` as PID 1 ignores it, and the
+#: kubelet's kill after the grace period, exit 137, reads as a failure of every pod a rollout replaces)
+SERVE = "trap 'exit 0' TERM; sleep 3600 & wait"
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,10 @@ def _job(name: str, script: str, *, backoff_limit: int) -> dict:
 # -- the cases ------------------------------------------------------------------------------
 
 # (1) the app reads LEDGER_MODE from a ConfigMap at start and refuses a value it does not know
-_LEDGER = """\
+_LEDGER = f"""\
 echo "ledger-api starting, mode=$LEDGER_MODE"
 case "$LEDGER_MODE" in
-  primary|replica) echo "ledger-api ready"; exec sleep 3600 ;;
+  primary|replica) echo "ledger-api ready"; {SERVE} ;;
   *) echo "fatal: LEDGER_MODE \\"$LEDGER_MODE\\" is not one of primary, replica" >&2; exit 2 ;;
 esac"""
 _LEDGER_ENV = [{"name": "LEDGER_MODE", "valueFrom": {"configMapKeyRef": {"name": "ledger-config", "key": "mode"}}}]
@@ -115,7 +118,7 @@ _WORKER = 'echo "invoice-worker: connecting to queue"; echo "invoice-worker: giv
 # (3) `tail` keeps its last line in memory; /dev/zero has none
 _HOG = 'echo "report-builder: loading the month into memory"; tail /dev/zero'
 _HOG_OK = 'echo "report-builder: loading the month into memory"; head -c 8m /dev/zero | tail -c 1 >/dev/null; ' \
-          'echo "report-builder: done, idle"; exec sleep 3600'
+          'echo "report-builder: done, idle"; ' + SERVE
 # (4), (5) busybox httpd serving /www; the probe path exists or not
 _WEB = 'mkdir -p /www && echo ok > /www/index.html && {touch}echo "catalog-web listening on :8080" && ' \
        'exec httpd -f -v -p 8080 -h /www'
@@ -136,7 +139,7 @@ _SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "catalog
 _GATEWAY_IMAGE = "tapio.local/payment-gateway:3.2.0"
 # (7) a nodeSelector nothing matches
 # (8) a Secret the pod reads through an env var
-_MAILER = 'echo "mailer using relay $SMTP_HOST"; exec sleep 3600'
+_MAILER = 'echo "mailer using relay $SMTP_HOST"; ' + SERVE
 _MAILER_ENV = [{"name": "SMTP_HOST", "value": "smtp.internal"},
                {"name": "SMTP_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "smtp-credentials", "key": "password"}}}]
 # (9) a migration that fails on every try
@@ -148,7 +151,7 @@ _CRASH_UNTIL = ("reason:CrashLoopBackOff", "restarts:2", "event:BackOff")
 
 
 def _pairs() -> list[Workload]:
-    sleep_pod = _pod_spec(_container("invoice-worker", 'echo "invoice-worker: connected"; exec sleep 3600'))
+    sleep_pod = _pod_spec(_container("invoice-worker", 'echo "invoice-worker: connected"; ' + SERVE))
     gateway = {"name": "payment-gateway", "image": _GATEWAY_IMAGE, "imagePullPolicy": "Never",
                "command": ["sleep", "3600"]}
     gateway_ok = dict(gateway, image=BUSYBOX_IMAGE)
@@ -207,13 +210,13 @@ def _pairs() -> list[Workload]:
                  summary=f"the same Deployment on {BUSYBOX_IMAGE}, which is on the node", until=("ready",)),
         Workload(case="node-selector", cause="node-selector-mismatch",
                  manifests=(_deployment("gpu-trainer", _pod_spec(
-                     _container("gpu-trainer", "exec sleep 3600"), nodeSelector={"accelerator": "nvidia-a100"})),),
+                     _container("gpu-trainer", SERVE), nodeSelector={"accelerator": "nvidia-a100"})),),
                  summary="Deployment gpu-trainer with nodeSelector accelerator=nvidia-a100, a label no node has: "
                          "Pending, FailedScheduling",
                  until=("unscheduled", "event:FailedScheduling"), symptom="Pod", mentions=("accelerator",)),
         Workload(case="node-selector-healthy", cause="",
                  manifests=(_deployment("gpu-trainer", _pod_spec(
-                     _container("gpu-trainer", "exec sleep 3600"), nodeSelector={"kubernetes.io/os": "linux"})),),
+                     _container("gpu-trainer", SERVE), nodeSelector={"kubernetes.io/os": "linux"})),),
                  summary="the same Deployment with nodeSelector kubernetes.io/os=linux, which the node has",
                  until=("ready",)),
         Workload(case="missing-secret", cause="missing-secret",
