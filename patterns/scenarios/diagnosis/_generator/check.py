@@ -11,7 +11,7 @@ CAUSES = {"missing-env-var", "tls-certificate", "shell-syntax-error", "dependenc
           "segfault", "node-selector-mismatch", "untolerated-taint", "insufficient-resource", "unbound-pvc",
           "too-many-pods", "node-not-ready", "readiness-probe-failure", "liveness-probe-failure",
           "startup-probe-failure", "probe-exec-failure", "image-auth", "image-not-found", "registry-dns",
-          "registry-tls", "registry-rate-limit", "missing-configmap", "missing-secret", "missing-serviceaccount",
+          "registry-tls", "registry-rate-limit", "image-never-pulled", "missing-configmap", "missing-secret", "missing-serviceaccount",
           "missing-storageclass", "volume-attach", "job-backoff-limit", "job-deadline", "node-disk-pressure",
           "node-memory-pressure", "node-pid-pressure", "bad-rollout", "progress-deadline", "unavailable-replicas",
           "networkpolicy-denies-egress", "dependency-down"}

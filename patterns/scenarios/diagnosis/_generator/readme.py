@@ -30,6 +30,7 @@ CAUSES = [
     ("probe-exec-failure", "an exec probe command exits non-zero"),
     ("image-auth", "the registry refuses the pull for lack of (valid) credentials"),
     ("image-not-found", "the image reference (tag/digest) does not exist in the registry"),
+    ("image-never-pulled", "the image is not on the node and imagePullPolicy is Never (ErrImageNeverPull)"),
     ("registry-dns", "the registry host name does not resolve on the node"),
     ("registry-tls", "the registry's certificate is not trusted by the runtime (x509)"),
     ("registry-rate-limit", "the registry throttles pulls (HTTP 429 toomanyrequests)"),
@@ -114,6 +115,14 @@ results of `containers/sonobuoy-crashloop-missing-file*`, `meta/` and `serverver
 The `get-table` cases (`containers/get-pods-crashloop-env*`, `nodes/get-nodes-notready*`) were
 written by hand in kubectl's table format, not by `run.py`; `run.py` does not touch them.
 
+`real-k8s-1.20/` is not written by `run.py` either: it holds real captures, made on the real
+single-node cluster of the tests (Kubernetes v1.20.2, containerd 1.6.20) by
+`benchmarks/record_real.py` from the workloads of `tests/support/realcluster/workloads.py` (each
+case's README says what was done and when), and saved by kubectl 1.32 as a user saves them:
+`kubectl get events -n NS -o json`, `kubectl get pods,deploy,rs,jobs,cm -n NS -o json`, `kubectl
+describe pods -n NS`, `kubectl logs [--previous]`. Their family is the folder (`real-k8s-1.20`), so
+`tapio backtest` scores them as one row; the cause codes are those below.
+
 ## Cause codes
 
 | code | meaning |
@@ -123,7 +132,7 @@ written by hand in kubectl's table format, not by `run.py`; `run.py` does not to
 HOW = """
 ## How the recordings were made
 
-Nothing here is copied from another project's fixtures, from the Kubernetes website's example
+Outside `real-k8s-1.20/`, nothing here is copied from another project's fixtures, from the Kubernetes website's example
 outputs or from real captures; clusters, namespaces, applications, images, hosts and times are
 invented and vary from case to case. The *vocabulary and layout* follow the Kubernetes sources:
 

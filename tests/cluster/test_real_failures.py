@@ -1,0 +1,191 @@
+"""Real failures end to end: a real cluster, `tapio collect kubeapi`, a worker, `tapio explain`.
+
+Every workload of `realcluster.workloads` (nine failures, each with a healthy twin, each in its own
+namespace) runs at once on the real single-node cluster. `tapio collect kubeapi` (a child process,
+on the cluster's admin kubeconfig) lists and watches the cluster into an isolated dataflow on the
+embedded stack, where one worker (with its bridge) runs every stage. Once each workload shows its
+failure (or its twin is healthy) and the worker has diagnosed it, `explain` (the function behind
+`tapio explain`) of each failure's object must rank its root cause first, and a twin's namespace
+must hold no standing diagnosis. Then what JetStream held is replayed into a dataflow of its own
+(`tapio replay --into`, `app.stream_replay.replay_range`): each failure gets the same answer.
+
+A case that fails because of a defect another branch fixes is an expected failure, strict, with the
+defect named: when the fix is merged the test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import kubernetes
+import msgspec
+import pytest
+from realcluster.node import RealCluster
+from realcluster.workloads import WORKLOADS, Runner, Workload, observe, symptom_object
+
+from app.explain import explain
+from app.stack import EmbeddedStack, free_port
+from app.workers import ChildProcess, start_worker, with_worker_port
+from core.settings import Settings, isolated
+from topology.graph import open_graph
+from topology.predictions import StoredPrediction, list_predictions
+
+pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(900)]
+
+log = logging.getLogger(__name__)
+DIAGNOSIS = "diagnosis/"  # agents.diagnose.PATTERN_PREFIX
+INCIDENTS = [w for w in WORKLOADS if w.incident]
+TWINS = [w for w in WORKLOADS if not w.incident]
+#: how long, after every workload shows its state, the dataflow may take to name every cause
+SETTLE_S = 60.0
+
+#: cases explain does not name today: the case, and why (run of 2026-12-05, the analysis untouched here)
+EXPECTED_FAILURES: dict[str, str] = {
+    "configmap-rollout": "explain deploy/ledger-api finds no ongoing hypothesis: the new ReplicaSet's crash loop "
+    "(diagnosed on its pod) is not tied to the ConfigMap edit and the rollout before it; not one of the defects "
+    "the other branches fix as of 2026-12-05",
+    "node-selector": "explain ranks the pattern unschedulable-pod (scope the ReplicaSet, no cause code, the "
+    "selector not named) above the pod's diagnosis node-selector-mismatch; explain's choice of root cause "
+    "(realdiag) may change it",
+}
+#: a failure younger than 3 minutes on a pod placed then stays below the incident line (a Secret someone
+#: is about to create): the test does not wait 3 minutes, so nothing, or the cause, may be named
+YOUNG = {"missing-secret"}
+
+
+def _fast(w: Workload) -> Workload:
+    """The workload without its `after:` wait (a recording waits for a failure to be 3 minutes old)."""
+    return replace(w, until=tuple(c for c in w.until if not c.startswith("after:")))
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    answers: dict[str, tuple[str, str, str]]  # case -> (cause named first, its scope, its message)
+    standing: dict[str, list[str]]  # twin case -> the ongoing predictions in its namespace
+    symptoms: dict[str, str]  # case -> Kind/namespace/name
+    timings: dict[str, float]
+
+
+def _named(p: StoredPrediction) -> str:
+    return p.type if p.pattern.startswith(DIAGNOSIS) else p.pattern
+
+
+async def _answers(settings: Settings, symptoms: dict[str, str]) -> dict[str, tuple[str, str, str]]:
+    """Per case, the first ongoing hypothesis `explain` gives for its object."""
+    graph = open_graph(settings.graph)
+    out: dict[str, tuple[str, str, str]] = {}
+    try:
+        for case, key in symptoms.items():
+            kind, ns, name = key.split("/")
+            try:
+                got = await explain(graph, kind=kind, name=name, namespace=ns)
+            except LookupError as e:
+                out[case] = ("", "", str(e))
+                continue
+            ongoing = [h.prediction for h in got.hypotheses if h.prediction.resolved_at is None]
+            out[case] = (_named(ongoing[0]), ongoing[0].scope, ongoing[0].message) if ongoing else ("", "", "none")
+    finally:
+        await graph.close()
+    return out
+
+
+async def _standing(settings: Settings) -> dict[str, list[str]]:
+    graph = open_graph(settings.graph)
+    try:
+        found = await list_predictions(graph, limit=100_000)
+    finally:
+        await graph.close()
+    return {w.case: sorted(f"[{p.pattern}] {p.type} {p.scope}" for p in found
+                           if p.namespace == w.namespace and p.resolved_at is None) for w in TWINS}
+
+
+def _right(w: Workload, answer: tuple[str, str, str]) -> bool:
+    """The top hypothesis names the cause: its code (a diagnosis's type, a pattern's name), or in its message."""
+    named, _, message = answer
+    if w.case in YOUNG and named == "":
+        return True
+    return named == w.cause or w.cause in message.lower() or w.cause.replace("-", " ") in message.lower()
+
+
+@pytest.fixture(scope="module")
+def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """An isolated dataflow on the embedded stack: its stream, topics, tables and graph; one worker."""
+    tmp = tmp_path_factory.mktemp("real-failures")
+    settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp / "worker")),
+                        "real-failures")
+    worker = start_worker(settings, name="worker-real-failures", log_dir=tmp)
+    try:
+        yield settings
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+async def live(real_cluster: RealCluster, api: kubernetes.client.ApiClient, flow: Settings,
+               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outcome]:
+    """The workloads on the cluster, collected and diagnosed live; what explain says at the end."""
+    tmp = tmp_path_factory.mktemp("real-failures-collector")
+    collector = ChildProcess(flow, ["collect", "kubeapi", "--kubeconfig", str(real_cluster.kubeconfig)],
+                             name="collector", log_dir=tmp)
+    timings: dict[str, float] = {}
+    try:
+        started = time.monotonic()
+        runner = Runner(api, tuple(_fast(w) for w in WORKLOADS))
+        runner.start()
+        waiting = await asyncio.to_thread(runner.run, timeout=240)
+        assert not waiting, f"not reached: {waiting}"
+        timings["workloads"] = time.monotonic() - started
+        symptoms = {w.case: symptom_object(w, observe(api, w.namespace)) for w in INCIDENTS}
+        deadline = time.monotonic() + SETTLE_S
+        answers = await _answers(flow, symptoms)
+        awaited = [w for w in INCIDENTS if w.case not in EXPECTED_FAILURES and w.case not in YOUNG]
+        while time.monotonic() < deadline and not all(_right(w, answers[w.case]) for w in awaited):
+            assert collector.alive(), collector.log_tail()
+            await asyncio.sleep(2)
+            answers = await _answers(flow, symptoms)
+        timings["diagnosed"] = time.monotonic() - started
+        log.info("real failures: workloads in %.0f s, diagnosed %.0f s after the start", timings["workloads"],
+                 timings["diagnosed"])
+        for case, (named, scope, message) in answers.items():
+            log.info("real failures: %s: explain %s names %s (%s): %s", case, symptoms[case], named or "nothing",
+                     scope, message[:200])
+        yield Outcome(answers=answers, standing=await _standing(flow), symptoms=symptoms, timings=timings)
+    finally:
+        collector.stop()
+
+
+def _xfail(cases: list[Workload]) -> list:
+    return [pytest.param(w, id=w.case, marks=pytest.mark.xfail(strict=True, reason=EXPECTED_FAILURES[w.case]))
+            if w.case in EXPECTED_FAILURES else pytest.param(w, id=w.case) for w in cases]
+
+
+@pytest.mark.parametrize("workload", _xfail(INCIDENTS))
+def test_explain_names_the_root_cause_of_a_real_failure(live: Outcome, workload: Workload) -> None:
+    answer = live.answers[workload.case]
+    assert _right(workload, answer), f"{live.symptoms[workload.case]}: named {answer}, want {workload.cause}"
+
+
+@pytest.mark.parametrize("workload", TWINS, ids=[w.case for w in TWINS])
+def test_a_healthy_twin_has_no_standing_prediction(live: Outcome, workload: Workload) -> None:
+    assert live.standing[workload.case] == []
+
+
+@pytest.fixture(scope="module")
+async def replayed(live: Outcome, flow: Settings) -> dict[str, tuple[str, str, str]]:
+    """What JetStream held of the live run, replayed into a dataflow of its own: explain's answers."""
+    from app.stream_replay import replay_range
+
+    started = time.monotonic()
+    result = await replay_range(flow, "real-failures-replay")
+    log.info("real failures: %d events replayed in %.0f s", len(result.event_ids), time.monotonic() - started)
+    return await _answers(result.settings, live.symptoms)
+
+
+@pytest.mark.parametrize("workload", _xfail(INCIDENTS))
+def test_the_replayed_stream_gives_the_same_answer(live: Outcome, replayed: dict, workload: Workload) -> None:
+    assert replayed[workload.case][:2] == live.answers[workload.case][:2]
+    assert _right(workload, replayed[workload.case])
+
