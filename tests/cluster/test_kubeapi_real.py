@@ -1,32 +1,40 @@
 """The kubeapi collector (`collectors.kubeapi`) against the real 1.20 API server of tests/support/realcluster.
 
 Beside the kmock tests (tests/collectors/test_kubeapi.py), what only a real server shows: the
-kinds and versions it serves, real resourceVersions and uids, Events the kubelet and scheduler
-write about a real pod. Each test runs `watch_cluster` in a thread of its own (`Collector`)
-and drives the cluster through its REST API (`Rest`, the admin token): create, modify and
-delete one object of every kind in `collectors.kubeapi.KINDS`, and checks what comes out.
+kinds and versions it serves, real resourceVersions, uids and 410s, RBAC, Events the kubelet and
+scheduler write about a real pod. Each test runs `watch_cluster` in a thread of its own
+(`Collector`) and drives the cluster through its REST API (`Rest`, the admin token):
+- every kind of `collectors.kubeapi.KINDS`: one object created, modified, deleted; a pod's Events;
+- 410 Gone: the collector cut off from the server (`CuttableProxy`) while objects change and etcd's
+  history is compacted; it relists and emits the gap;
 
 Kinds that 1.20 serves only in an older version than KINDS names (EndpointSlice
 discovery.k8s.io/v1beta1, CronJob batch/v1beta1, HorizontalPodAutoscaler autoscaling/v2beta2)
 are expected to fail here until the collector discovers the served version (the kubefix branch:
 `OLDER_VERSION_ONLY`, strict xfails to remove when it is merged).
 
-One xdist worker runs the module, in order, on one cluster (the `real_cluster` fixture).
+The module's cluster runs its apiserver without a watch cache for ConfigMaps (`APISERVER_FLAGS`),
+so that a compacted etcd gives a real 410. One xdist worker runs the module, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
 from realcluster.images import BUSYBOX_IMAGE
 from realcluster.node import RealCluster
+from realcluster.pki import write_kubeconfig
 from waiting import until_sync
 
 from collectors.kubeapi import KINDS, KindSpec, load_api_client, watch_cluster
@@ -162,6 +170,12 @@ class Collector:
 
 def actions(events: Sequence[RawEvent]) -> list[tuple[str, str]]:
     return [(e.metadata["action"], e.metadata["resource_version"]) for e in events]
+
+
+def make(rest: Rest, namespace: str, kind: str, name: str, **fields: Any) -> dict:
+    plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+    return rest.call("POST", f"/api/v1/namespaces/{namespace}/{plural}",
+                     {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, **fields})
 
 
 # -- one object of every kind ------------------------------------------------------------------
@@ -311,3 +325,114 @@ def test_events_of_a_real_pod_come_from_both_event_apis(collector: Collector, re
     for uid, core_id in ids["events"].items():  # one Event, two APIs: one observation, one id
         assert ids["events.events.k8s.io"][uid] == core_id
     rest.call("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", {"gracePeriodSeconds": 0})
+
+
+# -- 410 Gone ----------------------------------------------------------------------------------
+
+
+class CuttableProxy:
+    """A TCP relay to the API server that a test can cut (every connection closed, new ones
+    refused) and restore: a network partition between the collector and the server. TLS goes
+    through unchanged (the server's certificate names 127.0.0.1)."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("https://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = True
+        self.conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                if not self.open:
+                    down.close()
+                    continue
+                up = socket.create_connection(self.upstream)
+                self.conns += [down, up]
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True, name="proxy-pump").start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            self.open = False
+            conns, self.conns = self.conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def restore(self) -> None:
+        with self._lock:
+            self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def compact_etcd(cluster: RealCluster, revision: str) -> None:
+    """Compact etcd's history up to `revision` (a resourceVersion is an etcd revision), through etcd's gateway."""
+    http = urllib3.PoolManager()
+    resp = http.request("POST", f"{cluster.etcd_url}/v3/kv/compaction",
+                        body=json.dumps({"revision": revision, "physical": True}), timeout=10)
+    assert resp.status == 200, f"etcd compaction: HTTP {resp.status} {resp.data[:300]!r}"
+
+
+def test_410_gone_relists_and_loses_nothing(real_cluster: RealCluster, rest: Rest, namespace: str, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="collectors.watching")
+    assert real_cluster.pki is not None
+    proxy = CuttableProxy(real_cluster.server)
+    config = write_kubeconfig(tmp_path / "proxied.kubeconfig", server=f"https://127.0.0.1:{proxy.port}",
+                              ca_crt=real_cluster.pki.ca_crt, who=real_cluster.pki.admin)
+    tag = uuid.uuid4().hex[:6]
+    try:
+        with Collector(str(config), kinds=["configmaps"]) as running:
+            running.wait_listed(["configmaps"])
+            x, y = (make(rest, namespace, "ConfigMap", f"gone-{tag}-{n}", data={"k": "1"}) for n in "xy")
+            until_sync(lambda: running.of(x["metadata"]["uid"]) and running.of(y["metadata"]["uid"]), timeout=20,
+                       what="x and y ADDED")
+            resume_at = running.watcher("configmaps").resource_version
+            proxy.cut()  # the collector cannot reach the server; meanwhile x changes, y goes, z comes
+            x2 = rest.call("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/gone-{tag}-x", {"data": {"k": "2"}})
+            rest.call("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/gone-{tag}-y")
+            z = make(rest, namespace, "ConfigMap", f"gone-{tag}-z", data={"k": "1"})
+            compact_etcd(real_cluster, z["metadata"]["resourceVersion"])  # history up to z is gone
+            assert int(resume_at) < int(z["metadata"]["resourceVersion"])
+            proxy.restore()
+
+            def caught_up() -> list[tuple[str, str]]:
+                got = [(e.metadata["name"], e.metadata["action"]) for e in running.events
+                       if e.metadata["name"].startswith(f"gone-{tag}-")]
+                return got if len(got) >= 5 else []  # x, y ADDED; then the gap: x, y, z
+
+            got = until_sync(caught_up, timeout=60, what=lambda: f"the gap's changes; have {caught_up()}")
+            after = [e for e in running.events if e.metadata["name"].startswith(f"gone-{tag}-")][2:]
+    finally:
+        proxy.close()
+    assert sorted(got[2:]) == [(f"gone-{tag}-x", "MODIFIED"), (f"gone-{tag}-y", "DELETED"),
+                               (f"gone-{tag}-z", "ADDED")], got
+    modified = next(e for e in after if e.metadata["action"] == "MODIFIED")
+    assert modified.metadata["resource_version"] == x2["metadata"]["resourceVersion"]
+    assert any("410" in r.getMessage() or "too old" in r.getMessage() for r in caplog.records), \
+        [r.getMessage() for r in caplog.records]
+    assert any("gone in the gap" in r.getMessage() for r in caplog.records)  # a relist, not a resumed watch
