@@ -104,6 +104,7 @@ class ResourceWatcher:
         self.need_list = True
         self.emitted = 0
         self._session_events = 0
+        self._said = ""  # the cause of the failure logged as a warning: its repeats are debug lines
 
     async def run(self) -> None:
         """Forever (until cancelled): sessions of list-if-needed + one watch connection."""
@@ -115,6 +116,7 @@ class ResourceWatcher:
             ):
                 with attempt:
                     await self._session()
+            self._said = ""
             # a session that made progress returns normally: the next one starts with no backoff
 
     async def _session(self) -> None:
@@ -277,9 +279,13 @@ class ResourceWatcher:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         hint = _hint(exc, self.resource.name, server=self.server)
-        log.warning("kubeapi %s: %s: %s; retrying in %.1fs (%s)", self.resource.name,
-                    "relist" if self.need_list else f"watch from resourceVersion {self.resource_version!r}",
-                    _describe(exc), delay, hint)
+        what = _describe(exc)
+        cause = f"{type(exc).__name__} {getattr(exc, 'status', '')}"
+        level = logging.DEBUG if cause == self._said else logging.WARNING  # a cause is said once, until it goes
+        self._said = cause
+        log.log(level, "kubeapi %s: %s: %s; retrying in %.1fs (%s)%s", self.resource.name,
+                "relist" if self.need_list else f"watch from resourceVersion {self.resource_version!r}",
+                what, delay, hint, "" if level == logging.DEBUG else "; the same failure again is logged at debug")
 
 
 class _End:
@@ -378,8 +384,19 @@ def _changed(old: dict, new: dict) -> bool:
 
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+        text = f"HTTP {exc.status} {exc.reason or ''}".strip()
+        message = _status_message(exc.body)
+        return f"{text}: {message}" if message else text
     return repr(exc)
+
+
+def _status_message(body: object) -> str:
+    """The message of a Kubernetes Status body: for a 403 it names the user, verb, resource and group."""
+    try:
+        status = json.loads(body) if isinstance(body, (str, bytes)) and body else None
+    except ValueError:
+        return ""
+    return str(status.get("message") or "")[:500] if isinstance(status, dict) else ""
 
 
 def _hint(exc: BaseException | None, resource: str, *, server: str) -> str:

@@ -7,6 +7,8 @@ scheduler write about a real pod. Each test runs `watch_cluster` in a thread of 
 - every kind of `collectors.kubeapi.KINDS`: one object created, modified, deleted; a pod's Events;
 - 410 Gone: the collector cut off from the server (`CuttableProxy`) while objects change and etcd's
   history is compacted; it relists and emits the gap;
+- RBAC: `docker/rbac.yaml` applied, the collector run as its ServiceAccount (the token controller's
+  token); a copy without one rule: that kind is said once, the others go on;
 
 Kinds that 1.20 serves only in an older version than KINDS names (EndpointSlice
 discovery.k8s.io/v1beta1, CronJob batch/v1beta1, HorizontalPodAutoscaler autoscaling/v2beta2)
@@ -20,11 +22,14 @@ so that a compacted etcd gives a real 410. One xdist worker runs the module, in 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import copy
 import json
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,9 +37,10 @@ from typing import Any
 
 import pytest
 import urllib3
+import yaml
 from realcluster.images import BUSYBOX_IMAGE
 from realcluster.node import RealCluster
-from realcluster.pki import write_kubeconfig
+from realcluster.pki import Identity, write_kubeconfig
 from waiting import until_sync
 
 from collectors.kubeapi import KINDS, KindSpec, load_api_client, watch_cluster
@@ -436,3 +442,107 @@ def test_410_gone_relists_and_loses_nothing(real_cluster: RealCluster, rest: Res
     assert any("410" in r.getMessage() or "too old" in r.getMessage() for r in caplog.records), \
         [r.getMessage() for r in caplog.records]
     assert any("gone in the gap" in r.getMessage() for r in caplog.records)  # a relist, not a resumed watch
+
+
+# -- RBAC: docker/rbac.yaml, applied -----------------------------------------------------------
+
+RBAC = Path(__file__).resolve().parents[2] / "docker" / "rbac.yaml"
+RBAC_PATHS = {"Namespace": "/api/v1/namespaces", "ServiceAccount": "/api/v1/namespaces/tapio/serviceaccounts",
+              "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+              "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"}
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+#: what the collector does not read: none of these may be allowed (group, resource, subresource, verb)
+NOT_ITS_BUSINESS = [("", "endpoints", "", "list"), ("", "serviceaccounts", "", "list"), ("", "pods", "log", "get"),
+                    ("", "pods", "exec", "create"), ("", "nodes", "proxy", "get"), ("", "secrets", "", "create"),
+                    ("rbac.authorization.k8s.io", "clusterroles", "", "list"),
+                    ("rbac.authorization.k8s.io", "rolebindings", "", "watch"),
+                    ("coordination.k8s.io", "leases", "", "list"), ("policy", "poddisruptionbudgets", "", "list"),
+                    ("apiextensions.k8s.io", "customresourcedefinitions", "", "list"),
+                    ("authentication.k8s.io", "tokenreviews", "", "create"), ("*", "*", "", "get")]
+
+
+def apply_rbac(rest: Rest, docs: list[dict]) -> None:
+    for doc in docs:
+        status = rest.status("POST", RBAC_PATHS[doc["kind"]], doc)
+        assert status in (201, 409), f"{doc['kind']} {doc['metadata']['name']}: HTTP {status}"  # 409: made before
+
+
+def service_account_kubeconfig(cluster: RealCluster, rest: Rest, name: str, folder: Path) -> Path:
+    """A kubeconfig with the token the token controller made for ServiceAccount tapio/<name>."""
+    assert cluster.pki is not None
+
+    def secret() -> str:
+        return "".join(s["name"] for s in rest.call("GET", f"{RBAC_PATHS['ServiceAccount']}/{name}").get("secrets") or [])
+
+    token_secret = until_sync(secret, timeout=30, what=f"the token controller's Secret for ServiceAccount tapio/{name}")
+    data = rest.call("GET", f"/api/v1/namespaces/tapio/secrets/{token_secret}")["data"]
+    who = Identity(user=f"system:serviceaccount:tapio:{name}", groups=(), token=base64.b64decode(data["token"]).decode())
+    return write_kubeconfig(folder / f"{name}.kubeconfig", server=cluster.server, ca_crt=cluster.pki.ca_crt, who=who)
+
+
+def can_i(rest: Rest, verb: str, group: str, resource: str, subresource: str = "") -> bool:
+    review = rest.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource,
+                                        "subresource": subresource}}})
+    return bool(review["status"].get("allowed"))
+
+
+def token_of(kubeconfig: Path) -> str:
+    return str(json.loads(kubeconfig.read_text())["users"][0]["user"]["token"])
+
+
+@pytest.fixture(scope="module")
+def rbac_docs() -> list[dict]:
+    return list(yaml.safe_load_all(RBAC.read_text()))
+
+
+def test_the_rbac_of_docker_rbac_yaml_lets_it_read_every_kind_and_nothing_more(
+        real_cluster: RealCluster, rest: Rest, rbac_docs: list[dict], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    apply_rbac(rest, rbac_docs)
+    config = service_account_kubeconfig(real_cluster, rest, "tapio", tmp_path)
+    as_tapio = Rest(real_cluster, token=token_of(config))
+    for spec in KINDS:
+        for verb in ("get", "list", "watch"):
+            assert can_i(as_tapio, verb, spec.group, spec.plural), f"cannot {verb} {spec.name}"
+        for verb in WRITE_VERBS:
+            assert not can_i(as_tapio, verb, spec.group, spec.plural), f"can {verb} {spec.name}"
+    for group, resource, subresource, verb in NOT_ITS_BUSINESS:
+        assert not can_i(as_tapio, verb, group, resource, subresource), f"can {verb} {group}/{resource}/{subresource}"
+
+    caplog.set_level(logging.INFO, logger="collectors.watching")
+    served = [s.name for s in KINDS if s.name not in OLDER_VERSION_ONLY]
+    with Collector(str(config)) as running:
+        running.wait_listed(served)
+    forbidden = [r.getMessage() for r in caplog.records if "403" in r.getMessage()]
+    assert forbidden == []
+
+
+def test_a_forbidden_kind_is_said_once_and_the_others_go_on(
+        real_cluster: RealCluster, rest: Rest, rbac_docs: list[dict], namespace: str, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    docs = {d["kind"]: copy.deepcopy(d) for d in rbac_docs}
+    role, binding, account = docs["ClusterRole"], docs["ClusterRoleBinding"], docs["ServiceAccount"]
+    role["rules"] = [r for r in role["rules"] if r["apiGroups"] != ["storage.k8s.io"]]  # no storageclasses
+    role["metadata"]["name"] = binding["metadata"]["name"] = binding["roleRef"]["name"] = "tapio-less"
+    account["metadata"]["name"] = binding["subjects"][0]["name"] = "tapio-less"
+    apply_rbac(rest, [docs["Namespace"], account, role, binding])
+    config = service_account_kubeconfig(real_cluster, rest, "tapio-less", tmp_path)
+
+    caplog.set_level(logging.INFO, logger="collectors.watching")
+    served = [s.name for s in KINDS if s.name not in OLDER_VERSION_ONLY and s.name != "storageclasses"]
+    with Collector(str(config)) as running:
+        running.wait_listed(served)
+        cm = make(rest, namespace, "ConfigMap", f"still-{uuid.uuid4().hex[:6]}", data={"k": "v"})
+        until_sync(lambda: running.of(cm["metadata"]["uid"]), timeout=20, what="a ConfigMap seen all the same")
+        storage = running.watcher("storageclasses")
+        until_sync(lambda: [r for r in caplog.records if "storageclasses" in r.getMessage()], timeout=20,
+                   what="a log line about storageclasses")
+        time.sleep(6)  # several retries at FAST's backoff (0.2 s to 2 s)
+        assert not storage.listed
+    said = [r for r in caplog.records if "storageclasses" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    message = said[0].getMessage()
+    for words in ("storageclasses", "storage.k8s.io", "list", "system:serviceaccount:tapio:tapio-less"):
+        assert words in message, message
