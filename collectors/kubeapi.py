@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,12 +34,14 @@ from pathlib import Path
 
 from kubernetes import client, config
 
+from collectors.resume import ResumeFile
 from collectors.unusable import UnusableInput
 from collectors.watching import Resource, ResourceWatcher, WatchOptions
 from core.events import RawEvent
 from core.kube.redact import LAST_APPLIED, redact_object
 
 log = logging.getLogger(__name__)
+RESUME_EVERY_S = 10.0
 
 __all__ = ["KINDS", "ClusterWatch", "KindSpec", "KubeConfigError", "UnknownKindError", "WatchOptions", "collect",
            "LAST_APPLIED", "load_api_client", "redact_secret", "resolve_kinds", "watch_cluster"]
@@ -196,7 +199,7 @@ class ClusterWatch:
 
     def __init__(self, api_client: client.ApiClient, *, kinds: Sequence[str] | None = None,
                  stop: asyncio.Event | None = None, options: WatchOptions | None = None,
-                 queue_size: int = 10_000) -> None:
+                 queue_size: int = 10_000, resume: ResumeFile | None = None) -> None:
         self.specs = resolve_kinds(kinds)
         self.api_client = api_client
         self.stop = stop
@@ -204,9 +207,11 @@ class ClusterWatch:
         self._out: asyncio.Queue = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=2 * len(self.specs) + 2,  # a closing watch may
                                             thread_name_prefix="kubeapi")           # overlap the next call
-        server = str(api_client.configuration.host or "")
+        server = self.server = str(api_client.configuration.host or "")
+        self.resume = resume
+        points = resume.load(server) if resume is not None else {}
         self.watchers = [ResourceWatcher(resource, out=self._out, executor=self._executor, options=self.options,
-                                         server=server)
+                                         server=server, resume=points.get(resource.name))
                          for resource in build_resources(api_client, self.specs)]
         self._tasks: list[asyncio.Task] = []
         self._supervisor: asyncio.Task | None = None
@@ -258,6 +263,12 @@ class ClusterWatch:
             batch.append(item)
         return batch
 
+    def save_resume_points(self) -> None:
+        """Write where each watcher is to the resume file. Only when everything taken from the stream
+        has been handed on and nothing waits in it: a resume point then names nothing not handed on."""
+        if self.resume is not None and self._out.empty():
+            self.resume.save(self.server, {w.resource.name: p for w in self.watchers if (p := w.resume_point())})
+
     async def aclose(self) -> None:
         pending = [t for t in [*self._tasks, self._supervisor] if t is not None and not t.done()]
         for task in pending:
@@ -267,21 +278,27 @@ class ClusterWatch:
 
 
 def watch_cluster(api_client: client.ApiClient, *, kinds: Sequence[str] | None = None,
-                  stop: asyncio.Event | None = None, options: WatchOptions | None = None) -> ClusterWatch:
-    """List + watch `kinds` (all of KINDS by default) as one async stream; see ClusterWatch."""
-    return ClusterWatch(api_client, kinds=kinds, stop=stop, options=options)
+                  stop: asyncio.Event | None = None, options: WatchOptions | None = None,
+                  resume: ResumeFile | None = None) -> ClusterWatch:
+    """List + watch `kinds` (all of KINDS by default) as one async stream; see ClusterWatch.
+    With `resume`, each kind goes on from where the last run stopped (collectors.resume)."""
+    return ClusterWatch(api_client, kinds=kinds, stop=stop, options=options, resume=resume)
 
 
 async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent]], Awaitable[object]],
                   reject: Callable[[UnusableInput], Awaitable[object]] | None = None,
                   kinds: Sequence[str] | None = None, stop: asyncio.Event | None = None,
-                  options: WatchOptions | None = None, batch_max: int = 1000) -> int:
+                  options: WatchOptions | None = None, batch_max: int = 1000,
+                  resume: ResumeFile | None = None) -> int:
     """Hand RawEvents to `sink` in batches of what has arrived, until `stop`; returns how many.
 
-    An object that cannot be used goes to `reject` (logged only when None).
+    An object that cannot be used goes to `reject` (logged only when None). With `resume`, the
+    watch goes on from where the last run stopped, and where this one is is written there after
+    a batch (at most every RESUME_EVERY_S) and at the end.
     """
     handed = 0
-    async with watch_cluster(api_client, kinds=kinds, stop=stop, options=options) as stream:
+    saved = time.monotonic()
+    async with watch_cluster(api_client, kinds=kinds, stop=stop, options=options, resume=resume) as stream:
         while batch := await stream.next_batch(batch_max):
             events = [item for item in batch if isinstance(item, RawEvent)]
             for item in batch:
@@ -290,4 +307,8 @@ async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent
             if events:
                 await sink(events)
                 handed += len(events)
+            if resume is not None and time.monotonic() - saved >= RESUME_EVERY_S:
+                stream.save_resume_points()
+                saved = time.monotonic()
+        stream.save_resume_points()
     return handed

@@ -13,6 +13,8 @@ One watcher is an informer without a cache of typed objects:
 - 410 Gone (HTTP status or an ERROR event) relists and emits only the difference to what was
   known: DELETED for objects gone in the gap, ADDED / MODIFIED for new or changed ones;
 - any other failure reconnects with exponential backoff (tenacity) and logs what to check.
+- a `ResumePoint` (collectors.resume: where a previous run stopped) replaces the first LIST: the
+  watch goes on from its resourceVersion, and a 410 compares the list with the objects it names.
 A watch event whose object is already known at that resourceVersion is dropped: real servers
 never send one, but a server that replays current objects on each watch (kmock) would otherwise
 duplicate them.
@@ -42,6 +44,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
+from collectors.resume import ResumePoint, stub
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent
 from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
@@ -92,7 +95,7 @@ class ResourceWatcher:
     """List + watch of one resource until cancelled; see the module docstring."""
 
     def __init__(self, resource: Resource, *, out: asyncio.Queue, executor: Executor, options: WatchOptions,
-                 server: str = "") -> None:
+                 server: str = "", resume: ResumePoint | None = None) -> None:
         self.resource = resource
         self.out = out
         self.executor = executor
@@ -105,6 +108,16 @@ class ResourceWatcher:
         self.emitted = 0
         self._session_events = 0
         self._said = ""  # the cause of the failure logged as a warning: its repeats are debug lines
+        if resume is not None and resume.resource_version:  # where a previous run stopped: watch from there
+            self.known, self.resource_version = dict(resume.known), resume.resource_version
+            self.listed, self.need_list = True, False
+
+    def resume_point(self) -> ResumePoint | None:
+        """Where the next run can go on from: what was emitted so far (None before the first list)."""
+        if not self.listed or not self.resource_version:
+            return None
+        return ResumePoint(resource_version=self.resource_version,
+                           known={key: stub(obj) for key, obj in self.known.items()})
 
     async def run(self) -> None:
         """Forever (until cancelled): sessions of list-if-needed + one watch connection."""
@@ -161,16 +174,15 @@ class ResourceWatcher:
             elif _changed(old, obj):
                 changed.append(("MODIFIED", obj))
         gone = [obj for key, obj in self.known.items() if key not in current]
-        self.known = current
-        self.resource_version = resource_version
-        self.listed = True
-        self.need_list = False
         log.info("kubeapi %s: listed %d object(s) at resourceVersion %r (%s)", self.resource.name, len(items),
                  resource_version, "snapshot" if first else f"{len(changed)} changed, {len(gone)} gone in the gap")
         for obj in gone:
             await self._emit("DELETED", obj)
         for action, obj in changed:
             await self._emit(action, obj)
+        # only once all is out: a resume point never names what was not emitted
+        self.known, self.resource_version = current, resource_version
+        self.listed, self.need_list = True, False
 
     def _list_all(self) -> tuple[list[dict], str]:
         """Blocking: every page of the list; the resourceVersion is the first page's (one snapshot)."""
@@ -241,16 +253,16 @@ class ResourceWatcher:
         obj = self._complete(obj)
         key = _key(obj)
         version = _version(obj)
-        if version:
-            self.resource_version = version
-        if kind == "DELETED":
+        old = self.known.get(key)
+        if kind != "DELETED" and old is not None and version and _version(old) == version:
+            return  # already emitted at this resourceVersion (a server replaying current state)
+        await self._emit(kind, obj)
+        if kind == "DELETED":  # the state moves once the event is out: a resume point never skips one
             self.known.pop(key, None)
         else:
-            old = self.known.get(key)
-            if old is not None and version and _version(old) == version:
-                return  # already emitted at this resourceVersion (a server replaying current state)
             self.known[key] = obj
-        await self._emit(kind, obj)
+        if version:
+            self.resource_version = version
 
     # -- output ---------------------------------------------------------------------------
 
