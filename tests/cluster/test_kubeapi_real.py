@@ -504,7 +504,7 @@ def rbac_docs() -> list[dict]:
 
 
 def test_the_rbac_of_docker_rbac_yaml_lets_it_read_every_kind_and_nothing_more(
-        real_cluster: RealCluster, rest: Rest, rbac_docs: list[dict], tmp_path: Path,
+        real_cluster: RealCluster, rest: Rest, rbac_docs: list[dict], namespace: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     apply_rbac(rest, rbac_docs)
     config = service_account_kubeconfig(real_cluster, rest, "tapio", tmp_path)
@@ -521,6 +521,9 @@ def test_the_rbac_of_docker_rbac_yaml_lets_it_read_every_kind_and_nothing_more(
     served = [s.name for s in KINDS if s.name not in OLDER_VERSION_ONLY]
     with Collector(str(config)) as running:
         running.wait_listed(served)
+        cm = make(rest, namespace, "ConfigMap", f"as-tapio-{uuid.uuid4().hex[:6]}", data={"k": "v"})
+        until_sync(lambda: ("ADDED", cm["metadata"]["resourceVersion"]) in actions(running.of(cm["metadata"]["uid"])),
+                   timeout=20, what="a new ConfigMap through the watch, as tapio/tapio")
     forbidden = [r.getMessage() for r in caplog.records if "403" in r.getMessage()]
     assert forbidden == []
 
