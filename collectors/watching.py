@@ -14,7 +14,8 @@ One watcher is an informer without a cache of typed objects:
   known: DELETED for objects gone in the gap, ADDED / MODIFIED for new or changed ones;
 - any other failure reconnects with exponential backoff (tenacity) and logs what to check.
 - a `ResumePoint` (collectors.resume: where a previous run stopped) replaces the first LIST: the
-  watch goes on from its resourceVersion, and a 410 compares the list with the objects it names.
+  watch goes on from its resourceVersion, and a 410 compares the list with the objects it names;
+  so does a server whose resourceVersion is behind the resume point's (`same_history`).
 A watch event whose object is already known at that resourceVersion is dropped: real servers
 never send one, but a server that replays current objects on each watch (kmock) would otherwise
 duplicate them.
@@ -108,9 +109,10 @@ class ResourceWatcher:
         self.emitted = 0
         self._session_events = 0
         self._said = ""  # the cause of the failure logged as a warning: its repeats are debug lines
+        self._check_resume = False
         if resume is not None and resume.resource_version:  # where a previous run stopped: watch from there
             self.known, self.resource_version = dict(resume.known), resume.resource_version
-            self.listed, self.need_list = True, False
+            self.listed, self.need_list, self._check_resume = True, False, True
 
     def resume_point(self) -> ResumePoint | None:
         """Where the next run can go on from: what was emitted so far (None before the first list)."""
@@ -134,6 +136,15 @@ class ResourceWatcher:
 
     async def _session(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._check_resume:
+            current = await loop.run_in_executor(self.executor, self._current_version)
+            self._check_resume = False
+            if not same_history(self.resource_version, current):
+                log.warning("kubeapi %s: the resume point's resourceVersion %r is not behind the server's %r "
+                            "(another cluster at the same address, or versions not in order): listing and "
+                            "comparing with the resume point instead", self.resource.name, self.resource_version,
+                            current)
+                self.need_list = True
         if self.need_list:
             await self._relist()
         started = loop.time()
@@ -208,6 +219,17 @@ class ResourceWatcher:
             token = meta.get("continue")
             if not token:
                 return items, resource_version
+
+    def _current_version(self) -> str:
+        """Blocking: the server's resourceVersion now (a list of one item, read from etcd)."""
+        resp = self.resource.list_fn(_preload_content=False, limit=1,
+                                     _request_timeout=(self.options.connect_timeout_s, self.options.list_timeout_s))
+        try:
+            body = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        return str((meta or {}).get("resourceVersion") or "")
 
     # -- WATCH ----------------------------------------------------------------------------
 
@@ -385,6 +407,16 @@ def _key(obj: dict) -> str:
 def _version(obj: dict) -> str:
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     return str(meta.get("resourceVersion") or "")
+
+
+def same_history(resume_version: str, current_version: str) -> bool:
+    """Whether a watch from `resume_version` goes on in the history the server now has. Only when both
+    are numbers (etcd revisions, as every kube-apiserver gives) and the server is not behind: a
+    recreated cluster at the same address counts from 1 again, and a watch from a version the server
+    has not reached is no 410 (what it does instead was not tried here)."""
+    if not (resume_version.isdigit() and current_version.isdigit()):
+        return False
+    return int(resume_version) <= int(current_version)
 
 
 def _changed(old: dict, new: dict) -> bool:
