@@ -2,8 +2,9 @@
 
 Fed by: the CLI with settings and a kubeconfig. Feeds: JetStream `events.kubeapi.<namespace>`
 (every object and Event the watch sees, as RawEvents) and `deadletter.kubeapi` (objects that
-cannot be used). The collector itself (`collectors.kubeapi`) knows only a sink and a reject
-callback; this module gives it the real publisher, with retries while JetStream is away.
+cannot be used); `<state_dir>/kubeapi-resume.json`, where it stopped (collectors.resume). The
+collector itself (`collectors.kubeapi`) knows only a sink and a reject callback; this module
+gives it the real publisher, with retries while JetStream is away, and the resume file.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from app.jetstream import DeadLetterPublisher, EventPublisher, PublishFailed, connect, ensure_streams
 from collectors.kubeapi import collect, load_api_client, resolve_kinds
+from collectors.resume import ResumeFile
 from collectors.unusable import UnusableInput
 from collectors.watching import WatchOptions
 from core.events import RawEvent
@@ -23,6 +26,7 @@ from core.kube.redact import use_safe_env_names
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+RESUME_FILE = "kubeapi-resume.json"  # in the state dir: per API server and kind, where the collector stopped
 
 
 async def run_kubeapi_collector(settings: Settings, *, kubeconfig: str | None = None, context: str | None = None,
@@ -59,8 +63,9 @@ async def run_kubeapi_collector(settings: Settings, *, kubeconfig: str | None = 
             await deadletters.send(stage="kubeapi", reason=error.reason, where=f"{error.file}: {error.position}",
                                    payload=error.fragment.encode())
 
+        resume = ResumeFile(Path(settings.state_dir) / RESUME_FILE)  # a restart goes on where this run stops
         total = await collect(api_client, sink=publish, reject=dead_letter, kinds=[s.name for s in specs],
-                              stop=stop, options=options)
+                              stop=stop, options=options, resume=resume)
         log.info("kubeapi collector: stopped after %d event(s) (%d duplicate(s) dropped by JetStream)",
                  total, publisher.duplicates)
     finally:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,12 +44,14 @@ from kubernetes import client, config
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from collectors.discovery import list_function, served_resources
+from collectors.resume import ResumeFile
 from collectors.unusable import UnusableInput
 from collectors.watching import RETRIABLE, Resource, ResourceWatcher, WatchOptions
 from core.events import RawEvent
 from core.kube.redact import LAST_APPLIED, redact_object
 
 log = logging.getLogger(__name__)
+RESUME_EVERY_S = 10.0
 
 __all__ = ["KINDS", "ClusterWatch", "KindSpec", "KubeConfigError", "UnknownKindError", "WatchOptions",
            "choose_versions", "collect", "discover", "LAST_APPLIED", "load_api_client", "redact_secret",
@@ -277,7 +280,7 @@ class ClusterWatch:
 
     def __init__(self, api_client: client.ApiClient, *, kinds: Sequence[str] | None = None,
                  stop: asyncio.Event | None = None, options: WatchOptions | None = None,
-                 queue_size: int = 10_000) -> None:
+                 queue_size: int = 10_000, resume: ResumeFile | None = None) -> None:
         self.specs = resolve_kinds(kinds)
         self.api_client = api_client
         self.stop = stop
@@ -287,6 +290,8 @@ class ClusterWatch:
         self._executor = ThreadPoolExecutor(max_workers=2 * len(candidates) + 2,  # a closing watch may
                                             thread_name_prefix="kubeapi")           # overlap the next call
         self.server = str(api_client.configuration.host or "")
+        self.resume = resume
+        self._points = resume.load(self.server) if resume is not None else {}
         self.served: list[KindSpec] = []
         self.discovered = asyncio.Event()
         self.watchers: list[ResourceWatcher] = []
@@ -342,7 +347,7 @@ class ClusterWatch:
                 log.error("kubeapi: the API server at %s serves none of the kinds asked for (%s): nothing to watch",
                           self.server, ", ".join(s.name for s in self.specs))
             self.watchers = [ResourceWatcher(resource, out=self._out, executor=self._executor, options=self.options,
-                                             server=self.server)
+                                             server=self.server, resume=self._points.get(resource.name))
                              for resource in build_resources(self.api_client, self.served)]
             self._tasks = [asyncio.create_task(w.run(), name=f"kubeapi-{w.resource.name}") for w in self.watchers]
             self.discovered.set()
@@ -384,6 +389,12 @@ class ClusterWatch:
             batch.append(item)
         return batch
 
+    def save_resume_points(self) -> None:
+        """Write where each watcher is to the resume file. Only when everything taken from the stream
+        has been handed on and nothing waits in it: a resume point then names nothing not handed on."""
+        if self.resume is not None and self._out.empty():
+            self.resume.save(self.server, {w.resource.name: p for w in self.watchers if (p := w.resume_point())})
+
     async def aclose(self) -> None:
         pending = [t for t in [*self._tasks, self._supervisor] if t is not None and not t.done()]
         for task in pending:
@@ -393,21 +404,27 @@ class ClusterWatch:
 
 
 def watch_cluster(api_client: client.ApiClient, *, kinds: Sequence[str] | None = None,
-                  stop: asyncio.Event | None = None, options: WatchOptions | None = None) -> ClusterWatch:
-    """List + watch `kinds` (all of KINDS by default) as one async stream; see ClusterWatch."""
-    return ClusterWatch(api_client, kinds=kinds, stop=stop, options=options)
+                  stop: asyncio.Event | None = None, options: WatchOptions | None = None,
+                  resume: ResumeFile | None = None) -> ClusterWatch:
+    """List + watch `kinds` (all of KINDS by default) as one async stream; see ClusterWatch.
+    With `resume`, each kind goes on from where the last run stopped (collectors.resume)."""
+    return ClusterWatch(api_client, kinds=kinds, stop=stop, options=options, resume=resume)
 
 
 async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent]], Awaitable[object]],
                   reject: Callable[[UnusableInput], Awaitable[object]] | None = None,
                   kinds: Sequence[str] | None = None, stop: asyncio.Event | None = None,
-                  options: WatchOptions | None = None, batch_max: int = 1000) -> int:
+                  options: WatchOptions | None = None, batch_max: int = 1000,
+                  resume: ResumeFile | None = None) -> int:
     """Hand RawEvents to `sink` in batches of what has arrived, until `stop`; returns how many.
 
-    An object that cannot be used goes to `reject` (logged only when None).
+    An object that cannot be used goes to `reject` (logged only when None). With `resume`, the
+    watch goes on from where the last run stopped, and where this one is is written there after
+    a batch (at most every RESUME_EVERY_S) and at the end.
     """
     handed = 0
-    async with watch_cluster(api_client, kinds=kinds, stop=stop, options=options) as stream:
+    saved = time.monotonic()
+    async with watch_cluster(api_client, kinds=kinds, stop=stop, options=options, resume=resume) as stream:
         while batch := await stream.next_batch(batch_max):
             events = [item for item in batch if isinstance(item, RawEvent)]
             for item in batch:
@@ -416,4 +433,8 @@ async def collect(api_client: client.ApiClient, *, sink: Callable[[list[RawEvent
             if events:
                 await sink(events)
                 handed += len(events)
+            if resume is not None and time.monotonic() - saved >= RESUME_EVERY_S:
+                stream.save_resume_points()
+                saved = time.monotonic()
+        stream.save_resume_points()
     return handed

@@ -13,6 +13,9 @@ One watcher is an informer without a cache of typed objects:
 - 410 Gone (HTTP status or an ERROR event) relists and emits only the difference to what was
   known: DELETED for objects gone in the gap, ADDED / MODIFIED for new or changed ones;
 - any other failure reconnects with exponential backoff (tenacity) and logs what to check.
+- a `ResumePoint` (collectors.resume: where a previous run stopped) replaces the first LIST: the
+  watch goes on from its resourceVersion, and a 410 compares the list with the objects it names;
+  so does a server whose resourceVersion is behind the resume point's (`same_history`).
 A watch event whose object is already known at that resourceVersion is dropped: real servers
 never send one, but a server that replays current objects on each watch (kmock) would otherwise
 duplicate them.
@@ -42,6 +45,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
+from collectors.resume import ResumePoint, stub
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent
 from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
@@ -92,7 +96,7 @@ class ResourceWatcher:
     """List + watch of one resource until cancelled; see the module docstring."""
 
     def __init__(self, resource: Resource, *, out: asyncio.Queue, executor: Executor, options: WatchOptions,
-                 server: str = "") -> None:
+                 server: str = "", resume: ResumePoint | None = None) -> None:
         self.resource = resource
         self.out = out
         self.executor = executor
@@ -104,6 +108,18 @@ class ResourceWatcher:
         self.need_list = True
         self.emitted = 0
         self._session_events = 0
+        self._said = ""  # the cause of the failure logged as a warning: its repeats are debug lines
+        self._check_resume = False
+        if resume is not None and resume.resource_version:  # where a previous run stopped: watch from there
+            self.known, self.resource_version = dict(resume.known), resume.resource_version
+            self.listed, self.need_list, self._check_resume = True, False, True
+
+    def resume_point(self) -> ResumePoint | None:
+        """Where the next run can go on from: what was emitted so far (None before the first list)."""
+        if not self.listed or not self.resource_version:
+            return None
+        return ResumePoint(resource_version=self.resource_version,
+                           known={key: stub(obj) for key, obj in self.known.items()})
 
     async def run(self) -> None:
         """Forever (until cancelled): sessions of list-if-needed + one watch connection."""
@@ -115,10 +131,20 @@ class ResourceWatcher:
             ):
                 with attempt:
                     await self._session()
+            self._said = ""
             # a session that made progress returns normally: the next one starts with no backoff
 
     async def _session(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._check_resume:
+            current = await loop.run_in_executor(self.executor, self._current_version)
+            self._check_resume = False
+            if not same_history(self.resource_version, current):
+                log.warning("kubeapi %s: the resume point's resourceVersion %r is not behind the server's %r "
+                            "(another cluster at the same address, or versions not in order): listing and "
+                            "comparing with the resume point instead", self.resource.name, self.resource_version,
+                            current)
+                self.need_list = True
         if self.need_list:
             await self._relist()
         started = loop.time()
@@ -159,16 +185,15 @@ class ResourceWatcher:
             elif _changed(old, obj):
                 changed.append(("MODIFIED", obj))
         gone = [obj for key, obj in self.known.items() if key not in current]
-        self.known = current
-        self.resource_version = resource_version
-        self.listed = True
-        self.need_list = False
         log.info("kubeapi %s: listed %d object(s) at resourceVersion %r (%s)", self.resource.name, len(items),
                  resource_version, "snapshot" if first else f"{len(changed)} changed, {len(gone)} gone in the gap")
         for obj in gone:
             await self._emit("DELETED", obj)
         for action, obj in changed:
             await self._emit(action, obj)
+        # only once all is out: a resume point never names what was not emitted
+        self.known, self.resource_version = current, resource_version
+        self.listed, self.need_list = True, False
 
     def _list_all(self) -> tuple[list[dict], str]:
         """Blocking: every page of the list; the resourceVersion is the first page's (one snapshot)."""
@@ -194,6 +219,17 @@ class ResourceWatcher:
             token = meta.get("continue")
             if not token:
                 return items, resource_version
+
+    def _current_version(self) -> str:
+        """Blocking: the server's resourceVersion now (a list of one item, read from etcd)."""
+        resp = self.resource.list_fn(_preload_content=False, limit=1,
+                                     _request_timeout=(self.options.connect_timeout_s, self.options.list_timeout_s))
+        try:
+            body = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        return str((meta or {}).get("resourceVersion") or "")
 
     # -- WATCH ----------------------------------------------------------------------------
 
@@ -239,16 +275,16 @@ class ResourceWatcher:
         obj = self._complete(obj)
         key = _key(obj)
         version = _version(obj)
-        if version:
-            self.resource_version = version
-        if kind == "DELETED":
+        old = self.known.get(key)
+        if kind != "DELETED" and old is not None and version and _version(old) == version:
+            return  # already emitted at this resourceVersion (a server replaying current state)
+        await self._emit(kind, obj)
+        if kind == "DELETED":  # the state moves once the event is out: a resume point never skips one
             self.known.pop(key, None)
         else:
-            old = self.known.get(key)
-            if old is not None and version and _version(old) == version:
-                return  # already emitted at this resourceVersion (a server replaying current state)
             self.known[key] = obj
-        await self._emit(kind, obj)
+        if version:
+            self.resource_version = version
 
     # -- output ---------------------------------------------------------------------------
 
@@ -277,9 +313,13 @@ class ResourceWatcher:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.next_action.sleep if state.next_action else 0.0
         hint = _hint(exc, self.resource.name, server=self.server)
-        log.warning("kubeapi %s: %s: %s; retrying in %.1fs (%s)", self.resource.name,
-                    "relist" if self.need_list else f"watch from resourceVersion {self.resource_version!r}",
-                    _describe(exc), delay, hint)
+        what = _describe(exc)
+        cause = f"{type(exc).__name__} {getattr(exc, 'status', '')}"
+        level = logging.DEBUG if cause == self._said else logging.WARNING  # a cause is said once, until it goes
+        self._said = cause
+        log.log(level, "kubeapi %s: %s: %s; retrying in %.1fs (%s)%s", self.resource.name,
+                "relist" if self.need_list else f"watch from resourceVersion {self.resource_version!r}",
+                what, delay, hint, "" if level == logging.DEBUG else "; the same failure again is logged at debug")
 
 
 class _End:
@@ -369,6 +409,16 @@ def _version(obj: dict) -> str:
     return str(meta.get("resourceVersion") or "")
 
 
+def same_history(resume_version: str, current_version: str) -> bool:
+    """Whether a watch from `resume_version` goes on in the history the server now has. Only when both
+    are numbers (etcd revisions, as every kube-apiserver gives) and the server is not behind: a
+    recreated cluster at the same address counts from 1 again, and a watch from a version the server
+    has not reached is no 410 (what it does instead was not tried here)."""
+    if not (resume_version.isdigit() and current_version.isdigit()):
+        return False
+    return int(resume_version) <= int(current_version)
+
+
 def _changed(old: dict, new: dict) -> bool:
     old_version, new_version = _version(old), _version(new)
     if old_version and new_version:
@@ -378,8 +428,19 @@ def _changed(old: dict, new: dict) -> bool:
 
 def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+        text = f"HTTP {exc.status} {exc.reason or ''}".strip()
+        message = _status_message(exc.body)
+        return f"{text}: {message}" if message else text
     return repr(exc)
+
+
+def _status_message(body: object) -> str:
+    """The message of a Kubernetes Status body: for a 403 it names the user, verb, resource and group."""
+    try:
+        status = json.loads(body) if isinstance(body, (str, bytes)) and body else None
+    except ValueError:
+        return ""
+    return str(status.get("message") or "")[:500] if isinstance(status, dict) else ""
 
 
 def _hint(exc: BaseException | None, resource: str, *, server: str) -> str:

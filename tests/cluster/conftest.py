@@ -2,6 +2,7 @@
 
 `real_cluster` builds the binaries first when they are not cached (`make test` has done it
 already: then it costs seconds), starts the cluster once for the module and stops it after.
+A module may set `APISERVER_FLAGS` (a list of kube-apiserver flags) for its own cluster.
 It skips only when the machine cannot run a cluster at all (not root, no cgroup v1 memory
 controller), with that reason; a build or start failure is an error.
 """
@@ -22,7 +23,7 @@ NAMESPACE = "tapio-real"  # the tests' namespace, made by `api`
 
 
 @pytest.fixture(scope="module")
-def real_cluster() -> Iterator[RealCluster]:
+def real_cluster(request: pytest.FixtureRequest) -> Iterator[RealCluster]:
     logging.getLogger("realcluster").setLevel(logging.INFO)
     try:
         check_host()  # before a build that would be wasted
@@ -30,7 +31,8 @@ def real_cluster() -> Iterator[RealCluster]:
         check_machine(bin_dir)
     except MachineUnfit as e:
         pytest.skip(f"this machine cannot run the real cluster: {e}")
-    cluster = RealCluster(bin_dir=bin_dir).start()
+    flags = getattr(request.module, "APISERVER_FLAGS", ())
+    cluster = RealCluster(bin_dir=bin_dir, apiserver_flags=flags).start()
     try:
         yield cluster
     finally:

@@ -25,6 +25,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -67,9 +68,12 @@ def check_machine(bin_dir: Path) -> None:
 class RealCluster:
     """One single-node cluster; `start()` returns when the node is Ready and every part is healthy."""
 
-    def __init__(self, *, bin_dir: Path | None = None, node_name: str = NODE_NAME) -> None:
+    def __init__(
+        self, *, bin_dir: Path | None = None, node_name: str = NODE_NAME, apiserver_flags: Sequence[str] = ()
+    ) -> None:
         self.bin_dir = bin_dir or build.bin_dir()
         self.node_name = node_name
+        self.apiserver_flags = tuple(apiserver_flags)  # added last: a test's own settings (`--watch-cache-sizes=...`)
         suffix = secrets.token_hex(3)
         self.bridge = f"tapio{suffix}"  # at most 15 characters, the kernel's limit for a link name
         self.network = f"tapio-{suffix}"
@@ -78,6 +82,7 @@ class RealCluster:
         self.timings: dict[str, float] = {}
         self.work_dir = Path()
         self.server = ""
+        self.etcd_url = ""
         self.kubeconfig = Path()
         self.pki: Pki | None = None
         self._before: cleanup.HostBefore | None = None
@@ -143,7 +148,7 @@ class RealCluster:
     def _start_control_plane(self) -> None:
         pki = self.pki = make_pki(self._dir("pki"), node_name=self.node_name)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        etcd_url = self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         etcd = self._run(
             "etcd",
             [
@@ -178,6 +183,7 @@ class RealCluster:
                 "--enable-admission-plugins=NodeRestriction",
                 "--disable-admission-plugins=ServiceAccount",
                 "--profiling=false",
+                *self.apiserver_flags,
             ],
         )  # fmt: skip
         self.timings["kube-apiserver"] = health.wait_ready(
