@@ -147,6 +147,7 @@ class Collector:
         try:
             async with watch_cluster(api_client, kinds=self.kinds, stop=self._stop, options=self.options,
                                      resume=self.resume) as stream:
+                await stream.discovered.wait()  # its watchers are made once discovery chose the versions
                 self.watchers = stream.watchers
                 self._ready.set()
                 while batch := await stream.next_batch(1000):
