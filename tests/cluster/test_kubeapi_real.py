@@ -100,7 +100,7 @@ def base_path(api_version: str) -> str:
 
 
 def namespaced(spec: KindSpec) -> bool:
-    return spec.method.endswith("_for_all_namespaces")
+    return spec.namespaced
 
 
 def collection(spec: KindSpec, namespace: str, api_version: str | None = None) -> str:
