@@ -254,11 +254,26 @@ class MatchGroup(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def by_match(matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> list[MatchGroup]:
-    """Matches (deduplicated by id, the last wins) with their predictions, sorted by match id."""
-    unique = {m.id: m for m in matches}
+    """Matches with their predictions, sorted by match id; of the versions of one id, the newest
+    (a match by `matched_at`, a prediction by `resolved_at`, else `at`, a resolution over an update
+    of the same moment; the later in the list among equals). A batch may hold versions of one
+    diagnosis from several partitions, in any order: the list's last is not always the newest."""
+    unique: dict[str, PatternMatch] = {}
+    for m in matches:
+        held = unique.get(m.id)
+        if held is None or m.matched_at >= held.matched_at:
+            unique[m.id] = m
     preds: dict[str, dict[str, Prediction]] = {}
     for p in predictions:
-        preds.setdefault(p.match_id, {})[p.id] = p
+        same = preds.setdefault(p.match_id, {})
+        held_p = same.get(p.id)
+        if held_p is None or _version(p) >= _version(held_p):
+            same[p.id] = p
     return [MatchGroup(match_id=mid, match=unique.get(mid),
                        predictions=sorted(preds.get(mid, {}).values(), key=lambda p: p.id))
             for mid in sorted(unique.keys() | preds.keys())]
+
+
+def _version(p: Prediction) -> tuple[datetime, bool]:
+    """How new a version of a prediction is (the graph's order, topology.insight_queries)."""
+    return (p.resolved_at or p.at, p.resolved_at is not None)

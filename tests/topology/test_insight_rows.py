@@ -108,6 +108,21 @@ def test_by_match_keeps_each_prediction_with_its_match() -> None:
         ("gone", None, ["p9"]), ("m1", "m1", ["p1"]), ("m2", "m2", [])]
 
 
+def test_by_match_keeps_the_newest_version_of_a_diagnosis_whatever_the_order() -> None:
+    # A diagnosis is updated in place (same match and prediction ids); the sink's batch may hold two
+    # versions from two partitions with the older one last: the kill tests' graph kept "49 failures"
+    # while the diagnose stage's state said 50.
+    old_m, new_m = match(matched_at=T0 + timedelta(seconds=30)), match(matched_at=T0 + timedelta(seconds=40))
+    old_p = prediction(at=T0 + timedelta(seconds=30), message="49 failures")
+    new_p = prediction(at=T0 + timedelta(seconds=40), message="50 failures")
+    resolved = msgspec.structs.replace(new_p, resolved_at=new_p.at)
+    for ms, ps, want in (([new_m, old_m], [new_p, old_p], "50 failures"), ([old_m, new_m], [old_p, new_p], "50 failures")):
+        [group] = by_match(ms, ps)
+        assert group.match is new_m and [p.message for p in group.predictions] == [want]
+    [group] = by_match([new_m], [resolved, new_p])  # of the same moment, the resolution
+    assert [p.resolved_at for p in group.predictions] == [new_p.at]
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda: insight_rows([match(boost=float("nan"))], []), "boost is nan"),
     (lambda: insight_rows([match(count=2**63)], []), "outside the graph's 64-bit integers"),
