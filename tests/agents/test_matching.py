@@ -484,21 +484,24 @@ def test_membership_forgets_deleted_objects_and_recreated_pods_start_fresh() -> 
     assert member_key("shop", "Pod", "db-0") not in store
 
 
+def _pod_status(sec: int, restarts: int, reason: str, exit_code: int | None) -> UnifiedEvent:
+    """A MODIFIED observation of pod shop/api with its containers' restarts and last termination."""
+    e = ev(sec, "oom-kill", name="api", action="MODIFIED")
+    return UnifiedEvent(**{**{f: getattr(e, f) for f in e.__struct_fields__},
+                           "kubernetes": KubernetesData(action="MODIFIED", restart_count=restarts,
+                                                        container_reason=reason, exit_code=exit_code)})
+
+
 def test_a_pod_status_is_news_only_when_a_container_terminated_again() -> None:
     from agents.hits import effective_intent
     from agents.membership import learn
     store: dict = {}
 
-    def status(sec: int, restarts: int, reason: str, exit_code: int | None) -> UnifiedEvent:
-        e = ev(sec, "oom-kill", name="api", action="MODIFIED")
-        return UnifiedEvent(**{**{f: getattr(e, f) for f in e.__struct_fields__},
-                               "kubernetes": KubernetesData(action="MODIFIED", restart_count=restarts,
-                                                            container_reason=reason, exit_code=exit_code)})
     seen = [effective_intent(e, learn(store, e)) for e in (
-        status(0, 1, "OOMKilled", 137),  # first sight: news
-        status(30, 1, "OOMKilled", 137),  # the same lastState at the next status update
-        status(60, 2, "OOMKilled", 137),  # killed again
-        status(90, 2, "Error", 1))]  # a Job pod (restartPolicy Never) failing differently
+        _pod_status(0, 1, "OOMKilled", 137),  # first sight: news
+        _pod_status(30, 1, "OOMKilled", 137),  # the same lastState at the next status update
+        _pod_status(60, 2, "OOMKilled", 137),  # killed again
+        _pod_status(90, 2, "Error", 1))]  # a Job pod (restartPolicy Never) failing differently
     assert seen == ["oom-kill", "observed", "oom-kill", "oom-kill"]
 
 
@@ -511,13 +514,8 @@ def test_observations_delivered_again_keep_the_verdict_they_had() -> None:
     from agents.membership import SEEN_KEEP, learn, member_key
     store: dict = {}
 
-    def status(sec: int, restarts: int, reason: str, exit_code: int | None) -> UnifiedEvent:
-        e = ev(sec, "oom-kill", name="api", action="MODIFIED")
-        return UnifiedEvent(**{**{f: getattr(e, f) for f in e.__struct_fields__},
-                               "kubernetes": KubernetesData(action="MODIFIED", restart_count=restarts,
-                                                            container_reason=reason, exit_code=exit_code)})
-    stream = [status(0, 0, "", None), status(30, 3, "OOMKilled", 137), status(40, 3, "OOMKilled", 137),
-              status(60, 5, "OOMKilled", 137),
+    stream = [_pod_status(0, 0, "", None), _pod_status(30, 3, "OOMKilled", 137), _pod_status(40, 3, "OOMKilled", 137),
+              _pod_status(60, 5, "OOMKilled", 137),
               ev(-100, "observed", kind="ConfigMap", name="cfg", action="SNAPSHOT", content_hash="h1"),
               ev(0, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h2"),
               ev(5, "config-change", kind="ConfigMap", name="cfg", action="MODIFIED", content_hash="h1")]
@@ -528,7 +526,7 @@ def test_observations_delivered_again_keep_the_verdict_they_had() -> None:
     assert [effective_intent(e, learn(store, e)) for e in stream] == first
     assert store == records  # the newest observation stays what each record says
     for i in range(SEEN_KEEP):  # the verdicts kept are the last SEEN_KEEP of the object
-        learn(store, status(100 + i, 5, "OOMKilled", 137))
+        learn(store, _pod_status(100 + i, 5, "OOMKilled", 137))
     assert len(store[member_key("shop", "Pod", "api")].seen) == SEEN_KEEP
 
 

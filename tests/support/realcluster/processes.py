@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from app.stack import free_port
 from realcluster.errors import MissingBinary
 
+__all__ = ["Process", "exists", "free_port", "kill_pids"]
+
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Process:
