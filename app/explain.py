@@ -5,7 +5,8 @@ Fed by: the CLI. Feeds: the terminal (a tree) or JSON.
 Picks the resource's most telling recent event (the newest of its worst severity, a failure the
 vocabulary names before an unknown warning), reveals that event's context (`topology.context`) and
 renders it (`topology.narrative`), followed by every prediction the patterns made that fits the
-resource, ranked (`topology.predictions`). It says the resource recovered, and when, once a change
+resource, ranked (`topology.predictions`; a pattern that counts symptoms follows the diagnosis of the
+same objects, `app.hypotheses.diagnoses_lead`). It says the resource recovered, and when, once a change
 nearby was reverted and no failure followed (the predictions made while it failed are still listed,
 as what was said then). Arguments follow kubectl: `pod/web-0`, `pod web-0`, `po web-0`, `deploy/web`, `cm/nginx-config`.
 """
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
+from app.hypotheses import diagnoses_lead
 from core.kube.owners import WORKLOAD_KINDS
 from core.kube.scopes import ScopeKey
 from core.kube.semantics import failure_intents
@@ -24,7 +27,14 @@ from topology.context import Context, reveal_context
 from topology.graph import GraphStore
 from topology.model import CLUSTER_SCOPED
 from topology.narrative import reverts
-from topology.predictions import Hypothesis, hypotheses_for, merge_hypotheses, predictions_in_scopes
+from topology.predictions import (
+    Hypothesis,
+    hypotheses_for,
+    match_story,
+    merge_hypotheses,
+    predictions_in_scopes,
+    reaches_back_to_a_change,
+)
 
 KIND_ALIASES = {
     "po": "Pod", "pod": "Pod", "pods": "Pod", "no": "Node", "node": "Node", "nodes": "Node",
@@ -141,6 +151,9 @@ async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) ->
     ranked = merge_hypotheses(await hypotheses_for(graph, kind, ns, name, limit=10),
                               await predictions_in_scopes(graph, scope_keys_of(kind, name, ns, ctx), limit=10),
                               limit=10)
+    linked = {h.prediction.id for h in ranked if not h.prediction.pattern.startswith(DIAGNOSIS_PREFIX)
+              and reaches_back_to_a_change(await match_story(graph, h.prediction.match_id))}
+    ranked = diagnoses_lead(ranked, linked, diagnosis_prefix=DIAGNOSIS_PREFIX)
     recovered_at, said = recovery(rows, ctx)
     return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx, hypotheses=ranked,
                        recovered_at=recovered_at, recovery=said)

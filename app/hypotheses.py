@@ -24,7 +24,7 @@ from agents.diagnosis import INCIDENT_CONFIDENCE, Diagnosis
 from agents.diagnosis.causes import weight
 from core.events import UnifiedEvent
 from core.records import PatternMatch, Prediction
-from topology.predictions import EvidenceEvent, story
+from topology.predictions import EvidenceEvent, Hypothesis, story
 
 _SEVERE = frozenset({"warning", "error", "critical"})
 
@@ -155,6 +155,31 @@ def rank(causes: list[RootCause]) -> list[RootCause]:
         strength = c.score if c.family else c.confidence
         return (not c.ongoing, -strength, c.at, c.pattern, c.scope)
     return [msgspec.structs.replace(c, rank=i) for i, c in enumerate(sorted(causes, key=key), 1)]
+
+
+def diagnoses_lead(ranked: list[Hypothesis], linked: set[str], *, diagnosis_prefix: str) -> list[Hypothesis]:
+    """The graph's hypotheses of one resource (`tapio explain`), best score first, ordered by the same
+    rule as `combine`: an ongoing pattern that counts symptoms (its prediction id not in `linked`,
+    the matches that reach back to a change) follows the ongoing diagnosis about the same objects,
+    which names the specific cause (the selector no node has, the exit code...); a pattern that
+    reaches back to a change keeps its place ahead of it. Pure: no I/O."""
+    def diagnosis(h: Hypothesis) -> bool:
+        return h.prediction.pattern.startswith(diagnosis_prefix) and h.prediction.resolved_at is None
+
+    def objects(h: Hypothesis) -> set[str]:
+        return {r.key for r in h.prediction.impacted} | {f"{r.kind}/{r.namespace}/{r.name}"
+                                                         for r in h.prediction.impacted if r.name}
+    pending, out = list(ranked), []
+    while pending:
+        found = pending.pop(0)
+        counts = (not found.prediction.pattern.startswith(diagnosis_prefix) and found.prediction.id not in linked
+                  and found.prediction.resolved_at is None)
+        joined = next((h for h in pending if diagnosis(h) and objects(h) & objects(found)), None) if counts else None
+        if joined is not None:
+            pending.remove(joined)
+            out.append(joined)
+        out.append(found)
+    return out
 
 
 def incidents(causes: list[RootCause]) -> list[RootCause]:

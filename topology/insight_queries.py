@@ -223,7 +223,7 @@ COUNT_PREDICTIONS = Query("count_predictions", f"MATCH (pr:{PREDICTION_LABEL}) R
 MATCH_EVENTS = Query("match_events", f"""MATCH (e:{EVENT_LABEL})-[m:{MATCHES}]->(:{PATTERN_LABEL})
 WHERE m.match_id = $match_id
 RETURN DISTINCT e.id AS id, e.timestamp AS timestamp, e.source AS source, e.narrative AS narrative,
-       e.severity AS severity, e.kind AS kind, e.namespace AS namespace, e.name AS name
+       e.severity AS severity, e.kind AS kind, e.namespace AS namespace, e.name AS name, e.intent AS intent
 ORDER BY timestamp, id""")
 
 #: Params `ids` (event ids). Rows: cause, effect of every CAUSED edge between two of them.

@@ -21,6 +21,7 @@ from core.events import epoch_ms
 from topology import insight_queries
 from topology.graph import GraphStore
 from topology.model import label_for
+from topology.narrative import CHANGE_INTENTS
 
 Via = Literal["impacts", "evidence", "scope"]
 
@@ -153,6 +154,7 @@ class EvidenceEvent(msgspec.Struct, frozen=True, kw_only=True):
     kind: str = ""
     namespace: str = ""
     name: str = ""
+    intent: str = ""  # the vocabulary's intent (config-change, rollout, crash...)
 
 
 class MatchStory(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,7 +171,7 @@ async def match_story(graph: GraphStore, match_id: str) -> MatchStory:
     evidence = [EvidenceEvent(id=r["id"], at=_datetime(r["timestamp"]) if r["timestamp"] is not None else None,
                               source=r["source"] or "", text=" ".join((r["narrative"] or r["id"]).split()),
                               severity=r["severity"] or "", kind=r["kind"] or "", namespace=r["namespace"] or "",
-                              name=r["name"] or "")
+                              name=r["name"] or "", intent=r.get("intent") or "")
                 for r in rows]
     ids = [r["id"] for r in rows]
     links = await graph.query(insight_queries.CAUSED_AMONG, ids=ids) if ids else []
@@ -189,3 +191,10 @@ def story(evidence: list[EvidenceEvent], caused: list[tuple[str, str]]) -> Match
     else:
         chain = [text[i] for i in ids[:1] + ids[-1:]] if len(ids) > 1 else [text[i] for i in ids]
     return MatchStory(evidence=evidence, caused=[[c, e] for c, e in links], chain=chain)
+
+
+def reaches_back_to_a_change(told: MatchStory) -> bool:
+    """Does the match link a change (an edit, a rollout) to the failures after it? Then it explains
+    further back than the failing objects' own state (`app.hypotheses.starts_with_a_change`, from the graph)."""
+    changes = {e.id for e in told.evidence if e.intent in CHANGE_INTENTS}
+    return any(cause in changes for cause, _ in told.caused)

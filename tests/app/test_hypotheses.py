@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from agents.diagnosis import Diagnosis, ObjectKey
-from app.hypotheses import RootCause, combine, incidents
+from app.hypotheses import RootCause, combine, diagnoses_lead, incidents
+from topology.predictions import (
+    EvidenceEvent,
+    Hypothesis,
+    ImpactedResource,
+    StoredPrediction,
+    reaches_back_to_a_change,
+    story,
+)
 
 T0 = datetime(2026, 11, 30, 14, tzinfo=UTC)
 POD = ObjectKey("Pod", "shop", "web-0")
@@ -51,3 +59,40 @@ def test_a_diagnosis_below_the_incident_line_is_not_shown_unless_a_pattern_agree
     assert incidents(combine([shaky], [])) == []
     [agreed] = incidents(combine([shaky], [(pattern("liveness-death-spiral", affected=["Pod/shop/web-0"]), False)]))
     assert agreed.patterns == ["liveness-death-spiral"]
+
+
+def stored(pattern_name: str, *, score: float, pods: list[str], minute: int = 0,
+           resolved: bool = False) -> Hypothesis:
+    at = T0 + timedelta(minutes=minute)
+    return Hypothesis(prediction=StoredPrediction(
+        id=f"{pattern_name}@{minute}", match_id=f"m-{pattern_name}", pattern=pattern_name, score=score, at=at, due=at,
+        resolved_at=at + timedelta(minutes=1) if resolved else None,
+        impacted=[ImpactedResource(kind="Pod", namespace="shop", name=p, key=f"uid-{p}") for p in pods]),
+        via=["impacts"])
+
+
+def test_explain_puts_the_diagnosis_of_the_same_pod_before_a_pattern_that_counts_its_symptoms() -> None:
+    # unschedulable-pod (priority 70) outscores the pod's node-selector-mismatch diagnosis: it says
+    # "no node matches their selector or affinity", the diagnosis names the selector
+    counting = stored("unschedulable-pod", score=1.02, pods=["web-0"])
+    other = stored("dns-black-hole", score=1.2, pods=["api-0"])
+    diag = stored("diagnosis/scheduling", score=0.85, pods=["web-0"])
+    old = stored("diagnosis/containers", score=0.9, pods=["web-0"], resolved=True)
+    ranked = diagnoses_lead([other, counting, old, diag], set(), diagnosis_prefix="diagnosis/")
+    assert [h.prediction.pattern for h in ranked] == ["dns-black-hole", "diagnosis/scheduling", "unschedulable-pod",
+                                                      "diagnosis/containers"]
+
+
+def test_explain_keeps_a_pattern_that_reaches_back_to_a_change_ahead_of_the_diagnosis() -> None:
+    rollout = stored("bad-rollout", score=1.1, pods=["web-0"])
+    diag = stored("diagnosis/containers", score=0.85, pods=["web-0"])
+    ranked = diagnoses_lead([rollout, diag], {rollout.prediction.id}, diagnosis_prefix="diagnosis/")
+    assert [h.prediction.pattern for h in ranked] == ["bad-rollout", "diagnosis/containers"]
+
+
+def test_a_match_reaches_back_to_a_change_when_a_change_causes_one_of_its_events() -> None:
+    edit = EvidenceEvent(id="e1", at=T0, text="ConfigMap cfg edited", intent="config-change")
+    crash = EvidenceEvent(id="e2", at=T0, text="web-0 BackOff", intent="crash")
+    assert reaches_back_to_a_change(story([edit, crash], [("e1", "e2")]))
+    assert not reaches_back_to_a_change(story([edit, crash], []))  # an edit beside the crashes, not linked
+    assert not reaches_back_to_a_change(story([crash, edit], [("e2", "e1")]))

@@ -44,11 +44,7 @@ TWINS = [w for w in WORKLOADS if not w.incident]
 SETTLE_S = 60.0
 
 #: cases explain does not name today: the case, and why (run of 2026-12-05, the analysis untouched here)
-EXPECTED_FAILURES: dict[str, str] = {
-    "node-selector": "explain ranks the pattern unschedulable-pod (scope the ReplicaSet, no cause code, the "
-    "selector not named) above the pod's diagnosis node-selector-mismatch; explain's choice of root cause "
-    "(realdiag) may change it",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 #: a failure younger than 3 minutes on a pod placed then stays below the incident line (a Secret someone
 #: is about to create): the test does not wait 3 minutes, so nothing, or the cause, may be named
 YOUNG = {"missing-secret"}
