@@ -256,7 +256,7 @@ def _owner(meta: _Meta) -> ObjectRef | None:
 
 def _enrich_change(raw: RawEvent) -> EnrichedEvent:
     """A change event of the topology service (CHANGE), or a rollout read off a recording's
-    ReplicaSets (ROLLOUT, `collectors.rollouts`): what changed is in its metadata."""
+    ReplicaSets (ROLLOUT, `core.kube.rollouts`): what changed is in its metadata."""
     md = raw.metadata
     if not md.get("kind") or not md.get("name"):
         raise EnrichError("change event without kind or name in its metadata")

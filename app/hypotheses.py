@@ -105,6 +105,10 @@ def starts_with_a_change(match: PatternMatch) -> bool:
     return any(e.id in causes and is_change(e) for e in match.evidence)
 
 
+#: the further causes a diagnosis names in its detail: its pod's (a bad rollout), its workload's, its Job's
+_JOINED_CAUSES = ("pod_cause", "workload_cause", "job_reason")
+
+
 def from_diagnosis(d: Diagnosis) -> RootCause:
     affected = [str(d.subject)] + [str(m) for m in d.members]
     if d.caused_by is not None and str(d.caused_by) not in affected:
@@ -114,7 +118,7 @@ def from_diagnosis(d: Diagnosis) -> RootCause:
     return RootCause(rank=0, pattern=d.cause, scope=str(d.subject), confidence=d.confidence, score=weight(d),
                      message=d.message, remediation=d.remediation, at=d.at, ongoing=d.ongoing, chain=list(d.chain),
                      affected=affected, family=d.family,
-                     causes=[d.cause] + [d.detail[k] for k in ("workload_cause", "job_reason") if d.detail.get(k)],
+                     causes=[d.cause] + [d.detail[k] for k in _JOINED_CAUSES if d.detail.get(k)],
                      evidence=[Evidence(at=e.at, source=e.source, text=e.text) for e in d.evidence])
 
 

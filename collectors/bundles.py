@@ -76,11 +76,11 @@ from collectors.loose import OWN_TIME, InputNote, looks_like_log, not_kubernetes
 from collectors.podlogs import LogScanner, LogSource, PodInfo, ScannedLog, log_events, pod_info
 from collectors.replay import ReplayFileError, parse_recording
 from collectors.replayer import LABELS_FILE
-from collectors.rollouts import rollout_events
 from collectors.unusable import UnusableInput
 from core.events import RawEvent
 from core.kube.objects import NO_TIMESTAMP
 from core.kube.objects import SNAPSHOT as SNAPSHOT_ACTION
+from core.kube.rollouts import rollout_events
 
 __all__ = ["CLUSTER_INFO", "CLUSTER_INFO_STREAM", "MUST_GATHER", "RECORDINGS", "SONOBUOY", "SUPPORT_BUNDLE",
            "InputKind", "detect_input", "looks_like_kubectl_text", "read_inputs"]
@@ -96,7 +96,7 @@ _STREAM_NOISE = re.compile(r"(?:Create log request|Request log) error: ")
 def read_inputs(paths: Iterable[str | Path], *, now: datetime | None = None
                 ) -> Iterator[RawEvent | UnusableInput | InputNote]:
     """Every RawEvent and UnusableInput of the inputs, each read by its layout, then the rollouts
-    their ReplicaSets imply (`collectors.rollouts`), and an InputNote for each decision a person
+    their ReplicaSets imply (`core.kube.rollouts`), and an InputNote for each decision a person
     should know of (a file skipped as not Kubernetes data, how times were placed).
 
     `now` is when the inputs were captured: kubectl text resolves its relative ages against it, and

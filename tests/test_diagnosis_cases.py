@@ -18,11 +18,7 @@ from app.diagnosis_backtest import find_cases, inputs_of, judge, per_family, run
 ROOT = Path(__file__).resolve().parents[1]
 CASES = find_cases([ROOT / "patterns" / "scenarios" / "diagnosis"])
 #: recorded on the real cluster (real-k8s-1.20/) and not named first today: the case and why
-NOT_NAMED_YET = {
-    "real-k8s-1.20/configmap-rollout": "the top hypothesis is the new pod's exit 2 (app-error-exit), not the "
-    "rollout of the ConfigMap edit: the snapshot shows ledger-config's new value, not its edit (no fix for this "
-    "is on another branch as of 2026-12-05)",
-}
+NOT_NAMED_YET: dict[str, str] = {}
 
 
 def _params():  # type: ignore[no-untyped-def]

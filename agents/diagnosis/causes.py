@@ -11,7 +11,9 @@ Rules, in order:
 3. pods of one workload failing the same way are one hypothesis (the others are members), and a
    workload's own degradation joins its pods' root instead of competing with it;
 4. a pod of a Deployment's newest revision carries that rollout (its pod-template diff) as the
-   first link of its chain, and says whether the previous ReplicaSet still serves;
+   first link of its chain; while the previous ReplicaSet still serves, the rollout is bad
+   (cause `bad-rollout`, the pod's own cause kept as `pod_cause`), and a restart that changed
+   nothing else in the template points at what the pods read at start (the ConfigMap or Secret);
 5. ranked: still failing at the end first, then by confidence, then the earlier failure.
 """
 
@@ -19,8 +21,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from agents.diagnosis.model import Diagnosis
-from agents.diagnosis.observed import ObjectKey, Observed, workload_of
+import msgspec
+
+from agents.diagnosis.model import Diagnosis, in_namespace
+from agents.diagnosis.observed import ObjectKey, Observed, Rollout, Seen, workload_of
+from core.kube.changes import RESTARTED_AT
+from core.kube.objects import parse_time
+from core.kube.refs import IMAGE_PULL_SECRET, PodSpec, pod_refs
 from core.kube.status import owner
 
 #: for one object, which family's diagnosis explains the others (higher wins at equal standing)
@@ -180,12 +187,13 @@ def _workload_of_controller(observed: Observed, controller: ObjectKey) -> Object
 
 
 def _join_rollout(d: Diagnosis, observed: Observed) -> None:
-    """A pod of a Deployment's newest revision: that rollout is the first link of its chain."""
+    """A pod of a Deployment's newest revision: that rollout is the first link of its chain. While
+    the previous ReplicaSet still serves, the rollout is bad: the hypothesis is the Deployment's."""
     if d.subject.kind != "Pod":
         return
     seen = observed.objects.get(d.subject)
     rs = owner(seen.obj) if seen else None
-    if not rs or rs[0] != "ReplicaSet":
+    if not seen or not rs or rs[0] != "ReplicaSet":
         return
     workload = workload_of(observed, d.subject)
     rollouts = sorted((r for r in observed.rollouts if r.deployment == workload), key=lambda r: r.at)
@@ -194,15 +202,101 @@ def _join_rollout(d: Diagnosis, observed: Observed) -> None:
     newest = rollouts[-1]
     d.caused_by = newest.replicaset
     d.chain = [f"{newest.deployment}: rollout {newest.message}"] + d.chain
-    d.message += f"; it began with the rollout of {newest.deployment.kind} {newest.deployment.name}: {newest.message}"
     old = [s for k, s in observed.objects.items() if k.kind == "ReplicaSet" and k.namespace == d.subject.namespace
            and k.name != rs[1] and owner(s.obj) == ("Deployment", newest.deployment.name)
            and int((s.obj.get("status") or {}).get("readyReplicas") or 0) > 0]
-    if old:
-        serving = old[0]
-        ready = int((serving.obj.get("status") or {}).get("readyReplicas") or 0)
-        d.message += (f" (the previous ReplicaSet {serving.key.name} still serves {ready} ready "
-                      f"{'pod' if ready == 1 else 'pods'})")
-        d.detail["previous_replicaset"] = serving.key.name
     d.confidence = min(0.95, d.confidence + 0.05)
     d.detail["rollout"] = newest.message
+    serving = old[0] if old else None
+    ready = int((serving.obj.get("status") or {}).get("readyReplicas") or 0) if serving else 0
+    if serving is not None:
+        d.detail["previous_replicaset"] = serving.key.name
+        if d.ongoing:
+            _bad_rollout(d, observed, seen, newest, serving, ready)
+            return
+    d.message += f"; it began with the rollout of {newest.deployment.kind} {newest.deployment.name}: {newest.message}"
+    if serving is not None:
+        d.message += (f" (the previous ReplicaSet {serving.key.name} still serves {ready} ready "
+                      f"{'pod' if ready == 1 else 'pods'})")
+
+
+#: a new revision failing while the previous one serves, whatever the pods' own failure says
+BAD_ROLLOUT_CONFIDENCE = 0.8
+#: a template change that leaves what the pods run as it was: the restart stamp (`kubectl rollout restart`)
+_RESTART_ONLY = frozenset({RESTARTED_AT})
+
+
+def _bad_rollout(d: Diagnosis, observed: Observed, pod: Seen, rollout: Rollout, serving: Seen, ready: int) -> None:
+    """The new revision's pod fails while the previous one serves: the Deployment's rollout is the
+    root. A restart that changed nothing in the template (`kubectl rollout restart`) rolled out what
+    the pods read at start: the ConfigMaps and Secrets they use."""
+    deployment = rollout.deployment
+    d.detail["pod_cause"] = d.cause
+    d.cause = "bad-rollout"
+    if deployment not in d.members:
+        d.members.insert(0, deployment)
+    served = f"{ready} ready {'pod' if ready == 1 else 'pods'}"
+    read = _read_at_start(pod, observed) if rollout.keys and set(rollout.keys) <= _RESTART_ONLY else []
+    behind = _changed_input(read, observed, serving)
+    said = ""
+    if behind is not None:
+        key, what = behind
+        d.caused_by = key
+        d.detail["config"] = str(key)
+        d.chain = [f"{key}: {what}"] + d.chain
+        said = (f"; the pod template is unchanged but for the restart, so what the new pods read differently "
+                f"at start is behind it: {key.kind} {key.name} ({what})")
+    elif read:
+        said = ("; the pod template is unchanged but for the restart: what the new pods read at start changed "
+                f"({', '.join(f'{k.kind} {k.name}' for k in read)})")
+    change = rollout.message.removeprefix(f"Deployment {deployment.namespace}/{deployment.name}: ")
+    d.message = (f"Bad rollout of Deployment {deployment.name}{in_namespace(deployment)} ({change}): the new "
+                 f"revision fails: {d.message}{said} (the previous ReplicaSet {serving.key.name} still serves "
+                 f"{served})")
+    # the new revision fails where the previous one serves: the rollout is the difference
+    d.confidence = max(d.confidence, BAD_ROLLOUT_CONFIDENCE + (0.05 if behind is not None else 0.0))
+    undo = f"`kubectl rollout undo deployment/{deployment.name} -n {deployment.namespace}`"
+    fix = (f" Then correct {d.caused_by.kind} {d.caused_by.name} (compare it with what the serving pods started "
+           f"with) and restart the rollout." if behind is not None else "")
+    d.remediation = f"Roll back while you fix it: {undo} returns to the revision that served.{fix} {d.remediation}"
+
+
+def _read_at_start(pod: Seen, observed: Observed) -> list[ObjectKey]:
+    """The ConfigMaps and Secrets a pod's containers read (env, envFrom, volumes), in spec order, once;
+    not an image pull secret, not the API server's CA bundle every pod mounts."""
+    try:
+        spec = msgspec.convert(pod.obj.get("spec") or {}, PodSpec)
+    except msgspec.ValidationError:
+        return []
+    out: list[ObjectKey] = []
+    for ref in pod_refs(spec):
+        key = ObjectKey(ref.kind, pod.key.namespace, ref.name)
+        if ref.kind in ("ConfigMap", "Secret") and ref.via != IMAGE_PULL_SECRET and ref.name != _CA_BUNDLE \
+                and key not in out:
+            out.append(key)
+    return out
+
+
+_CA_BUNDLE = "kube-root-ca.crt"
+
+
+def _changed_input(read: list[ObjectKey], observed: Observed, serving: Seen) -> tuple[ObjectKey, str] | None:
+    """Which of what the pods read changed: the one edited since the serving ReplicaSet was created
+    (a live stream saw the edit), else the only one they read; None when that cannot be told."""
+    created = parse_time(str((serving.obj.get("metadata") or {}).get("creationTimestamp") or ""))
+    edited = [k for k in read if k in observed.objects and observed.objects[k].action == "MODIFIED"
+              and created is not None and observed.objects[k].at > created]
+    found = edited[0] if len(edited) == 1 else read[0] if len(read) == 1 else None
+    if found is None:
+        return None
+    seen = observed.objects.get(found)
+    what = "read by every new pod at start"
+    if seen is not None and found.kind == "ConfigMap":
+        data = seen.obj.get("data") or {}
+        shown = [f"{k} = {v!r}" for k, v in sorted(data.items()) if isinstance(v, str) and len(v) <= 40
+                 and "\n" not in v][:3]
+        if shown:
+            what = f"now {', '.join(shown)}"
+    if found in edited and seen is not None:
+        what += f", edited at {seen.at:%H:%M:%S}Z"
+    return found, what

@@ -20,6 +20,7 @@ import msgspec
 
 from core.events import RawEvent
 from core.kube.owners import workload_of as workload_of_kind
+from core.kube.rollouts import rollouts
 from core.kube.status import owner
 
 ROLLOUT = "ROLLOUT"
@@ -100,6 +101,7 @@ class Rollout(msgspec.Struct, kw_only=True, frozen=True):
     message: str  # the template diff, in prose
     at: datetime
     source: str
+    keys: tuple[str, ...] = ()  # the template keys it changed (`core.kube.changes`), when known
 
 
 class Observed(msgspec.Struct, kw_only=True):
@@ -153,7 +155,20 @@ def observe(events: Iterable[RawEvent]) -> Observed:
         end = raw.timestamp if end is None or raw.timestamp > end else end
     out.end = end
     _join_namespaces(out)
+    _add_replicaset_rollouts(out)
     return out
+
+
+def _add_replicaset_rollouts(out: Observed) -> None:
+    """The rollouts the ReplicaSets held show (`core.kube.rollouts`), where no ROLLOUT event (a
+    recording's, read by `collectors.bundles`) said them already: the live stage holds objects only."""
+    told = {(r.deployment, r.replicaset) for r in out.rollouts}
+    for r in rollouts((seen.obj, seen.source) for seen in out.of_kind("ReplicaSet")):
+        found = Rollout(deployment=ObjectKey("Deployment", r.namespace, r.deployment),
+                        replicaset=ObjectKey("ReplicaSet", r.namespace, r.replicaset), message=r.message, at=r.at,
+                        source=r.source, keys=tuple(c.key for c in r.changes))
+        if (found.deployment, found.replicaset) not in told:
+            out.rollouts.append(found)
 
 
 def _join_namespaces(out: Observed) -> None:
@@ -263,7 +278,8 @@ def _add_rollout(out: Observed, raw: RawEvent) -> None:
     out.rollouts.append(Rollout(
         deployment=ObjectKey("Deployment", namespace, md.get("name", "")),
         replicaset=ObjectKey("ReplicaSet", namespace, found.group(1) if found else ""),
-        message=message, at=raw.timestamp, source=md.get("source", "")))
+        message=message, at=raw.timestamp, source=md.get("source", ""),
+        keys=tuple(k for k in md.get("keys", "").split(",") if k)))
 
 
 def workload_of(observed: Observed, pod: ObjectKey) -> ObjectKey | None:

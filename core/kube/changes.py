@@ -13,10 +13,12 @@ Tracked, everything else (status, managedFields, resourceVersion alone...) is ig
   Pod's own spec): per container image, command, args, env (a value's hash unless its name is
   declared safe, `core.kube.redact`; or the valueFrom summary), envFrom,
   resources requests/limits, liveness/readiness/startup probes (compact strings), the pod
-  volumes, the replica count and the rollout revision annotation. Keys read like
+  volumes, the replica count, the rollout revision annotation and the pod template's restart stamp
+  (`kubectl rollout restart` sets RESTARTED_AT_ANNOTATION: the template is otherwise the same, and
+  the new pods read their ConfigMaps and Secrets anew). Keys read like
   `container[nginx].image`, `container[nginx].env.LOG_LEVEL`,
   `container[nginx].resources.limits.memory`, `initContainer[setup].args`, `volume[config]`,
-  `replicas`, `revision`.
+  `replicas`, `revision`, `restartedAt`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ HASH_CHARS = 16
 SUMMARY_VALUE_CHARS = 40
 BINARY = "binary "  # prefix of a binaryData value's stand-in (size and hash)
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
+#: the tracked key of the template's restart stamp
+RESTARTED_AT = "restartedAt"
 WORKLOADS = WORKLOAD_KINDS | {"Pod"}  # a Pod's own spec is tracked like a workload's template
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 _PROBE_TIMINGS = (("initialDelaySeconds", "delay"), ("periodSeconds", "period"), ("timeoutSeconds", "timeout"),
@@ -152,6 +157,14 @@ def _pod_spec(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     return (spec.get("template") or {}).get("spec") or {}
 
 
+def _template_meta(kind: str, spec: dict[str, Any]) -> Any:
+    if kind == "Pod":
+        return {}
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return (spec.get("template") or {}).get("metadata") or {}
+
+
 def _workload_values(obj: dict[str, Any]) -> dict[str, str]:
     kind, meta, spec = obj.get("kind") or "", obj.get("metadata") or {}, obj.get("spec") or {}
     namespace = str(meta.get("namespace") or "")
@@ -161,6 +174,11 @@ def _workload_values(obj: dict[str, Any]) -> dict[str, str]:
         values["revision"] = str(revision)
     if kind != "Pod" and spec.get("replicas") is not None:
         values["replicas"] = str(spec["replicas"])
+    template = _template_meta(kind, spec)
+    annotations = template.get("annotations") if isinstance(template, dict) else None
+    restarted = annotations.get(RESTARTED_AT_ANNOTATION) if isinstance(annotations, dict) else None
+    if restarted is not None:
+        values[RESTARTED_AT] = str(restarted)
     pod_spec = _pod_spec(kind, spec)
     for group, prefix in (("initContainers", "initContainer"), ("containers", "container")):
         for container in pod_spec.get(group) or []:

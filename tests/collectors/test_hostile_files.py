@@ -16,8 +16,8 @@ from collectors import bundlefiles, limits
 from collectors.limits import MAX_DEPTH, SafeYamlLoader, deeper_than, skip_json_value
 from collectors.replay import parse_recording
 from collectors.replayer import read_recordings
-from collectors.rollouts import rollout_events
 from core.events import RawEvent
+from core.kube.rollouts import rollout_events
 
 DEEP = 200_000
 
