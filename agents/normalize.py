@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from core.events import SemanticContext, Severity, UnifiedEvent
+from core.events import KernelData, NetworkData, SemanticContext, Severity, UnifiedEvent
 from core.kube.semantics import Meaning, SemanticTable, semantic_table
 from core.records import EnrichedBatch, EnrichedEvent, UnifiedBatch
 
@@ -29,9 +29,11 @@ def meaning_of(event: EnrichedEvent, table: SemanticTable) -> Meaning:
     kube = event.kubernetes
     if kube is None:
         md = event.raw.metadata
-        if event.raw.type == "logs" and md.get("intent"):  # core/kube/vocabulary/log_signals.yaml gave it meaning
+        # a log line (core/kube/vocabulary/log_signals.yaml gave it meaning) or a node collector's
+        # event (collectors.node: it says its intent, category and severity)
+        if md.get("intent"):
             severity = md.get("severity", "warning")
-            return Meaning(md["intent"], md.get("category", "logs"),
+            return Meaning(md["intent"], md.get("category", event.raw.type),
                            severity if severity in _SEVERITIES else "warning")  # type: ignore[arg-type]
         return table.default
     if kube.action == "EVENT":
@@ -64,6 +66,9 @@ def narrative(event: EnrichedEvent, meaning: Meaning) -> str:
             previous = ", previous" if md.get("previous") == "true" else ""
             where = f" (container {container}{previous})" if container else ""
             return f"{subject}{where}: {md['signal']}: {md.get('message', '')}".rstrip(": ")
+        if md.get("message"):  # a node collector's line (collectors.node)
+            reason = f"{md['reason']}: " if md.get("reason") else ""
+            return f"{subject}: {reason}{' '.join(md['message'].split())[:300]}"
         return f"{subject}: {meaning.intent}"
     if kube.action in ("CHANGE", "ROLLOUT"):  # the change summary already names the object
         return kube.message or f"{subject} changed"
@@ -124,6 +129,32 @@ def metrics_of(metadata: dict[str, str]) -> dict[str, float]:
     return out
 
 
+KERNEL_PREFIX, NET_PREFIX = "kernel.", "net."
+_KERNEL_FIELDS = ("comm", "syscall", "cgroup")
+_NET_FIELDS = ("protocol", "src", "dst", "query", "rcode")
+
+
+def kernel_of(metadata: dict[str, str]) -> KernelData | None:
+    """The kernel layer a node collector gave as `kernel.<field>` (`collectors.node`): pid, comm,
+    syscall, cgroup; the other fields as detail. None when it gave none."""
+    found = {k[len(KERNEL_PREFIX):]: v for k, v in metadata.items() if k.startswith(KERNEL_PREFIX)}
+    if not found and "pid" not in metadata:
+        return None
+    pid = found.pop("pid", metadata.get("pid", "0"))
+    return KernelData(pid=int(pid) if pid.isdigit() else 0, **{f: found.pop(f) for f in _KERNEL_FIELDS if f in found},
+                      detail=found)
+
+
+def network_of(metadata: dict[str, str]) -> NetworkData | None:
+    """The network layer a node collector gave as `net.<field>` (`collectors.node`); None when none."""
+    found = {k[len(NET_PREFIX):]: v for k, v in metadata.items() if k.startswith(NET_PREFIX)}
+    if not found:
+        return None
+    port = found.pop("port", "0")
+    return NetworkData(port=int(port) if port.isdigit() else 0, **{f: found.pop(f) for f in _NET_FIELDS if f in found},
+                       detail=found)
+
+
 def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) -> UnifiedEvent:
     """Pure: the UnifiedEvent for one enriched event."""
     table = table or semantic_table()
@@ -134,7 +165,9 @@ def normalize_event(event: EnrichedEvent, table: SemanticTable | None = None) ->
         semantic=SemanticContext(intent=meaning.intent, category=meaning.category,
                                  severity=meaning.severity, narrative=narrative(event, meaning)),
         trace=event.trace, k8s=event.k8s, kubernetes=event.kubernetes, correlation_hints=correlation_hints(event),
-        metrics=metrics_of(raw.metadata) if raw.type != "kubeapi" else {})
+        metrics=metrics_of(raw.metadata) if raw.type != "kubeapi" else {},
+        kernel=kernel_of(raw.metadata) if raw.type != "kubeapi" else None,
+        network=network_of(raw.metadata) if raw.type != "kubeapi" else None)
 
 
 def normalize_stage(batch: EnrichedBatch) -> tuple[UnifiedBatch, list[tuple[EnrichedEvent, str, str]]]:
