@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -255,7 +256,7 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
         await until(lambda: _all_in(base, ids()),
                     timeout=180, what="the first part in the graph", ignoring=(OSError,), procs=procs)
         counts = await until(lambda: _tallies_at(a_set, FIRST),
-                             timeout=180, what="the windows to hold the first part", ignoring=(OSError,), procs=procs,
+                             timeout=180, what=_tallies_said("the windows to hold the first part"), ignoring=(OSError,), procs=procs,
                              every=0.2)
         assert all(n == FIRST for n, _ in counts.values()), counts
         assert {served for _, served in counts.values()} == {f"http://127.0.0.1:{s.worker.web_port}"
@@ -291,7 +292,7 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
 
         # every window counts each event of its pod once, whoever holds it now
         counts = await until(lambda: _tallies_at(c_set, PER_POD),
-                             timeout=180, what="the windows to hold every event", ignoring=(OSError,), procs=procs,
+                             timeout=180, what=_tallies_said("the windows to hold every event"), ignoring=(OSError,), procs=procs,
                              every=0.2)
         assert set(windows_partitions(a_set)) | set(windows_partitions(c_set)) == set(range(base.kafka.partitions))
         assert all(n == PER_POD for n, _ in counts.values()), counts
@@ -337,12 +338,22 @@ async def _in_graph_at_least(settings: Settings, ids: list[str], n: int) -> bool
     return (await graph_count(settings, ids))[0] >= n
 
 
+#: what the last `_tallies_at` saw, for the message of a wait that times out
+_LAST_TALLIES: dict[str, object] = {}
+
+
 def _tallies_at(settings: Settings, n: int) -> dict | None:
     try:
         counts = tally_counts(settings)
-    except AssertionError:  # a window not there yet, or its partition between owners
+    except AssertionError as e:  # a window not there yet, or its partition between owners
+        _LAST_TALLIES["seen"] = f"not served: {str(e)[:600]}"
         return None
+    _LAST_TALLIES["seen"] = {f"{k[0]} {k[1]}/{k[2]}": c for k, (c, _) in counts.items() if c < n} or "all there"
     return counts if all(c >= n for c, _ in counts.values()) else None  # the caller asserts == n
+
+
+def _tallies_said(what: str) -> Callable[[], str]:
+    return lambda: f"{what} (last seen below the count: {_LAST_TALLIES.get('seen')})"
 
 
 async def _predictions_are(settings: Settings, n: int) -> list | None:

@@ -156,20 +156,10 @@ async def live(real_cluster: RealCluster, api: kubernetes.client.ApiClient, flow
         collector.stop()
 
 
-#: cases explain names in some runs and not in others (not strict: it shows when they pass)
-SOMETIMES: dict[str, str] = {
-    "configmap-rollout": "named (bad-rollout) in 3 of 4 runs on 2026-12-05 after the explain work; in the "
-    "fourth, explain deploy/ledger-api found no ongoing hypothesis at the time it was asked (clean-clone CI of "
-    "73431bc): the rollout's hypothesis is not always standing when the new pods crash-loop",
-}
-
-
 def _xfail(cases: list[Workload]) -> list:
     def marks(w: Workload) -> tuple:
         if w.case in EXPECTED_FAILURES:
             return (pytest.mark.xfail(strict=True, reason=EXPECTED_FAILURES[w.case]),)
-        if w.case in SOMETIMES:
-            return (pytest.mark.xfail(strict=False, reason=SOMETIMES[w.case]),)
         return ()
     return [pytest.param(w, id=w.case, marks=marks(w)) for w in cases]
 
