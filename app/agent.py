@@ -16,12 +16,13 @@ every batch is either acknowledged by JetStream or counted as unsent, and the co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import msgspec
+import nats.errors
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from opentelemetry.sdk.resources import Resource
@@ -38,7 +39,7 @@ from tenacity import (
 from app.agent_health import AgentHealth, CollectorStatus, health, summary
 from app.jetstream import DeadLetterPublisher, EventPublisher, PublishFailed, connect, ensure_streams
 from app.node_registry import CollectorUnavailable, build, registry_with, select
-from collectors.node import NodeCollector, SourceUnavailable
+from collectors.node import Emit, NodeCollector, SourceUnavailable
 from core.events import RawEvent
 from core.settings import Settings
 
@@ -66,6 +67,18 @@ def node_name(*, flag: str | None, configured: str, environ: Mapping[str, str], 
 def stamped(events: Sequence[RawEvent], *, trace_id: str, span_id: str) -> list[RawEvent]:
     """The events with the batch's trace context, where the collector did not set one of its own."""
     return [e if e.trace_id else msgspec.structs.replace(e, trace_id=trace_id, span_id=span_id) for e in events]
+
+
+def interruptible(stop: asyncio.Event) -> Callable[[float], Awaitable[None]]:
+    """A backoff sleep for tenacity that SIGTERM cuts short (tenacity then makes one last attempt)."""
+
+    async def sleep(seconds: float) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    return sleep
 
 
 def tracer_for(node: str) -> Tracer:
@@ -115,7 +128,7 @@ class Agent:
 
     # --- publishing -----------------------------------------------------------------------
 
-    def emitter(self, status: CollectorStatus, stop: asyncio.Event) -> Any:
+    def emitter(self, status: CollectorStatus, stop: asyncio.Event) -> Emit:
         """The `emit` a collector is given: a span per batch, its ids on every event, published with retries."""
 
         async def emit(batch: list[RawEvent]) -> None:
@@ -128,7 +141,7 @@ class Agent:
                 context = span.get_span_context()
                 events = stamped(batch, trace_id=format(context.trace_id, "032x"),
                                  span_id=format(context.span_id, "016x"))
-                status.waiting = len(events)
+                status.waiting += len(events)  # a collector may emit from several tasks at once
                 try:
                     acked = await self.publish(status.name, events, stop)
                 except PublishFailed as e:  # only once stopping: JetStream stayed away to the end
@@ -137,8 +150,11 @@ class Agent:
                     log.error("agent: %s: a batch of %d event(s) was not published before stopping: %s",
                               status.name, len(events), e)
                     return
+                except asyncio.CancelledError:  # past agent.stop_grace_s: counted, whatever part JetStream has
+                    status.unsent += len(events)
+                    raise
                 finally:
-                    status.waiting = 0
+                    status.waiting -= len(events)
                 status.sent += acked
                 status.batches += 1
                 status.last_event_at = max(e.timestamp for e in events)
@@ -151,7 +167,7 @@ class Agent:
         acked = 0
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(PublishFailed), wait=wait_exponential_jitter(max=30),
-            stop=lambda _: stop.is_set(), reraise=True,
+            stop=lambda _: stop.is_set(), sleep=interruptible(stop), reraise=True,
             before_sleep=lambda state: log.error("agent: %s: %s; retrying the batch of %d", name,
                                                  state.outcome.exception() if state.outcome else "?", len(events)),
         ):
@@ -166,12 +182,6 @@ class Agent:
         collector, status = self.collectors[name], self.statuses[name]
         emit = self.emitter(status, stop)
 
-        async def sleep(seconds: float) -> None:  # a backoff that SIGTERM cuts short
-            try:
-                await asyncio.wait_for(stop.wait(), seconds)
-            except TimeoutError:
-                pass
-
         def before_restart(state: RetryCallState) -> None:
             status.restarts += 1
             wait = state.next_action.sleep if state.next_action else 0.0
@@ -182,7 +192,8 @@ class Agent:
         while not stop.is_set():
             try:
                 async for attempt in AsyncRetrying(
-                    retry=retry_if_not_exception_type(_RanLong), stop=lambda _: stop.is_set(), sleep=sleep,
+                    retry=retry_if_not_exception_type(_RanLong), stop=lambda _: stop.is_set(),
+                    sleep=interruptible(stop),
                     wait=wait_exponential_jitter(multiplier=initial, max=longest, jitter=initial),
                     before_sleep=before_restart, reraise=True,
                 ):
@@ -198,7 +209,8 @@ class Agent:
         if status.state != "crashed":
             status.state = "stopped"
 
-    async def run_once(self, collector: NodeCollector, status: CollectorStatus, emit: Any, stop: asyncio.Event) -> None:
+    async def run_once(self, collector: NodeCollector, status: CollectorStatus, emit: Emit,
+                       stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         loop = asyncio.get_running_loop()
@@ -270,13 +282,23 @@ class Agent:
                 await stop.wait()
                 await self.finish(tasks)
             finally:
-                await self.nc.drain()
+                await self.disconnect()
         finally:
             await runner.cleanup()
         self.document()  # the collectors' last lost() counts
         for status in self.statuses.values():
             log.info("agent stopped: %s", summary(status))
         return list(self.statuses.values())
+
+    async def disconnect(self) -> None:
+        """Drain the connection: every publish flushed; closed at once while NATS is away (nothing left to flush)."""
+        assert self.nc is not None
+        try:
+            await self.nc.drain()
+        except nats.errors.Error as e:
+            log.warning("agent: NATS connection closed without draining (%r): JetStream was away at shutdown", e)
+            with contextlib.suppress(nats.errors.Error, OSError):  # the socket is gone already
+                await self.nc.close()
 
     async def finish(self, tasks: Mapping[asyncio.Task[None], str]) -> None:
         """Give the collectors stop_grace_s to return after their last batch; cancel what is left."""
@@ -286,9 +308,9 @@ class Agent:
         for task in pending:
             name = tasks[task]
             log.error("agent: %s collector did not stop within %gs (agent.stop_grace_s): cancelled; a batch it "
-                      "was publishing may be partly in JetStream (its event ids make a re-send a duplicate)",
-                      name, self.config.stop_grace_s)
-            self.statuses[name].last_error = "cancelled at shutdown"
+                      "was publishing is counted as unsent (a part may be in JetStream: its ids make a re-send a "
+                      "duplicate)", name, self.config.stop_grace_s)
+            self.statuses[name].state, self.statuses[name].last_error = "stopped", "cancelled at shutdown"
             task.cancel()
         if pending:
             await asyncio.wait(pending)

@@ -223,3 +223,25 @@ def _kill_group(pid: int) -> None:
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
+
+
+@pytest.mark.skipif(bool(_procfs_here()), reason=f"procfs collector unavailable here: {_procfs_here()}")
+async def test_stopping_while_jetstream_is_away_counts_the_batch_it_could_not_publish(tmp_path: Path) -> None:
+    port = free_port()
+    server = await asyncio.to_thread(start_nats, tmp_path, port)
+    settings = Settings(state_dir=str(tmp_path), nats=NatsSettings(urls=[f"nats://127.0.0.1:{port}"]),
+                        agent=AgentSettings(web_port=free_port(), stop_grace_s=1.0,
+                                            options={"procfs": {"interval_s": 0.1}}))
+    agent = Agent(settings, node="node-gone", only=["procfs"])
+    stop = asyncio.Event()
+    running = asyncio.create_task(agent.run(stop))
+    status = agent.statuses["procfs"]
+    try:
+        await until(lambda: status.sent >= 1, timeout=60, what="a procfs event published")
+        _kill_group(server.pid)
+        held = await until(lambda: status.waiting, timeout=30, what="a procfs batch held back")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)
+        _kill_group(server.pid)
+    assert (status.unsent, status.waiting, status.state, status.last_error) == (held, 0, "stopped", "cancelled at shutdown")
