@@ -9,8 +9,9 @@ Each selected collector (`app.node_registry`) is built and checked; one that can
 unavailable, said once with its reason, and the others go on. One that fails at run time is restarted
 with exponential backoff (tenacity), its last error kept for `/healthz`. A batch JetStream does not take
 is retried with backoff, holding that collector back (its source counts what it drops meanwhile), until
-it is stored. On SIGTERM (`stop`) the collectors get agent.stop_grace_s to hand over their last batch;
-every batch is either acknowledged by JetStream or counted as unsent, and the connection is drained.
+it is stored (`/healthz` shows it as `waiting`). On SIGTERM (`stop`) the collectors get agent.stop_grace_s
+to hand over their last batch; every batch is either acknowledged by JetStream or counted as unsent, and
+the connection is drained (closed, when NATS is away at that moment).
 """
 
 from __future__ import annotations
