@@ -69,8 +69,8 @@ def load_class(name: str, target: str) -> type[Any]:
                                        f"(install a build that has the {name} collector, or disable it)") from e
         raise CollectorUnavailable(f"module {module_name} needs {e.name!r}, which is not installed "
                                    f"(install it, or disable the {name} collector)") from e
-    except ImportError as e:
-        raise CollectorUnavailable(f"module {module_name} cannot be imported: {e}") from e
+    except Exception as e:  # ImportError, or what its own top level raised (a shared library that will not load)
+        raise CollectorUnavailable(f"module {module_name} cannot be imported: {type(e).__name__}: {e}") from e
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise CollectorUnavailable(f"module {module_name} has no class {class_name} (registry entry {target!r})")
@@ -85,5 +85,7 @@ def build(name: str, target: str, *, node: str, options: Mapping[str, Any]) -> N
     except TypeError as e:
         raise CollectorUnavailable(f"{target} cannot be built with node= and agent.options.{name} "
                                    f"{dict(options)!r}: {e}") from e
+    except Exception as e:  # its constructor's own failure: that collector is off, the others run
+        raise CollectorUnavailable(f"{target} failed while being built: {type(e).__name__}: {e}") from e
     return collector
 

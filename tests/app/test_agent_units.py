@@ -47,6 +47,8 @@ def test_a_missing_module_class_or_library_makes_a_collector_unavailable_with_th
         load_class("ghost", "collectors.procfs:GhostCollector")
     with pytest.raises(CollectorUnavailable, match="needs 'tapio_library_that_is_not_installed', which is not installed"):
         load_class("lib", "missing_dependency_collector:MissingDependencyCollector")
+    with pytest.raises(CollectorUnavailable, match="module failing_import_collector cannot be imported: OSError: libbcc"):
+        load_class("kernel", "failing_import_collector:KernelCollector")
     assert load_class("procfs", REGISTRY["procfs"]) is ProcfsCollector
 
 
@@ -55,6 +57,9 @@ def test_a_collector_is_built_with_the_node_and_its_options_and_a_wrong_option_i
     assert isinstance(collector, ProcfsCollector) and (collector.node, collector.interval_s) == ("n1", 0.5)
     with pytest.raises(CollectorUnavailable, match=r"agent.options.procfs \{'intervall': 1\}"):
         build("procfs", REGISTRY["procfs"], node="n1", options={"intervall": 1})
+    with pytest.raises(CollectorUnavailable, match="collectors.procfs:ProcfsCollector failed while being built: "
+                                                   "ValueError: could not convert"):
+        build("procfs", REGISTRY["procfs"], node="n1", options={"interval_s": "often"})
 
 
 def test_the_node_is_the_flag_then_the_setting_then_node_name_then_the_hostname() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from waiting import until
 
+from agents.enrich import enrich_event
+from agents.normalize import normalize_event
 from collectors.node import SourceUnavailable
 from collectors.procfs import (
     ProcfsCollector,
@@ -151,3 +153,13 @@ async def test_a_real_memcg_oom_kill_is_reported_as_oom_kills_on_node(tmp_path: 
             child.kill()
             await child.wait()
         cgroup.rmdir()  # empty: its only process was reaped above
+
+
+def test_a_sample_reads_as_a_node_event_with_the_metrics_the_metric_condition_reads() -> None:
+    first, second = _reading(1_000_000, 105, 100.0), _reading(3_000_000, 106, 110.0)
+    sample, oom = (normalize_event(enrich_event(raw)) for raw in events_of(first, second, node="n1", at=AT,
+                                                                              interval_s=10))
+    assert (sample.k8s.kind, sample.k8s.name, sample.semantic.severity) == ("Node", "n1", "debug")
+    assert sample.metrics["psi.memory.some_avg10"] == 12.5 and sample.metrics["psi.memory.some_percent"] == 20.0
+    assert sample.metrics["node.oom_kills"] == 1.0
+    assert (oom.semantic.intent, oom.k8s.kind, oom.k8s.node) == ("oom-kill", "Node", "n1")
