@@ -127,6 +127,13 @@ class Agent:
         status.state, status.reason = "unavailable", reason
         log.warning("agent: %s collector unavailable on %s: %s", name, self.node, reason)
 
+    async def check_all(self) -> dict[str, str]:
+        """Build and check every enabled collector without running any (`tapio agent --check`): per collector,
+        "available", or its state and why."""
+        await asyncio.gather(*(self.prepare(name) for name, s in self.statuses.items() if s.enabled))
+        return {name: "available" if name in self.collectors else f"{s.state}: {s.reason}"
+                for name, s in self.statuses.items()}
+
     # --- publishing -----------------------------------------------------------------------
 
     def emitter(self, status: CollectorStatus, stop: asyncio.Event) -> Emit:

@@ -1,19 +1,23 @@
 """The pure parts of `tapio agent`: which collectors a run selects and how a missing one is explained
 (app.node_registry), the health document and readiness (app.agent_health), the node's name and the
-batch's trace context (app.agent). No server."""
+batch's trace context (app.agent), `tapio agent --check`. No server."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 
 from app.agent import node_name, stamped, tracer_for
 from app.agent_health import CollectorStatus, health, problems, summary
+from app.cli import cli
 from app.node_registry import REGISTRY, CollectorUnavailable, UnknownCollector, build, load_class, registry_with, select
 from collectors.node import node_event
 from collectors.procfs import ProcfsCollector
+from core.settings import AgentSettings, Settings, to_yaml
 
 AT = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 
@@ -111,3 +115,20 @@ def test_the_stop_summary_says_what_each_collector_handed_over() -> None:
     assert summary(running) == ("procfs: 12 event(s) published in 6 batch(es), 0 unsent, 0 lost at the source, "
                                 "0 restart(s)")
     assert summary(dns) == "dns: unavailable (no CAP_NET_RAW)" and summary(kernel) == "kernel: disabled (switched off)"
+
+
+def test_agent_check_says_which_collectors_can_start_here_and_why_not(tmp_path: Path) -> None:
+    settings = Settings(agent=AgentSettings(extra={"ghost": "collectors.ghost_source:GhostCollector"},
+                                            options={"procfs": {"proc": str(tmp_path)}}))
+    config = tmp_path / "config.yaml"
+    config.write_text(to_yaml(settings))
+    result = CliRunner().invoke(cli, ["--config", str(config), "agent", "--check", "--only", "procfs,ghost"], obj={})
+    lines = result.output.splitlines()
+    assert result.exit_code == 1, result.output  # none can start: an empty /proc, a missing module
+    assert lines[0].startswith(f"procfs: unavailable: neither {tmp_path}/pressure/* (PSI: boot the kernel with psi=1")
+    assert lines[1] == "kernel: disabled: switched off by --only/--disable or agent.only/agent.disable"
+    assert lines[-1].startswith("ghost: unavailable: module collectors.ghost_source is not in this build of tapio")
+    if Path("/proc/pressure/memory").exists():
+        config.write_text(to_yaml(Settings()))
+        real = CliRunner().invoke(cli, ["--config", str(config), "agent", "--check", "--only", "procfs"], obj={})
+        assert (real.exit_code, real.output.splitlines()[0]) == (0, "procfs: available")
