@@ -12,6 +12,11 @@ A collector:
 - filters and aggregates at the source (in the kernel, per destination, per pod) so it forwards what
   matters, and counts what it lost (`lost()`), which the agent reports.
 
+The agent finds a collector by name in `app.node_registry.REGISTRY` (`<name>` -> `collectors.<name>:<Name>Collector`,
+e.g. `collectors.cri:CriCollector`), imports its module only when it runs it, and builds it as
+`<Class>(node=<node name>, **agent.options[<name>])`: every other argument has a default that finds the
+source where a node has it.
+
 Every RawEvent a node collector makes (`node_event`) has `type` = the collector's name and, in
 `metadata` (all strings), the keys the enrich and normalize stages read (`agents.enrich`,
 `agents.normalize`):

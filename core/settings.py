@@ -175,6 +175,33 @@ class SecretsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     safe_env: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SAFE_ENV))
 
 
+class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`tapio agent`: the node collectors one process runs on a node (app.agent)."""
+
+    # the node the events are about; empty: NODE_NAME (the DaemonSet's downward API), then the hostname
+    node: str = ""
+    only: list[str] = msgspec.field(default_factory=list)  # run just these collectors (empty: every one)
+    disable: list[str] = msgspec.field(default_factory=list)  # never run these
+    # a site's own collectors beside the shipped ones: name -> "module:Class" (collectors.node's contract)
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
+    # keyword arguments a collector is built with, per collector: {cri: {socket: /run/k3s/containerd.sock}}
+    options: dict[str, dict[str, str | int | float | bool | list[str]]] = msgspec.field(default_factory=dict)
+    web_host: str = "127.0.0.1"  # /healthz and /readyz; the DaemonSet serves them on the node's address
+    web_port: int = 6067
+    check_timeout_s: float = 10.0  # a collector whose check() takes longer is unavailable
+    # a collector that fails at run time is restarted after restart_initial_s, doubling to restart_max_s;
+    # one that had run restart_reset_s before failing starts over at restart_initial_s
+    restart_initial_s: float = 1.0
+    restart_max_s: float = 60.0
+    restart_reset_s: float = 60.0
+    stop_grace_s: float = 10.0  # on SIGTERM, how long the collectors get to hand over their last batch
+
+    def __post_init__(self) -> None:
+        if self.restart_initial_s <= 0 or self.restart_max_s < self.restart_initial_s or self.stop_grace_s <= 0:
+            raise ValueError("agent.restart_initial_s and agent.stop_grace_s must be > 0 and "
+                             "agent.restart_max_s >= agent.restart_initial_s")
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
@@ -184,6 +211,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
+    agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
     state_dir: str = ".tapio"
 
 
@@ -231,11 +259,12 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         ("nats", NatsSettings), ("kafka", KafkaSettings),
         ("graph", GraphSettings), ("worker", WorkerSettings), ("match", MatchSettings),
         ("api", ApiSettings), ("feedback", FeedbackSettings), ("secrets", SecretsSettings),
+        ("agent", AgentSettings),
     )}
     for section, cls in fields.items():
         for field in msgspec.structs.fields(cls):
             var = f"TAPIO_{section.upper()}_{field.name.upper()}"
-            if var not in environ:
+            if var not in environ or str(field.type).startswith("dict"):  # a mapping is set in the file
                 continue
             raw = environ[var]
             value: Any = [v.strip() for v in raw.split(",") if v.strip()] if field.type == list[str] else raw

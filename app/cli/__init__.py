@@ -6,6 +6,7 @@ cases in `app`:
 
     app.cli.stack        tapio up / down / worker / bridge / demo: the embedded stack and the dataflow's processes
     app.cli.ingest       tapio replay / collect kubeapi: recordings and a live cluster into JetStream
+    app.cli.agent        tapio agent: the node collectors of one node into JetStream
     app.cli.diagnosis    tapio analyze / backtest: root causes from bundles; a pattern set scored on labels
     app.cli.queries      tapio context / explain / predictions: what the live graph knows
     app.cli.catalog      tapio patterns lint / list, tapio feedback: the pattern catalog and votes on it
@@ -22,7 +23,7 @@ import sys
 
 import click
 
-from app.cli import catalog, deadletters, diagnosis, ingest, queries, stack
+from app.cli import agent, catalog, deadletters, diagnosis, ingest, queries, stack
 from core.settings import ConfigError
 
 
@@ -38,7 +39,7 @@ def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for group in (stack, ingest, diagnosis, queries, catalog, deadletters):
+for group in (stack, ingest, agent, diagnosis, queries, catalog, deadletters):
     for command in group.COMMANDS:
         cli.add_command(command)
 
