@@ -1,0 +1,297 @@
+"""The kernel collector: eBPF programs on tracepoints (BCC), their samples and counts as RawEvents.
+
+Fed by: the kernel, through the programs in `bpf/` (`process_lifecycle.c`: exec, exit code or fatal
+signal, SIGKILL/SIGTERM by whom, OOM victims; `tcp_failures.c`: TCP connect failures, retransmits
+and resets counted per process, remote address and service port), compiled and attached by BCC
+(Debian `python3-bpfcc`) against kernel headers; `/proc/<pid>/cgroup` and the kubelet's pods
+(`collectors.podresolve`) for the pod of each process. Feeds: the agent's `emit`, batches of
+`kernel` RawEvents (`collectors.kernelevents`) every `interval` seconds.
+
+Tracepoints only (kprobes and fentry may be absent, as on this VM), and only tracepoint fields and
+BPF helpers are read, never kernel structs: the headers need not match the running kernel, and
+BCC builds each tracepoint's argument struct from tracefs's format. Optional tracepoint fields
+(`tcp_send_reset`'s sockaddrs, `mark_victim`'s memory) are compiled in only where tracefs has them.
+
+Filtered in the kernel: clean exits and execs are only counted (a `ProcessActivity` sample every
+`summary_every` seconds), threads are not reported, signals outside `signals` are dropped; TCP
+trouble arrives as counts per interval, never one sample per packet. Lost: perf-buffer samples
+the kernel dropped plus counts that found their map full (`lost()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import logging
+import os
+import platform
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from collectors.kernelevents import (
+    Counters,
+    ExitRecord,
+    FlowCount,
+    OomRecord,
+    Place,
+    SignalRecord,
+    activity_event,
+    exit_event,
+    flow_count,
+    flow_event,
+    oom_event,
+    signal_event,
+    text,
+)
+from collectors.node import Emit, SourceUnavailable
+from collectors.podresolve import PodResolver
+from core.events import RawEvent
+
+log = logging.getLogger(__name__)
+
+TRACEFS = Path("/sys/kernel/tracing")
+HEADER_CACHE = Path.home() / ".cache" / "tapio" / "kernel-headers"
+PROGRAMS = ("process_lifecycle.c", "tcp_failures.c")  # in `bpf/`, compiled as one unit in this order
+REQUIRED = ("sched/sched_process_exec", "sched/sched_process_exit", "signal/signal_generate",
+            "signal/signal_deliver", "oom/mark_victim", "sock/inet_sock_set_state", "tcp/tcp_retransmit_skb")
+
+
+def cflags(formats: dict[str, str], signals: tuple[int, ...]) -> list[str]:
+    """The compile flags for the tracepoints this kernel has: `formats` maps `group/name` to its
+    tracefs format text ("" or absent when missing). Pure."""
+    mask = " | ".join(f"(1ULL << {int(s)})" for s in signals) or "0"
+    flags = ["-w", f"-DSIGNAL_MASK=({mask})"]
+    if formats.get("syscalls/sys_enter_exit_group"):
+        flags.append("-DHAVE_EXIT_GROUP")
+    if "anon_rss" in formats.get("oom/mark_victim", ""):
+        flags.append("-DHAVE_OOM_RSS")
+    if formats.get("tcp/tcp_receive_reset"):
+        flags.append("-DHAVE_RECEIVE_RESET")
+    if "saddr[28]" in formats.get("tcp/tcp_send_reset", ""):
+        flags.append("-DHAVE_SEND_RESET_SOCKADDR")
+    return flags
+
+
+def program_text() -> str:
+    return "\n".join(resources.files("bpf").joinpath(name).read_text() for name in PROGRAMS)
+
+
+def kernel_source(configured: Path | None = None) -> Path | None:
+    """The kernel header tree BCC compiles against: `configured`, else `BCC_KERNEL_SOURCE`, else None
+    when `/lib/modules/<release>/build` exists (BCC finds it), else the newest unpacked tree in
+    `~/.cache/tapio/kernel-headers/` (tests/support/nodesources/kernel.py). Raises SourceUnavailable."""
+    for candidate in (configured, os.environ.get("BCC_KERNEL_SOURCE")):
+        if candidate:
+            if not (Path(candidate) / "include").is_dir():
+                raise SourceUnavailable(f"kernel: {candidate} holds no kernel headers (no include/)")
+            return Path(candidate)
+    if Path(f"/lib/modules/{platform.release()}/build/include").is_dir():
+        return None
+    trees = sorted(HEADER_CACHE.glob("*/include/generated/autoconf.h"))
+    if trees:
+        return trees[-1].parents[2]
+    raise SourceUnavailable(
+        f"kernel: no kernel headers for BCC (no /lib/modules/{platform.release()}/build, no BCC_KERNEL_SOURCE, nothing "
+        f"in {HEADER_CACHE}): install the linux-headers package of this kernel, or unpack Debian's linux-headers + "
+        "linux-kbuild (python -m nodesources.install) and set BCC_KERNEL_SOURCE")
+
+
+class KernelCollector:
+    """`NodeCollector` "kernel". `resolver` finds pods (default: the kubelet's read-only port);
+    `signals` are the ones reported when sent (SIGKILL, SIGTERM); `interval` is how often counts and
+    samples are turned into a batch, `summary_every` how often the exec/exit counts are."""
+
+    name = "kernel"
+
+    def __init__(self, node: str, *, resolver: PodResolver | None = None, interval: float = 1.0,
+                 summary_every: float = 30.0, signals: tuple[int, ...] = (signal.SIGKILL, signal.SIGTERM),
+                 max_batch: int = 500, headers: Path | None = None, tracefs: Path = TRACEFS,
+                 perf_pages: int = 64) -> None:
+        self.node = node
+        self.resolver = resolver if resolver is not None else PodResolver()
+        self.interval, self.summary_every, self.signals = interval, summary_every, tuple(signals)
+        self.max_batch, self.headers, self.tracefs, self.perf_pages = max_batch, headers, tracefs, perf_pages
+        self._perf_lost = 0
+        self._map_full = 0
+        self._samples: collections.deque[tuple[Any, Place | None]] = collections.deque()
+        self.loaded = threading.Event()  # set once the programs are attached (tests wait on it)
+
+    def lost(self) -> int:
+        return self._perf_lost + self._map_full
+
+    # -- check -------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Root, tracefs (mounted here when it is not), the tracepoints, BCC and headers. Raises
+        SourceUnavailable naming the missing one."""
+        if os.geteuid() != 0:
+            raise SourceUnavailable("kernel: loading eBPF needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN): run the "
+                                    "agent privileged")
+        self._mount_tracefs()
+        missing = [tp for tp in REQUIRED if not (self.tracefs / "events" / tp / "format").exists()]
+        if missing:
+            raise SourceUnavailable(f"kernel: this kernel has no tracepoint {', '.join(missing)} (CONFIG_TRACEPOINTS, "
+                                    "CONFIG_FTRACE); the kernel collector cannot run here")
+        try:
+            import bcc  # noqa: F401  (Debian's python3-bpfcc, on the path by a .pth)
+        except ImportError as e:
+            raise SourceUnavailable(f"kernel: BCC's Python module is not importable ({e}): apt-get install "
+                                    "python3-bpfcc and put it on this interpreter's path (python -m "
+                                    "nodesources.install writes a .pth)") from e
+        kernel_source(self.headers)
+
+    def _mount_tracefs(self) -> None:
+        if (self.tracefs / "events").is_dir():
+            return
+        done = subprocess.run(["mount", "-t", "tracefs", "nodev", str(self.tracefs)], capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0 or not (self.tracefs / "events").is_dir():
+            raise SourceUnavailable(f"kernel: tracefs is not mounted at {self.tracefs} and mounting it failed "
+                                    f"({done.stderr.strip()}): mount -t tracefs nodev {self.tracefs}, or mount the "
+                                    "host's /sys/kernel into the agent")
+
+    def _formats(self) -> dict[str, str]:
+        out = {}
+        for tp in (*REQUIRED, "syscalls/sys_enter_exit_group", "tcp/tcp_receive_reset", "tcp/tcp_send_reset"):
+            try:
+                out[tp] = (self.tracefs / "events" / tp / "format").read_text()
+            except OSError:
+                out[tp] = ""
+        return out
+
+    # -- load and read -----------------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        from bcc import BPF  # imported here: check() says what to do when it is missing
+
+        source = kernel_source(self.headers)
+        if source is not None:
+            os.environ["BCC_KERNEL_SOURCE"] = str(source)
+        started = time.monotonic()
+        bpf = BPF(text=program_text(), cflags=cflags(self._formats(), self.signals))
+        for table, parse in (("exits", self._on_exit), ("signals", self._on_signal), ("ooms", self._on_oom)):
+            # the callback reaches its table through `bpf`, not by holding it: BCC's cleanup() frees a perf
+            # buffer when the table's last reference goes, and a table its own callback holds lingers
+            bpf[table].open_perf_buffer(lambda _cpu, data, _size, table=table, parse=parse:
+                                        parse(bpf[table].event(data)), page_cnt=self.perf_pages,
+                                        lost_cb=self._on_lost)
+        log.info("kernel: %d tracepoints attached in %.2fs (headers %s)", bpf.num_open_tracepoints(),
+                 time.monotonic() - started, source or "of the running kernel")
+        return bpf
+
+    def _on_lost(self, count: int) -> None:
+        self._perf_lost += count
+
+    # The callbacks run on the polling thread, right after the kernel wrote the sample: the process's
+    # cgroup is read there, before its parent reaps it and /proc/<pid> is gone.
+    def _place(self, pid: int) -> Place | None:
+        cgroup = self.resolver.cgroup_of(pid) if pid else None
+        return Place(cgroup=cgroup) if cgroup else None
+
+    def _on_exit(self, e: Any) -> None:
+        record = ExitRecord(ts_ns=e.ts, pid=e.pid, comm=text(e.comm), code=e.code, sig=e.sig, sender_pid=e.sender_pid,
+                            sender_comm=text(e.sender_comm), filename=text(e.filename))
+        self._samples.append((record, self._place(record.pid)))
+
+    def _on_signal(self, e: Any) -> None:
+        record = SignalRecord(ts_ns=e.ts, sender_pid=e.sender_pid, sender_comm=text(e.sender_comm),
+                              target_pid=e.target_pid, target_comm=text(e.target_comm), sig=e.sig, code=e.code)
+        self._samples.append((record, self._place(record.target_pid)))
+
+    def _on_oom(self, e: Any) -> None:
+        record = OomRecord(ts_ns=e.ts, pid=e.pid, comm=text(e.comm), trigger_pid=e.trigger_pid,
+                           trigger_comm=text(e.trigger_comm), total_vm_kb=e.total_vm_kb, anon_rss_kb=e.anon_rss_kb,
+                           file_rss_kb=e.file_rss_kb, shmem_rss_kb=e.shmem_rss_kb, oom_score_adj=e.oom_score_adj,
+                           uid=e.uid)
+        # the victim may be reaped before we read it; the allocating process is in the same memory cgroup
+        # for a cgroup's OOM (the system OOM killer's trigger may be anywhere: then the cgroup is the victim's or none)
+        self._samples.append((record, self._place(record.pid) or self._place(record.trigger_pid)))
+
+    @staticmethod
+    def _flows(bpf: Any) -> list[FlowCount]:
+        table = bpf["flows"]
+        try:
+            items = list(table.items_lookup_and_delete_batch())
+        except Exception:  # kernels before 5.6 have no batch ops: read, then delete what was read
+            items = [(k, v) for k, v in table.items()]
+            for k, _ in items:
+                table.pop(k, None)
+        return [flow_count(kind=k.kind, pid=k.pid, comm=bytes(v.comm), family=k.family, addr=bytes(k.addr),
+                           port=k.port, count=v.count) for k, v in items]
+
+    @staticmethod
+    def _counters(bpf: Any) -> Counters:
+        table = bpf["counters"]
+        return Counters.from_values([table[ctypes.c_int(i)].value for i in range(len(Counters.__struct_fields__))])
+
+    # -- run ---------------------------------------------------------------------------------------
+
+    async def run(self, emit: Emit, stop: asyncio.Event) -> None:
+        bpf = await asyncio.to_thread(self._load)
+        halt = threading.Event()
+
+        def poll() -> None:
+            while not halt.is_set():
+                bpf.perf_buffer_poll(timeout=200)
+
+        poller = threading.Thread(target=poll, name="kernel-perf-poll", daemon=True)
+        poller.start()
+        self.loaded.set()
+        before = self._counters(bpf)
+        summarized = time.monotonic()
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.interval)
+                except TimeoutError:
+                    pass
+                events = await self._collect(bpf)
+                now = self._counters(bpf)
+                self._map_full = now.map_full
+                if time.monotonic() - summarized >= self.summary_every or stop.is_set():
+                    elapsed = time.monotonic() - summarized
+                    summary = activity_event(now.since(before), node=self.node, at=datetime.now(UTC),
+                                             interval=elapsed, lost=self.lost())
+                    if summary is not None:
+                        events.append(summary)
+                    before, summarized = now, time.monotonic()
+                for start in range(0, len(events), self.max_batch):
+                    await emit(events[start:start + self.max_batch])
+        finally:
+            halt.set()
+            await asyncio.to_thread(poller.join)
+            bpf.cleanup()
+            await self.resolver.close()
+
+    async def _collect(self, bpf: Any) -> list[RawEvent]:
+        """The samples since the last call and the interval's TCP counts, as RawEvents with their pods."""
+        mono_now, wall_now = time.clock_gettime_ns(time.CLOCK_MONOTONIC), datetime.now(UTC)
+
+        def at(ts_ns: int) -> datetime:
+            return wall_now - timedelta(microseconds=(mono_now - ts_ns) / 1000)
+
+        events: list[RawEvent] = []
+        while self._samples:
+            record, place = self._samples.popleft()
+            if place is not None and place.cgroup is not None:
+                place = Place(cgroup=place.cgroup, pod=await self.resolver.pod_of(place.cgroup))
+            if isinstance(record, ExitRecord):
+                events.append(exit_event(record, place, node=self.node, at=at(record.ts_ns)))
+            elif isinstance(record, SignalRecord):
+                events.append(signal_event(record, place, node=self.node, at=at(record.ts_ns)))
+            else:
+                events.append(oom_event(record, place, node=self.node, at=at(record.ts_ns)))
+        for flow in self._flows(bpf):
+            place = self._place(flow.pid)
+            if place is not None and place.cgroup is not None:
+                place = Place(cgroup=place.cgroup, pod=await self.resolver.pod_of(place.cgroup))
+            events.append(flow_event(flow, place, node=self.node, at=wall_now, interval=self.interval))
+        return events
+
