@@ -50,8 +50,9 @@ from collectors.kernelevents import (
     signal_event,
     text,
 )
+from collectors.memcg import OomCounters
 from collectors.node import Emit, SourceUnavailable
-from collectors.podresolve import PodResolver
+from collectors.podresolve import PodResolver, cgroup_at
 from core.events import RawEvent
 
 log = logging.getLogger(__name__)
@@ -106,22 +107,26 @@ def kernel_source(configured: Path | None = None) -> Path | None:
 class KernelCollector:
     """`NodeCollector` "kernel". `resolver` finds pods (default: the kubelet's read-only port);
     `signals` are the ones reported when sent (SIGKILL, SIGTERM); `interval` is how often counts and
-    samples are turned into a batch, `summary_every` how often the exec/exit counts are."""
+    samples are turned into a batch, `summary_every` how often the exec/exit counts are, `scan_every`
+    how often the containers of all processes are remembered (an exiting process no longer shows its
+    cgroup on a v1 hierarchy: `PodResolver.scan`)."""
 
     name = "kernel"
 
     def __init__(self, node: str, *, resolver: PodResolver | None = None, interval: float = 1.0,
                  summary_every: float = 30.0, signals: tuple[int, ...] = (signal.SIGKILL, signal.SIGTERM),
                  max_batch: int = 500, headers: Path | None = None, tracefs: Path = TRACEFS,
-                 perf_pages: int = 64) -> None:
+                 perf_pages: int = 64, scan_every: float = 10.0) -> None:
         self.node = node
         self.resolver = resolver if resolver is not None else PodResolver()
         self.interval, self.summary_every, self.signals = interval, summary_every, tuple(signals)
         self.max_batch, self.headers, self.tracefs, self.perf_pages = max_batch, headers, tracefs, perf_pages
+        self.scan_every = scan_every
         self._perf_lost = 0
         self._map_full = 0
         self._samples: collections.deque[tuple[Any, Place | None]] = collections.deque()
         self.loaded = threading.Event()  # set once the programs are attached (tests wait on it)
+        self.oom_counters = OomCounters()
 
     def lost(self) -> int:
         return self._perf_lost + self._map_full
@@ -175,8 +180,8 @@ class KernelCollector:
         if source is not None:
             os.environ["BCC_KERNEL_SOURCE"] = str(source)
         started = time.monotonic()
-        bpf = BPF(text=program_text(), cflags=cflags(self._formats(), self.signals))
-        for table, parse in (("exits", self._on_exit), ("signals", self._on_signal), ("ooms", self._on_oom)):
+        bpf = BPF(text=program_text().encode(), cflags=cflags(self._formats(), self.signals))
+        for table, parse in ((b"exits", self._on_exit), (b"signals", self._on_signal), (b"ooms", self._on_oom)):
             # the callback reaches its table through `bpf`, not by holding it: BCC's cleanup() frees a perf
             # buffer when the table's last reference goes, and a table its own callback holds lingers
             bpf[table].open_perf_buffer(lambda _cpu, data, _size, table=table, parse=parse:
@@ -210,13 +215,12 @@ class KernelCollector:
                            trigger_comm=text(e.trigger_comm), total_vm_kb=e.total_vm_kb, anon_rss_kb=e.anon_rss_kb,
                            file_rss_kb=e.file_rss_kb, shmem_rss_kb=e.shmem_rss_kb, oom_score_adj=e.oom_score_adj,
                            uid=e.uid)
-        # the victim may be reaped before we read it; the allocating process is in the same memory cgroup
-        # for a cgroup's OOM (the system OOM killer's trigger may be anywhere: then the cgroup is the victim's or none)
-        self._samples.append((record, self._place(record.pid) or self._place(record.trigger_pid)))
+        # a guess only: the victim is already exiting (v1 shows it at "/"); _collect asks the OOM counters
+        self._samples.append((record, self._place(record.pid)))
 
     @staticmethod
     def _flows(bpf: Any) -> list[FlowCount]:
-        table = bpf["flows"]
+        table = bpf[b"flows"]
         try:
             items = list(table.items_lookup_and_delete_batch())
         except Exception:  # kernels before 5.6 have no batch ops: read, then delete what was read
@@ -228,12 +232,13 @@ class KernelCollector:
 
     @staticmethod
     def _counters(bpf: Any) -> Counters:
-        table = bpf["counters"]
+        table = bpf[b"counters"]
         return Counters.from_values([table[ctypes.c_int(i)].value for i in range(len(Counters.__struct_fields__))])
 
     # -- run ---------------------------------------------------------------------------------------
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.oom_counters.start)
         bpf = await asyncio.to_thread(self._load)
         halt = threading.Event()
 
@@ -245,13 +250,17 @@ class KernelCollector:
         poller.start()
         self.loaded.set()
         before = self._counters(bpf)
-        summarized = time.monotonic()
+        summarized = scanned = time.monotonic()
+        await asyncio.to_thread(self.resolver.scan)
         try:
             while not stop.is_set():
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.interval)
                 except TimeoutError:
                     pass
+                if time.monotonic() - scanned >= self.scan_every:
+                    await asyncio.to_thread(self.resolver.scan)
+                    scanned = time.monotonic()
                 events = await self._collect(bpf)
                 now = self._counters(bpf)
                 self._map_full = now.map_full
@@ -278,8 +287,12 @@ class KernelCollector:
             return wall_now - timedelta(microseconds=(mono_now - ts_ns) / 1000)
 
         events: list[RawEvent] = []
-        while self._samples:
-            record, place = self._samples.popleft()
+        samples = [self._samples.popleft() for _ in range(len(self._samples))]
+        oom_cgroups = (await asyncio.to_thread(self.oom_counters.victims_since)
+                       if any(isinstance(r, OomRecord) for r, _ in samples) else [])
+        for record, place in samples:
+            if isinstance(record, OomRecord) and len(oom_cgroups) == 1:
+                place = Place(cgroup=cgroup_at(oom_cgroups[0]))  # the one memory cgroup that counted a kill
             if place is not None and place.cgroup is not None:
                 place = Place(cgroup=place.cgroup, pod=await self.resolver.pod_of(place.cgroup))
             if isinstance(record, ExitRecord):

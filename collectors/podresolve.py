@@ -44,6 +44,15 @@ class PodRef(msgspec.Struct, frozen=True):
     container: str = ""  # the container's name in the pod, when known
 
 
+def cgroup_at(path: str) -> Cgroup:
+    """The Cgroup one cgroup path names (a memory cgroup an OOM kill was counted in, say)."""
+    found = _CONTAINER_RE.search(path.rstrip("/"))
+    if not found:
+        return Cgroup(path=path)
+    uid = _POD_UID_RE.search(path)
+    return Cgroup(path=path, container_id=found.group(1), pod_uid=uid.group(1).replace("_", "-") if uid else "")
+
+
 def parse_cgroup(text: str) -> Cgroup:
     """The `/proc/<pid>/cgroup` text of a process -> its Cgroup. The first line whose path names a
     container wins; else the memory controller's path (the one an OOM kill is about), else the first."""
@@ -53,11 +62,9 @@ def parse_cgroup(text: str) -> Cgroup:
         if len(parts) == 3:
             paths.append((parts[1], parts[2].strip()))
     for _, path in paths:
-        found = _CONTAINER_RE.search(path.rstrip("/"))
-        if found:
-            uid = _POD_UID_RE.search(path)
-            return Cgroup(path=path, container_id=found.group(1),
-                          pod_uid=uid.group(1).replace("_", "-") if uid else "")
+        found = cgroup_at(path)
+        if found.container_id:
+            return found
     for controllers, path in paths:
         if "memory" in controllers.split(","):
             return Cgroup(path=path)
@@ -130,7 +137,7 @@ def about(pod: PodRef | None) -> dict[str, str]:
 
 
 class PodResolver:
-    """pid -> Cgroup (a read of /proc, right away: a process that exited is gone once reaped) and
+    """pid -> Cgroup (a read of /proc right away, else what the last scan() saw) and
     Cgroup -> PodRef through the kubelet's pod list, fetched again when older than `ttl` seconds, or
     when a container is not in it (a new pod) and the last fetch is older than `min_refresh`.
     `kubelet_url` None: no kubelet (every process is about the Node, its container id still given)."""
@@ -143,13 +150,33 @@ class PodResolver:
         self._fetched = float("-inf")
         self._warned = False
         self._session: aiohttp.ClientSession | None = None
+        self._seen: dict[int, Cgroup] = {}
 
-    def cgroup_of(self, pid: int) -> Cgroup | None:
-        """The process's Cgroup, None when it is gone (or /proc is not readable)."""
+    def _read(self, pid: int) -> Cgroup | None:
         try:
             return parse_cgroup((self.proc / str(pid) / "cgroup").read_text())
         except OSError:
             return None
+
+    def cgroup_of(self, pid: int) -> Cgroup | None:
+        """The process's Cgroup, None when it is gone. A process that is exiting shows `/` on a v1
+        hierarchy (and nothing once reaped): then the container it was seen in by the last scan()."""
+        found = self._read(pid)
+        if found is not None and found.container_id:
+            return found
+        return self._seen.get(pid, found)
+
+    def scan(self) -> int:
+        """Remember the container of every process in one now (`/proc/*/cgroup`), for cgroup_of() to
+        name it when the process has exited by the time an event about it is read. Returns how many."""
+        seen: dict[int, Cgroup] = {}
+        for entry in self.proc.iterdir():
+            if entry.name.isdigit():
+                found = self._read(int(entry.name))
+                if found is not None and found.container_id:
+                    seen[int(entry.name)] = found
+        self._seen = seen
+        return len(seen)
 
     async def pod_of(self, cgroup: Cgroup | None) -> PodRef | None:
         if cgroup is None or not (cgroup.container_id or cgroup.pod_uid) or not self.kubelet_url:
