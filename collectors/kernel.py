@@ -104,6 +104,33 @@ def kernel_source(configured: Path | None = None) -> Path | None:
         "linux-kbuild (python -m nodesources.install) and set BCC_KERNEL_SOURCE")
 
 
+_COMPILER_LIBS = ("libLLVM", "libclang-cpp", "libclang")
+MADV_PAGEOUT = 21  # Linux 5.4+
+
+
+def release_compiler_memory() -> int:
+    """After the one compile: give the kernel back the pages of LLVM and clang that BCC mapped into
+    this process (~70 MiB of code, not used again: maps and perf buffers go through libbcc alone) with
+    madvise(MADV_PAGEOUT), and the compiler's freed heap with malloc_trim. Returns the bytes advised;
+    0 where the kernel or libc cannot (the agent then just holds more)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    advised = 0
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in maps:
+        fields = line.split()
+        if len(fields) < 6 or not any(name in fields[5] for name in _COMPILER_LIBS):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_PAGEOUT) == 0:
+            advised += end - start
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+    return advised
+
+
 class KernelCollector:
     """`NodeCollector` "kernel". `resolver` finds pods (default: the kubelet's read-only port);
     `signals` are the ones reported when sent (SIGKILL, SIGTERM); `interval` is how often counts and
@@ -127,9 +154,24 @@ class KernelCollector:
         self._samples: collections.deque[tuple[Any, Place | None]] = collections.deque()
         self.loaded = threading.Event()  # set once the programs are attached (tests wait on it)
         self.oom_counters = OomCounters()
+        self._bpf: Any = None
 
     def lost(self) -> int:
         return self._perf_lost + self._map_full
+
+    def program_stats(self) -> dict[str, tuple[int, int]]:
+        """Per attached program: (runs, nanoseconds in it), the kernel-side cost the traced processes
+        pay, from the program's fdinfo; zeros unless `sysctl kernel.bpf_stats_enabled=1`."""
+        out: dict[str, tuple[int, int]] = {}
+        for name, function in (getattr(self._bpf, "funcs", None) or {}).items():
+            try:
+                info = dict(line.split(":\t", 1) for line in
+                            Path(f"/proc/self/fdinfo/{function.fd}").read_text().splitlines() if ":\t" in line)
+            except OSError:
+                continue
+            key = name.decode() if isinstance(name, bytes) else str(name)
+            out[key] = (int(info.get("run_cnt", "0")), int(info.get("run_time_ns", "0")))
+        return out
 
     # -- check -------------------------------------------------------------------------------------
 
@@ -187,8 +229,9 @@ class KernelCollector:
             bpf[table].open_perf_buffer(lambda _cpu, data, _size, table=table, parse=parse:
                                         parse(bpf[table].event(data)), page_cnt=self.perf_pages,
                                         lost_cb=self._on_lost)
-        log.info("kernel: %d tracepoints attached in %.2fs (headers %s)", bpf.num_open_tracepoints(),
-                 time.monotonic() - started, source or "of the running kernel")
+        log.info("kernel: %d tracepoints attached in %.2fs (headers %s); %d MiB of compiler pages released",
+                 bpf.num_open_tracepoints(), time.monotonic() - started, source or "of the running kernel",
+                 release_compiler_memory() // 2**20)
         return bpf
 
     def _on_lost(self, count: int) -> None:
@@ -239,7 +282,7 @@ class KernelCollector:
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.oom_counters.start)
-        bpf = await asyncio.to_thread(self._load)
+        bpf = self._bpf = await asyncio.to_thread(self._load)
         halt = threading.Event()
 
         def poll() -> None:
@@ -276,6 +319,7 @@ class KernelCollector:
         finally:
             halt.set()
             await asyncio.to_thread(poller.join)
+            self._bpf = None
             bpf.cleanup()
             await self.resolver.close()
 
