@@ -77,9 +77,9 @@ class _Meta(msgspec.Struct, frozen=True):
     uid: str = ""
 
 
-class _ContainerStatus(msgspec.Struct, rename="camel"):
+class _ContainerStatus(msgspec.Struct):
     name: str = ""
-    container_id: str = ""
+    container_id: str = msgspec.field(default="", name="containerID")  # not camel case's "containerId"
 
 
 class _Status(msgspec.Struct, frozen=True, rename="camel"):
