@@ -136,19 +136,21 @@ class KernelCollector:
     `signals` are the ones reported when sent (SIGKILL, SIGTERM); `interval` is how often counts and
     samples are turned into a batch, `summary_every` how often the exec/exit counts are, `scan_every`
     how often the containers of all processes are remembered (an exiting process no longer shows its
-    cgroup on a v1 hierarchy: `PodResolver.scan`)."""
+    cgroup on a v1 hierarchy: `PodResolver.scan`), `pod_wait` how long a sample from a container the
+    kubelet does not list yet waits for it."""
 
     name = "kernel"
 
     def __init__(self, node: str, *, resolver: PodResolver | None = None, interval: float = 1.0,
                  summary_every: float = 30.0, signals: tuple[int, ...] = (signal.SIGKILL, signal.SIGTERM),
                  max_batch: int = 500, headers: Path | None = None, tracefs: Path = TRACEFS,
-                 perf_pages: int = 64, scan_every: float = 10.0) -> None:
+                 perf_pages: int = 64, scan_every: float = 10.0, pod_wait: float = 5.0) -> None:
         self.node = node
         self.resolver = resolver if resolver is not None else PodResolver()
         self.interval, self.summary_every, self.signals = interval, summary_every, tuple(signals)
         self.max_batch, self.headers, self.tracefs, self.perf_pages = max_batch, headers, tracefs, perf_pages
-        self.scan_every = scan_every
+        self.scan_every, self.pod_wait = scan_every, pod_wait
+        self._pending: list[tuple[Any, Place | None]] = []
         self._perf_lost = 0
         self._map_full = 0
         self._samples: collections.deque[tuple[Any, Place | None]] = collections.deque()
@@ -304,7 +306,7 @@ class KernelCollector:
                 if time.monotonic() - scanned >= self.scan_every:
                     await asyncio.to_thread(self.resolver.scan)
                     scanned = time.monotonic()
-                events = await self._collect(bpf)
+                events = await self._collect(bpf, final=stop.is_set())
                 now = self._counters(bpf)
                 self._map_full = now.map_full
                 if time.monotonic() - summarized >= self.summary_every or stop.is_set():
@@ -323,32 +325,42 @@ class KernelCollector:
             bpf.cleanup()
             await self.resolver.close()
 
-    async def _collect(self, bpf: Any) -> list[RawEvent]:
-        """The samples since the last call and the interval's TCP counts, as RawEvents with their pods."""
+    async def _collect(self, bpf: Any, *, final: bool = False) -> list[RawEvent]:
+        """The samples since the last call and the interval's TCP counts, as RawEvents with their pods.
+        A sample from a container the kubelet does not list yet (it lists a container once its status
+        is updated, ~1 s after start: a container that dies at start is read before that) waits up to
+        `pod_wait` seconds for it (not on the `final` call), then goes out naming the container and the Node."""
         mono_now, wall_now = time.clock_gettime_ns(time.CLOCK_MONOTONIC), datetime.now(UTC)
 
         def at(ts_ns: int) -> datetime:
             return wall_now - timedelta(microseconds=(mono_now - ts_ns) / 1000)
 
-        events: list[RawEvent] = []
-        samples = [self._samples.popleft() for _ in range(len(self._samples))]
+        new = [self._samples.popleft() for _ in range(len(self._samples))]
         oom_cgroups = (await asyncio.to_thread(self.oom_counters.victims_since)
-                       if any(isinstance(r, OomRecord) for r, _ in samples) else [])
-        for record, place in samples:
+                       if any(isinstance(r, OomRecord) for r, _ in new) else [])
+        for record, place in new:
             if isinstance(record, OomRecord) and len(oom_cgroups) == 1:
                 place = Place(cgroup=cgroup_at(oom_cgroups[0]))  # the one memory cgroup that counted a kill
+            self._pending.append((record, place))
+        events: list[RawEvent] = []
+        waiting: list[tuple[Any, Place | None]] = []
+        for record, place in self._pending:
             if place is not None and place.cgroup is not None:
                 place = Place(cgroup=place.cgroup, pod=await self.resolver.pod_of(place.cgroup))
+                if (not final and place.pod is None and place.cgroup.container_id and self.resolver.kubelet_url
+                        and (mono_now - record.ts_ns) / 1e9 < self.pod_wait):
+                    waiting.append((record, place))
+                    continue
             if isinstance(record, ExitRecord):
                 events.append(exit_event(record, place, node=self.node, at=at(record.ts_ns)))
             elif isinstance(record, SignalRecord):
                 events.append(signal_event(record, place, node=self.node, at=at(record.ts_ns)))
             else:
                 events.append(oom_event(record, place, node=self.node, at=at(record.ts_ns)))
+        self._pending = waiting
         for flow in self._flows(bpf):
             place = self._place(flow.pid)
             if place is not None and place.cgroup is not None:
                 place = Place(cgroup=place.cgroup, pod=await self.resolver.pod_of(place.cgroup))
             events.append(flow_event(flow, place, node=self.node, at=wall_now, interval=self.interval))
         return events
-
