@@ -8,12 +8,19 @@
  * thread that is not its process's main thread is not reported; signals outside SIGNAL_MASK and
  * signals the kernel ignored are dropped. Reads only tracepoint fields and helpers (pid, comm, time):
  * no kernel struct, whose layout differs between kernels.
- * Compile-time flags (set by the collector from tracefs): SIGNAL_MASK, HAVE_EXIT_GROUP, HAVE_OOM_RSS.
+ * Which cgroup each process is in, kept here (`proc_cgroup`, by pid): a process that is exiting
+ * shows `/` in /proc/<pid>/cgroup on a v1 hierarchy, so the collector cannot read it at the exit or
+ * the OOM kill. cgroup:cgroup_attach_task records a move into a cgroup of the memory hierarchy
+ * (MEMORY_ROOT, the hierarchy id /proc/cgroups gives; 0 on v2), sched:sched_process_fork hands the
+ * parent's to the child, and the collector seeds the processes that existed before the load.
+ * Compile-time flags (set by the collector from tracefs): SIGNAL_MASK, MEMORY_ROOT, HAVE_EXIT_GROUP,
+ * HAVE_OOM_RSS, HAVE_CGROUP_ATTACH.
  */
 #include <uapi/linux/ptrace.h>
 
 #define COMM_LEN 16
 #define FILE_LEN 128
+#define CGROUP_LEN 256  /* a systemd-driver container's path is ~190 characters */
 #define NOT_FATAL ((1ULL << 17) | (1ULL << 18) | (1ULL << 19) | (1ULL << 20) | (1ULL << 21) | (1ULL << 22) | \
                    (1ULL << 23) | (1ULL << 28))  /* CHLD CONT STOP TSTP TTIN TTOU URG WINCH: default is not death */
 
@@ -33,7 +40,9 @@ struct status {           /* how a process is ending: the first of exit_group's 
     u32 sender_pid;       /* who sent the signal in SIGNAL_MASK, 0: not seen */
     char sender_comm[COMM_LEN];
 };
+struct cgroup_path { char path[CGROUP_LEN]; };
 BPF_TABLE("lru_hash", u32, struct file_name, exec_file, 16384);
+BPF_TABLE("lru_hash", u32, struct cgroup_path, proc_cgroup, 16384);
 BPF_TABLE("lru_hash", u32, struct status, ending, 16384);
 
 struct exit_event {
@@ -45,6 +54,7 @@ struct exit_event {
     char comm[COMM_LEN];
     char sender_comm[COMM_LEN];
     char filename[FILE_LEN];
+    char cgroup[CGROUP_LEN];  /* "" when not known */
 };
 BPF_PERF_OUTPUT(exits);
 BPF_PERCPU_ARRAY(exit_scratch, struct exit_event, 1);  /* too big for the 512-byte BPF stack */
@@ -72,8 +82,10 @@ struct oom_event {
     u32 uid;
     char comm[COMM_LEN];
     char trigger_comm[COMM_LEN];
+    char cgroup[CGROUP_LEN];
 };
 BPF_PERF_OUTPUT(ooms);
+BPF_PERCPU_ARRAY(oom_scratch, struct oom_event, 1);
 
 static __always_inline struct status *ending_of(u32 tgid) {
     struct status fresh = {.code = -1};
@@ -81,6 +93,27 @@ static __always_inline struct status *ending_of(u32 tgid) {
     if (st) return st;
     if (ending.update(&tgid, &fresh) != 0) { count(C_MAP_FULL); return 0; }
     return ending.lookup(&tgid);
+}
+
+#ifdef HAVE_CGROUP_ATTACH
+TRACEPOINT_PROBE(cgroup, cgroup_attach_task) {
+    if (args->dst_root != MEMORY_ROOT) return 0;
+    u32 pid = args->pid;
+    struct cgroup_path where = {};
+    unsigned short offset = args->data_loc_dst_path & 0xFFFF;
+    bpf_probe_read_kernel_str(where.path, sizeof(where.path), (void *)args + offset);
+    proc_cgroup.update(&pid, &where);
+    return 0;
+}
+#endif
+
+TRACEPOINT_PROBE(sched, sched_process_fork) {
+    u32 parent = bpf_get_current_pid_tgid() >> 32;
+    struct cgroup_path *where = proc_cgroup.lookup(&parent);
+    if (!where) return 0;
+    u32 child = args->child_pid;
+    proc_cgroup.update(&child, where);
+    return 0;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec) {
@@ -138,11 +171,16 @@ TRACEPOINT_PROBE(signal, signal_deliver) {
 TRACEPOINT_PROBE(sched, sched_process_exit) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
-    if ((u32)id != tgid) return 0;  /* a thread: its process ends when the main thread does */
+    if ((u32)id != tgid) {  /* a thread: its process ends when the main thread does */
+        u32 tid = (u32)id;
+        proc_cgroup.delete(&tid);
+        return 0;
+    }
     struct status *st = ending.lookup(&tgid);
     if (!st || (st->sig == 0 && st->code <= 0)) {
         if (st) ending.delete(&tgid);
         exec_file.delete(&tgid);
+        proc_cgroup.delete(&tgid);
         count(C_CLEAN_EXITS);
         return 0;
     }
@@ -159,30 +197,45 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     struct file_name *file = exec_file.lookup(&tgid);
     if (file) __builtin_memcpy(ev->filename, file->name, FILE_LEN);
     else ev->filename[0] = 0;
+    struct cgroup_path *where = proc_cgroup.lookup(&tgid);
+    if (where) __builtin_memcpy(ev->cgroup, where->path, CGROUP_LEN);
+    else ev->cgroup[0] = 0;
     ending.delete(&tgid);
     exec_file.delete(&tgid);
+    proc_cgroup.delete(&tgid);
     count(C_REPORTED_EXITS);
     exits.perf_submit(args, ev, sizeof(*ev));
     return 0;
 }
 
 TRACEPOINT_PROBE(oom, mark_victim) {
-    struct oom_event ev = {};
-    ev.ts = bpf_ktime_get_ns();
-    ev.pid = args->pid;
-    ev.trigger_pid = bpf_get_current_pid_tgid() >> 32;
-    bpf_get_current_comm(ev.trigger_comm, sizeof(ev.trigger_comm));
+    int zero = 0;
+    struct oom_event *ev = oom_scratch.lookup(&zero);
+    if (!ev) return 0;
+    ev->ts = bpf_ktime_get_ns();
+    ev->pid = args->pid;
+    ev->trigger_pid = bpf_get_current_pid_tgid() >> 32;
+    bpf_get_current_comm(ev->trigger_comm, sizeof(ev->trigger_comm));
 #ifdef HAVE_OOM_RSS
     unsigned short offset = args->data_loc_comm & 0xFFFF;
-    bpf_probe_read_kernel_str(ev.comm, sizeof(ev.comm), (void *)args + offset);
-    ev.total_vm_kb = args->total_vm;
-    ev.anon_rss_kb = args->anon_rss;
-    ev.file_rss_kb = args->file_rss;
-    ev.shmem_rss_kb = args->shmem_rss;
-    ev.oom_score_adj = args->oom_score_adj;
-    ev.uid = args->uid;
+    bpf_probe_read_kernel_str(ev->comm, sizeof(ev->comm), (void *)args + offset);
+    ev->total_vm_kb = args->total_vm;
+    ev->anon_rss_kb = args->anon_rss;
+    ev->file_rss_kb = args->file_rss;
+    ev->shmem_rss_kb = args->shmem_rss;
+    ev->oom_score_adj = args->oom_score_adj;
+    ev->uid = args->uid;
+#else
+    __builtin_memset(ev->comm, 0, sizeof(ev->comm));
+    ev->total_vm_kb = ev->anon_rss_kb = ev->file_rss_kb = ev->shmem_rss_kb = 0;
+    ev->oom_score_adj = 0;
+    ev->uid = 0;
 #endif
+    u32 victim = args->pid;
+    struct cgroup_path *where = proc_cgroup.lookup(&victim);
+    if (where) __builtin_memcpy(ev->cgroup, where->path, CGROUP_LEN);
+    else ev->cgroup[0] = 0;
     count(C_OOMS);
-    ooms.perf_submit(args, &ev, sizeof(ev));
+    ooms.perf_submit(args, ev, sizeof(*ev));
     return 0;
 }

@@ -50,7 +50,7 @@ from collectors.kernelevents import (
     signal_event,
     text,
 )
-from collectors.memcg import OomCounters
+from collectors.memcg import OomCounters, memory_hierarchy
 from collectors.node import Emit, SourceUnavailable
 from collectors.podresolve import PodResolver, cgroup_at
 from core.events import RawEvent
@@ -60,15 +60,19 @@ log = logging.getLogger(__name__)
 TRACEFS = Path("/sys/kernel/tracing")
 HEADER_CACHE = Path.home() / ".cache" / "tapio" / "kernel-headers"
 PROGRAMS = ("process_lifecycle.c", "tcp_failures.c")  # in `bpf/`, compiled as one unit in this order
-REQUIRED = ("sched/sched_process_exec", "sched/sched_process_exit", "signal/signal_generate",
-            "signal/signal_deliver", "oom/mark_victim", "sock/inet_sock_set_state", "tcp/tcp_retransmit_skb")
+REQUIRED = ("sched/sched_process_exec", "sched/sched_process_exit", "sched/sched_process_fork",
+            "signal/signal_generate", "signal/signal_deliver", "oom/mark_victim", "sock/inet_sock_set_state",
+            "tcp/tcp_retransmit_skb")
 
 
-def cflags(formats: dict[str, str], signals: tuple[int, ...]) -> list[str]:
+def cflags(formats: dict[str, str], signals: tuple[int, ...], memory_root: int = 0) -> list[str]:
     """The compile flags for the tracepoints this kernel has: `formats` maps `group/name` to its
-    tracefs format text ("" or absent when missing). Pure."""
+    tracefs format text ("" or absent when missing); `memory_root` is the memory controller's
+    hierarchy id (`memcg.memory_hierarchy`). Pure."""
     mask = " | ".join(f"(1ULL << {int(s)})" for s in signals) or "0"
-    flags = ["-w", f"-DSIGNAL_MASK=({mask})"]
+    flags = ["-w", f"-DSIGNAL_MASK=({mask})", f"-DMEMORY_ROOT={int(memory_root)}"]
+    if "dst_path" in formats.get("cgroup/cgroup_attach_task", ""):
+        flags.append("-DHAVE_CGROUP_ATTACH")
     if formats.get("syscalls/sys_enter_exit_group"):
         flags.append("-DHAVE_EXIT_GROUP")
     if "anon_rss" in formats.get("oom/mark_victim", ""):
@@ -208,7 +212,8 @@ class KernelCollector:
 
     def _formats(self) -> dict[str, str]:
         out = {}
-        for tp in (*REQUIRED, "syscalls/sys_enter_exit_group", "tcp/tcp_receive_reset", "tcp/tcp_send_reset"):
+        for tp in (*REQUIRED, "syscalls/sys_enter_exit_group", "tcp/tcp_receive_reset", "tcp/tcp_send_reset",
+                   "cgroup/cgroup_attach_task"):
             try:
                 out[tp] = (self.tracefs / "events" / tp / "format").read_text()
             except OSError:
@@ -224,17 +229,32 @@ class KernelCollector:
         if source is not None:
             os.environ["BCC_KERNEL_SOURCE"] = str(source)
         started = time.monotonic()
-        bpf = BPF(text=program_text().encode(), cflags=cflags(self._formats(), self.signals))
+        try:
+            memory_root = memory_hierarchy(Path("/proc/cgroups").read_text())
+        except OSError:
+            memory_root = 0
+        bpf = BPF(text=program_text().encode(), cflags=cflags(self._formats(), self.signals, memory_root))
+        self._seed(bpf)
         for table, parse in ((b"exits", self._on_exit), (b"signals", self._on_signal), (b"ooms", self._on_oom)):
             # the callback reaches its table through `bpf`, not by holding it: BCC's cleanup() frees a perf
             # buffer when the table's last reference goes, and a table its own callback holds lingers
             bpf[table].open_perf_buffer(lambda _cpu, data, _size, table=table, parse=parse:
                                         parse(bpf[table].event(data)), page_cnt=self.perf_pages,
                                         lost_cb=self._on_lost)
-        log.info("kernel: %d tracepoints attached in %.2fs (headers %s); %d MiB of compiler pages released",
+        log.info("kernel: %d tracepoints attached in %.2fs (headers %s); %d MiB of compiler mappings paged out",
                  bpf.num_open_tracepoints(), time.monotonic() - started, source or "of the running kernel",
                  release_compiler_memory() // 2**20)
         return bpf
+
+    def _seed(self, bpf: Any) -> None:
+        """Tell the program the cgroup of every process in a container now (it learns later ones from
+        cgroup moves and forks)."""
+        table = bpf[b"proc_cgroup"]
+        self.resolver.scan()
+        for pid, cgroup in self.resolver.seen().items():
+            leaf = table.Leaf()
+            leaf.path = cgroup.path.encode()[:255]
+            table[table.Key(pid)] = leaf
 
     def _on_lost(self, count: int) -> None:
         self._perf_lost += count
@@ -245,10 +265,14 @@ class KernelCollector:
         cgroup = self.resolver.cgroup_of(pid) if pid else None
         return Place(cgroup=cgroup) if cgroup else None
 
+    def _tracked(self, pid: int, cgroup: str) -> Place | None:
+        """The cgroup the program tracked for the process, else what /proc (or the last scan) says."""
+        return Place(cgroup=cgroup_at(cgroup)) if cgroup else self._place(pid)
+
     def _on_exit(self, e: Any) -> None:
         record = ExitRecord(ts_ns=e.ts, pid=e.pid, comm=text(e.comm), code=e.code, sig=e.sig, sender_pid=e.sender_pid,
-                            sender_comm=text(e.sender_comm), filename=text(e.filename))
-        self._samples.append((record, self._place(record.pid)))
+                            sender_comm=text(e.sender_comm), filename=text(e.filename), cgroup=text(e.cgroup))
+        self._samples.append((record, self._tracked(record.pid, record.cgroup)))
 
     def _on_signal(self, e: Any) -> None:
         record = SignalRecord(ts_ns=e.ts, sender_pid=e.sender_pid, sender_comm=text(e.sender_comm),
@@ -259,9 +283,9 @@ class KernelCollector:
         record = OomRecord(ts_ns=e.ts, pid=e.pid, comm=text(e.comm), trigger_pid=e.trigger_pid,
                            trigger_comm=text(e.trigger_comm), total_vm_kb=e.total_vm_kb, anon_rss_kb=e.anon_rss_kb,
                            file_rss_kb=e.file_rss_kb, shmem_rss_kb=e.shmem_rss_kb, oom_score_adj=e.oom_score_adj,
-                           uid=e.uid)
-        # a guess only: the victim is already exiting (v1 shows it at "/"); _collect asks the OOM counters
-        self._samples.append((record, self._place(record.pid)))
+                           uid=e.uid, cgroup=text(e.cgroup))
+        # untracked, the victim is already exiting (v1 shows it at "/"): _collect asks the OOM counters
+        self._samples.append((record, self._tracked(record.pid, record.cgroup)))
 
     @staticmethod
     def _flows(bpf: Any) -> list[FlowCount]:
@@ -339,7 +363,7 @@ class KernelCollector:
         oom_cgroups = (await asyncio.to_thread(self.oom_counters.victims_since)
                        if any(isinstance(r, OomRecord) for r, _ in new) else [])
         for record, place in new:
-            if isinstance(record, OomRecord) and len(oom_cgroups) == 1:
+            if isinstance(record, OomRecord) and not record.cgroup and len(oom_cgroups) == 1:
                 place = Place(cgroup=cgroup_at(oom_cgroups[0]))  # the one memory cgroup that counted a kill
             self._pending.append((record, place))
         events: list[RawEvent] = []

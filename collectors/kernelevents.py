@@ -47,6 +47,7 @@ class ExitRecord(msgspec.Struct, frozen=True):
     sender_pid: int = 0
     sender_comm: str = ""
     filename: str = ""  # what it exec'd, when the program saw the exec
+    cgroup: str = ""    # its memory cgroup as the program tracked it, "" when not known
 
 
 class SignalRecord(msgspec.Struct, frozen=True):
@@ -71,6 +72,7 @@ class OomRecord(msgspec.Struct, frozen=True):
     shmem_rss_kb: int = 0
     oom_score_adj: int = 0
     uid: int = 0
+    cgroup: str = ""
 
 
 class FlowCount(msgspec.Struct, frozen=True):

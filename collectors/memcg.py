@@ -6,7 +6,8 @@ Fed by: the memory cgroups' `memory.oom_control` (cgroup v1: `oom_kill N`) or `m
 already exiting when the sample is read, and a v1 hierarchy shows an exiting process at `/`
 (`proc_cgroup_show`). The kernel counts the kill in the victim's memory cgroup, so the cgroup whose
 counter rose since the last look is the victim's, whether the OOM was the cgroup's or the system's.
-`grown` is pure; `OomCounters` reads the files.
+`memory_hierarchy` names the hierarchy whose moves the kernel program tracks. `grown` and
+`memory_hierarchy` are pure; `OomCounters` reads the files.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ def oom_kills(text: str) -> int:
         name, _, value = line.partition(" ")
         if name == "oom_kill" and value.strip().isdigit():
             return int(value)
+    return 0
+
+
+def memory_hierarchy(cgroups: str) -> int:
+    """The memory controller's hierarchy id in a /proc/cgroups text: a v1 hierarchy's number, 0 when
+    it is on the v2 unified hierarchy (or absent)."""
+    for line in cgroups.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "memory" and fields[1].isdigit():
+            return int(fields[1])
     return 0
 
 

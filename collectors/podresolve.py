@@ -166,6 +166,10 @@ class PodResolver:
             return found
         return self._seen.get(pid, found)
 
+    def seen(self) -> dict[int, Cgroup]:
+        """What the last scan() found: pid -> Cgroup, processes in a container only."""
+        return dict(self._seen)
+
     def scan(self) -> int:
         """Remember the container of every process in one now (`/proc/*/cgroup`), for cgroup_of() to
         name it when the process has exited by the time an event about it is read. Returns how many."""

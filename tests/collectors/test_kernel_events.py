@@ -23,7 +23,7 @@ from collectors.kernelevents import (
     signal_event,
     text,
 )
-from collectors.memcg import grown, oom_kills
+from collectors.memcg import grown, memory_hierarchy, oom_kills
 from collectors.podresolve import Cgroup, PodRef
 
 AT = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
@@ -34,12 +34,16 @@ IN_POD = Place(cgroup=Cgroup(path=f"/k8s.io/{CID}", container_id=CID),
 
 def test_optional_tracepoint_fields_are_compiled_in_only_where_tracefs_has_them() -> None:
     full = {"syscalls/sys_enter_exit_group": "field:int error_code", "oom/mark_victim": "field:unsigned long anon_rss",
-            "tcp/tcp_receive_reset": "field:__u16 sport", "tcp/tcp_send_reset": "field:__u8 saddr[28];"}
-    assert cflags(full, (9, 15)) == ["-w", "-DSIGNAL_MASK=((1ULL << 9) | (1ULL << 15))", "-DHAVE_EXIT_GROUP",
-                                     "-DHAVE_OOM_RSS", "-DHAVE_RECEIVE_RESET", "-DHAVE_SEND_RESET_SOCKADDR"]
+            "tcp/tcp_receive_reset": "field:__u16 sport", "tcp/tcp_send_reset": "field:__u8 saddr[28];",
+            "cgroup/cgroup_attach_task": "field:__data_loc char[] dst_path;"}
+    assert cflags(full, (9, 15), 4) == [
+        "-w", "-DSIGNAL_MASK=((1ULL << 9) | (1ULL << 15))", "-DMEMORY_ROOT=4", "-DHAVE_CGROUP_ATTACH",
+        "-DHAVE_EXIT_GROUP", "-DHAVE_OOM_RSS", "-DHAVE_RECEIVE_RESET", "-DHAVE_SEND_RESET_SOCKADDR"]
     # an older kernel: mark_victim with the pid only, tcp_send_reset with ports, no syscall tracepoints
     old = {"oom/mark_victim": "field:int pid", "tcp/tcp_send_reset": "field:__u16 sport", "tcp/tcp_receive_reset": ""}
-    assert cflags(old, (9,)) == ["-w", "-DSIGNAL_MASK=((1ULL << 9))"]
+    assert cflags(old, (9,)) == ["-w", "-DSIGNAL_MASK=((1ULL << 9))", "-DMEMORY_ROOT=0"]
+    assert memory_hierarchy("#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t33\t1\nmemory\t4\t122\t1\n") == 4
+    assert memory_hierarchy("memory\t0\t90\t1\n") == 0  # on the v2 unified hierarchy
     source = program_text()
     assert "TRACEPOINT_PROBE(oom, mark_victim)" in source and "TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)" in source
     assert source.index("BPF_ARRAY(counters") < source.index("BPF_HASH(flows")  # one unit, in order

@@ -11,88 +11,27 @@ when they are missing the test fails saying so, it does not skip.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kernelrun import Running
 
 from collectors.kernel import REQUIRED, TRACEFS, KernelCollector
 from collectors.node import SourceUnavailable
 from collectors.podresolve import PodResolver
-from core.events import RawEvent
 
 pytestmark = pytest.mark.xdist_group("kernel-bpf")
 
 MEMCG = Path("/sys/fs/cgroup/memory")
-DEADLINE = 20.0
-
-
-class Running:
-    """The collector on its own thread and event loop; what it emitted, for the tests to wait on."""
-
-    def __init__(self, collector: KernelCollector) -> None:
-        self.collector = collector
-        self.events: list[RawEvent] = []
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name="kernel-collector", daemon=True)
-
-    def _main(self) -> None:
-        async def emit(batch: list[RawEvent]) -> None:
-            with self._lock:
-                self.events.extend(batch)
-
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            await self.collector.run(emit, self._stop)
-
-        try:
-            self._loop.run_until_complete(main())
-        except BaseException as e:  # noqa: BLE001 - reported by wait_for/stop
-            self.error = e
-            self.collector.loaded.set()
-
-    def start(self) -> Running:
-        self._thread.start()
-        assert self.collector.loaded.wait(60), "the BPF programs did not load in 60 s"
-        if self.error:
-            raise self.error
-        return self
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def wait_for(self, what: str, match: Callable[[dict[str, str]], bool], count: int = 1) -> list[dict[str, str]]:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            if self.error:
-                raise self.error
-            with self._lock:
-                found = [e.metadata for e in self.events if match(e.metadata)]
-            if len(found) >= count:
-                return found
-            time.sleep(0.05)
-        with self._lock:
-            near = [e.metadata for e in self.events if e.metadata.get("reason", "").startswith("TCP")][-10:]
-        raise AssertionError(f"no {what} within {DEADLINE:.0f}s; last TCP events: {near}")
-
-    def seen(self, match: Callable[[dict[str, str]], bool]) -> list[dict[str, str]]:
-        with self._lock:
-            return [e.metadata for e in self.events if match(e.metadata)]
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +135,17 @@ def test_a_real_memcg_oom_kill_is_an_oomkill_of_the_victim_with_its_cgroup(kerne
     assert oom["message"].startswith(f"{oom['kernel.comm']} (pid {hog.pid}) killed by the OOM killer")
     (died,) = kernel.wait_for("its exit", lambda m: m["reason"] == "ProcessExit" and m.get("pid") == str(hog.pid))
     assert (died["kernel.signal"], died["kernel.exit_code"]) == ("SIGKILL", "137")
+    assert died["kernel.cgroup"] == f"/{memcg.name}"  # tracked in the kernel: /proc shows an exiting process at /
+
+
+def test_a_process_forked_in_a_cgroup_exits_with_that_cgroup(kernel: Running, memcg: Path) -> None:
+    """The program learns the cgroup from the move (cgroup_attach_task) and hands it on at fork."""
+    shell = subprocess.Popen(["sh", "-c", f"echo $$ > {memcg / 'cgroup.procs'}; sh -c 'exit 5'; exit 6"])
+    assert shell.wait(10) == 6
+    exits = kernel.wait_for("both exits", lambda m: m["reason"] == "ProcessExit" and m.get("kernel.comm") == "sh"
+                            and m.get("kernel.cgroup") == f"/{memcg.name}", count=2)
+    assert sorted(m["kernel.exit_code"] for m in exits) == ["5", "6"]
+    assert {m["pid"] for m in exits} >= {str(shell.pid)}
 
 
 def test_a_connect_to_a_closed_port_is_a_refused_connection_and_a_reset_sent(kernel: Running) -> None:
