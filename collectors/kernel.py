@@ -16,6 +16,11 @@ Filtered in the kernel: clean exits and execs are only counted (a `ProcessActivi
 `summary_every` seconds), threads are not reported, signals outside `signals` are dropped; TCP
 trouble arrives as counts per interval, never one sample per packet. Lost: perf-buffer samples
 the kernel dropped plus counts that found their map full (`lost()`).
+
+Where a process is: the program keeps each process's memory cgroup (learnt from cgroup moves,
+handed on at fork, seeded from /proc at load) and puts it in the exit and OOM samples, because an
+exiting process shows `/` in /proc on a v1 hierarchy; else /proc, the last scan of it, or the memory
+cgroup whose OOM-kill counter rose (`collectors.memcg`). The pod comes from the kubelet.
 """
 
 from __future__ import annotations
@@ -238,8 +243,7 @@ class KernelCollector:
         for table, parse in ((b"exits", self._on_exit), (b"signals", self._on_signal), (b"ooms", self._on_oom)):
             # the callback reaches its table through `bpf`, not by holding it: BCC's cleanup() frees a perf
             # buffer when the table's last reference goes, and a table its own callback holds lingers
-            bpf[table].open_perf_buffer(lambda _cpu, data, _size, table=table, parse=parse:
-                                        parse(bpf[table].event(data)), page_cnt=self.perf_pages,
+            bpf[table].open_perf_buffer(self._reader(bpf, table, parse), page_cnt=self.perf_pages,
                                         lost_cb=self._on_lost)
         log.info("kernel: %d tracepoints attached in %.2fs (headers %s); %d MiB of compiler mappings paged out",
                  bpf.num_open_tracepoints(), time.monotonic() - started, source or "of the running kernel",
@@ -255,6 +259,17 @@ class KernelCollector:
             leaf = table.Leaf()
             leaf.path = cgroup.path.encode()[:255]
             table[table.Key(pid)] = leaf
+
+    def _reader(self, bpf: Any, table: bytes, parse: Any) -> Any:
+        """The perf-buffer callback of `table`: a sample that fails to parse is counted lost and logged
+        (ctypes would only print it), the others go on."""
+        def read(_cpu: int, data: Any, _size: int) -> None:
+            try:
+                parse(bpf[table].event(data))
+            except Exception:
+                self._perf_lost += 1
+                log.exception("kernel: a %s sample could not be read; counted lost, reading on", table.decode())
+        return read
 
     def _on_lost(self, count: int) -> None:
         self._perf_lost += count
@@ -292,7 +307,7 @@ class KernelCollector:
         table = bpf[b"flows"]
         try:
             items = list(table.items_lookup_and_delete_batch())
-        except Exception:  # kernels before 5.6 have no batch ops: read, then delete what was read
+        except Exception:  # BCC's only type; kernels before 5.6 have no batch ops: read, then delete what was read
             items = [(k, v) for k, v in table.items()]
             for k, _ in items:
                 table.pop(k, None)
@@ -319,8 +334,7 @@ class KernelCollector:
         poller.start()
         self.loaded.set()
         before = self._counters(bpf)
-        summarized = scanned = time.monotonic()
-        await asyncio.to_thread(self.resolver.scan)
+        summarized = scanned = time.monotonic()  # _load scanned /proc to seed the program
         try:
             while not stop.is_set():
                 try:
