@@ -6,7 +6,8 @@
  * remote address and service port) every interval, and reads counters[C_CONNECTS...].
  * Which process owns a socket is known only where the kernel runs in its context: at connect()
  * (CLOSE -> SYN_SENT), kept in `socks` by the socket's address (a key, never dereferenced) until the
- * socket closes; retransmits and resets on other sockets (accepted ones) count under pid 0.
+ * socket closes; retransmits and resets on other sockets (accepted ones) count under pid 0, with
+ * the local address, by which the collector finds the pod (its IP).
  * Needs process_lifecycle.c before it (counters, count()). Compile-time flags: HAVE_RECEIVE_RESET,
  * HAVE_SEND_RESET_SOCKADDR (6.10+: tcp_send_reset carries sockaddrs).
  */
@@ -31,6 +32,7 @@ BPF_TABLE("lru_hash", u64, struct sock_owner, socks, 65536);
 
 struct flow_key {
     u8 addr[16];   /* the remote address (IPv4 in the first 4 bytes) */
+    u8 laddr[16];  /* the local one: a pod's IP names the pod when the process is not known */
     u32 pid;       /* the owning process, 0 when not known */
     u16 family;
     u16 port;      /* the service port: the remote one, or ours for a reset we sent */
@@ -76,8 +78,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state) {
         key.port = args->dport;
         key.pid = owner ? owner->pid : 0;
         key.kind = owner && owner->reset ? F_CONNECT_REFUSED : F_CONNECT_FAILED;
-        if (args->family == AF_INET_) __builtin_memcpy(key.addr, args->daddr, 4);
-        else __builtin_memcpy(key.addr, args->daddr_v6, 16);
+        if (args->family == AF_INET_) {
+            __builtin_memcpy(key.addr, args->daddr, 4);
+            __builtin_memcpy(key.laddr, args->saddr, 4);
+        } else {
+            __builtin_memcpy(key.addr, args->daddr_v6, 16);
+            __builtin_memcpy(key.laddr, args->saddr_v6, 16);
+        }
         count(C_CONNECT_FAILURES);
         add_flow(&key, owner);
     }
@@ -94,8 +101,13 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb) {
     key.port = args->dport;
     key.pid = owner ? owner->pid : 0;
     key.kind = F_RETRANSMIT;
-    if (args->family == AF_INET_) __builtin_memcpy(key.addr, args->daddr, 4);
-    else __builtin_memcpy(key.addr, args->daddr_v6, 16);
+    if (args->family == AF_INET_) {
+        __builtin_memcpy(key.addr, args->daddr, 4);
+        __builtin_memcpy(key.laddr, args->saddr, 4);
+    } else {
+        __builtin_memcpy(key.addr, args->daddr_v6, 16);
+        __builtin_memcpy(key.laddr, args->saddr_v6, 16);
+    }
     add_flow(&key, owner);
     return 0;
 }
@@ -113,8 +125,13 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset) {
     key.port = args->dport;
     key.pid = owner ? owner->pid : 0;
     key.kind = F_RESET_RECEIVED;
-    if (args->family == AF_INET_) __builtin_memcpy(key.addr, args->daddr, 4);
-    else __builtin_memcpy(key.addr, args->daddr_v6, 16);
+    if (args->family == AF_INET_) {
+        __builtin_memcpy(key.addr, args->daddr, 4);
+        __builtin_memcpy(key.laddr, args->saddr, 4);
+    } else {
+        __builtin_memcpy(key.addr, args->daddr_v6, 16);
+        __builtin_memcpy(key.laddr, args->saddr_v6, 16);
+    }
     add_flow(&key, owner);
     return 0;
 }
@@ -136,9 +153,15 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset) {
     key.port = (local[2] << 8) | local[3];
     key.pid = owner ? owner->pid : 0;
     key.kind = F_RESET_SENT;
-    if (key.family == AF_INET_) __builtin_memcpy(key.addr, remote + 4, 4);
-    else if (key.family == AF_INET6_) __builtin_memcpy(key.addr, remote + 8, 16);
-    else return 0;
+    if (key.family == AF_INET_) {
+        __builtin_memcpy(key.addr, remote + 4, 4);
+        __builtin_memcpy(key.laddr, local + 4, 4);
+    } else if (key.family == AF_INET6_) {
+        __builtin_memcpy(key.addr, remote + 8, 16);
+        __builtin_memcpy(key.laddr, local + 8, 16);
+    } else {
+        return 0;
+    }
     add_flow(&key, owner);
     return 0;
 }

@@ -77,13 +77,14 @@ class OomRecord(msgspec.Struct, frozen=True):
 
 class FlowCount(msgspec.Struct, frozen=True):
     """One in-kernel TCP count over an interval: `kind` (FLOW_KINDS), the owning process (pid 0 and
-    comm "" when unknown), the remote address and the service port."""
+    comm "" when unknown), the remote address, the service port and the local address."""
     kind: str
     pid: int
     comm: str
     dst: str
     port: int
     count: int
+    src: str = ""
 
 
 class Counters(msgspec.Struct, frozen=True):
@@ -127,9 +128,11 @@ def address(family: int, raw: bytes) -> str:
     return ""
 
 
-def flow_count(*, kind: int, pid: int, comm: bytes, family: int, addr: bytes, port: int, count: int) -> FlowCount:
+def flow_count(*, kind: int, pid: int, comm: bytes, family: int, addr: bytes, port: int, count: int,
+               laddr: bytes = b"") -> FlowCount:
     return FlowCount(kind=FLOW_KINDS.get(kind, f"kind-{kind}"), pid=pid, comm=text(comm),
-                     dst=address(family, addr), port=port, count=count)
+                     dst=address(family, addr), port=port, count=count,
+                     src=address(family, laddr) if laddr else "")
 
 
 def signal_name(number: int) -> str:
@@ -237,6 +240,8 @@ def flow_event(flow: FlowCount, place: Place | None, *, node: str, at: datetime,
         message += f", by {_who(flow.comm, flow.pid)}"
     facts = {**_place_facts(place, flow.pid), "net.protocol": "tcp", "net.dst": flow.dst, "net.port": str(flow.port),
              "net.count": str(flow.count), "net.kind": flow.kind, f"metric.{metric}": str(flow.count)}
+    if flow.src:
+        facts["net.src"] = flow.src
     if flow.comm:
         facts["kernel.comm"] = flow.comm
     return node_event(SOURCE, node=node, at=at, reason=reason, message=message, intent=intent, category="network",

@@ -1,9 +1,10 @@
 """Which pod a process belongs to: pid -> container id (its cgroup) -> pod (the kubelet's pod list).
 
 Fed by: `/proc/<pid>/cgroup` and the kubelet's read-only `/pods` (a PodList, e.g.
-`http://127.0.0.1:10255/pods`), cached for a TTL. Feeds: the node collectors (`collectors/kernel.py`)
-that name the object an event is about: a pod (`about()` gives node_event's `about`), or the Node
-when the process is in no pod (an empty `about`).
+`http://127.0.0.1:10255/pods`), cached for a TTL; also a socket's local address -> the pod whose IP
+it is. Feeds: the node collectors (`collectors/kernel.py`) that name the object an event is about:
+a pod (`about()` gives node_event's `about`), or the Node when the process is in no pod (an empty
+`about`).
 
 The cgroup path shapes a container's process has, under any controller line (v1) or `0::` (v2):
 - containerd's own namespace: `/k8s.io/<id>`;
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -82,7 +84,17 @@ class _ContainerStatus(msgspec.Struct):
     container_id: str = msgspec.field(default="", name="containerID")  # not camel case's "containerId"
 
 
+class _PodIP(msgspec.Struct, frozen=True):
+    ip: str = ""
+
+
+class _Spec(msgspec.Struct, frozen=True, rename="camel"):
+    host_network: bool = False
+
+
 class _Status(msgspec.Struct, frozen=True, rename="camel"):
+    pod_ip: str = msgspec.field(default="", name="podIP")
+    pod_ips: list[_PodIP] = msgspec.field(default=[], name="podIPs")
     container_statuses: list[_ContainerStatus] = []
     init_container_statuses: list[_ContainerStatus] = []
     ephemeral_container_statuses: list[_ContainerStatus] = []
@@ -90,6 +102,7 @@ class _Status(msgspec.Struct, frozen=True, rename="camel"):
 
 class _Pod(msgspec.Struct):
     metadata: _Meta = _Meta()
+    spec: _Spec = _Spec()
     status: _Status = _Status()
 
 
@@ -98,9 +111,11 @@ class _PodList(msgspec.Struct):
 
 
 class PodIndex(msgspec.Struct, frozen=True):
-    """The kubelet's pods by container id and by pod uid."""
+    """The kubelet's pods by container id, by pod uid and by pod IP (not a hostNetwork pod's: that
+    is the node's)."""
     by_container: dict[str, PodRef] = {}
     by_uid: dict[str, PodRef] = {}
+    by_ip: dict[str, PodRef] = {}
 
     def find(self, cgroup: Cgroup) -> PodRef | None:
         if cgroup.container_id and cgroup.container_id in self.by_container:
@@ -114,19 +129,23 @@ def pod_index(podlist: bytes) -> PodIndex:
     pods = msgspec.json.decode(podlist, type=_PodList)
     by_container: dict[str, PodRef] = {}
     by_uid: dict[str, PodRef] = {}
+    by_ip: dict[str, PodRef] = {}
     for pod in pods.items:
         meta = pod.metadata
         if not meta.uid:
             continue
         by_uid[meta.uid] = PodRef(namespace=meta.namespace, name=meta.name, uid=meta.uid)
         status = pod.status
+        if not pod.spec.host_network:
+            for ip in {status.pod_ip, *(p.ip for p in status.pod_ips)} - {""}:
+                by_ip[ip] = by_uid[meta.uid]
         for container in (*status.container_statuses, *status.init_container_statuses,
                           *status.ephemeral_container_statuses):
             if container.container_id:
                 cid = container.container_id.split("://", 1)[-1]
                 by_container[cid] = PodRef(namespace=meta.namespace, name=meta.name, uid=meta.uid,
                                            container=container.name)
-    return PodIndex(by_container=by_container, by_uid=by_uid)
+    return PodIndex(by_container=by_container, by_uid=by_uid, by_ip=by_ip)
 
 
 def about(pod: PodRef | None) -> dict[str, str]:
@@ -183,13 +202,24 @@ class PodResolver:
         return len(seen)
 
     async def pod_of(self, cgroup: Cgroup | None) -> PodRef | None:
-        if cgroup is None or not (cgroup.container_id or cgroup.pod_uid) or not self.kubelet_url:
+        if cgroup is None or not (cgroup.container_id or cgroup.pod_uid):
+            return None
+        return await self._find(lambda index: index.find(cgroup))
+
+    async def pod_at(self, ip: str) -> PodRef | None:
+        """The pod whose IP this is (a socket's local address), None for the node's own addresses."""
+        return await self._find(lambda index: index.by_ip.get(ip)) if ip else None
+
+    async def _find(self, look: Callable[[PodIndex], PodRef | None]) -> PodRef | None:
+        """`look` in the pod list, fetched again when older than the TTL, or when `look` finds nothing
+        and the list is older than `min_refresh`."""
+        if not self.kubelet_url:
             return None
         age = time.monotonic() - self._fetched
-        found = self._index.find(cgroup)
+        found = look(self._index)
         if age > self.ttl or (found is None and age > self.min_refresh):
             await self._refresh()
-            found = self._index.find(cgroup)
+            found = look(self._index)
         return found
 
     async def _refresh(self) -> None:

@@ -114,9 +114,11 @@ def test_per_destination_tcp_counts_read_as_retransmits_resets_and_failed_connec
     assert refused["message"] == "3 TCP connections to [fd00::1]:5432 refused in 1s" and "pid" not in refused
     mapped = bytes.fromhex("00000000000000000000ffff0a000007")
     assert flow_count(kind=5, pid=1, comm=b"", family=10, addr=mapped, port=80, count=1).dst == "10.0.0.7"
-    sent = flow_event(flow_count(kind=3, pid=0, comm=b"", family=2, addr=v4, port=8080, count=2), None, node="n",
-                      at=AT, interval=2.0).metadata
+    sent = flow_event(flow_count(kind=3, pid=0, comm=b"", family=2, addr=v4, port=8080, count=2,
+                                 laddr=bytes([10, 244, 0, 9]) + bytes(12)), None, node="n", at=AT,
+                      interval=2.0).metadata
     assert sent["message"] == "2 TCP resets sent to 10.0.0.7 from local port 8080 in 2s"
+    assert sent["net.src"] == "10.244.0.9"  # the local address: a pod IP names the pod (PodResolver.pod_at)
     assert text(b"abc\0garbage") == "abc"
 
 

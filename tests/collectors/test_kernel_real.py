@@ -159,8 +159,8 @@ def test_a_connect_to_a_closed_port_is_a_refused_connection_and_a_reset_sent(ker
     failed = kernel.wait_for("TCPConnectFailed", lambda m: m["reason"] == "TCPConnectFailed"
                              and m.get("net.port") == str(port))
     assert sum(int(m["net.count"]) for m in failed) == 3
-    assert {(m["net.kind"], m["net.dst"], m.get("pid"), m["intent"]) for m in failed} == {
-        ("connect-refused", "127.0.0.1", str(os.getpid()), "connection-failure")}
+    assert {(m["net.kind"], m["net.dst"], m["net.src"], m.get("pid"), m["intent"]) for m in failed} == {
+        ("connect-refused", "127.0.0.1", "127.0.0.1", str(os.getpid()), "connection-failure")}
     resets = kernel.wait_for("the resets sent", lambda m: m["reason"] == "TCPReset" and m.get("net.port") == str(port))
     assert {m["net.kind"] for m in resets} == {"reset-sent"} and sum(int(m["net.count"]) for m in resets) == 3
 

@@ -65,12 +65,14 @@ PODLIST = {
     "items": [
         {"metadata": {"name": "web-0", "namespace": "shop", "uid": UID},
          "spec": {"containers": [{"name": "web"}]},
-         "status": {"phase": "Running",
+         "status": {"phase": "Running", "podIP": "10.244.0.7", "podIPs": [{"ip": "10.244.0.7"}, {"ip": "fd00::7"}],
                     "initContainerStatuses": [{"name": "init", "containerID": "containerd://" + "b" * 64}],
                     "containerStatuses": [{"name": "web", "containerID": f"containerd://{CID}", "restartCount": 2,
                                            "state": {"running": {}}}]}},
         {"metadata": {"name": "pending", "namespace": "shop", "uid": "0b2c3d4e-5f60-4718-9a0b-c1d2e3f4a5b6"},
          "status": {"phase": "Pending", "containerStatuses": [{"name": "app", "containerID": ""}]}},
+        {"metadata": {"name": "proxy", "namespace": "kube-system", "uid": "2b2c3d4e-5f60-4718-9a0b-c1d2e3f4a5b6"},
+         "spec": {"hostNetwork": True}, "status": {"podIP": "192.168.1.10", "podIPs": [{"ip": "192.168.1.10"}]}},
     ],
 }
 
@@ -84,6 +86,9 @@ def test_the_kubelets_pod_list_finds_a_pod_by_container_id_or_by_pod_uid() -> No
     assert index.find(Cgroup(path="/x", container_id="c" * 64, pod_uid=UID)) == PodRef("shop", "web-0", UID)
     assert index.find(Cgroup(path="/x", container_id="c" * 64)) is None
     assert about(web) == {"kind": "Pod", "namespace": "shop", "name": "web-0", "uid": UID}
+    # a socket's local address: the pod with that IP, either family; a hostNetwork pod's IP is the node's
+    assert index.by_ip["10.244.0.7"] == index.by_ip["fd00::7"] == PodRef("shop", "web-0", UID)
+    assert "192.168.1.10" not in index.by_ip
     with pytest.raises(msgspec.DecodeError):
         pod_index(b"<html>not a pod list</html>")
 
