@@ -144,8 +144,8 @@ class KernelCollector:
     """`NodeCollector` "kernel". `resolver` finds pods (default: the kubelet's read-only port);
     `signals` are the ones reported when sent (SIGKILL, SIGTERM); `interval` is how often counts and
     samples are turned into a batch, `summary_every` how often the exec/exit counts are, `scan_every`
-    how often the containers of all processes are remembered (an exiting process no longer shows its
-    cgroup on a v1 hierarchy: `PodResolver.scan`), `pod_wait` how long a sample from a container the
+    how often the containers of all processes are read again from /proc (`PodResolver.scan`: a fallback
+    for a process the program's cgroup map has evicted), `pod_wait` how long a sample from a container the
     kubelet does not list yet waits for it."""
 
     name = "kernel"
@@ -153,7 +153,7 @@ class KernelCollector:
     def __init__(self, node: str, *, resolver: PodResolver | None = None, interval: float = 1.0,
                  summary_every: float = 30.0, signals: tuple[int, ...] = (signal.SIGKILL, signal.SIGTERM),
                  max_batch: int = 500, headers: Path | None = None, tracefs: Path = TRACEFS,
-                 perf_pages: int = 64, scan_every: float = 10.0, pod_wait: float = 5.0) -> None:
+                 perf_pages: int = 64, scan_every: float = 60.0, pod_wait: float = 5.0) -> None:
         self.node = node
         self.resolver = resolver if resolver is not None else PodResolver()
         self.interval, self.summary_every, self.signals = interval, summary_every, tuple(signals)
