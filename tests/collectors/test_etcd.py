@@ -239,3 +239,29 @@ async def test_watched_keys_metrics_and_a_restart_of_a_real_etcd(etcd) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=20)
+
+
+async def test_a_member_without_quorum_reads_as_no_leader() -> None:
+    from nodesources.etcd import PrivateEtcd, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    etcd = PrivateEtcd(Path(tempfile.mkdtemp(prefix="tapio-etcd-")), alone=True)
+    events: list[RawEvent] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        events.extend(batch)
+
+    collector = EtcdCollector(node="cp-1", endpoint=etcd.endpoint, metrics_url=etcd.metrics_url, interval=0.3,
+                              every=0.1, prefixes=())
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    try:
+        collector.check()
+        found = await until(_find(events, reason="EtcdNoLeader"), timeout=20, what="EtcdNoLeader")
+        assert (found.metadata["severity"], found.metadata["metric.etcd.has_leader"]) == ("critical", "0")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+        etcd.stop()

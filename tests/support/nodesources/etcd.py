@@ -29,9 +29,13 @@ def unavailable() -> str:
 
 
 class PrivateEtcd:
-    def __init__(self, folder: Path) -> None:
+    """`alone=True`: the first member of a two-member cluster whose second never starts: it has no quorum, so
+    no leader (its metrics listener serves all the same; its client API does not answer)."""
+
+    def __init__(self, folder: Path, *, alone: bool = False) -> None:
         from app.stack import free_port
 
+        self.alone = alone
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.client_port, self.peer_port, self.metrics_port = free_port(), free_port(), free_port()
@@ -45,7 +49,8 @@ class PrivateEtcd:
         return [str(ETCD), "--name", "tapio", "--data-dir", str(self.folder / "data"),
                 "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls", f"http://{self.endpoint}",
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"tapio={peer}", "--listen-metrics-urls", f"http://127.0.0.1:{self.metrics_port}",
+                "--initial-cluster", f"tapio={peer}" + (f",absent=http://127.0.0.1:{self.peer_port + 1}" if self.alone else ""),
+                "--listen-metrics-urls", f"http://127.0.0.1:{self.metrics_port}",
                 "--logger", "zap", "--log-outputs", "stderr"]
 
     def start(self) -> None:
@@ -58,13 +63,17 @@ class PrivateEtcd:
                 raise RuntimeError(f"etcd exited with {self.process.returncode}: "
                                    f"{(self.folder / 'etcd.log').read_text()[-2000:]}")
             try:
+                if self.alone:
+                    with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+                        if b"etcd_server_has_leader" in response.read():
+                            return
                 with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=2) as response:
                     if json.loads(response.read()).get("health") in ("true", True):
                         return
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"etcd not healthy on {self.endpoint} after 30 s")
+        raise RuntimeError(f"etcd not {'serving metrics' if self.alone else 'healthy'} on {self.endpoint} after 30 s")
 
     def stop_daemon(self) -> None:
         if self.process is None or self.process.poll() is not None:
