@@ -26,14 +26,19 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aetcd
 import aetcd.exceptions
+import grpc
 import msgspec
+from aetcd import rpc as aetcd_rpc
+from aetcd import watcher as aetcd_watcher
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.node import Emit, SourceUnavailable, node_event
@@ -316,22 +321,64 @@ def _metric_facts(samples: Mapping[str, float]) -> dict[str, str]:
     return {f"metric.etcd.{k}": f"{v:g}" if not float(v).is_integer() else str(int(v)) for k, v in samples.items()}
 
 
+class TlsFiles(msgspec.Struct, frozen=True, kw_only=True):
+    """The client certificate etcd asks for (kubeadm: --client-cert-auth on 2379; the apiserver's
+    `apiserver-etcd-client.crt` or a `healthcheck-client.crt` pair) and the CA that signed etcd's own."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def pem(self) -> tuple[bytes, bytes, bytes]:
+        """The CA, key and certificate files' bytes, as grpc takes them."""
+        return Path(self.ca).read_bytes(), Path(self.key).read_bytes(), Path(self.cert).read_bytes()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+class _TlsClient(aetcd.Client):
+    """aetcd 1.0.0 opens plaintext channels only: the same client over a TLS channel with a client certificate
+    (`connect` sets what aetcd's own does; aetcd is pinned)."""
+
+    def __init__(self, *, tls: TlsFiles, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._tls = tls
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        ca, key, cert = await asyncio.to_thread(self._tls.pem)
+        credentials = grpc.ssl_channel_credentials(ca, key, cert)
+        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", credentials)
+        self.kvstub = aetcd_rpc.KVStub(self.channel)
+        self.clusterstub = aetcd_rpc.ClusterStub(self.channel)
+        self.leasestub = aetcd_rpc.LeaseStub(self.channel)
+        self.maintenancestub = aetcd_rpc.MaintenanceStub(self.channel)
+        self._watcher = aetcd_watcher.Watcher(aetcd_rpc.WatchStub(self.channel), timeout=self._timeout,
+                                              metadata=self.metadata)
+        self._connected.set()
+
+
 def _range_end(prefix: bytes) -> bytes:
     return aetcd.utils.prefix_range_end(prefix)
 
 
 class EtcdCollector:
     """One etcd member: `endpoint` host:port of its client (gRPC) API, `metrics_url` its /metrics (kubeadm
-    serves it in plain HTTP on 127.0.0.1:2381)."""
+    serves it in plain HTTP on 127.0.0.1:2381), `tls` the client certificate when the member asks for one
+    (the watch, and an https metrics URL, use it)."""
 
     name = "etcd"
 
     def __init__(self, *, node: str, endpoint: str = "127.0.0.1:2379",
                  metrics_url: str = "http://127.0.0.1:2381/metrics",
                  prefixes: Iterable[WatchedPrefix] = DEFAULT_PREFIXES, interval: float = 15.0,
-                 thresholds: Thresholds = DEFAULTS, every: float = 1.0,
+                 thresholds: Thresholds = DEFAULTS, tls: TlsFiles | None = None, every: float = 1.0,
                  max_batch: int = 500) -> None:
-        self.node, self.endpoint, self.metrics_url = node, endpoint, metrics_url
+        self.node, self.endpoint, self.metrics_url, self.tls = node, endpoint, metrics_url, tls
         self.prefixes = tuple(prefixes)
         self.interval, self.thresholds = interval, thresholds
         self._every, self._max_batch = every, max_batch
@@ -353,7 +400,8 @@ class EtcdCollector:
         return self._lost + (self._batches.dropped if self._batches else 0)
 
     def _read_metrics(self) -> EtcdReading:
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+        context = self.tls.ssl_context() if self.tls and self.metrics_url.startswith("https") else None
+        with urllib.request.urlopen(self.metrics_url, timeout=10, context=context) as response:
             return parse_metrics(response.read().decode())
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
@@ -401,7 +449,9 @@ class EtcdCollector:
         host, _, port = self.endpoint.rpartition(":")
         while not stop.is_set():
             try:
-                async with aetcd.Client(host=host, port=int(port), timeout=10) as client:
+                client = (_TlsClient(tls=self.tls, host=host, port=int(port), timeout=10) if self.tls
+                          else aetcd.Client(host=host, port=int(port), timeout=10))
+                async with client:
                     await self._follow(client, stop)
                     return
             except aetcd.exceptions.RevisionCompactedError as e:

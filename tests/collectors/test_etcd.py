@@ -265,3 +265,35 @@ async def test_a_member_without_quorum_reads_as_no_leader() -> None:
         stop.set()
         await asyncio.wait_for(task, timeout=20)
         etcd.stop()
+
+
+async def test_the_watch_over_tls_with_a_client_certificate_as_kubeadms_etcd_asks() -> None:
+    from nodesources.etcd import PrivateEtcd, unavailable
+
+    from collectors.etcd import TlsFiles
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    etcd = PrivateEtcd(Path(tempfile.mkdtemp(prefix="tapio-etcd-")), tls=True)
+    events: list[RawEvent] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        events.extend(batch)
+
+    assert etcd.tls is not None
+    tls = TlsFiles(ca=str(etcd.tls.ca), cert=str(etcd.tls.client_cert), key=str(etcd.tls.client_key))
+    collector = EtcdCollector(node="cp-1", endpoint=etcd.endpoint, metrics_url=etcd.metrics_url, interval=5,
+                              every=0.1, tls=tls, prefixes=(WatchedPrefix("/registry/nodes/"),))
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    try:
+        await asyncio.wait_for(collector.watching.wait(), timeout=20)
+        revision = await asyncio.to_thread(etcd.put, "/registry/nodes/node-7", "x")
+        found = await until(_find(events, reason="EtcdKeyCreated", **{"etcd.revision": str(revision)}), timeout=20,
+                            what="the put seen by the TLS watch")
+        assert (found.metadata["kind"], found.metadata["name"]) == ("Node", "node-7")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+        etcd.stop()

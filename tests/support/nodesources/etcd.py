@@ -3,7 +3,9 @@ ports with its data in a temp folder.
 
 `PrivateEtcd(folder)` starts it and waits for /health; `restart()` stops and starts it on the same data and
 ports (a one-member cluster elects itself again: its leader-changes counter starts over); `stop()` stops it
-and removes the folder.
+and removes the folder. `tls=True` serves the client API over TLS and asks for a client certificate, as
+kubeadm's etcd does (`make_certs`: a CA, a serving and a client certificate); the metrics stay plain HTTP on
+their own port, as kubeadm's `--listen-metrics-urls`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import base64
 import json
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGES = ("etcd-server",)
@@ -32,12 +36,14 @@ class PrivateEtcd:
     """`alone=True`: the first member of a two-member cluster whose second never starts: it has no quorum, so
     no leader (its metrics listener serves all the same; its client API does not answer)."""
 
-    def __init__(self, folder: Path, *, alone: bool = False) -> None:
+    def __init__(self, folder: Path, *, alone: bool = False, tls: bool = False) -> None:
         from app.stack import free_port
 
         self.alone = alone
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        self.tls = make_certs(folder / "pki") if tls else None
+        self.scheme = "https" if tls else "http"
         self.client_port, self.peer_port, self.metrics_port = free_port(), free_port(), free_port()
         self.endpoint = f"127.0.0.1:{self.client_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -46,8 +52,11 @@ class PrivateEtcd:
 
     def argv(self) -> list[str]:
         peer = f"http://127.0.0.1:{self.peer_port}"
-        return [str(ETCD), "--name", "tapio", "--data-dir", str(self.folder / "data"),
-                "--listen-client-urls", f"http://{self.endpoint}", "--advertise-client-urls", f"http://{self.endpoint}",
+        client = f"{self.scheme}://{self.endpoint}"
+        secure = ([f"--cert-file={self.tls.server_cert}", f"--key-file={self.tls.server_key}", "--client-cert-auth",
+                   f"--trusted-ca-file={self.tls.ca}"] if self.tls else [])
+        return [str(ETCD), "--name", "tapio", "--data-dir", str(self.folder / "data"), *secure,
+                "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"tapio={peer}" + (f",absent=http://127.0.0.1:{self.peer_port + 1}" if self.alone else ""),
                 "--listen-metrics-urls", f"http://127.0.0.1:{self.metrics_port}",
@@ -67,7 +76,8 @@ class PrivateEtcd:
                     with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
                         if b"etcd_server_has_leader" in response.read():
                             return
-                with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.scheme}://{self.endpoint}/health", timeout=2,
+                                            context=self.context()) as response:
                     if json.loads(response.read()).get("health") in ("true", True):
                         return
             except (OSError, ValueError):
@@ -91,10 +101,23 @@ class PrivateEtcd:
 
     def put(self, key: str, value: str) -> int:
         """Write a key through etcd's JSON gateway (another client than the collector's); the new revision."""
-        return _gateway(self.endpoint, "/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+        return self._gateway("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
 
     def delete(self, key: str) -> int:
-        return _gateway(self.endpoint, "/v3/kv/deleterange", {"key": _b64(key)})
+        return self._gateway("/v3/kv/deleterange", {"key": _b64(key)})
+
+    def context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return context
+
+    def _gateway(self, path: str, body: dict[str, str]) -> int:
+        request = urllib.request.Request(f"{self.scheme}://{self.endpoint}{path}", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10, context=self.context()) as response:
+            return int(json.loads(response.read())["header"]["revision"])
 
     def stop(self) -> None:
         try:
@@ -107,8 +130,36 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def _gateway(endpoint: str, path: str, body: dict[str, str]) -> int:
-    request = urllib.request.Request(f"http://{endpoint}{path}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return int(json.loads(response.read())["header"]["revision"])
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_certs(folder: Path) -> Certs:
+    """A CA, etcd's serving certificate for 127.0.0.1 and a client certificate (openssl), as kubeadm lays them
+    (the serving one for client auth too: etcd's JSON gateway dials the gRPC API with it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        done = subprocess.run(["openssl", *args], cwd=folder, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(args)}: {done.stderr.strip()}")
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=tapio-etcd-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+    for name, usage, alt in (("server", "serverAuth,clientAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"),
+                             ("client", "clientAuth", "")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=tapio-etcd-{name}")
+        (folder / f"{name}.ext").write_text(f"{alt}basicConstraints=CA:FALSE\n"
+                                            f"keyUsage=critical,digitalSignature,keyEncipherment\n"
+                                            f"extendedKeyUsage={usage}\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext")
+    return Certs(ca=folder / "ca.crt", server_cert=folder / "server.crt", server_key=folder / "server.key",
+                 client_cert=folder / "client.crt", client_key=folder / "client.key")
