@@ -388,8 +388,13 @@ class CriCollector:
                 self._identities.pop(event.container_id, None)
 
     async def _fill(self, containers: containers_pb2_grpc.ContainersStub) -> None:
-        listed = await containers.List(containers_pb2.ListContainersRequest(), metadata=self._metadata(), timeout=10)
-        self._identities = {c.id: identity_of(c.labels, c.image) for c in listed.containers}
+        """Every container of the namespace, streamed one message each (List's single answer, with every
+        container's OCI spec, passes gRPC's 4 MiB limit on a busy node)."""
+        identities = {}
+        async for message in containers.ListStream(containers_pb2.ListContainersRequest(), metadata=self._metadata(),
+                                                   timeout=30):
+            identities[message.container.id] = identity_of(message.container.labels, message.container.image)
+        self._identities = identities
 
     async def _lookup(self, containers: containers_pb2_grpc.ContainersStub, container_id: str) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 
 from collectors.node import Emit
@@ -39,33 +40,34 @@ class Batches:
             batch = await self._next_batch(stop)
             if batch:
                 await self._emit(batch)
-        rest = self._drain(self._queue.qsize())
-        if rest:
+        while rest := self._drain(self._max):
             await self._emit(rest)
 
     async def _next_batch(self, stop: asyncio.Event) -> list[RawEvent]:
+        """The next batch: from the first event, what comes within `every` (up to `max_batch`); what is
+        queued when `stop` is set."""
         stopping = asyncio.ensure_future(stop.wait())
+        batch: list[RawEvent] = []
+        deadline = math.inf
         try:
-            first = asyncio.ensure_future(self._queue.get())
-            done, _ = await asyncio.wait({first, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if first not in done:
-                first.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await first
-                if first.done() and not first.cancelled():
-                    return [first.result()]
-                return []
-            batch = [first.result()]
-            deadline = time.monotonic() + self._every
             while len(batch) < self._max and not stop.is_set():
                 batch.extend(self._drain(self._max - len(batch)))
+                if len(batch) >= self._max:
+                    break
+                if batch and deadline == math.inf:
+                    deadline = time.monotonic() + self._every
                 left = deadline - time.monotonic()
-                if left <= 0 or len(batch) >= self._max:
+                if left <= 0:
                     break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout=left))
-                except TimeoutError:
-                    break
+                getting = asyncio.ensure_future(self._queue.get())
+                await asyncio.wait({getting, stopping}, timeout=None if math.isinf(left) else left,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getting
+                if getting.done() and not getting.cancelled():
+                    batch.append(getting.result())
             return batch
         finally:
             stopping.cancel()

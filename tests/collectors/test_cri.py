@@ -215,6 +215,11 @@ async def test_containerds_exits_ooms_starts_and_images_reach_the_agent_as_the_p
         after = await _until(events, lambda m: m["reason"] == "ContainerExit" and m.get("container_id") == "t-after",
                              "an exit after the restart")
         assert (after.metadata["name"], after.metadata["severity"]) == ("later", "info")
+        # the container started before the restart is still known (listed again on reconnecting)
+        await asyncio.to_thread(containerd.ctr, "tasks", "kill", "-s", "SIGKILL", "t-start")
+        killed = await _until(events, lambda m: m["reason"] == "ContainerExit" and m.get("container_id") == "t-start",
+                              "the kill of t-start after the restart")
+        assert (killed.metadata["name"], killed.metadata["kernel.exit_code"]) == ("sleeper", "137")
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=20)
