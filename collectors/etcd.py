@@ -385,7 +385,7 @@ class EtcdCollector:
         self._batches: Batches | None = None
         self._lost = 0
         self._skipped = 0  # updates of prefixes that forward creations and deletions only
-        self._revision = 0  # the last revision the watch delivered (resumed from on reconnect)
+        self._next: dict[str, int] = {}  # per prefix, the revision its watch resumes from after a reconnect
         self.readings = 0  # /metrics reads that parsed
         self.watching = asyncio.Event()  # set while the watch is open
 
@@ -455,23 +455,26 @@ class EtcdCollector:
                     await self._follow(client, stop)
                     return
             except aetcd.exceptions.RevisionCompactedError as e:
-                log.warning("etcd: the watch's revision %d was compacted (now %d): resuming from the current "
-                            "revision; the changes in between are lost", self._revision, e.compacted_revision)
+                log.warning("etcd: the watch's revisions before %d were compacted: resuming from there; the "
+                            "changes in between are lost", e.compacted_revision)
                 self._lost += 1
-                self._revision = 0
+                self._next = {p: max(n, e.compacted_revision) for p, n in self._next.items()}
             except (aetcd.exceptions.ClientError, OSError) as e:
                 self.watching.clear()
                 if stop.is_set():
                     return
-                log.warning("etcd: the watch of %s failed (%s: %s); resuming from revision %d in %.1f s: check "
-                            "that etcd is running", self.endpoint, type(e).__name__, e, self._revision + 1, backoff)
+                log.warning("etcd: the watch of %s failed (%s: %s); resuming where it was in %.1f s: check "
+                            "that etcd is running", self.endpoint, type(e).__name__, e, backoff)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _follow(self, client: aetcd.Client, stop: asyncio.Event) -> None:
         assert self._batches is not None
-        start = self._revision + 1 if self._revision else None
+        if not self._next:  # from now: the store's revision, so that nothing between here and the watch is missed
+            answer = await client.kvstub.Range(aetcd_rpc.RangeRequest(key=b"\0", count_only=True), timeout=10,
+                                               metadata=client.metadata)
+            self._next = {p.prefix: answer.header.revision + 1 for p in self.prefixes}
         queue: asyncio.Queue[tuple[WatchedPrefix, aetcd.rtypes.Event] | BaseException] = asyncio.Queue()
 
         async def one(prefix: WatchedPrefix, watch: aetcd.rtypes.Watch) -> None:
@@ -485,7 +488,8 @@ class EtcdCollector:
         watches = []
         for prefix in self.prefixes:  # all open before `watching` is set: nothing after it is missed
             key = prefix.prefix.encode()
-            watches.append((prefix, await client.watch(key, range_end=_range_end(key), start_revision=start)))
+            watches.append((prefix, await client.watch(key, range_end=_range_end(key),
+                                                       start_revision=self._next[prefix.prefix])))
         readers = [asyncio.create_task(one(prefix, watch)) for prefix, watch in watches]
         stopping = asyncio.create_task(stop.wait())
         self.watching.set()
@@ -502,7 +506,7 @@ class EtcdCollector:
                 prefix, event = item
                 change = KeyChange(kind=str(event.kind), key=event.kv.key.decode(errors="replace"),
                                    revision=event.kv.mod_revision, version=event.kv.version, lease=event.kv.lease)
-                self._revision = max(self._revision, change.revision)
+                self._next[prefix.prefix] = change.revision + 1
                 if change.kind == "PUT" and change.version > 1 and not prefix.updates:
                     self._skipped += 1
                     continue

@@ -152,6 +152,9 @@ def pod_labels(pod: str, container: str) -> dict[str, str]:
             "io.cri-containerd.kind": "container"}
 
 
+# with the real cluster's tests (one xdist worker, in turn): both run a containerd whose shims and ctr write
+# under /run/containerd and whose containers' cgroups sit under k8s.io, and each takes away what it made
+@pytest.mark.xdist_group("real-cluster")
 async def test_containerds_exits_ooms_starts_and_images_reach_the_agent_as_the_pods_events(containerd) -> None:
     events: list[RawEvent] = []
     batches: list[int] = []

@@ -297,3 +297,37 @@ async def test_the_watch_over_tls_with_a_client_certificate_as_kubeadms_etcd_ask
         stop.set()
         await asyncio.wait_for(task, timeout=20)
         etcd.stop()
+
+
+async def test_a_watch_resumes_what_it_missed_and_past_a_compaction_starts_from_now_counting_the_loss(etcd) -> None:
+    events: list[RawEvent] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        events.extend(batch)
+
+    def revisions() -> set[str]:
+        return {e.metadata["etcd.revision"] for e in events if "etcd.revision" in e.metadata}
+
+    collector = EtcdCollector(node="cp-1", endpoint=etcd.endpoint, metrics_url=etcd.metrics_url, interval=60,
+                              every=0.1, prefixes=(WatchedPrefix("/registry/configmaps/"),))
+
+    async def run_until(revision: int) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(emit, stop))
+        try:
+            await asyncio.wait_for(collector.watching.wait(), timeout=20)
+            seen = await asyncio.to_thread(etcd.put, "/registry/configmaps/a/now", str(revision))
+            await until(lambda: {str(revision), str(seen)} <= revisions() if revision else str(seen) in revisions(),
+                        timeout=20, what=f"revisions {revision} and {seen}")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=20)
+
+    await run_until(0)
+    away = await asyncio.to_thread(etcd.put, "/registry/configmaps/a/away", "1")
+    await run_until(away)  # resumed after what the first run saw: the put made while away is seen
+    assert collector.lost() == 0
+    compacted_away = await asyncio.to_thread(etcd.put, "/registry/configmaps/a/away", "2")
+    await asyncio.to_thread(etcd.compact, await asyncio.to_thread(etcd.put, "/registry/other", "x"))
+    await run_until(0)
+    assert collector.lost() == 1 and str(compacted_away) not in revisions()  # compacted: lost, and counted

@@ -106,6 +106,10 @@ class PrivateEtcd:
     def delete(self, key: str) -> int:
         return self._gateway("/v3/kv/deleterange", {"key": _b64(key)})
 
+    def compact(self, revision: int) -> int:
+        """Compact the store's history up to `revision` (a watch from before it can no longer resume)."""
+        return self._gateway("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
     def context(self) -> ssl.SSLContext | None:
         if self.tls is None:
             return None
@@ -113,7 +117,7 @@ class PrivateEtcd:
         context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
         return context
 
-    def _gateway(self, path: str, body: dict[str, str]) -> int:
+    def _gateway(self, path: str, body: dict[str, str | bool]) -> int:
         request = urllib.request.Request(f"{self.scheme}://{self.endpoint}{path}", data=json.dumps(body).encode(),
                                          method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10, context=self.context()) as response:
