@@ -86,6 +86,7 @@ class ContainerIdentity(msgspec.Struct, frozen=True, kw_only=True):
     container: str = ""  # the Kubernetes container name; "" for a pod sandbox
     sandbox: bool = False
     image: str = ""
+    cgroup: str = ""  # the OCI spec's linux.cgroupsPath (cgroupfs: /kubepods/.../<id>; systemd: slice:prefix:id)
 
 
 class StreamEnded(ConnectionError):
@@ -137,11 +138,30 @@ def decode(envelope: events_pb2.Envelope) -> CriEvent | None:
                     **fields)  # type: ignore[arg-type]
 
 
-def identity_of(labels: Mapping[str, str], image: str = "") -> ContainerIdentity:
-    """The pod and container a containerd container is, from its CRI labels (empty fields when absent)."""
+def identity_of(labels: Mapping[str, str], image: str = "", spec: bytes = b"") -> ContainerIdentity:
+    """The pod and container a containerd container is, from its CRI labels (empty fields when absent), and
+    its cgroup from its OCI runtime spec (JSON, as containerd stores it) when given."""
     return ContainerIdentity(pod_name=labels.get(POD_NAME, ""), pod_namespace=labels.get(POD_NAMESPACE, ""),
                              pod_uid=labels.get(POD_UID, ""), container=labels.get(CONTAINER_NAME, ""),
-                             sandbox=labels.get(CRI_KIND) == "sandbox", image=image)
+                             sandbox=labels.get(CRI_KIND) == "sandbox", image=image, cgroup=cgroup_of(spec))
+
+
+class _Linux(msgspec.Struct, frozen=True):
+    cgroupsPath: str = ""  # noqa: N815 (the OCI spec's name)
+
+
+class _Spec(msgspec.Struct, frozen=True):
+    linux: _Linux = _Linux()
+
+
+def cgroup_of(spec: bytes) -> str:
+    """`linux.cgroupsPath` of an OCI runtime spec (JSON); "" when absent or unreadable."""
+    if not spec:
+        return ""
+    try:
+        return msgspec.json.decode(spec, type=_Spec).linux.cgroupsPath
+    except msgspec.DecodeError:
+        return ""
 
 
 def exit_meaning(code: int) -> tuple[str, str, str]:
@@ -177,7 +197,8 @@ def node_event_of(event: CriEvent, identity: ContainerIdentity | None, *, node: 
     facts: dict[str, str] = {}
     if event.container_id:
         facts["container_id"] = event.container_id
-        facts["kernel.cgroup"] = f"/{event.namespace}/{event.container_id}"
+    if identity is not None and identity.cgroup:
+        facts["kernel.cgroup"] = identity.cgroup
     if identity is not None and identity.container:
         facts["container"] = identity.container
     if event.pid:
@@ -378,10 +399,9 @@ class CriCollector:
             if event is None or event.namespace != self.namespace:
                 continue
             known = event.container_id in self._identities
-            if event.container_id and not known and event.topic != "/containers/delete":
-                await self._lookup(containers, event.container_id)
-            if event.topic == "/containers/update" and event.container_id:
-                self._identities[event.container_id] = identity_of(event.labels, event.image)
+            if event.container_id and (not known or event.topic == "/containers/update") and (
+                    event.topic != "/containers/delete"):
+                await self._lookup(containers, event.container_id)  # an update may change labels or spec
             for raw in node_events([event], self._identities, node=self.node, repeats=self._repeats):
                 self._batches.offer(raw)
             if event.topic == "/containers/delete":
@@ -393,7 +413,8 @@ class CriCollector:
         identities = {}
         async for message in containers.ListStream(containers_pb2.ListContainersRequest(), metadata=self._metadata(),
                                                    timeout=30):
-            identities[message.container.id] = identity_of(message.container.labels, message.container.image)
+            container = message.container
+            identities[container.id] = identity_of(container.labels, container.image, container.spec.value)
         self._identities = identities
 
     async def _lookup(self, containers: containers_pb2_grpc.ContainersStub, container_id: str) -> None:
@@ -404,7 +425,8 @@ class CriCollector:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             return  # gone already: the event is about the node, with the container id
-        self._identities[container_id] = identity_of(found.container.labels, found.container.image)
+        container = found.container
+        self._identities[container_id] = identity_of(container.labels, container.image, container.spec.value)
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         return (("containerd-namespace", self.namespace),)

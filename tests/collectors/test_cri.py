@@ -46,7 +46,8 @@ def test_a_task_exit_is_read_with_its_status_and_exit_time_and_reads_as_the_pods
     assert event is not None
     assert (event.container_id, event.pid, event.exit_status) == ("c" * 64, 4242, 3)
     assert event.at == datetime(2026, 12, 5, 3, 0, 1, tzinfo=UTC)  # exited_at, not the envelope's time
-    [raw] = node_events([event], {"c" * 64: identity_of(LABELS)}, node="node-1")
+    spec = b'{"ociVersion": "1.0.2", "linux": {"cgroupsPath": "/kubepods/burstable/podu-1/' + b"c" * 64 + b'"}}'
+    [raw] = node_events([event], {"c" * 64: identity_of(LABELS, "nginx:1", spec)}, node="node-1")
     md = raw.metadata
     assert (md["kind"], md["namespace"], md["name"], md["uid"]) == ("Pod", "shop", "web-0", "u-1")
     assert (md["reason"], md["kernel.exit_code"], md["container"], md["pid"]) == ("ContainerExit", "3", "app", "4242")
@@ -54,7 +55,9 @@ def test_a_task_exit_is_read_with_its_status_and_exit_time_and_reads_as_the_pods
     assert md["message"] == f"container app ({'c' * 12}) exited with code 3"
     unified = normalize_event(enrich_event(raw))
     assert (unified.k8s.kind, unified.k8s.name, unified.kernel.pid) == ("Pod", "web-0", 4242)
-    assert unified.kernel.cgroup == f"/k8s.io/{'c' * 64}" and unified.kernel.detail["exit_code"] == "3"
+    assert unified.kernel.cgroup == f"/kubepods/burstable/podu-1/{'c' * 64}"
+    assert unified.kernel.detail["exit_code"] == "3" and md["image"] == "nginx:1"
+    assert identity_of(LABELS, spec=b"not json").cgroup == "" and identity_of(LABELS, spec=b"{}").cgroup == ""
 
 
 def test_exit_severity_follows_the_code() -> None:
@@ -186,6 +189,7 @@ async def test_containerds_exits_ooms_starts_and_images_reach_the_agent_as_the_p
         md = exit3.metadata
         assert (md["kind"], md["namespace"], md["name"], md["uid"]) == ("Pod", "tapio-test", "exiter", "uid-exiter")
         assert (md["container"], md["kernel.exit_code"], md["severity"]) == ("main", "3", "warning")
+        assert md["kernel.cgroup"] == "/k8s.io/t-exit3"  # ctr's cgroupsPath, read from the container's OCI spec
         await _until(events, lambda m: m["reason"] == "ContainerStart" and m.get("container_id") == "t-exit3",
                      "start of t-exit3")
 
