@@ -2,7 +2,9 @@
 an interval from histogram bucket deltas, watched keys named as the objects they hold (pure); then the
 collector against a real Debian `etcd-server` 3.4 started by the test on private loopback ports
 (`nodesources.etcd`): a put/update/delete seen by the watch, the metrics read into samples, a restart read as a
-leader change with the watch resumed after it, and a member without quorum read as no leader."""
+leader change with the watch resumed after it, a member without quorum read as no leader, a slow apply (a
+100,000-key delete), the watch over TLS with a client certificate, and a watch resumed past a compaction.
+A slow fsync cannot be made on demand here: its threshold is tested on text."""
 
 from __future__ import annotations
 
@@ -331,3 +333,31 @@ async def test_a_watch_resumes_what_it_missed_and_past_a_compaction_starts_from_
     await asyncio.to_thread(etcd.compact, await asyncio.to_thread(etcd.put, "/registry/other", "x"))
     await run_until(0)
     assert collector.lost() == 1 and str(compacted_away) not in revisions()  # compacted: lost, and counted
+
+
+async def test_a_slow_apply_of_a_real_etcd_becomes_an_event(etcd) -> None:
+    """One request deleting 100,000 keys takes etcd about 0.6 s to apply here (its slow-apply mark is 100 ms)."""
+    import aetcd
+
+    events: list[RawEvent] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        events.extend(batch)
+
+    collector = EtcdCollector(node="cp-1", endpoint=etcd.endpoint, metrics_url=etcd.metrics_url, interval=0.3,
+                              every=0.1, prefixes=())
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    try:
+        await until(lambda: collector.readings >= 1, timeout=20, what="a first reading")
+        host, _, port = etcd.endpoint.rpartition(":")
+        async with aetcd.Client(host=host, port=int(port), timeout=60) as client:
+            for batch in range(800):  # etcd's --max-txn-ops is 128
+                await client.transaction(compare=[], success=[client.transactions.put(
+                    f"/bulk/{batch:04d}/{n:03d}".encode(), b"x" * 100) for n in range(128)], failure=[])
+            await client.delete_prefix(b"/bulk/")
+        slow = await until(_find(events, reason="EtcdSlowApply"), timeout=20, what="EtcdSlowApply")
+        assert slow.metadata["intent"] == "slow-apply" and int(slow.metadata["metric.etcd.slow_applies"]) >= 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
