@@ -3,8 +3,8 @@ an interval from histogram bucket deltas, watched keys named as the objects they
 collector against a real Debian `etcd-server` 3.4 started by the test on private loopback ports
 (`nodesources.etcd`): a put/update/delete seen by the watch, the metrics read into samples, a restart read as a
 leader change with the watch resumed after it, a member without quorum read as no leader, a slow apply (a
-100,000-key delete), the watch over TLS with a client certificate, and a watch resumed past a compaction.
-A slow fsync cannot be made on demand here: its threshold is tested on text."""
+100,000-key delete), a slow fsync (etcd's writes throttled by a cgroup v1 blkio group: needs root), the watch
+over TLS with a client certificate, and a watch resumed past a compaction."""
 
 from __future__ import annotations
 
@@ -358,6 +358,39 @@ async def test_a_slow_apply_of_a_real_etcd_becomes_an_event(etcd) -> None:
             await client.delete_prefix(b"/bulk/")
         slow = await until(_find(events, reason="EtcdSlowApply"), timeout=20, what="EtcdSlowApply")
         assert slow.metadata["intent"] == "slow-apply" and int(slow.metadata["metric.etcd.slow_applies"]) >= 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+
+async def test_a_slow_disk_under_a_real_etcd_becomes_a_slow_fsync_event(etcd) -> None:
+    """etcd's writes throttled to 4 a second (cgroup v1 blkio on its data dir's device): every WAL fsync waits."""
+    from nodesources.etcd import SlowDiskUnavailable
+
+    events: list[RawEvent] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        events.extend(batch)
+
+    collector = EtcdCollector(node="cp-1", endpoint=etcd.endpoint, metrics_url=etcd.metrics_url, interval=0.3,
+                              every=0.1, prefixes=())
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    try:
+        await until(lambda: collector.readings >= 1, timeout=20, what="a first reading")
+        try:
+            with etcd.slow_disk(iops=4):
+                for n in range(2):
+                    await asyncio.to_thread(etcd.put, f"/slow/{n}", "v")
+                slow = await until(_find(events, reason="EtcdSlowFsync"), timeout=30, what="EtcdSlowFsync")
+        except SlowDiskUnavailable as e:
+            pytest.skip(str(e))
+        assert float(slow.metadata["metric.etcd.wal_fsync_p99_seconds"]) > 0.5
+        assert slow.metadata["message"].startswith("etcd WAL fsync p99 ")
+        # the disk back to speed: the next intervals' p99 drop under the mark again
+        await asyncio.to_thread(etcd.put, "/fast/0", "v")
+        await until(lambda: any(float(e.metadata.get("metric.etcd.wal_fsync_p99_seconds", "9")) < 0.5
+                                for e in events[events.index(slow):]), timeout=30, what="a fast fsync interval")
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=20)

@@ -5,24 +5,44 @@ ports with its data in a temp folder.
 ports (a one-member cluster elects itself again: its leader-changes counter starts over); `stop()` stops it
 and removes the folder. `tls=True` serves the client API over TLS and asks for a client certificate, as
 kubeadm's etcd does (`make_certs`: a CA, a serving and a client certificate); the metrics stay plain HTTP on
-their own port, as kubeadm's `--listen-metrics-urls`.
+their own port, as kubeadm's `--listen-metrics-urls`. `slow_disk(iops)` throttles etcd's writes to its data
+dir's block device (cgroup v1 blkio), so its WAL fsyncs take seconds.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
 import signal
 import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGES = ("etcd-server",)
+BLKIO = Path("/sys/fs/cgroup/blkio")
 ETCD = Path("/usr/bin/etcd")
+
+
+class SlowDiskUnavailable(RuntimeError):
+    """Writes cannot be throttled here (no root, no cgroup v1 blkio, no block device under the folder)."""
+
+
+def slow_disk_unavailable(folder: Path) -> str:
+    """Why `PrivateEtcd.slow_disk` cannot work for a data dir in `folder` ("" when it can)."""
+    if os.geteuid() != 0:
+        return "throttling a process's writes needs root"
+    if not (BLKIO / "blkio.throttle.write_iops_device").is_file():
+        return f"no cgroup v1 blkio throttling at {BLKIO}"
+    if os.major(os.stat(folder).st_dev) == 0:
+        return f"{folder} is not on a block device (tmpfs or overlay): nothing to throttle"
+    return ""
 
 
 def unavailable() -> str:
@@ -105,6 +125,26 @@ class PrivateEtcd:
 
     def delete(self, key: str) -> int:
         return self._gateway("/v3/kv/deleterange", {"key": _b64(key)})
+
+    @contextlib.contextmanager
+    def slow_disk(self, iops: int) -> Iterator[None]:
+        """etcd's writes to its data dir's block device throttled to `iops` (a cgroup v1 blkio group holding
+        its process: fsync waits on them); raises SlowDiskUnavailable naming what is missing."""
+        why = slow_disk_unavailable(self.folder)
+        if why:
+            raise SlowDiskUnavailable(why)
+        assert self.process is not None
+        st = os.stat(self.folder)
+        group = BLKIO / f"tapio-etcd-{self.process.pid}"
+        group.mkdir()
+        try:
+            (group / "blkio.throttle.write_iops_device").write_text(f"{os.major(st.st_dev)}:{os.minor(st.st_dev)} {iops}")
+            (group / "cgroup.procs").write_text(str(self.process.pid))
+            yield
+        finally:
+            if self.process.poll() is None:
+                (BLKIO / "cgroup.procs").write_text(str(self.process.pid))  # back to the root group, every thread
+            group.rmdir()
 
     def compact(self, revision: int) -> int:
         """Compact the store's history up to `revision` (a watch from before it can no longer resume)."""
