@@ -1,15 +1,16 @@
 """The CRI collector: containerd's own events (task start, exit with status, OOM, image and container changes).
 
 Fed by containerd's gRPC API on its socket (`/run/containerd/containerd.sock`): the Events service's
-`Subscribe` stream (envelopes of topic, namespace, time and an `Any` payload) and the Containers service,
-whose CRI labels (`io.kubernetes.pod.name`, `.namespace`, `.uid`, `io.kubernetes.container.name`) say which
-pod and container a container id is. The Python modules are vendored in `collectors/containerd_api/`
-(generated from Debian's containerd sources by `tests/support/containerd_protos.py`). Feeds the agent
-(`collectors.node`): `ContainerStart`, `ContainerExit` (exit code, severity by code), `ContainerOOM`,
-`ExecExit` (a non-zero exec, such as a failing exec probe), `ContainerCreated`/`ContainerDeleted`,
-`TaskDeleted`, `ImagePulled`/`ImageUpdated`/`ImageDeleted`, about the pod when the labels name one.
+`Subscribe` stream (envelopes of topic, namespace, time and an `Any` payload) and the Containers service, whose
+CRI labels (`io.kubernetes.pod.name`, `.namespace`, `.uid`, `io.kubernetes.container.name`) say which pod and
+container a container id is, and whose OCI spec gives its cgroup. The Python modules are vendored in
+`collectors/containerd_api/` (generated from Debian's containerd sources by
+`tests/support/containerd_protos.py`). Feeds the agent (`collectors.node`): `ContainerStart`, `ContainerExit`
+(exit code, severity by code), `ContainerOOM`, `ExecExit` (a non-zero exec, such as a failing exec probe),
+`ContainerCreated`/`ContainerDeleted`, `TaskDeleted`, `ImagePulled`/`ImageUpdated`/`ImageDeleted`, about the
+pod when the labels name one.
 
-Pure: `decode` (envelope -> `CriEvent`), `identity_of` (labels -> `ContainerIdentity`), `node_events`
+Pure: `decode` (envelope -> `CriEvent`), `identity_of` (labels, spec -> `ContainerIdentity`), `node_events`
 (-> RawEvents, collapsing the repeated OOM notifications containerd sends for one kill). `CriCollector` is the
 thin async shell: it subscribes, looks identities up (cached, pre-filled by listing the namespace's containers),
 and reconnects with backoff when containerd restarts.

@@ -12,12 +12,14 @@ leases of `kube-node-lease`, configmaps by default). Feeds the agent (`collector
   `EtcdSlowApply`, `EtcdProposalsFailed`, `EtcdDatabaseNearQuota`;
 - per watched key change, `EtcdKeyCreated`/`EtcdKeyUpdated`/`EtcdKeyDeleted` with the key, its revision and
   version (never the value: it may be a Secret), about the object the key names (`/registry/nodes/n1` is Node
-  n1). A prefix can forward creations and deletions only (the leases, renewed every 10 s per node): its
-  updates are counted in the `etcd.watch_updates_skipped` sample.
+  n1), timed when the collector read it (etcd keeps no time). A prefix can forward creations and deletions
+  only (the leases, renewed every 10 s per node): its updates are counted in the `etcd.watch_updates_skipped`
+  sample.
 
 Pure: `parse_metrics`, `p99_between`/`quantile_between`, `assess` (two readings -> samples and findings),
-`object_of_key`, `key_event`. `EtcdCollector` is the thin async shell; it resumes the watch from the last
-revision it saw when etcd comes back.
+`object_of_key`, `key_event`. `EtcdCollector` is the thin async shell: it resumes each prefix's watch after
+the last revision it delivered when etcd comes back (from the oldest kept one past a compaction, counting the
+loss), and speaks TLS with a client certificate where etcd asks for one (`TlsFiles`).
 """
 
 from __future__ import annotations
