@@ -6,9 +6,9 @@ CRI labels (`io.kubernetes.pod.name`, `.namespace`, `.uid`, `io.kubernetes.conta
 container a container id is, and whose OCI spec gives its cgroup. The Python modules are vendored in
 `collectors/containerd_api/` (generated from Debian's containerd sources by
 `tests/support/containerd_protos.py`). Feeds the agent (`collectors.node`): `ContainerStart`, `ContainerExit`
-(exit code, severity by code), `ContainerOOM`, `ExecExit` (a non-zero exec, such as a failing exec probe),
-`ContainerCreated`/`ContainerDeleted`, `TaskDeleted`, `ImagePulled`/`ImageUpdated`/`ImageDeleted`, about the
-pod when the labels name one.
+(exit code, severity by code), `SandboxStart`/`SandboxExit` (a pod's sandbox), `ContainerOOM`, `ExecExit` (a
+non-zero exec, such as a failing exec probe), `ContainerCreated`/`ContainerDeleted`, `TaskDeleted`,
+`ImagePulled`/`ImageUpdated`/`ImageDeleted`, about the pod when the labels name one.
 
 Pure: `decode` (envelope -> `CriEvent`), `identity_of` (labels, spec -> `ContainerIdentity`), `node_events`
 (-> RawEvents, collapsing the repeated OOM notifications containerd sends for one kill). `CriCollector` is the
@@ -207,6 +207,7 @@ def node_event_of(event: CriEvent, identity: ContainerIdentity | None, *, node: 
     if event.image or (identity is not None and identity.image):
         facts["image"] = event.image or (identity.image if identity else "")
     who = _who(event, identity)
+    sandbox = identity is not None and identity.sandbox
     is_exec = bool(event.exec_id) and event.exec_id != event.container_id
     topic = event.topic
     if topic == "/tasks/exit" or (topic == "/tasks/delete" and not is_exec):
@@ -224,11 +225,14 @@ def node_event_of(event: CriEvent, identity: ContainerIdentity | None, *, node: 
             return _event(event, node, identity, "ExecExit", f"{who}: exec {event.exec_id} exited with code {code}",
                           ("container-failure", "availability", "info"), facts)
         signal = f" ({facts['kernel.signal']})" if "kernel.signal" in facts else ""
+        if sandbox:  # the CRI plugin SIGKILLs a pod's sandbox when the pod goes: its end, not a failure
+            return _event(event, node, identity, "SandboxExit", f"{who} exited with code {code}{signal}",
+                          ("lifecycle", "lifecycle", "info"), facts)
         return _event(event, node, identity, "ContainerExit", f"{who} exited with code {code}{signal}",
                       exit_meaning(code), facts)
     if topic == "/tasks/start":
-        return _event(event, node, identity, "ContainerStart", f"{who} started (pid {event.pid})",
-                      ("lifecycle", "lifecycle", "info"), facts)
+        return _event(event, node, identity, "SandboxStart" if sandbox else "ContainerStart",
+                      f"{who} started (pid {event.pid})", ("lifecycle", "lifecycle", "info"), facts)
     if topic == "/tasks/oom":
         return _event(event, node, identity, "ContainerOOM", f"{who}: a process was killed by the OOM killer",
                       ("oom-kill", "resources", "error"), facts)

@@ -69,8 +69,8 @@ async def test_the_kubelets_containers_read_as_their_pods(real_cluster: RealClus
         oom = await until(about(hog, "ContainerOOM"), timeout=180, what="the OOM kill of cri-hog's container")
         assert (oom.metadata["name"], oom.metadata["intent"], oom.metadata["severity"]) == ("cri-hog", "oom-kill", "error")
         # the pod's sandbox is the pod too: its start read as the pod's, without a container name
-        sandbox = next(e for e in events if e.metadata["reason"] == "ContainerStart" and e.metadata.get("uid") ==
-                       hog.metadata.uid and "container" not in e.metadata)
+        sandbox = next(e for e in events if e.metadata["reason"] == "SandboxStart" and e.metadata.get("uid") ==
+                       hog.metadata.uid)
         assert sandbox.metadata["message"].startswith("sandbox ")
     finally:
         stop.set()

@@ -110,7 +110,10 @@ def test_a_sandbox_reads_as_its_pod() -> None:
     del labels["io.kubernetes.container.name"]
     [raw] = node_events([start], {"s" * 64: identity_of(labels)}, node="n")  # type: ignore[list-item]
     assert raw.metadata["message"] == f"sandbox {'s' * 12} of pod shop/web-0 started (pid 7)"
-    assert "container" not in raw.metadata
+    assert raw.metadata["reason"] == "SandboxStart" and "container" not in raw.metadata
+    killed = decode(envelope("/tasks/exit", task_pb2.TaskExit(container_id="s" * 64, id="s" * 64, exit_status=137)))
+    [raw] = node_events([killed], {"s" * 64: identity_of(labels)}, node="n")  # type: ignore[list-item]
+    assert (raw.metadata["reason"], raw.metadata["severity"], raw.metadata["name"]) == ("SandboxExit", "info", "web-0")
 
 
 def test_a_missing_socket_says_which_and_what_to_do(tmp_path: Path) -> None:
