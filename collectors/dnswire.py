@@ -1,0 +1,202 @@
+"""DNS on the wire: which packets a capture socket keeps (a classic BPF filter run in the kernel) and
+what one captured packet says (a `DnsMessage`: query or answer, who asked whom, which name, which rcode).
+
+Fed by: `collectors.dns`, which opens an `AF_PACKET`/`SOCK_DGRAM` socket (packets start at the IP
+header, whatever the link), attaches `socket_filter(ports, loopback_index)` and hands each packet to
+`parse_packet`. Feeds: `collectors.dnsoutcomes`, which pairs the queries with their answers.
+
+The filter keeps IPv4 and IPv6 UDP and TCP packets from or to one of the DNS ports (first fragments
+only) and drops the `PACKET_OUTGOING` copy of each packet on the loopback interface, where every
+packet is seen twice (leaving and arriving). Only the DNS header and the question are parsed
+(`dnslib`, ~10 us a packet): the answer records say nothing the collector reports. TCP messages are
+read when one segment holds the whole message (the usual case for a query and a short answer); a
+message split across segments is not reassembled (`ParseResult.SKIPPED`).
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Iterable
+
+import msgspec
+from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSQuestion
+from dnslib.dns import DNSBuffer
+
+ETH_P_ALL = 0x0003
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+PACKET_OUTGOING = 4
+SNAPLEN = 0x40000  # what an accepted packet keeps: all of it
+
+
+class DnsMessage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One DNS query or answer seen on the wire. `client` asked `server`; `at` is the kernel's
+    capture time (seconds since the epoch)."""
+
+    at: float
+    response: bool
+    txid: int
+    protocol: str  # udp | tcp
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+    name: str  # lower case, no trailing dot; "." is the root
+    qtype: str
+    rcode: str = ""  # answers: NOERROR, NXDOMAIN, SERVFAIL, REFUSED...
+    truncated: bool = False
+
+
+class WireError(ValueError):
+    """A packet on a DNS port whose DNS message cannot be read (malformed, or not DNS at all)."""
+
+
+# classic BPF (linux/filter.h): instruction classes, sizes, modes, jumps
+_LD, _LDX, _JMP, _RET = 0x00, 0x01, 0x05, 0x06
+_W, _H, _B = 0x00, 0x08, 0x10
+_ABS, _IND, _MSH = 0x20, 0x40, 0xA0
+_JEQ, _JSET = 0x10, 0x40
+_SKF_AD = 0xFFFFF000  # SKF_AD_OFF (-0x1000) as the unsigned k of a load
+_AD_PROTOCOL, _AD_PKTTYPE, _AD_IFINDEX = 0, 4, 8
+_MAX_PORTS = 40  # keeps every jump within the 8-bit offsets cBPF has
+
+
+def socket_filter(ports: Iterable[int], loopback_index: int) -> bytes:
+    """The classic BPF program (an array of `struct sock_filter`, ready for `SO_ATTACH_FILTER`) that
+    keeps UDP/TCP packets from or to `ports` and drops the outgoing copy on the interface numbered
+    `loopback_index`. For a `SOCK_DGRAM` packet socket: offset 0 is the IP header. Raises
+    ValueError for no ports, a port outside 1-65535, or more than 40 ports."""
+    wanted = sorted(set(ports))
+    if not wanted or len(wanted) > _MAX_PORTS or not all(0 < p < 65536 for p in wanted):
+        raise ValueError(f"DNS ports {wanted}: give 1 to {_MAX_PORTS} ports between 1 and 65535")
+    program: list[tuple[int, str | int, str | int, int]] = []  # (code, true label, false label, k)
+
+    def op(code: int, k: int = 0, jt: str | int = 0, jf: str | int = 0) -> None:
+        program.append((code, jt, jf, k))
+
+    def label(name: str) -> None:
+        program.append((-1, name, name, 0))
+
+    def port_checks(offset_code: int, offset: int) -> None:
+        op(_LD | _H | offset_code, offset)
+        for port in wanted:
+            op(_JMP | _JEQ, port, "accept", 0)
+
+    op(_LD | _W | _ABS, _SKF_AD + _AD_IFINDEX)
+    op(_JMP | _JEQ, loopback_index, 0, "protocol")
+    op(_LD | _W | _ABS, _SKF_AD + _AD_PKTTYPE)
+    op(_JMP | _JEQ, PACKET_OUTGOING, "drop", 0)
+    label("protocol")
+    op(_LD | _H | _ABS, _SKF_AD + _AD_PROTOCOL)
+    op(_JMP | _JEQ, ETH_P_IP, 0, "ipv6")
+    op(_LD | _B | _ABS, 9)  # IPv4 protocol
+    op(_JMP | _JEQ, 17, "ipv4 ports", 0)
+    op(_JMP | _JEQ, 6, 0, "drop")
+    label("ipv4 ports")
+    op(_LD | _H | _ABS, 6)  # flags and fragment offset: a later fragment has no ports
+    op(_JMP | _JSET, 0x1FFF, "drop", 0)
+    op(_LDX | _B | _MSH, 0)  # X = IPv4 header length
+    port_checks(_IND, 0)
+    port_checks(_IND, 2)
+    op(_RET, 0)
+    label("ipv6")
+    op(_JMP | _JEQ, ETH_P_IPV6, 0, "drop")
+    op(_LD | _B | _ABS, 6)  # IPv6 next header (no extension headers)
+    op(_JMP | _JEQ, 17, "ipv6 ports", 0)
+    op(_JMP | _JEQ, 6, 0, "drop")
+    label("ipv6 ports")
+    port_checks(_ABS, 40)
+    port_checks(_ABS, 42)
+    label("drop")
+    op(_RET, 0)
+    label("accept")
+    op(_RET, SNAPLEN)
+    return _assemble(program)
+
+
+def _assemble(program: list[tuple[int, str | int, str | int, int]]) -> bytes:
+    """Resolve the labels of `program` into cBPF's relative jump offsets and pack it."""
+    at: dict[str, int] = {}
+    index = 0
+    for code, jt, _jf, _k in program:
+        if code == -1:
+            at[str(jt)] = index
+        else:
+            index += 1
+    out = bytearray()
+    index = 0
+    for code, jt, jf, k in program:
+        if code == -1:
+            continue
+        jumps = [at[j] - index - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        if not all(0 <= j < 256 for j in jumps):
+            raise ValueError(f"BPF jump out of range at instruction {index}: {jumps}")
+        out += struct.pack("=HBBI", code, jumps[0], jumps[1], k)
+        index += 1
+    return bytes(out)
+
+
+def parse_packet(packet: bytes, *, at: float, ports: frozenset[int]) -> DnsMessage | None:
+    """The DNS message in one IP packet (IPv4 or IPv6, UDP or TCP) from or to one of `ports`;
+    None for a packet that carries none (another port, a TCP segment without a whole message, a
+    later fragment). Raises WireError when the payload on a DNS port is not a readable DNS
+    message."""
+    if not packet:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        if len(packet) < 20:
+            return None
+        header = (packet[0] & 0x0F) * 4
+        total = int.from_bytes(packet[2:4])
+        if int.from_bytes(packet[6:8]) & 0x1FFF:
+            return None
+        proto, src, dst = packet[9], packet[12:16], packet[16:20]
+        body = packet[header:total]
+    elif version == 6:
+        if len(packet) < 40:
+            return None
+        proto, src, dst = packet[6], packet[8:24], packet[24:40]
+        body = packet[40:40 + int.from_bytes(packet[4:6])]
+    else:
+        return None
+    if proto == 17 and len(body) >= 8:
+        sport, dport, length = struct.unpack_from("!HHH", body)
+        payload, protocol = body[8:length], "udp"
+    elif proto == 6 and len(body) >= 20:
+        sport, dport = struct.unpack_from("!HH", body)
+        segment = body[(body[12] >> 4) * 4:]
+        if len(segment) < 2:
+            return None  # a handshake or an ack
+        size = int.from_bytes(segment[:2])
+        if len(segment) < 2 + size:
+            return None  # a message split across segments: not reassembled
+        payload, protocol = segment[2:2 + size], "tcp"
+    else:
+        return None
+    if sport not in ports and dport not in ports:
+        return None
+    return _message(payload, at=at, protocol=protocol, src=(_ip(src), sport), dst=(_ip(dst), dport))
+
+
+def _ip(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def _message(payload: bytes, *, at: float, protocol: str, src: tuple[str, int], dst: tuple[str, int]) -> DnsMessage:
+    try:
+        buffer = DNSBuffer(payload)
+        header = DNSHeader.parse(buffer)
+        question = DNSQuestion.parse(buffer) if header.q else None
+    except DNSError as e:  # dnslib wraps every decoding failure in it
+        raise WireError(f"{protocol} {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}: not a DNS message ({e})") from e
+    if question is None:
+        raise WireError(f"{protocol} {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}: a DNS message without a question")
+    name = str(question.qname).rstrip(".").lower() or "."
+    client, server = (dst, src) if header.qr else (src, dst)
+    return DnsMessage(at=at, response=bool(header.qr), txid=header.id, protocol=protocol, client=client[0],
+                      client_port=client[1], server=server[0], server_port=server[1], name=name,
+                      qtype=str(QTYPE.get(question.qtype, question.qtype)),
+                      rcode=str(RCODE.get(header.rcode, header.rcode)) if header.qr else "",
+                      truncated=bool(header.tc))
