@@ -1,0 +1,141 @@
+"""The DNS collector capturing real queries on `lo` (an AF_PACKET socket, root) to real dnsmasq and
+unbound servers started on loopback high ports (`nodesources.dns`): NXDOMAIN, SERVFAIL, timeouts and
+latency samples, reported per name with their counts and latencies. Needs root (CAP_NET_RAW);
+skips only where the packet socket cannot be opened."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from nodesources.dns import GOOD_NAME, Dnsmasq, Unbound, ask
+
+from collectors.dns import DnsCollector, DnsSettings, NoPods, open_capture
+from collectors.node import SourceUnavailable
+from core.events import RawEvent
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def capture_allowed() -> None:
+    try:
+        open_capture("lo", [53]).close()
+    except SourceUnavailable as e:
+        pytest.skip(f"no packet socket here: {e}")
+
+
+@pytest.fixture(scope="module")
+def dnsmasq(capture_allowed: None) -> Dnsmasq:
+    with Dnsmasq() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def unbound(capture_allowed: None) -> Unbound:
+    with Unbound() as server:
+        yield server
+
+
+@asynccontextmanager
+async def capturing(*ports: int, timeout: float = 2.0) -> AsyncIterator[tuple[DnsCollector, list[RawEvent]]]:
+    """The collector on `lo` for `ports`, reporting every 0.3 s; stopped (and its last report
+    taken) on exit."""
+    collector = DnsCollector(node="node-test", pods=NoPods(),
+                             settings=DnsSettings(ports=ports, interfaces=("lo",), interval=0.3, timeout=timeout,
+                                                  tick=0.1))
+    events: list[RawEvent] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        events.extend(batch)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    await asyncio.sleep(0.2)  # the socket is open and filtered once run() has started
+    try:
+        yield collector, events
+    finally:
+        stop.set()
+        await task
+
+
+async def until(condition: Callable[[], bool], what: str, *, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {within} s")
+        await asyncio.sleep(0.1)
+
+
+def total(events: list[RawEvent], reason: str, name: str, key: str) -> int:
+    return sum(int(e.metadata[key]) for e in events if e.metadata["reason"] == reason and e.metadata["net.query"] == name)
+
+
+async def timed_ask(name: str, port: int, **kwargs: object) -> tuple[int, float]:
+    started = time.time()
+    answer = await asyncio.to_thread(ask, name, port, **kwargs)
+    return answer.header.rcode, (time.time() - started) * 1000
+
+
+async def test_nxdomain_and_successful_queries_to_dnsmasq_give_counts_latencies_and_no_event_per_query(
+        dnsmasq: Dnsmasq) -> None:
+    async with capturing(dnsmasq.port) as (collector, events):
+        answered = [await timed_ask(GOOD_NAME, dnsmasq.port) for _ in range(5)]
+        answered.append(await timed_ask(GOOD_NAME, dnsmasq.port, tcp=True))
+        answered.append(await timed_ask(GOOD_NAME, dnsmasq.port, host="::1"))
+        missing = [await timed_ask("nope.test", dnsmasq.port) for _ in range(3)]
+        assert {rcode for rcode, _ in answered} == {0} and {rcode for rcode, _ in missing} == {3}
+        await until(lambda: total(events, "DNSNXDomain", "nope.test", "metric.dns.failures") == 3
+                    and total(events, "DNSLatency", GOOD_NAME, "metric.dns.queries") == 7, "NXDOMAIN events")
+    good = [e.metadata for e in events if e.metadata["net.query"] == GOOD_NAME]
+    assert {m["reason"] for m in good} == {"DNSLatency"}  # successes: samples only
+    assert {(m["net.protocol"], m["net.src"]) for m in good} == {("udp", "127.0.0.1"), ("tcp", "127.0.0.1"),
+                                                                   ("udp", "::1")}
+    assert all(m["metric.dns.failures"] == "0" and m["net.port"] == str(dnsmasq.port) for m in good)
+    nx = [e.metadata for e in events if e.metadata["reason"] == "DNSNXDomain"]
+    assert {(m["net.rcode"], m["net.src"], m["net.dst"], m["kind"], m["name"], m["intent"]) for m in nx} == {
+        ("NXDOMAIN", "127.0.0.1", "127.0.0.1", "Node", "node-test", "dns-failure")}
+    # the kernel stamps both packets between the client's send and its receive
+    assert 0 < max(float(m["metric.dns.latency_max_ms"]) for m in nx) <= max(ms for _, ms in missing)
+    assert collector.lost() == 0
+
+
+async def test_a_query_nobody_answers_is_a_timeout_after_the_timeout(dnsmasq: Dnsmasq) -> None:
+    async with capturing(dnsmasq.port, timeout=1.0) as (_collector, events):
+        for name in ("a.slow.example", "a.slow.example", "b.slow.example"):
+            with pytest.raises(TimeoutError):
+                await asyncio.to_thread(ask, name, dnsmasq.port, timeout=0.2)
+        await until(lambda: total(events, "DNSTimeout", "a.slow.example", "metric.dns.failures") == 2
+                    and total(events, "DNSTimeout", "b.slow.example", "metric.dns.failures") == 1, "timeouts")
+    timeouts = [e.metadata for e in events if e.metadata["reason"] == "DNSTimeout"]
+    assert {(m["net.outcome"], m["severity"], m["net.dst"]) for m in timeouts} == {("TIMEOUT", "error", "127.0.0.1")}
+    assert not any("net.rcode" in m or "metric.dns.latency_p50_ms" in m for m in timeouts)
+
+
+async def test_unbound_with_a_dead_forwarder_gives_servfail_events_with_its_latency(unbound: Unbound) -> None:
+    async with capturing(unbound.port) as (_collector, events):
+        answers = [await timed_ask(f"n{i}.servfail.example", unbound.port) for i in range(2)]
+        assert {rcode for rcode, _ in answers} == {2}
+        await until(lambda: sum(total(events, "DNSServFail", f"n{i}.servfail.example", "metric.dns.failures")
+                                for i in range(2)) == 2, "SERVFAIL events")
+    failed = {e.metadata["net.query"]: e.metadata for e in events if e.metadata["reason"] == "DNSServFail"}
+    for i, (_rcode, client_ms) in enumerate(answers):
+        m = failed[f"n{i}.servfail.example"]
+        assert (m["net.rcode"], m["severity"], m["net.port"]) == ("SERVFAIL", "error", str(unbound.port))
+        assert 0 < float(m["metric.dns.latency_p50_ms"]) <= client_ms
+
+
+async def test_the_kernel_filter_keeps_other_ports_out_of_the_collector(dnsmasq: Dnsmasq) -> None:
+    async with capturing(dnsmasq.port) as (collector, events):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.1", 0))
+            for _ in range(50):
+                other.sendto(b"not dns", other.getsockname())
+        await timed_ask(GOOD_NAME, dnsmasq.port)
+        await until(lambda: total(events, "DNSLatency", GOOD_NAME, "metric.dns.queries") == 1, "the sample")
+    # the query and its answer, each once: the outgoing copies on lo and the other port never reached it
+    assert (collector.counts["packets"], collector.counts["messages"]) == (2, 2)
