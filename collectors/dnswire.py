@@ -8,7 +8,8 @@ header, whatever the link), attaches `socket_filter(ports, loopback_index)` and 
 The filter keeps IPv4 and IPv6 UDP and TCP packets from or to one of the DNS ports (first fragments
 only) and drops the `PACKET_OUTGOING` copy of each packet on the loopback interface, where every
 packet is seen twice (leaving and arriving). Only the DNS header and the question are parsed
-(`dnslib`, ~10 us a packet): the answer records say nothing the collector reports. TCP messages are
+(the 12-byte header with `struct`, the question with `dnslib`, once per distinct question: a
+bounded cache keyed on the question's bytes); the answer records say nothing the collector reports. TCP messages are
 read when one segment holds the whole message (the usual case for a query and a short answer); a
 message split across segments is not reassembled (`ParseResult.SKIPPED`).
 Pure: no I/O.
@@ -16,7 +17,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from collections.abc import Iterable
 
@@ -181,22 +182,57 @@ def parse_packet(packet: bytes, *, at: float, ports: frozenset[int]) -> DnsMessa
 
 
 def _ip(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+_HEADER = struct.Struct("!HHH")  # id, flags, question count
+_QUESTIONS: dict[bytes, tuple[str, str]] = {}  # question section -> (name, qtype), read by dnslib once
+_MAX_QUESTIONS = 20_000
 
 
 def _message(payload: bytes, *, at: float, protocol: str, src: tuple[str, int], dst: tuple[str, int]) -> DnsMessage:
+    if len(payload) < 12:
+        raise WireError(f"{protocol} {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}: not a DNS message "
+                        f"({len(payload)} bytes, shorter than a header)")
+    txid, flags, count = _HEADER.unpack_from(payload)
+    if not count:
+        raise WireError(f"{protocol} {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}: a DNS message without a question")
+    section = _question_bytes(payload)
+    question = _QUESTIONS.get(section) if section else None
+    if question is None:
+        question = _question(payload, protocol=protocol, src=src, dst=dst)
+        if section:
+            if len(_QUESTIONS) >= _MAX_QUESTIONS:
+                _QUESTIONS.clear()
+            _QUESTIONS[section] = question
+    response = bool(flags & 0x8000)
+    client, server = (dst, src) if response else (src, dst)
+    rcode = flags & 0x000F
+    return DnsMessage(at=at, response=response, txid=txid, protocol=protocol, client=client[0],
+                      client_port=client[1], server=server[0], server_port=server[1], name=question[0],
+                      qtype=question[1], rcode=str(RCODE.get(rcode, rcode)) if response else "",
+                      truncated=bool(flags & 0x0200))
+
+
+def _question_bytes(payload: bytes) -> bytes:
+    """The first question's bytes (name, type, class) when its name is plain labels, else b""."""
+    at = 12
+    while at < len(payload):
+        size = payload[at]
+        if size == 0:
+            return payload[12:at + 5] if at + 5 <= len(payload) else b""
+        if size & 0xC0:
+            return b""  # a compressed name in a question: rare, read without the cache
+        at += size + 1
+    return b""
+
+
+def _question(payload: bytes, *, protocol: str, src: tuple[str, int], dst: tuple[str, int]) -> tuple[str, str]:
     try:
         buffer = DNSBuffer(payload)
-        header = DNSHeader.parse(buffer)
-        question = DNSQuestion.parse(buffer) if header.q else None
+        DNSHeader.parse(buffer)
+        question = DNSQuestion.parse(buffer)
     except DNSError as e:  # dnslib wraps every decoding failure in it
         raise WireError(f"{protocol} {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}: not a DNS message ({e})") from e
-    if question is None:
-        raise WireError(f"{protocol} {src[0]}:{src[1]} -> {dst[0]}:{dst[1]}: a DNS message without a question")
     name = str(question.qname).rstrip(".").lower() or "."
-    client, server = (dst, src) if header.qr else (src, dst)
-    return DnsMessage(at=at, response=bool(header.qr), txid=header.id, protocol=protocol, client=client[0],
-                      client_port=client[1], server=server[0], server_port=server[1], name=name,
-                      qtype=str(QTYPE.get(question.qtype, question.qtype)),
-                      rcode=str(RCODE.get(header.rcode, header.rcode)) if header.qr else "",
-                      truncated=bool(header.tc))
+    return name, str(QTYPE.get(question.qtype, question.qtype))
