@@ -76,6 +76,9 @@ class _Server:
     def probe_name(self) -> str:
         return GOOD_NAME
 
+    def probe_address(self) -> str:
+        return "127.0.0.1"
+
     def __enter__(self) -> _Server:
         log = (self.dir / "log").open("wb")
         self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -87,12 +90,13 @@ class _Server:
                 self.__exit__(None, None, None)
                 raise RuntimeError(f"{self.binary} exited {self.process.returncode}: {output[-1000:]}")
             try:
-                ask(self.probe_name(), self.port, timeout=0.3)
+                ask(self.probe_name(), self.port, host=self.probe_address(), timeout=0.3)
                 return self
             except (TimeoutError, OSError):
                 if time.monotonic() > deadline:
                     self.__exit__(None, None, None)
-                    raise RuntimeError(f"{self.binary} did not answer on 127.0.0.1:{self.port} within 10 s") from None
+                    raise RuntimeError(f"{self.binary} did not answer on {self.probe_address()}:{self.port} "
+                                       "within 10 s") from None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
@@ -114,15 +118,25 @@ class Dnsmasq(_Server):
 
     binary = "dnsmasq"
 
-    def __init__(self) -> None:
+    def __init__(self, *, address: str = "", port: int = 0) -> None:
+        """On 127.0.0.1 and ::1 and a free port by default; on `address` (which may appear later:
+        a bridge's gateway) and `port` when given."""
         super().__init__()
+        self.address = address
+        if port:
+            self.port = port
         self.silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes the forwarded queries, answers none
         self.silent.bind(("127.0.0.1", 0))
 
+    def probe_address(self) -> str:
+        return self.address or "127.0.0.1"
+
     def command(self) -> list[str]:
         silent_port = self.silent.getsockname()[1]
+        listen = [f"--listen-address={self.address}", "--bind-dynamic"] if self.address else [
+            "--listen-address=127.0.0.1,::1", "--bind-interfaces"]
         return [self.path, "-k", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root",
-                f"--pid-file={self.dir / 'pid'}", "--listen-address=127.0.0.1,::1", "--bind-interfaces",
+                f"--pid-file={self.dir / 'pid'}", *listen,
                 f"--port={self.port}", f"--address=/{GOOD_NAME}/{GOOD_ADDRESS}", "--local=/test/",
                 f"--server=/{SILENT_ZONE}/127.0.0.1#{silent_port}", "--cache-size=0", "--log-facility=-"]
 
