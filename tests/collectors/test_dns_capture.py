@@ -1,18 +1,23 @@
 """The DNS collector capturing real queries on `lo` (an AF_PACKET socket, root) to real dnsmasq and
 unbound servers started on loopback high ports (`nodesources.dns`): NXDOMAIN, SERVFAIL, timeouts and
-latency samples, reported per name with their counts and latencies. Needs root (CAP_NET_RAW);
-skips only where the packet socket cannot be opened."""
+latency samples, reported per name with their counts and latencies; and on every interface, a
+client in a network namespace behind a veth on a bridge (as a pod is), each packet seen twice.
+Needs root (CAP_NET_RAW, and CAP_NET_ADMIN for the namespace); skips only where the packet socket
+cannot be opened."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
-from nodesources.dns import GOOD_NAME, Dnsmasq, Unbound, ask
+from nodesources.dns import GOOD_NAME, Dnsmasq, Unbound, ask, free_udp_port
 
 from collectors.dns import DnsCollector, DnsSettings, NoPods, open_capture
 from collectors.node import SourceUnavailable
@@ -42,11 +47,12 @@ def unbound(capture_allowed: None) -> Unbound:
 
 
 @asynccontextmanager
-async def capturing(*ports: int, timeout: float = 2.0) -> AsyncIterator[tuple[DnsCollector, list[RawEvent]]]:
-    """The collector on `lo` for `ports`, reporting every 0.3 s; stopped (and its last report
-    taken) on exit."""
+async def capturing(*ports: int, timeout: float = 2.0, interfaces: tuple[str, ...] = ("lo",)
+                    ) -> AsyncIterator[tuple[DnsCollector, list[RawEvent]]]:
+    """The collector on `interfaces` (all when empty) for `ports`, reporting every 0.3 s; stopped
+    (and its last report taken) on exit."""
     collector = DnsCollector(node="node-test", pods=NoPods(),
-                             settings=DnsSettings(ports=ports, interfaces=("lo",), interval=0.3, timeout=timeout,
+                             settings=DnsSettings(ports=ports, interfaces=interfaces, interval=0.3, timeout=timeout,
                                                   tick=0.1))
     events: list[RawEvent] = []
 
@@ -139,3 +145,50 @@ async def test_the_kernel_filter_keeps_other_ports_out_of_the_collector(dnsmasq:
         await until(lambda: total(events, "DNSLatency", GOOD_NAME, "metric.dns.queries") == 1, "the sample")
     # the query and its answer, each once: the outgoing copies on lo and the other port never reached it
     assert (collector.counts["packets"], collector.counts["messages"]) == (2, 2)
+
+
+@pytest.fixture()
+def bridged_netns(capture_allowed: None) -> Iterator[tuple[str, str, str]]:
+    """A network namespace behind a veth on a bridge, as a pod's is: (netns, its address, the bridge's
+    address). Removed after."""
+    tag = f"{os.getpid() % 100000}"
+    netns, bridge, veth = f"tapio-dns-{tag}", f"tdnsbr{tag}", f"tdnsv{tag}"
+    subnet = f"10.234.{os.getpid() % 250}"
+    steps = [["ip", "netns", "add", netns],
+             ["ip", "link", "add", bridge, "type", "bridge"],
+             ["ip", "addr", "add", f"{subnet}.1/24", "dev", bridge],
+             ["ip", "link", "set", bridge, "up"],
+             ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
+             ["ip", "link", "set", veth, "master", bridge, "up"],
+             ["ip", "-n", netns, "addr", "add", f"{subnet}.2/24", "dev", "eth0"],
+             ["ip", "-n", netns, "link", "set", "eth0", "up"]]
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True, text=True)
+        yield netns, f"{subnet}.2", f"{subnet}.1"
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+
+
+async def test_on_every_interface_a_query_crossing_a_veth_and_a_bridge_counts_once(
+        bridged_netns: tuple[str, str, str]) -> None:
+    netns, client, gateway = bridged_netns
+    with Dnsmasq(address=gateway, port=free_udp_port()) as dnsmasq:
+        names = ["nope.test"] * 3 + [GOOD_NAME] * 2
+        ask_all = ("import sys; from dnslib import DNSRecord\n"
+                   "for name in sys.argv[3:]: DNSRecord.question(name, 'A').send(sys.argv[1], int(sys.argv[2]), "
+                   "timeout=5)")
+        async with capturing(dnsmasq.port, interfaces=()) as (collector, events):
+            done = await asyncio.to_thread(
+                subprocess.run, ["ip", "netns", "exec", netns, sys.executable, "-c", ask_all, gateway,
+                                 str(dnsmasq.port), *names], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            await until(lambda: total(events, "DNSNXDomain", "nope.test", "metric.dns.failures") == 3
+                        and total(events, "DNSLatency", GOOD_NAME, "metric.dns.queries") == 2, "the events")
+    mine = [e.metadata for e in events]
+    assert {(m["net.src"], m["net.dst"]) for m in mine} == {(client, gateway)}
+    assert total(events, "DNSLatency", "nope.test", "metric.dns.queries") == 3
+    assert not [m for m in mine if m["reason"] == "DNSTimeout"]
+    # each query and each answer crossed the veth and the bridge: seen twice, paired once
+    assert (collector.counts["messages"], collector.counts["outcomes"], collector.pairing.unmatched) == (20, 5, 5)
