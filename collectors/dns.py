@@ -31,7 +31,7 @@ from typing import Protocol
 import msgspec
 
 from collectors.dnsoutcomes import Pairing, PodRef, Tally
-from collectors.dnswire import ETH_P_ALL, PACKET_OUTGOING, WireError, parse_packet, socket_filter
+from collectors.dnswire import ETH_P_ALL, PACKET_OUTGOING, TcpStreams, WireError, parse_packet, socket_filter
 from collectors.node import Emit, SourceUnavailable
 
 log = logging.getLogger("tapio.collectors.dns")
@@ -209,6 +209,8 @@ class DnsCollector:
         self.tally = Tally(max_names=self.settings.max_names)
         self.counts: Counter[str] = Counter()  # packets, messages, unreadable, kernel_drops, outcomes, events
         self._ports = frozenset(self.settings.ports)
+        self._streams = TcpStreams()
+        self._reported_at = time.monotonic()
 
     def check(self) -> None:
         for sock in self._open():
@@ -230,6 +232,7 @@ class DnsCollector:
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
         socks = self._open()
+        self._reported_at = time.monotonic()
         loop = asyncio.get_running_loop()
         for sock in socks:
             loop.add_reader(sock.fileno(), self._wake, loop, sock)
@@ -285,18 +288,17 @@ class DnsCollector:
                     seconds, nanos = _TIMESPEC.unpack_from(data)
                     at = seconds + nanos / 1e9
             try:
-                message = parse_packet(packet, at=at or time.time(), ports=self._ports)
+                messages = parse_packet(packet, at=at or time.time(), ports=self._ports, streams=self._streams)
             except WireError as e:
                 self.counts["unreadable"] += 1
                 log.debug("dns: %s", e)
                 continue
-            if message is None:
-                continue
-            self.counts["messages"] += 1
-            outcome = self.pairing.see(message)
-            if outcome is not None:
-                self.counts["outcomes"] += 1
-                self.tally.add(outcome)
+            for message in messages:
+                self.counts["messages"] += 1
+                outcome = self.pairing.see(message)
+                if outcome is not None:
+                    self.counts["outcomes"] += 1
+                    self.tally.add(outcome)
 
     async def _report(self, emit: Emit, socks: list[socket.socket]) -> None:
         for sock in socks:
@@ -306,7 +308,9 @@ class DnsCollector:
         if not len(self.tally):
             return
         await self.pods.refresh(self.tally.clients())
-        events = self.tally.events(node=self.node, at=datetime.now(UTC), interval=self.settings.interval,
+        now = time.monotonic()
+        interval, self._reported_at = now - self._reported_at, now
+        events = self.tally.events(node=self.node, at=datetime.now(UTC), interval=round(interval, 1),
                                    pod_of=self.pods.pod_of)
         self.counts["events"] += len(events)
         for start in range(0, len(events), self.settings.max_batch):

@@ -10,8 +10,8 @@ only) and drops the `PACKET_OUTGOING` copy of each packet on the loopback interf
 packet is seen twice (leaving and arriving). Only the DNS header and the question are parsed
 (the 12-byte header with `struct`, the question with `dnslib`, once per distinct question: a
 bounded cache keyed on the question's bytes); the answer records say nothing the collector reports. TCP messages are
-read when one segment holds the whole message (the usual case for a query and a short answer); a
-message split across segments is not reassembled (`ParseResult.SKIPPED`).
+read from the segment that starts them (`TcpStreams` follows each flow's sequence numbers): the
+header and question are in the first segment of even a long answer, so nothing is reassembled.
 Pure: no I/O.
 """
 
@@ -138,47 +138,76 @@ def _assemble(program: list[tuple[int, str | int, str | int, int]]) -> bytes:
     return bytes(out)
 
 
-def parse_packet(packet: bytes, *, at: float, ports: frozenset[int]) -> DnsMessage | None:
-    """The DNS message in one IP packet (IPv4 or IPv6, UDP or TCP) from or to one of `ports`;
-    None for a packet that carries none (another port, a TCP segment without a whole message, a
-    later fragment). Raises WireError when the payload on a DNS port is not a readable DNS
-    message."""
+class TcpStreams:
+    """Where the next DNS message starts in each TCP flow on a DNS port (its sequence number), so
+    that only segments starting a message are read: a message's later segments, retransmissions and
+    the second sighting of a segment on another interface are not. A flow first seen mid-message
+    may be misread once. Holds at most `max_flows` flows (then forgets them all)."""
+
+    def __init__(self, *, max_flows: int = 20_000) -> None:
+        self.max_flows = max_flows
+        self._next: dict[tuple[bytes, int, bytes, int], int] = {}
+
+    def starts(self, flow: tuple[bytes, int, bytes, int], seq: int) -> bool:
+        expected = self._next.get(flow)
+        return expected is None or expected == seq
+
+    def advance(self, flow: tuple[bytes, int, bytes, int], seq: int) -> None:
+        if len(self._next) >= self.max_flows and flow not in self._next:
+            self._next.clear()
+        self._next[flow] = seq & 0xFFFFFFFF
+
+
+def parse_packet(packet: bytes, *, at: float, ports: frozenset[int],
+                 streams: TcpStreams | None = None) -> list[DnsMessage]:
+    """The DNS messages in one IP packet (IPv4 or IPv6, UDP or TCP) from or to one of `ports`:
+    none for another port, a later fragment, a TCP segment that starts no message (per `streams`;
+    without it every TCP segment with data is taken to start one). A TCP message longer than its
+    segment is read from its header and question. Raises WireError when a payload on a DNS port is
+    not a readable DNS message."""
     if not packet:
-        return None
+        return []
     version = packet[0] >> 4
     if version == 4:
         if len(packet) < 20:
-            return None
+            return []
         header = (packet[0] & 0x0F) * 4
         total = int.from_bytes(packet[2:4])
         if int.from_bytes(packet[6:8]) & 0x1FFF:
-            return None
+            return []
         proto, src, dst = packet[9], packet[12:16], packet[16:20]
         body = packet[header:total]
     elif version == 6:
         if len(packet) < 40:
-            return None
+            return []
         proto, src, dst = packet[6], packet[8:24], packet[24:40]
         body = packet[40:40 + int.from_bytes(packet[4:6])]
     else:
-        return None
+        return []
     if proto == 17 and len(body) >= 8:
         sport, dport, length = struct.unpack_from("!HHH", body)
-        payload, protocol = body[8:length], "udp"
-    elif proto == 6 and len(body) >= 20:
-        sport, dport = struct.unpack_from("!HH", body)
-        segment = body[(body[12] >> 4) * 4:]
-        if len(segment) < 2:
-            return None  # a handshake or an ack
-        size = int.from_bytes(segment[:2])
-        if len(segment) < 2 + size:
-            return None  # a message split across segments: not reassembled
-        payload, protocol = segment[2:2 + size], "tcp"
-    else:
-        return None
-    if sport not in ports and dport not in ports:
-        return None
-    return _message(payload, at=at, protocol=protocol, src=(_ip(src), sport), dst=(_ip(dst), dport))
+        if sport not in ports and dport not in ports:
+            return []
+        return [_message(body[8:length], at=at, protocol="udp", src=(_ip(src), sport), dst=(_ip(dst), dport))]
+    if proto != 6 or len(body) < 20:
+        return []
+    sport, dport, seq = struct.unpack_from("!HHI", body)
+    segment = body[(body[12] >> 4) * 4:]
+    if (sport not in ports and dport not in ports) or not segment:
+        return []  # another port, or a handshake or an ack
+    flow = (src, sport, dst, dport)
+    if streams is not None and not streams.starts(flow, seq):
+        return []  # the rest of a message, a retransmission, a copy seen on another interface
+    messages: list[DnsMessage] = []
+    offset = 0
+    while offset + 2 <= len(segment):  # pipelined messages: one after another in the segment
+        size = int.from_bytes(segment[offset:offset + 2])
+        messages.append(_message(segment[offset + 2:offset + 2 + size], at=at, protocol="tcp",
+                                 src=(_ip(src), sport), dst=(_ip(dst), dport)))
+        offset += 2 + size
+    if streams is not None:
+        streams.advance(flow, seq + offset)
+    return messages
 
 
 def _ip(raw: bytes) -> str:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
-from nodesources.dns import GOOD_NAME, Dnsmasq, Unbound, ask, free_udp_port
+from nodesources.dns import BIG_NAME, GOOD_NAME, Dnsmasq, Unbound, ask, free_udp_port
 
 from collectors.dns import DnsCollector, DnsSettings, NoPods, open_capture
 from collectors.node import SourceUnavailable
@@ -160,6 +160,9 @@ def bridged_netns(capture_allowed: None) -> Iterator[tuple[str, str, str]]:
              ["ip", "link", "set", bridge, "up"],
              ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns],
              ["ip", "link", "set", veth, "master", bridge, "up"],
+             # one MTU-sized segment per packet, as a NIC puts on the wire (no GSO super-packets)
+             ["ip", "link", "set", veth, "gso_max_segs", "1"],
+             ["ip", "link", "set", bridge, "gso_max_segs", "1"],
              ["ip", "-n", netns, "addr", "add", f"{subnet}.2/24", "dev", "eth0"],
              ["ip", "-n", netns, "link", "set", "eth0", "up"]]
     try:
@@ -171,24 +174,30 @@ def bridged_netns(capture_allowed: None) -> Iterator[tuple[str, str, str]]:
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
 
 
-async def test_on_every_interface_a_query_crossing_a_veth_and_a_bridge_counts_once(
+async def test_on_every_interface_a_query_crossing_a_veth_and_a_bridge_counts_once_and_long_tcp_answers_pair(
         bridged_netns: tuple[str, str, str]) -> None:
     netns, client, gateway = bridged_netns
     with Dnsmasq(address=gateway, port=free_udp_port()) as dnsmasq:
-        names = ["nope.test"] * 3 + [GOOD_NAME] * 2
+        asks = ["nope.test:A:udp"] * 3 + [f"{GOOD_NAME}:A:udp"] * 2 + [f"{BIG_NAME}:TXT:tcp"]
         ask_all = ("import sys; from dnslib import DNSRecord\n"
-                   "for name in sys.argv[3:]: DNSRecord.question(name, 'A').send(sys.argv[1], int(sys.argv[2]), "
-                   "timeout=5)")
+                   "for spec in sys.argv[3:]:\n"
+                   "    name, kind, over = spec.split(':')\n"
+                   "    DNSRecord.question(name, kind).send(sys.argv[1], int(sys.argv[2]), tcp=over == 'tcp', timeout=5)")
         async with capturing(dnsmasq.port, interfaces=()) as (collector, events):
             done = await asyncio.to_thread(
                 subprocess.run, ["ip", "netns", "exec", netns, sys.executable, "-c", ask_all, gateway,
-                                 str(dnsmasq.port), *names], capture_output=True, text=True, timeout=60)
+                                 str(dnsmasq.port), *asks], capture_output=True, text=True, timeout=60)
             assert done.returncode == 0, done.stderr
             await until(lambda: total(events, "DNSNXDomain", "nope.test", "metric.dns.failures") == 3
-                        and total(events, "DNSLatency", GOOD_NAME, "metric.dns.queries") == 2, "the events")
+                        and total(events, "DNSLatency", GOOD_NAME, "metric.dns.queries") == 2
+                        and total(events, "DNSLatency", BIG_NAME, "metric.dns.queries") == 1, "the events")
     mine = [e.metadata for e in events]
     assert {(m["net.src"], m["net.dst"]) for m in mine} == {(client, gateway)}
     assert total(events, "DNSLatency", "nope.test", "metric.dns.queries") == 3
     assert not [m for m in mine if m["reason"] == "DNSTimeout"]
-    # each query and each answer crossed the veth and the bridge: seen twice, paired once
-    assert (collector.counts["messages"], collector.counts["outcomes"], collector.pairing.unmatched) == (20, 5, 5)
+    # the ~2 kB answer over TCP came in two segments: read from the first, not left to time out
+    [big] = [m for m in mine if m["net.query"] == BIG_NAME]
+    assert (big["net.protocol"], big["net.qtype"], big["metric.dns.failures"]) == ("tcp", "TXT", "0")
+    # each query and each answer crossed the veth and the bridge: seen twice, paired once (the second
+    # sighting of a TCP segment is not read again)
+    assert (collector.counts["messages"], collector.counts["outcomes"], collector.pairing.unmatched) == (22, 6, 5)

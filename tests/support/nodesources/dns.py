@@ -29,6 +29,7 @@ PACKAGES = ("dnsmasq-base", "unbound")
 
 GOOD_NAME, GOOD_ADDRESS = "good.test", "10.1.2.3"  # dnsmasq: NOERROR
 SILENT_ZONE = "slow.example"  # dnsmasq: forwarded to a server that never answers
+BIG_NAME = "big.test"  # dnsmasq: a TXT answer of ~2 kB, two TCP segments on a 1500-byte link
 
 
 class MissingServer(RuntimeError):
@@ -113,8 +114,8 @@ class _Server:
 
 
 class Dnsmasq(_Server):
-    """dnsmasq on 127.0.0.1 and ::1: `good.test` NOERROR, any other name under `.test` NXDOMAIN,
-    `slow.example` never answered."""
+    """dnsmasq on 127.0.0.1 and ::1: `good.test` NOERROR, `big.test` a ~2 kB TXT answer, any other
+    name under `.test` NXDOMAIN, `slow.example` never answered."""
 
     binary = "dnsmasq"
 
@@ -138,6 +139,7 @@ class Dnsmasq(_Server):
         return [self.path, "-k", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root",
                 f"--pid-file={self.dir / 'pid'}", *listen,
                 f"--port={self.port}", f"--address=/{GOOD_NAME}/{GOOD_ADDRESS}", "--local=/test/",
+                f"--txt-record={BIG_NAME}," + ",".join(f'"{chr(97 + i) * 250}"' for i in range(8)),
                 f"--server=/{SILENT_ZONE}/127.0.0.1#{silent_port}", "--cache-size=0", "--log-facility=-"]
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
