@@ -146,8 +146,9 @@ class KubeletPods:
         self._failing = False
 
     def _fetch(self) -> bytes:
-        with urllib.request.urlopen(self.url, timeout=self.timeout) as answer:  # noqa: S310 (a configured URL)
-            return answer.read()
+        with urllib.request.urlopen(self.url, timeout=self.timeout) as answer:
+            document: bytes = answer.read()
+        return document
 
     def pod_of(self, ip: str) -> PodRef | None:
         return self._pods.get(ip)
@@ -171,14 +172,19 @@ def open_capture(interface: str, ports: Iterable[int]) -> socket.socket:
     except OSError:
         loopback = 0
     try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        program = socket_filter(ports, loopback)
+    except ValueError as e:
+        raise SourceUnavailable(f"dns: {e}: fix the dns collector's ports") from e
+    try:
+        # on one interface: no protocol until bound, so nothing arrives before the filter is on; on
+        # every interface (no bind) what arrives before it is checked again by parse_packet and _drain
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0 if interface else socket.htons(ETH_P_ALL))
     except PermissionError as e:
         raise SourceUnavailable(f"dns: a raw packet socket (AF_PACKET) needs root or CAP_NET_RAW ({e}): run the "
                                 "agent privileged, in the host network, or switch the dns collector off") from e
     except OSError as e:
         raise SourceUnavailable(f"dns: this kernel gives no packet socket ({e}): switch the dns collector off") from e
     try:
-        program = socket_filter(ports, loopback)
         code = ctypes.create_string_buffer(program)
         fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(code))
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
@@ -186,7 +192,7 @@ def open_capture(interface: str, ports: Iterable[int]) -> socket.socket:
         with contextlib.suppress(OSError):  # room for bursts; FORCE passes rmem_max as root
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RECV_BUFFER)
         if interface:
-            sock.bind((interface, ETH_P_ALL))
+            sock.bind((interface, ETH_P_ALL))  # CPython converts the protocol to network order
         sock.setblocking(False)
     except OSError as e:
         sock.close()

@@ -22,8 +22,8 @@ import struct
 from collections.abc import Iterable
 
 import msgspec
-from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSQuestion
-from dnslib.dns import DNSBuffer
+from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSQuestion  # type: ignore[import-untyped]
+from dnslib.dns import DNSBuffer  # type: ignore[import-untyped]
 
 ETH_P_ALL = 0x0003
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD

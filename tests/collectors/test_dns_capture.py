@@ -201,3 +201,11 @@ async def test_on_every_interface_a_query_crossing_a_veth_and_a_bridge_counts_on
     # each query and each answer crossed the veth and the bridge: seen twice, paired once (the second
     # sighting of a TCP segment is not read again)
     assert (collector.counts["messages"], collector.counts["outcomes"], collector.pairing.unmatched) == (22, 6, 5)
+
+
+def test_a_collector_that_cannot_capture_says_what_to_fix(capture_allowed: None) -> None:
+    with pytest.raises(SourceUnavailable, match="fix the dns collector's ports"):
+        DnsCollector(node="n", settings=DnsSettings(ports=(0,)), pods=NoPods()).check()
+    with pytest.raises(SourceUnavailable, match="cannot capture on interface 'nosuch0'.*check the interface names"):
+        DnsCollector(node="n", settings=DnsSettings(interfaces=("lo", "nosuch0")), pods=NoPods()).check()
+    DnsCollector(node="n", settings=DnsSettings(interfaces=("lo",)), pods=NoPods()).check()
