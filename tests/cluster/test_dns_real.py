@@ -19,7 +19,7 @@ from collectors.dns import DnsCollector, DnsSettings, KubeletPods, open_capture
 from collectors.node import SourceUnavailable
 from core.events import RawEvent
 
-pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(900)]  # with the wait for the machine's one cluster
 
 POD = "dns-client"
 

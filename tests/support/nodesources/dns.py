@@ -27,7 +27,7 @@ from dnslib import DNSRecord
 
 PACKAGES = ("dnsmasq-base", "unbound")
 
-GOOD_NAME, GOOD_ADDRESS = "good.test", "10.1.2.3"  # dnsmasq: NOERROR
+GOOD_NAME, GOOD_ADDRESS, GOOD_ADDRESS6 = "good.test", "10.1.2.3", "fd00::1:2:3"  # dnsmasq: NOERROR (A and AAAA)
 SILENT_ZONE = "slow.example"  # dnsmasq: forwarded to a server that never answers
 BIG_NAME = "big.test"  # dnsmasq: a TXT answer of ~2 kB, two TCP segments on a 1500-byte link
 
@@ -138,7 +138,8 @@ class Dnsmasq(_Server):
             "--listen-address=127.0.0.1,::1", "--bind-interfaces"]
         return [self.path, "-k", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root",
                 f"--pid-file={self.dir / 'pid'}", *listen,
-                f"--port={self.port}", f"--address=/{GOOD_NAME}/{GOOD_ADDRESS}", "--local=/test/",
+                f"--port={self.port}", f"--address=/{GOOD_NAME}/{GOOD_ADDRESS}",
+                f"--address=/{GOOD_NAME}/{GOOD_ADDRESS6}", "--local=/test/",
                 f"--txt-record={BIG_NAME}," + ",".join(f'"{chr(97 + i) * 250}"' for i in range(8)),
                 f"--server=/{SILENT_ZONE}/127.0.0.1#{silent_port}", "--cache-size=0", "--log-facility=-"]
 
