@@ -1,0 +1,103 @@
+"""The kubelet collector on a real kubelet: the real single-node cluster (`real_cluster`), its read-only port,
+a pod whose container fills 58 MiB of its 64 MiB memory limit and one that spins against a 100m CPU limit.
+The collector must sample them against their limits, find `MemoryNearLimit` once, see the CFS throttling,
+and report the node's signals (with a memory threshold above the node's memory: `NodeMemoryPressure`); the
+samples read through the enrich and normalize stages as the `metric` condition's `UnifiedEvent.metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import kubernetes
+import pytest
+from realcluster.images import BUSYBOX_IMAGE
+from realcluster.node import RealCluster
+
+from agents.enrich import enrich_event
+from agents.normalize import normalize_event
+from collectors.kubelet import KubeletCollector
+from collectors.kubeletstats import Thresholds
+from collectors.node import SourceUnavailable
+from core.events import RawEvent
+
+pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(600)]
+
+KEEP = "trap 'exit 0' TERM; sleep 3600 & wait"
+
+
+def _container(name: str, script: str, limits: dict[str, str]) -> dict:
+    return {"name": name, "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script],
+            "resources": {"limits": limits, "requests": limits}}
+
+
+async def test_a_container_near_its_memory_limit_a_throttled_one_and_the_node_signals(
+        real_cluster: RealCluster, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    core = kubernetes.client.CoreV1Api(api)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "filler", "namespace": namespace},
+           "spec": {"nodeName": real_cluster.node_name, "terminationGracePeriodSeconds": 1, "containers": [
+               _container("fill", f"head -c 58m /dev/zero > /dev/shm/fill; {KEEP}", {"memory": "64Mi"}),
+               _container("spin", "while :; do :; done", {"cpu": "100m", "memory": "32Mi"})]}}
+    core.create_namespaced_pod(namespace, pod)
+    collector = KubeletCollector(real_cluster.node_name, url=real_cluster.kubelet_read_only_url, interval=1.0,
+                                 thresholds=Thresholds(memory_available_bytes=2.0**50))
+    collector.check()
+    batches: list[list[RawEvent]] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        batches.append(batch)
+
+    def events(reason: str, **metadata: str) -> list[RawEvent]:
+        return [e for b in batches for e in b if e.metadata["reason"] == reason
+                and all(e.metadata.get(k) == v for k, v in metadata.items())]
+
+    def throttled() -> list[float]:
+        return [float(e.metadata["metric.cpu.throttled_percent"])
+                for e in events("MetricSample", name="filler", container="spin")
+                if "metric.cpu.throttled_percent" in e.metadata]
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    try:
+        deadline = time.monotonic() + 180
+        while not (events("MemoryNearLimit") and any(p > 0 for p in throttled())):
+            assert not task.done(), "the collector stopped"
+            assert time.monotonic() < deadline, (f"after {collector.polls} polls: near-limit "
+                                                 f"{events('MemoryNearLimit')}, throttled {throttled()}")
+            await asyncio.sleep(0.5)
+        polls = collector.polls
+        while collector.polls < polls + 2:  # two more polls: the finding is not repeated
+            assert time.monotonic() < deadline + 30, "the collector stopped polling"
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        core.delete_namespaced_pod("filler", namespace, grace_period_seconds=1)
+        gone_by = time.monotonic() + 60  # its containers stopped before the cluster stops
+        while core.list_namespaced_pod(namespace, field_selector="metadata.name=filler").items:
+            assert time.monotonic() < gone_by, "the pod was not deleted"
+            await asyncio.sleep(0.5)
+
+    near = events("MemoryNearLimit")
+    assert len(near) == 1, near
+    md = near[0].metadata
+    assert (md["kind"], md["namespace"], md["name"], md["container"]) == ("Pod", namespace, "filler", "fill")
+    assert float(md["metric.memory.working_set_percent"]) >= 90 and md["metric.memory.limit_bytes"] == str(64 * 2**20)
+    assert md["severity"] == "warning" and md["intent"] == "resource-pressure"
+    # the container id comes from the pod's status in /pods, which can lag the first samples
+    assert len(events("MetricSample", name="filler", container="fill")[-1].metadata["container_id"]) == 64
+    nodes = events("MetricSample", kind="Node")
+    assert nodes and 0 < float(nodes[-1].metadata["metric.memory.usage_percent"]) < 100
+    assert "metric.psi.memory.some_avg10" in nodes[-1].metadata  # /proc/pressure on this kernel
+    pressure = events("NodeMemoryPressure")
+    assert len(pressure) == 1 and pressure[0].metadata["severity"] == "error"
+    assert collector.lost() == 0
+
+    unified = normalize_event(enrich_event(events("MetricSample", name="filler", container="fill")[-1]))
+    assert unified.metrics["memory.working_set_percent"] >= 90 and unified.k8s.name == "filler"
+
+
+def test_a_kubelet_that_does_not_answer_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="does not answer /healthz"):
+        KubeletCollector("node-1", url="http://127.0.0.1:9", timeout=2).check()
