@@ -1,8 +1,16 @@
-"""The kubelet collector on a real kubelet: the real single-node cluster (`real_cluster`), its read-only port,
-a pod whose container fills 58 MiB of its 64 MiB memory limit and one that spins against a 100m CPU limit.
-The collector must sample them against their limits, find `MemoryNearLimit` once, see the CFS throttling,
-and report the node's signals (with a memory threshold above the node's memory: `NodeMemoryPressure`); the
-samples read through the enrich and normalize stages as the `metric` condition's `UnifiedEvent.metrics`."""
+"""The node collectors that read a real node's kubelet and runtime, on the real single-node cluster
+(`real_cluster`; one start for both, the machine runs one cluster at a time).
+
+kubelet: its read-only port, a pod whose container fills 58 MiB of its 64 MiB memory limit and one that
+spins against a 100m CPU limit. The collector must sample them against their limits, find
+`MemoryNearLimit` once, see the CFS throttling, and report the node's signals (with a memory threshold
+above the node's memory: `NodeMemoryPressure`); the samples read through the enrich and normalize stages
+as the `metric` condition's `UnifiedEvent.metrics`.
+
+cni: the node's own network namespace, the cluster's CNI conf dir and the result cache containerd's libcni
+writes (`/var/lib/cni/results`): a pod's sandbox made by the real containerd and bridge plugin is attached
+(`CNIAttached`, with its address and veth), its veth added as a port of the cluster's bridge, the pool's
+usage sampled; deleting the pod removes the veth (named as the pod's) and detaches it."""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from realcluster.node import RealCluster
 
 from agents.enrich import enrich_event
 from agents.normalize import normalize_event
+from collectors.cni import CniCollector
 from collectors.kubelet import KubeletCollector
 from collectors.kubeletstats import Thresholds
 from collectors.node import SourceUnavailable
@@ -90,6 +99,7 @@ async def test_a_container_near_its_memory_limit_a_throttled_one_and_the_node_si
     nodes = events("MetricSample", kind="Node")
     assert nodes and 0 < float(nodes[-1].metadata["metric.memory.usage_percent"]) < 100
     assert "metric.psi.memory.some_avg10" in nodes[-1].metadata  # /proc/pressure on this kernel
+    assert float(nodes[-1].metadata["metric.kubelet.pleg_seconds_since_relist"]) < 60
     pressure = events("NodeMemoryPressure")
     assert len(pressure) == 1 and pressure[0].metadata["severity"] == "error"
     assert collector.lost() == 0
@@ -101,3 +111,57 @@ async def test_a_container_near_its_memory_limit_a_throttled_one_and_the_node_si
 def test_a_kubelet_that_does_not_answer_is_named(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="does not answer /healthz"):
         KubeletCollector("node-1", url="http://127.0.0.1:9", timeout=2).check()
+
+
+async def test_a_pod_sandbox_made_by_the_real_runtime_is_seen_by_the_cni_collector(
+        real_cluster: RealCluster, api: kubernetes.client.ApiClient, namespace: str) -> None:
+    assert real_cluster.paths is not None
+    core = kubernetes.client.CoreV1Api(api)
+    collector = CniCollector(real_cluster.node_name, conf_dir=real_cluster.paths.cni_conf_dir, scan_interval=0.5,
+                             batch_seconds=0.3)
+    collector.check()
+    batches: list[list[RawEvent]] = []
+
+    async def emit(batch: list[RawEvent]) -> None:
+        batches.append(batch)
+
+    def seen(reason: str, **metadata: str) -> list[RawEvent]:
+        return [e for b in batches for e in b if e.metadata["reason"] == reason
+                and all(e.metadata.get(k) == v for k, v in metadata.items())]
+
+    async def until(reason: str, timeout: float = 120, **metadata: str) -> RawEvent:
+        deadline = time.monotonic() + timeout
+        while not seen(reason, **metadata):
+            assert not task.done(), "the collector stopped"
+            assert time.monotonic() < deadline, f"no {reason} {metadata}"
+            await asyncio.sleep(0.2)
+        return seen(reason, **metadata)[-1]
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(emit, stop))
+    try:
+        network = real_cluster.network
+        before = await until("IPAMUsage", **{"net.cni_network": network})
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-net", "namespace": namespace},
+               "spec": {"nodeName": real_cluster.node_name, "terminationGracePeriodSeconds": 1,
+                        "containers": [_container("web", KEEP, {"memory": "32Mi"})]}}
+        core.create_namespaced_pod(namespace, pod)
+        attached = await until("CNIAttached", name="web-net")
+        md = attached.metadata
+        assert (md["kind"], md["namespace"], md["net.cni_network"]) == ("Pod", namespace, network)
+        assert md["net.address"].startswith(real_cluster.subnet.rsplit(".", 2)[0]) and len(md["container_id"]) == 64
+        veth = md["net.interface"]
+        port = await until("LinkAdded", **{"net.interface": veth})
+        assert (port.metadata["net.link_kind"], port.metadata["net.bridge"]) == ("veth", real_cluster.bridge)
+        grown = await until("IPAMUsage", **{"net.cni_network": network,
+                                            "metric.cni.ipam_used": str(int(before.metadata["metric.cni.ipam_used"]) + 1)})
+        assert grown.metadata["metric.cni.ipam_capacity"] == "253"
+
+        core.delete_namespaced_pod("web-net", namespace, grace_period_seconds=1)
+        removed = await until("LinkRemoved", **{"net.interface": veth})
+        assert (removed.metadata["kind"], removed.metadata["name"]) == ("Pod", "web-net")
+        await until("CNIDetached", name="web-net")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert collector.lost() == 0
