@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 NAME = "journald"
 OUTPUT_FIELDS = ("MESSAGE", "SYSLOG_IDENTIFIER", "UNIT", "PRIORITY", "_PID")
+CURSOR_FILE = Path("/var/lib/tapio/journald.cursor")  # a hostPath in the DaemonSet: survives the agent's restarts
 LINE_LIMIT = 4 * 1024 * 1024  # a journal entry's JSON line (MESSAGE may be large)
 
 
@@ -48,9 +49,10 @@ class JournaldCollector:
 
     name = NAME
 
-    def __init__(self, node: str, *, cursor_file: Path, namespace: str = "", directory: Path | None = None,
-                 identifiers: tuple[str, ...] = IDENTIFIERS, journalctl: str = "journalctl",
-                 batch_seconds: float = 1.0, max_batch: int = 500, retry_seconds: float = 2.0) -> None:
+    def __init__(self, node: str, *, cursor_file: Path = CURSOR_FILE, namespace: str = "",
+                 directory: Path | None = None, identifiers: tuple[str, ...] = IDENTIFIERS,
+                 journalctl: str = "journalctl", batch_seconds: float = 1.0, max_batch: int = 500,
+                 retry_seconds: float = 2.0) -> None:
         self.node = node
         self.cursor_file = cursor_file
         self.namespace = namespace
@@ -78,11 +80,17 @@ class JournaldCollector:
                                       for root in ("/var/log/journal", "/run/log/journal")):
             raise SourceUnavailable(f"journal namespace {self.namespace!r} has no files under /var/log/journal "
                                     "or /run/log/journal: start systemd-journald@" + self.namespace)
-        done = subprocess.run([binary, *self._source(), "--lines=0", "--quiet", "--no-pager"],
+        done = subprocess.run([binary, *self._source(), "--header", "--no-pager"],
                               capture_output=True, text=True, timeout=30, check=False)
         if done.returncode != 0:
             raise SourceUnavailable(f"journalctl cannot read the journal (exit {done.returncode}): "
                                     f"{done.stderr.strip()[:300]}; give the agent read access to it")
+        if "File path:" not in done.stdout:
+            where = self.directory or (f"namespace {self.namespace}" if self.namespace else
+                                       "/var/log/journal or /run/log/journal")
+            raise SourceUnavailable(f"no journal files in {where}: this node keeps no journal (no systemd-journald),"
+                                    " or its journal is not mounted into the agent (mount /var/log/journal and "
+                                    "/run/log/journal, and /etc/machine-id)")
 
     def lost(self) -> int:
         return self.classifier.dropped + self.unreadable

@@ -131,5 +131,22 @@ def test_a_missing_journal_is_named(tmp_path: Path) -> None:
         JournaldCollector("node-1", cursor_file=tmp_path / "c", directory=tmp_path / "nope").check()
     with pytest.raises(SourceUnavailable, match="journal namespace 'tapio-absent' has no files"):
         JournaldCollector("node-1", cursor_file=tmp_path / "c", namespace="tapio-absent").check()
+    with pytest.raises(SourceUnavailable, match="no journal files in"):
+        JournaldCollector("node-1", cursor_file=tmp_path / "c", directory=tmp_path).check()
     with pytest.raises(SourceUnavailable, match="is not on PATH"):
         JournaldCollector("node-1", cursor_file=tmp_path / "c", journalctl="no-journalctl-here").check()
+
+
+@pytest.mark.skipif(bool(unavailable()), reason=unavailable() or "-")
+async def test_a_cursor_the_journal_cannot_seek_to_is_dropped_and_reading_starts_at_the_end(
+        journal: JournalNamespace, tmp_path: Path) -> None:
+    cursor = tmp_path / "journald.cursor"
+    cursor.write_text("s=not-a-cursor")
+    collector = JournaldCollector("node-1", cursor_file=cursor, namespace=journal.name, batch_seconds=0.2,
+                                  retry_seconds=0.1)
+    async with Running(collector) as running:
+        await running.following(journal)
+        journal.write("INFO: task kworker/1:2:77 blocked for more than 240 seconds.", SYSLOG_IDENTIFIER="kernel")
+        events = await running.until(1)
+    assert [e.metadata["reason"] for e in events] == ["HungTask"]
+    assert cursor.read_text().startswith("s=") and cursor.read_text() != "s=not-a-cursor"
