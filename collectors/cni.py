@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkDecodeError, NetlinkError
 from pyroute2.netlink.rtnl import (
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
@@ -133,11 +134,18 @@ class CniCollector:
     # -- netlink ---------------------------------------------------------------------------------------
     async def _read(self, ipr: AsyncIPRoute) -> None:
         while True:
-            async for msg in ipr.get():
-                try:
-                    self._queue.put_nowait(change_of(msg))
-                except asyncio.QueueFull:
-                    self.dropped += 1
+            try:
+                async for msg in ipr.get():
+                    try:
+                        self._queue.put_nowait(change_of(msg))
+                    except asyncio.QueueFull:
+                        self.dropped += 1
+            except (OSError, NetlinkError, NetlinkDecodeError) as e:
+                # ENOBUFS: the kernel dropped notifications the socket had no room for; the links table
+                # may be stale until the next change of each link
+                self.dropped += 1
+                log.warning("cni: reading netlink failed (%s); reading on. If this repeats, the node changes its "
+                            "network faster than the collector reads: raise its CPU limit", e)
 
     async def _loop(self, emit: Emit, stop: asyncio.Event, reader: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
