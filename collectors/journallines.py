@@ -83,7 +83,8 @@ _LOGRUS_ERROR = re.compile(r'\blevel=(?:error|fatal)\b')
 _POD_STRUCTURED = re.compile(r'\bpods?="\[?(?P<ns>[a-z0-9][-a-z0-9]*)/(?P<name>[a-z0-9][-a-z0-9.]*)')
 _POD_KLOG = re.compile(r'(?P<name>[a-z0-9][-a-z0-9.]*)_(?P<ns>[a-z0-9][-a-z0-9]*)\((?P<uid>[0-9a-f-]{36})\)')
 _POD_SANDBOX = re.compile(r"PodSandboxMetadata\{Name:(?P<name>[^,]+),Uid:(?P<uid>[^,]+),Namespace:(?P<ns>[^,]+)")
-_IMAGE = re.compile(r'\bimage=\\?"(?P<image>[^"\\]+)|(?:PullImage|[Ff]ailed to pull image) \\?"(?P<quoted>[^"\\]+)')
+_IMAGE = re.compile(r'\bimage=\\?"(?P<image>[^"\\]+)|(?:PullImage|[Ff]ailed to pull (?:and unpack )?image|Pull image) '
+                    r'\\*"(?P<quoted>[^"\\]+)')
 _RECLAIM = re.compile(r"eviction manager: (?:attempting to reclaim|must evict pod\(s\) to reclaim) "
                       r"(?P<resource>[\w.]+)")
 _EVICTED = re.compile(r"eviction manager: pod (?P<pod>\S+) is evicted successfully")
@@ -197,8 +198,12 @@ class Classifier:
         if "NetworkPluginNotReady" in body or "network plugin is not ready" in body:
             return Finding(reason="NetworkPluginNotReady", message=_one_line(body), intent="network-failure",
                            category="network", severity="error")
-        if level in ("E", "F", "W"):
-            return _runtime_error(body)
+        if level in ("E", "F", "W") and "&Container{" not in body:
+            # the kubelet logs one failure several times: the runtime call without the pod (remote_image.go,
+            # remote_runtime.go), the container spec dumped whole (kuberuntime_manager.go), then "Error
+            # syncing pod" naming it: only a line that names the pod is a finding
+            finding = _runtime_error(body)
+            return finding if finding is not None and finding.about else None
         return None
 
     # -- containerd, cri-o, dockerd --------------------------------------------------------------------

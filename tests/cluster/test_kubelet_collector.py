@@ -20,12 +20,15 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from nodesources.journald import JournalNamespace
+from nodesources.journald import unavailable as journald_unavailable
 from realcluster.images import BUSYBOX_IMAGE
 from realcluster.node import RealCluster
 
 from agents.enrich import enrich_event
 from agents.normalize import normalize_event
 from collectors.cni import CniCollector
+from collectors.journald import JournaldCollector
 from collectors.kubelet import KubeletCollector
 from collectors.kubeletstats import Thresholds
 from collectors.node import SourceUnavailable
@@ -165,3 +168,62 @@ async def test_a_pod_sandbox_made_by_the_real_runtime_is_seen_by_the_cni_collect
         stop.set()
         await asyncio.wait_for(task, 30)
     assert collector.lost() == 0
+
+
+async def test_the_real_kubelet_and_containerd_logs_through_a_journal_name_a_failed_image_pull(
+        real_cluster: RealCluster, api: kubernetes.client.ApiClient, namespace: str, tmp_path: Path) -> None:
+    """journald: the cluster's kubelet and containerd write their logs to files; on a systemd node their
+    stderr is the journal (SYSLOG_IDENTIFIER kubelet / containerd). Each new line of those files goes into
+    a journald namespace as such, and a pod whose image no registry serves makes both fail to pull it."""
+    if why := journald_unavailable():
+        pytest.skip(why)
+    core = kubernetes.client.CoreV1Api(api)
+    logs = real_cluster.work_dir / "logs"
+    offsets = {name: (logs / f"{name}.log").stat().st_size for name in ("kubelet", "containerd")}
+    with JournalNamespace() as journal:
+        collector = JournaldCollector(real_cluster.node_name, cursor_file=tmp_path / "cursor",
+                                      namespace=journal.name, batch_seconds=0.3)
+        batches: list[list[RawEvent]] = []
+
+        async def emit(batch: list[RawEvent]) -> None:
+            batches.append(batch)
+
+        def pump() -> None:
+            for name, offset in offsets.items():
+                with (logs / f"{name}.log").open("rb") as log:
+                    log.seek(offset)
+                    data = log.read()
+                complete = data[: data.rfind(b"\n") + 1]
+                offsets[name] = offset + len(complete)
+                for line in complete.decode(errors="replace").splitlines():
+                    journal.write(line, SYSLOG_IDENTIFIER=name)
+
+        def pulls() -> list[RawEvent]:
+            return [e for b in batches for e in b if e.metadata["reason"] == "ErrImagePull"
+                    and e.metadata.get("image") == "tapio.invalid/absent:1"]
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(collector.run(emit, stop))
+        try:
+            await asyncio.sleep(1)  # journalctl follows from the end
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "absent-image", "namespace": namespace},
+                   "spec": {"nodeName": real_cluster.node_name, "terminationGracePeriodSeconds": 1, "containers": [
+                       {"name": "app", "image": "tapio.invalid/absent:1", "imagePullPolicy": "IfNotPresent"}]}}
+            core.create_namespaced_pod(namespace, pod)
+            deadline = time.monotonic() + 120
+            while len({e.metadata["journal.identifier"] for e in pulls()}) < 2:
+                assert not task.done(), "the collector stopped"
+                assert time.monotonic() < deadline, f"pull failures seen: {[e.metadata for e in pulls()]}"
+                pump()
+                await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            core.delete_namespaced_pod("absent-image", namespace, grace_period_seconds=0)
+    kubelet = [e.metadata for e in pulls() if e.metadata["journal.identifier"] == "kubelet"]
+    containerd = [e.metadata for e in pulls() if e.metadata["journal.identifier"] == "containerd"]
+    # the kubelet names the pod ("Error syncing pod"); containerd only the image: about the node
+    assert all((md["kind"], md["namespace"], md["name"]) == ("Pod", namespace, "absent-image") for md in kubelet)
+    assert all((md["kind"], md["name"]) == ("Node", real_cluster.node_name) for md in containerd)
+    assert all(md["intent"] == "image-pull-failure" and md["severity"] == "warning" for md in kubelet + containerd)
+    assert "&Container{" not in " ".join(md["message"] for md in kubelet)

@@ -3,6 +3,9 @@ systemd 252, Linux 6.x, kubelet 1.20 and containerd 1.6 print them."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import msgspec
 import pytest
 
@@ -34,8 +37,8 @@ def entry(identifier: str, message: str, **more: str) -> JournalEntry:
     ("kubelet", "W1205 03:40:01.000001    1234 eviction_manager.go:344] eviction manager: attempting to reclaim memory",
      "EvictionThresholdMet", "resource-pressure", "warning", {"eviction.resource": "memory"}),
     ("kubelet", 'E1205 03:41:00.5    1234 kuberuntime_manager.go:755] "Failed to pull image" '
-     'image="registry.shop/web:v9" err="rpc error: code = NotFound"', "ErrImagePull", "image-pull-failure", "warning",
-     {"image": "registry.shop/web:v9"}),
+     'image="registry.shop/web:v9" pod="shop/web-0" err="rpc error: code = NotFound"', "ErrImagePull",
+     "image-pull-failure", "warning", {"image": "registry.shop/web:v9"}),
     ("kubelet", "E1205 03:42:00.1    1234 kubelet.go:2184] Container runtime network not ready: NetworkReady=false "
      "reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
      "NetworkPluginNotReady", "network-failure", "error", {}),
@@ -119,3 +122,21 @@ def test_a_plugin_error_result_is_recognized() -> None:
     other = plugin_error(b'{"cniVersion":"0.4.0","code":7,"msg":"invalid network config"}')
     assert other is not None and (other.reason, other.code) == ("CNIError", 7)
     assert plugin_error(b'{"cniVersion":"0.4.0","ips":[]}') is None and plugin_error(b"not json") is None
+
+
+def test_a_failed_image_pull_as_the_real_kubelet_and_containerd_logged_it() -> None:
+    """`data/journal-1.20/image-pull.tsv`: every line the real 1.20 kubelet and containerd 1.6 of
+    `tests/support/realcluster` logged about a pod whose image no registry serves (four pull attempts)."""
+    classifier = Classifier()
+    found = Counter()
+    for row in (Path(__file__).parent / "data" / "journal-1.20" / "image-pull.tsv").read_text().splitlines():
+        identifier, line = row.split("\t", 1)
+        finding = classifier.classify(entry(identifier, line, priority="6"))
+        if finding is not None:
+            assert finding.facts["image"] == "tapio.invalid/absent:1"
+            assert (finding.about.get("namespace"), finding.about.get("name")) in ((None, None),
+                                                                                  ("tapio-real", "absent-image"))
+            found[(identifier, finding.reason, finding.about.get("kind", "Node"))] += 1
+    # one per attempt from each: the kubelet's "Error syncing pod" (its other lines repeat it without the
+    # pod, or dump the container spec), containerd's "PullImage ... failed" (no pod: about the node)
+    assert found == {("kubelet", "ErrImagePull", "Pod"): 4, ("containerd", "ErrImagePull", "Node"): 4}
