@@ -15,6 +15,10 @@ in the runtime's log, which the journald collector reads (`collectors.cnierrors`
 exhaustion there and in a plugin's error result), and in the kubelet's FailedCreatePodSandBox Event. This
 collector sees the cause before the failure: the pool filling up (`metric.cni.ipam_used_percent`), and
 `CNIIPAMExhausted` as soon as the last address is taken, before the next pod asks for one.
+
+A pod's veth is made before libcni writes its result, so `LinkAdded` names the node and the `CNIAttached`
+that follows names the pod with the same interface; `LinkRemoved` (DEL runs before the cache file goes)
+names the pod.
 """
 
 from __future__ import annotations

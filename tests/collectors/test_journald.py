@@ -116,7 +116,7 @@ async def test_unit_kernel_and_kubelet_lines_become_events_and_a_restart_resumes
     async with Running(collector()) as second:
         events = await second.until(1)
         journal.logger("kubelet", 'E1205 03:52:00.0    1234 kuberuntime_manager.go:755] "Failed to pull image" '
-                                  'image="registry.shop/web:v9" err="not found"')
+                                  'image="registry.shop/web:v9" pod="shop/web-0" err="not found"')
         events = await second.until(2)
         with contextlib.suppress(AssertionError):  # nothing more arrives: no repeat of the first run's entries
             await second.until(3, timeout=1.5)

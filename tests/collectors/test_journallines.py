@@ -140,3 +140,20 @@ def test_a_failed_image_pull_as_the_real_kubelet_and_containerd_logged_it() -> N
     # one per attempt from each: the kubelet's "Error syncing pod" (its other lines repeat it without the
     # pod, or dump the container spec), containerd's "PullImage ... failed" (no pod: about the node)
     assert found == {("kubelet", "ErrImagePull", "Pod"): 4, ("containerd", "ErrImagePull", "Node"): 4}
+
+
+def test_a_finding_as_a_node_event_reads_into_the_kernel_layer() -> None:
+    from datetime import UTC, datetime
+
+    from agents.enrich import enrich_event
+    from agents.normalize import normalize_event
+    from collectors.node import node_event
+
+    finding = Classifier().classify(entry("kernel", "Out of memory: Killed process 4242 (java) total-vm:1kB"))
+    assert finding is not None
+    raw = node_event("journald", node="node-1", at=datetime(2026, 12, 5, tzinfo=UTC), reason=finding.reason,
+                     message=finding.message, intent=finding.intent, category=finding.category,
+                     severity=finding.severity, about=finding.about, facts=finding.facts, key="s=1;i=2")
+    event = normalize_event(enrich_event(raw))
+    assert (event.k8s.kind, event.semantic.intent, event.kernel.pid, event.kernel.comm) == ("Node", "oom-kill", 4242,
+                                                                                           "java")
