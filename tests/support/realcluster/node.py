@@ -131,6 +131,11 @@ class RealCluster:
         )
         return self
 
+    @property
+    def kubelet_read_only_url(self) -> str:
+        """The kubelet's read-only port (`/stats/summary`, `/pods`, `/metrics`), unauthenticated."""
+        return f"http://127.0.0.1:{self._kubelet_ports.read_only_port}"
+
     def _dir(self, name: str) -> Path:
         path = self.work_dir / name
         path.mkdir(parents=True, exist_ok=True)
