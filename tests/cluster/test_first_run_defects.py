@@ -25,7 +25,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import aiohttp
 import kubernetes
@@ -124,12 +123,13 @@ async def _pod_events(graph: GraphStore, namespace: str, name: str) -> list[dict
     return [{**r, "ingested_at": times[r["id"]]["ingested_at"], "action": actions.get(r["id"])} for r in rows]
 
 
-async def _watermarks(web: str) -> list[dict] | None:
-    """The worker's view of event time (`tapio-watermarks`): per hits partition, its sources' watermarks."""
+async def _watermarks(web: str) -> dict[str, int] | None:
+    """Per raw partition, the newest watermark (epoch ms) the bridge stamped on its batches, as the worker's
+    diagnose stage holds them (`/tapio/diagnose/`): the event time every stage of the worker goes by."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http, \
-                http.get(f"{web}/tapio/tables/tapio-watermarks/") as response:
-            return (await response.json()).get("rows") if response.status == 200 else None
+                http.get(f"{web}/tapio/diagnose/") as response:
+            return (await response.json()).get("watermarks") if response.status == 200 else None
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
 
@@ -139,7 +139,7 @@ class Deletion:
     uid: str
     requested_ms: int  # wall clock when the delete was asked for
     events: list[dict]  # the deleted pod's events in the graph once its DELETED is there
-    watermarks: list[dict]  # the worker's watermarks read then
+    watermarks: dict[str, int]  # the bridge's watermarks the worker holds then, per raw partition
     read_ms: int  # wall clock right after reading them
 
 
@@ -181,8 +181,14 @@ async def deletion(flow: Flow, api: kubernetes.client.ApiClient, namespace: str,
 
     events = await until(deleted_observed, timeout=60, what=f"the DELETED of {DELETED} in the graph",
                          procs=flow.procs)
-    marks = await until(lambda: _watermarks(flow.web), timeout=30, what="the worker's watermarks page",
-                        procs=flow.procs)
+    deleted_ms = max(e["timestamp"] for e in events if e["action"] == "DELETED")
+
+    async def watermarks_past_it() -> dict[str, int] | None:  # the sink may be ahead of the diagnose stage
+        marks = await _watermarks(flow.web)
+        return marks if marks and all(at >= deleted_ms for at in marks.values()) else None
+
+    marks = await until(watermarks_past_it, timeout=60, what=f"every watermark of the worker past the DELETED "
+                        f"of {DELETED}", procs=flow.procs)
     return Deletion(uid=created.metadata.uid, requested_ms=requested_ms, events=events, watermarks=marks,
                     read_ms=int(time.time() * 1000))
 
@@ -206,11 +212,8 @@ def test_a_graceful_deletion_is_dated_by_its_request_not_its_deadline(deletion: 
 def test_a_deletion_does_not_move_event_time_ahead_of_the_wall_clock(deletion: Deletion) -> None:
     # the bridge's watermark is the newest event time it bridged: a deadline taken for a time put it
     # GRACE_S ahead, and every failure of the next GRACE_S - allowed lateness seconds came late
-    sources = {(row["partition"], source): datetime.fromisoformat(at)
-               for row in deletion.watermarks for source, at in row.get("sources", {}).items() if at}
-    assert sources, deletion.watermarks
-    ahead = {k: f"{(at.timestamp() * 1000 - deletion.read_ms) / 1000:+.1f} s" for k, at in sources.items()
-             if at.timestamp() * 1000 > deletion.read_ms + SKEW_MS}
+    ahead = {p: f"{(at - deletion.read_ms) / 1000:+.1f} s" for p, at in deletion.watermarks.items()
+             if at > deletion.read_ms + SKEW_MS}
     assert ahead == {}
 
 
