@@ -156,7 +156,7 @@ async def deletion(flow: Flow, api: kubernetes.client.ApiClient, namespace: str,
 
     await until(lambda: asyncio.to_thread(running), timeout=120, what=f"pod {DELETED} running", procs=flow.procs)
 
-    async def known() -> bool:  # the dataflow has seen it run: the topology wrote its node
+    async def known() -> bool:  # the dataflow has seen it: its node is in the graph
         rows = await graph.query(queries.resource("Pod"), kind="Pod", namespace=namespace, name=DELETED)
         return any(r["uid"] == created.metadata.uid for r in rows)
 
@@ -193,7 +193,7 @@ async def deletion(flow: Flow, api: kubernetes.client.ApiClient, namespace: str,
                     read_ms=int(time.time() * 1000))
 
 
-def _late(events: list[dict]) -> list[str]:
+def _ahead(events: list[dict]) -> list[str]:
     return [f"{e['action']} {e['reason']}: at {e['timestamp']}, ingested at {e['ingested_at']} "
             f"({(e['timestamp'] - e['ingested_at']) / 1000:+.1f} s)"
             for e in events if e["timestamp"] > e["ingested_at"] + SKEW_MS]
@@ -204,7 +204,7 @@ def test_a_graceful_deletion_is_dated_by_its_request_not_its_deadline(deletion: 
     # observation of the pod: none is ahead of the wall clock that took it into the graph
     actions = [e["action"] for e in deletion.events]
     assert "DELETED" in actions and actions.count("MODIFIED") >= 2, actions
-    assert _late(deletion.events) == []
+    assert _ahead(deletion.events) == []
     deletions = [e for e in deletion.events if e["timestamp"] >= deletion.requested_ms - 1_000]
     assert deletions and max(e["timestamp"] for e in deletions) < deletion.requested_ms + GRACE_S * 1000 / 2
 
@@ -261,16 +261,19 @@ async def test_the_kubelets_node_events_join_the_one_real_node(
     assert told and {e.involved_object.uid for e in told} == {real_cluster.node_name}, told
     reasons = {e.reason for e in told}
 
+    seen: dict[str, object] = {}
+
     async def joined() -> list[dict] | None:
         nodes = await graph.query(NODES_NAMED, name=real_cluster.node_name)
-        if [n["uid"] for n in nodes] != [node.metadata.uid]:
-            return None
         rows = await graph.query(queries.events_for_resource("Node"), kind="Node", namespace="",
                                  name=real_cluster.node_name)
-        return rows if reasons <= {r["reason"] for r in rows} else None
+        seen.update(nodes=nodes, reasons=sorted({str(r["reason"]) for r in rows}))
+        return rows if [n["uid"] for n in nodes] == [node.metadata.uid] and \
+            reasons <= {r["reason"] for r in rows} else None
 
-    rows = await until(joined, timeout=120, what=f"the kubelet's Node events {sorted(reasons)} on the real Node "
-                       f"{node.metadata.uid}, and no other Node named {real_cluster.node_name}", procs=flow.procs)
+    rows = await until(joined, timeout=120, what=lambda: f"the kubelet's Node events {sorted(reasons)} on the real "
+                       f"Node {node.metadata.uid}, and no other Node named {real_cluster.node_name} (seen: {seen})",
+                       procs=flow.procs)
     # `tapio explain node/<name>` counts them with the Node's own observations
     answer = await explain(graph, kind="Node", name=real_cluster.node_name, namespace="")
     assert answer.events >= len(rows) > len(reasons) > 1
