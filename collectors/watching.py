@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import urllib3.exceptions
@@ -298,7 +299,11 @@ class ResourceWatcher:
     async def _emit(self, action: str, obj: dict) -> None:
         source = f"kubeapi:{self.server}/{self.resource.name}" if self.server else f"kubeapi:{self.resource.name}"
         try:
-            event: RawEvent | UnusableInput = raw_event_from_object(obj, action=action, source=source)
+            # a change the watch delivers happened by now: an object that carries no time of its own
+            # (a ConfigMap edit) is placed at its receipt, not at its creation; a list's state keeps its own
+            seen = datetime.now(UTC) if action != SNAPSHOT else None
+            event: RawEvent | UnusableInput = raw_event_from_object(obj, action=action, source=source,
+                                                                    observed_at=seen)
         except UnusableObject as exc:
             meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
             where = f"{action} {meta.get('namespace') or ''}/{meta.get('name') or '?'}".replace(" /", " ")

@@ -85,13 +85,17 @@ NO_TIMESTAMP = "no timestamp"
 
 
 def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
-                          undated_at: datetime | None = None) -> RawEvent:
+                          undated_at: datetime | None = None, observed_at: datetime | None = None) -> RawEvent:
     """The RawEvent of one Kubernetes object or Event.
 
     `action` is SNAPSHOT, ADDED, MODIFIED or DELETED; an Event (core/v1 or events.k8s.io) always
     gets EVENT. An object that carries no time of its own (a manifest, `kubectl get -o yaml` of a
     ConfigMap) is placed at `undated_at` when given: state at the start of the recording (metadata
-    `time_source` "undated"). Raises UnusableObject naming the field when the object is not usable.
+    `time_source` "undated"). `observed_at`, when a watch saw the change (its receipt time), is the
+    latest the change can have happened: an object is placed there when its own times are older
+    (a ConfigMap edit carries no time of its own: creation, and managedFields' time, which the API
+    server moves only when a manager's set of fields changes; metadata `time_source` "observed").
+    Raises UnusableObject naming the field when the object is not usable.
     """
     if not isinstance(obj, dict):
         raise UnusableObject("", f"expected a mapping (a Kubernetes object), got {_type(obj)}")
@@ -119,6 +123,9 @@ def raw_event_from_object(obj: dict[str, Any], *, action: str, source: str,
             spec = _mapping(obj, "spec", "spec")
             metadata["node"] = _text(spec, "nodeName", "spec.nodeName")
         timestamp = _object_time(obj, meta)
+        if observed_at is not None and (timestamp is None or observed_at > timestamp):
+            timestamp = observed_at
+            metadata["time_source"] = "observed"
     if timestamp is None and undated_at is not None and not is_event:
         timestamp = undated_at
         metadata["time_source"] = "undated"

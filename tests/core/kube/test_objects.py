@@ -74,3 +74,23 @@ def test_a_grace_period_that_is_not_seconds_is_named(grace: object) -> None:
     pod["metadata"].update(deletionTimestamp=rfc3339(REQUESTED), deletionGracePeriodSeconds=grace)
     with pytest.raises(UnusableObject, match="metadata.deletionGracePeriodSeconds"):
         raw_event_from_object(pod, action="MODIFIED", source="watch")
+
+
+def test_a_watched_edit_of_an_object_without_times_of_its_own_is_placed_at_its_receipt() -> None:
+    # a ConfigMap edited on a real 1.20 API server kept its creation time and managedFields' time (the
+    # manager's set of fields did not change): every edit and its revert were dated at creation
+    created = REQUESTED - timedelta(minutes=5)
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"mode": "archive"},
+          "metadata": {"name": "cfg", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                       "creationTimestamp": rfc3339(created),
+                       "managedFields": [{"manager": "kubectl", "operation": "Update", "time": rfc3339(created)}]}}
+    edit = raw_event_from_object(cm, action="MODIFIED", source="watch", observed_at=REQUESTED)
+    assert (edit.timestamp, edit.metadata["time_source"]) == (REQUESTED, "observed")
+    listed = raw_event_from_object(cm, action="SNAPSHOT", source="list")
+    assert listed.timestamp == created and "time_source" not in listed.metadata
+    assert listed.id == edit.id  # one state, one id, whatever its time and how it was read
+    again = raw_event_from_object(cm, action="MODIFIED", source="watch", observed_at=REQUESTED + timedelta(seconds=9))
+    assert again.id == edit.id
+    # an object whose own times are newer than the receipt (a clock ahead) keeps them
+    ahead = raw_event_from_object(cm, action="MODIFIED", source="watch", observed_at=created - timedelta(seconds=1))
+    assert ahead.timestamp == created
