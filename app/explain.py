@@ -13,17 +13,19 @@ as what was said then). Arguments follow kubectl: `pod/web-0`, `pod web-0`, `po 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
 
 from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
 from app.hypotheses import diagnoses_lead
+from core.kube.changes import REVERTED
 from core.kube.owners import WORKLOAD_KINDS
 from core.kube.scopes import ScopeKey
 from core.kube.semantics import failure_intents
 from topology import queries
-from topology.context import Context, reveal_context
+from topology.context import Context, EventSummary, reveal_context
 from topology.graph import GraphStore
 from topology.model import CLUSTER_SCOPED
 from topology.narrative import reverts
@@ -120,23 +122,39 @@ def scope_keys_of(kind: str, name: str, namespace: str, ctx: Context) -> list[st
 _OWNER_KINDS = WORKLOAD_KINDS - {"CronJob"}
 
 
-def recovery(rows: list[dict], ctx: Context) -> tuple[datetime | None, str]:
-    """When the resource recovered, and why that is said: a revert nearby (`topology.narrative.reverts`)
-    after which the resource had no failure event (the vocabulary's failure intents) any more.
+def recovery(rows: list[dict], ctx: Context, undone: Sequence[EventSummary] = ()) -> tuple[datetime | None, str]:
+    """When the resource recovered, and why that is said: a revert nearby (`topology.narrative.reverts`,
+    or `undone`: a ConfigMap or Secret it reads put back, found on that object) after which the
+    resource had no failure event (the vocabulary's failure intents) any more.
     (None, "") while a failure follows the newest revert, or when nothing was reverted."""
-    found = reverts(ctx)
-    if not found or found[0].event.timestamp is None:
+    found = sorted([r.event for r in reverts(ctx)] + list(undone), key=lambda e: e.timestamp or 0, reverse=True)
+    if not found or found[0].timestamp is None:
         return None, ""
     revert = found[0]
-    at = revert.event.timestamp or 0
+    at = revert.timestamp or 0
     failures = [r.get("timestamp") or 0 for r in rows if r.get("intent") in failure_intents()]
     if any(t > at for t in failures):
         return None, ""
     when = datetime.fromtimestamp(at / 1000, tz=UTC)
     last = f"; its last failure {datetime.fromtimestamp(max(failures) / 1000, tz=UTC):%H:%M:%S}Z" if failures else ""
-    what = revert.event.narrative or revert.event.reason or "a revert"
+    what = revert.narrative or revert.reason or "a revert"
     return when, (f"recovered at {when:%Y-%m-%d %H:%M:%S}Z: {what} undid the edit behind the failure, and no "
                   f"failure was seen on it since{last}")
+
+
+async def reverted_inputs(graph: GraphStore, kind: str, namespace: str, name: str) -> list[EventSummary]:
+    """The reverts of the ConfigMaps and Secrets the resource's pods read, read on each: a
+    Deployment's nearby changes do not reach its pods' ConfigMap (OWNS is not a dependency)."""
+    out: list[EventSummary] = []
+    inputs = await graph.query(queries.inputs_of_resource(kind), kind=kind, namespace=namespace, name=name)
+    for dep in inputs:
+        if dep["name"]:
+            rows = await graph.query(queries.events_for_resource(dep["label"]), kind=dep["label"],
+                                     namespace=dep["namespace"] or "", name=dep["name"])
+            out += [EventSummary(id=r["id"], timestamp=r["timestamp"], reason=r["reason"], intent=r["intent"],
+                                 severity=r["severity"], narrative=r["narrative"])
+                    for r in rows if r.get("reason") == REVERTED]
+    return out
 
 
 async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) -> Explanation:
@@ -154,6 +172,6 @@ async def explain(graph: GraphStore, *, kind: str, name: str, namespace: str) ->
     linked = {h.prediction.id for h in ranked if not h.prediction.pattern.startswith(DIAGNOSIS_PREFIX)
               and reaches_back_to_a_change(await match_story(graph, h.prediction.match_id))}
     ranked = diagnoses_lead(ranked, linked, diagnosis_prefix=DIAGNOSIS_PREFIX)
-    recovered_at, said = recovery(rows, ctx)
+    recovered_at, said = recovery(rows, ctx, await reverted_inputs(graph, kind, ns, name))
     return Explanation(kind=kind, name=name, namespace=ns, events=len(rows), context=ctx, hypotheses=ranked,
                        recovered_at=recovered_at, recovery=said)

@@ -152,6 +152,24 @@ def events_for_resource(kind: str) -> Query:
     return _EVENTS_FOR_RESOURCE[label_for(kind)]
 
 
+def _inputs_of_resource(label: str) -> Query:
+    return Query(f"inputs_of_resource:{label}", f"""{resource_match(label)}
+WITH r MATCH (r)-[:OWNS*0..2]->(p:Pod)-[:MOUNTS|USES_SECRET]->(d)
+WHERE labels(d)[0] IN ['ConfigMap', 'Secret']
+RETURN DISTINCT labels(d)[0] AS label, d.name AS name, d.namespace AS namespace
+ORDER BY label, name""")
+
+
+_INPUTS_OF_RESOURCE = {label: _inputs_of_resource(label) for label in ALL_RESOURCE_LABELS}
+
+
+def inputs_of_resource(kind: str) -> Query:
+    """The ConfigMaps and Secrets the pods of one resource read (the pod itself, or a workload's pods
+    through OWNS, down to a Deployment's ReplicaSets' pods). Params as `events_for_resource`.
+    Rows: label, name, namespace."""
+    return _INPUTS_OF_RESOURCE[label_for(kind)]
+
+
 def resource(kind: str) -> Query:
     """One resource and its properties. Params as `events_for_resource`. Rows: label, uid, props."""
     return _RESOURCE[label_for(kind)]

@@ -146,3 +146,22 @@ async def test_a_revert_is_a_remedy_and_explain_says_when_it_recovered(settings:
     finally:
         await graph.clear()
         await graph.close()
+
+
+def test_a_configmap_put_back_counts_as_the_revert_once_no_failure_follows_it() -> None:
+    # a Deployment's context reaches its pods' ConfigMap three hops away, beyond its nearby changes:
+    # explain reads that ConfigMap's revert on the ConfigMap itself (`reverted_inputs`)
+    from app.explain import recovery
+    from topology.context import Context, EventSummary
+
+    ctx = Context(event=EventSummary(id="e"), affected=[], owners=[], dependencies=[], correlated=[], changes=[],
+                  causes=[], consequences=[])
+    put_back = EventSummary(id="r", timestamp=2_000_000, reason="Reverted", intent="config-change",
+                            narrative="ConfigMap shop/cfg: key mode modified (archive -> primary)")
+    crash = {"id": "c", "timestamp": 1_000_000, "intent": "crash-loop"}
+    assert recovery([crash], ctx) == (None, "")  # nothing reverted
+    when, said = recovery([crash], ctx, [put_back])
+    assert when == datetime.fromtimestamp(2_000, tz=UTC)
+    assert said.startswith("recovered at 1970-01-01 00:33:20Z: ConfigMap shop/cfg: key mode modified") and \
+        "its last failure 00:16:40Z" in said
+    assert recovery([crash, {**crash, "timestamp": 2_500_000}], ctx, [put_back]) == (None, "")  # it failed again

@@ -27,7 +27,8 @@ import kubernetes
 import msgspec
 import pytest
 from realcluster.node import RealCluster
-from realcluster.workloads import WORKLOADS, Runner, Workload, observe, symptom_object
+from realcluster.workloads import WORKLOADS, Runner, Workload, observe, patch, symptom_object
+from waiting import until
 
 from app.explain import explain
 from app.stack import EmbeddedStack, free_port
@@ -255,3 +256,32 @@ def test_the_replayed_stream_gives_the_same_answer(live: Outcome, replayed: dict
     assert _right(workload, replayed[workload.case]) and _right(workload, live.answers[workload.case]), (
         f"replayed {replayed[workload.case]}, live {live.answers[workload.case]}")
 
+
+
+def _rolled_out(api: kubernetes.client.ApiClient, namespace: str) -> bool:
+    seen = observe(api, namespace)
+    ready = all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []) for p in seen.pods)
+    return ready and all(
+        (d.status.updated_replicas or 0) == (d.status.ready_replicas or 0) == d.spec.replicas
+        and (d.status.replicas or 0) == d.spec.replicas for d in seen.deployments)
+
+
+async def test_a_reverted_configmap_rolled_out_again_is_told_as_recovered(
+        live: Outcome, replayed: dict, flow: Settings, api: kubernetes.client.ApiClient) -> None:
+    # the first run on a real node still said the rollout was failing after the fix; this runs last
+    # (after the replay of what the failure looked like): the ConfigMap gets its value back and the
+    # Deployment is restarted, as an operator would
+    [w] = [w for w in INCIDENTS if w.case == "configmap-rollout"]
+    kind, ns, name = live.symptoms[w.case].split("/")
+    patch(api, replace(w, edit=(("ConfigMap", "ledger-config", {"data": {"mode": "primary"}}),
+                                ("RolloutRestart", "ledger-api", {}))))
+    await until(lambda: _rolled_out(api, ns), timeout=180, what="the rollout back to a working config")
+    graph = open_graph(flow.graph)
+    try:
+        async def told() -> Any:
+            got = await explain(graph, kind=kind, name=name, namespace=ns)
+            return got if got.recovered_at is not None else None
+        got = await until(told, timeout=120, what=f"explain {kind}/{name} to say it recovered")
+    finally:
+        await graph.close()
+    assert "recovered at" in got.recovery and "ledger-config" in got.recovery, got.recovery
