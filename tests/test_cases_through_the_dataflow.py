@@ -48,9 +48,12 @@ async def through(embedded: EmbeddedStack) -> dict:
     for k, case in enumerate(cases):
         events = read(inputs_of(case)).events
         start = BASE + k * SLOT
-        # the case's newest moment at the middle of its slot (an object's old creation time may fall
-        # before the slot: a snapshot is state, it matches nothing by its time)
-        moved = shifted(events, start + SLOT / 2 - max(e.timestamp for e in events))
+        # the case's newest moment at the middle of its slot; what falls before the slot (a snapshot of
+        # an object created days earlier: state, it matches nothing by its time) is placed at its start,
+        # or the live stage would hold it in another case's slot, where that case's objects of the same
+        # name (a healthy twin's old ReplicaSet) replace it
+        moved = [e if e.timestamp >= start else msgspec.structs.replace(e, timestamp=start)
+                 for e in shifted(events, start + SLOT / 2 - max(e.timestamp for e in events))]
         expected = {(p.pattern, p.scope, p.at, p.message) for p in match_events(moved, catalog).predictions}
         diagnosed = {(PATTERN_PREFIX + d.family, d.cause, f"object:{d.subject}") for d in diagnose_events(moved)
                      if d.ongoing and d.confidence >= INCIDENT_CONFIDENCE}

@@ -62,9 +62,12 @@ async def test_the_kubelets_containers_read_as_their_pods(real_cluster: RealClus
         md = exit3.metadata
         assert (md["kind"], md["namespace"], md["name"], md["kernel.exit_code"]) == ("Pod", namespace, "cri-exiter", "3")
         assert md["node"] == real_cluster.node_name and md["kernel.cgroup"].endswith(md["container_id"])
-        status = await asyncio.to_thread(core.read_namespaced_pod_status, "cri-exiter", namespace)
-        [state] = status.status.container_statuses
-        assert state.container_id == f"containerd://{md['container_id']}"  # the kubelet's own id for it
+        # containerd tells the exit before the kubelet writes the container's id into the pod's status
+        def kubelets_id() -> str | None:
+            status = core.read_namespaced_pod_status("cri-exiter", namespace)
+            return next((c.container_id for c in status.status.container_statuses or [] if c.container_id), None)
+        said = await until(lambda: asyncio.to_thread(kubelets_id), timeout=60, what="the kubelet's id of the container")
+        assert said == f"containerd://{md['container_id']}"  # the kubelet's own id for it
 
         oom = await until(about(hog, "ContainerOOM"), timeout=180, what="the OOM kill of cri-hog's container")
         assert (oom.metadata["name"], oom.metadata["intent"], oom.metadata["severity"]) == ("cri-hog", "oom-kill", "error")
