@@ -26,8 +26,8 @@ applies when its `when` tests pass on an event of the match and its `unless` tes
 its message fills `{scope}` (the scope key without its type), `{count}` (what the first required
 condition counted), `{pods}` (the distinct pods among the events it counted), `{namespace}` and
 `{name}` (of the newest matched event), `{lead}` (how long the first link of a sequence's cause came
-before its effect: "4.2 s", event time; empty without a sequence); `{count:one/many}` and `{pods:one/many}` write the words that
-agree with the number.
+before its effect: "4.2 s", event time; empty without a sequence); `{count:one/many}` and
+`{pods:one/many}` write the words that agree with the number.
 """
 
 from __future__ import annotations
