@@ -347,6 +347,9 @@ def scope_keys(scope: str, event: UnifiedEvent, store: Store) -> list[str]:
     ns = k8s.namespace
     if scope == "namespace":
         return [str(ScopeKey.of_namespace(ns))] if ns else []
+    if scope == "object" and k8s.kind in ENDPOINT_KINDS:  # itself, and each pod it lists (ready or not)
+        pods = sorted({ref.partition("/")[2] for ref in k8s.refs if ref.startswith("Pod/")})
+        return [str(ScopeKey.of_object(k8s.kind, ns, k8s.name)), *(str(ScopeKey.of_object("Pod", ns, p)) for p in pods)]
     if scope == "object":
         return [str(ScopeKey.of_object(k8s.kind, ns, k8s.name))]
     if scope == "node":

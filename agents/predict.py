@@ -54,12 +54,17 @@ def _any_passes(predicates: list[Predicate], match: PatternMatch) -> bool:
     return any(all(test(e, e.semantic.intent) for test in tests) for e in match.evidence)
 
 
+def _lead(match: PatternMatch) -> str:
+    """How long the first cause of a sequence came before its effect, in event time ("" without one)."""
+    return f"{match.links[0].delay_s:.1f} s" if match.links else ""
+
+
 def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
     values = {"scope": scope_label(match.scope), "count": match.count, "pods": match.pods or match.count,
-              "namespace": namespace, "name": name}
+              "namespace": namespace, "name": name, "lead": _lead(match)}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
         if spec.when and not _any_passes(spec.when, match):

@@ -22,6 +22,7 @@ import msgspec
 
 from collectors.kubefiles import Item, split_recording
 from collectors.limits import read_capped
+from collectors.rawlines import is_raw_lines, parse_raw_lines
 from collectors.unusable import FRAGMENT_CHARS, UnusableInput
 from core.events import RawEvent, content_id
 from core.kube.objects import SNAPSHOT, UnusableObject, raw_event_from_object
@@ -52,6 +53,8 @@ def read_recording(path: str | Path) -> Iterator[RawEvent | UnusableInput]:
         raise ReplayFileError(exc.errno, f"cannot read recording: {exc.strerror}", str(path)) from exc
     if refused:
         return iter([UnusableInput(file=str(path), position="file", reason=refused)])
+    if is_raw_lines(str(path)):  # a node collector's RawEvents as it emitted them (collectors.rawlines)
+        return parse_raw_lines(data, str(path))
     return parse_recording(data, str(path))
 
 
