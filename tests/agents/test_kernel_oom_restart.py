@@ -40,8 +40,18 @@ def test_the_kernels_kill_is_linked_as_the_cause_of_the_apis_report_of_the_same_
     # kernel OOM -> the pod's container OOMKilled (restarted) -> its Service with no ready endpoint
     assert ("Pod", pod, "oom-kill", -1) in effects, effects
     assert ("Endpoints", "hog", "changed", 0) in effects, effects
-    [prediction, *_] = [p for p in result.predictions if p.pattern == "kernel-oom-restart"]
+    [prediction] = [p for p in result.predictions if p.pattern == "kernel-oom-restart"]  # one of its two
     assert re.search(r"at its memory limit \d+\.\d s before the Kubernetes API reported it", prediction.message)
+    assert "-> its Service left without a ready endpoint)" in prediction.message
+
+
+def test_without_the_services_endpoints_the_message_does_not_claim_them() -> None:
+    events, unread = read_recordings([SCENARIO / "positive"])
+    assert unread == []
+    no_service = [e for e in events if e.metadata.get("kind") not in ("Endpoints", "EndpointSlice")]
+    result = match_events(no_service, Catalog(ROOT / "patterns"))
+    [prediction] = [p for p in result.predictions if p.pattern == "kernel-oom-restart"]
+    assert prediction.message.count("->") == 1 and "Service" not in prediction.message
 
 
 def test_the_healthy_twin_matches_nothing() -> None:
