@@ -59,12 +59,20 @@ def _lead(match: PatternMatch) -> str:
     return f"{match.links[0].delay_s:.1f} s" if match.links else ""
 
 
+def _query(match: PatternMatch) -> str:
+    """The DNS name the first linked cause asked for, else the first matched event's that has one ("" without)."""
+    causes = {link.cause for link in match.links[:1]}
+    ordered = [e for e in match.evidence if e.id in causes] + list(match.evidence)
+    return next((e.network.query for e in ordered if e.network is not None and e.network.query), "")
+
+
 def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
     values = {"scope": scope_label(match.scope), "count": match.count, "pods": match.pods or match.count,
-              "namespace": namespace, "name": name, "lead": _lead(match)}
+              "namespace": namespace, "name": name, "lead": _lead(match),
+              "query": _query(match)}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
         if spec.when and not _any_passes(spec.when, match):
