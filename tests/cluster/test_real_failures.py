@@ -190,7 +190,13 @@ async def live(real_cluster: RealCluster, api: kubernetes.client.ApiClient, flow
         for case, (named, scope, message) in answers.items():
             log.info("real failures: %s: explain %s names %s (%s): %s", case, symptoms[case], named or "nothing",
                      scope, message[:200])
+        # the graph sink may lag the diagnose stage (a loaded machine): what explain heads with is read
+        # once every failure's own events are in (its headline a warning or worse), or after 120 s
         said, headlines = await _told(flow, symptoms)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(h[1] in _FAILING for h in headlines.values()):
+            await asyncio.sleep(2)
+            said, headlines = await _told(flow, symptoms)
         pods = {w.case: _pods(observe(api, w.namespace)) for w in INCIDENTS}
         yield Outcome(answers=answers, standing=await _standing(flow), symptoms=symptoms, timings=timings,
                       said=said, pods=pods, headlines=headlines)
@@ -217,6 +223,7 @@ def test_a_healthy_twin_has_no_standing_prediction(live: Outcome, workload: Work
     assert live.standing[workload.case] == []
 
 
+_FAILING = ("warning", "error", "critical")
 #: "2 new pods are crash-looping", "3 failing pods mount it", "restarted 1 pod": a count of pods a message claims
 _CLAIMED_PODS = re.compile(r"\b(\d+) (?:new |failing |more )?pods?\b")
 
@@ -240,7 +247,7 @@ def test_explain_heads_with_the_failure_and_no_routine_update_is_its_root_cause(
     # a first run on a real node headed with MissingClusterDNS x27 (this cluster has no DNS) instead of
     # ErrImageNeverPull, and named routine Node updates by the controller-manager as the root cause
     reason, severity, cause = live.headlines[workload.case]
-    assert reason != "MissingClusterDNS" and severity in ("warning", "error", "critical"), (reason, severity)
+    assert reason != "MissingClusterDNS" and severity in _FAILING, (reason, severity)
     assert "Node localhost" not in cause and "Reverted" not in cause, cause
 
 
@@ -287,7 +294,9 @@ async def test_a_reverted_configmap_rolled_out_again_is_told_as_recovered(
         async def told() -> Any:
             got = await explain(graph, kind=kind, name=name, namespace=ns)
             return got if got.recovered_at is not None else None
-        got = await until(told, timeout=120, what=f"explain {kind}/{name} to say it recovered")
+        # the revert and the new revision's events reach the graph after the collector and the worker's
+        # stages: on a loaded machine (CI with 4 test workers) that took more than 120 s once
+        got = await until(told, timeout=300, what=f"explain {kind}/{name} to say it recovered")
     finally:
         await graph.close()
     assert "recovered at" in got.recovery and "ledger-config" in got.recovery, got.recovery
