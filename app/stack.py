@@ -74,8 +74,22 @@ class StackState(msgspec.Struct, kw_only=True):
     settings: dict
 
 
+#: ports free_port picks from: below Linux's ephemeral range (32768-60999), which the kernel hands to
+#: every outgoing connection and to bind(0): a port picked there can be taken by a connection
+#: before the server it was picked for binds it (seen in CI: "address already in use")
+_PICK_FROM = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A loopback TCP port nothing listens on, outside the ephemeral range (`_PICK_FROM`)."""
+    for port in random.sample(_PICK_FROM, 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # all 200 taken: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
