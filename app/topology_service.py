@@ -59,6 +59,14 @@ def change_event(change: ObjectChange, source: RawEvent, *, reverts: datetime | 
         trace_id=source.trace_id, span_id=source.span_id)
 
 
+def controlled(obj: dict) -> bool:
+    """An object a controller owns (a Deployment's ReplicaSet, a CronJob's Job): its spec going back to
+    an earlier value is the controller scaling it (an old ReplicaSet 2 -> 1 during a rollout), not an
+    operator's remedy, so it is never told as a revert."""
+    return any(ref.get("controller") for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+               if isinstance(ref, dict))
+
+
 class TopologyState:
     """Pure state machine: object events in, topology changes and change events out."""
 
@@ -90,7 +98,8 @@ class TopologyState:
         if change is None or seen is None:
             return topology, None
         earlier = self.before.get(key)
-        reverts = earlier[0] if earlier is not None and earlier[1] == tracked_values(obj) else None
+        reverts = earlier[0] if earlier is not None and earlier[1] == tracked_values(obj) \
+            and not controlled(obj) else None
         self.before[key] = (event.timestamp, tracked_values(seen[1]) or {})
         return topology, change_event(change, event, reverts=reverts)
 

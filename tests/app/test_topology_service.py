@@ -96,3 +96,24 @@ def test_an_edit_back_to_the_version_before_the_last_edit_is_a_revert() -> None:
     third["data"]["nginx.conf"] += "\n# another"
     third["metadata"]["resourceVersion"] = "1004"
     assert state.observe(observation(third, "MODIFIED", t0 + timedelta(minutes=4)))[1].metadata["reason"] == "Changed"
+
+
+def test_a_controller_scaling_its_replicaset_back_is_not_a_revert() -> None:
+    """A real cluster's rollout back to a fixed ConfigMap: the Deployment controller scaled an old
+    ReplicaSet 1 -> 2 -> 1, and explain said that 'undid the edit behind the failure'."""
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "web-5977864ffb", "namespace": "shop", "uid": "rs-1", "resourceVersion": "1000",
+                       "creationTimestamp": "2026-11-20T09:00:00Z",
+                       "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                            "uid": "d-1", "controller": True}]},
+          "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}}}
+    state = TopologyState()
+    state.observe(observation(rs, "SNAPSHOT", t0))
+    reasons = []
+    for i, replicas in enumerate([2, 1], start=1):
+        obj = copy.deepcopy(rs)
+        obj["spec"]["replicas"] = replicas
+        obj["metadata"]["resourceVersion"] = str(1000 + i)
+        reasons.append(state.observe(observation(obj, "MODIFIED", t0 + timedelta(minutes=i)))[1].metadata["reason"])
+    assert reasons == ["Changed", "Changed"]
