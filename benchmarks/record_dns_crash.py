@@ -25,49 +25,29 @@ Then it stops everything (the cluster's stop removes the namespaces). Nothing is
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import kubernetes
-import msgspec
 import yaml
-from dnschain import BAD_NAME, GOOD_NAME, Running, app, collector, create, gateway, hold_gateway
+from collectorthread import Running
+from dnschain import BAD_NAME, GOOD_NAME, app, collector, create, gateway, hold_gateway
 from nodesources.dns import Dnsmasq
 from oomchain import wait_until
 from realcluster import build
 from realcluster.node import RealCluster
+from watchrecord import Watches, save_rawevents
 
 from core.events import RawEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "patterns" / "scenarios" / "dns-failure-crash"
-KUBECTL = "/usr/bin/kubectl"
 WATCHED = ("pods", "events", "replicasets", "deployments")
 CASES = {"positive": ("dns-lookup", "lookup", BAD_NAME), "negative": ("dns-resolved", "resolved", GOOD_NAME)}
 log = logging.getLogger("record_dns_crash")
-
-
-def watch(kubeconfig: Path, namespace: str, kind: str, into: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([KUBECTL, "--kubeconfig", str(kubeconfig), "get", kind, "-n", namespace, "-w",
-                             "-o", "json", "--output-watch-events"], stdout=into, stderr=subprocess.DEVNULL)
-
-
-def watch_lines(text: str) -> list[dict]:
-    """kubectl's concatenated, indented JSON documents, one dict each."""
-    decoder, out, i = json.JSONDecoder(), [], 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        doc, i = decoder.raw_decode(text, i)
-        out.append(doc)
 
 
 def first_crashloop(api: kubernetes.client.ApiClient, namespace: str) -> float:
@@ -137,45 +117,30 @@ def main() -> int:
         api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
         server = gateway(cluster)
         dns = Running(collector(cluster)).start()
-        tmp = Path(cluster.work_dir) / "dns-record"
-        tmp.mkdir()
-        watches: list[tuple[str, str, IO[bytes], subprocess.Popen[bytes]]] = []
+        watches = Watches(cluster.kubeconfig, Path(cluster.work_dir) / "dns-record",
+                          {case: ns for case, (ns, _, _) in CASES.items()}, WATCHED)
         crashloop, restarts = 0.0, 0
         try:
-            for case, (ns, _, _) in CASES.items():
-                for kind in WATCHED:
-                    f = (tmp / f"{case}-{kind}").open("wb")
-                    watches.append((case, kind, f, watch(cluster.kubeconfig, ns, kind, f)))
-            time.sleep(2)  # the watches are open before anything they watch exists: every ADDED is seen
-            hold_gateway(api, "dns-gateway")  # the bridge's gateway exists before the dnsmasq listens on it
-            with Dnsmasq(address=server, port=53):
-                for ns, name, wanted in CASES.values():
-                    create(api, ns, name, app(wanted, server), server)
-                ns = CASES["positive"][0]
-                crashloop = first_crashloop(api, ns)
-                restarts = wait_until(api, ns, restarts=args.restarts, deadline=180)[2]
-                twin = wait_until(api, "dns-resolved", ready=True, deadline=60)
-                assert twin[2] == 0, f"the healthy twin restarted: {twin}"
-                time.sleep(3)  # the last status and Events reach the watches; the collector's next batch
-                log.info("lookup restarted %d times; twin %s ready, restarts %d", restarts, twin[0], twin[2])
+            with watches:
+                hold_gateway(api, "dns-gateway")  # the bridge's gateway exists before the dnsmasq listens on it
+                with Dnsmasq(address=server, port=53):
+                    for ns, name, wanted in CASES.values():
+                        create(api, ns, name, app(wanted, server), server)
+                    ns = CASES["positive"][0]
+                    crashloop = first_crashloop(api, ns)
+                    restarts = wait_until(api, ns, restarts=args.restarts, deadline=180)[2]
+                    twin = wait_until(api, "dns-resolved", ready=True, deadline=60)
+                    assert twin[2] == 0, f"the healthy twin restarted: {twin}"
+                    time.sleep(3)  # the last status and Events reach the watches; the collector's next batch
+                    log.info("lookup restarted %d times; twin %s ready, restarts %d", restarts, twin[0], twin[2])
         finally:
-            for _, _, f, proc in watches:
-                proc.terminate()
-                proc.wait(10)
-                f.close()
             dns.stop()
         captured = datetime.now(UTC)
-        encoder = msgspec.json.Encoder()
         for case, (ns, _, _) in CASES.items():
             folder = args.out / case
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.glob("*-watch.json"):
-                old.unlink()
+            watches.save(case, folder)
             mine = [e for e in dns.events if e.metadata.get("namespace") == ns]
-            (folder / "dns.rawevents.jsonl").write_bytes(b"".join(encoder.encode(e) + b"\n" for e in mine))
-            for kind in WATCHED:
-                docs = watch_lines((tmp / f"{case}-{kind}").read_text())
-                (folder / f"{kind}-watch.json").write_text("".join(json.dumps(d, sort_keys=True) + "\n" for d in docs))
+            save_rawevents(folder / "dns.rawevents.jsonl", mine)
             log.info("%s: %d DNS events saved with the watches", case, len(mine))
             (folder / "README.md").write_text(readme(case, ns, mine, restarts, captured))
             (folder / "labels.yaml").write_text(yaml.safe_dump(labels(case, ns, mine, crashloop, restarts),

@@ -23,14 +23,11 @@ Then it stops everything (the cluster's stop removes the namespaces). Nothing is
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import kubernetes
 import msgspec
@@ -39,6 +36,7 @@ from kernelrun import Running
 from oomchain import CALM, HOG, create, wait_until
 from realcluster import build
 from realcluster.node import RealCluster
+from watchrecord import Watches, save_rawevents
 
 from collectors.kernel import KernelCollector
 from collectors.podresolve import PodResolver
@@ -46,27 +44,9 @@ from core.events import RawEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "patterns" / "scenarios" / "kernel-oom-restart"
-KUBECTL = "/usr/bin/kubectl"
 WATCHED = ("pods", "events", "endpoints", "replicasets", "deployments")
 CASES = {"positive": ("oom-hog", "hog", HOG), "negative": ("oom-calm", "calm", CALM)}
 log = logging.getLogger("record_kernel_oom")
-
-
-def watch(kubeconfig: Path, namespace: str, kind: str, into: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([KUBECTL, "--kubeconfig", str(kubeconfig), "get", kind, "-n", namespace, "-w",
-                             "-o", "json", "--output-watch-events"], stdout=into, stderr=subprocess.DEVNULL)
-
-
-def watch_lines(text: str) -> list[dict]:
-    """kubectl's concatenated, indented JSON documents, one dict each."""
-    decoder, out, i = json.JSONDecoder(), [], 0
-    while True:
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            return out
-        doc, i = decoder.raw_decode(text, i)
-        out.append(doc)
 
 
 class Polled(msgspec.Struct, kw_only=True):
@@ -180,40 +160,25 @@ def main() -> int:
                                     resolver=PodResolver(f"{cluster.kubelet_read_only_url}/pods", min_refresh=0.5))
         collector.check()
         kernel = Running(collector).start()
-        tmp = Path(cluster.work_dir) / "oom-record"
-        tmp.mkdir()
         polled = Polled()
-        watches: list[tuple[str, str, IO[bytes], subprocess.Popen[bytes]]] = []
+        watches = Watches(cluster.kubeconfig, Path(cluster.work_dir) / "oom-record",
+                          {case: ns for case, (ns, _, _) in CASES.items()}, WATCHED)
         try:
-            for case, (ns, _, _) in CASES.items():
-                for kind in WATCHED:
-                    f = (tmp / f"{case}-{kind}").open("wb")
-                    watches.append((case, kind, f, watch(cluster.kubeconfig, ns, kind, f)))
-            time.sleep(2)  # the watches are open before anything they watch exists: every ADDED is seen
-            for ns, name, command in CASES.values():
-                create(api, ns, name, command)
-            polled = poll_ooms(api, "oom-hog", args.restarts, deadline=300)
-            calm = wait_until(api, "oom-calm", ready=True, deadline=120)
-            time.sleep(3)  # the last status and Events reach the watches; the collector's next batch
-            log.info("hog %s restarted %d times; calm %s ready", polled.pod, polled.restarts, calm[0])
+            with watches:
+                for ns, name, command in CASES.values():
+                    create(api, ns, name, command)
+                polled = poll_ooms(api, "oom-hog", args.restarts, deadline=300)
+                calm = wait_until(api, "oom-calm", ready=True, deadline=120)
+                time.sleep(3)  # the last status and Events reach the watches; the collector's next batch
+                log.info("hog %s restarted %d times; calm %s ready", polled.pod, polled.restarts, calm[0])
         finally:
-            for _, _, f, proc in watches:
-                proc.terminate()
-                proc.wait(10)
-                f.close()
             kernel.stop()
         captured = datetime.now(UTC)
-        encoder = msgspec.json.Encoder()
         for case, (ns, _, _) in CASES.items():
             folder = args.out / case
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.glob("*-watch.json"):
-                old.unlink()
+            watches.save(case, folder)
             mine: list[RawEvent] = [e for e in kernel.events if e.metadata.get("namespace") == ns]
-            (folder / "kernel.rawevents.jsonl").write_bytes(b"".join(encoder.encode(e) + b"\n" for e in mine))
-            for kind in WATCHED:
-                docs = watch_lines((tmp / f"{case}-{kind}").read_text())
-                (folder / f"{kind}-watch.json").write_text("".join(json.dumps(d, sort_keys=True) + "\n" for d in docs))
+            save_rawevents(folder / "kernel.rawevents.jsonl", mine)
             kills = [e for e in mine if e.metadata.get("reason") == "OOMKill"]
             log.info("%s: %d kernel events (%d OOMKill), watches saved", case, len(mine), len(kills))
             (folder / "README.md").write_text(readme(case, ns, mine, kills, polled, captured))

@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Iterator
 import kubernetes
 import msgspec
 import pytest
-from dnschain import BAD_NAME, GOOD_NAME, Running, app, collector, create, gateway, hold_gateway
+from collectorthread import Running
+from dnschain import BAD_NAME, GOOD_NAME, app, collector, create, gateway, hold_gateway
 from nodesources.dns import Dnsmasq
 from oomchain import delete, pod_state
 from realcluster.node import RealCluster

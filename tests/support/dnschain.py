@@ -5,14 +5,13 @@ Fed by: a test or the recording script (`benchmarks/record_dns_crash.py`) with a
 `realcluster.RealCluster`. Feeds: the real cluster (a Deployment `lookup` whose app needs the name
 `orders-db.test`, which the dnsmasq on the bridge's gateway answers NXDOMAIN, so it exits 1 at every
 start and crash-loops; its healthy twin `resolved`, same app asking `good.test`, which resolves), and
-what the DNS collector (`collectors.dns`, AF_PACKET, pods named through the kubelet's `/pods`) emitted.
+the DNS collector (`collectors.dns`, AF_PACKET, pods named through the kubelet's `/pods`) to run on
+`collectorthread.Running`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import threading
 import time
 from typing import Any
 
@@ -22,7 +21,6 @@ from realcluster.images import BUSYBOX_IMAGE
 from realcluster.node import RealCluster
 
 from collectors.dns import DnsCollector, DnsSettings, KubeletPods
-from core.events import RawEvent
 
 BAD_NAME = "orders-db.test"  # under dnsmasq's --local=/test/: NXDOMAIN
 
@@ -87,53 +85,4 @@ def collector(cluster: RealCluster) -> DnsCollector:
                         settings=DnsSettings(ports=(53,), interval=0.5, timeout=3.0, tick=0.2))
 
 
-class Running:
-    """The DNS collector on its own thread and event loop; what it emitted."""
-
-    def __init__(self, dns: DnsCollector) -> None:
-        self.collector = dns
-        self.events: list[RawEvent] = []
-        self.error: BaseException | None = None
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="dns-collector", daemon=True)
-
-    def _main(self) -> None:
-        async def emit(batch: list[RawEvent]) -> None:
-            with self._lock:
-                self.events.extend(batch)
-
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            self._started.set()
-            await self.collector.run(emit, self._stop)
-
-        try:
-            self._loop.run_until_complete(main())
-        except BaseException as e:  # noqa: BLE001 - reported by stop
-            self.error = e
-            self._started.set()
-
-    def start(self) -> Running:
-        self.collector.check()
-        self._thread.start()
-        assert self._started.wait(30), "the DNS collector did not start in 30 s"
-        if self.error:
-            raise self.error
-        return self
-
-    def snapshot(self) -> list[RawEvent]:
-        with self._lock:
-            return list(self.events)
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        if self.error:
-            raise self.error
-
-
-__all__ = ["BAD_NAME", "GOOD_NAME", "Running", "app", "collector", "create", "gateway", "hold_gateway", "manifest", "pod_ip"]
+__all__ = ["BAD_NAME", "GOOD_NAME", "app", "collector", "create", "gateway", "hold_gateway", "manifest", "pod_ip"]
