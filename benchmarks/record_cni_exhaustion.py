@@ -128,6 +128,10 @@ def main() -> int:
                 leaked += leak(cluster, keep_free=0)
                 wait_for("the pool reported exhausted", lambda: [e for e in cni.snapshot()[begin:]
                                                                 if e.metadata.get("reason") == "CNIIPAMExhausted"], 30)
+                # the next pod comes some time after the last address went (here 5 s; in a cluster, whenever
+                # one is scheduled): the Events' times are whole seconds, a pod created in the same second
+                # as the report could not be told after it
+                time.sleep(5)
                 create(api, CASES["positive"], "stuck")
                 failures = wait_for(f"{args.failures} FailedCreatePodSandBox", lambda: (
                     f if len(f := sandbox_failures(api, CASES["positive"])) >= args.failures else []), 180)

@@ -263,7 +263,7 @@ class CniCollector:
                      "metric.cni.ipam_used_percent": f"{now.percent:.4g}"}
             if now.exhausted and not (before and before[1]):
                 events.append(node_event(
-                    NAME, node=self.node, at=at, reason="CNIIPAMExhausted", intent="network-failure",
+                    NAME, node=self.node, at=at, reason="CNIIPAMExhausted", intent="ip-exhaustion",
                     category="network", severity="error", facts=facts,
                     message=f"every address of network {pool.network}'s pool ({pool.describe()}, {pool.capacity} "
                             "usable) is allocated: the next pod on this node fails in ContainerCreating "

@@ -227,7 +227,8 @@ def _runtime_error(text: str) -> Finding | None:
     if cni is not None:
         facts = {k: v for k, v in (("net.cni_plugin", cni.plugin), ("net.cni_network", cni.network),
                                    ("net.ipam_range", cni.range)) if v}
-        return Finding(reason=cni.reason, message=_one_line(text), intent="network-failure", category="network",
+        intent = "ip-exhaustion" if cni.reason == "CNIIPAMExhausted" else "network-failure"
+        return Finding(reason=cni.reason, message=_one_line(text), intent=intent, category="network",
                        severity=cni.severity, about=about, facts=facts)
     if _SANDBOX.search(text):
         return Finding(reason="FailedCreatePodSandBox", message=_one_line(text), intent="network-failure",

@@ -6,7 +6,8 @@ diagnose stage (a diagnosis is written to the graph as a match and a prediction,
 `tapio explain`, `tapio predictions` and the API).
 
 One module per family, each pure: `containers`, `scheduling`, `probes`, `images`, `volumes`,
-`jobs`, `nodes`, `workloads`, `network`, `alerts`; `causes` joins them into root causes. Patterns (YAML)
+`jobs`, `nodes`, `workloads`, `network`, `alerts` (and `sandboxes`: a pod sandbox the node cannot make,
+of family network or containers); `causes` joins them into root causes. Patterns (YAML)
 find cascades over many events in a stream; diagnoses read the verdict an object's state carries,
 so a recording of one moment (a describe, a pod list, a bundle) has an answer too.
 """
@@ -15,7 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agents.diagnosis import alerts, containers, images, jobs, network, nodes, probes, scheduling, volumes, workloads
+from agents.diagnosis import (
+    alerts,
+    containers,
+    images,
+    jobs,
+    network,
+    nodes,
+    probes,
+    sandboxes,
+    scheduling,
+    volumes,
+    workloads,
+)
 from agents.diagnosis.causes import join, one_per_subject
 from agents.diagnosis.model import INCIDENT_CONFIDENCE, Diagnosis, Evidence
 from agents.diagnosis.observed import ObjectKey, Observed, observe
@@ -42,6 +55,7 @@ def diagnose(observed: Observed) -> list[Diagnosis]:
         per_pod: list[Diagnosis] = []
         per_pod += images.diagnose_pod(observed, key, seen)
         per_pod += volumes.diagnose_pod(observed, key, seen)
+        per_pod += sandboxes.diagnose_pod(observed, key, seen)
         per_pod += scheduling.diagnose_pod(observed, key, seen)
         per_pod += probes.diagnose_pod(observed, key, seen)
         per_pod += nodes.diagnose_eviction(observed, key, seen)

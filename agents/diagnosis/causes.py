@@ -160,7 +160,10 @@ def join(found: list[Diagnosis], observed: Observed) -> list[Diagnosis]:
     for d in merged:
         if d.family == "workloads" and pods_by_workload.get(d.subject):
             best = max(pods_by_workload[d.subject], key=lambda x: (x.ongoing, x.confidence))
-            best.chain = [line for line in d.chain if line not in best.chain] + best.chain
+            folded = [line for line in d.chain if line not in best.chain]
+            # a node-side cause comes first, the workload's state is its effect; else the workload leads
+            infrastructure = best.caused_by is not None and best.caused_by.kind in _INFRASTRUCTURE
+            best.chain = best.chain + folded if infrastructure else folded + best.chain
             best.message += f"; {d.message}"
             best.detail["workload_cause"] = d.cause
             if d.caused_by and best.caused_by is None:
@@ -186,10 +189,16 @@ def _workload_of_controller(observed: Observed, controller: ObjectKey) -> Object
     return ObjectKey(found[0], controller.namespace, found[1]) if found else None
 
 
+#: kinds a pod's cause can be that no rollout of its workload changes
+_INFRASTRUCTURE = frozenset({"Node", "RuntimeClass"})
+
+
 def _join_rollout(d: Diagnosis, observed: Observed) -> None:
     """A pod of a Deployment's newest revision: that rollout is the first link of its chain. While
-    the previous ReplicaSet still serves, the rollout is bad: the hypothesis is the Deployment's."""
-    if d.subject.kind != "Pod":
+    the previous ReplicaSet still serves, the rollout is bad: the hypothesis is the Deployment's. A cause
+    on the node's side (its pod addresses, its runtime: `caused_by` a Node or RuntimeClass) stays the
+    root: the same pod of any revision would fail there."""
+    if d.subject.kind != "Pod" or (d.caused_by is not None and d.caused_by.kind in _INFRASTRUCTURE):
         return
     seen = observed.objects.get(d.subject)
     rs = owner(seen.obj) if seen else None

@@ -72,6 +72,7 @@ def test_kubelet_and_containerd_errors_name_the_pod_and_ipam_exhaustion_is_its_o
                   '10.1.0.1-10.1.0.2"')
     finding = classifier.classify(entry("containerd", containerd))
     assert finding is not None and finding.reason == "CNIIPAMExhausted" and finding.severity == "error"
+    assert finding.intent == "ip-exhaustion"  # not a network cut: network-partition does not count it
     assert finding.about == {"kind": "Pod", "namespace": "shop", "name": "web-0",
                              "uid": "0b7e3b1c-1111-2222-3333-444455556666"}
     assert finding.facts == {"net.cni_plugin": "bridge", "net.cni_network": "podnet",

@@ -23,7 +23,7 @@ import kubernetes
 from realcluster.images import BUSYBOX_IMAGE
 from realcluster.node import RealCluster
 
-from collectors.cni import CNICollector
+from collectors.cni import CniCollector
 
 LEAKED = "leaked-by-a-crashed-runtime"  # the container id the leaked reservations name
 
@@ -62,10 +62,10 @@ def unleak(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def collector(cluster: RealCluster) -> CNICollector:
+def collector(cluster: RealCluster) -> CniCollector:
     """The CNI collector on the node's netns and its CNI conf dir, the pool scanned every 0.5 s."""
     assert cluster.paths is not None, "the cluster is not started"
-    return CNICollector(cluster.node_name, conf_dir=cluster.paths.cni_conf_dir, scan_interval=0.5,
+    return CniCollector(cluster.node_name, conf_dir=cluster.paths.cni_conf_dir, scan_interval=0.5,
                         batch_seconds=0.5)
 
 

@@ -147,6 +147,15 @@ _MIGRATE = 'echo "applying migration 0042_add_invoice_index"; ' \
            'echo "ERROR: relation \\"invoices_2026\\" does not exist" >&2; exit 1'
 _MIGRATE_OK = 'echo "applying migration 0042_add_invoice_index"; echo "migration complete"'
 
+# (10) a PDF renderer meant to run sandboxed: its RuntimeClass names gVisor's handler, which the node's
+# containerd was never given (the twin's RuntimeClass names runc, which it has)
+_RENDER = 'echo "pdf-render: waiting for jobs"; ' + SERVE
+
+
+def _runtime_class(name: str, handler: str) -> dict:
+    return {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler}
+
+
 _CRASH_UNTIL = ("reason:CrashLoopBackOff", "restarts:2", "event:BackOff")
 
 
@@ -238,6 +247,20 @@ def _pairs() -> list[Workload]:
         Workload(case="job-backoff-limit-healthy", cause="",
                  manifests=(_job("schema-migrate", _MIGRATE_OK, backoff_limit=1),),
                  summary="the same Job whose command succeeds", until=("job:Complete",)),
+        Workload(case="runtime-class", cause="runtime-handler-missing",
+                 summary="a Deployment whose pods ask for RuntimeClass gvisor (handler runsc), which the node's "
+                         "containerd does not have: FailedCreatePodSandBox, ContainerCreating",
+                 manifests=(_runtime_class("gvisor", "runsc"),
+                            _deployment("pdf-render", _pod_spec(_container("pdf-render", _RENDER),
+                                                                runtimeClassName="gvisor"))),
+                 until=("event:FailedCreatePodSandBox",), symptom="Pod", mentions=("runsc",),
+                 caused_by="RuntimeClass/gvisor"),
+        Workload(case="runtime-class-healthy", cause="",
+                 summary="the same Deployment with RuntimeClass runc-default (handler runc, which containerd has)",
+                 manifests=(_runtime_class("runc-default", "runc"),
+                            _deployment("pdf-render", _pod_spec(_container("pdf-render", _RENDER),
+                                                                runtimeClassName="runc-default"))),
+                 until=("ready",)),
     ]
 
 

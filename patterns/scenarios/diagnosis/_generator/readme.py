@@ -45,6 +45,8 @@ CAUSES = [
     ("node-memory-pressure", "the kubelet evicts pods because the node is low on memory"),
     ("node-pid-pressure", "the kubelet evicts pods because the node is low on process IDs"),
     ("bad-rollout", "a new Deployment revision's pods fail while the previous ReplicaSet still serves"),
+    ("runtime-handler-missing", "the pod's RuntimeClass names a handler the node's container runtime does not have (FailedCreatePodSandBox, ContainerCreating)"),
+    ("pod-ip-exhausted", "the node's CNI address pool has no address left for a new pod (FailedCreatePodSandBox, ContainerCreating)"),
     ("progress-deadline", "a Deployment rollout exceeded progressDeadlineSeconds (ProgressDeadlineExceeded)"),
     ("unavailable-replicas", "a StatefulSet/Deployment runs with fewer ready replicas than desired"),
     ("networkpolicy-denies-egress", "a NetworkPolicy blocks the pod's egress (here: DNS)"),
