@@ -24,7 +24,7 @@ from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
 from agents.patterns import BehaviorPattern, Predicate
 from core.events import ObjectRef, content_id
-from core.kube.scopes import scope_label
+from core.kube.scopes import ScopeKey, scope_label
 from core.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
 
 MAX_CONFIDENCE = 0.99
@@ -41,6 +41,11 @@ def _impacted(match: PatternMatch) -> list[ObjectRef]:
 
 
 def _newest(match: PatternMatch) -> tuple[str, str]:
+    """The object a message names: an object scope's own (an Endpoints that followed a pod's failure is
+    evidence, not the subject), else the newest event's object."""
+    key = ScopeKey.parse(match.scope)
+    if key is not None and key.scope == "object":
+        return key.namespace, key.name
     events = [e for e in match.evidence if e.k8s is not None]
     if not events:
         return "", ""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -129,6 +129,7 @@ class _Bucket(msgspec.Struct, gc=False):
     outcomes: Counter[str]
     latencies: dict[str, list[float]]  # per outcome
     qtypes: set[str]
+    first: dict[str, float] = {}  # per outcome: when its first query was answered (or asked, for a timeout)
 
 
 _BucketKey = tuple[str, str, int, str, str]  # client, server, server port, protocol, name
@@ -156,17 +157,20 @@ class Tally:
                 key = (*key[:4], OTHER_NAMES)
                 bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = _Bucket(Counter(), {}, set())
+                bucket = self._buckets[key] = _Bucket(Counter(), {}, set(), {})
         bucket.outcomes[outcome.outcome] += 1
+        known = outcome.at + (outcome.latency_ms or 0.0) / 1000
+        bucket.first[outcome.outcome] = min(bucket.first.get(outcome.outcome, known), known)
         bucket.qtypes.add(outcome.qtype)
         if outcome.latency_ms is not None:
             bucket.latencies.setdefault(outcome.outcome, []).append(outcome.latency_ms)
 
     def events(self, *, node: str, at: datetime, interval: float,
                pod_of: Callable[[str], PodRef | None]) -> list[RawEvent]:
-        """The interval's RawEvents (a DNSLatency sample per group, an event per failed outcome of
-        a group), then the tally is empty. `pod_of` names the pod behind a client IP (None: the
-        event is about the node)."""
+        """The interval's RawEvents (a DNSLatency sample per group, stamped `at`, the interval's end;
+        an event per failed outcome of a group, stamped when its first query failed: the answer, or
+        the query for a timeout, so that what the failure caused comes after it), then the tally is
+        empty. `pod_of` names the pod behind a client IP (None: the event is about the node)."""
         out: list[RawEvent] = []
         stamp = at.isoformat()
         for (client, server, port, protocol, name), bucket in sorted(self._buckets.items()):
@@ -195,8 +199,9 @@ class Tally:
                          **_latency_facts(latencies)}
                 if outcome != TIMEOUT:
                     facts["net.rcode"] = outcome
+                failed_at = datetime.fromtimestamp(bucket.first[outcome], tz=UTC) if outcome in bucket.first else at
                 out.append(node_event(
-                    "dns", node=node, at=at, reason=reason, intent="dns-failure", category="network",
+                    "dns", node=node, at=min(failed_at, at), reason=reason, intent="dns-failure", category="network",
                     severity=severity, about=about, facts=facts,
                     message=f"{who} -> {server}:{port} {name}: {what}, {count} of {queries} quer"
                             f"{'y' if queries == 1 else 'ies'} in {interval:g} s" + _latency_text(latencies),

@@ -264,7 +264,8 @@ def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
     ~30 s ahead for a pod), and taken as the moment of the observation it put one deleted pod in the
     future, ahead of every real failure of the next 30 s. It stays in the payload as data.
     """
-    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp"), _deletion_requested(meta)]
+    found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp"), _deletion_requested(meta),
+             _change_trigger(meta)]
     for i, entry in enumerate(_sequence(meta, "managedFields", "metadata.managedFields")):
         found.append(_time(_entry(entry, f"metadata.managedFields[{i}]"), "time", f"metadata.managedFields[{i}].time"))
     status = _mapping(obj, "status", "status")
@@ -285,6 +286,19 @@ def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
                         found.append(_time(detail, key, f"{path}.{which}.{phase}.{key}"))
     times = [t for t in found if t is not None]
     return max(times) if times else None
+
+
+#: the endpoints controllers' stamp on an Endpoints / EndpointSlice: when the pod or Service change this
+#: version follows happened (its managedFields time stays at the first write while the subsets change)
+CHANGE_TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+def _change_trigger(meta: dict[str, Any]) -> datetime | None:
+    """The time in the endpoints controller's last-change-trigger annotation; None where absent or not a time
+    (an annotation is free text: a bad one is not the object's fault)."""
+    annotations = meta.get("annotations")
+    value = annotations.get(CHANGE_TRIGGER) if isinstance(annotations, dict) else None
+    return parse_time(value) if isinstance(value, str) else None
 
 
 def _deletion_requested(meta: dict[str, Any]) -> datetime | None:

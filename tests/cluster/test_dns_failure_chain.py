@@ -1,13 +1,16 @@
 """DNS failure -> pod failure, end to end on the real cluster.
 
-An app that needs a name (busybox `nslookup` every 2 s, exit 1 when it fails) runs on the real
-single-node cluster (tests/support/realcluster) against a real dnsmasq on the bridge's gateway, which
-answers its name NXDOMAIN: it crash-loops; its healthy twin asks a name that resolves. The DNS
+An app that needs a name (busybox `nslookup` every 2 s, exit 1 when it fails), behind a Service, runs
+on the real single-node cluster (tests/support/realcluster) against a real dnsmasq on the bridge's
+gateway. It is Ready while the name's record exists; then the record is deleted (the server reloads
+without it) and the name gets NXDOMAIN: the app exits, crash-loops, and its Service has no ready
+endpoint left; its healthy twin asks a name that resolves. The DNS
 collector (AF_PACKET, in this process, pods named through the kubelet's read-only `/pods`) publishes
 its RawEvents into an isolated dataflow on the embedded stack, where `tapio collect kubeapi` (a child
 process) publishes the API's view of the same pods and one worker runs every stage. The pattern
 `dns-failure-crash` must match the app's pod, the graph must hold a CAUSED edge from the DNS
-collector's failure event to the API's report of the same pod, and `explain` (the function behind
+collector's failure event to the API's report of the same pod and to the Service's Endpoints with no
+ready address (DNS failure -> pod failure -> Service without endpoints), and `explain` (the function behind
 `tapio explain`) of the pod must give the pattern's hypothesis, its story starting with the DNS
 failure. The twin gets no such prediction.
 
@@ -25,9 +28,9 @@ import kubernetes
 import msgspec
 import pytest
 from collectorthread import Running
-from dnschain import BAD_NAME, GOOD_NAME, app, collector, create, gateway, hold_gateway
+from dnschain import BAD_NAME, GOOD_NAME, RECORDS, app, collector, create, gateway, hold_gateway
 from nodesources.dns import Dnsmasq
-from oomchain import delete, pod_state
+from oomchain import delete, pod_state, wait_until
 from realcluster.node import RealCluster
 
 from app.explain import explain
@@ -45,6 +48,7 @@ pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(600)]
 
 log = logging.getLogger(__name__)
 PATTERN = "dns-failure-crash"
+OUTAGE = "dns-failure-service-outage"  # the same failure seen from the app's Service
 APP_NS, TWIN_NS, GATEWAY_NS = "dnschain-lookup", "dnschain-resolved", "dnschain-gateway"
 DEADLINE_S = 180.0
 
@@ -58,6 +62,8 @@ class Seen(msgspec.Struct, kw_only=True):
     message: str  # the pattern's prediction message
     twin: list[str]  # predictions of the pattern in the twin's namespace
     effects: dict[str, str]  # event id -> its text, for the messages
+    outage: str = ""  # the Service-side pattern's prediction message
+    outage_effects: list[str] = []  # the texts of what its CAUSED edges from a DNS failure point to
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,8 @@ async def _look(flow: Settings, dns: Running, pod: str) -> Seen | None:
                 and e.metadata.get("namespace") == APP_NS and e.metadata.get("name") == pod}
     graph = open_graph(flow.graph)
     try:
-        found = [p for p in await list_predictions(graph, limit=100_000) if p.pattern == PATTERN]
+        every = await list_predictions(graph, limit=100_000)
+        found = [p for p in every if p.pattern == PATTERN]
         mine = [p for p in found if p.namespace == APP_NS]
         if not mine or not failures:
             return None
@@ -125,11 +132,18 @@ async def _look(flow: Settings, dns: Running, pod: str) -> Seen | None:
         caused = [(r["cause"], r["effect"]) for r in edges]
         if not any(c in failures for c, _ in caused):
             return None
+        outages = [p for p in every if p.pattern == OUTAGE and p.namespace == APP_NS]
+        if not outages:
+            return None
+        outage = await match_story(graph, outages[0].match_id)
+        texts = {e.id: f"[{e.intent}] {e.text}" for e in outage.evidence}
         got = await explain(graph, kind="Pod", name=pod, namespace=APP_NS)
         return Seen(pod=pod, failures=failures, caused=caused, chain=told.chain, message=mine[0].message,
                     explained=[h.prediction.pattern for h in got.hypotheses],
-                    twin=[p.message for p in found if p.namespace == TWIN_NS],
-                    effects={e.id: f"[{e.intent}] {e.text}" for e in told.evidence})
+                    twin=[p.message for p in every if p.pattern in (PATTERN, OUTAGE) and p.namespace == TWIN_NS],
+                    effects={e.id: f"[{e.intent}] {e.text}" for e in told.evidence},
+                    outage=outages[0].message,
+                    outage_effects=[texts[e] for c, e in outage.caused if c in failures and e in texts])
     finally:
         await graph.close()
 
@@ -145,9 +159,12 @@ async def seen(real_cluster: RealCluster, api: kubernetes.client.ApiClient, dns:
     server = gateway(real_cluster)
     try:
         await asyncio.to_thread(hold_gateway, api, GATEWAY_NS)  # the bridge's gateway exists from then on
-        with Dnsmasq(address=server, port=53):
+        with Dnsmasq(address=server, port=53, records=RECORDS) as dnsmasq:
             await asyncio.to_thread(create, api, TWIN_NS, "resolved", app(GOOD_NAME, server), server)
             await asyncio.to_thread(create, api, APP_NS, "lookup", app(BAD_NAME, server), server)
+            # the app serves while its dependency's name resolves; then the record is deleted
+            await asyncio.to_thread(wait_until, api, APP_NS, ready=True, deadline=120)
+            dnsmasq.remove_records()
             deadline = time.monotonic() + DEADLINE_S
             result = None
             while result is None and time.monotonic() < deadline:
@@ -176,8 +193,18 @@ def test_the_graph_holds_a_caused_edge_from_the_dns_failure_to_the_apis_report_o
     assert from_dns, seen.caused
     effects = [seen.effects[e] for _, e in from_dns]
     assert all(e not in seen.failures for _, e in from_dns)
-    assert any(text.startswith(("[container-failure]", "[crash-loop]")) and f"Pod {APP_NS}/{seen.pod}" in text
+    # the container's exit, its back-off, or (the pod was Ready) its readiness probe erroring as it went
+    assert any(text.startswith(("[container-failure]", "[crash-loop]", "[probe-failure]"))
+               and f"Pod {APP_NS}/{seen.pod}" in text
                for text in effects), effects
+
+
+def test_the_services_endpoints_left_without_a_ready_address_are_an_effect_of_the_dns_failure(seen: Seen) -> None:
+    # the Endpoints or the EndpointSlice of Service lookup, whichever the collector saw first
+    assert any(f"Endpoints {APP_NS}/lookup" in text or f"EndpointSlice {APP_NS}/lookup-" in text
+               for text in seen.outage_effects), seen.outage_effects
+    assert f"Pod {seen.pod}'s DNS lookups of {BAD_NAME} failed" in seen.outage, seen.outage
+    assert "its Service had no ready endpoint left" in seen.outage, seen.outage
 
 
 def test_explain_of_the_pod_gives_the_pattern_and_its_story_starts_with_the_dns_failure(seen: Seen) -> None:

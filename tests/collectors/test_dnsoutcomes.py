@@ -107,6 +107,23 @@ def test_a_failure_reads_as_a_dns_failure_of_the_pod_with_its_network_layer_and_
     assert event.metrics["dns.failures"] == 1 and event.metrics["dns.latency_p99_ms"] == 750.0
 
 
+def test_a_failure_is_stamped_when_its_first_query_failed_not_at_the_end_of_the_interval() -> None:
+    """What a failure causes (the app exiting, its pod's status) comes after the failure: stamped at the
+    interval's end, the failure came after its own effects and no sequence could link them."""
+    start = AT.timestamp()
+    tally = Tally()
+    for at, result, latency in ((start + 3.0, "NXDOMAIN", 0.5), (start + 1.0, "NXDOMAIN", 0.2),
+                                (start + 2.0, "TIMEOUT", None), (start + 0.5, "NOERROR", 1.0)):
+        tally.add(Outcome(at=at, client="10.244.0.5", server="10.96.0.10", server_port=53, protocol="udp",
+                          name="db.shop.svc", qtype="A", outcome=result, latency_ms=latency))
+    end = datetime.fromtimestamp(start + 15, tz=UTC)
+    stamps = {e.metadata["reason"]: e.timestamp for e in tally.events(node="n", at=end, interval=15,
+                                                                       pod_of={"10.244.0.5": WEB}.get)}
+    assert stamps["DNSNXDomain"] == datetime.fromtimestamp(start + 1.0002, tz=UTC)  # the first answer
+    assert stamps["DNSTimeout"] == datetime.fromtimestamp(start + 2.0, tz=UTC)  # the unanswered query
+    assert stamps["DNSLatency"] == end  # a sample of the whole interval
+
+
 def test_past_max_names_new_names_are_folded_per_client_and_server() -> None:
     tally = Tally(max_names=2)
     for i in range(5):

@@ -3,10 +3,11 @@ the DNS collector on a thread of its own.
 
 Fed by: a test or the recording script (`benchmarks/record_dns_crash.py`) with a running
 `realcluster.RealCluster`. Feeds: the real cluster (a Deployment `lookup` whose app needs the name
-`orders-db.test`, which the dnsmasq on the bridge's gateway answers NXDOMAIN, so it exits 1 at every
-start and crash-loops; its healthy twin `resolved`, same app asking `good.test`, which resolves), and
-the DNS collector (`collectors.dns`, AF_PACKET, pods named through the kubelet's `/pods`) to run on
-`collectorthread.Running`.
+`orders-db.test`, behind a Service: it is Ready while the dnsmasq on the bridge's gateway holds the
+name's record (`RECORDS`), and once the server runs again without it (the record removed) the lookups
+get NXDOMAIN, it exits 1 at every start, crash-loops and its Service has no ready endpoint; its
+healthy twin `resolved`, same app asking `good.test`, which resolves), and the DNS collector
+(`collectors.dns`, AF_PACKET, pods named through the kubelet's `/pods`) to run on `collectorthread.Running`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from realcluster.node import RealCluster
 
 from collectors.dns import DnsCollector, DnsSettings, KubeletPods
 
-BAD_NAME = "orders-db.test"  # under dnsmasq's --local=/test/: NXDOMAIN
+BAD_NAME = "orders-db.test"  # under dnsmasq's --local=/test/: NXDOMAIN, unless the server holds its record
+#: the address `orders-db.test` has while its record exists (the story: the record is then removed)
+RECORDS = {BAD_NAME: "192.0.2.40"}
 
 
 def gateway(cluster: RealCluster) -> str:
@@ -50,9 +53,14 @@ def manifest(deployment: str, command: tuple[str, ...], server: str) -> dict[str
 
 def create(api: kubernetes.client.ApiClient, namespace: str, deployment: str, command: tuple[str, ...],
            server: str) -> None:
+    """The namespace, the Deployment and a Service `deployment` in front of it (its Endpoints say
+    whether the pod is ready)."""
     core, apps = kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api)
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     apps.create_namespaced_deployment(namespace, manifest(deployment, command, server))
+    core.create_namespaced_service(namespace, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": deployment},
+        "spec": {"selector": {"app": deployment}, "ports": [{"port": 80, "targetPort": 8080}]}})
 
 
 def hold_gateway(api: kubernetes.client.ApiClient, namespace: str) -> str:
@@ -85,4 +93,4 @@ def collector(cluster: RealCluster) -> DnsCollector:
                         settings=DnsSettings(ports=(53,), interval=0.5, timeout=3.0, tick=0.2))
 
 
-__all__ = ["BAD_NAME", "GOOD_NAME", "app", "collector", "create", "gateway", "hold_gateway", "manifest", "pod_ip"]
+__all__ = ["BAD_NAME", "GOOD_NAME", "RECORDS", "app", "collector", "create", "gateway", "hold_gateway", "manifest", "pod_ip"]

@@ -16,6 +16,7 @@ gets no answer. unbound forwards everything to 127.0.0.1 port 1, where nothing l
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -119,11 +120,15 @@ class Dnsmasq(_Server):
 
     binary = "dnsmasq"
 
-    def __init__(self, *, address: str = "", port: int = 0) -> None:
+    def __init__(self, *, address: str = "", port: int = 0, records: dict[str, str] | None = None) -> None:
         """On 127.0.0.1 and ::1 and a free port by default; on `address` (which may appear later:
-        a bridge's gateway) and `port` when given."""
+        a bridge's gateway) and `port` when given. `records`: more names under `.test` that resolve
+        (name -> IPv4 address), served from a hosts file that `remove_records` empties (and dnsmasq
+        reloads on SIGHUP, with no gap in service), as a DNS record deleted on a live server."""
         super().__init__()
         self.address = address
+        self.hosts = self.dir / "hosts"
+        self.hosts.write_text("".join(f"{a} {n}\n" for n, a in (records or {}).items()))
         if port:
             self.port = port
         self.silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes the forwarded queries, answers none
@@ -139,9 +144,15 @@ class Dnsmasq(_Server):
         return [self.path, "-k", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=root",
                 f"--pid-file={self.dir / 'pid'}", *listen,
                 f"--port={self.port}", f"--address=/{GOOD_NAME}/{GOOD_ADDRESS}",
-                f"--address=/{GOOD_NAME}/{GOOD_ADDRESS6}", "--local=/test/",
+                f"--address=/{GOOD_NAME}/{GOOD_ADDRESS6}", f"--addn-hosts={self.hosts}", "--local=/test/",
                 f"--txt-record={BIG_NAME}," + ",".join(f'"{chr(97 + i) * 250}"' for i in range(8)),
                 f"--server=/{SILENT_ZONE}/127.0.0.1#{silent_port}", "--cache-size=0", "--log-facility=-"]
+
+    def remove_records(self) -> None:
+        """Delete every record given as `records`: the names get NXDOMAIN from now on."""
+        assert self.process is not None, "the server is not running"
+        self.hosts.write_text("")
+        self.process.send_signal(signal.SIGHUP)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
