@@ -26,7 +26,7 @@ EXPECTED = {
     "liveness-death-spiral", "pvc-deadlock", "network-partition", "bad-rollout", "image-pull-failure",
     "unschedulable-pod", "volume-mount-failure", "probe-failure", "init-container-failure", "job-backoff-limit",
     "oom-kill-loop", "pvc-provisioning-failure", "container-cannot-start", "job-oom-kill", "image-not-present",
-    "kernel-oom-restart", "dns-failure-crash",
+    "kernel-oom-restart", "dns-failure-crash", "cni-ipam-exhausted", "tcp-refused-probe-failure",
 }
 
 # Line numbers in the tests below refer to this text (line 1 is `apiVersion`).
