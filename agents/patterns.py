@@ -27,7 +27,9 @@ its message fills `{scope}` (the scope key without its type), `{count}` (what th
 condition counted), `{pods}` (the distinct pods among the events it counted), `{namespace}` and
 `{name}` (of the newest matched event), `{lead}` (how long the first link of a sequence's cause came
 before its effect: "4.2 s", event time; empty without a sequence), `{query}` (the DNS name the first
-linked cause asked for, else of the first matched event that has one; empty without); `{count:one/many}` and
+linked cause asked for, else of the first matched event that has one; empty without), `{peer}` (the
+address and port the first linked cause connected to, "10.0.0.7:8080", else of the first matched
+event that has one; empty without); `{count:one/many}` and
 `{pods:one/many}` write the words that agree with the number.
 """
 
@@ -49,7 +51,7 @@ from core.kube.semantics import known_intents
 WINDOW_MAX_S = 300.0
 """The dataflow's windows hold 5 minutes of event time; longer needs `long_window: true`."""
 LONG_WINDOW_MAX_S = 86400.0
-PLACEHOLDERS = frozenset({"scope", "count", "pods", "namespace", "name", "lead", "query"})
+PLACEHOLDERS = frozenset({"scope", "count", "pods", "namespace", "name", "lead", "query", "peer"})
 NUMBERS = frozenset({"count", "pods"})
 """Placeholders that hold a number: `{pods:pod/pods}` writes the word that agrees with it."""
 
@@ -118,7 +120,7 @@ class Duration(_Text):
 
 class Template(_Text):
     """A message that may use only the `{scope}`, `{count}`, `{pods}`, `{namespace}`, `{name}`, `{lead}`,
-    `{query}` placeholders.
+    `{query}`, `{peer}` placeholders.
 
     A number's placeholder with `singular/plural` after a colon writes the words that agree with the
     number instead of the number: "{pods} failing {pods:pod mounts/pods mount} it" reads "1 failing

@@ -71,13 +71,26 @@ def _query(match: PatternMatch) -> str:
     return next((e.network.query for e in ordered if e.network is not None and e.network.query), "")
 
 
+def _peer(match: PatternMatch) -> str:
+    """The address and port the first linked cause connected to ("10.0.0.7:8080", "[fd00::1]:443"),
+    else the first matched event's that has one ("" without)."""
+    causes = {link.cause for link in match.links[:1]}
+    ordered = [e for e in match.evidence if e.id in causes] + list(match.evidence)
+    for event in ordered:
+        net = event.network
+        if net is not None and net.dst:
+            host = f"[{net.dst}]" if ":" in net.dst else net.dst
+            return f"{host}:{net.port}" if net.port else net.dst
+    return ""
+
+
 def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
                     adjustment: Adjustment = NO_FEEDBACK) -> list[Prediction]:
     out: list[Prediction] = []
     namespace, name = _newest(match)
     values = {"scope": scope_label(match.scope), "count": match.count, "pods": match.pods or match.count,
               "namespace": namespace, "name": name, "lead": _lead(match),
-              "query": _query(match)}
+              "query": _query(match), "peer": _peer(match)}
     impacted = _impacted(match)
     for i, spec in enumerate(pattern.spec.predictions):
         if spec.when and not _any_passes(spec.when, match):

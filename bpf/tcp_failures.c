@@ -3,7 +3,8 @@
  *
  * Fed by: sock:inet_sock_set_state, tcp:tcp_retransmit_skb, tcp:tcp_receive_reset, tcp:tcp_send_reset.
  * Feeds: collectors/kernel.py, which drains the hash `flows` (one count per kind, owning process and
- * remote address and service port) every interval, and reads counters[C_CONNECTS...].
+ * remote address and service port, with the times of its first and last one) every interval, and
+ * reads counters[C_CONNECTS...].
  * Which process owns a socket is known only where the kernel runs in its context: at connect()
  * (CLOSE -> SYN_SENT), kept in `socks` by the socket's address (a key, never dereferenced) until the
  * socket closes; retransmits and resets on other sockets (accepted ones) count under pid 0, with
@@ -42,6 +43,7 @@ struct flow_value {
     u64 count;
     u64 last_ns;
     char comm[COMM_LEN];
+    u64 first_ns;  /* the interval's first one: when the trouble began, as the collector stamps it */
 };
 BPF_HASH(flows, struct flow_key, struct flow_value, 16384);
 
@@ -50,6 +52,7 @@ static __always_inline void add_flow(struct flow_key *key, struct sock_owner *ow
     struct flow_value *value = flows.lookup(key);
     if (!value) {
         if (owner) __builtin_memcpy(zero.comm, owner->comm, COMM_LEN);
+        zero.first_ns = bpf_ktime_get_ns();
         if (flows.update(key, &zero) != 0) { count(C_MAP_FULL); return; }
         value = flows.lookup(key);
         if (!value) return;

@@ -312,7 +312,7 @@ class KernelCollector:
             for k, _ in items:
                 table.pop(k, None)
         return [flow_count(kind=k.kind, pid=k.pid, comm=bytes(v.comm), family=k.family, addr=bytes(k.addr),
-                           port=k.port, count=v.count, laddr=bytes(k.laddr)) for k, v in items]
+                           port=k.port, count=v.count, laddr=bytes(k.laddr), first_ns=v.first_ns) for k, v in items]
 
     @staticmethod
     def _counters(bpf: Any) -> Counters:
@@ -402,5 +402,6 @@ class KernelCollector:
                 place = Place(cgroup=place.cgroup, pod=await self.resolver.pod_of(place.cgroup))
             elif flow.src:  # an accepted socket (or a reset with no socket): the pod whose IP it is
                 place = Place(pod=await self.resolver.pod_at(flow.src))
-            events.append(flow_event(flow, place, node=self.node, at=wall_now, interval=self.interval))
+            when = at(flow.first_ns) if flow.first_ns else wall_now
+            events.append(flow_event(flow, place, node=self.node, at=when, interval=self.interval))
         return events

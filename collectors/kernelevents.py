@@ -13,7 +13,8 @@ Feeds: the agent's publisher, through `node_event` RawEvents of type `kernel`:
 - `SignalSent` (signal-sent, lifecycle): SIGKILL/SIGTERM (the signals the program watches) by whom
   to whom;
 - `TCPRetransmit`, `TCPReset`, `TCPConnectFailed` (network, warning): counts per owning process,
-  remote address and service port over an interval, with `net.dst`, `net.port`, `net.count`;
+  remote address and service port over an interval, with `net.dst`, `net.port`, `net.count`, at the
+  time of the interval's first one;
 - `ProcessActivity` (debug): execs and exits counted in the kernel, as `metric.kernel.*` samples.
 Pure: no I/O.
 """
@@ -77,7 +78,8 @@ class OomRecord(msgspec.Struct, frozen=True):
 
 class FlowCount(msgspec.Struct, frozen=True):
     """One in-kernel TCP count over an interval: `kind` (FLOW_KINDS), the owning process (pid 0 and
-    comm "" when unknown), the remote address, the service port and the local address."""
+    comm "" when unknown), the remote address, the service port and the local address; `first_ns`
+    when its first one happened (CLOCK_MONOTONIC, 0 when not known)."""
     kind: str
     pid: int
     comm: str
@@ -85,6 +87,7 @@ class FlowCount(msgspec.Struct, frozen=True):
     port: int
     count: int
     src: str = ""
+    first_ns: int = 0
 
 
 class Counters(msgspec.Struct, frozen=True):
@@ -129,10 +132,10 @@ def address(family: int, raw: bytes) -> str:
 
 
 def flow_count(*, kind: int, pid: int, comm: bytes, family: int, addr: bytes, port: int, count: int,
-               laddr: bytes = b"") -> FlowCount:
+               laddr: bytes = b"", first_ns: int = 0) -> FlowCount:
     return FlowCount(kind=FLOW_KINDS.get(kind, f"kind-{kind}"), pid=pid, comm=text(comm),
                      dst=address(family, addr), port=port, count=count,
-                     src=address(family, laddr) if laddr else "")
+                     src=address(family, laddr) if laddr else "", first_ns=first_ns)
 
 
 def signal_name(number: int) -> str:
@@ -235,7 +238,7 @@ def flow_event(flow: FlowCount, place: Place | None, *, node: str, at: datetime,
     dst = f"[{flow.dst}]:{flow.port}" if ":" in flow.dst else f"{flow.dst}:{flow.port}"
     if flow.kind == "reset-sent":
         dst = flow.dst
-    message = f"{flow.count} {what.format(dst=dst, port=flow.port, kind=flow.kind)} in {interval:.0f}s"
+    message = f"{flow.count} {what.format(dst=dst, port=flow.port, kind=flow.kind)} in {interval:g}s"
     if flow.pid:
         message += f", by {_who(flow.comm, flow.pid)}"
     facts = {**_place_facts(place, flow.pid), "net.protocol": "tcp", "net.dst": flow.dst, "net.port": str(flow.port),

@@ -107,7 +107,7 @@ class _Pod(msgspec.Struct):
 
 
 class _PodList(msgspec.Struct):
-    items: list[_Pod] = []
+    items: list[_Pod] | None = None  # a kubelet with no pod says `"items": null`
 
 
 class PodIndex(msgspec.Struct, frozen=True):
@@ -130,7 +130,7 @@ def pod_index(podlist: bytes) -> PodIndex:
     by_container: dict[str, PodRef] = {}
     by_uid: dict[str, PodRef] = {}
     by_ip: dict[str, PodRef] = {}
-    for pod in pods.items:
+    for pod in pods.items or []:
         meta = pod.metadata
         if not meta.uid:
             continue

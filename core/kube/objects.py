@@ -258,14 +258,15 @@ def _event_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
 
 
 def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
-    """Newest time the object carries: creation, the deletion request, last writes, conditions, containers.
+    """Newest time the object carries: creation, the deletion request, last writes, an Endpoints' change
+    trigger, conditions, containers.
 
     Never `metadata.deletionTimestamp` itself: it is a deadline (the request plus the grace period,
     ~30 s ahead for a pod), and taken as the moment of the observation it put one deleted pod in the
     future, ahead of every real failure of the next 30 s. It stays in the payload as data.
     """
     found = [_time(meta, "creationTimestamp", "metadata.creationTimestamp"), _deletion_requested(meta),
-             _change_trigger(meta)]
+             _change_triggered(meta)]
     for i, entry in enumerate(_sequence(meta, "managedFields", "metadata.managedFields")):
         found.append(_time(_entry(entry, f"metadata.managedFields[{i}]"), "time", f"metadata.managedFields[{i}].time"))
     status = _mapping(obj, "status", "status")
@@ -288,16 +289,17 @@ def _object_time(obj: dict[str, Any], meta: dict[str, Any]) -> datetime | None:
     return max(times) if times else None
 
 
-#: the endpoints controllers' stamp on an Endpoints / EndpointSlice: when the pod or Service change this
-#: version follows happened (its managedFields time stays at the first write while the subsets change)
-CHANGE_TRIGGER = "endpoints.kubernetes.io/last-change-trigger-time"
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
-def _change_trigger(meta: dict[str, Any]) -> datetime | None:
-    """The time in the endpoints controller's last-change-trigger annotation; None where absent or not a time
-    (an annotation is free text: a bad one is not the object's fault)."""
+def _change_triggered(meta: dict[str, Any]) -> datetime | None:
+    """An Endpoints' or EndpointSlice's annotation: when the change of a pod or Service that made this
+    version happened (a pod's readiness lost, say). The API server moves managedFields' time only when a
+    manager's set of fields changes, so a pod moving from `addresses` to `notReadyAddresses` leaves it
+    at the Endpoints' first write; this annotation says when. None when absent or not a time (an
+    annotation is anyone's text)."""
     annotations = meta.get("annotations")
-    value = annotations.get(CHANGE_TRIGGER) if isinstance(annotations, dict) else None
+    value = annotations.get(TRIGGER_TIME) if isinstance(annotations, dict) else None
     return parse_time(value) if isinstance(value, str) else None
 
 

@@ -1,6 +1,7 @@
 """What a Kubernetes reason, container state or object change means: intent, category, severity.
 
-Fed by: `core/kube/vocabulary/semantics.yaml` (data: a new reason is a line there, not code) and
+Fed by: `core/kube/vocabulary/semantics.yaml` (data: a new reason is a line there, not code; it also
+lists what node collectors say their own events mean, so that patterns may name those intents) and
 `core/kube/vocabulary/log_signals.yaml` (the intents container-log lines can have).
 Feeds: the normalize stage (`agents.normalize`), and pattern lint (`agents.patterns`), which
 accepts only intents named here.
@@ -30,6 +31,7 @@ class SemanticTable(msgspec.Struct, frozen=True):
     changes: dict[str, Meaning]
     container_reasons: dict[str, Meaning]
     default: Meaning
+    node_reasons: dict[str, Meaning] = {}  # what node collectors say of their own events (not read by normalize)
 
 
 @lru_cache(maxsize=1)
@@ -54,8 +56,9 @@ def failure_intents() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def known_intents() -> frozenset[str]:
-    """Every intent an event can have: semantics.yaml's, and the container-log signals'."""
+    """Every intent an event can have: semantics.yaml's (node collectors' own included), and the
+    container-log signals'."""
     table = semantic_table()
     rows = [table.default, *(m for section in (table.reasons, table.message_hints, table.changes,
-                                               table.container_reasons) for m in section.values())]
+                                               table.container_reasons, table.node_reasons) for m in section.values())]
     return frozenset(row.intent for row in rows) | {s.intent for s in signal_table().signals}

@@ -10,6 +10,7 @@ from agents.enrich import enrich_event
 from agents.normalize import normalize_event
 from collectors.kernel import cflags, program_text
 from collectors.kernelevents import (
+    FLOW_KINDS,
     Counters,
     ExitRecord,
     OomRecord,
@@ -25,6 +26,7 @@ from collectors.kernelevents import (
 )
 from collectors.memcg import grown, memory_hierarchy, oom_kills
 from collectors.podresolve import Cgroup, PodRef
+from core.kube.semantics import known_intents, semantic_table
 
 AT = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 CID = "c" * 64
@@ -120,6 +122,17 @@ def test_per_destination_tcp_counts_read_as_retransmits_resets_and_failed_connec
     assert sent["message"] == "2 TCP resets sent to 10.0.0.7 from local port 8080 in 2s"
     assert sent["net.src"] == "10.244.0.9"  # the local address: a pod IP names the pod (PodResolver.pod_at)
     assert text(b"abc\0garbage") == "abc"
+
+
+def test_the_vocabulary_lists_what_each_tcp_count_means_so_that_patterns_may_name_it() -> None:
+    table = semantic_table().node_reasons
+    v4 = bytes([10, 0, 0, 7]) + bytes(12)
+    for kind in FLOW_KINDS:
+        m = flow_event(flow_count(kind=kind, pid=0, comm=b"", family=2, addr=v4, port=80, count=1), None, node="n",
+                       at=AT, interval=1.0).metadata
+        assert (table[m["reason"]].intent, table[m["reason"]].category, table[m["reason"]].severity) == (
+            m["intent"], m["category"], m["severity"]), m
+        assert m["intent"] in known_intents()
 
 
 def test_the_kernels_counts_become_a_debug_activity_sample_and_nothing_when_nothing_happened() -> None:

@@ -153,14 +153,19 @@ def test_a_connect_to_a_closed_port_is_a_refused_connection_and_a_reset_sent(ker
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
+    before = time.time()
     for _ in range(3):
         with socket.socket() as client, pytest.raises(ConnectionRefusedError):
             client.connect(("127.0.0.1", port))
+    after = time.time()
     failed = kernel.wait_for("TCPConnectFailed", lambda m: m["reason"] == "TCPConnectFailed"
                              and m.get("net.port") == str(port))
     assert sum(int(m["net.count"]) for m in failed) == 3
     assert {(m["net.kind"], m["net.dst"], m["net.src"], m.get("pid"), m["intent"]) for m in failed} == {
         ("connect-refused", "127.0.0.1", "127.0.0.1", str(os.getpid()), "connection-failure")}
+    # stamped when the refusals happened (the interval's first), not when the collector drained the counts
+    stamped = [e.timestamp.timestamp() for e in kernel.events if any(e.metadata is m for m in failed)]
+    assert all(before - 0.01 <= t <= after + 0.01 for t in stamped), (before, stamped, after)
     resets = kernel.wait_for("the resets sent", lambda m: m["reason"] == "TCPReset" and m.get("net.port") == str(port))
     assert {m["net.kind"] for m in resets} == {"reset-sent"} and sum(int(m["net.count"]) for m in resets) == 3
 

@@ -10,7 +10,7 @@ import os
 import msgspec
 import pytest
 
-from collectors.podresolve import Cgroup, PodRef, PodResolver, about, cgroup_at, parse_cgroup, pod_index
+from collectors.podresolve import Cgroup, PodIndex, PodRef, PodResolver, about, cgroup_at, parse_cgroup, pod_index
 
 CID = "3f4e9a1c0b2d" + "a" * 52
 UID = "1b2c3d4e-5f60-4718-9a0b-c1d2e3f4a5b6"
@@ -91,6 +91,8 @@ def test_the_kubelets_pod_list_finds_a_pod_by_container_id_or_by_pod_uid() -> No
     assert "192.168.1.10" not in index.by_ip
     with pytest.raises(msgspec.DecodeError):
         pod_index(b"<html>not a pod list</html>")
+    # a kubelet that runs no pod yet (an agent started with the node) lists none: not an error
+    assert pod_index(b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":null}') == PodIndex()
 
 
 async def test_without_a_kubelet_a_container_is_about_the_node_and_a_dead_kubelet_is_said_once(

@@ -2,7 +2,7 @@
 per namespace and kind, opened before the workload exists, saved one watch event a line; and a node
 collector's RawEvents as JSON lines (`collectors.rawlines` reads them back).
 
-Fed by: the recording scripts (`benchmarks/record_kernel_oom.py`, `record_dns_crash.py`,
+Fed by: the recording scripts (`benchmarks/record_kernel_oom.py`, `record_dns_crash.py`, `record_tcp_refused.py`,
 `record_cni_exhaustion.py`) with a running real cluster. Feeds: a scenario folder under
 `patterns/scenarios/<pattern>/<case>/` (`<kind>-watch.json`, `<source>.rawevents.jsonl`).
 """

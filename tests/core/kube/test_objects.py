@@ -1,4 +1,4 @@
-"""The time of an object observation (core.kube.objects): what a deletion does to it."""
+"""The time of an object observation (core.kube.objects): what a deletion does to it, an Endpoints' change trigger."""
 
 from __future__ import annotations
 
@@ -94,3 +94,22 @@ def test_a_watched_edit_of_an_object_without_times_of_its_own_is_placed_at_its_r
     # an object whose own times are newer than the receipt (a clock ahead) keeps them
     ahead = raw_event_from_object(cm, action="MODIFIED", source="watch", observed_at=created - timedelta(seconds=1))
     assert ahead.timestamp == created
+
+
+def test_an_endpoints_change_is_dated_by_its_trigger_not_by_its_first_write() -> None:
+    # on a real 1.20 API server a pod leaving `addresses` for `notReadyAddresses` 10 s after the Endpoints'
+    # first write left managedFields' time at that write (the controller's set of fields, `f:subsets`, was the
+    # same); the endpoints controller's annotation says when the pod's readiness changed
+    written, lost = REQUESTED - timedelta(seconds=10), REQUESTED
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {"name": "client", "namespace": "shop", "uid": "u2", "resourceVersion": "9",
+                              "creationTimestamp": rfc3339(written),
+                              "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": rfc3339(lost)},
+                              "managedFields": [{"manager": "kube-controller-manager", "operation": "Update",
+                                                 "time": rfc3339(written)}]},
+                 "subsets": [{"notReadyAddresses": [{"ip": "10.0.0.3", "targetRef": {"kind": "Pod", "name": "c-1"}}],
+                              "ports": [{"port": 8080}]}]}
+    assert raw_event_from_object(endpoints, action="MODIFIED", source="watch").timestamp == lost
+    # an annotation is anyone's text: one that is not a time dates nothing
+    endpoints["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"] = "soon"
+    assert raw_event_from_object(endpoints, action="MODIFIED", source="watch").timestamp == written
