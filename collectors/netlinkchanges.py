@@ -5,7 +5,9 @@ Fed by: `collectors.cni` (rtnetlink notifications of the groups link, IPv4/IPv6 
 read with pyroute2 and turned into `NetChange`s). Feeds: the CNI collector, which makes node events of the
 `NetFinding`s and counts the rest as routine.
 
-`judge_batch` reads one batch in order, knowing the links seen before (`LinkTable`): a link that goes down
+`judge_batch` reads one batch in order, knowing the links seen before (`LinkTable`): a link added reports
+`LinkAdded` as last seen in its batch (a veth is made, then made a bridge port), and `LinkJoinedBridge` when it
+becomes a port in a later batch; a link that goes down
 and is removed within the same batch was torn down (a pod deleted: its veth loses its peer, then goes), so
 only a link still there at the end of the batch reports `LinkDown`. IPv6 link-local addresses, routes other
 than the default and neighbour states other than FAILED are routine. Pure.
@@ -79,6 +81,8 @@ def judge_batch(changes: list[NetChange], table: LinkTable) -> tuple[list[NetFin
             elif before is None:
                 last_seen[change.index] = link
                 findings.append((change.index, None))
+            elif not before.master and link.master:  # made in an earlier batch, made a port of a bridge now
+                findings.append((change.index, _link("LinkJoinedBridge", "joined its bridge", link, table)))
             elif before.operstate in UP_STATES and link.operstate not in UP_STATES:
                 downs[change.index] = (len(findings), _link("LinkDown", f"went {link.operstate}", link, table))
             elif before.operstate not in UP_STATES and link.operstate in UP_STATES and change.index in downs:

@@ -34,6 +34,21 @@ def test_a_veth_made_then_enslaved_is_one_added_port_and_a_teardown_is_no_link_d
     assert [(f.reason, f.severity, f.message) for f in findings] == [("LinkDown", "warning", "bridge cni0 went DOWN")]
 
 
+def test_a_veth_enslaved_in_a_later_batch_says_it_joined_its_bridge() -> None:
+    """On a loaded node the bridge port notification can come a batch after the veth's own: the port is
+    still told (a real cluster's CNI test once got a LinkAdded without its bridge, and nothing after)."""
+    table = LinkTable()
+    judge_batch([link("RTM_NEWLINK", 5, "cni0", "UP", kind="bridge")], table)
+    findings, _ = judge_batch([link("RTM_NEWLINK", 7, "veth1")], table)
+    assert [(f.reason, f.facts) for f in findings] == [("LinkAdded", {"net.interface": "veth1", "net.link_kind": "veth"})]
+    findings, _ = judge_batch([link("RTM_NEWLINK", 7, "veth1", "UP", master=5)], table)
+    assert [(f.reason, f.facts, f.message) for f in findings] == [
+        ("LinkJoinedBridge", {"net.interface": "veth1", "net.link_kind": "veth", "net.bridge": "cni0"},
+         "veth veth1 (port of cni0) joined its bridge")]
+    findings, _ = judge_batch([link("RTM_NEWLINK", 7, "veth1", "UP", master=5)], table)
+    assert findings == []  # once
+
+
 def test_addresses_the_default_route_and_failed_neighbours() -> None:
     table = LinkTable()
     judge_batch([link("RTM_NEWLINK", 2, "eth0", "UP", kind="")], table)

@@ -10,8 +10,10 @@ without node-allocatable enforcement and without hard eviction.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian containernetworking-plugins
 
@@ -109,8 +111,9 @@ class KubeletPorts:
     healthz_port: int
 
 
-def kubelet_config(paths: NodePaths, ports: KubeletPorts) -> str:
-    """KubeletConfiguration v1beta1 (JSON): the measured settings, private ports and folders."""
+def kubelet_config(paths: NodePaths, ports: KubeletPorts, settings: Mapping[str, Any] | None = None) -> str:
+    """KubeletConfiguration v1beta1 (JSON): the measured settings, private ports and folders; `settings`
+    (a recording's own: eviction thresholds, say) replace the keys they name."""
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -134,4 +137,5 @@ def kubelet_config(paths: NodePaths, ports: KubeletPorts) -> str:
         "serializeImagePulls": False,
         "resolvConf": "/etc/resolv.conf",
     }
+    config.update(settings or {})
     return json.dumps(config, indent=2)
