@@ -3,8 +3,8 @@
     PYTHONPATH=.:tests/support /work/main/.venv/bin/python benchmarks/record_memory_pressure.py   # as root, on a quiet machine
 
 Starts a real single-node cluster of its own (`tests/support/realcluster`: Kubernetes v1.20.2,
-containerd) whose kubelet evicts on memory (`evictionHard: memory.available`, set 1.5 GiB below what the
-machine has free at start: `tests/support/memchain.py`), and the kubelet collector (`collectors.kubelet`,
+containerd) whose kubelet evicts on memory (`evictionHard: memory.available`, set 2 GiB below the node's
+memory.available when the kubelet starts: `tests/support/memchain.py`), and the kubelet collector (`collectors.kubelet`,
 the kubelet's `/stats/summary` every second, the same eviction line, a warning 1 GiB above it) in this
 process; starts `kubectl get -w -o json --output-watch-events` of pods, Events, ReplicaSets and
 Deployments in two namespaces. Then, in two phases:
@@ -18,7 +18,7 @@ It saves per case, into `patterns/scenarios/node-memory-pressure-eviction/positi
 `kubelet.rawevents.jsonl` (the kubelet collector's RawEvents of the phase, as emitted), `<kind>-watch.json`,
 `labels.yaml` and `README.md` (with the threshold and the measured lead). Then it stops everything.
 Nothing is edited by hand afterwards. The machine must stay quiet meanwhile: the line is set from the
-memory free at start.
+memory available when the kubelet starts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import kubernetes
 import yaml
 from collectorthread import Running
-from memchain import FILL, HEADROOM, MI, WARN, collector, create, evictions, fill, kubelet_settings, threshold_now
+from memchain import FILL, HEADROOM, MI, WARN, EvictionLine, collector, create, evictions, fill
 from oomchain import pod_state
 from realcluster import build
 from realcluster.node import RealCluster
@@ -49,12 +49,14 @@ PATTERN = "node-memory-pressure-eviction"
 log = logging.getLogger("record_memory_pressure")
 
 
-def first_eviction(api: kubernetes.client.ApiClient, namespace: str) -> tuple[datetime, str]:
-    """When the kubelet first reported Evicted in the namespace (the Event's first time) and for which pod."""
+def first_eviction(api: kubernetes.client.ApiClient, namespace: str) -> tuple[datetime, str, str]:
+    """When the kubelet first reported Evicted in the namespace (the Event's first time), for which pod, and why."""
     events = [e for e in kubernetes.client.CoreV1Api(api).list_namespaced_event(namespace).items
               if e.reason == "Evicted"]
-    first = min(events, key=lambda e: e.first_timestamp or e.event_time)
-    return first.first_timestamp or first.event_time, first.involved_object.name
+    # the running pod the kubelet evicted ("The node was low on resource"), before the replacements it
+    # refused in the same second ("The node had condition: [MemoryPressure]")
+    first = min(events, key=lambda e: (e.first_timestamp or e.event_time, "low on resource" not in (e.message or "")))
+    return first.first_timestamp or first.event_time, first.involved_object.name, first.message or ""
 
 
 def pressure(events: list[RawEvent]) -> list[RawEvent]:
@@ -73,7 +75,7 @@ def readme(case: str, namespace: str, mine: list[RawEvent], threshold: int, pod:
         f"# {PATTERN} / {case}", "",
         f"Recorded {captured:%Y-%m-%d %H:%M} UTC on a real single-node cluster of its own (`tests/support/realcluster`:",
         f"Kubernetes v1.20.2, containerd) whose kubelet evicts below `memory.available` {threshold // MI} Mi (set",
-        f"{HEADROOM // MI} MiB below the machine's free memory at start, `tests/support/memchain.py`), with the kubelet",
+        f"{HEADROOM // MI} MiB below the node's memory.available when the kubelet started, `tests/support/memchain.py`), with the kubelet",
         "collector (`collectors.kubelet`, `/stats/summary` every second, the same line and a warning "
         f"{WARN // MI} MiB above it)",
         "running in the recording process, by `benchmarks/record_memory_pressure.py` (as root: `PYTHONPATH=.:tests/support",
@@ -86,7 +88,7 @@ def readme(case: str, namespace: str, mine: list[RawEvent], threshold: int, pod:
 
 
 def labels(case: str, namespace: str, node: str, mine: list[RawEvent], pod: str,
-           failure: datetime | None) -> dict[str, object]:
+           failure: datetime | None, captured: datetime) -> dict[str, object]:
     silent = [PATTERN, "oom-cascade", "noisy-neighbor"]
     if case == "negative":
         return {"scenario": f"{PATTERN}/negative", "incidents": [], "silent": silent,
@@ -100,8 +102,15 @@ def labels(case: str, namespace: str, node: str, mine: list[RawEvent], pod: str,
                            "root_cause": {"kind": "Node", "name": node, "reason": "NodeMemoryPressure",
                                           "at": first.timestamp.isoformat()},
                            "affected": [f"Pod/{namespace}/{pod}"],
+                           "failure_at": failure.isoformat(), "due_by": failure.isoformat()},
+                          # the Deployment's replacements, refused one after another while the node is under
+                          # pressure ("The node had condition: [MemoryPressure]"): an eviction loop of the
+                          # workload, and more pods of the pressed node evicted
+                          {"pattern": "scheduler-thrash", "primary": False, "scope": f"owner:Deployment/{namespace}/cache",
+                           "failure_at": captured.isoformat(), "due_by": captured.isoformat()},
+                          {"pattern": "noisy-neighbor", "primary": False, "scope": f"node:{node}",
                            "failure_at": failure.isoformat(), "due_by": failure.isoformat()}],
-            "silent": silent[1:]}
+            "silent": ["oom-cascade"]}
 
 
 def main() -> int:
@@ -110,10 +119,11 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.monotonic()
-    threshold = threshold_now()
-    log.info("eviction line memory.available<%d Mi", threshold // MI)
-    with RealCluster(bin_dir=build.build(), kubelet_settings=kubelet_settings(threshold)) as cluster:
-        log.info("cluster ready in %.1f s", time.monotonic() - started)
+    line = EvictionLine()
+    with RealCluster(bin_dir=build.build(), kubelet_settings=line.settings) as cluster:
+        threshold = line.threshold
+        log.info("cluster ready in %.1f s; eviction line memory.available<%d Mi", time.monotonic() - started,
+                 threshold // MI)
         api = kubernetes.config.new_client_from_config(str(cluster.kubeconfig))
         kubelet = Running(collector(cluster.node_name, cluster.kubelet_read_only_url, threshold)).start()
         watches = Watches(cluster.kubeconfig, Path(cluster.work_dir) / "mem-record", CASES, WATCHED)
@@ -135,10 +145,8 @@ def main() -> int:
                 until = time.monotonic() + 180
                 while not evictions(api, CASES["positive"]) and time.monotonic() < until:
                     time.sleep(0.5)
-                found = evictions(api, CASES["positive"])
-                assert found, "the kubelet evicted nothing in 180 s"
-                evicted = found[0]
-                failure, pods["positive"] = first_eviction(api, CASES["positive"])
+                assert evictions(api, CASES["positive"]), "the kubelet evicted nothing in 180 s"
+                failure, pods["positive"], evicted = first_eviction(api, CASES["positive"])
                 time.sleep(5)
                 phases["positive"] = (begin, len(kubelet.snapshot()))
         finally:
@@ -158,7 +166,8 @@ def main() -> int:
             (folder / "README.md").write_text(readme(case, namespace, mine, threshold, pods[case], evicted, lead,
                                                      captured))
             (folder / "labels.yaml").write_text(yaml.safe_dump(
-                labels(case, namespace, cluster.node_name, mine, pods[case], failure if case == "positive" else None),
+                labels(case, namespace, cluster.node_name, mine, pods[case], failure if case == "positive" else None,
+                       captured),
                 sort_keys=False))
         api.close()
     log.info("done in %.1f s (cluster stopped)", time.monotonic() - started)

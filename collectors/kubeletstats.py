@@ -128,7 +128,7 @@ class Pod(msgspec.Struct, frozen=True):
 
 
 class PodList(msgspec.Struct, frozen=True):
-    items: list[Pod] = []
+    items: list[Pod] | None = None  # a kubelet with no pod says `"items": null`
 
 
 def decode_summary(body: bytes) -> Summary:
@@ -199,7 +199,7 @@ class Limits(msgspec.Struct, frozen=True):
 def limits_by_container(pods: PodList) -> dict[tuple[str, str, str], Limits]:
     """(namespace, pod, container) -> its limits and running container id, from the pod specs."""
     out: dict[tuple[str, str, str], Limits] = {}
-    for pod in pods.items:
+    for pod in pods.items or []:
         ids = {s.name: container_id(s.container_id) for s in pod.status.container_statuses}
         for spec in pod.spec.containers:
             out[(pod.metadata.namespace, pod.metadata.name, spec.name)] = Limits(

@@ -91,7 +91,9 @@ def diagnose_eviction(observed: Observed, pod: ObjectKey, seen: Seen | None) -> 
     evidence = ([from_state(seen, f"phase {status.get('phase', '')}, reason Evicted: {text}")] if seen else [])
     evidence += [from_event(e) for e in events[-1:]]
     remedy = REMEDIES.get(cause, "See why the kubelet evicted it (`kubectl describe node`).")
-    return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message, confidence=0.85,
+    # the pod the kubelet chose to reclaim from ("low on memory ... was using 1766160Ki") leads the pods it
+    # then refused to admit ("The node had condition: [MemoryPressure]"): it says what used the memory
+    return [Diagnosis(family=FAMILY, cause=cause, subject=pod, message=message, confidence=0.85 if low_on else 0.8,
                       remediation=remedy.format(node=node or "the node", resource=resource or "disk"),
                       at=min([e.at for e in events], default=seen.at if seen else observed.end),  # type: ignore[arg-type]
                       ongoing=True, evidence=evidence, caused_by=node_key,

@@ -91,3 +91,9 @@ def test_container_ids_are_read_from_runtime_urls_and_cgroup_paths() -> None:
     assert container_id(f"containerd://{FILL_ID}") == FILL_ID
     assert container_id(f"/kubepods/burstable/pod1/cri-containerd-{FILL_ID}.scope") == FILL_ID
     assert container_id("/process_api/1108bfdf5f3433542a3d1489fe06902a") == ""
+
+
+def test_a_kubelet_without_pods_lists_none_and_is_not_unreadable() -> None:
+    # the real 1.20 kubelet of a fresh node answers /pods with `"items": null`: the collector said it
+    # could not poll the kubelet until the first pod came
+    assert limits_by_container(decode_pods(b'{"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": null}')) == {}

@@ -2,7 +2,7 @@
 threshold: the threshold, the workloads, and the kubelet collector that watches the node.
 
 Fed by: the recording script (`benchmarks/record_memory_pressure.py`). Feeds: `RealCluster(kubelet_settings=...)`
-(`evictionHard: memory.available` set `HEADROOM` below what the machine has free when it starts, so that a
+(`evictionHard: memory.available` set `HEADROOM` below the node's memory.available when the kubelet starts, so that a
 pod taking that much memory puts the node under pressure without the machine running short; a short
 `evictionPressureTransitionPeriod`), the real cluster (a Deployment `cache` whose pod fills a
 memory-backed emptyDir 40 MiB a second with no limit, and its twin `warm` that fills 256 MiB and stops),
@@ -24,31 +24,38 @@ from collectors.kubelet import KubeletCollector
 from collectors.kubeletstats import Thresholds
 
 MI = 2**20
-HEADROOM = 1536 * MI  # what a pod may take before the node reaches the threshold
+HEADROOM = 2048 * MI  # what a pod may take before the node reaches the threshold
 WARN = 1024 * MI  # the collector warns this far above the threshold
 FILL = 40  # MiB a second the `cache` pod writes into its memory-backed volume
 
 
-def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int:
-    """The machine's MemAvailable, in bytes."""
-    for line in meminfo.read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{meminfo} has no MemAvailable")
+def kubelet_available(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgroup/memory")) -> int:
+    """The node's `memory.available` as the kubelet computes it (cgroup v1): MemTotal minus the root
+    memory cgroup's working set (its usage less its inactive file pages)."""
+    total = next(int(line.split()[1]) * 1024 for line in (proc / "meminfo").read_text().splitlines()
+                 if line.startswith("MemTotal:"))
+    usage = int((cgroup / "memory.usage_in_bytes").read_text())
+    inactive = next(int(line.split()[1]) for line in (cgroup / "memory.stat").read_text().splitlines()
+                    if line.startswith("total_inactive_file "))
+    return total - max(0, usage - inactive)
 
 
-def threshold_now() -> int:
-    """The eviction line for a cluster started now: HEADROOM below the memory free, in whole MiB."""
-    line = (mem_available() - HEADROOM) // MI * MI
-    if line < 512 * MI:
-        raise RuntimeError(f"the machine has {mem_available() // MI} MiB free: too little to put a node under "
-                           f"pressure {HEADROOM // MI} MiB from now and keep the rest running")
-    return line
+class EvictionLine:
+    """The kubelet's memory eviction line, set HEADROOM below the node's memory.available when the
+    kubelet's config is written (the control plane and containerd already run): `settings` is what
+    `RealCluster(kubelet_settings=...)` asks for then; `threshold` what it set."""
 
+    def __init__(self) -> None:
+        self.threshold = 0
 
-def kubelet_settings(threshold: int) -> dict[str, Any]:
-    return {"evictionHard": {"memory.available": f"{threshold // MI}Mi"},
-            "evictionPressureTransitionPeriod": "30s"}
+    def settings(self) -> dict[str, Any]:
+        available = kubelet_available()
+        self.threshold = (available - HEADROOM) // MI * MI
+        if self.threshold < 512 * MI:
+            raise RuntimeError(f"the node has {available // MI} MiB available: too little to put it under pressure "
+                               f"{HEADROOM // MI} MiB from now and keep the rest running")
+        return {"evictionHard": {"memory.available": f"{self.threshold // MI}Mi"},
+                "evictionPressureTransitionPeriod": "30s"}
 
 
 def collector(node: str, url: str, threshold: int) -> KubeletCollector:

@@ -25,7 +25,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -71,12 +71,13 @@ class RealCluster:
 
     def __init__(
         self, *, bin_dir: Path | None = None, node_name: str = NODE_NAME, apiserver_flags: Sequence[str] = (),
-        kubelet_settings: Mapping[str, Any] | None = None,
+        kubelet_settings: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.bin_dir = bin_dir or build.bin_dir()
         self.node_name = node_name
         self.apiserver_flags = tuple(apiserver_flags)  # added last: a test's own settings (`--watch-cache-sizes=...`)
-        self.kubelet_settings = dict(kubelet_settings or {})  # a recording's own (eviction thresholds)
+        # a recording's own (eviction thresholds); a callable is asked when the kubelet's config is written
+        self.kubelet_settings = kubelet_settings
         suffix = secrets.token_hex(3)
         self.bridge = f"tapio{suffix}"  # at most 15 characters, the kernel's limit for a link name
         self.network = f"tapio-{suffix}"
@@ -256,7 +257,8 @@ class RealCluster:
         self.timings["images"] = time.monotonic() - started
         self._kubelet_ports = KubeletPorts(port=free_port(), read_only_port=free_port(), healthz_port=free_port())
         kubelet_yaml = self._dir("kubelet-config") / "kubelet.json"
-        kubelet_yaml.write_text(kubelet_config(paths, self._kubelet_ports, self.kubelet_settings))
+        settings = self.kubelet_settings() if callable(self.kubelet_settings) else self.kubelet_settings
+        kubelet_yaml.write_text(kubelet_config(paths, self._kubelet_ports, settings))
         kubeconfig = write_kubeconfig(
             self._dir("kubeconfigs") / "kubelet.kubeconfig",
             server=self.server,
