@@ -105,9 +105,9 @@ def readme(case: str, args: argparse.Namespace, etcd: list[RawEvent], api: list[
            numbers: dict[str, dict[str, float | None]], captured: datetime) -> str:
     link = first_link(etcd, api)
     if case == "positive":
-        starve = (f"{args.iops} writes a second to its data dir's block device (a cgroup v1 blkio group)" if how == "disk"
-                  else "5 % of one core (a cgroup v1 cpu group)")
-        what = (f"{args.calm:.0f} s of the write load, then {args.starved:.0f} s with etcd starved ({starve}), then "
+        starve = (f"its writes to its data dir's block device throttled to {args.iops} a second by a cgroup v1 blkio "
+                  "group" if how == "disk" else "its CPU throttled to 5 % of one core by a cgroup v1 cpu group")
+        what = (f"{args.calm:.0f} s of the write load, then {args.starved:.0f} s with etcd starved: {starve}; then "
                 f"etcd back to full speed and {args.calm:.0f} s more")
     else:
         what = f"{args.calm:.0f} s of the same write load, etcd at full speed"
