@@ -36,6 +36,9 @@ NEEDS: dict[str, HostNeeds] = {
     "cri": HostNeeds(why="containerd's gRPC events API on its socket", paths=("/run/containerd",)),
     "etcd": HostNeeds(why="etcd's metrics and watch API on the control-plane node's loopback (127.0.0.1:2379/2381)",
                       host_network=True),
+    "apiserver": HostNeeds(why="the kube-apiserver's /metrics on the control-plane node's loopback (127.0.0.1:6443), "
+                                "authorized through the ServiceAccount (get on the non-resource URL /metrics)",
+                           host_network=True),
     # /var/log holds /var/log/journal: mounting that folder where it is absent would create it (journald
     # then turns persistent); the DaemonSet mounts /var/log read-only instead
     "journald": HostNeeds(why="the node's journal: persistent, volatile, and the machine id naming its folder",

@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "dns": "collectors.dns:DnsCollector",
     "cri": "collectors.cri:CriCollector",
     "etcd": "collectors.etcd:EtcdCollector",
+    "apiserver": "collectors.apiserver:APIServerCollector",
     "journald": "collectors.journald:JournaldCollector",
     "kubelet": "collectors.kubelet:KubeletCollector",
     "cni": "collectors.cni:CniCollector",

@@ -16,10 +16,10 @@ leases of `kube-node-lease`, configmaps by default). Feeds the agent (`collector
   only (the leases, renewed every 10 s per node): its updates are counted in the `etcd.watch_updates_skipped`
   sample.
 
-Pure: `parse_metrics`, `p99_between`/`quantile_between`, `assess` (two readings -> samples and findings),
-`object_of_key`, `key_event`. `EtcdCollector` is the thin async shell: it resumes each prefix's watch after
-the last revision it delivered when etcd comes back (from the oldest kept one past a compaction, counting the
-loss), and speaks TLS with a client certificate where etcd asks for one (`TlsFiles`).
+Pure: `parse_metrics`, `assess` (two readings -> samples and findings; the p99 of an interval from
+`collectors.histograms`), `object_of_key`, `key_event`. `EtcdCollector` is the thin async shell: it resumes
+each prefix's watch after the last revision it delivered when etcd comes back (from the oldest kept one past a
+compaction, counting the loss), and speaks TLS with a client certificate where etcd asks for one (`TlsFiles`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import ssl
 import urllib.error
 import urllib.request
@@ -43,6 +42,7 @@ from aetcd import rpc as aetcd_rpc
 from aetcd import watcher as aetcd_watcher
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.histograms import Histogram, histogram, p99_between
 from collectors.node import Emit, SourceUnavailable, node_event
 from collectors.nodebatches import Batches
 from core.events import RawEvent
@@ -52,14 +52,6 @@ log = logging.getLogger(__name__)
 FSYNC = "etcd_disk_wal_fsync_duration_seconds"
 COMMIT = "etcd_disk_backend_commit_duration_seconds"
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 15.0
-
-
-class Histogram(msgspec.Struct, frozen=True):
-    """A Prometheus histogram's cumulative buckets (upper bound, count), ascending, +Inf last."""
-
-    buckets: tuple[tuple[float, float], ...] = ()
-    count: float = 0.0
-    sum: float = 0.0
 
 
 class EtcdReading(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,18 +108,6 @@ DEFAULT_PREFIXES = (
 )
 
 
-def _histogram(samples: Iterable[tuple[str, Mapping[str, str], float]], name: str) -> Histogram:
-    buckets, count, total = [], 0.0, 0.0
-    for sample, labels, value in samples:
-        if sample == f"{name}_bucket":
-            buckets.append((float(labels["le"]), value))
-        elif sample == f"{name}_count":
-            count = value
-        elif sample == f"{name}_sum":
-            total = value
-    return Histogram(tuple(sorted(buckets)), count, total)
-
-
 def parse_metrics(text: str) -> EtcdReading:
     """An etcd member's /metrics (Prometheus text format) read into an EtcdReading. Raises ValueError for text
     that is not the format."""
@@ -152,39 +132,13 @@ def parse_metrics(text: str) -> EtcdReading:
         db_size_in_use_bytes=get("etcd_mvcc_db_total_size_in_use_in_bytes") or 0.0,
         quota_bytes=get("etcd_server_quota_backend_bytes") or 0.0,
         started_at=get("process_start_time_seconds") or 0.0,
-        fsync=_histogram(flat, FSYNC), commit=_histogram(flat, COMMIT))
+        fsync=histogram(flat, FSYNC), commit=histogram(flat, COMMIT))
 
 
 def increase(before: float, after: float, *, restarted: bool = False) -> float:
     """A counter's increase between two readings; a counter that went down, or whose process restarted, was
     reset and counts from zero, as Prometheus' increase() reads it."""
     return after - before if after >= before and not restarted else after
-
-
-def quantile_between(before: Histogram, after: Histogram, q: float) -> float | None:
-    """The q-quantile of the observations made between two readings of a histogram, interpolated linearly
-    inside the bucket it falls in (Prometheus' histogram_quantile over the bucket deltas); None when nothing
-    was observed. A histogram that went down was reset: `after` alone is the interval. The +Inf bucket
-    answers the highest finite bound."""
-    reset = after.count < before.count or len(after.buckets) != len(before.buckets)
-    old = dict(before.buckets) if not reset else {}
-    deltas = [(le, count - old.get(le, 0.0)) for le, count in after.buckets]
-    if not deltas or deltas[-1][1] <= 0:
-        return None
-    rank = q * deltas[-1][1]
-    lower, below = 0.0, 0.0
-    for le, cumulative in deltas:
-        if cumulative >= rank:
-            if math.isinf(le):
-                return lower
-            inside = cumulative - below
-            return lower + (le - lower) * ((rank - below) / inside if inside > 0 else 1.0)
-        lower, below = le, cumulative
-    return lower
-
-
-def p99_between(before: Histogram, after: Histogram) -> float | None:
-    return quantile_between(before, after, 0.99)
 
 
 def assess(before: EtcdReading | None, after: EtcdReading, thresholds: Thresholds = DEFAULTS) -> Assessment:

@@ -1,7 +1,7 @@
 """What every node collector is and what its RawEvents say: the contract `tapio agent` runs them by.
 
 Fed by: nothing (a contract). Feeds: the node collectors (`collectors/kernel.py`, `dns.py`, `cri.py`,
-`kubelet.py`, `cni.py`, `etcd.py`, `journald.py`), which implement `NodeCollector`, and the agent that
+`kubelet.py`, `cni.py`, `etcd.py`, `apiserver.py`, `journald.py`), which implement `NodeCollector`, and the agent that
 runs them side by side, each with its own `emit`.
 
 A collector:
@@ -53,7 +53,7 @@ class SourceUnavailable(RuntimeError):
 
 
 class NodeCollector(Protocol):
-    name: str  # the RawEvent type it makes: kernel, dns, cri, kubelet, cni, etcd, journald
+    name: str  # the RawEvent type it makes: kernel, dns, cri, kubelet, cni, etcd, apiserver, journald
 
     def check(self) -> None:
         """Raise SourceUnavailable when the source cannot be used here."""

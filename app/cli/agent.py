@@ -29,7 +29,7 @@ def _names(text: str | None) -> list[str]:
                                             "(1 when none can).")
 @click.pass_context
 def agent(ctx: click.Context, node: str | None, only: str | None, disable: str | None, check: bool) -> None:
-    """Run this node's collectors (procfs, kernel, dns, cri, etcd, journald, kubelet, cni) and publish their
+    """Run this node's collectors (procfs, kernel, dns, cri, etcd, apiserver, journald, kubelet, cni) and publish their
     events to JetStream until interrupted; /healthz on agent.web_host:web_port lists them."""
     from app.agent import Agent, AgentError, local_hostname, node_name
     from app.jetstream import JetStreamError

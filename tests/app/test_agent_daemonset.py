@@ -66,10 +66,12 @@ def test_the_agent_knows_its_node_serves_health_on_the_probed_port_and_fits_the_
     assert container["resources"]["requests"] == {"cpu": "50m", "memory": "100Mi"}  # 5 % of a core, 100 MiB
 
 
-def test_the_service_account_may_read_the_kubelet_and_the_pods_only() -> None:
+def test_the_service_account_may_read_the_kubelet_the_pods_and_the_api_servers_metrics_only() -> None:
     [role] = [d for d in _documents() if d["kind"] == "ClusterRole"]
-    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    granted = {(r, v) for rule in role["rules"] for r in rule.get("resources", []) for v in rule["verbs"]}
     assert granted == {("nodes/proxy", "get"), ("nodes/stats", "get"), ("nodes/metrics", "get"),
                        ("pods", "get"), ("pods", "list"), ("pods", "watch")}
+    urls = {(u, v) for rule in role["rules"] for u in rule.get("nonResourceURLs", []) for v in rule["verbs"]}
+    assert urls == {("/metrics", "get")}
     [binding] = [d for d in _documents() if d["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"][0]["name"] == _daemonset()["spec"]["template"]["spec"]["serviceAccountName"]

@@ -23,7 +23,7 @@ AT = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
 
 
 def test_the_registry_names_every_node_collector_by_module_and_class() -> None:
-    assert set(REGISTRY) == {"procfs", "kernel", "dns", "cri", "etcd", "journald", "kubelet", "cni"}
+    assert set(REGISTRY) == {"procfs", "kernel", "dns", "cri", "etcd", "apiserver", "journald", "kubelet", "cni"}
     assert all(target == f"collectors.{name}:{target.rpartition(':')[2]}" for name, target in REGISTRY.items())
     assert REGISTRY["cri"] == "collectors.cri:CriCollector" and REGISTRY["journald"] == "collectors.journald:JournaldCollector"
 
@@ -31,7 +31,7 @@ def test_the_registry_names_every_node_collector_by_module_and_class() -> None:
 def test_only_and_disable_select_in_registry_order_and_a_typo_is_refused() -> None:
     assert select(REGISTRY) == list(REGISTRY)
     assert select(REGISTRY, only=["dns", "procfs"]) == ["procfs", "dns"]
-    assert select(REGISTRY, disable=["kernel", "dns"]) == ["procfs", "cri", "etcd", "journald", "kubelet", "cni"]
+    assert select(REGISTRY, disable=["kernel", "dns"]) == ["procfs", "cri", "etcd", "apiserver", "journald", "kubelet", "cni"]
     assert select(REGISTRY, only=["dns", "procfs"], disable=["dns"]) == ["procfs"]
     with pytest.raises(UnknownCollector, match="unknown collector.s. kernal: the agent knows procfs, kernel"):
         select(REGISTRY, disable=["kernal"])

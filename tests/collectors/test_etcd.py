@@ -21,7 +21,6 @@ from agents.normalize import normalize_event
 from collectors.etcd import (
     EtcdCollector,
     EtcdReading,
-    Histogram,
     KeyChange,
     Thresholds,
     WatchedPrefix,
@@ -30,10 +29,9 @@ from collectors.etcd import (
     key_event,
     metrics_event,
     object_of_key,
-    p99_between,
     parse_metrics,
-    quantile_between,
 )
+from collectors.histograms import Histogram, p99_between, quantile_between
 from collectors.node import SourceUnavailable
 from core.events import RawEvent
 
