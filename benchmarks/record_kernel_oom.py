@@ -6,8 +6,8 @@ Starts the real single-node cluster (`tests/support/realcluster`: Kubernetes v1.
 the kernel collector (`collectors.kernel`, eBPF on tracepoints, pods named through the kubelet's
 read-only `/pods`) in this process; starts `kubectl get -w -o json --output-watch-events` of pods,
 Events, endpoints, ReplicaSets and Deployments in two namespaces; creates `oom-hog/hog` (a Deployment
-whose container runs `tail /dev/zero` under a 32Mi limit: OOM-killed at every start, behind a Service)
-and its healthy twin `oom-calm/calm` (same limit, `sleep`). Once the hog has restarted `--restarts`
+behind a Service whose container serves 8 s, then runs `tail /dev/zero` under a 32Mi limit: OOM-killed
+after every start) and its healthy twin `oom-calm/calm` (same limit, `sleep`). Once the hog has restarted `--restarts`
 times and the twin is Ready, it saves per namespace, into `patterns/scenarios/kernel-oom-restart/
 positive|negative/`:
 
@@ -99,8 +99,9 @@ def lead_rows(kills: list[RawEvent], reported: dict[str, float]) -> list[str]:
 
 def readme(case: str, namespace: str, mine: list[RawEvent], kills: list[RawEvent], polled: Polled,
            captured: datetime) -> str:
-    what = ("`hog`: a one-replica Deployment behind a Service whose container runs `tail /dev/zero` under a "
-            "32Mi memory limit: the memory cgroup's OOM killer kills it at every start, the kubelet restarts it "
+    what = ("`hog`: a one-replica Deployment behind a Service whose container serves 8 s, then runs `tail /dev/zero` "
+            "under a 32Mi memory limit: the memory cgroup's OOM killer kills it after every start (its Service loses "
+            "its ready endpoint), the kubelet restarts it "
             f"({polled.restarts} restarts when saved) and backs off (CrashLoopBackOff)") if case == "positive" else (
             "`calm`: the healthy twin, same Deployment, Service and 32Mi limit, running `sleep 3600`: Ready, "
             "never killed")
@@ -125,7 +126,7 @@ def readme(case: str, namespace: str, mine: list[RawEvent], kills: list[RawEvent
 
 def labels(case: str, namespace: str, kills: list[RawEvent], polled: Polled, captured: datetime) -> dict[str, object]:
     """The ground truth: the hog's first kernel OOM kill caused its restarts; the twin is silent."""
-    silent = ["kernel-oom-restart", "oom-cascade", "noisy-neighbor", "job-oom-kill"]
+    silent = ["kernel-oom-restart", "kernel-oom-service-degraded", "oom-cascade", "noisy-neighbor", "job-oom-kill"]
     if case == "negative":
         return {"scenario": "kernel-oom-restart/negative", "incidents": [], "silent": silent,
                 "description": "calm: the hog's healthy twin (same 32Mi limit, sleeps), Ready, never killed"}
@@ -133,17 +134,25 @@ def labels(case: str, namespace: str, kills: list[RawEvent], polled: Polled, cap
     pod = first.metadata["name"]
     failure = datetime.fromtimestamp(polled.crashloop or max(polled.oomkilled.values()), UTC)
     return {"scenario": "kernel-oom-restart/positive",
-            "description": f"hog: tail /dev/zero under a 32Mi limit, OOM-killed by the kernel at every start, "
+            "description": f"hog: serves 8 s, then tail /dev/zero under a 32Mi limit, OOM-killed by the kernel after "
+                           "every start, its Service without a ready endpoint, "
                            f"{polled.restarts} restarts, CrashLoopBackOff; recorded with the kernel collector",
             "incidents": [{"pattern": "kernel-oom-restart", "primary": True, "scope": f"object:Pod/{namespace}/{pod}",
                            "root_cause": {"kind": "Pod", "namespace": namespace, "name": pod, "reason": "OOMKill",
                                           "at": first.timestamp.isoformat()},
                            "affected": [f"Pod/{namespace}/{pod}"],
                            "failure_at": failure.isoformat(), "due_by": failure.isoformat()},
+                          # the same kill seen from the Service: its Endpoints left without a ready address
+                          {"pattern": "kernel-oom-service-degraded", "primary": False,
+                           "scope": f"object:Pod/{namespace}/{pod}",
+                           "root_cause": {"kind": "Pod", "namespace": namespace, "name": pod, "reason": "OOMKill",
+                                          "at": first.timestamp.isoformat()},
+                           "affected": [f"Pod/{namespace}/{pod}", f"Endpoints/{namespace}/hog"],
+                           "failure_at": failure.isoformat(), "due_by": failure.isoformat()},
                           # the same pod killed at every start is also a crash loop of its Deployment
                           {"pattern": "oom-kill-loop", "primary": False, "scope": f"owner:Deployment/{namespace}/hog",
                            "failure_at": captured.isoformat(), "due_by": captured.isoformat()}],
-            "silent": silent[1:]}
+            "silent": silent[2:]}
 
 
 def main() -> int:

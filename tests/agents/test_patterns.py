@@ -27,7 +27,7 @@ EXPECTED = {
     "unschedulable-pod", "volume-mount-failure", "probe-failure", "init-container-failure", "job-backoff-limit",
     "oom-kill-loop", "pvc-provisioning-failure", "container-cannot-start", "job-oom-kill", "image-not-present",
     "kernel-oom-restart", "dns-failure-crash", "cni-ipam-exhausted", "dns-failure-service-outage",
-    "tcp-refused-probe-failure", "node-memory-pressure-eviction", "etcd-slow-api-latency",
+    "tcp-refused-probe-failure", "node-memory-pressure-eviction", "etcd-slow-api-latency", "kernel-oom-service-degraded",
 }
 
 # Line numbers in the tests below refer to this text (line 1 is `apiVersion`).

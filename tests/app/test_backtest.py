@@ -64,15 +64,15 @@ def test_a_bad_labels_file_names_the_file(tmp_path: Path) -> None:
 
 def test_the_scenario_suite_scores_exactly_what_its_labels_say() -> None:
     corpora = find_corpora([SCENARIOS])
-    assert len(corpora) == 54  # 27 patterns, a positive and a near miss each (dns-failure-service-outage shares
-    # dns-failure-crash's); probe-failure's one-pod case too
+    assert len(corpora) == 54  # 28 patterns, a positive and a near miss each (dns-failure-service-outage and
+    # kernel-oom-service-degraded share their story's); probe-failure's one-pod case too
     expected = Counter(i.pattern for c in corpora for i in c.labels.incidents)
     results, errors = run_recordings(corpora, ROOT / "patterns")
     assert errors == []
     report = score(results)
     assert {n: (s.tp, s.fp, s.fn, s.late) for n, s in report.patterns.items()} == {
         n: (count, 0, 0, 0) for n, count in expected.items()}
-    assert report.total().tp == sum(expected.values()) == 37
+    assert report.total().tp == sum(expected.values()) == 38
 
 
 def test_compare_shows_a_loosened_threshold_as_false_positives(tmp_path: Path) -> None:

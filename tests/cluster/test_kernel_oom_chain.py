@@ -1,6 +1,6 @@
 """Kernel OOM -> container restart -> pod out of its Service, end to end on the real cluster.
 
-A Deployment whose container outgrows its 32Mi limit at every start (`tail /dev/zero`, behind a
+A Deployment whose container serves 8 s and then outgrows its 32Mi limit, after every start (`tail /dev/zero`, behind a
 Service) and its healthy twin run on the real single-node cluster (tests/support/realcluster). The
 kernel collector (eBPF, in this process, pods named through the kubelet's read-only `/pods`)
 publishes its RawEvents into an isolated dataflow on the embedded stack, where `tapio collect
@@ -8,7 +8,9 @@ kubeapi` (a child process) publishes the API's view of the same pods and one wor
 The pattern `kernel-oom-restart` must match the hog's pod, the graph must hold a CAUSED edge from the
 kernel's OOMKill event to the API's report of the same pod, and `explain` (the function behind
 `tapio explain`) of the pod must give the pattern's hypothesis, its story starting with the kernel's
-kill. The twin gets no such prediction.
+kill; `kernel-oom-service-degraded` must follow the same kill to the Service's Endpoints without a
+ready address (the hog serves 8 s before each kill): kernel OOM -> container restart -> service
+degraded. The twin gets no such prediction.
 
 Needs root and BPF (tracefs, BCC) besides the cluster; skips, saying why, only where they are absent.
 """
@@ -44,6 +46,7 @@ pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(600)]
 
 log = logging.getLogger(__name__)
 PATTERN = "kernel-oom-restart"
+SERVICE = "kernel-oom-service-degraded"  # the same kill followed to the hog's Service
 HOG_NS, CALM_NS = "oomchain-hog", "oomchain-calm"
 DEADLINE_S = 180.0
 
@@ -57,6 +60,8 @@ class Seen(msgspec.Struct, kw_only=True):
     message: str  # the pattern's prediction message
     twin: list[str]  # predictions of the pattern in the twin's namespace
     effects: dict[str, str]  # effect id -> its text, for the messages
+    service_chain: list[str] = []  # the Service-side match's story, root cause first
+    service_effects: list[str] = []  # the texts its CAUSED edges from a kernel kill point to
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +124,8 @@ async def _look(flow: Settings, kernel: Running, pod: str) -> Seen | None:
              and e.metadata.get("namespace") == HOG_NS and e.metadata.get("name") == pod}
     graph = open_graph(flow.graph)
     try:
-        found = [p for p in await list_predictions(graph, limit=100_000) if p.pattern == PATTERN]
+        every = await list_predictions(graph, limit=100_000)
+        found = [p for p in every if p.pattern == PATTERN]
         mine = [p for p in found if p.namespace == HOG_NS]
         if not mine or not kills:
             return None
@@ -128,11 +134,18 @@ async def _look(flow: Settings, kernel: Running, pod: str) -> Seen | None:
         caused = [(r["cause"], r["effect"]) for r in edges]
         if not any(c in kills for c, _ in caused):
             return None
+        degraded = [p for p in every if p.pattern == SERVICE and p.namespace == HOG_NS]
+        if not degraded:
+            return None
+        service = await match_story(graph, degraded[0].match_id)
+        texts = {e.id: f"[{e.intent}] {e.text}" for e in service.evidence}
         got = await explain(graph, kind="Pod", name=pod, namespace=HOG_NS)
         return Seen(pod=pod, kills=kills, caused=caused, chain=told.chain, message=mine[0].message,
                     explained=[h.prediction.pattern for h in got.hypotheses],
-                    twin=[p.message for p in found if p.namespace == CALM_NS],
-                    effects={e.id: f"[{e.intent}] {e.text}" for e in told.evidence})
+                    twin=[p.message for p in every if p.pattern in (PATTERN, SERVICE) and p.namespace == CALM_NS],
+                    effects={e.id: f"[{e.intent}] {e.text}" for e in told.evidence},
+                    service_chain=service.chain,
+                    service_effects=[texts[e] for c, e in service.caused if c in kills and e in texts])
     finally:
         await graph.close()
 
@@ -185,6 +198,15 @@ def test_explain_of_the_pod_gives_the_pattern_and_its_story_starts_with_the_kern
     assert "OOMKill" in seen.chain[0] and f"Pod {HOG_NS}/{seen.pod}" in seen.chain[0], seen.chain
     assert len(seen.chain) >= 2
     assert "before the Kubernetes API reported it" in seen.message and seen.pod in seen.message
+
+
+def test_the_services_endpoint_lost_at_the_kill_is_its_effect_and_explain_tells_the_seed_chain(seen: Seen) -> None:
+    # the architecture's chain: kernel OOM -> container restart -> service degraded, as CAUSED edges
+    assert any(f"Endpoints {HOG_NS}/hog" in text or f"EndpointSlice {HOG_NS}/hog-" in text
+               for text in seen.service_effects), seen.service_effects
+    assert SERVICE in seen.explained, seen.explained
+    assert "OOMKill" in seen.service_chain[0] and any("Endpoint" in line for line in seen.service_chain[1:]), \
+        seen.service_chain
 
 
 def test_the_healthy_twin_gets_no_kernel_oom_prediction(seen: Seen) -> None:

@@ -1,8 +1,8 @@
 """The kernel-OOM -> restart -> degraded chain on the real cluster: its workloads and what a watch of them says.
 
 Fed by: a test or the recording script (`benchmarks/record_kernel_oom.py`) with a running
-`realcluster.RealCluster`. Feeds: the real cluster (a Deployment `hog` whose container outgrows its
-32Mi memory limit at once with `tail /dev/zero` and is OOM-killed on every start, behind a Service,
+`realcluster.RealCluster`. Feeds: the real cluster (a Deployment `hog` whose container serves for 8 s, then
+outgrows its 32Mi memory limit with `tail /dev/zero` and is OOM-killed, after every start, behind a Service,
 and its healthy twin `calm`, same limit, `sleep`), and the waits on what the API says of them.
 """
 
@@ -15,7 +15,9 @@ import kubernetes
 from realcluster.images import BUSYBOX_IMAGE
 
 LIMIT = "32Mi"
-HOG = ("sh", "-c", "tail /dev/zero")  # reads zeros into one ever-growing line: the memcg OOM killer ends it
+#: serves (Ready) for 8 s, then leaks: `tail` reads zeros into one ever-growing line and the memcg OOM killer
+#: ends it; the kubelet restarts it, it serves again, and so on, so its Service loses its endpoint at each kill
+HOG = ("sh", "-c", "sleep 8; tail /dev/zero")
 CALM = ("sh", "-c", "sleep 3600")
 
 
