@@ -42,9 +42,10 @@ async def test_a_pod_added_by_the_real_plugins_its_links_and_the_pool_exhausted(
         return [e for b in batches for e in b if e.metadata["reason"] == reason
                 and all(e.metadata.get(k) == v for k, v in metadata.items())]
 
-    async def until(reason: str, **metadata: str) -> RawEvent:
+    async def until(reason: str, not_before: RawEvent | None = None, **metadata: str) -> RawEvent:
+        """The newest event of `reason` with `metadata`, once there is one (other than `not_before`)."""
         deadline = time.monotonic() + 20
-        while not seen(reason, **metadata):
+        while not [e for e in seen(reason, **metadata) if not_before is None or e.id != not_before.id]:
             assert not task.done(), "the collector stopped"
             assert time.monotonic() < deadline, f"no {reason} {metadata} in {[e.metadata for b in batches for e in b]}"
             await asyncio.sleep(0.05)
@@ -79,7 +80,8 @@ async def test_a_pod_added_by_the_real_plugins_its_links_and_the_pool_exhausted(
 
         assert cni_node.plugin("DEL", "/run/netns/" + cni_node.pods[0].rsplit("/", 1)[-1], "c-pod-a").returncode == 0
         await until("LinkRemoved", **{"net.interface": veth})
-        freed = await until("IPAMUsage", **{"metric.cni.ipam_used": "0"})
+        # the pool empty again: a new sample, not the first scan's (a slow DEL left only that one at first)
+        freed = await until("IPAMUsage", not_before=empty, **{"metric.cni.ipam_used": "0"})
         assert freed.id != empty.id
     finally:
         stop.set()
