@@ -25,17 +25,17 @@ from collections.abc import AsyncIterator, Iterator
 import kubernetes
 import msgspec
 import pytest
+from chainflow import isolated_flow, pump
 from cnichain import collector, create, leak, sandbox_failures, unleak, wait_for
 from collectorthread import Running
 from oomchain import delete, pod_state
 from realcluster.node import RealCluster
 
 from app.explain import explain
-from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_streams
-from app.stack import EmbeddedStack, free_port
-from app.workers import ChildProcess, start_worker, with_worker_port
+from app.stack import EmbeddedStack
+from app.workers import ChildProcess
 from collectors.node import SourceUnavailable
-from core.settings import Settings, isolated
+from core.settings import Settings
 from topology import insight_queries
 from topology.graph import open_graph
 from topology.predictions import list_predictions, match_story
@@ -77,37 +77,12 @@ def cni(real_cluster: RealCluster) -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An isolated dataflow on the embedded stack: its stream, topics, tables and graph; one worker."""
-    tmp = tmp_path_factory.mktemp("cni-chain")
-    settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp / "worker")),
-                        "cni-chain")
-    worker = start_worker(settings, name="worker-cni-chain", log_dir=tmp)
-    try:
-        yield settings
-    finally:
-        worker.stop()
+    yield from isolated_flow(embedded, tmp_path_factory.mktemp("cni-chain"), "cni-chain")
 
 
 async def _pump(cni: Running, flow: Settings, stop: asyncio.Event) -> int:
     """Publish the CNI collector's events into the dataflow as they come."""
-    nc = await connect(flow.nats, name="test-cni-chain")
-    sent = 0
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, flow.nats)
-        publisher = EventPublisher(js, flow.nats, deadletters=DeadLetterPublisher(js, flow.nats))
-        while True:
-            batch = cni.snapshot()[sent:]
-            sent += len(batch)
-            if batch:
-                await publisher.publish_many(batch)
-            if stop.is_set():
-                return sent
-            try:
-                await asyncio.wait_for(stop.wait(), 0.3)
-            except TimeoutError:
-                pass
-    finally:
-        await nc.drain()
+    return await pump([cni.snapshot], flow, stop, name="cni-chain")
 
 
 def _exhausted(cni: Running) -> list[tuple[str, float]]:

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 import kubernetes
 import msgspec
 import pytest
+from chainflow import isolated_flow, pump
 from collectorthread import Running
 from dnschain import BAD_NAME, GOOD_NAME, RECORDS, app, collector, create, gateway, hold_gateway
 from nodesources.dns import Dnsmasq
@@ -34,12 +35,11 @@ from oomchain import delete, pod_state, wait_until
 from realcluster.node import RealCluster
 
 from app.explain import explain
-from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_streams
-from app.stack import EmbeddedStack, free_port
-from app.workers import ChildProcess, start_worker, with_worker_port
+from app.stack import EmbeddedStack
+from app.workers import ChildProcess
 from collectors.dns import open_capture
 from collectors.node import SourceUnavailable
-from core.settings import Settings, isolated
+from core.settings import Settings
 from topology import insight_queries
 from topology.graph import open_graph
 from topology.predictions import list_predictions, match_story
@@ -82,38 +82,12 @@ def dns(real_cluster: RealCluster) -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An isolated dataflow on the embedded stack: its stream, topics, tables and graph; one worker."""
-    tmp = tmp_path_factory.mktemp("dns-chain")
-    settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp / "worker")),
-                        "dns-chain")
-    worker = start_worker(settings, name="worker-dns-chain", log_dir=tmp)
-    try:
-        yield settings
-    finally:
-        worker.stop()
+    yield from isolated_flow(embedded, tmp_path_factory.mktemp("dns-chain"), "dns-chain")
 
 
 async def _pump(dns: Running, flow: Settings, stop: asyncio.Event) -> int:
     """Publish the DNS collector's events about the test's namespaces into the dataflow as they come."""
-    nc = await connect(flow.nats, name="test-dns-failure-chain")
-    sent = 0
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, flow.nats)
-        publisher = EventPublisher(js, flow.nats, deadletters=DeadLetterPublisher(js, flow.nats))
-        while True:
-            batch = dns.snapshot()[sent:]
-            sent += len(batch)
-            mine = [e for e in batch if e.metadata.get("namespace") in (APP_NS, TWIN_NS)]
-            if mine:
-                await publisher.publish_many(mine)
-            if stop.is_set():
-                return sent
-            try:
-                await asyncio.wait_for(stop.wait(), 0.3)
-            except TimeoutError:
-                pass
-    finally:
-        await nc.drain()
+    return await pump([dns.snapshot], flow, stop, name="dns-failure-chain", keep=lambda e: e.metadata.get("namespace") in (APP_NS, TWIN_NS))
 
 
 async def _look(flow: Settings, dns: Running, pod: str) -> Seen | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import kubernetes
 import msgspec
 import pytest
+from chainflow import isolated_flow, pump
 from collectorthread import Running
 from etcdchain import (
     ETCD_SLOW,
@@ -45,12 +46,10 @@ from realcluster.node import RealCluster
 from waiting import until
 
 from app.explain import explain
-from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_streams
-from app.stack import EmbeddedStack, free_port
-from app.workers import start_worker, with_worker_port
+from app.stack import EmbeddedStack
 from collectors.apiserver import APIServerCollector
 from collectors.node import SourceUnavailable
-from core.settings import Settings, isolated
+from core.settings import Settings
 from topology import insight_queries
 from topology.graph import open_graph
 from topology.predictions import list_predictions, match_story
@@ -108,38 +107,12 @@ def collectors(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An isolated dataflow on the embedded stack: its stream, topics, tables and graph; one worker."""
-    tmp = tmp_path_factory.mktemp("etcd-chain")
-    settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp / "worker")),
-                        "etcd-chain")
-    worker = start_worker(settings, name="worker-etcd-chain", log_dir=tmp)
-    try:
-        yield settings
-    finally:
-        worker.stop()
+    yield from isolated_flow(embedded, tmp_path_factory.mktemp("etcd-chain"), "etcd-chain")
 
 
 async def _pump(collectors: Collectors, flow: Settings, stop: asyncio.Event) -> int:
-    """Publish both collectors' events into the dataflow as they come."""
-    nc = await connect(flow.nats, name="test-etcd-chain")
-    sent = {"etcd": 0, "api": 0}
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, flow.nats)
-        publisher = EventPublisher(js, flow.nats, deadletters=DeadLetterPublisher(js, flow.nats))
-        while True:
-            for name, running in (("etcd", collectors.etcd), ("api", collectors.api)):
-                batch = running.snapshot()[sent[name]:]
-                sent[name] += len(batch)
-                if batch:
-                    await publisher.publish_many(batch)
-            if stop.is_set():
-                return sum(sent.values())
-            try:
-                await asyncio.wait_for(stop.wait(), 0.3)
-            except TimeoutError:
-                pass
-    finally:
-        await nc.drain()
+    """Publish the etcd and apiserver collectors' events into the dataflow as they come."""
+    return await pump([collectors.etcd.snapshot, collectors.api.snapshot], flow, stop, name="etcd-chain")
 
 
 def _findings(events: list, since: float = 0.0) -> list:

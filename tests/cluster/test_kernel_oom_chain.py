@@ -26,18 +26,18 @@ from collections.abc import AsyncIterator, Iterator
 import kubernetes
 import msgspec
 import pytest
+from chainflow import isolated_flow, pump
 from kernelrun import Running
 from oomchain import CALM, HOG, create, delete, pod_state
 from realcluster.node import RealCluster
 
 from app.explain import explain
-from app.jetstream import DeadLetterPublisher, EventPublisher, connect, ensure_streams
-from app.stack import EmbeddedStack, free_port
-from app.workers import ChildProcess, start_worker, with_worker_port
+from app.stack import EmbeddedStack
+from app.workers import ChildProcess
 from collectors.kernel import KernelCollector
 from collectors.node import SourceUnavailable
 from collectors.podresolve import PodResolver
-from core.settings import Settings, isolated
+from core.settings import Settings
 from topology import insight_queries
 from topology.graph import open_graph
 from topology.predictions import list_predictions, match_story
@@ -84,38 +84,12 @@ def kernel(real_cluster: RealCluster) -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An isolated dataflow on the embedded stack: its stream, topics, tables and graph; one worker."""
-    tmp = tmp_path_factory.mktemp("oom-chain")
-    settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp / "worker")),
-                        "oom-chain")
-    worker = start_worker(settings, name="worker-oom-chain", log_dir=tmp)
-    try:
-        yield settings
-    finally:
-        worker.stop()
+    yield from isolated_flow(embedded, tmp_path_factory.mktemp("oom-chain"), "oom-chain")
 
 
 async def _pump(kernel: Running, flow: Settings, stop: asyncio.Event) -> int:
     """Publish the kernel collector's events about the test's namespaces into the dataflow as they come."""
-    nc = await connect(flow.nats, name="test-kernel-oom-chain")
-    sent = 0
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, flow.nats)
-        publisher = EventPublisher(js, flow.nats, deadletters=DeadLetterPublisher(js, flow.nats))
-        while True:
-            batch = [e for e in kernel.events[sent:]]
-            sent += len(batch)
-            mine = [e for e in batch if e.metadata.get("namespace") in (HOG_NS, CALM_NS)]
-            if mine:
-                await publisher.publish_many(mine)
-            if stop.is_set():
-                return sent
-            try:
-                await asyncio.wait_for(stop.wait(), 0.3)
-            except TimeoutError:
-                pass
-    finally:
-        await nc.drain()
+    return await pump([lambda: kernel.events], flow, stop, name="kernel-oom-chain", keep=lambda e: e.metadata.get("namespace") in (HOG_NS, CALM_NS))
 
 
 async def _look(flow: Settings, kernel: Running, pod: str) -> Seen | None:
