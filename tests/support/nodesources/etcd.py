@@ -137,11 +137,14 @@ class PrivateEtcd:
         st = os.stat(self.folder)
         group = BLKIO / f"tapio-etcd-{self.process.pid}"
         group.mkdir()
+        device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
         try:
-            (group / "blkio.throttle.write_iops_device").write_text(f"{os.major(st.st_dev)}:{os.minor(st.st_dev)} {iops}")
+            (group / "blkio.throttle.write_iops_device").write_text(f"{device} {iops}")
             (group / "cgroup.procs").write_text(str(self.process.pid))
             yield
         finally:
+            # the limit lifted first: writes already queued in the group go at once, not at `iops`
+            (group / "blkio.throttle.write_iops_device").write_text(f"{device} 0")
             if self.process.poll() is None:
                 (BLKIO / "cgroup.procs").write_text(str(self.process.pid))  # back to the root group, every thread
             group.rmdir()
