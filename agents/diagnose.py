@@ -503,11 +503,11 @@ def _time(raw: RawEvent) -> datetime:
 
 
 def as_insight(d: Diagnosis, evidence: list[UnifiedEvent], uids: dict[ObjectKey, str] | None = None,
-               episode: datetime | None = None) -> tuple[PatternMatch, Prediction]:
+               episode: datetime | None = None, revision: int = 0) -> tuple[PatternMatch, Prediction]:
     """A diagnosis as the graph holds a pattern's finding: a match (on its object) and a prediction.
     One id per object, family and episode (`episode`, the match's window start: when it was first
     diagnosed): when more of the stream shows a more specific cause (the log line after the exit
-    code), the prediction is updated in place."""
+    code), the prediction is updated in place: `revision` counts the updates before this one."""
     pattern = PATTERN_PREFIX + d.family
     scope = f"object:{d.subject}"
     start = episode or d.at
@@ -520,7 +520,7 @@ def as_insight(d: Diagnosis, evidence: list[UnifiedEvent], uids: dict[ObjectKey,
     prediction = Prediction(id=content_id(match.id, "prediction"), match_id=match.id, pattern=pattern,
                             version=VERSION, type=d.cause, confidence=round(d.confidence, 4), time_horizon_s=0.0,
                             message=d.message, scope=scope, at=d.at, due=d.at, score=round(d.confidence, 4),
-                            impacted=impacted, remediation=d.remediation)
+                            impacted=impacted, remediation=d.remediation, revision=revision)
     return match, prediction
 
 
@@ -575,7 +575,8 @@ def _diagnose(state: LiveState, touched: set[str], now: datetime, matches: list[
                 == (d.message, round(d.confidence, 4)):
             continue
         episode = before.match.window_start if before is not None else None
-        match, prediction = as_insight(d, unified_events(state.evidence_of(d)), state.uids(d), episode)
+        revision = before.prediction.revision + 1 if before is not None else 0
+        match, prediction = as_insight(d, unified_events(state.evidence_of(d)), state.uids(d), episode, revision)
         if before is None and (ended := state.ended.get(identity)) is not None and ended.match_id == match.id:
             # back after it was resolved, on the same evidence (a state whose times did not move): still a
             # new episode, not the resolved one reopened

@@ -170,6 +170,11 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     remediation: str = ""
     resolved_at: datetime | None = None
     since: datetime | None = None  # when the episode was first predicted, when this version updates it
+    #: how many times a prediction of the same id was updated in place before this version (a
+    #: diagnosis whose message changes): of two versions at the same moment, the higher one is newer.
+    #: Versions travel on different partitions (a node's event re-diagnoses pods of every namespace),
+    #: so the order they reach the graph in says nothing
+    revision: int = 0
 
 
 class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -255,8 +260,8 @@ class MatchGroup(msgspec.Struct, frozen=True, kw_only=True):
 
 def by_match(matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> list[MatchGroup]:
     """Matches with their predictions, sorted by match id; of the versions of one id, the newest
-    (a match by `matched_at`, a prediction by `resolved_at`, else `at`, a resolution over an update
-    of the same moment; the later in the list among equals). A batch may hold versions of one
+    (a match by `matched_at`, a prediction by `resolved_at`, else `at`, then `revision`, a resolution
+    over an update of the same moment; the later in the list among equals). A batch may hold versions of one
     diagnosis from several partitions, in any order: the list's last is not always the newest."""
     unique: dict[str, PatternMatch] = {}
     for m in matches:
@@ -276,4 +281,4 @@ def by_match(matches: Sequence[PatternMatch], predictions: Sequence[Prediction])
 
 def _version(p: Prediction) -> tuple[datetime, bool]:
     """How new a version of a prediction is (the graph's order, topology.insight_queries)."""
-    return (p.resolved_at or p.at, p.resolved_at is not None)
+    return (p.resolved_at or p.at, p.revision, p.resolved_at is not None)

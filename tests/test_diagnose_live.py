@@ -229,3 +229,21 @@ def test_an_object_keeps_its_newest_events_in_time_order_each_once() -> None:
     assert not keep(kept, _at(0, "z"))  # older than all of a full object: in order, it would be gone
     assert keep(kept, _at(2, "b2")) and [e.id for e in kept] == ["b", "b2", "c"]  # in place, the oldest out
     assert keep(kept, _at(4, "d")) and [e.id for e in kept] == ["b2", "c", "d"]
+
+
+def test_each_update_in_place_of_a_diagnosis_has_a_higher_revision() -> None:
+    """A readiness probe's diagnosis keeps its id and its moment (`at`) while its count of failures
+    grows; versions of it leave on the partitions of whatever re-diagnosed it, so the graph tells the
+    newest by its revision (the kill tests' graph once kept "47 failures" of 50: two versions of the
+    same moment, the older written last)."""
+    events = read([str(READINESS)]).events
+    state, versions = LiveState(), []
+    for e in events:
+        found, _ = diagnose_batch(state, RawBatch(events=[e], watermark=epoch_ms(e.timestamp)))
+        versions += found.predictions if found is not None else []
+    found, _ = diagnose_batch(state, RawBatch(events=[], watermark=epoch_ms(events[-1].timestamp) + 3_600_000))
+    versions += found.predictions if found is not None else []
+    updates = [p for p in versions if p.type == "readiness-probe-failure" and p.resolved_at is None]
+    assert len(updates) >= 2 and len({(p.id, p.at) for p in updates}) == 1, [(p.at, p.message) for p in updates]
+    assert [p.revision for p in updates] == list(range(len(updates)))
+    assert "(211 failures)" in updates[-1].message

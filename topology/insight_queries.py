@@ -60,12 +60,14 @@ def _g(name: str) -> str:
 
 _PREDICTION_SET = ",\n        ".join(f"pr.{name} = x[{i}]" for i, name in enumerate(_P)
                                       if name not in (PREDICTION_KEY, "impacts"))
-# A prediction sent again may arrive after a newer version of itself (a diagnosis updated in place
-# or resolved, sent again by a restarted worker with another partition's batch): the newest by
-# coalesce(resolved_at, at) stays; of two at the same moment, the resolution.
+# A prediction may arrive after a newer version of itself (a diagnosis updated in place on one
+# partition and again on another, or resolved, or sent again by a restarted worker): the newest by
+# coalesce(resolved_at, at) stays; of two at the same moment, the higher revision; of two of the same
+# revision, the resolution.
 _STORED, _SENT = "coalesce(pr.resolved_at, pr.at, -1)", f"coalesce(x[{_P.index('resolved_at')}], x[{_P.index('at')}])"
-_NOT_OLDER = (f"{_STORED} < {_SENT} OR ({_STORED} = {_SENT} AND "
-              f"(x[{_P.index('resolved_at')}] IS NOT NULL OR pr.resolved_at IS NULL))")
+_STORED_REV, _SENT_REV = "coalesce(pr.revision, 0)", f"x[{_P.index('revision')}]"
+_NOT_OLDER = (f"{_STORED} < {_SENT} OR ({_STORED} = {_SENT} AND ({_STORED_REV} < {_SENT_REV} OR "
+              f"({_STORED_REV} = {_SENT_REV} AND (x[{_P.index('resolved_at')}] IS NOT NULL OR pr.resolved_at IS NULL))))")
 _MATCH_SET = ", ".join(f"m.{name} = {_g(name)}" for name in ("scope", "matched_at", "window_start", "count", "boost"))
 
 

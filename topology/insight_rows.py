@@ -60,6 +60,7 @@ class PredictionRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     remediation: str | None
     resolved_at: int | None  # epoch ms; None while it holds
     since: int | None  # epoch ms: the episode's first prediction, when this version updates it
+    revision: int  # updates in place before this version (core.records.Prediction.revision)
     impacts: list[ImpactRow]
 
 
@@ -147,7 +148,7 @@ def prediction_row(p: Prediction) -> PredictionRow:
         at=epoch_ms(p.at), due=epoch_ms(p.due), score=_finite(p.score, f"{where}: score"),
         impact=list(p.impact) or None, remediation=p.remediation or None,
         resolved_at=epoch_ms(p.resolved_at) if p.resolved_at is not None else None,
-        since=epoch_ms(p.since) if p.since is not None else None, impacts=impacts)
+        since=epoch_ms(p.since) if p.since is not None else None, revision=p.revision, impacts=impacts)
 
 
 def _edges(m: PatternMatch) -> list[EventEdgeRow]:

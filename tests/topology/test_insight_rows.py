@@ -121,6 +121,12 @@ def test_by_match_keeps_the_newest_version_of_a_diagnosis_whatever_the_order() -
         assert group.match is new_m and [p.message for p in group.predictions] == [want]
     [group] = by_match([new_m], [resolved, new_p])  # of the same moment, the resolution
     assert [p.resolved_at for p in group.predictions] == [new_p.at]
+    # of the same moment (a probe's diagnosis keeps its `at` as its count grows), the higher revision
+    rev1 = prediction(at=T0, message="47 failures", revision=1)
+    rev2 = prediction(at=T0, message="50 failures", revision=2)
+    for ps in ([rev2, rev1], [rev1, rev2]):
+        [group] = by_match([], ps)
+        assert [p.message for p in group.predictions] == ["50 failures"]
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -175,6 +175,15 @@ async def test_a_prediction_sent_again_after_a_newer_version_of_itself_stays_the
     await store.write_insights([], [msgspec.structs.replace(same, resolved_at=same.at)])
     await store.write_insights([], [same])
     assert {p.id: p.resolved_at for p in await list_predictions(store)}["p2"] == same.at
+    # of the same moment, the higher revision, whichever is written last (versions of one diagnosis
+    # come on different partitions); and a resolution stays over the update of its revision
+    rev2 = prediction("p3", "m3", at=T0, message="50 failures", revision=2)
+    for version in (rev2, msgspec.structs.replace(rev2, message="47 failures", revision=1)):
+        await store.write_insights([], [version])
+    assert {p.id: p.message for p in await list_predictions(store)}["p3"] == "50 failures"
+    await store.write_insights([], [msgspec.structs.replace(rev2, resolved_at=T0 + timedelta(seconds=5))])
+    await store.write_insights([], [rev2])
+    assert {p.id: p.resolved_at for p in await list_predictions(store)}["p3"] == T0 + timedelta(seconds=5)
 
 
 async def test_an_episode_updated_in_place_keeps_when_it_was_first_predicted(store: GraphStore) -> None:
