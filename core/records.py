@@ -279,6 +279,6 @@ def by_match(matches: Sequence[PatternMatch], predictions: Sequence[Prediction])
             for mid in sorted(unique.keys() | preds.keys())]
 
 
-def _version(p: Prediction) -> tuple[datetime, bool]:
+def _version(p: Prediction) -> tuple[datetime, int, bool]:
     """How new a version of a prediction is (the graph's order, topology.insight_queries)."""
     return (p.resolved_at or p.at, p.revision, p.resolved_at is not None)

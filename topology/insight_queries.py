@@ -66,8 +66,9 @@ _PREDICTION_SET = ",\n        ".join(f"pr.{name} = x[{i}]" for i, name in enumer
 # revision, the resolution.
 _STORED, _SENT = "coalesce(pr.resolved_at, pr.at, -1)", f"coalesce(x[{_P.index('resolved_at')}], x[{_P.index('at')}])"
 _STORED_REV, _SENT_REV = "coalesce(pr.revision, 0)", f"x[{_P.index('revision')}]"
+_RESOLUTION = f"(x[{_P.index('resolved_at')}] IS NOT NULL OR pr.resolved_at IS NULL)"
 _NOT_OLDER = (f"{_STORED} < {_SENT} OR ({_STORED} = {_SENT} AND ({_STORED_REV} < {_SENT_REV} OR "
-              f"({_STORED_REV} = {_SENT_REV} AND (x[{_P.index('resolved_at')}] IS NOT NULL OR pr.resolved_at IS NULL))))")
+              f"({_STORED_REV} = {_SENT_REV} AND {_RESOLUTION})))")
 _MATCH_SET = ", ".join(f"m.{name} = {_g(name)}" for name in ("scope", "matched_at", "window_start", "count", "boost"))
 
 

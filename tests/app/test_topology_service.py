@@ -117,3 +117,45 @@ def test_a_controller_scaling_its_replicaset_back_is_not_a_revert() -> None:
         obj["metadata"]["resourceVersion"] = str(1000 + i)
         reasons.append(state.observe(observation(obj, "MODIFIED", t0 + timedelta(minutes=i)))[1].metadata["reason"])
     assert reasons == ["Changed", "Changed"]
+
+
+async def test_change_events_jetstream_does_not_take_are_held_and_published_once_it_does(embedded) -> None:
+    """Real nats-server: the stream is not there at first (every publish is refused), then it is made.
+    The service holds its change events and retries until JetStream has them: the objects' versions
+    are already behind it, so a change event given up would not come back before the next start."""
+    import asyncio
+
+    from app.jetstream import EventPublisher, connect, ensure_streams
+    from app.topology_service import TopologyService
+    from core.settings import isolated
+
+    settings = isolated(embedded.settings(), "topology-held-publish")
+    nc = await connect(settings.nats, name="topology-publish-test")
+    try:
+        js = nc.jetstream()
+        state = TopologyState()
+        when = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+        state.observe(observation(configmap(), "ADDED", when))
+        edited = copy.deepcopy(configmap())
+        edited["data"] = {key: "changed" for key in edited["data"]}
+        edited["metadata"]["resourceVersion"] = "9999"
+        _, edit = state.observe(observation(edited, "MODIFIED", when + timedelta(seconds=5)))
+        assert edit is not None
+        service = TopologyService(settings, runtime=None)  # type: ignore[arg-type]  # _publish reads neither
+        publisher = EventPublisher(js, settings.nats, ack_timeout=0.5, attempts=1)
+        held = asyncio.ensure_future(service._publish([edit], publisher))
+        await asyncio.sleep(2.0)
+        assert not held.done()  # refused, held, retried
+        await ensure_streams(js, settings.nats)
+        await asyncio.wait_for(held, timeout=30)
+        info = await js.stream_info(settings.nats.stream)
+        assert info.state.messages == 1
+        message = await js.get_last_msg(settings.nats.stream, f"{settings.nats.subject_prefix}.>")
+        assert message.headers["Nats-Msg-Id"] == edit.id
+    finally:
+        try:
+            await nc.jetstream().delete_stream(settings.nats.stream)
+            await nc.jetstream().delete_stream(settings.nats.deadletter_stream)
+        except Exception:  # noqa: BLE001 - not made when the test failed before
+            pass
+        await nc.close()
