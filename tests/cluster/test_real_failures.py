@@ -311,7 +311,24 @@ async def test_a_reverted_configmap_rolled_out_again_is_told_as_recovered(
             return got if got.recovered_at is not None else None
         # the revert and the new revision's events reach the graph after the collector and the worker's
         # stages: on a loaded machine (CI with 4 test workers) that took more than 120 s once
-        got = await until(told, timeout=300, what=f"explain {kind}/{name} to say it recovered")
+        try:
+            got = await until(told, timeout=300, what=f"explain {kind}/{name} to say it recovered")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{await _evidence(graph, kind, ns, name)}") from None
     finally:
         await graph.close()
     assert "recovered at" in got.recovery and "ledger-config" in got.recovery, got.recovery
+
+
+async def _evidence(graph: Any, kind: str, namespace: str, name: str) -> str:
+    """What explain read about the resource when it did not say what was expected (issue 15): its
+    events by (reason, intent, severity), and the reverts found on the ConfigMaps its pods read."""
+    from collections import Counter
+
+    from app.explain import reverted_inputs
+    from topology import queries
+
+    rows = await graph.query(queries.events_for_resource(kind), kind=kind, namespace=namespace, name=name)
+    seen = Counter((r.get("reason"), r.get("intent"), r.get("severity")) for r in rows)
+    reverts = [(e.timestamp, e.narrative) for e in await reverted_inputs(graph, kind, namespace, name)]
+    return f"{kind} {namespace}/{name}: events {dict(seen)}; reverts on its inputs {reverts}"
