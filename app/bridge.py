@@ -345,7 +345,7 @@ class Bridge:
         """Connect to NATS and Kafka; with `pull=False` take nothing from the durable consumer (a
         bridge made only to run a recycle, `app.recycle`)."""
         ns = self.settings.nats
-        self.nc = await connect(ns, name="tapio-bridge")
+        self.nc = await connect(ns, name="tapio-bridge", on_reconnect=self._reconnected)
         self.js = self.nc.jetstream()
         await ensure_streams(self.js, ns)
         self.deadletters = DeadLetterPublisher(self.js, ns)
@@ -372,6 +372,13 @@ class Bridge:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    def _reconnected(self) -> None:
+        """NATS came back (nats-server restarted, or the connection broke): the messages it was sending
+        this bridge's pull requests are lost on the way, yet delivered as far as JetStream knows, and
+        would come back only after `nats.bridge_ack_wait_s`, late for the windows. The next round
+        takes them over first, as a starting bridge does."""
+        self._taken_over = False
 
     async def close(self) -> None:
         await self.producer.stop()

@@ -78,14 +78,22 @@ async def _reconnected() -> None:
     log.warning("nats: reconnected")
 
 
-async def connect(settings: NatsSettings, *, name: str) -> NATS:
-    """Connect, giving up after a few attempts with a clear error; once connected, reconnect forever."""
+def _then(on_reconnect: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def reconnected() -> None:
+        await _reconnected()
+        on_reconnect()
+    return reconnected
+
+
+async def connect(settings: NatsSettings, *, name: str, on_reconnect: Callable[[], None] | None = None) -> NATS:
+    """Connect, giving up after a few attempts with a clear error; once connected, reconnect forever.
+    `on_reconnect` runs after every reconnection (what was in flight on the old connection is gone)."""
     holder: list[NATS] = []
     try:
         nc = await nats.connect(servers=settings.urls, name=name, max_reconnect_attempts=3,
                                 reconnect_time_wait=0.5, connect_timeout=5, allow_reconnect=True,
                                 error_cb=_quiet, disconnected_cb=_on_disconnect(holder),
-                                reconnected_cb=_reconnected)
+                                reconnected_cb=_reconnected if on_reconnect is None else _then(on_reconnect))
     except (OSError, nats.errors.Error) as e:
         raise JetStreamError(f"cannot reach NATS at {settings.urls}: {e!r}; start it (`tapio up`) "
                              f"or set nats.urls / TAPIO_NATS_URLS") from e
