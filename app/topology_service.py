@@ -112,6 +112,7 @@ class TopologyService(Service):
         self.runtime = runtime
         self.topology = TopologyState()
         self.topic = topic_name(settings.kafka, "objects")
+        self.consumer: AIOKafkaConsumer | None = None  # made in on_start
 
     async def on_start(self) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers,
@@ -120,9 +121,11 @@ class TopologyService(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
-        await self.consumer.stop()
+        if self.consumer is not None:  # a worker that failed before this started stops it too
+            await self.consumer.stop()
 
     async def _assign(self) -> None:
+        assert self.consumer is not None
         partition = TopicPartition(self.topic, 0)
         while not self.should_stop:  # the bridge creates the topic; wait for it
             if partition.topic in await self.consumer.topics():
@@ -136,6 +139,7 @@ class TopologyService(Service):
         await self.runtime.ready()
         await self._assign()
         publisher = EventPublisher(self.runtime.nc.jetstream(), self.settings.nats)
+        assert self.consumer is not None
         while not self.should_stop:
             try:
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
