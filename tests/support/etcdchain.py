@@ -81,10 +81,11 @@ def starved(pid: int, folder: Path, *, iops: int = 10, cpu_percent: int = 5) -> 
     controller = "blkio" if how == "disk" else "cpu"
     group = CGROUP / controller / f"{PREFIX}{pid}"
     group.mkdir()
+    st = os.stat(folder)
+    device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     try:
         if how == "disk":
-            st = os.stat(folder)
-            (group / "blkio.throttle.write_iops_device").write_text(f"{os.major(st.st_dev)}:{os.minor(st.st_dev)} {iops}")
+            (group / "blkio.throttle.write_iops_device").write_text(f"{device} {iops}")
         else:
             (group / "cpu.cfs_period_us").write_text("100000")
             (group / "cpu.cfs_quota_us").write_text(str(1000 * cpu_percent))
@@ -92,6 +93,13 @@ def starved(pid: int, folder: Path, *, iops: int = 10, cpu_percent: int = 5) -> 
         log.info("etcd (pid %d) starved: %s", pid, f"{iops} writes/s" if how == "disk" else f"{cpu_percent}% CPU")
         yield how
     finally:
+        # the limit lifted first: the writes still queued in the group go at once, not at `iops`, so etcd is
+        # at full speed as soon as this returns (the tests after this one share the cluster)
+        with contextlib.suppress(OSError):
+            if how == "disk":
+                (group / "blkio.throttle.write_iops_device").write_text(f"{device} 0")
+            else:
+                (group / "cpu.cfs_quota_us").write_text("-1")
         with contextlib.suppress(ProcessLookupError, OSError):
             if Path(f"/proc/{pid}").exists():
                 (CGROUP / controller / "cgroup.procs").write_text(str(pid))
