@@ -241,21 +241,7 @@ def test_what_the_predictions_say_counts_the_pods_the_cluster_shows(live: Outcom
             assert ready > 0, f"{message!r}: no pod is ready"
 
 
-#: issue 15, open again (2026-12-05, eighth session): in the full suite (2 of 2 runs, ~17 min) explain of
-#: Deployment ledger-api kept an info headline for 120 s and never told the recovery in 300 s; run alone
-#: (`-k "recovered or explain_names"`) both held; the whole module alone: the recovery failed. Since the
-#: Deployment controller's scaling of an old ReplicaSet is no longer a "revert" (it had come last and
-#: hidden this), the ConfigMap put back is the newest revert and something read as a failure follows it
-#: on the Deployment (not found: see the session note)
-LEDGER_EXPLAIN = "issue 15 open: explain of Deployment ledger-api in the full suite (see the comment above)"
-
-
-def _headline_cases() -> list:
-    return [pytest.param(w, id=w.case, marks=pytest.mark.xfail(strict=False, reason=LEDGER_EXPLAIN))
-            if w.case == "configmap-rollout" else pytest.param(w, id=w.case) for w in INCIDENTS]
-
-
-@pytest.mark.parametrize("workload", _headline_cases())
+@pytest.mark.parametrize("workload", INCIDENTS, ids=[w.case for w in INCIDENTS])
 def test_explain_heads_with_the_failure_and_no_routine_update_is_its_root_cause(live: Outcome,
                                                                                workload: Workload) -> None:
     # a first run on a real node headed with MissingClusterDNS x27 (this cluster has no DNS) instead of
@@ -293,7 +279,6 @@ def _rolled_out(api: kubernetes.client.ApiClient, namespace: str) -> bool:
         and (d.status.replicas or 0) == d.spec.replicas for d in seen.deployments)
 
 
-@pytest.mark.xfail(strict=False, reason=LEDGER_EXPLAIN)
 async def test_a_reverted_configmap_rolled_out_again_is_told_as_recovered(
         live: Outcome, replayed: dict, flow: Settings, api: kubernetes.client.ApiClient) -> None:
     # the first run on a real node still said the rollout was failing after the fix; this runs last
