@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,8 @@ from topology.writer import apply_changes
 
 log = logging.getLogger(__name__)
 STAGE = "topology"
+#: a batch slower than this is logged with where the time went (the graph, or JetStream)
+SLOW_BATCH_S = 5.0
 
 
 def change_event(change: ObjectChange, source: RawEvent, *, reverts: datetime | None = None) -> RawEvent:
@@ -166,9 +169,17 @@ class TopologyService(Service):
             changes.append(topology)
             if edit is not None:
                 edits.append(edit)
+        started = time.monotonic()
         await self._write(changes, where=f"{self.topic}@{records[0].offset}-{records[-1].offset}")
+        written = time.monotonic()
         if edits:
             await self._publish(edits, publisher)
+        done = time.monotonic()
+        if done - started >= SLOW_BATCH_S:
+            log.warning("topology: %d object records (offsets %d-%d) took %.1f s: %.1f s writing the graph, %.1f s "
+                        "publishing %d change events; change events lag the objects by as much", len(records),
+                        records[0].offset, records[-1].offset, done - started, written - started, done - written,
+                        len(edits))
         self.runtime.stats.add(STAGE, len(records))
 
     async def _publish(self, edits: list[RawEvent], publisher: EventPublisher) -> None:
