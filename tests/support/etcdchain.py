@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
+from cgroups import held
 from realcluster.node import RealCluster
 
 from collectors.apiserver import APIServerCollector
@@ -78,38 +79,20 @@ def starved(pid: int, folder: Path, *, iops: int = 10, cpu_percent: int = 5) -> 
     if not how:
         raise RuntimeError("starving etcd needs root and cgroup v1 blkio or cpu under /sys/fs/cgroup")
     sweep()
-    controller = "blkio" if how == "disk" else "cpu"
-    group = CGROUP / controller / f"{PREFIX}{pid}"
-    group.mkdir()
     st = os.stat(folder)
     device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    try:
-        if how == "disk":
-            (group / "blkio.throttle.write_iops_device").write_text(f"{device} {iops}")
-        else:
-            (group / "cpu.cfs_period_us").write_text("100000")
-            (group / "cpu.cfs_quota_us").write_text(str(1000 * cpu_percent))
-        (group / "cgroup.procs").write_text(str(pid))  # cgroup v1: the whole thread group moves
+    if how == "disk":
+        limits = {"blkio.throttle.write_iops_device": f"{device} {iops}"}
+        lifted = {"blkio.throttle.write_iops_device": f"{device} 0"}
+    else:
+        limits = {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(1000 * cpu_percent)}
+        lifted = {"cpu.cfs_quota_us": "-1"}
+    # the limit is lifted before etcd leaves the group: it is at full speed as soon as this returns (the
+    # tests after this one share the cluster)
+    with held(pid, CGROUP / ("blkio" if how == "disk" else "cpu") / f"{PREFIX}{pid}", limits, lifted):
         log.info("etcd (pid %d) starved: %s", pid, f"{iops} writes/s" if how == "disk" else f"{cpu_percent}% CPU")
         yield how
-    finally:
-        # the limit lifted first: the writes still queued in the group go at once, not at `iops`, so etcd is
-        # at full speed as soon as this returns (the tests after this one share the cluster)
-        with contextlib.suppress(OSError):
-            if how == "disk":
-                (group / "blkio.throttle.write_iops_device").write_text(f"{device} 0")
-            else:
-                (group / "cpu.cfs_quota_us").write_text("-1")
-        with contextlib.suppress(ProcessLookupError, OSError):
-            if Path(f"/proc/{pid}").exists():
-                (CGROUP / controller / "cgroup.procs").write_text(str(pid))
-        for _ in range(50):  # the kernel empties the group a moment after the move
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
-        log.info("etcd (pid %d) back to full speed", pid)
+    log.info("etcd (pid %d) back to full speed", pid)
 
 
 class Writes:

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cgroups import held
+
 PACKAGES = ("etcd-server",)
 BLKIO = Path("/sys/fs/cgroup/blkio")
 ETCD = Path("/usr/bin/etcd")
@@ -135,19 +137,11 @@ class PrivateEtcd:
             raise SlowDiskUnavailable(why)
         assert self.process is not None
         st = os.stat(self.folder)
-        group = BLKIO / f"tapio-etcd-{self.process.pid}"
-        group.mkdir()
         device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-        try:
-            (group / "blkio.throttle.write_iops_device").write_text(f"{device} {iops}")
-            (group / "cgroup.procs").write_text(str(self.process.pid))
+        with held(self.process.pid, BLKIO / f"tapio-etcd-{self.process.pid}",
+                  {"blkio.throttle.write_iops_device": f"{device} {iops}"},
+                  {"blkio.throttle.write_iops_device": f"{device} 0"}):
             yield
-        finally:
-            # the limit lifted first: writes already queued in the group go at once, not at `iops`
-            (group / "blkio.throttle.write_iops_device").write_text(f"{device} 0")
-            if self.process.poll() is None:
-                (BLKIO / "cgroup.procs").write_text(str(self.process.pid))  # back to the root group, every thread
-            group.rmdir()
 
     def compact(self, revision: int) -> int:
         """Compact the store's history up to `revision` (a watch from before it can no longer resume)."""
