@@ -49,6 +49,7 @@ from app.restart import (
 )
 from app.runtime import Runtime
 from app.table_view import register_table_views
+from app.task_view import register_task_view
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
@@ -257,6 +258,7 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     if settings.worker.trace_memory:
         memory_view.start()
     memory_view.register_memory_view(app)
+    register_task_view(app)
     return app, runtime
 
 

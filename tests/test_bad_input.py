@@ -177,5 +177,9 @@ async def test_bad_events_are_dead_lettered_alone_and_matching_goes_on(flow: dic
     assert sorted(p.scope for p in predictions) == sorted(f"object:Pod/{NS}/web-{k}" for k in range(PODS))
     stages = await web_page(settings, "/tapio/stages/")
     assert stages.get("late", {}).get("events", 0) == 0, stages
+    # what each task awaits (a stalled stage's evidence): the topology service, held in its read loop
+    held = await web_page(settings, "/tapio/tasks/?match=topology_service.py")
+    assert held["count"] >= 1 and any("topology_service.py" in link and "_run" in link
+                                      for task in held["tasks"] for link in task["chain"]), held
     await nc.drain()
 

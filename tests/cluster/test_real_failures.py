@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -351,6 +352,13 @@ async def _evidence(graph: Any, settings: Settings, kind: str, namespace: str, n
     reverts = [(e.timestamp, e.narrative) for e in await reverted_inputs(graph, kind, namespace, name)]
     try:
         stages = await web_page(settings, "/tapio/stages/")
+        # where the topology service is held, if it is (every change event and OWNS edge comes from it)
+        held = await web_page(settings, "/tapio/tasks/?match=topology_service.py")
     except OSError as e:
-        stages = {"unreadable": repr(e)}
-    return f"{kind} {namespace}/{name}: events {dict(seen)}; reverts on its inputs {reverts}; the worker's stages {stages}"
+        stages = held = {"unreadable": repr(e)}
+    said = (f"{kind} {namespace}/{name}: events {dict(seen)}; reverts on its inputs {reverts}; the worker's stages "
+            f"{stages}; the topology service's tasks {held}")
+    # kept beside the worker's log: an expected failure's message is not printed
+    with (Path(settings.worker.data_dir).parent / "evidence.txt").open("a") as out:
+        out.write(f"{time.strftime('%H:%M:%S')} {said}\n")
+    return said

@@ -97,7 +97,12 @@ async def test_unit_kernel_and_kubelet_lines_become_events_and_a_restart_resumes
         journal.logger("unrelated", "Failed with result 'exit-code'.")  # not a writer the collector reads
         events = await first.until(6)
     reasons = [e.metadata["reason"] for e in events]
-    assert reasons == ["UnitProcessExit", "UnitFailed", "UnitRestart", "OOMKill", "HungTask", "PLEGNotHealthy"]
+    # in the order written through one socket; journald may take the syslog socket's line (PLEG) before the
+    # native socket's datagrams queued ahead of it (seen once under the full suite's load)
+    assert [r for r in reasons if r != "PLEGNotHealthy"] == ["UnitProcessExit", "UnitFailed", "UnitRestart",
+                                                            "OOMKill", "HungTask"]
+    assert sorted(reasons) == sorted(["UnitProcessExit", "UnitFailed", "UnitRestart", "OOMKill", "HungTask",
+                                      "PLEGNotHealthy"])
     by_reason = {e.metadata["reason"]: e for e in events}
     assert by_reason["UnitFailed"].metadata["unit"] == "kubelet.service"
     assert by_reason["UnitFailed"].metadata["severity"] == "error"
