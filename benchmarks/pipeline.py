@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.jetstream import EventPublisher, connect, ensure_streams  # noqa: E402
 from app.stack import EmbeddedStack, free_port  # noqa: E402
 from app.workers import start_bridge, start_worker, with_worker_port  # noqa: E402
+from benchmarks.profiles import Profile  # noqa: E402
 from core.events import RawEvent, content_id  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from topology import queries  # noqa: E402
@@ -329,6 +330,9 @@ async def run(args: argparse.Namespace) -> int:
                         pass
                 await asyncio.sleep(0.25)
 
+        profiles = [Profile(pids[name], root / f"profile-{name}.txt") for name in args.profile]
+        for profile in profiles:  # stopped once the last event is in the graph
+            profile.__enter__()
         sampler.cpu_start = sampler.cpu_seconds()
         events = (make_event(i, run_id, args.namespaces, args.pods, args.mix) for i in range(args.events))
         if args.backlog:
@@ -383,6 +387,8 @@ async def run(args: argparse.Namespace) -> int:
                 break
             await asyncio.sleep(0.1)
         total_s = time.monotonic() - start
+        for profile in profiles:
+            profile.__exit__(None, None, None)
         if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
             print(f"warning: sampling stopped early ({watcher.exception()!r}): RSS slopes and the ack "
                   f"progress cover only the time before", file=sys.stderr)
@@ -471,6 +477,9 @@ async def run(args: argparse.Namespace) -> int:
             print(f"worker's Python memory grown since {since} (tracemalloc, /tapio/memory/):")
             for row in grown[:20]:
                 print(f"  {row['mib']:+8.1f} MiB {row['blocks']:+9,} blocks  {row['site']}")
+        for name, profile in zip(args.profile, profiles, strict=True):
+            print(f"\n{name} (py-spy, {profile.output}):")
+            print("\n".join(profile.summary()))
         return 0 if found >= args.events else 1
     finally:
         await nc.drain()
@@ -518,6 +527,9 @@ def main() -> None:
                         help="with --trace-memory-after: take the baseline this long after tracing started, once "
                              "what was allocated before tracing (untraced) has turned over (e.g. a window's span); "
                              "else the growth printed is all that was allocated since tracing started and is alive")
+    parser.add_argument("--profile", type=lambda v: [n for n in v.split(",") if n], default=[], metavar="PROCESSES",
+                        help="py-spy the named processes (worker, bridge, worker-2, ...) while the load runs and "
+                             "print where their CPU went (self and inclusive, by function)")
     parser.add_argument("--backlog", action="store_true",
                         help="publish everything first, then start the bridge and time the drain")
     sys.exit(asyncio.run(run(parser.parse_args())))
