@@ -1,9 +1,10 @@
 """Stage 3, match: behavior patterns over event-time windows, in two agents.
 
-    unified --select--> matched (the events, forwarded unread)
-               \\------> hits (keyed by pattern and scope) --windows--> matched (PatternMatches)
+    (front chain or unified) --select--> insights (the events, for the graph sink)
+                                 \\------> hits (keyed by pattern and scope) --windows--> matched (PatternMatches)
 
-`select` (per unified partition, i.e. per namespace group) learns pod/workload/Service membership
+`select` (per raw partition, i.e. per namespace group; chained after enrich and normalize in one
+agent, `agents.front`, or on its own reading `unified`) learns pod/workload/Service membership
 from the object observations going by (`agents.membership`, table `members`), tests each event
 against the catalog (`agents.hits`) and sends every hit to the hits partition of its
 (pattern, scope key), so a node's OOM kills from many namespaces meet in one place. With each
@@ -27,13 +28,14 @@ import logging
 import time
 import zlib
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 import faust
 import msgspec
 
 from agents.catalog import Catalog
+from agents.hits import Selector
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time, within_guard
 from agents.window_log import WindowLog, delta_prefix
@@ -41,7 +43,16 @@ from agents.windows import WindowState, decode_state, evidence_key, stored_chang
 from core.codec import Poison, msgpack_encoder, where_of
 from core.events import UnifiedEvent
 from core.ports import StageRuntime
-from core.records import Hit, HitBatch, MatchedBatch, MatchedBatchView, PatternMatch, UnifiedBatchView
+from core.records import (
+    Hit,
+    HitBatch,
+    InsightBatchView,
+    MatchedBatch,
+    PatternMatch,
+    Progress,
+    UnifiedBatchView,
+    msgpack_array,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +129,66 @@ TABLE_OPTIONS = {"write_buffer_size": 4 * 2**20, "max_write_buffer_number": 2,
                  "block_cache_size": 4 * 2**20, "block_cache_compressed_size": 4 * 2**20}
 
 
-def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.TopicT, hits: faust.TopicT,
-                    catalog: Catalog, runtime: StageRuntime) -> Any:
+def members_store(app: faust.App, runtime: StageRuntime) -> TableStore:
+    """The membership records select keeps, in table `tapio-members` (one per worker app)."""
     members = app.Table("tapio-members", default=None, key_type=bytes, value_type=bytes,
                         partitions=runtime.settings.kafka.partitions, options=TABLE_OPTIONS)
     store = TableStore(members)
-    partitions = runtime.settings.kafka.partitions
 
     @app.on_partitions_revoked.connect
     async def _forget_members(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         store.cache.clear()  # another worker may update them while they are not ours
+
+    return store
+
+
+def select_events(events: Iterable[tuple[UnifiedEvent, msgspec.Raw]], selector: Selector, store: MutableMapping,
+                  partitions: int) -> tuple[dict[int, list[Hit]], list[tuple[UnifiedEvent, str, str]]]:
+    """Pure over `store` (the membership records, which it updates): each event (with its
+    MessagePack, which a hit carries) tested against the catalog, its hits grouped by hits
+    partition; an event whose test raised is rejected alone, with the reason (its matching, not
+    the event: it still goes to the graph)."""
+    by_partition: dict[int, list[Hit]] = defaultdict(list)
+    rejected: list[tuple[UnifiedEvent, str, str]] = []
+    for unified, raw in events:
+        try:
+            found = selector.hits(unified, store, raw)
+        except Exception as e:  # a pattern or an event nobody foresaw: this event only
+            rejected.append((unified, unified.id, f"{type(e).__name__}: {e}"))
+            continue
+        for hit in found:
+            by_partition[hits_partition(hit.pattern, hit.key, partitions)].append(hit)
+    return by_partition, rejected
+
+
+async def send_selected(runtime: StageRuntime, *, partition: int, insights: faust.TopicT, hits: faust.TopicT,
+                        events: list[bytes], by_partition: dict[int, list[Hit]], watermark: int,
+                        progress: Progress | None, selected_at: float) -> None:
+    """The events (MessagePack each) to the graph sink's partition, and to every hits partition its
+    hits with the source's watermark; progress alone still goes on (app.checkpoint)."""
+    if events or progress is not None:  # progress alone: the graph sink's checkpoint moves on
+        await insights.send(value=InsightBatchView(events=msgpack_array(events), progress=progress),
+                            partition=partition)
+    if watermark or by_partition:
+        for p in range(runtime.settings.kafka.partitions):
+            await hits.send(value=HitBatch(source=partition, watermark=watermark, hits=by_partition.get(p, []),
+                                           selected_at=selected_at, progress=progress),
+                            partition=p)
+    runtime.stats.add("match", len(events))
+    runtime.stats.add("hits", sum(len(h) for h in by_partition.values()))
+
+
+async def dead_letter_selected(runtime: StageRuntime, rejected: list[tuple[UnifiedEvent, str, str]],
+                               where: str) -> None:
+    for unified, event_id, reason in rejected:
+        log.error("match: testing event %s failed (%s); it is dead-lettered", event_id, reason)
+        await runtime.dead_letter(stage="match", reason=reason, where=f"{where} event {event_id}",
+                                  payload=msgpack_encoder.encode(unified), event_id=event_id)
+
+
+def register_select(app: faust.App, *, source: faust.TopicT, insights: faust.TopicT, hits: faust.TopicT,
+                    catalog: Catalog, runtime: StageRuntime, store: TableStore) -> Any:
+    """select on its own, reading `unified` (where `worker.stages` runs enrich and normalize elsewhere)."""
 
     async def select(stream: faust.StreamT) -> None:
         await runtime.ready()
@@ -144,31 +205,13 @@ def register_select(app: faust.App, *, source: faust.TopicT, matched: faust.Topi
                 await runtime.dead_letter(stage="match", reason=f"events do not decode: {e}",
                                           where=where_of(message), payload=message.value or b"")
                 continue
-            by_partition: dict[int, list[Hit]] = defaultdict(list)
-            selector = catalog.selector
             selected_at = time.time()
-            for unified, raw in events:
-                try:
-                    found = selector.hits(unified, store, raw)
-                except Exception as e:  # a pattern or an event nobody foresaw: this event only
-                    log.exception("match: testing event %s failed; it is dead-lettered", unified.id)
-                    await runtime.dead_letter(stage="match", reason=f"{type(e).__name__}: {e}",
-                                              where=f"{where_of(message)} event {unified.id}",
-                                              payload=msgpack_encoder.encode(unified), event_id=unified.id)
-                    continue
-                for hit in found:
-                    by_partition[hits_partition(hit.pattern, hit.key, partitions)].append(hit)
-            if events or value.progress is not None:  # progress alone: the graph sink's checkpoint moves on
-                await matched.send(value=MatchedBatchView(events=value.events, progress=value.progress),
-                                   partition=message.partition)
-            if value.watermark or by_partition:
-                for p in range(partitions):
-                    await hits.send(value=HitBatch(source=message.partition, watermark=value.watermark,
-                                                   hits=by_partition.get(p, []), selected_at=selected_at,
-                                                   progress=value.progress),
-                                    partition=p)
-            runtime.stats.add("match", len(events))
-            runtime.stats.add("hits", sum(len(h) for h in by_partition.values()))
+            by_partition, rejected = select_events(events, catalog.selector, store, runtime.settings.kafka.partitions)
+            await dead_letter_selected(runtime, rejected, where_of(message))
+            # an event whose test failed is still an event: the graph gets it (its matching is dead-lettered)
+            await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
+                                events=[bytes(raw) for _, raw in events], by_partition=by_partition,
+                                watermark=value.watermark, progress=value.progress, selected_at=selected_at)
 
     return app.agent(source, name="tapio.match")(select)
 

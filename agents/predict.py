@@ -1,6 +1,6 @@
 """Stage 4, predict: turn pattern matches into predictions with a confidence, a message and a remedy.
 
-Fed by: topic `matched` (MatchedBatch: events from the match stage, matches from the windows).
+Fed by: topic `matched` (MatchedBatch: the matches the windows closed).
 Feeds: topic `insights` (InsightBatch), written to the graph by the sink.
 
 A match yields one Prediction per `spec.predictions` entry whose `when` tests pass on one of the
@@ -8,7 +8,8 @@ match's events and whose `unless` tests pass on none. Confidence = confidence_ba
 the optional conditions that held, capped at 0.99, then multiplied by the pattern's feedback
 factor (`agents.confidence`: 1.0 without feedback); a pattern feedback disabled makes no
 prediction. `score` ranks hypotheses that fit the same symptoms: confidence weighted by the
-pattern's priority (priority 50 keeps the confidence as is). Events pass through unread.
+pattern's priority (priority 50 keeps the confidence as is). The events do not pass here: the
+match stage sends them to `insights` itself.
 
 Pure (`predictions_for`, `predict_batch`); the stage reads the live catalog (`agents.catalog`), so
 an edited message or base confidence applies to the next match, and the adjustments the worker's
@@ -25,7 +26,7 @@ from agents.hits import compile_test
 from agents.patterns import BehaviorPattern, Predicate
 from core.events import ObjectRef, content_id
 from core.kube.scopes import ScopeKey, scope_label
-from core.records import InsightBatchView, MatchedBatchView, PatternMatch, Prediction
+from core.records import InsightBatch, MatchedBatch, PatternMatch, Prediction
 
 MAX_CONFIDENCE = 0.99
 
@@ -108,8 +109,8 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
     return out
 
 
-def predict_batch(batch: MatchedBatchView, patterns: dict[str, BehaviorPattern],
-                  adjustments: Mapping[str, Adjustment] | None = None) -> tuple[InsightBatchView, list]:
+def predict_batch(batch: MatchedBatch, patterns: dict[str, BehaviorPattern],
+                  adjustments: Mapping[str, Adjustment] | None = None) -> tuple[InsightBatch, list]:
     """Predictions for the batch's matches; a match whose pattern was deleted since, or whose
     pattern feedback disabled (`adjustments`), keeps no prediction (the match itself is kept)."""
     predictions: list[Prediction] = []
@@ -119,5 +120,4 @@ def predict_batch(batch: MatchedBatchView, patterns: dict[str, BehaviorPattern],
         adjustment = adjustments.get(match.pattern, NO_FEEDBACK)
         if pattern is not None and adjustment.disabled is None:
             predictions.extend(predictions_for(match, pattern, adjustment))
-    return InsightBatchView(events=batch.events, matches=batch.matches, predictions=predictions,
-                            watermark=batch.watermark, progress=batch.progress), []
+    return InsightBatch(matches=batch.matches, predictions=predictions), []

@@ -63,6 +63,20 @@ def encode_output(out: msgspec.Struct) -> tuple[bytes, msgspec.Struct, list[Reje
     return msgpack_encoder.encode(out), out, rejected
 
 
+def encode_each(items: list[msgspec.Struct]) -> tuple[list[tuple[msgspec.Struct, bytes]], list[Rejected]]:
+    """Pure: each item (an event, with an `id`) and its MessagePack; an item that cannot be encoded
+    is rejected alone with the place at fault, as `encode_output` does for a batch."""
+    encoded: list[tuple[msgspec.Struct, bytes]] = []
+    rejected: list[Rejected] = []
+    for item in items:
+        try:
+            encoded.append((item, msgpack_encoder.encode(item)))
+        except Exception as e:  # OverflowError, UnicodeEncodeError...
+            where = wire_problem(item) or f"{type(e).__name__}: {e}"
+            rejected.append((item, str(getattr(item, "id", "")), f"cannot be encoded: {where}"))
+    return encoded, rejected
+
+
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
                    transform: Transform, runtime: StageRuntime,
                    before: Callable[[], Awaitable[Any]] | None = None, with_partition: bool = False) -> Any:

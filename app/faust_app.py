@@ -1,7 +1,8 @@
 """The Faust app: topics, the five agents, the worker's web pages, and how a worker starts.
 
 Fed by: `tapio worker` (and `tapio demo`), with the resolved Settings.
-Feeds: Kafka topics raw -> enriched -> unified -> matched -> insights, and the graph.
+Feeds: Kafka topics raw -> (enrich, normalize, select chained) -> hits and insights; hits ->
+windows -> matched -> predict -> insights; raw -> diagnose -> insights; insights -> the graph.
 
 The app is built by a function, not at import time, so tests and the CLI can build one per
 configuration. Settings Faust needs for Tansu (shared/notes/stack.md) are applied here:
@@ -28,7 +29,8 @@ from agents.diagnose import diagnose_batch
 from agents.diagnose_store import TABLE as DIAGNOSE_TABLE
 from agents.diagnose_store import DiagnoseStore, TableShelf
 from agents.enrich import enrich_stage
-from agents.match import TABLE_OPTIONS, register_select, register_windows
+from agents.front import register_front
+from agents.match import TABLE_OPTIONS, members_store, register_select, register_windows
 from agents.normalize import normalize_stage
 from agents.predict import predict_batch
 from agents.sink import register_sink
@@ -81,6 +83,8 @@ STAGES = (
     ("enrich", "raw", "enriched", enrich_stage),
     ("normalize", "enriched", "unified", normalize_stage),
 )
+#: the stages chained in one agent on `raw` when one worker runs them all (agents.front)
+FRONT_CHAIN = ("enrich", "normalize", "match")
 #: every stage in dataflow order; match (select + windows), predict and sink have their own wiring
 STAGE_NAMES = ("enrich", "normalize", "match", "predict", "sink", "diagnose")
 #: services a worker may also run, named in `worker.stages` like the agents
@@ -132,8 +136,11 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     app.tapio_settings = settings
     topics = Topics(app, kafka)
     runtime = Runtime(settings, loop=None)
+    # enrich -> normalize -> select chained in one agent where this worker runs all three (agents.front);
+    # split by worker.stages, each on its own topics
+    chained = all(name in stages for name in FRONT_CHAIN)
     for name, source, target, transform in STAGES:
-        if name in stages:
+        if name in stages and not chained:
             register_stage(app, name=name, source=topics[source], target=topics[target],
                            transform=transform, runtime=runtime)
     if "match" in stages or "predict" in stages:
@@ -149,8 +156,13 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
             return web.json(msgspec.to_builtins(catalog.status()))
 
     if "match" in stages:
-        register_select(app, source=topics["unified"], matched=topics["matched"], hits=topics["hits"],
-                        catalog=catalog, runtime=runtime)
+        members = members_store(app, runtime)
+        if chained:
+            register_front(app, source=topics["raw"], insights=topics["insights"], hits=topics["hits"],
+                           catalog=catalog, runtime=runtime, store=members)
+        else:
+            register_select(app, source=topics["unified"], insights=topics["insights"], hits=topics["hits"],
+                            catalog=catalog, runtime=runtime, store=members)
         register_windows(app, source=topics["hits"], matched=topics["matched"], catalog=catalog, runtime=runtime)
     learning = None
     if "predict" in stages or "diagnose" in stages:

@@ -16,16 +16,7 @@ from faust.types import AppT, Message
 
 from app.kafka_epoch import ensure_epoch, epoch_new_topic
 from core.codec import Codec, Poison, where_of
-from core.records import (
-    EnrichedBatch,
-    HitBatch,
-    InsightBatch,
-    MatchedBatch,
-    MatchedBatchView,
-    RawBatch,
-    UnifiedBatch,
-    UnifiedBatchView,
-)
+from core.records import EnrichedBatch, HitBatch, InsightBatch, MatchedBatch, RawBatch, UnifiedBatch, UnifiedBatchView
 from core.settings import KafkaSettings
 
 #: stage topic -> its record type, in dataflow order
@@ -40,10 +31,9 @@ TOPIC_TYPES: dict[str, type[msgspec.Struct]] = {
 
 
 #: stage topic -> the view its consuming stage decodes instead (see core.records, "views").
-#: match decodes the events itself (and forwards them unread); predict never reads them.
+#: select (split from enrich and normalize) decodes the events one by one, and sends them on unread.
 TOPIC_VIEWS: dict[str, type[msgspec.Struct]] = {
     "unified": UnifiedBatchView,
-    "matched": MatchedBatchView,
 }
 
 

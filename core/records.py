@@ -1,4 +1,4 @@
-"""The typed record of every topic and subject in the dataflow.
+r"""The typed record of every topic and subject in the dataflow.
 
 Fed by: the bridge (RawBatch) and each agent (the batch type of its output topic).
 Feeds: `app.topics`, which binds each record type to one Kafka topic.
@@ -7,8 +7,13 @@ Events travel in batches: a Faust message costs about a millisecond here (notes)
 Kafka record carries every event one upstream fetch produced for one partition, and each
 stage turns one batch into one batch. Within a batch, events keep their order.
 
-    events.<type>.<ns>  --bridge-->  raw  --enrich-->  enriched  --normalize-->  unified
-        --match-->  matched  --predict-->  insights  --graph sink-->  graph
+    events.<type>.<ns>  --bridge-->  raw  --[enrich -> normalize -> select]-->  insights (the events)
+                                                                        \-->  hits  --windows-->  matched
+        matched (PatternMatches)  --predict-->  insights  --graph sink-->  graph
+        raw  --diagnose-->  insights
+
+enrich, normalize and select run chained in one agent where one worker runs them all
+(`agents.front`); `enriched` and `unified` carry their batches only where `worker.stages` splits them.
 """
 
 from __future__ import annotations
@@ -137,12 +142,9 @@ class PatternMatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
 
 
 class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    """Topic `matched`: unified events (from match) or the matches a window closed (from windows)."""
+    """Topic `matched`: the matches a window closed (from windows); the events go to `insights` directly."""
 
-    events: list[UnifiedEvent] = []
     matches: list[PatternMatch] = []
-    watermark: int = 0
-    progress: Progress | None = None
 
 
 class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -202,13 +204,6 @@ class UnifiedBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     progress: Progress | None = None
 
 
-class MatchedBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
-    events: msgspec.Raw = EMPTY_EVENTS
-    matches: list[PatternMatch] = []
-    watermark: int = 0
-    progress: Progress | None = None
-
-
 class InsightBatchView(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
     events: msgspec.Raw = EMPTY_EVENTS
     matches: list[PatternMatch] = []
@@ -225,6 +220,19 @@ def batch_size(batch: msgspec.Struct) -> int:
             return 0
         return msgpack_array_len(bytes(events))
     return len(events)
+
+
+def msgpack_array(items: Sequence[bytes]) -> msgspec.Raw:
+    """Pure: items each already MessagePack, as one MessagePack array (a view's `events`), without
+    decoding or encoding them again."""
+    n = len(items)
+    if n < 16:
+        head = bytes([0x90 | n])
+    elif n < 2**16:
+        head = b"\xdc" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdd" + n.to_bytes(4, "big")
+    return msgspec.Raw(head + b"".join(items))
 
 
 def msgpack_array_len(data: bytes) -> int:

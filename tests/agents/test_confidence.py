@@ -21,7 +21,7 @@ from agents.confidence import (
 )
 from agents.pattern_files import load_pattern
 from agents.predict import predict_batch, predictions_for
-from core.records import MatchedBatchView, PatternMatch
+from core.records import MatchedBatch, PatternMatch
 
 RULE = LearningRule()  # prior 5, min_feedback 10, disable_below 0.3
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -106,7 +106,7 @@ def test_predictions_carry_the_adjusted_confidence(pattern) -> None:
 
 
 def test_predict_batch_skips_disabled_patterns_and_keeps_their_matches(pattern) -> None:
-    batch = MatchedBatchView(matches=[match()])
+    batch = MatchedBatch(matches=[match()])
     out, rejected = predict_batch(batch, {"learner": pattern})
     assert rejected == [] and len(out.predictions) == 2
     assert predict_batch(batch, {"learner": pattern}, {})[0] == out  # empty adjustments change nothing

@@ -9,7 +9,7 @@ import msgspec
 from app.bridge import batch_headers, decode_messages, partition_for, traceparent
 from app.jetstream import RAW_CODEC
 from core.events import RawEvent, SemanticContext, UnifiedEvent
-from core.records import InsightBatch, MatchedBatchView, UnifiedBatch, UnifiedBatchView, batch_size
+from core.records import InsightBatch, InsightBatchView, UnifiedBatch, UnifiedBatchView, batch_size, msgpack_array
 
 T = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
@@ -52,8 +52,13 @@ def test_views_forward_events_byte_for_byte() -> None:
     wire = msgspec.msgpack.encode(UnifiedBatch(events=events))
     view = msgspec.msgpack.decode(wire, type=UnifiedBatchView)
     assert batch_size(view) == 20
-    forwarded = msgspec.msgpack.encode(MatchedBatchView(events=view.events))
+    forwarded = msgspec.msgpack.encode(InsightBatchView(events=view.events))
     assert msgspec.msgpack.decode(forwarded, type=InsightBatch).events == events
+    # events encoded one by one (the front chain: a hit carries its event's bytes) make the same array
+    for n in (0, 3, 15, 16, 70_000):
+        some = (events * (n // len(events) + 1))[:n]
+        joined = msgpack_array([msgspec.msgpack.encode(e) for e in some])
+        assert bytes(joined) == msgspec.msgpack.encode(some) and batch_size(InsightBatchView(events=joined)) == n
 
 
 def _raw(ms: int, action: str = "EVENT") -> RawEvent:

@@ -1,0 +1,70 @@
+"""The front chain (agents.front): enrich -> normalize -> select as function calls gives what the
+three stages give with a topic between each, and each reject names the stage that made it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from agents.catalog import Catalog
+from agents.enrich import enrich_stage
+from agents.front import front_batch
+from agents.match import select_events
+from agents.normalize import normalize_stage
+from collectors.replayer import read_recordings
+from core.events import RawEvent, publish_order
+from core.records import EnrichedBatch, Progress, RawBatch, UnifiedBatch
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 4
+
+
+def _recorded() -> list[RawEvent]:
+    events, unread = read_recordings([ROOT / "patterns" / "scenarios" / "oom-kill-loop" / "positive"])
+    assert events and not unread
+    return publish_order(events)
+
+
+def test_the_chain_gives_what_the_stages_give_through_topics() -> None:
+    catalog = Catalog(ROOT / "patterns")
+    not_json = RawEvent(id="not-json", timestamp=datetime(2026, 12, 5, tzinfo=UTC), type="kubeapi", data=b"{oops",
+                        metadata={"kind": "Pod", "namespace": "shop", "action": "MODIFIED"})
+    batch = RawBatch(events=[*_recorded(), not_json], watermark=1234, progress=Progress(partition=2, seq=99))
+
+    chained = front_batch(batch, selector=catalog.selector, store={}, partitions=PARTITIONS)
+
+    # the same stages, each batch through the wire format of its topic, select on a store of its own
+    enriched, enrich_rejects = enrich_stage(msgspec.msgpack.decode(msgspec.msgpack.encode(batch), type=RawBatch))
+    unified, normalize_rejects = normalize_stage(
+        msgspec.msgpack.decode(msgspec.msgpack.encode(enriched), type=EnrichedBatch))
+    unified = msgspec.msgpack.decode(msgspec.msgpack.encode(unified), type=UnifiedBatch)
+    encoded = [(e, msgspec.Raw(msgspec.msgpack.encode(e))) for e in unified.events]
+    hits, select_rejects = select_events(encoded, catalog.selector, {}, PARTITIONS)
+
+    assert chained.events == [bytes(raw) for _, raw in encoded]
+    assert chained.hits == hits and sum(len(h) for h in hits.values()) > 0
+    assert [(stage, event_id) for stage, (_, event_id, _) in chained.rejected] == [("enrich", "not-json")]
+    assert [r[1] for r in enrich_rejects] == ["not-json"] and normalize_rejects == [] and select_rejects == []
+    assert chained.passed == {"enrich": len(batch.events) - 1, "normalize": len(batch.events) - 1}
+    assert (chained.watermark, chained.progress) == (1234, Progress(partition=2, seq=99))
+
+
+def test_an_event_whose_test_raises_is_rejected_by_match_alone_and_still_goes_to_the_graph() -> None:
+    catalog = Catalog(ROOT / "patterns")
+
+    class Raising:
+        """The catalog's selector, raising on one event (a pattern or an event nobody foresaw)."""
+
+        def hits(self, event, store, raw):  # type: ignore[no-untyped-def]
+            if event.id == victim:
+                raise KeyError("no such field")
+            return catalog.selector.hits(event, store, raw)
+
+    events = _recorded()
+    victim = events[0].id
+    out = front_batch(RawBatch(events=events), selector=Raising(), store={}, partitions=PARTITIONS)  # type: ignore[arg-type]
+    assert [(stage, event_id, reason) for stage, (_, event_id, reason) in out.rejected] == [
+        ("match", victim, "KeyError: 'no such field'")]
+    assert len(out.events) == len(events)  # the graph still gets it
