@@ -70,7 +70,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from agents.partition_windows import beyond_wall_clock
 from app import recycle
 from app.checkpoint import lowest_mark, progress_bucket, record_epoch, recorded_epoch
-from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams
+from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams, events_in
 from app.kafka_epoch import broker_epoch
 from app.topics import ensure_topics, faust_topics, recreate_topics, topic_name
 from core.codec import Codec, utf8_problem
@@ -128,10 +128,13 @@ class Decoded(msgspec.Struct):
     end-of-input markers."""
 
     events: dict[int, list[RawEvent]]
-    poison: list[tuple[Msg, str]]
+    poison: list[tuple[Msg, str]]  # whole messages: dead-lettered and terminated
     marks: list[RawEvent] = []  # end-of-input markers: they move event time, they are not events
     msgs: dict[int, list[Msg]] = {}
     wire: dict[int, list[bytes]] = {}
+    #: single events of a batch message the bridge cannot use: (message, index in it, its JSON, why);
+    #: each is dead-lettered alone, the batch's other events go on and the message is acknowledged
+    poison_items: list[tuple[Msg, int, bytes, str]] = []
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,28 +199,41 @@ def check_message(data: bytes, limits: Limits) -> tuple[RawEvent, bytes] | str:
 def decode_messages(msgs: Sequence[Msg], partitions: int, limits: Limits | None = None) -> Decoded:
     """Pure: split fetched messages into RawEvents grouped by partition, and poison with its reason.
 
-    Each message is judged alone (`check_message`): one that is not a RawEvent, too large, stamped
-    too far ahead (the event-time guard) or not encodable is poison; the others go on."""
+    Each event is judged alone (`check_message`): one that is not a RawEvent, too large, stamped
+    too far ahead (the event-time guard) or not encodable is poison; the others go on. A message
+    is one event or a batch of them (`app.jetstream.events_in`): a bad event of a batch is poison
+    alone (`poison_items`), a batch whose array itself is broken is poison whole."""
     limits = limits or Limits()
     groups: dict[int, list[RawEvent]] = defaultdict(list)
     sources: dict[int, list[Msg]] = defaultdict(list)
     wires: dict[int, list[bytes]] = defaultdict(list)
     poison: list[tuple[Msg, str]] = []
+    items: list[tuple[Msg, int, bytes, str]] = []
     marks: list[RawEvent] = []
     for msg in msgs:
-        checked = check_message(msg.data, limits)
-        if isinstance(checked, str):
-            poison.append((msg, checked))
+        try:
+            parts = events_in(msg.data)  # each checked for size and content below
+        except Exception as e:  # DecodeError, RecursionError, UnicodeDecodeError: this message only
+            poison.append((msg, f"not a batch of RawEvents: {type(e).__name__}: {e}"))
             continue
-        event, wire = checked
-        if is_end_marker(event):
-            marks.append(event)
-            continue
-        partition = partition_for(event.namespace, partitions)
-        groups[partition].append(event)
-        sources[partition].append(msg)
-        wires[partition].append(wire)
-    return Decoded(events=dict(groups), poison=poison, marks=marks, msgs=dict(sources), wire=dict(wires))
+        for index, part in enumerate(parts):
+            checked = check_message(part, limits)
+            if isinstance(checked, str):
+                if len(parts) == 1:
+                    poison.append((msg, checked))
+                else:
+                    items.append((msg, index, part, checked))
+                continue
+            event, wire = checked
+            if is_end_marker(event):
+                marks.append(event)
+                continue
+            partition = partition_for(event.namespace, partitions)
+            groups[partition].append(event)
+            sources[partition].append(msg)
+            wires[partition].append(wire)
+    return Decoded(events=dict(groups), poison=poison, marks=marks, msgs=dict(sources), wire=dict(wires),
+                   poison_items=items)
 
 
 #: a Kafka record holds at most this much of a partition's events (more go in the next record)
@@ -415,6 +431,8 @@ class Bridge:
                                        time.monotonic(), wall_ms=limits.wall_ms, max_ahead_ms=limits.max_ahead_ms)
         for msg, reason in decoded.poison:  # dead-lettered once, then terminated: never redelivered
             await self._reject(msg, reason)
+        for msg, index, data, reason in decoded.poison_items:  # the batch's others go on
+            await self._reject_item(msg, index, data, reason)
         sent = await self._send_decoded(decoded, stamp)
         beats = await self._send_heartbeats(stamp, skip=decoded.events.keys())
         results = await asyncio.gather(*(f for f, _ in sent), *beats, return_exceptions=True)
@@ -658,6 +676,14 @@ class Bridge:
         await self.deadletters.send(stage="bridge", reason=reason, payload=msg.data,
                                     where=f"{msg.subject} stream_seq={meta.sequence.stream}")
         await msg.term()
+        self.dead_lettered += 1
+
+    async def _reject_item(self, msg: Msg, index: int, data: bytes, reason: str) -> None:
+        """Dead-letter one event of a batch message (its JSON, the reason and where it sits). A batch
+        delivered again dead-letters it again with the same id: the dead-letter stream drops the repeat."""
+        meta = msg.metadata
+        await self.deadletters.send(stage="bridge", reason=reason, payload=data,
+                                    where=f"{msg.subject} stream_seq={meta.sequence.stream} event {index}")
         self.dead_lettered += 1
 
     async def _send_heartbeats(self, stamp: int, *, skip: Iterable[int]) -> list[asyncio.Future]:

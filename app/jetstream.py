@@ -3,9 +3,18 @@
 Fed by: collectors (`EventPublisher.publish_many`), any stage that rejects input
 (`DeadLetterPublisher.send`). Feeds: the bridge, which pulls from EVENTS.
 
-Every publish carries `Nats-Msg-Id: <event id>`, so the stream's duplicate window drops a
-re-publish of the same event. Every ack is awaited; a publish whose ack fails or times out
-is retried with backoff and only then reported as `PublishFailed`: never dropped silently.
+A message carries one RawEvent (a JSON object) or, as `EventPublisher` publishes them, a batch of
+RawEvents of one subject (a JSON array; `batch_messages`, at most `nats.publish_batch_events` and
+`nats.publish_batch_bytes`): a message costs the publisher, nats-server and the bridge about as
+much as an event inside it, so a batch of 500 costs them a 500th (issue 17). Readers split a
+message with `events_in`: each event is still judged alone (the bridge dead-letters one bad event
+of a batch, not the batch).
+
+Every publish carries `Nats-Msg-Id`: the event's id, or for a batch a digest of its events' ids, so
+the stream's duplicate window drops a re-publish of the same events. Events stay idempotent one by
+one downstream too (the graph merges them by id, the windows count an event's hit once). Every ack
+is awaited; a publish whose ack fails or times out is retried with backoff and only then reported
+as `PublishFailed`: never dropped silently.
 """
 
 from __future__ import annotations
@@ -14,9 +23,10 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
+import msgspec
 import nats
 import nats.aio.msg
 import nats.errors
@@ -35,7 +45,7 @@ from nats.js.api import (
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core.codec import Codec, safe_text
-from core.events import RawEvent, subject_token
+from core.events import RawEvent, content_id, subject_token
 from core.ports import DeadLetterSink
 from core.records import DeadLetter
 from core.settings import NatsSettings
@@ -43,6 +53,58 @@ from core.settings import NatsSettings
 log = logging.getLogger(__name__)
 
 RAW_CODEC = Codec(RawEvent, "json")
+_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def batch_id(event_ids: Sequence[str]) -> str:
+    """A batch's `Nats-Msg-Id`: its one event's id, or a digest of its events' ids in order."""
+    if len(event_ids) == 1:
+        return event_ids[0]
+    return "batch-" + content_id(*event_ids)
+
+
+Message = tuple[str, list[RawEvent], bytes]  # subject, its events, the payload
+
+
+def batch_messages(events: Iterable[RawEvent], *, subject_of: Callable[[RawEvent], str], max_events: int,
+                   max_bytes: int, max_payload: int) -> Iterator[Message | tuple[RawEvent, int]]:
+    """Pure: the events as messages of one subject each, (subject, events, payload): one event's
+    JSON object, or a JSON array of several, at most `max_events` and `max_bytes`. An event too
+    large to share a message goes alone; one over `max_payload` (the server's limit) comes as
+    (event, size) for the caller to refuse. The events of one subject keep their order; a subject's
+    message goes out when it is full, the rest at the end."""
+    open_: dict[str, tuple[list[RawEvent], list[bytes], int]] = {}
+
+    def message(subject: str, held: list[RawEvent], parts: list[bytes]) -> Message:
+        return subject, held, parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]"
+
+    for event in events:
+        data = RAW_CODEC.encode(event)
+        if len(data) > max_payload:
+            yield event, len(data)
+            continue
+        if len(data) + 2 > max_bytes:
+            yield subject_of(event), [event], data
+            continue
+        subject = subject_of(event)
+        held, parts, size = open_.get(subject) or ([], [], 2)
+        if parts and (len(parts) >= max_events or size + len(data) + 1 > max_bytes):
+            yield message(subject, held, parts)
+            held, parts, size = [], [], 2
+        held.append(event)
+        parts.append(data)
+        open_[subject] = (held, parts, size + len(data) + 1)
+    for subject, (held, parts, _) in open_.items():
+        if parts:
+            yield message(subject, held, parts)
+
+
+def events_in(data: bytes) -> list[bytes]:
+    """Pure: the JSON of each event a message carries (one, or each of a batch's array), undecoded.
+    Raises msgspec.DecodeError when a batch's array itself is broken (the message is poison whole)."""
+    if data[:1] != b"[":
+        return [data]
+    return [bytes(item) for item in _ITEMS.decode(data)]
 DEADLETTER_CODEC = Codec(DeadLetter, "json")
 
 STATUS_HEADER = "Status"  # nats.py's key for the status line of a JetStream status message
@@ -163,7 +225,7 @@ class EventPublisher:
             await self.deadletters.send(stage="publish", reason=reason, where=where,
                                         payload=event.data[:self.PREVIEW_BYTES], event_id=event.id)
 
-    async def _publish_one(self, event: RawEvent, payload: bytes) -> None:
+    async def _publish_one(self, subject: str, events: list[RawEvent], payload: bytes) -> None:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.attempts), wait=wait_exponential(multiplier=0.1, max=3),
             retry=retry_if_exception_type((nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError,
@@ -171,24 +233,25 @@ class EventPublisher:
             reraise=True,
         ):
             with attempt:
-                ack = await self.js.publish(event_subject(self.settings, event), payload,
-                                            timeout=self.ack_timeout, headers={"Nats-Msg-Id": event.id})
-                self.duplicates += bool(ack.duplicate)
+                ack = await self.js.publish(subject, payload, timeout=self.ack_timeout,
+                                            headers={"Nats-Msg-Id": batch_id([e.id for e in events])})
+                self.duplicates += len(events) if ack.duplicate else 0
 
     async def publish_many(self, events: Iterable[RawEvent]) -> int:
         """Publish all events; return how many JetStream acknowledged. Raises PublishFailed.
 
-        Up to `publish_in_flight` publishes are outstanding at once. Their acks come back on
-        one wildcard inbox subscription whose callback matches them by a sequence token: nats.py's
-        `publish_async` costs a task and a timer per message, which halved the rate here.
-        A publish whose ack is an error, or has not come within `ack_timeout`, is retried
-        one by one with backoff before `PublishFailed` is raised.
+        The events go as messages of up to `publish_batch_events` events of one subject
+        (`batch_messages`). Up to `publish_in_flight` messages are outstanding at once. Their acks
+        come back on one wildcard inbox subscription whose callback matches them by a sequence
+        token: nats.py's `publish_async` costs a task and a timer per message, which halved the rate
+        here. A message whose ack is an error, or has not come within `ack_timeout`, is retried one
+        by one with backoff before `PublishFailed` is raised.
         """
         nc = self.js._nc  # the JetStream context's connection: acks are plain replies
         window = self.settings.publish_in_flight
         inbox = nc.new_inbox()
-        outstanding: dict[str, tuple[RawEvent, bytes]] = {}
-        failed: list[tuple[RawEvent, bytes]] = []
+        outstanding: dict[str, Message] = {}
+        failed: list[Message] = []
         room = asyncio.Event()
         count = 0
 
@@ -201,21 +264,26 @@ class EventPublisher:
             if "error" in ack:
                 failed.append(item)
             else:
-                count += 1
-                self.duplicates += bool(ack.get("duplicate"))
+                count += len(item[1])
+                self.duplicates += len(item[1]) if ack.get("duplicate") else 0
             if len(outstanding) <= window // 2:
                 room.set()
 
+        messages = batch_messages(events, subject_of=lambda e: event_subject(self.settings, e),
+                                  max_events=self.settings.publish_batch_events,
+                                  max_bytes=min(self.settings.publish_batch_bytes, nc.max_payload),
+                                  max_payload=nc.max_payload)
         sub = await nc.subscribe(f"{inbox}.*", cb=on_ack)
         try:
-            for seq, event in enumerate(events):
-                payload = RAW_CODEC.encode(event)
-                if len(payload) > nc.max_payload:
-                    await self._oversized(event, len(payload), nc.max_payload)
+            for seq, message in enumerate(messages):
+                if len(message) == 2:  # (event, size): over the server's max_payload
+                    event, size = message
+                    await self._oversized(event, size, nc.max_payload)
                     continue
-                outstanding[str(seq)] = (event, payload)
-                await nc.publish(event_subject(self.settings, event), payload, reply=f"{inbox}.{seq}",
-                                 headers={"Nats-Msg-Id": event.id})
+                subject, held, payload = message
+                outstanding[str(seq)] = message
+                await nc.publish(subject, payload, reply=f"{inbox}.{seq}",
+                                 headers={"Nats-Msg-Id": batch_id([e.id for e in held])})
                 if len(outstanding) >= window:
                     room.clear()
                     try:
@@ -234,12 +302,12 @@ class EventPublisher:
             await sub.unsubscribe()
         failed.extend(outstanding.values())
         outstanding.clear()
-        for event, payload in failed:  # retried one by one, with backoff
+        for subject, held, payload in failed:  # retried one by one, with backoff
             try:
-                await self._publish_one(event, payload)
+                await self._publish_one(subject, held, payload)
             except Exception as e:
-                raise PublishFailed([e_.id for e_, _ in failed], e) from e
-            count += 1
+                raise PublishFailed([e_.id for _, events_, _ in failed for e_ in events_], e) from e
+            count += len(held)
         return count
 
 

@@ -23,7 +23,7 @@ import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.isolated import IsolatedRun, run_isolated
-from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
+from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams, events_in
 from core.events import RawEvent
 from core.settings import Settings
 
@@ -89,19 +89,25 @@ async def copy_range(live: Settings, target: Settings, *, since: datetime | None
                     break
                 summary.first_seq = summary.first_seq or seq
                 summary.last_seq = seq
-                try:
-                    event = RAW_CODEC.decode(msg.data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    summary.skipped += 1
-                    continue
                 if until is not None and msg.metadata.timestamp > until:
                     done = True  # stored in the stream after the range
                     break
-                if speed > 0:  # pace by event time
-                    first_event = first_event or event.timestamp
-                    due = started + (event.timestamp - first_event).total_seconds() / speed
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
-                events.append(event)
+                try:
+                    parts = events_in(msg.data)  # one event, or a batch of them
+                except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+                    summary.skipped += 1
+                    continue
+                for part in parts:
+                    try:
+                        event = RAW_CODEC.decode(part)
+                    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+                        summary.skipped += 1
+                        continue
+                    if speed > 0:  # pace by event time
+                        first_event = first_event or event.timestamp
+                        due = started + (event.timestamp - first_event).total_seconds() / speed
+                        await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    events.append(event)
             if events:
                 newest = max(e.timestamp for e in events)
                 summary.newest = newest if summary.newest is None else max(summary.newest, newest)

@@ -50,6 +50,10 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # max_payload is the same 1 MiB; a server configured for more must not let one event fill a batch)
     bridge_max_event_bytes: int = 1024 * 1024
     publish_in_flight: int = 2000
+    # a publish carries many events of one subject as one JSON array (app.jetstream.batch_messages):
+    # at most this many events and this many bytes (the server's max_payload bounds it too)
+    publish_batch_events: int = 500
+    publish_batch_bytes: int = 256 * 1024
     # key-value bucket of what the graph holds (sink sequence per partition) and of the Kafka epoch
     # in use: the bridge's recovery when Kafka lost data (app.checkpoint)
     progress_bucket: str = "tapio-progress"

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from app.demo import wait_for_events
-from app.jetstream import DEADLETTER_CODEC, RAW_CODEC, connect, ensure_streams
+from app.jetstream import DEADLETTER_CODEC, RAW_CODEC, connect, ensure_streams, events_in
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_worker, with_worker_port
 from collectors.replay import read_recording
@@ -138,7 +138,10 @@ async def stream_contents(settings: Settings) -> tuple[list[RawEvent], list[byte
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 msg = await js.get_msg(stream, seq)
                 raw.append(msg.data + json.dumps(msg.headers or {}).encode())
-                into.append((RAW_CODEC if into is events else DEADLETTER_CODEC).decode(msg.data))
+                if into is events:  # one event or a batch of them
+                    events.extend(RAW_CODEC.decode(part) for part in events_in(msg.data))
+                else:
+                    letters.append(DEADLETTER_CODEC.decode(msg.data))
         return events, raw, letters
     finally:
         await nc.drain()

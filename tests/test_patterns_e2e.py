@@ -26,7 +26,7 @@ from prediction_waits import evaluated_through, settle, web_page
 from waiting import until, until_sync
 
 from app.demo import publish_recordings
-from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams
+from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams, events_in
 from app.stack import EmbeddedStack, free_port
 from app.workers import ChildProcess, start_worker, with_worker_port
 from collectors.replay import newest_time, read_recording
@@ -176,7 +176,7 @@ async def _stream_messages(settings: Settings) -> list[RawEvent]:
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(settings.nats.stream, seq)
-            out.append(RAW_CODEC.decode(msg.data))
+            out.extend(RAW_CODEC.decode(part) for part in events_in(msg.data))  # one event or a batch
         return out
     finally:
         await nc.drain()

@@ -21,7 +21,7 @@ import pytest
 from waiting import until
 
 from app.agent import Agent
-from app.jetstream import RAW_CODEC, connect
+from app.jetstream import RAW_CODEC, connect, events_in
 from app.node_registry import REGISTRY
 from app.stack import EmbeddedStack, free_port, start_nats
 from app.workers import ChildProcess
@@ -66,7 +66,7 @@ async def _stored(settings: Settings) -> list[tuple[str, RawEvent]]:
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
             msg = await js.get_msg(settings.nats.stream, seq)
-            out.append((msg.subject, RAW_CODEC.decode(msg.data)))
+            out.extend((msg.subject, RAW_CODEC.decode(part)) for part in events_in(msg.data))  # one or a batch
         return out
     finally:
         await nc.drain()

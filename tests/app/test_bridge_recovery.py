@@ -29,7 +29,9 @@ EVENTS = 100
 
 async def test_a_recovery_after_one_that_failed_starts_where_that_one_did(settings: Settings) -> None:
     mine = isolated(settings, "bridge-recovery")
-    mine = msgspec.structs.replace(mine, nats=msgspec.structs.replace(mine.nats, bridge_fetch=EVENTS))
+    # one event a message (publish_batch_events=1): the marks below are stream sequences of events
+    mine = msgspec.structs.replace(mine, nats=msgspec.structs.replace(mine.nats, bridge_fetch=EVENTS,
+                                                                      publish_batch_events=1))
     at = datetime.now(UTC) - timedelta(minutes=1)
     events = [RawEvent(id=content_id("bridge-recovery", str(i)), timestamp=at + timedelta(milliseconds=i),
                        type="kubeapi", data=b"{}", metadata={"namespace": f"ns-{i % 4}"}) for i in range(EVENTS)]

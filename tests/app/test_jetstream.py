@@ -9,11 +9,13 @@ import msgspec
 import pytest
 
 from app.jetstream import (
+    RAW_CODEC,
     DeadLetterPublisher,
     EventPublisher,
     PublishFailed,
     connect,
     ensure_streams,
+    events_in,
     events_stream_config,
     read_deadletters,
 )
@@ -37,9 +39,14 @@ async def test_publishes_confirm_acks_and_drop_duplicates(settings: Settings) ->
     await ensure_streams(js, nats_settings)  # safe twice
     publisher = EventPublisher(js, nats_settings)
     assert await publisher.publish_many(events(5000, "a")) == 5000
-    assert await publisher.publish_many(events(10, "a")) == 10 and publisher.duplicates == 10
+    # the same events again, batched the same: every batch is dropped by the duplicate window
+    assert await publisher.publish_many(events(5000, "a")) == 5000 and publisher.duplicates == 5000
     info = await js.stream_info("PUBTEST")
-    assert info.state.messages == 5000
+    # in batches of one subject each, at most publish_batch_events events each: 1,667/1,667/1,666 a subject
+    assert info.state.messages == 3 * 4
+    stored = [RAW_CODEC.decode(part) for seq in range(1, info.state.messages + 1)
+              for part in events_in((await js.get_msg("PUBTEST", seq)).data)]
+    assert sorted(e.id for e in stored) == sorted(e.id for e in events(5000, "a"))
     assert info.config.duplicate_window == nats_settings.duplicate_window_s
     assert info.config.max_msgs == nats_settings.max_msgs and info.config.subjects == ["pubtest.>"]
     subjects = await js.stream_info("PUBTEST", subjects_filter=">")
@@ -77,7 +84,7 @@ async def test_publish_waits_out_a_missing_stream_then_succeeds(settings: Settin
     # nobody stores `late.>` until the publisher retries: every first attempt is refused, and retried with backoff
     assert await EventPublisher(watched, late, ack_timeout=2.0, attempts=8).publish_many(events(20, "late")) == 20
     await creator
-    assert (await js.stream_info("LATE")).state.messages == 20
+    assert (await js.stream_info("LATE")).state.messages == 3  # 20 events of 3 subjects, a batch each
     await nc.drain()
 
 

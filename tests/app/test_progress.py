@@ -105,7 +105,9 @@ async def test_readyz_names_the_bridge_stalled_when_kafka_hangs_and_events_wait(
         assert set(body["failed"]) == {"kafka", "progress"}, body
         assert "stalled: bridge: " in progress["detail"] and "waiting, none taken for" in progress["detail"]
         waiting = int(progress["detail"].split("bridge: ")[1].split(" waiting")[0])
-        assert waiting >= 30  # at least the events published after the freeze
+        # at least the messages published after the freeze (JetStream counts messages: 30 events of one
+        # subject went as one batch)
+        assert waiting >= 1
         os.killpg(tansu.pid, signal.SIGCONT)
         frozen = False
         until_sync(lambda: _readyz(port)[0] == 200, timeout=120, what="the worker to be ready again",

@@ -37,7 +37,7 @@ from waiting import until
 from agents.enrich import enrich_event
 from agents.normalize import normalize_event
 from app.collect import run_kubeapi_collector
-from app.jetstream import RAW_CODEC, connect, ensure_streams
+from app.jetstream import RAW_CODEC, batch_id, connect, ensure_streams, events_in
 from collectors.kubeapi import (
     KINDS,
     LAST_APPLIED,
@@ -660,24 +660,33 @@ async def test_end_to_end_into_jetstream(emulator: kmock.KubernetesEmulator, set
         options=FAST))
     try:
         sub = await js.subscribe(f"{settings.nats.subject_prefix}.kubeapi.{ns}", ordered_consumer=True)
-        msgs = [await sub.next_msg(timeout=15) for _ in range(3)]
+
+        async def events(n: int) -> list:
+            """Messages until they hold `n` more events (a message holds one event, or a batch of them)."""
+            got: list = []
+            while sum(len(events_in(m.data)) for m in got) < n:
+                got.append(await sub.next_msg(timeout=15))
+            return got
+
+        msgs = await events(3)
         await watch_live(emulator, PODS)
         await emulator.post(f"/api/v1/namespaces/{ns}/pods", json=obj("Pod", "api-1", ns=ns, rv="2"))
-        msgs.append(await sub.next_msg(timeout=15))
+        msgs += await events(1)
         stop.set()
         await asyncio.wait_for(collector, timeout=10)  # stop ends it cleanly
     finally:
         stop.set()
         await asyncio.wait({collector}, timeout=10)
         await nc.drain()
-    got = {(e.metadata["action"], e.metadata["name"]): e for e in (RAW_CODEC.decode(m.data) for m in msgs)}
+    got = {(e.metadata["action"], e.metadata["name"]): e
+           for e in (RAW_CODEC.decode(part) for m in msgs for part in events_in(m.data))}
     assert set(got) == {("SNAPSHOT", "api-0"), ("SNAPSHOT", "creds"), ("EVENT", "api-0.17f"), ("ADDED", "api-1")}
     assert got["SNAPSHOT", "api-0"].id == raw_event_from_object(pod, action="SNAPSHOT", source="").id
     assert got["EVENT", "api-0.17f"].id == raw_event_from_object(event, action="EVENT", source="").id
     assert got["EVENT", "api-0.17f"].metadata["reason"] == "BackOff"
     for m in msgs:
         assert m.subject == f"events.kubeapi.{ns}" and m.metadata.stream == "EVENTS"
-        assert m.headers["Nats-Msg-Id"] == RAW_CODEC.decode(m.data).id
+        assert m.headers["Nats-Msg-Id"] == batch_id([RAW_CODEC.decode(part).id for part in events_in(m.data)])
         assert password.encode() not in m.data and base64.b64encode(password.encode()) not in m.data
 
 
