@@ -7,7 +7,8 @@
 outermost first. `summary` gives the functions with the most samples on the CPU themselves
 (self) and the project's own functions with the most samples anywhere on the stack (inclusive):
 what a stage costs with everything it calls. Idle samples are left out (`--idle` is not passed),
-so shares are of the time the process was busy.
+so shares are of the time the process was busy; with `idle` they are of all the time, waits included
+(where a process that keeps up poorly while its CPU is low spends its time).
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ def summarize(stacks: list[tuple[list[str], int]], top: int = 20) -> list[str]:
 class Profile:
     """py-spy recording one process for the duration of a `with` block."""
 
-    def __init__(self, pid: int, output: Path, *, rate: int = 100) -> None:
+    def __init__(self, pid: int, output: Path, *, rate: int = 100, idle: bool = False) -> None:
         self.output = output
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
         if spy is None:
             raise FileNotFoundError("py-spy is not installed: `make install` (it is in the test extra)")
         self.command = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-                        "--output", str(output), "--nonblocking"]
+                        "--output", str(output), "--nonblocking", *(["--idle"] if idle else [])]
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profile:
