@@ -372,6 +372,8 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                 held.pop(message.partition, None)  # reload this partition's states from the table
                 continue
             if found:  # (a send can wait for a broker that died: the worker may restart in it)
+                log.info("windows: partition %d: %d match(es): %s", message.partition, len(found),
+                         ", ".join(f"{m.pattern} {m.scope} x{m.count}" for m in found[:10])[:1000])
                 await matched.send(value=MatchedBatch(matches=found), partition=message.partition)
             if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
                 runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)

@@ -126,7 +126,8 @@ async def lost(tmp_path_factory: pytest.TempPathFactory) -> dict:
         stack.servers = read_state(tmp_path / "stack").servers  # the Tansu started again, not the killed one
         stack.stop()
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "stack" / "isolated" / "kafka-loss").glob("*.log"))
-    return {"events": events, "expected": expected, "run": run, "killed_at": killed_at, "logs": logs}
+    return {"events": events, "expected": expected, "run": run, "killed_at": killed_at, "logs": logs,
+            "folder": tmp_path / "stack" / "isolated" / "kafka-loss"}
 
 
 @pytest.mark.xdist_group("kafka-loss")
@@ -150,4 +151,8 @@ def test_after_kafka_lost_its_data_the_predictions_are_those_of_a_run_without_th
     # never matched. agents.membership now keeps each observation's verdict.)
     got = {(p.pattern, p.scope, p.at, p.message) for p in lost["run"].predictions
            if not p.pattern.startswith(PATTERN_PREFIX)}
+    if got != lost["expected"]:  # kept beside the worker's log (it names each match the windows made)
+        (lost["folder"] / "predictions-differ.txt").write_text(
+            "missing:\n" + "\n".join(map(str, sorted(lost["expected"] - got, key=str)))
+            + "\nunexpected:\n" + "\n".join(map(str, sorted(got - lost["expected"], key=str))) + "\n")
     assert got == lost["expected"]
