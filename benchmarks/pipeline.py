@@ -332,8 +332,12 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.25)
 
         profiles = [Profile(pids[name], root / f"profile-{name}.txt", idle=args.profile_idle) for name in args.profile]
-        for profile in profiles:  # stopped once the last event is in the graph
-            profile.__enter__()
+
+        async def start_profiles() -> None:  # stopped once the last event is in the graph
+            await asyncio.sleep(args.profile_after)
+            for profile in profiles:
+                profile.__enter__()
+        profiling = asyncio.ensure_future(start_profiles())
         sampler.cpu_start = sampler.cpu_seconds()
         events = (make_event(i, run_id, args.namespaces, args.pods, args.mix) for i in range(args.events))
         if args.backlog:
@@ -388,8 +392,10 @@ async def run(args: argparse.Namespace) -> int:
                 break
             await asyncio.sleep(0.1)
         total_s = time.monotonic() - start
+        profiling.cancel()
         for profile in profiles:
-            profile.__exit__(None, None, None)
+            if profile.process is not None:
+                profile.__exit__(None, None, None)
         if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
             print(f"warning: sampling stopped early ({watcher.exception()!r}): RSS slopes and the ack "
                   f"progress cover only the time before", file=sys.stderr)
@@ -539,6 +545,8 @@ def main() -> None:
     parser.add_argument("--profile", type=lambda v: [n for n in v.split(",") if n], default=[], metavar="PROCESSES",
                         help="py-spy the named processes (worker, bridge, worker-2, ...) while the load runs and "
                              "print where their CPU went (self and inclusive, by function)")
+    parser.add_argument("--profile-after", type=float, default=0.0, metavar="SECONDS",
+                        help="start --profile this many seconds into the load (the late part of a run)")
     parser.add_argument("--profile-idle", action="store_true",
                         help="--profile counts the samples where a thread waits too: where the time goes, not the CPU")
     parser.add_argument("--backlog", action="store_true",
