@@ -228,15 +228,24 @@ def advance(pattern: CompiledPattern, key: str, state: WindowState, watermark: i
 
 
 def _prune(state: WindowState, before: int) -> None:
+    """Drop the entries at or before `before`, the series last seen then, and the evidence of events
+    no entry holds any more. A state whose oldest entry is younger (most of them, at every batch) is
+    left as it is: rebuilding its live ids and evidence each time cost a busy state's whole size per
+    batch (issue 17)."""
+    cut_any = False
     for name, entries in list(state.entries.items()):
         cut = bisect.bisect_right(entries, before, key=lambda e: e.t)
         if cut:
             del entries[:cut]
+            cut_any = True
         if not entries:
             del state.entries[name]
-    state.series = {k: v for k, v in state.series.items() if v[1] > before}
-    live = {e.id for entries in state.entries.values() for e in entries}
-    state.evidence = {i: ev for i, ev in state.evidence.items() if i in live}
+            cut_any = True
+    if any(v[1] <= before for v in state.series.values()):
+        state.series = {k: v for k, v in state.series.items() if v[1] > before}
+    if cut_any:
+        live = {e.id for entries in state.entries.values() for e in entries}
+        state.evidence = {i: ev for i, ev in state.evidence.items() if i in live}
 
 
 def _dt(ms: int) -> datetime:

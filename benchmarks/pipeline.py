@@ -241,6 +241,9 @@ async def run(args: argparse.Namespace) -> int:
     if args.trace_memory:
         settings = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, trace_memory=True))
     settings = msgspec.structs.replace(settings, kafka=msgspec.structs.replace(settings.kafka, partitions=args.partitions))
+    if args.recycle_after_mib is not None:  # the embedded broker's recycles (app.recycle): each restarts the workers
+        settings = msgspec.structs.replace(settings, kafka=msgspec.structs.replace(
+            settings.kafka, recycle_after_mib=args.recycle_after_mib))
     if args.graph_max_events is not None:
         settings = msgspec.structs.replace(settings, graph=msgspec.structs.replace(
             settings.graph, max_events=args.graph_max_events))
@@ -545,6 +548,8 @@ def main() -> None:
     parser.add_argument("--profile", type=lambda v: [n for n in v.split(",") if n], default=[], metavar="PROCESSES",
                         help="py-spy the named processes (worker, bridge, worker-2, ...) while the load runs and "
                              "print where their CPU went (self and inclusive, by function)")
+    parser.add_argument("--recycle-after-mib", type=float, default=None, metavar="MIB",
+                        help="kafka.recycle_after_mib for this run (the embedded stack's default: app.stack; 0: never)")
     parser.add_argument("--profile-after", type=float, default=0.0, metavar="SECONDS",
                         help="start --profile this many seconds into the load (the late part of a run)")
     parser.add_argument("--profile-idle", action="store_true",
