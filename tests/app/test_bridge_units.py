@@ -46,6 +46,28 @@ def test_decode_splits_poison_from_events_by_partition() -> None:
     assert all(reason.startswith("not a RawEvent") for _, reason in decoded.poison)
 
 
+def test_a_bad_event_of_a_batch_is_poison_alone_and_a_broken_batch_is_poison_whole() -> None:
+    from app.bridge import Limits
+    from app.jetstream import batch_messages, events_in
+
+    far = RawEvent(id="far", timestamp=datetime(9999, 12, 31, tzinfo=UTC), type="kubeapi", data=b"{}",
+                   metadata={"namespace": "shop"})
+    [(subject, held, payload)] = list(batch_messages([raw(1), far, raw(2)], subject_of=lambda e: "events.kubeapi.shop",
+                                                     max_events=500, max_bytes=256 * 1024, max_payload=2**20))
+    assert [e.id for e in held] == ["e1", "far", "e2"] and len(events_in(payload)) == 3
+    bad_envelope = b'{"id": "e3", "timestamp": "2026-11-20T10:00:00Z", "type": "kubeapi", "data": "", ' \
+                   b'"metadata": {"namespace": "sh\xffop"}}'
+    batch = FakeMsg(payload[:-1] + b"," + bad_envelope + b"]")
+    broken = FakeMsg(b'[{"id": "e4"')
+    decoded = decode_messages([batch, broken, FakeMsg(RAW_CODEC.encode(raw(5)))], 4,
+                              Limits(wall_ms=int(T.timestamp() * 1000), max_ahead_ms=3_600_000))
+    assert sorted(e.id for group in decoded.events.values() for e in group) == ["e1", "e2", "e5"]
+    assert [(m.data, index) for m, index, _, _ in decoded.poison_items] == [(batch.data, 1), (batch.data, 3)]
+    far_reason, utf8_reason = (reason for _, _, _, reason in decoded.poison_items)
+    assert "ahead of the wall clock" in far_reason and "invalid UTF-8" in utf8_reason
+    assert [m.data for m, _ in decoded.poison] == [broken.data]  # the array itself does not decode
+
+
 def test_views_forward_events_byte_for_byte() -> None:
     events = [UnifiedEvent(id=f"u{i}", timestamp=T, type="kubeapi", source="s",
                            semantic=SemanticContext(intent="i", category="c", narrative="n")) for i in range(20)]
