@@ -36,8 +36,8 @@ from agents.enrich import enrich_stage
 from agents.hits import Selector
 from agents.match import TableStore, dead_letter_selected, select_events, send_selected
 from agents.normalize import normalize_stage
-from agents.stage import Rejected, encode_each
-from core.codec import Poison, safe_payload, where_of
+from agents.stage import Rejected, dead_letter_rejects, encode_each
+from core.codec import Poison, where_of
 from core.ports import StageRuntime
 from core.records import Hit, Progress, RawBatch
 
@@ -109,12 +109,11 @@ def register_front(app: faust.App, *, source: faust.TopicT, insights: faust.Topi
                 log.exception("%s failed on %s; the batch is dead-lettered", e.stage, where)
                 await runtime.dead_letter(stage=e.stage, reason=str(e), where=where, payload=message.value or b"")
                 continue
-            for stage, (item, event_id, reason) in out.rejected:
-                if stage == "match":  # the event goes on to the graph; its matching is dead-lettered
-                    await dead_letter_selected(runtime, [(item, event_id, reason)], where)  # type: ignore[list-item]
-                    continue
-                await runtime.dead_letter(stage=stage, reason=reason, where=f"{where} event {event_id}",
-                                          payload=safe_payload(item), event_id=event_id)
+            for stage, reject in out.rejected:
+                if stage == "match":  # the event goes on to the graph; its matching is dead-lettered (and logged)
+                    await dead_letter_selected(runtime, [reject], where)  # type: ignore[list-item]
+                else:
+                    await dead_letter_rejects(runtime, stage, where, [reject])
             await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
                                 events=out.events, by_partition=out.hits, watermark=out.watermark,
                                 progress=out.progress, selected_at=selected_at)

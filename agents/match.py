@@ -28,7 +28,7 @@ import logging
 import time
 import zlib
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import faust
@@ -38,6 +38,7 @@ from agents.catalog import Catalog
 from agents.hits import Selector
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time, within_guard
+from agents.stage import dead_letter_rejects
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, evidence_key, stored_changes, stored_states, with_evidence
 from core.codec import Poison, msgpack_encoder, where_of
@@ -162,7 +163,7 @@ def select_events(events: Iterable[tuple[UnifiedEvent, msgspec.Raw]], selector: 
 
 
 async def send_selected(runtime: StageRuntime, *, partition: int, insights: faust.TopicT, hits: faust.TopicT,
-                        events: list[bytes], by_partition: dict[int, list[Hit]], watermark: int,
+                        events: Sequence[bytes | msgspec.Raw], by_partition: dict[int, list[Hit]], watermark: int,
                         progress: Progress | None, selected_at: float) -> None:
     """The events (MessagePack each) to the graph sink's partition, and to every hits partition its
     hits with the source's watermark; progress alone still goes on (app.checkpoint)."""
@@ -180,10 +181,9 @@ async def send_selected(runtime: StageRuntime, *, partition: int, insights: faus
 
 async def dead_letter_selected(runtime: StageRuntime, rejected: list[tuple[UnifiedEvent, str, str]],
                                where: str) -> None:
-    for unified, event_id, reason in rejected:
+    for _, event_id, reason in rejected:
         log.error("match: testing event %s failed (%s); it is dead-lettered", event_id, reason)
-        await runtime.dead_letter(stage="match", reason=reason, where=f"{where} event {event_id}",
-                                  payload=msgpack_encoder.encode(unified), event_id=event_id)
+    await dead_letter_rejects(runtime, "match", where, rejected)  # type: ignore[arg-type]
 
 
 def register_select(app: faust.App, *, source: faust.TopicT, insights: faust.TopicT, hits: faust.TopicT,
@@ -210,7 +210,7 @@ def register_select(app: faust.App, *, source: faust.TopicT, insights: faust.Top
             await dead_letter_selected(runtime, rejected, where_of(message))
             # an event whose test failed is still an event: the graph gets it (its matching is dead-lettered)
             await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
-                                events=[bytes(raw) for _, raw in events], by_partition=by_partition,
+                                events=[raw for _, raw in events], by_partition=by_partition,
                                 watermark=value.watermark, progress=value.progress, selected_at=selected_at)
 
     return app.agent(source, name="tapio.match")(select)

@@ -49,16 +49,9 @@ def encode_output(out: msgspec.Struct) -> tuple[bytes, msgspec.Struct, list[Reje
         value = getattr(out, name)
         if not isinstance(value, list):
             continue
-        good = []
-        for item in value:
-            try:
-                msgpack_encoder.encode(item)
-            except Exception as e:
-                where = wire_problem(item) or f"{type(e).__name__}: {e}"
-                rejected.append((item, str(getattr(item, "id", "")), f"cannot be encoded: {where}"))
-            else:
-                good.append(item)
-        kept[name] = good
+        encoded, failed = encode_each(value)
+        kept[name] = [item for item, _ in encoded]
+        rejected += failed
     out = msgspec.structs.replace(out, **kept)
     return msgpack_encoder.encode(out), out, rejected
 
@@ -75,6 +68,14 @@ def encode_each(items: list[msgspec.Struct]) -> tuple[list[tuple[msgspec.Struct,
             where = wire_problem(item) or f"{type(e).__name__}: {e}"
             rejected.append((item, str(getattr(item, "id", "")), f"cannot be encoded: {where}"))
     return encoded, rejected
+
+
+async def dead_letter_rejects(runtime: StageRuntime, stage: str, where: str, rejected: list[Rejected]) -> None:
+    """Each item a stage rejected to `deadletter.<stage>` alone: the reason, the batch's
+    `topic[partition]@offset` with the event's id, and the item (MessagePack, or its repr)."""
+    for item, event_id, reason in rejected:
+        await runtime.dead_letter(stage=stage, reason=reason, where=f"{where} event {event_id}",
+                                  payload=safe_payload(item), event_id=event_id)
 
 
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
@@ -110,9 +111,7 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                                               where=where, payload=message.value or b"")
                     continue
                 rejected = [*rejected, *unencodable]
-            for item, event_id, reason in rejected:
-                await runtime.dead_letter(stage=name, reason=reason, where=f"{where} event {event_id}",
-                                          payload=safe_payload(item), event_id=event_id)
+            await dead_letter_rejects(runtime, name, where, rejected)
             count = batch_size(out) if out is not None else 0
             # an empty batch still carries the event-time watermark (app.bridge.Watermark)
             # and its JetStream progress (app.checkpoint)

@@ -339,7 +339,7 @@ async def run(args: argparse.Namespace) -> int:
         async def start_profiles() -> None:  # stopped once the last event is in the graph
             await asyncio.sleep(args.profile_after)
             for profile in profiles:
-                profile.__enter__()
+                profile.start()
         profiling = asyncio.ensure_future(start_profiles())
         sampler.cpu_start = sampler.cpu_seconds()
         events = (make_event(i, run_id, args.namespaces, args.pods, args.mix) for i in range(args.events))
@@ -397,8 +397,7 @@ async def run(args: argparse.Namespace) -> int:
         total_s = time.monotonic() - start
         profiling.cancel()
         for profile in profiles:
-            if profile.process is not None:
-                profile.__exit__(None, None, None)
+            profile.stop()
         if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
             print(f"warning: sampling stopped early ({watcher.exception()!r}): RSS slopes and the ack "
                   f"progress cover only the time before", file=sys.stderr)

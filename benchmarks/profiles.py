@@ -79,11 +79,19 @@ class Profile:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profile:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        assert self.process is not None
+        self.stop()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        """Stop recording, if it started (py-spy writes its file then)."""
+        if self.process is None:
+            return
         self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
         try:
             _, err = self.process.communicate(timeout=60)

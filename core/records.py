@@ -222,7 +222,7 @@ def batch_size(batch: msgspec.Struct) -> int:
     return len(events)
 
 
-def msgpack_array(items: Sequence[bytes]) -> msgspec.Raw:
+def msgpack_array(items: Sequence[bytes | msgspec.Raw]) -> msgspec.Raw:
     """Pure: items each already MessagePack, as one MessagePack array (a view's `events`), without
     decoding or encoding them again."""
     n = len(items)

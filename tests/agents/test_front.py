@@ -68,3 +68,21 @@ def test_an_event_whose_test_raises_is_rejected_by_match_alone_and_still_goes_to
     assert [(stage, event_id, reason) for stage, (_, event_id, reason) in out.rejected] == [
         ("match", victim, "KeyError: 'no such field'")]
     assert len(out.events) == len(events)  # the graph still gets it
+
+
+def test_on_recordings_of_real_clusters_the_chain_gives_what_the_stages_give() -> None:
+    # recordings nobody on this project wrote (shared/realdata: minikube and OpenShift CI clusters)
+    realdata = ROOT.parent / "shared" / "realdata"
+    events, unread = read_recordings([realdata / "troubleshoot" / "pkg" / "analyze" / "files",
+                                      realdata / "must-gather-clean"])
+    assert len(events) > 800 and not unread
+    catalog = Catalog(ROOT / "patterns")
+    batch = RawBatch(events=publish_order(events))
+    chained = front_batch(batch, selector=catalog.selector, store={}, partitions=PARTITIONS)
+    enriched, enrich_rejects = enrich_stage(batch)
+    unified, normalize_rejects = normalize_stage(enriched)
+    encoded = [(e, msgspec.Raw(msgspec.msgpack.encode(e))) for e in unified.events]
+    hits, _ = select_events(encoded, catalog.selector, {}, PARTITIONS)
+    assert chained.events == [bytes(raw) for _, raw in encoded] and chained.hits == hits
+    assert sum(len(h) for h in hits.values()) > 0  # the real failures in them reach the catalog
+    assert [r[1] for _, r in chained.rejected] == [r[1] for r in [*enrich_rejects, *normalize_rejects]]
