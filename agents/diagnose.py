@@ -147,10 +147,10 @@ class LiveState:
     def wait(self, raws: Iterable[RawEvent], partition: int | None) -> None:
         """Events received: they wait in the buffer until event time passes their second (once each)."""
         for raw in raws:
-            key = waiting_key(raw)
+            at = epoch_ms(raw.timestamp)
+            key = waiting_key(at, raw.id)
             if key in self.waiting:
                 continue  # delivered again while it waits
-            at = epoch_ms(raw.timestamp)
             where = partition if partition is not None else 0
             self.waiting[key] = where
             heapq.heappush(self.buffer, (at, self.arrived, raw))
@@ -161,8 +161,8 @@ class LiveState:
         """The events waiting whose event time is before `end_ms`, oldest first, out of the buffer."""
         out = []
         while self.buffer and self.buffer[0][0] < end_ms:
-            raw = heapq.heappop(self.buffer)[2]
-            key = waiting_key(raw)
+            at, _, raw = heapq.heappop(self.buffer)
+            key = waiting_key(at, raw.id)
             self._note(self.waiting.pop(key, 0), key, None)
             out.append(raw)
         return out
@@ -380,6 +380,7 @@ class LiveState:
         standing: list[tuple[str, Standing]] = []
         ended: list[tuple[str, Ended]] = []
         gone: list[Gone] = []
+        rekeyed: list[tuple[int, str, str, Waiting]] = []
         for partition, kept in items.items():
             for key, item in kept.items():
                 if isinstance(item, KeptObject):
@@ -391,7 +392,10 @@ class LiveState:
                 elif isinstance(item, KeptEvent):
                     events.append(item)
                 elif isinstance(item, Waiting):
-                    self.waiting[waiting_key(item.raw)] = partition
+                    new_key = waiting_key(item.at_ms, item.raw.id)
+                    if new_key != key:  # stored under the key's older form: moved at the next write
+                        rekeyed.append((partition, key, new_key, item))
+                    self.waiting[new_key] = partition
                     heapq.heappush(self.buffer, (item.at_ms, item.arrived, item.raw))
                     self.arrived = max(self.arrived, item.arrived + 1)
                 elif isinstance(item, Standing):
@@ -417,6 +421,9 @@ class LiveState:
                          + [epoch_ms(e.raw.timestamp) for e in events] + list(self.gone.values()), default=0)
         self.changes = {}
         self.track = track
+        for partition, old_key, new_key, waiting in rekeyed:
+            self._note(partition, old_key, None)
+            self._note(partition, new_key, waiting)
 
     def sent_again(self) -> tuple[list[PatternMatch], list[Prediction]]:
         """What a worker taking up this state sends again, in case Kafka lost it before the graph had

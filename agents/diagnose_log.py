@@ -140,8 +140,10 @@ def gone_key(key: ObjectKey) -> str:
     return _SEP.join(("g", *key))
 
 
-def waiting_key(raw: RawEvent) -> str:
-    return _SEP.join(("w", raw.timestamp.isoformat(), raw.id))
+def waiting_key(at_ms: int, event_id: str) -> str:
+    """An event waiting for event time: its time (epoch ms, as `Waiting.at_ms`) and id. (Before
+    2026-12-05 the time was in ISO form: `LiveState.restore` moves such an item to this key.)"""
+    return f"w{_SEP}{at_ms}{_SEP}{event_id}"
 
 
 def standing_key(identity: str) -> str:

@@ -129,7 +129,11 @@ class PartitionWindows:
             late += dropped
             if dropped < len(key_hits):
                 self._dirty.add(key)
-                self._set_due(key, min(self.due.get(key, NEVER), _pending(state)))
+                due = self.due.get(key)
+                if due is None:  # a state no look is set for: its earliest pending hit
+                    self._set_due(key, _pending(state))
+                else:  # a due time is never after the state's earliest pending hit: only the new hits can be earlier
+                    self._set_due(key, min(due, min(h.t for h in key_hits if h.t > state.done_to)))
         return late
 
     def advance(self, compiled: dict[str, CompiledPattern], watermark: int) -> list[PatternMatch]:

@@ -43,7 +43,7 @@ import msgspec
 
 from agents.hits import CompiledCondition, CompiledPattern
 from agents.patterns import CountCondition, EventCondition, MetricCondition, RateCondition, SequenceCondition
-from core.events import UnifiedEvent, content_id
+from core.events import K8sContext, UnifiedEvent, content_id
 from core.records import Hit, Link, PatternMatch
 
 MAX_ENTRIES = 2000
@@ -277,7 +277,7 @@ def _pods(state: WindowState, held: Held) -> int:
     for entry in held.entries:
         for event_id in (entry.id, *entry.more):
             raw = state.evidence.get(event_id)
-            k8s = _EVENT.decode(raw).k8s if raw is not None else None
+            k8s = _SUBJECT.decode(raw).k8s if raw is not None else None
             if k8s is not None and k8s.kind == "Pod":
                 pods.add((k8s.namespace, k8s.name))
     return len(pods)
@@ -353,4 +353,13 @@ def with_evidence(state: WindowState, evidence: dict[str, bytes]) -> WindowState
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(WindowState)
 _EVENT = msgspec.msgpack.Decoder(UnifiedEvent)
+
+
+class _Subject(msgspec.Struct):
+    """The part of a stored UnifiedEvent `_pods` reads (the decoder skips the rest)."""
+
+    k8s: K8sContext | None = None
+
+
+_SUBJECT = msgspec.msgpack.Decoder(_Subject)
 

@@ -19,6 +19,7 @@ from diagnose_inputs import incident_and_pod_deletion
 
 from agents.diagnose import LiveState, diagnose_batch
 from agents.diagnose_store import DiagnoseStore
+from agents.diagnosis.observed import key_of
 from app.analyze import read
 from app.diagnosis_backtest import find_cases, inputs_of
 from collectors.replay import shifted
@@ -228,3 +229,32 @@ def test_a_write_to_another_partition_is_placed_there_as_faust_places_it() -> No
     assert streams.current_event() is None
     shelf.put(3, "d:3:000000000001", b"x")
     assert Table.placed == [("d:3:000000000001", "raw", 3)] and streams.current_event() is None
+
+
+def test_an_event_stored_waiting_under_the_older_key_waits_once_and_leaves_no_stale_record() -> None:
+    """Before 2026-12-05 a waiting event's key held its time in ISO form; a table written then is
+    taken up: the event waits once, is applied once, and the next writes move it to the current key
+    (the older key's record deleted), so no delta keeps it forever."""
+    from agents.diagnose_log import WAITING, Delta, Waiting, encode_delta
+
+    event = _pod("early", 5)
+    at = epoch_ms(event.timestamp)
+    old_key = "\x1f".join(("w", event.timestamp.isoformat(), event.id))
+    shelf = DictShelf()
+    p = home("shop")
+    shelf.put(p, f"{WAITING}:{p}:000000000000", encode_delta(Delta(items={old_key: Waiting(at_ms=at, arrived=0,
+                                                                                            raw=event)})))
+    store = DiagnoseStore(shelf, home)
+    store.assign(range(PARTITIONS))
+    store.take(RawBatch(events=[event], watermark=at), p, _diagnose)  # delivered again while it waits
+    assert store.state is not None and [raw.id for _, _, raw in store.state.buffer] == [event.id]
+    stored = [k for part in shelf.data.values() for k in part if k.startswith(f"{WAITING}:")]
+    assert len(stored) == 1, "the older record is replaced by one under the current key"
+    restored = DiagnoseStore(shelf, home)  # a restart: the table alone
+    restored.assign(range(PARTITIONS))
+    restored.take(RawBatch(events=[], watermark=at), p, _diagnose)
+    assert restored.state is not None and [raw.id for _, _, raw in restored.state.buffer] == [event.id]
+    for q in range(PARTITIONS):  # event time passes it on every partition: applied, kept once
+        restored.take(RawBatch(events=[], watermark=at + 60_000), q, _diagnose)
+    assert restored.state.buffer == [] and list(restored.state.objects) == [key_of(event)]
+    assert not [k for part in shelf.data.values() for k in part if k.startswith(f"{WAITING}:")]
