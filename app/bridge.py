@@ -375,7 +375,7 @@ class Bridge:
             self.producer = AIOKafkaProducer(
                 bootstrap_servers=self.settings.kafka.bootstrap_servers, acks="all",
                 enable_idempotence=False, linger_ms=5, max_request_size=16 * 1024 * 1024,
-                compression_type=None, request_timeout_ms=30000)
+                compression_type=self.settings.kafka.compression_type, request_timeout_ms=30000)
             await self.producer.start()
         except KafkaError as e:
             await self.nc.close()

@@ -122,6 +122,7 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         broker_heartbeat_interval=min(3.0, kafka.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=5,
+        producer_compression_type=kafka.compression_type,
         producer_max_request_size=16 * 1024 * 1024,
         consumer_max_fetch_size=16 * 1024 * 1024,
         stream_buffer_maxsize=64,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import yaml
@@ -67,6 +67,10 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Tansu makes a consumer wait the whole fetch_max_wait_ms even when data is there
     # (shared/notes/stack.md); Faust hard-codes 1500 ms. 50 ms keeps a hop under 100 ms.
     fetch_max_wait_ms: int = 50
+    # how every producer of the dataflow (the bridge, the workers' agents and changelogs) compresses
+    # its record batches: none, gzip, snappy, lz4 or zstd. lz4 cuts the embedded Tansu's memory per
+    # event by ~5x (it keeps batches as sent) for ~6 us of worker CPU an event (benchmarks/README.md)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     # Tansu completes a group join only after session_timeout / 2.
     session_timeout_s: float = 10.0
     # Tansu's ListOffsets(LATEST) is wrong for batched produce (shared/notes/stack.md): table
@@ -85,6 +89,11 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # before asking, a bridge stops bridging until the dataflow holds what it bridged, at most this long
     recycle_drain_s: float = 20.0
     recycle_timeout_s: float = 60.0
+
+    @property
+    def compression_type(self) -> str | None:
+        """`compression` as aiokafka and Faust take it (None: uncompressed)."""
+        return None if self.compression == "none" else self.compression
 
 
 class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -16,10 +16,13 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     config.write_text("graph:\n  uri: neo4j://db.internal:7687\n  username: tapio\nkafka:\n  partitions: 12\n")
     settings = load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path),
                                               "TAPIO_KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9092",
-                                              "TAPIO_GRAPH_PASSWORD": "s3cret"})
+                                              "TAPIO_GRAPH_PASSWORD": "s3cret", "TAPIO_KAFKA_COMPRESSION": "zstd"})
     assert settings.graph.uri == "neo4j://db.internal:7687" and settings.graph.username == "tapio"
     assert settings.graph.password == "s3cret" and settings.kafka.partitions == 12
     assert settings.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
+    assert settings.kafka.compression_type == "zstd"
+    assert load_settings(environ={"TAPIO_STATE_DIR": str(tmp_path), "TAPIO_KAFKA_COMPRESSION": "none"}
+                         ).kafka.compression_type is None
 
 
 def test_api_and_feedback_sections_from_file_and_environment(tmp_path: Path) -> None:
@@ -37,6 +40,9 @@ def test_bad_configuration_names_the_problem(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("kafka:\n  partitions: many\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*partitions"):
+        load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path)})
+    config.write_text("kafka:\n  compression: brotli\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*'brotli'.*kafka.compression"):
         load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path)})
     config.write_text("graph:\n  url: typo\n")
     with pytest.raises(ConfigError, match="url"):
