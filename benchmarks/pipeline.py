@@ -50,6 +50,24 @@ from topology.graph import open_graph  # noqa: E402
 from topology.retention import pruned_events  # noqa: E402
 
 TARGET = 10_000
+#: predictions are looked for among those of the last minute (event time): one first seen later is not timed
+PREDICTION_WINDOW_MS = 60_000
+
+
+def prediction_latency(seen: dict[str, tuple[int, int]], lateness_ms: int, made: int, *, until_ms: int) -> str:
+    """Pure: the line on publish -> prediction in the graph, from each prediction's (time, first seen).
+    Only the predictions whose window the load closed count (time + lateness <= `until_ms`, the end of
+    the load); the last ones close when the bridge moves event time on while idle."""
+    seen = {k: v for k, v in seen.items() if v[0] + lateness_ms <= until_ms}
+    if not seen:
+        return f"publish->prediction: no prediction timed ({made} made)"
+    waits = sorted(first - at for at, first in seen.values())
+    net = sorted(w - lateness_ms for w in waits)
+    p = lambda values, q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    return (f"publish->prediction in the graph: p50 {p(waits, 0.5):,} ms p99 {p(waits, 0.99):,} ms; less the "
+            f"allowed lateness ({lateness_ms:,} ms, the wait for event time to close a window): p50 "
+            f"{p(net, 0.5):,} ms p99 {p(net, 0.99):,} ms (bar 500 ms: ratio {p(net, 0.99) / 500:.2f}); "
+            f"{len(seen):,} predictions timed of {made:,} made (200 ms polls)")
 
 
 #: (weight, reason, type) of Kubernetes Events in the `real` mix: the shares of the recordings in
@@ -314,6 +332,20 @@ async def run(args: argparse.Namespace) -> int:
             rows = await graph.query(queries.EVENT_TIMES, ids=ids) if ids else []
             lat.extend(r["ingested_at"] - r["timestamp"] for r in rows)
             pending = sorted(set(ids) - {r["id"] for r in rows})
+        # publish -> prediction: the wall time each Prediction node was first seen in the graph, against
+        # its event time (events carry their publish time); a window closes only once event time is
+        # `match.allowed_lateness_s` past it, so that wait is printed apart (`prediction_latency`)
+        seen_predictions: dict[str, tuple[int, int]] = {}  # id -> (its time, first seen), epoch ms
+        before_run = first_n(await graph.query(queries.COUNT_PREDICTIONS))
+
+        async def watch_predictions(since_ms: int) -> None:
+            while True:
+                now_ms = int(time.time() * 1000)
+                rows = await graph.query(queries.PREDICTIONS_SINCE, since=max(since_ms, now_ms - PREDICTION_WINDOW_MS))
+                for r in rows:
+                    seen_predictions.setdefault(r["id"], (r["at"], now_ms))
+                await asyncio.sleep(0.2)
+
         ack_progress: list[tuple[float, int]] = []
         lags: list[tuple[float, int]] = []  # (seconds into the run, events published and not in the graph)
 
@@ -359,6 +391,7 @@ async def run(args: argparse.Namespace) -> int:
             # a steady offered load: latency at a rate the stack sustains, without a backlog
             watcher = asyncio.ensure_future(watch())
             start = time.monotonic()
+            predictions_watcher = asyncio.ensure_future(watch_predictions(int(time.time() * 1000)))
             published, tick = 0, max(1, args.rate // 20)
             next_lag = start
             trace_at = start + args.trace_memory_after if args.trace_memory_after else None
@@ -382,6 +415,7 @@ async def run(args: argparse.Namespace) -> int:
                     next_lag = time.monotonic() + 5
                 await asyncio.sleep(max(0.0, start + published / args.rate - time.monotonic()))
             publish_s = time.monotonic() - start
+            load_end_ms = int(time.time() * 1000)
         else:
             watcher = asyncio.ensure_future(watch())
             start = time.monotonic()
@@ -396,6 +430,9 @@ async def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.1)
         total_s = time.monotonic() - start
         profiling.cancel()
+        if args.rate:
+            await asyncio.sleep(2)  # the predictions of the windows the load closed, still on their way
+            predictions_watcher.cancel()
         for profile in profiles:
             profile.stop()
         if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
@@ -441,6 +478,10 @@ async def run(args: argparse.Namespace) -> int:
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             print(f"latency publish->graph: p50 {p(0.50):,} ms  p99 {p(0.99):,} ms  max {lat[-1]:,} ms "
                   f"({len(lat)} sampled events)")
+        if args.rate:
+            made = first_n(await graph.query(queries.COUNT_PREDICTIONS)) - before_run
+            print(prediction_latency(seen_predictions, int(settings.match.allowed_lateness_s * 1000), made,
+                                     until_ms=load_end_ms))
         try:
             changelog = await changelog_records(settings)
         except (Exception, asyncio.CancelledError) as e:  # aiokafka's stop was seen cancelling itself: go on

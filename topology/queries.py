@@ -428,6 +428,14 @@ NEO4J_SCHEMA: tuple[Query, ...] = tuple(
 #: Row: n = the number of Event nodes in the graph.
 COUNT_ALL_EVENTS = Query("count_all_events", f"MATCH (e:{EVENT_LABEL}) RETURN count(e) AS n")
 
+#: Params `since` (epoch ms). Rows: id, at (the prediction's event time, epoch ms) of the Prediction nodes
+#: of that time or later (the benchmark's publish -> prediction latency).
+PREDICTIONS_SINCE = Query("predictions_since", f"""MATCH (pr:{PREDICTION_LABEL}) WHERE pr.at >= $since
+RETURN pr.id AS id, pr.at AS at""")
+
+#: Row: n = the number of Prediction nodes in the graph.
+COUNT_PREDICTIONS = Query("count_predictions", f"MATCH (pr:{PREDICTION_LABEL}) RETURN count(pr) AS n")
+
 #: Params `ids`. Rows: id, timestamp (event time, epoch ms), ingested_at (sink write time, epoch ms).
 EVENT_TIMES = Query("event_times", f"""UNWIND $ids AS id
 MATCH (e:{EVENT_LABEL} {{{EVENT_KEY}: id}})
