@@ -185,7 +185,8 @@ class PartitionLog:
         self.partition = partition
         self.prefix = f"{log}:{partition}:"
         self.next_seq = 0
-        self.holders: dict[str, list[int]] = {}  # item key -> stored deltas holding a version, oldest first
+        # item key -> stored deltas holding a version, oldest first (a tuple: untracked by the garbage collector)
+        self.holders: dict[str, tuple[int, ...]] = {}
         self.entries: dict[int, dict[str, bool]] = {}  # stored delta -> its items (True: a value, False: gone)
         self.needed: dict[int, int] = {}  # stored delta -> how many of its entries are needed
         self.unneeded: set[int] = set()  # deltas none of whose entries is needed: to delete
@@ -256,7 +257,7 @@ class PartitionLog:
         self.needed[seq] = 0
         for key, item in items.items():
             before = self._status(key)
-            self.holders.setdefault(key, []).append(seq)
+            self.holders[key] = (*self.holders.get(key, ()), seq)
             self.entries[seq][key] = item is not None
             self._moved(before, self._status(key))
 
@@ -293,9 +294,10 @@ class PartitionLog:
             del self.needed[seq]  # its own entries count no more
             for key in entries:
                 before = self._status(key)
-                holders = self.holders[key]
-                holders.remove(seq)
-                if not holders:
+                holders = tuple(h for h in self.holders[key] if h != seq)
+                if holders:
+                    self.holders[key] = holders
+                else:
                     del self.holders[key]
                 self._moved(None if before == seq else before, self._status(key))
             del self.entries[seq]

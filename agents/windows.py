@@ -59,12 +59,15 @@ class Entry(msgspec.Struct, array_like=True, gc=False):
     id: str
     d: str = ""  # distinct value
     v: float = 0.0  # metric sample
-    more: list[str] = []  # ids of the other hits merged into this entry (same time, distinct value, sample)
+    # ids of the other hits merged into this entry (same time, distinct value, sample). Tuples here and
+    # in `series`: the garbage collector stops tracking a tuple of strings or ints, and a busy worker
+    # holds hundreds of thousands of them (a list each made its full collections take ~200 ms)
+    more: tuple[str, ...] = ()
 
 
 class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     entries: dict[str, list[Entry]] = {}  # "<condition fp>:<role>" -> entries sorted by t
-    series: dict[str, list[int]] = {}  # "<fp>:<series>" -> [max count, last t]
+    series: dict[str, tuple[int, int]] = {}  # "<fp>:<series>" -> (max count, last t)
     evidence: dict[str, msgspec.Raw] = {}  # event id -> the UnifiedEvent's MessagePack bytes
     done_to: int = 0  # every t <= done_to has been evaluated
     quiet_until: int = 0
@@ -97,7 +100,7 @@ def add_hits(state: WindowState, hits: Iterable[Hit]) -> int:
             skey = f"{hit.cond}:{hit.series}"
             seen = state.series.get(skey)
             weight = hit.count if seen is None else max(hit.count - seen[0], 0)
-            state.series[skey] = [max(hit.count, seen[0] if seen else 0), max(hit.t, seen[1] if seen else 0)]
+            state.series[skey] = (max(hit.count, seen[0] if seen else 0), max(hit.t, seen[1] if seen else 0))
             if weight == 0:
                 continue  # the same observation again (a redelivery or an unchanged relist)
         _insert(entries, Entry(t=hit.t, w=weight, id=hit.id, d=hit.distinct, v=hit.value))
@@ -126,7 +129,7 @@ def _insert(entries: list[Entry], entry: Entry) -> None:
             break
         if other.d == entry.d and other.v == entry.v and len(other.more) < MAX_MERGED:
             other.w += entry.w
-            other.more = [*other.more, entry.id]  # a new list: a default [] is never shared
+            other.more = (*other.more, entry.id)
             return
     entries.insert(i, entry)
     if len(entries) > MAX_ENTRIES:

@@ -35,7 +35,7 @@ from agents.normalize import normalize_stage
 from agents.predict import predict_batch
 from agents.sink import register_sink
 from agents.stage import register_stage
-from app import memory_view
+from app import gc_tuning, memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge, partition_for
 from app.learning import Learning, rule_of
@@ -337,6 +337,7 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
         raise WorkerStartError(str(e)) from e
     if restarted_for_kafka_loss():
         asyncio.run(recreate_own_topics(app, settings))  # its changelogs, clear of stray records
+    gc_tuning.tune(settings.worker.gc_thresholds, lambda seconds: runtime.stats.time("gc_full", seconds))
     services: list[Service] = [runtime, EpochWatch(settings, epoch, app)]
     app.sensors.add(SendFailures(app))
     if with_bridge:

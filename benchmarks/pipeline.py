@@ -52,6 +52,7 @@ from topology.retention import pruned_events  # noqa: E402
 TARGET = 10_000
 #: predictions are looked for among those of the last minute (event time): one first seen later is not timed
 PREDICTION_WINDOW_MS = 60_000
+PREDICTION_POLL_S = 0.05  # how often the graph is asked for new predictions (adds half of it to the figure on average)
 
 
 def prediction_latency(seen: dict[str, tuple[int, int]], lateness_ms: int, made: int, *, until_ms: int) -> str:
@@ -67,7 +68,7 @@ def prediction_latency(seen: dict[str, tuple[int, int]], lateness_ms: int, made:
     return (f"publish->prediction in the graph: p50 {p(waits, 0.5):,} ms p99 {p(waits, 0.99):,} ms; less the "
             f"allowed lateness ({lateness_ms:,} ms, the wait for event time to close a window): p50 "
             f"{p(net, 0.5):,} ms p99 {p(net, 0.99):,} ms (bar 500 ms: ratio {p(net, 0.99) / 500:.2f}); "
-            f"{len(seen):,} predictions timed of {made:,} made (200 ms polls)")
+            f"{len(seen):,} predictions timed of {made:,} made ({PREDICTION_POLL_S * 1000:.0f} ms polls)")
 
 
 #: (weight, reason, type) of Kubernetes Events in the `real` mix: the shares of the recordings in
@@ -251,6 +252,19 @@ def table_partitions(settings: Settings) -> list[int]:
     return next((t["partitions"] for t in tables if t["name"] == "tapio-windows"), [])
 
 
+def with_setting(settings: Settings, assignment: str) -> Settings:
+    """`section.field=value` (`--set`, e.g. `kafka.fetch_max_wait_ms=10`) applied to the settings."""
+    path, sep, value = assignment.partition("=")
+    section, _, name = path.partition(".")
+    current = getattr(settings, section, None)
+    fields = {f.name: f.type for f in msgspec.structs.fields(current)} if isinstance(current, msgspec.Struct) else {}
+    if not sep or name not in fields:
+        raise SystemExit(f"--set {assignment!r}: expected section.field=value with a field of "
+                         f"core.settings (e.g. kafka.fetch_max_wait_ms=10)")
+    typed = msgspec.convert(value, fields[name], strict=False)
+    return msgspec.structs.replace(settings, **{section: msgspec.structs.replace(current, **{name: typed})})
+
+
 async def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="tapio-bench-"))
     stack = EmbeddedStack(root, bolt_port=None)
@@ -268,6 +282,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.patterns is not None:  # an empty folder measures the dataflow without matching
         settings = msgspec.structs.replace(settings, match=msgspec.structs.replace(
             settings.match, patterns_dir=str(Path(args.patterns).resolve())))
+    for assignment in args.set:
+        settings = with_setting(settings, assignment)
     split = [s for s in (args.split or ("sink" if args.split_sink else "")).split(",") if s]
     everything = [*STAGE_NAMES, *SERVICE_NAMES]  # --split moves some to a second process, the rest stay
     worker = start_worker(settings, with_bridge=False,
@@ -344,7 +360,7 @@ async def run(args: argparse.Namespace) -> int:
                 rows = await graph.query(queries.PREDICTIONS_SINCE, since=max(since_ms, now_ms - PREDICTION_WINDOW_MS))
                 for r in rows:
                     seen_predictions.setdefault(r["id"], (r["at"], now_ms))
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(PREDICTION_POLL_S)
 
         ack_progress: list[tuple[float, int]] = []
         lags: list[tuple[float, int]] = []  # (seconds into the run, events published and not in the graph)
@@ -474,6 +490,10 @@ async def run(args: argparse.Namespace) -> int:
             print(f"pattern match per hit (select took the event -> its window evaluated): p50 {m['p50_ms']:,.1f} ms "
                   f"p99 {m['p99_ms']:,.1f} ms max {m['max_ms']:,.1f} ms over {m['samples']:,} hits "
                   f"(bar 100 ms: ratio {m['p99_ms'] / 100:.2f})")
+        if "gc_full" in timings:  # app.gc_tuning: the worker's full garbage collections stop its event loop
+            g = timings["gc_full"]
+            print(f"full garbage collections in the worker: {g['samples']:,}, pause p50 {g['p50_ms']:,.1f} ms "
+                  f"max {g['max_ms']:,.1f} ms")
         if lat:
             p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             print(f"latency publish->graph: p50 {p(0.50):,} ms  p99 {p(0.99):,} ms  max {lat[-1]:,} ms "
@@ -551,6 +571,8 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="a setting for this run (repeatable), e.g. kafka.fetch_max_wait_ms=10")
     parser.add_argument("--namespaces", type=int, default=20)
     parser.add_argument("--pods", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=2,

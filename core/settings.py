@@ -128,6 +128,14 @@ class WorkerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         default_factory=lambda: ["enrich", "normalize", "match", "predict", "sink", "diagnose", "topology"])
     # trace Python allocations (tracemalloc, ~2x slower) and serve them at /tapio/memory/
     trace_memory: bool = False
+    # the cyclic garbage collector's thresholds (gc.set_threshold) for the worker, after the start-up
+    # heap is frozen (app.gc_tuning): Python's defaults (700, 10, 10) pause a busy worker ~200 ms
+    gc_thresholds: list[int] = msgspec.field(default_factory=lambda: [50_000, 20, 100])
+
+    def __post_init__(self) -> None:
+        if len(self.gc_thresholds) != 3 or min(self.gc_thresholds) < 1:
+            raise ValueError(f"worker.gc_thresholds must be three numbers >= 1 (young, middle, full), "
+                             f"not {self.gc_thresholds}")
 
 
 def _default_patterns_dir() -> str:
@@ -280,7 +288,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if var not in environ or str(field.type).startswith("dict"):  # a mapping is set in the file
                 continue
             raw = environ[var]
-            value: Any = [v.strip() for v in raw.split(",") if v.strip()] if field.type == list[str] else raw
+            value: Any = [v.strip() for v in raw.split(",") if v.strip()] if str(field.type).startswith("list") else raw
             sections.setdefault(section, {})[field.name] = value
     if "TAPIO_STATE_DIR" in environ:
         sections["state_dir"] = environ["TAPIO_STATE_DIR"]

@@ -279,8 +279,8 @@ def test_within_guard_keeps_what_is_within_it() -> None:
     from agents.windows import Entry, WindowState
 
     far = epoch_ms(datetime(9999, 12, 31, tzinfo=UTC))
-    state = WindowState(entries={"c:": [Entry(t=WALL_MS - 5000, w=1, id="a", more=["a2"]), Entry(t=far, w=1, id="z")]},
-                        series={"c:s1": [1, WALL_MS - 5000], "c:s2": [1, far]},
+    state = WindowState(entries={"c:": [Entry(t=WALL_MS - 5000, w=1, id="a", more=("a2",)), Entry(t=far, w=1, id="z")]},
+                        series={"c:s1": (1, WALL_MS - 5000), "c:s2": (1, far)},
                         evidence={"a": msgspec.Raw(b"\xc0"), "a2": msgspec.Raw(b"\xc0"), "z": msgspec.Raw(b"\xc0")},
                         done_to=far, quiet_until=far + 60_000)
     repaired = within_guard(state, WALL_MS + 300_000)
