@@ -1,7 +1,7 @@
 """Stage 3, match: behavior patterns over event-time windows, in two agents.
 
     (front chain or unified) --select--> insights (the events, for the graph sink)
-                                 \\------> hits (keyed by pattern and scope) --windows--> matched (PatternMatches)
+                                 \\------> hits (keyed by pattern and scope) --windows[--> predict]--> insights
 
 `select` (per raw partition, i.e. per namespace group; chained after enrich and normalize in one
 agent, `agents.front`, or on its own reading `unified`) learns pod/workload/Service membership
@@ -15,9 +15,11 @@ backed table `windows`, stored as one delta record per batch (`agents.window_log
 evidence events are records of their own beside it, written once: `agents.windows.stored_changes`), and each
 source partition's watermark in `watermarks`. Its event time is
 the lowest watermark over all sources minus `match.allowed_lateness_s`; when that moves, the
-states with hits at or before it are evaluated (`agents.windows.advance`) and their matches go
-to `matched`. A batch writes one changelog record for all the windows it changed: state volume
-follows the hits, not the events, and is bounded by the windows (see agents/windows.py).
+states with hits at or before it are evaluated (`agents.windows.advance`) and their matches are
+predicted in the same agent and go to `insights` where this worker runs predict
+(`agents.predict_chain`), else to topic `matched` for the predict stage of another worker. A batch
+writes one changelog record for all the windows it changed: state volume follows the hits, not the
+events, and is bounded by the windows (see agents/windows.py).
 Both tables survive a restart and move with their partitions on a rebalance (Faust changelogs).
 """
 
@@ -38,22 +40,14 @@ from agents.catalog import Catalog
 from agents.hits import Selector
 from agents.membership import Member, ServiceIndex
 from agents.partition_windows import PartitionWindows, beyond_wall_clock, event_time, within_guard
+from agents.predict_chain import SendMatches
 from agents.stage import dead_letter_rejects
 from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, evidence_key, stored_changes, stored_states, with_evidence
 from core.codec import Poison, msgpack_encoder, where_of
 from core.events import UnifiedEvent
 from core.ports import StageRuntime
-from core.records import (
-    Hit,
-    HitBatch,
-    InsightBatchView,
-    MatchedBatch,
-    PatternMatch,
-    Progress,
-    UnifiedBatchView,
-    msgpack_array,
-)
+from core.records import Hit, HitBatch, InsightBatchView, PatternMatch, Progress, UnifiedBatchView, msgpack_array
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +317,9 @@ def _text(key: bytes | str) -> str:
     return key.decode() if isinstance(key, bytes) else key
 
 
-def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.TopicT, catalog: Catalog,
+def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: SendMatches, catalog: Catalog,
                      runtime: StageRuntime) -> Any:
+    """`send_matches`: where the matches go (agents.predict_chain: predicted here, or to topic `matched`)."""
     settings = runtime.settings
     partitions = settings.kafka.partitions
     lateness_ms = int(settings.match.allowed_lateness_s * 1000)
@@ -359,7 +354,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
                 sent_by[message.partition] = recent = SentMatches(message.partition, sent)
                 again = recent.newest()
                 if again:  # taken up: the newest matches again, in case Kafka lost them before the graph had them
-                    await matched.send(value=MatchedBatch(matches=again), partition=message.partition)
+                    await send_matches(again, message.partition)
                     log.info("windows: partition %d taken up; its %d newest matches sent again (the graph "
                              "merges them by id)", message.partition, len(again))
             try:  # the matches are kept to be sent again before the states saying they were made are written
@@ -374,7 +369,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, matched: faust.Top
             if found:  # (a send can wait for a broker that died: the worker may restart in it)
                 log.info("windows: partition %d: %d match(es): %s", message.partition, len(found),
                          ", ".join(f"{m.pattern} {m.scope} x{m.count}" for m in found[:10])[:1000])
-                await matched.send(value=MatchedBatch(matches=found), partition=message.partition)
+                await send_matches(found, message.partition)
             if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
                 runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)
                 await runtime.progress.save()

@@ -33,6 +33,7 @@ from agents.front import register_front
 from agents.match import TABLE_OPTIONS, members_store, register_select, register_windows
 from agents.normalize import normalize_stage
 from agents.predict import predict_batch
+from agents.predict_chain import predicting, to_topic
 from agents.sink import register_sink
 from agents.stage import register_stage
 from app import gc_tuning, memory_view
@@ -58,6 +59,7 @@ from app.transport import TapioTransport
 from core.events import CLUSTER_SCOPE
 from core.kube.redact import use_safe_env_names
 from core.ports import GraphError
+from core.records import InsightBatch, MatchedBatch
 from core.settings import Settings, with_absolute_dirs
 from topology.graph import open_graph
 from topology.retention import EventRetention
@@ -164,7 +166,6 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
         else:
             register_select(app, source=topics["unified"], insights=topics["insights"], hits=topics["hits"],
                             catalog=catalog, runtime=runtime, store=members)
-        register_windows(app, source=topics["hits"], matched=topics["matched"], catalog=catalog, runtime=runtime)
     learning = None
     if "predict" in stages or "diagnose" in stages:
         learning = Learning(rule_of(settings.feedback))
@@ -198,9 +199,16 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
             await refresh_votes()
 
     if "predict" in stages and learning is not None:
+        def predict(batch: MatchedBatch) -> tuple[InsightBatch, list]:
+            return predict_batch(batch, catalog.patterns, learning.adjustments)  # type: ignore[union-attr]
+
+        # what `matched` holds (a worker of the group without match, or records from before the chain)
         register_stage(app, name="predict", source=topics["matched"], target=topics["insights"],
-                       transform=lambda batch: predict_batch(batch, catalog.patterns, learning.adjustments),
-                       runtime=runtime, before=first_votes)
+                       transform=predict, runtime=runtime, before=first_votes)
+    if "match" in stages:  # the windows' matches predicted in the windows agent where this worker predicts
+        send_matches = (predicting(topics["insights"], predict, runtime, before=first_votes)
+                        if "predict" in stages and learning is not None else to_topic(topics["matched"]))
+        register_windows(app, source=topics["hits"], send_matches=send_matches, catalog=catalog, runtime=runtime)
     if "sink" in stages:
         register_sink(app, source=topics["insights"], runtime=runtime)
         if settings.graph.retention_s or settings.graph.max_events:
