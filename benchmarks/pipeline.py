@@ -233,8 +233,13 @@ def merged_stages(pages: list[dict]) -> dict:
     out: dict = {"timings": {}}
     for page in pages:
         for name, value in page.items():
-            if name == "timings":
-                out["timings"].update(value)  # (percentiles do not add up: the last worker's)
+            if name == "timings":  # percentiles do not add up: the worst worker's, over all samples
+                for timing, t in value.items():
+                    worst = out["timings"].setdefault(timing, {"samples": 0, "p50_ms": 0.0, "p99_ms": 0.0,
+                                                               "max_ms": 0.0})
+                    worst["samples"] += t["samples"]
+                    for field in ("p50_ms", "p99_ms", "max_ms"):
+                        worst[field] = max(worst[field], t[field])
                 continue
             seen = out.setdefault(name, {"events": 0, "batches": 0, "rate": 0.0})
             for field in ("events", "batches", "rate"):

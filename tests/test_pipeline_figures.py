@@ -19,3 +19,15 @@ def test_publish_to_prediction_counts_the_windows_the_load_closed_and_gives_the_
     assert "less the allowed lateness (10,000 ms" in line and "p50 200 ms p99 400 ms (bar 500 ms: ratio 0.80)" in line
     assert "3 predictions timed of 5 made" in line
     assert prediction_latency({}, 10_000, made=0, until_ms=1).startswith("publish->prediction: no prediction timed")
+
+
+def test_a_group_reports_the_worst_workers_percentiles_and_the_sum_of_its_counts() -> None:
+    from benchmarks.pipeline import merged_stages
+
+    one = {"match": {"events": 10, "batches": 2, "rate": 5.0},
+           "timings": {"match_latency": {"samples": 10, "p50_ms": 30.0, "p99_ms": 80.0, "max_ms": 90.0}}}
+    two = {"match": {"events": 30, "batches": 3, "rate": 7.0},
+           "timings": {"match_latency": {"samples": 30, "p50_ms": 40.0, "p99_ms": 70.0, "max_ms": 120.0}}}
+    merged = merged_stages([one, two])
+    assert merged["match"] == {"events": 40, "batches": 5, "rate": 12.0}
+    assert merged["timings"]["match_latency"] == {"samples": 40, "p50_ms": 40.0, "p99_ms": 80.0, "max_ms": 120.0}
