@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: MiB a bridge bridges before it asks for the embedded broker's topics to be recycled (app.recycle);
 #: Tansu holds about N times that across the dataflow's topics and changelogs (shared/notes/stack.md).
-#: With the producers' lz4 (kafka.compression) the soak's Tansu peaked at 392 MiB with 128 (766 with
-#: 64 uncompressed): half the recycles, each a worker restart (benchmarks/README.md)
+#: With the producers' compressed batches (kafka.compression) the soak's Tansu peaked at 392 MiB with
+#: 128 and lz4 (766 with 64 uncompressed): half the recycles, each a worker restart (benchmarks/README.md)
 RECYCLE_AFTER_MIB = 128.0
 #: Event nodes the embedded FalkorDB keeps at most (graph.max_events, topology.retention): it holds
 #: the graph in memory, about 0.9 KiB an event (the soak's figure), so this is ~450 MiB of events

@@ -68,9 +68,10 @@ class KafkaSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # (shared/notes/stack.md); Faust hard-codes 1500 ms. 50 ms keeps a hop under 100 ms.
     fetch_max_wait_ms: int = 50
     # how every producer of the dataflow (the bridge, the workers' agents and changelogs) compresses
-    # its record batches: none, gzip, snappy, lz4 or zstd. lz4 cuts the embedded Tansu's memory per
-    # event by ~5x (it keeps batches as sent) for ~6 us of worker CPU an event (benchmarks/README.md)
-    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    # its record batches: none, gzip, snappy, lz4 or zstd. zstd (level 3) cuts the embedded Tansu's
+    # memory per event ~8x (it keeps batches as sent) and costs the least CPU of those measured:
+    # aiokafka's lz4 is LZ4 HC (level 9), a fifth of a worker's CPU (benchmarks/README.md)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
     # Tansu completes a group join only after session_timeout / 2.
     session_timeout_s: float = 10.0
     # Tansu's ListOffsets(LATEST) is wrong for batched produce (shared/notes/stack.md): table

@@ -16,11 +16,11 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     config.write_text("graph:\n  uri: neo4j://db.internal:7687\n  username: tapio\nkafka:\n  partitions: 12\n")
     settings = load_settings(config, environ={"TAPIO_STATE_DIR": str(tmp_path),
                                               "TAPIO_KAFKA_BOOTSTRAP_SERVERS": "k1:9092, k2:9092",
-                                              "TAPIO_GRAPH_PASSWORD": "s3cret", "TAPIO_KAFKA_COMPRESSION": "zstd"})
+                                              "TAPIO_GRAPH_PASSWORD": "s3cret", "TAPIO_KAFKA_COMPRESSION": "lz4"})
     assert settings.graph.uri == "neo4j://db.internal:7687" and settings.graph.username == "tapio"
     assert settings.graph.password == "s3cret" and settings.kafka.partitions == 12
     assert settings.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
-    assert settings.kafka.compression_type == "zstd"
+    assert settings.kafka.compression_type == "lz4"  # the default is zstd
     assert load_settings(environ={"TAPIO_STATE_DIR": str(tmp_path), "TAPIO_KAFKA_COMPRESSION": "none"}
                          ).kafka.compression_type is None
 
