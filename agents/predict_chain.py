@@ -19,18 +19,15 @@ they sent (`SentMatches`), so a restart sends them again.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 
-from agents.stage import dead_letter_rejects, encode_output
+from agents.stage import apply_transform
 from core.codec import msgpack_encoder
 from core.ports import StageRuntime
 from core.records import InsightBatch, MatchedBatch, PatternMatch, batch_size
-
-log = logging.getLogger(__name__)
 
 STAGE = "predict"
 
@@ -58,16 +55,11 @@ def predicting(insights: faust.TopicT, predict: Predict, runtime: StageRuntime,
             await before()  # type: ignore[misc]
             waited = True
         batch = MatchedBatch(matches=found)
-        where = f"windows partition {partition}"
-        try:
-            out, rejected = predict(batch)
-            data, out, unencodable = encode_output(out)
-        except Exception as e:  # a bug or a case nobody foresaw: keep the matches, keep going
-            log.exception("predict failed on %d matches of %s; they are dead-lettered", len(found), where)
-            await runtime.dead_letter(stage=STAGE, reason=f"{type(e).__name__}: {e}", where=where,
-                                      payload=msgpack_encoder.encode(batch))
+        done = await apply_transform(runtime, STAGE, f"windows partition {partition}",
+                                     msgpack_encoder.encode(batch), predict, batch)
+        if done is None:  # dead-lettered: a bug, the matches kept in the dead-letter stream
             return
-        await dead_letter_rejects(runtime, STAGE, where, [*rejected, *unencodable])
+        data, out = done
         await insights.send(value=data, partition=partition)
-        runtime.stats.add(STAGE, batch_size(out))
+        runtime.stats.add(STAGE, batch_size(out) if out is not None else 0)
     return send

@@ -1,7 +1,8 @@
 """The loop every batch stage shares: read a batch, transform it, send it on, never die.
 
 Fed by: one stage topic. Feeds: the next stage topic, and `deadletter.<stage>` for input the
-stage could not use. Used by enrich, normalize, match and predict (the sink has its own loop).
+stage could not use. Used by enrich, normalize, predict and diagnose (`apply_transform` also by the
+windows agent's chained predict, agents/predict_chain.py; the sink and the front chain have their own loops).
 
 No exception leaves the loop (a Faust agent that raises is restarted by its supervisor and
 skips offsets): a record that does not decode, a transform that raises, and single events a
@@ -78,6 +79,32 @@ async def dead_letter_rejects(runtime: StageRuntime, stage: str, where: str, rej
                                   payload=safe_payload(item), event_id=event_id)
 
 
+async def apply_transform(runtime: StageRuntime, name: str, where: str, payload: bytes,
+                          transform: Transform, *args: Any) -> tuple[bytes, msgspec.Struct | None] | None:
+    """One batch through a stage's `transform(*args)`, encoded, each item it rejected or that does
+    not encode dead-lettered alone: (the output's MessagePack, the output without what failed), or
+    (b"", None) when it made no output. None when the transform raised or its output cannot be encoded
+    as a batch: the whole input (`payload`) is dead-lettered under the stage's name."""
+    try:
+        out, rejected = transform(*args)
+    except Exception as e:  # a bug or a case nobody foresaw: keep the batch, keep going
+        log.exception("%s failed on %s; the batch is dead-lettered", name, where)
+        await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where, payload=payload)
+        return None
+    data = b""
+    if out is not None:
+        try:
+            data, out, unencodable = encode_output(out)
+        except Exception as e:  # not an item's fault: the batch itself
+            log.exception("%s cannot encode its output for %s; the batch is dead-lettered", name, where)
+            await runtime.dead_letter(stage=name, reason=f"output cannot be encoded: {type(e).__name__}: {e}",
+                                      where=where, payload=payload)
+            return None
+        rejected = [*rejected, *unencodable]
+    await dead_letter_rejects(runtime, name, where, rejected)
+    return data, out
+
+
 def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: faust.TopicT,
                    transform: Transform, runtime: StageRuntime,
                    before: Callable[[], Awaitable[Any]] | None = None, with_partition: bool = False) -> Any:
@@ -94,24 +121,11 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
             if isinstance(value, Poison):
                 await runtime.dead_letter(stage=name, reason=value.reason, where=value.where, payload=value.payload)
                 continue
-            try:
-                out, rejected = transform(value, message.partition) if with_partition else transform(value)
-            except Exception as e:  # a bug or a case nobody foresaw: keep the batch, keep going
-                log.exception("%s failed on %s; the batch is dead-lettered", name, where)
-                await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where,
-                                          payload=message.value or b"")
+            args = (value, message.partition) if with_partition else (value,)
+            done = await apply_transform(runtime, name, where, message.value or b"", transform, *args)
+            if done is None:
                 continue
-            data = b""
-            if out is not None:
-                try:
-                    data, out, unencodable = encode_output(out)
-                except Exception as e:  # not an item's fault: the batch itself
-                    log.exception("%s cannot encode its output for %s; the batch is dead-lettered", name, where)
-                    await runtime.dead_letter(stage=name, reason=f"output cannot be encoded: {type(e).__name__}: {e}",
-                                              where=where, payload=message.value or b"")
-                    continue
-                rejected = [*rejected, *unencodable]
-            await dead_letter_rejects(runtime, name, where, rejected)
+            data, out = done
             count = batch_size(out) if out is not None else 0
             # an empty batch still carries the event-time watermark (app.bridge.Watermark)
             # and its JetStream progress (app.checkpoint)

@@ -2,7 +2,8 @@
 
 Fed by: `tapio worker` (and `tapio demo`), with the resolved Settings.
 Feeds: Kafka topics raw -> (enrich, normalize, select chained) -> hits and insights; hits ->
-windows -> matched -> predict -> insights; raw -> diagnose -> insights; insights -> the graph.
+(windows, predict chained; through `matched` where predict runs elsewhere) -> insights; raw ->
+diagnose -> insights; insights -> the graph.
 
 The app is built by a function, not at import time, so tests and the CLI can build one per
 configuration. Settings Faust needs for Tansu (shared/notes/stack.md) are applied here:
@@ -186,11 +187,19 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
                 log.exception("feedback: refreshing the votes failed; keeping the last ones")
             return False
 
-        async def first_votes() -> None:
-            """The predict stage's first batch waits for one read of the votes."""
+        async def read_votes() -> None:
             # a read that failed is retried after the interval: a retry with a delay, not a flag to wait on
             while not await refresh_votes():  # noqa: ASYNC110
                 await asyncio.sleep(settings.feedback.refresh_interval_s)
+
+        first_read: list[asyncio.Future[None]] = []
+
+        async def first_votes() -> None:
+            """Predict's first batch (on `matched`, or in the windows agent) waits for one read of the
+            votes, the same read for both."""
+            if not first_read:
+                first_read.append(asyncio.ensure_future(read_votes()))
+            await asyncio.shield(first_read[0])
 
         @app.timer(settings.feedback.refresh_interval_s)
         async def refresh_feedback() -> None:

@@ -8,12 +8,13 @@ Kafka record carries every event one upstream fetch produced for one partition, 
 stage turns one batch into one batch. Within a batch, events keep their order.
 
     events.<type>.<ns>  --bridge-->  raw  --[enrich -> normalize -> select]-->  insights (the events)
-                                                                        \-->  hits  --windows-->  matched
-        matched (PatternMatches)  --predict-->  insights  --graph sink-->  graph
+                                                                        \-->  hits  --[windows -> predict]-->  insights
+        insights  --graph sink-->  graph
         raw  --diagnose-->  insights
 
 enrich, normalize and select run chained in one agent where one worker runs them all
-(`agents.front`); `enriched` and `unified` carry their batches only where `worker.stages` splits them.
+(`agents.front`), and so do windows and predict (`agents.predict_chain`); `enriched`, `unified` and
+`matched` carry their batches only where `worker.stages` splits them.
 """
 
 from __future__ import annotations
