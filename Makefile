@@ -28,8 +28,9 @@ check: $(STAMP)
 cluster: $(STAMP)
 	PYTHONPATH=tests/support $(VENV)/bin/python -m realcluster.build --if-possible
 
-# the real sources the node collectors are tested against (issue 16: dnsmasq, etcd, a journal...),
-# from Debian's packages; a note and nothing else where root or apt is missing
+# the real sources the node collectors are tested against (issue 16: dnsmasq, etcd, a journal...) and the
+# headless Chromium the incident pages are tested in (issue 18), from Debian's packages; a note and nothing
+# else where root or apt is missing
 node-sources: $(STAMP)
 	PYTHONPATH=tests/support $(VENV)/bin/python -m nodesources.install --if-possible
 

@@ -36,10 +36,12 @@ from app.hypotheses import (
     last_failures,
     match_evidence,
     starts_with_a_change,
+    told,
     verdict,
 )
-from core.events import RawEvent, content_id, publish_order
+from core.events import RawEvent, content_id, is_object_event, publish_order
 from core.settings import Settings
+from topology.surroundings import TopologyLink, surroundings
 
 __all__ = ["Analysis", "Evidence", "RootCause", "analyze", "analyze_dataflow", "read", "render"]
 
@@ -52,6 +54,7 @@ class Analysis(msgspec.Struct, kw_only=True):
     verdict: str
     notes: list[str] = []  # files skipped as not Kubernetes data, how times were placed
     graph: str = ""
+    topology: list[TopologyLink] = []  # among the input's objects, by name: what the report draws around a cause
 
 
 class Read(msgspec.Struct, kw_only=True):
@@ -94,8 +97,7 @@ def analyze(paths: list[str], *, now: datetime | None = None, patterns_dir: str 
     found: list[tuple[RootCause, bool]] = []
     for p in _best_per_match(result.predictions):
         match = matches[p.match_id]
-        evidence, chain = match_evidence(match)
-        cause = from_prediction(p, evidence, chain, ongoing=False)
+        cause = from_prediction(p, match_evidence(match), ongoing=False)
         found.append((msgspec.structs.replace(cause, ongoing=is_ongoing(cause.affected, last, newest)),
                       starts_with_a_change(match)))
     return _analysis(paths, got, combine(diagnose_events(got.events), found))
@@ -103,8 +105,10 @@ def analyze(paths: list[str], *, now: datetime | None = None, patterns_dir: str 
 
 def _analysis(paths: list[str], got: Read, ranked: list[RootCause], graph: str = "") -> Analysis:
     shown = [msgspec.structs.replace(c, rank=i) for i, c in enumerate(incidents(ranked), 1)]
+    objects = (msgspec.json.decode(e.data) for e in got.events if is_object_event(e))
     return Analysis(inputs=list(paths), events=len(got.events), errors=got.errors, notes=got.notes,
-                    hypotheses=shown, verdict=verdict(shown, len(got.events)), graph=graph)
+                    hypotheses=shown, verdict=verdict(shown, len(got.events)), graph=graph,
+                    topology=surroundings(o for o in objects if isinstance(o, dict)))
 
 
 def _best_per_match(predictions: list) -> list:
@@ -183,11 +187,10 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
         # the worker's diagnose stage wrote its own diagnoses too: here they are made from the same input
         # in this process, where the join to patterns needs them whole (tests/test_analyze.py compares)
         for p in _best_per_match([p for p in run.predictions if not p.pattern.startswith(DIAGNOSIS_PREFIX)]):
-            told = await match_story(graph, p.match_id)
-            evidence = [Evidence(at=e.at, source=e.source, text=e.text) for e in told.evidence]
-            cause = from_prediction(p, evidence, told.chain, ongoing=False)
+            stored = await match_story(graph, p.match_id)
+            cause = from_prediction(p, told(stored), ongoing=False)
             found.append((msgspec.structs.replace(cause, ongoing=is_ongoing(cause.affected, last, newest)),
-                          any(c in changes for c, _ in told.caused)))
+                          any(c in changes for c, _ in stored.caused)))
     finally:
         await graph.close()
     return _analysis(paths, got, combine(diagnose_events(ordered), found), graph=run.settings.graph.name)

@@ -74,7 +74,7 @@ from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, 
 from app.kafka_epoch import broker_epoch
 from app.topics import ensure_topics, faust_topics, recreate_topics, topic_name
 from core.codec import Codec, utf8_problem
-from core.events import RawEvent, epoch_ms
+from core.events import RawEvent, epoch_ms, is_object_event
 from core.records import Progress, RawBatch
 from core.settings import Settings
 
@@ -82,14 +82,6 @@ log = logging.getLogger(__name__)
 
 RAW_BATCH_CODEC = Codec(RawBatch, "msgpack")
 OBJECT_CODEC = Codec(RawEvent, "msgpack")
-OBJECT_ACTIONS = frozenset({"SNAPSHOT", "ADDED", "MODIFIED", "DELETED"})
-
-
-def is_object_event(event: RawEvent) -> bool:
-    """A Kubernetes object as observed (not an Event about one): what the topology is built from."""
-    return event.type == "kubeapi" and event.metadata.get("action") in OBJECT_ACTIONS
-
-
 def object_key(event: RawEvent) -> str:
     """The objects topic's record key: one key per object, so a compacted topic keeps its latest state."""
     md = event.metadata

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import msgspec
 
@@ -24,7 +25,8 @@ from agents.diagnosis import INCIDENT_CONFIDENCE, Diagnosis
 from agents.diagnosis.causes import weight
 from core.events import UnifiedEvent
 from core.records import PatternMatch, Prediction
-from topology.predictions import EvidenceEvent, Hypothesis, story
+from topology.predictions import EvidenceEvent, Hypothesis, MatchStory, StoredPrediction, story
+from topology.surroundings import resource_name
 
 _SEVERE = frozenset({"warning", "error", "critical"})
 
@@ -33,6 +35,18 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime | None
     source: str  # file#position of the input the line came from
     text: str
+    resource: str = ""  # the object the line is about: "Kind/namespace/name" ("Kind/name" cluster-scoped)
+    severity: str = ""  # the vocabulary's severity (info, warning, error, critical); "" unknown
+
+
+class CausalLink(msgspec.Struct, frozen=True, kw_only=True):
+    """One object's change or failure leading to another's: CAUSED where a pattern linked their events
+    (`delay_s` between them) or a diagnosis names the object behind the cause."""
+
+    cause: str  # a resource, as Evidence.resource
+    effect: str
+    type: str = "CAUSED"
+    delay_s: float | None = None
 
 
 class RootCause(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +65,47 @@ class RootCause(msgspec.Struct, frozen=True, kw_only=True):
     family: str = ""  # the diagnosis family (containers, scheduling...); "" for a pattern alone
     patterns: list[str] = []  # every behavior pattern this hypothesis rests on
     causes: list[str] = []  # the diagnosed causes it joins (its own, its workload's...)
+    root: str = ""  # the resource the chain starts at (the edited ConfigMap, the failing pod...)
+    links: list[CausalLink] = []  # between resources, root first
+    due: datetime | None = None  # when a pattern's predicted failure is due (None: a diagnosis, already failing)
+
+
+class Told(NamedTuple):
+    """A match's story for a root cause: its evidence lines, its chain in words, the links between
+    the resources of its events, and the resource its chain starts at."""
+
+    evidence: list[Evidence]
+    chain: list[str]
+    links: list[CausalLink]
+    root: str
+
+
+def _resource(e: EvidenceEvent) -> str:
+    return resource_name(e.kind, e.namespace, e.name) if e.kind and e.name else ""
+
+
+def told(match_story: MatchStory) -> Told:
+    """The story the graph (or the in-process match) tells, with each event's resource: a CAUSED link
+    between two events of different resources is a link between them (the shortest delay kept)."""
+    where = {e.id: (_resource(e), e.at) for e in match_story.evidence}
+    delays: dict[tuple[str, str], float | None] = {}
+    for cause_id, effect_id in match_story.caused:
+        (cause, cause_at), (effect, effect_at) = where.get(cause_id, ("", None)), where.get(effect_id, ("", None))
+        if not cause or not effect or cause == effect:
+            continue
+        delay = (effect_at - cause_at).total_seconds() if cause_at and effect_at else None
+        known = delays.get((cause, effect))
+        delays[(cause, effect)] = delay if known is None or (delay is not None and delay < known) else known
+    # the root: the earliest event that causes and is caused by none (`story`'s chain may start elsewhere)
+    effects = {effect for _, effect in match_story.caused}
+    starts = sorted((where[cause][1], where[cause][0]) for cause, _ in match_story.caused
+                    if cause not in effects and cause in where and where[cause][1] is not None)
+    root = starts[0][1] if starts else ""
+    return Told(evidence=[Evidence(at=e.at, source=e.source, text=e.text, severity=e.severity,
+                                   resource=_resource(e))
+                          for e in match_story.evidence],
+                chain=match_story.chain, root=root,
+                links=[CausalLink(cause=c, effect=e, delay_s=d) for (c, e), d in delays.items()])
 
 
 def last_failures(events: Iterable[UnifiedEvent]) -> tuple[dict[str, datetime], datetime | None]:
@@ -74,20 +129,24 @@ def is_ongoing(affected: Iterable[str], last: dict[str, datetime], newest: datet
     return not times or newest - max(times) <= quiet
 
 
-def from_prediction(p: Prediction, evidence: list[Evidence], chain: list[str], *, ongoing: bool) -> RootCause:
-    affected = [f"{r.kind}/{r.namespace}/{r.name}" if r.namespace else f"{r.kind}/{r.name}" for r in p.impacted]
+def from_prediction(p: Prediction | StoredPrediction, story_told: Told, *, ongoing: bool) -> RootCause:
+    affected = [resource_name(r.kind, r.namespace, r.name) for r in p.impacted]
+    scoped = p.scope.split(":", 1)[-1]  # configmap:ConfigMap/shop/web-config, owner:Deployment/shop/web
+    root = story_told.root or (scoped if scoped.count("/") in (1, 2) else "") or next(iter(affected), "")
     return RootCause(rank=0, pattern=p.pattern, scope=p.scope, confidence=p.confidence, score=p.score,
-                     message=p.message, remediation=p.remediation, at=p.at, ongoing=ongoing, chain=chain,
-                     affected=affected, evidence=evidence, patterns=[p.pattern])
+                     message=p.message, remediation=p.remediation, at=p.at, ongoing=ongoing,
+                     chain=story_told.chain, affected=affected, evidence=story_told.evidence, patterns=[p.pattern],
+                     root=root, links=story_told.links, due=p.due)
 
 
-def match_evidence(match: PatternMatch) -> tuple[list[Evidence], list[str]]:
+def match_evidence(match: PatternMatch) -> Told:
     """A match's evidence lines and causal chain, told as the graph tells them (`topology.predictions.story`)."""
     events = sorted(match.evidence, key=lambda e: (e.timestamp, e.id))
-    told = story([EvidenceEvent(id=e.id, at=e.timestamp, source=e.source,
-                                text=" ".join((e.semantic.narrative or e.id).split())) for e in events],
-                 [(link.cause, link.effect) for link in match.links])
-    return [Evidence(at=e.at, source=e.source, text=e.text) for e in told.evidence], told.chain
+    return told(story([EvidenceEvent(id=e.id, at=e.timestamp, source=e.source, severity=e.semantic.severity,
+                                     text=" ".join((e.semantic.narrative or e.id).split()),
+                                     kind=e.k8s.kind if e.k8s else "", namespace=e.k8s.namespace if e.k8s else "",
+                                     name=e.k8s.name if e.k8s else "") for e in events],
+                      [(link.cause, link.effect) for link in match.links]))
 
 
 _CHANGE_INTENTS = frozenset({"config-change", "rollout", "changed"})
@@ -115,11 +174,15 @@ def from_diagnosis(d: Diagnosis) -> RootCause:
         affected.insert(0, str(d.caused_by))
     if d.detail.get("workload") and d.detail["workload"] not in affected:
         affected.append(d.detail["workload"])
+    links = [CausalLink(cause=str(d.caused_by), effect=str(o)) for o in [d.subject, *d.members]
+             if d.caused_by is not None and o != d.caused_by]
     return RootCause(rank=0, pattern=d.cause, scope=str(d.subject), confidence=d.confidence, score=weight(d),
                      message=d.message, remediation=d.remediation, at=d.at, ongoing=d.ongoing, chain=list(d.chain),
                      affected=affected, family=d.family,
                      causes=[d.cause] + [d.detail[k] for k in _JOINED_CAUSES if d.detail.get(k)],
-                     evidence=[Evidence(at=e.at, source=e.source, text=e.text) for e in d.evidence])
+                     evidence=[Evidence(at=e.at, source=e.source, text=e.text, resource=e.about, severity=e.severity)
+                               for e in d.evidence],
+                     root=str(d.caused_by or d.subject), links=links)
 
 
 def _overlaps(cause: RootCause, other: RootCause) -> bool:
@@ -143,6 +206,7 @@ def combine(diagnoses: list[Diagnosis], patterns: list[tuple[RootCause, bool]]) 
                 affected=found.affected + [a for a in diag.affected if a not in found.affected],
                 evidence=found.evidence + diag.evidence[:3], ongoing=found.ongoing or diag.ongoing,
                 confidence=max(found.confidence, diag.confidence), causes=diag.causes,
+                links=found.links + [link for link in diag.links if link not in found.links],
                 patterns=found.patterns + [p for p in diag.patterns if p not in found.patterns])
         else:
             causes[joined] = msgspec.structs.replace(

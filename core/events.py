@@ -138,6 +138,14 @@ class UnifiedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     metrics: dict[str, float] = {}  # samples a collector measured ("memory.usage_percent": 91.5)
 
 
+OBJECT_ACTIONS = frozenset({"SNAPSHOT", "ADDED", "MODIFIED", "DELETED"})
+
+
+def is_object_event(event: RawEvent) -> bool:
+    """A Kubernetes object as observed (not an Event about one): what the topology is built from."""
+    return event.type == "kubeapi" and event.metadata.get("action") in OBJECT_ACTIONS
+
+
 _SUBJECT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 

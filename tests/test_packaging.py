@@ -90,10 +90,15 @@ def test_the_wheel_lints_backtests_and_analyzes_outside_the_checkout(tmp_path: P
         assert report["patterns"] == catalog
         assert report["report"]["corpora"] == len(list((ROOT / "patterns" / "scenarios").glob("*/*/labels.yaml")))
 
-        analyze = _run([tapio, "analyze", scenario], cwd=elsewhere, env=env, timeout=600)
+        page = tmp_path / "report.html"
+        analyze = _run([tapio, "analyze", scenario, "--html", page], cwd=elsewhere, env=env, timeout=600)
         assert "Traceback" not in analyze.stderr, analyze.stderr[-5000:]
         assert analyze.stdout.startswith("most likely: config-drift"), analyze.stdout[:2000]
         assert "1. [config-drift] configmap:ConfigMap/shop/nginx-config" in analyze.stdout, analyze.stdout[:2000]
         assert "(105 events from 1 input(s); 0 part(s) could not be read)" in analyze.stdout
+        # the incident page from the wheel's template and vendored libraries, inlined (tests/test_report_browser.py
+        # opens it in a browser)
+        html = page.read_text()
+        assert 'id="tapio-elements"' in html and '$h.version="3.34.4"' in html and "<script src" not in html
     finally:
         shutil.rmtree(venv, ignore_errors=True)  # a few hundred MB: not for pytest's kept temp folders

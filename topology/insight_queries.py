@@ -43,6 +43,7 @@ from topology.model import (
     PREDICTION_KEY,
     PREDICTION_LABEL,
     RESOURCE_KEY,
+    TOPOLOGY_RELATIONS,
 )
 from topology.queries import Query, resource_match
 
@@ -233,3 +234,27 @@ ORDER BY timestamp, id""")
 CAUSED_AMONG = Query("caused_among", f"""MATCH (a:{EVENT_LABEL})-[:{CAUSED}]->(b:{EVENT_LABEL})
 WHERE a.{EVENT_KEY} IN $ids AND b.{EVENT_KEY} IN $ids
 RETURN a.{EVENT_KEY} AS cause, b.{EVENT_KEY} AS effect ORDER BY cause, effect""")
+
+# --- the picture of a prediction (app.report) ---------------------------------------------
+
+_TOPOLOGY = "|".join(TOPOLOGY_RELATIONS)
+_ENDS = ("type(t) AS type, a.kind AS source_kind, a.namespace AS source_namespace, a.name AS source_name, "
+         "b.kind AS target_kind, b.namespace AS target_namespace, b.name AS target_name")
+#: the resources a picture is drawn around: those the match's events affect, and those the prediction impacts
+_AROUND = (f"MATCH (e:{EVENT_LABEL})-[:{AFFECTED}]->(r) WHERE e.{EVENT_KEY} IN $ids",
+           f"MATCH (:{PREDICTION_LABEL} {{{PREDICTION_KEY}: $prediction}})-[:{IMPACTS}]->(r)")
+
+#: Params `ids` (the match's event ids), `prediction` (its id). Rows: type, source and target (kind,
+#: namespace, name) of every topology edge from or to a resource around it, and the edges of the chain
+#: of owners above each (up to 4 levels: Pod <- ReplicaSet <- Deployment).
+TOPOLOGY_AROUND = Query("topology_around", "\nUNION\n".join(
+    part for anchor in _AROUND for part in (
+        f"{anchor}\nWITH DISTINCT r AS a\nMATCH (a)-[t:{_TOPOLOGY}]->(b)\nRETURN {_ENDS}",
+        f"{anchor}\nWITH DISTINCT r AS b\nMATCH (a)-[t:{_TOPOLOGY}]->(b)\nRETURN {_ENDS}",
+        f"""{anchor}
+WITH DISTINCT r
+MATCH p = (o)-[:OWNS*2..4]->(r)
+WITH nodes(p) AS chain
+UNWIND range(0, size(chain) - 2) AS i
+WITH chain[i] AS a, chain[i + 1] AS b, 'OWNS' AS owns
+RETURN {_ENDS.replace("type(t)", "owns")}""")))

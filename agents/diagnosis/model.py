@@ -25,6 +25,8 @@ class Evidence(msgspec.Struct, kw_only=True, frozen=True):
     at: datetime | None
     source: str  # file#position (or file:line) of the input it was read from
     text: str
+    about: str = ""  # the object the line is about ("Pod/shop/web-0"), for the report's timeline lanes
+    severity: str = ""  # "info" for a Normal Event, else "warning"
 
 
 class Diagnosis(msgspec.Struct, kw_only=True):
@@ -49,18 +51,20 @@ class Diagnosis(msgspec.Struct, kw_only=True):
 
 def from_event(event: KubeEvent) -> Evidence:
     times = f" (x{event.count})" if event.count > 1 else ""
-    return Evidence(at=event.at, source=event.source,
+    return Evidence(at=event.at, source=event.source, about=str(event.about),
+                    severity="info" if event.type == "Normal" else "warning",
                     text=f"{event.type} {event.reason}{times} on {event.about}: {event.message}")
 
 
 def from_log(line: LogLine) -> Evidence:
     which = "previous " if line.previous else ""
-    return Evidence(at=line.at, source=line.source,
+    return Evidence(at=line.at, source=line.source, about=str(line.pod), severity="warning",
                     text=f"{which}log of {line.pod}/{line.container}: {line.text}")
 
 
 def from_state(seen: Seen, text: str) -> Evidence:
-    return Evidence(at=seen.at, source=seen.source, text=f"{seen.key}: {text}")
+    return Evidence(at=seen.at, source=seen.source, about=str(seen.key), severity="warning",
+                    text=f"{seen.key}: {text}")
 
 
 def in_namespace(key: ObjectKey) -> str:

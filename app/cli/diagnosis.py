@@ -18,7 +18,7 @@ import msgspec
 
 from app.cli.ranges import bounds, range_options, replay_range
 from app.cli.settings import settings_of
-from app.cli.terminal import echo_json, progress_bars
+from app.cli.terminal import echo_json, progress_bars, write_page
 
 
 @click.command()
@@ -132,9 +132,12 @@ def backtest(ctx: click.Context, corpora: tuple[str, ...], patterns_dir: str | N
               help="Match the patterns in an isolated dataflow on the running stack (or one started for the "
                    "run) instead of in this process; the answer is the same, slower.")
 @click.option("--keep", is_flag=True, help="With --dataflow: leave the isolated worker running (to explore its graph).")
+@click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the report as one HTML file a ticket can carry (opens offline): the verdict, each "
+                   "root cause's causal graph with the topology around it, its timeline and evidence.")
 @click.pass_context
 def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, output: str, patterns_dir: str | None,
-            dataflow: bool, keep: bool) -> None:
+            dataflow: bool, keep: bool, html_path: str | None) -> None:
     """What broke, why, and what else is affected: from a support bundle, a must-gather, kubectl
     describe or events output, `kubectl get` tables (pods, nodes, workloads, jobs), object lists,
     container logs.
@@ -163,6 +166,9 @@ def analyze(ctx: click.Context, paths: tuple[str, ...], now_text: str | None, ou
             result = run_analysis(list(paths), now=now, patterns_dir=patterns_dir or settings.match.patterns_dir)
     except (StackError, MissingNowError, ReplayFileError, FileNotFoundError) as e:
         raise click.ClickException(str(e)) from e
+    if html_path is not None:
+        from app.report.page import render_analysis
+        write_page(html_path, render_analysis(result))
     if output == "json":
         echo_json(result)
     else:

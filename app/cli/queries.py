@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import click
 
-from app.cli.settings import on_graph
-from app.cli.terminal import echo_json
+from app.cli.settings import on_graph, settings_of
+from app.cli.terminal import echo_json, write_page
 
 
 @click.command()
@@ -36,11 +36,16 @@ def context(ctx: click.Context, event_id: str, output: str) -> None:
 @click.argument("target", nargs=-1, required=True)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True)
+@click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the incident page (causal graph, timeline, evidence) to FILE: one file, opens offline.")
 @click.pass_context
-def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output: str) -> None:
+def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output: str, html_path: str | None) -> None:
     """Why a resource is in trouble: `tapio explain pod/web-0 -n shop` (kubectl argument style)."""
-    from app.explain import ExplainError, parse_target
+    from app.explain import ExplainError, Explanation, parse_target
     from app.explain import explain as explain_resource
+    from app.report.live import explanation_analysis
+    from app.report.page import render_analysis
+    from topology.graph import GraphStore
     from topology.narrative import render_hypotheses, render_tree
 
     try:
@@ -48,10 +53,19 @@ def explain(ctx: click.Context, target: tuple[str, ...], namespace: str, output:
     except ExplainError as e:
         raise click.UsageError(str(e)) from e
 
+    async def work(graph: GraphStore) -> tuple[Explanation, str]:
+        found = await explain_resource(graph, kind=kind, name=name, namespace=namespace)
+        if html_path is None:
+            return found, ""
+        page = await explanation_analysis(graph, found, where=f"the graph {settings_of(ctx).graph.name}")
+        return found, render_analysis(page)
+
     try:
-        found = on_graph(ctx, lambda graph: explain_resource(graph, kind=kind, name=name, namespace=namespace))
+        found, page = on_graph(ctx, work)
     except ExplainError as e:
         raise click.ClickException(str(e)) from e
+    if html_path is not None:
+        write_page(html_path, page)
     if output == "json":
         echo_json(found)
     else:

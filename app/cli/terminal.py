@@ -19,6 +19,22 @@ def echo_json(value: object) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(value).decode(), indent=2))
 
 
+def write_page(path: str, page: str) -> None:
+    """Write an HTML page whole (a temporary file renamed over it) and say where, on stderr."""
+    from pathlib import Path
+
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(target)
+    except OSError as e:
+        partial.unlink(missing_ok=True)
+        raise click.ClickException(f"could not write the page to {path}: {e.strerror or e}") from e
+    click.echo(f"wrote {target} ({len(page.encode()) // 1024} KiB): open it in a browser, it needs no network",
+               err=True)
+
+
 @contextlib.contextmanager
 def progress_bars() -> Any:
     """Rich progress bars on stderr; yields `progress(what, done, total)` (events/s and time left)."""
