@@ -14,6 +14,9 @@ responses.
     POST /api/v1/feedback            a vote (FeedbackRequest); needs `Authorization: Bearer <api.token>`
     GET  /api/v1/openapi.json        the OpenAPI document of the above
 
+The pages for people (`/ui/...`) are `app.ui`'s, under the same rules: reading is open, a vote is this
+API's POST /api/v1/feedback.
+
 A write is checked in this order, and a refused one writes nothing: no api.token configured
 (403, naming the setting), missing or wrong bearer token (401: `bearer_token_matches`, exactly and in
 constant time), body larger than api.max_body_bytes (413: a Content-Length over it is

@@ -57,6 +57,7 @@ from app.task_view import register_task_view
 from app.topics import Topics, ensure_topics
 from app.topology_service import TopologyService
 from app.transport import TapioTransport
+from app.ui import register_ui
 from core.events import CLUSTER_SCOPE
 from core.kube.redact import use_safe_env_names
 from core.ports import GraphError
@@ -270,6 +271,7 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
     api = Api(settings, graph=lambda: runtime.graph, nats=lambda: getattr(runtime, "nc", None),
               catalog=app.tapio_catalog, learning=learning, progress=progress)
     register_api(app.web.web_app.router, api)
+    register_ui(app.web.web_app.router, api)
 
     @app.page("/tapio/health/")
     async def health(web: Any, request: Any) -> Any:

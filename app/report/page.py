@@ -1,31 +1,50 @@
-"""The incident report as one self-contained HTML file: what `tapio analyze --html` writes.
+"""The incident pages as HTML: the report file `tapio analyze --html` writes, and the worker's `/ui/` pages.
 
 Fed by: an `Analysis` (`app.analyze`: the verdict, the ranked root causes, the topology among the input's
-objects). Feeds: a file a support engineer attaches to a ticket and opens offline: the page inlines
-its styles, its script and the vendored drawing libraries (`assets/`, Cytoscape.js with the dagre
-layout), and its Content-Security-Policy forbids every request, so nothing is fetched when it is viewed.
+objects; `app.report.live` builds one from the live graph), and for the worker's pages the predictions,
+the votes and the pattern statistics. Feeds: a file a support engineer attaches to a ticket and opens
+offline, and the worker's HTTP answers (`app.ui`).
 
-At the top the answer (the verdict), then each root cause, best first: its message and what to do,
-its causal graph with the topology around it (`app.report.picture`), the timeline of its evidence by
-resource, and the evidence lines with their `file#position`; the chain in words and the notes on the
-inputs are one click away. The template is `templates/incident.html.j2` (Jinja2, autoescaped).
+Every page inlines its styles, its script and the vendored drawing libraries (`assets/`, Cytoscape.js with
+the dagre layout), and its Content-Security-Policy forbids every request (a worker's page may also POST
+its votes to the worker that served it). An incident page has, at the top, the answer (the verdict), then
+each root cause, best first: its message and what to do, its causal graph with the topology around it
+(`app.report.picture`), the timeline of its evidence by resource, and the evidence lines with their
+`file#position`; the chain in words and the notes on the inputs are one click away. Templates are Jinja2,
+autoescaped, under `templates/`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import jinja2
+import msgspec
 
+from agents.confidence import PatternReport
 from app.analyze import Analysis
 from app.report.picture import Picture, picture, since
+from topology.feedback import StoredFeedback
+from topology.predictions import StoredPrediction
 
-__all__ = ["render_analysis", "LIBRARIES"]
+__all__ = ["LIBRARIES", "WorkerView", "render_analysis", "render_patterns", "render_predictions", "render_problem"]
 
-#: the vendored files the page inlines, in load order (versions and licences: assets/README.md)
+#: the vendored files an incident page inlines, in load order (versions and licences: assets/README.md)
 LIBRARIES = ("cytoscape.min.js", "cytoscape-dagre.min.js")
+#: a file: no request at all; a worker's page: its votes go to the worker that served it
+FILE_POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
+WORKER_POLICY = FILE_POLICY + "; connect-src 'self'; form-action 'self'"
+
+
+class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker's incident page adds to a report: the vote panel of each root cause."""
+
+    prediction_ids: dict[int, str]  # rank -> the prediction voted on
+    feedback: dict[str, list[StoredFeedback]]  # prediction id -> its votes, oldest first
+    writes_on: bool  # api.token is set: votes can be sent
 
 
 def _environment() -> jinja2.Environment:
@@ -37,8 +56,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+_ENV = _environment()
+
+
 def _asset(name: str) -> str:
     return resources.files("app.report").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _common(generated: datetime | None, *, worker: bool) -> dict[str, Any]:
+    return {"generated": generated or datetime.now(UTC), "style": _asset("incident.css"),
+            "csp": WORKER_POLICY if worker else FILE_POLICY}
 
 
 def _elements(drawn: Picture) -> list[dict[str, Any]]:
@@ -52,15 +79,37 @@ def _elements(drawn: Picture) -> list[dict[str, Any]]:
     return nodes + edges
 
 
-def render_analysis(analysis: Analysis, *, generated: datetime | None = None) -> str:
-    """The page for one analysis (no I/O but reading the packaged template and libraries)."""
-    generated = generated or datetime.now(UTC)
+def render_analysis(analysis: Analysis, *, generated: datetime | None = None, worker: WorkerView | None = None) -> str:
+    """An incident page: the report file, or with `worker` the worker's page of one prediction."""
+    common = _common(generated, worker=worker is not None)
     drawn = {cause.rank: picture(cause, analysis.topology) for cause in analysis.hypotheses}
-    template = _environment().get_template("incident.html.j2")
-    return template.render(
-        analysis=analysis, pictures=drawn, generated=generated,
+    ui = None if worker is None else {**msgspec.structs.asdict(worker), "script": _asset("vote.js")}
+    return _ENV.get_template("incident.html.j2").render(
+        **common, analysis=analysis, pictures=drawn, ui=ui,
         elements={rank: _elements(p) for rank, p in drawn.items()},
-        evidence={c.rank: sorted(c.evidence, key=lambda e: (e.at is None, e.at or generated))
+        evidence={c.rank: sorted(c.evidence, key=lambda e: (e.at is None, e.at or common["generated"]))
                   for c in analysis.hypotheses},
-        libraries=[_asset(name) for name in LIBRARIES], script=_asset("incident.js"),
-        style=_asset("incident.css"))
+        libraries=[_asset(name) for name in LIBRARIES], script=_asset("incident.js"))
+
+
+def render_predictions(predictions: list[StoredPrediction], *, query: Mapping[str, Any], show: str,
+                       problem: str = "", generated: datetime | None = None) -> str:
+    """The worker's list of predictions and diagnoses, best first, with the filters that chose them."""
+    filtered = any(query.get(k) for k in ("namespace", "pattern", "since", "until")) or show != "all"
+    return _ENV.get_template("predictions.html.j2").render(
+        **_common(generated, worker=True), ui=True, predictions=predictions, query=query, show=show,
+        problem=problem, filtered=filtered)
+
+
+def render_patterns(reports: list[PatternReport], *, errors: list[str], refreshed: float,
+                    generated: datetime | None = None) -> str:
+    """The worker's pattern catalog: each pattern's confidence (adjusted by votes), votes and accuracy."""
+    return _ENV.get_template("patterns.html.j2").render(
+        **_common(generated, worker=True), ui=True, reports=sorted(reports, key=lambda r: r.name), errors=errors,
+        refreshed=refreshed)
+
+
+def render_problem(title: str, problem: str, *, generated: datetime | None = None) -> str:
+    """A page that says what went wrong (an unknown prediction, a bad filter, the graph down)."""
+    return _ENV.get_template("problem.html.j2").render(**_common(generated, worker=True), ui=True, title=title,
+                                                      problem=problem)

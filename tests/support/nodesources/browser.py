@@ -9,7 +9,9 @@ chromedriver (Selenium Manager is never asked to download one: this machine reac
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 PACKAGES = ("chromium", "chromium-driver", "fonts-liberation")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,3 +38,12 @@ def browser(width: int = 1400, height: int = 1800):  # type: ignore[no-untyped-d
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+def wait_drawn(driver: Any, rank: int) -> None:
+    """Until the graph of the root cause ranked `rank` is drawn (its section opened: a toggle event)."""
+    deadline = time.monotonic() + 20
+    while not driver.execute_script(f"return !!(window.tapio && tapio.graphs[{rank}] && "
+                                    f"tapio.graphs[{rank}].nodes().length)"):
+        assert time.monotonic() < deadline, f"the graph of root cause {rank} was never drawn"
+        time.sleep(0.1)
