@@ -338,11 +338,12 @@ def test_the_openapi_document_is_what_the_server_does(flow: dict) -> None:
     assert served == json.loads(json.dumps(openapi()))
     documented = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
     # the routes a worker registers (built as `tapio worker` builds it), outside the inspection
-    # pages: /tapio/... and Faust's /table/... views (app.table_view serves them decoded)
+    # pages: /tapio/... and Faust's /table/... views (app.table_view serves them decoded), and the
+    # HTML pages for people (/ui/..., app.ui; tests/test_ui_browser.py)
     app, _ = create_app(msgspec.structs.replace(settings, worker=msgspec.structs.replace(
         settings.worker, data_dir=str(flow["folder"] / "introspect"))))
     registered = {(r.method, r.resource.canonical) for r in app.web.web_app.router.routes()
-                  if not r.resource.canonical.startswith(("/tapio/", "/table/"))}
+                  if not r.resource.canonical.startswith(("/tapio/", "/table/", "/ui/"))}
     assert registered == documented
     for method, path in sorted(documented):
         # the live server answers each with a status the document lists, and a body of its type
