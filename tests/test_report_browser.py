@@ -5,10 +5,10 @@ page itself, and saves a screenshot beside its output (the test's tmp_path)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,8 @@ import pytest
 from nodesources.browser import browser, unavailable, wait_drawn
 
 from app.analyze import analyze_dataflow
-from app.explain import explain
-from app.report.live import explanation_analysis
-from app.report.page import render_analysis
 from app.stack import EmbeddedStack
-from topology.graph import open_graph
+from core.settings import to_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "patterns" / "scenarios" / "configmap-crashloop"
@@ -124,18 +121,20 @@ def test_a_report_with_no_incident_says_so_and_draws_nothing(chrome: Any, tmp_pa
 
 async def test_explain_html_draws_a_pod_of_the_live_graph_back_to_the_configmap_edit(
         chrome: Any, embedded: EmbeddedStack, tmp_path: Path) -> None:
-    """The bundled incident through an isolated dataflow on the real servers, then the page of one of its
-    pods read from that graph: the same picture as the report's, from the graph's own edges."""
+    """The bundled incident through an isolated dataflow on the real servers, then `tapio explain --html` of
+    one of its pods on that graph: the same picture as the report's, from the graph's own edges."""
     settings = embedded.settings()
     run = await analyze_dataflow(settings, [str(BUNDLED)])
-    graph = open_graph(msgspec.structs.replace(settings.graph, name=run.graph))
-    try:
-        found = await explain(graph, kind="Pod", name=FIRST_POD.rsplit("/", 1)[1], namespace="shop")
-        analysis = await explanation_analysis(graph, found, where=f"the graph {run.graph}")
-    finally:
-        await graph.close()
-    page = tmp_path / f"explain-{uuid.uuid4().hex[:6]}.html"
-    page.write_text(render_analysis(analysis), encoding="utf-8")
+    config = tmp_path / "tapio.yaml"
+    config.write_text(to_yaml(msgspec.structs.replace(settings, graph=msgspec.structs.replace(
+        settings.graph, name=run.graph))))
+    page = tmp_path / "pod.html"
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "app.cli", "--config", str(config), "explain",
+                         "pod/" + FIRST_POD.rsplit("/", 1)[1], "-n", "shop", "--html", str(page)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "probable root cause:" in done.stdout  # the terminal tree as without --html
     _open(chrome, page)
     assert chrome.find_element("id", "verdict").text.startswith(f"{FIRST_POD}: most likely config-drift")
     roles, edges, _ = _graph(chrome, 1)

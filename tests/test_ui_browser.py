@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 import pytest
 from nodesources.browser import browser, unavailable, wait_drawn
-from waiting import until_sync
+from waiting import until_sync, wait_worker_ready
 
 from app.analyze import analyze_dataflow
 from app.stack import EmbeddedStack, free_port
@@ -32,15 +32,6 @@ BUNDLED = ROOT / "patterns" / "scenarios" / "configmap-crashloop"
 TOKEN = "ui-e2e-token"
 
 
-def _ready(settings: Settings) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", settings.worker.web_port, timeout=5)
-    try:
-        conn.request("GET", "/readyz")
-        return conn.getresponse().status == 200
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="module")
 async def served(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A worker with an API token, serving the graph the bundled incident's isolated dataflow wrote."""
@@ -53,8 +44,7 @@ async def served(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFacto
                                        feedback=msgspec.structs.replace(base.feedback, refresh_interval_s=1.0))
     proc = start_worker(settings, log_dir=tmp_path_factory.mktemp("ui-logs"))
     try:
-        until_sync(lambda: _ready(settings), timeout=90, what="the UI worker to answer /readyz", ignoring=(OSError,),
-                   procs=[proc])
+        wait_worker_ready(settings.worker.web_port, proc)
         yield settings
     finally:
         proc.stop()

@@ -19,13 +19,13 @@ from pathlib import Path
 import msgspec
 import pytest
 from prediction_waits import settle
-from waiting import until, until_sync
+from waiting import until, wait_worker_ready
 
 from agents.confidence import LearningRule, Votes, adjusted, factor
 from app.api_schema import ROUTES, openapi
 from app.demo import publish_recordings
 from app.stack import EmbeddedStack, free_port
-from app.workers import ChildProcess, start_worker, with_worker_port
+from app.workers import start_worker, with_worker_port
 from core.settings import Settings, isolated
 from topology import insight_queries
 from topology.feedback import count_feedback, vote_counts
@@ -111,21 +111,6 @@ async def publish(settings: Settings, folder: Path, name: str, items: list[dict]
 
 # --- the worker -------------------------------------------------------------------------
 
-def _ready(settings: Settings) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", settings.worker.web_port, timeout=5)
-    try:
-        conn.request("GET", "/readyz")
-        return conn.getresponse().status == 200
-    finally:
-        conn.close()
-
-
-def _wait_ready(settings: Settings, proc: ChildProcess) -> None:
-    """Until the worker's server answers /readyz with 200."""
-    until_sync(lambda: _ready(settings), timeout=90, what=f"{proc.name} to answer /readyz with 200",
-               ignoring=(OSError,), procs=[proc])
-
-
 @pytest.fixture(scope="module")
 def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two workers of one isolated dataflow: `settings` runs every stage but predict (and the
@@ -147,8 +132,8 @@ def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> d
     try:
         procs.append(start_worker(settings, log_dir=logs, stages=["enrich", "normalize", "match", "sink", "topology"]))
         procs.append(start_worker(predictor, log_dir=logs, name="predictor", with_bridge=False, stages=["predict"]))
-        _wait_ready(settings, procs[0])
-        _wait_ready(predictor, procs[1])
+        wait_worker_ready(settings.worker.web_port, procs[0])
+        wait_worker_ready(predictor.worker.web_port, procs[1])
         yield {"settings": settings, "proc": procs[0], "predictor": predictor, "predictor_proc": procs[1],
                "folder": tmp_path_factory.mktemp("api-recordings")}
     finally:

@@ -92,3 +92,21 @@ def until_sync(condition: Callable[[], Any], *, timeout: float, what: str | Call
         if time.monotonic() >= deadline:
             raise _failure(what, timeout, last, procs)
         time.sleep(every)
+
+
+def worker_ready(port: int) -> bool:
+    """Whether the worker serving on 127.0.0.1:`port` answers /readyz with 200 (OSError: not up yet)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/readyz")
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def wait_worker_ready(port: int, proc: Any, *, timeout: float = 90) -> None:
+    """Until the worker `proc` (serving on `port`) answers /readyz with 200."""
+    until_sync(lambda: worker_ready(port), timeout=timeout, what=f"{proc.name} to answer /readyz with 200",
+               ignoring=(OSError,), procs=[proc])
