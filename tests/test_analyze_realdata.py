@@ -119,3 +119,25 @@ def test_a_lone_containercreating_pod_is_no_incident() -> None:
     result = analyze([str(TROUBLESHOOT / "pods" / "message-container-creating-failed-mount.json")])
     assert (result.events, result.errors, result.hypotheses) == (1, [], [])
     assert result.verdict.startswith("no incident found")
+
+
+def test_the_report_of_a_real_recording_draws_each_cause_from_its_own_objects() -> None:
+    """The incident page's picture on real data (app.report.picture; the browser tests open it): each root
+    cause's resource is drawn as the root, on the node its pod ran on, and each evidence mark says where
+    it was read."""
+    from app.report.page import render_analysis
+    from app.report.picture import picture
+
+    result = analyze([str(TROUBLESHOOT)])
+    assert result.hypotheses and result.topology
+    for cause in result.hypotheses:
+        drawn = picture(cause, result.topology)
+        roles = {n.id: n.role for n in drawn.nodes}
+        assert roles[cause.root] == "root", (cause.pattern, cause.root)
+        marks = [m for lane in drawn.lanes for m in lane.marks if m.role != "predicted"]
+        assert marks and all(m.source.startswith(str(TROUBLESHOOT)) for m in marks), cause.pattern
+    top = result.hypotheses[0]
+    assert ("RUNS_ON", top.root, "Node/minikube") in {(e.type, e.source, e.target) for e in picture(
+        top, result.topology).edges}
+    page = render_analysis(result)
+    assert all(f'id="cause-{c.rank}"' in page for c in result.hypotheses)

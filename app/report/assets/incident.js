@@ -27,11 +27,14 @@
 
   function draw(rank) {
     if (tapio.graphs[rank] || !elements[rank]) { return; }
-    tapio.graphs[rank] = cytoscape({
+    var cy = tapio.graphs[rank] = cytoscape({
       container: document.getElementById("graph-" + rank), elements: elements[rank], style: style,
-      layout: { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 90, edgeSep: 8 },
       minZoom: 0.2, maxZoom: 3
     });
+    cy.one("layoutstop", function () {  // a small graph is drawn at its size, not blown up to the frame
+      if (cy.zoom() > 1.2) { cy.zoom(1.2); cy.center(); }
+    });
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 90, edgeSep: 8 }).run();
   }
 
   document.querySelectorAll("details.cause").forEach(function (section) {
