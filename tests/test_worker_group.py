@@ -293,9 +293,15 @@ async def test_a_worker_group_shares_hands_over_and_takes_in_partitions_without_
         # every window counts each event of its pod once, whoever holds it now. The CI run of 2026-12-05
         # that timed out here at 180 s had a worker finishing a rebalance's recovery at that very moment:
         # on a loaded machine the group may rebalance again after the third worker joined
-        counts = await until(lambda: _tallies_at(c_set, PER_POD),
-                             timeout=300, what=_tallies_said("the windows to hold every event"), ignoring=(OSError,), procs=procs,
-                             every=0.2)
+        # (2026-12-05, full suite: after the SIGKILL every pod of two namespaces stayed at 5 for 300 s; the
+        # stages pages below say whether their hits came late, `late`, or never came)
+        try:
+            counts = await until(lambda: _tallies_at(c_set, PER_POD),
+                                 timeout=300, what=_tallies_said("the windows to hold every event"), ignoring=(OSError,),
+                                 procs=procs, every=0.2)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nstages: " + json.dumps(
+                {s.worker.web_port: page(s, "/tapio/stages/")[1] for s in (a_set, c_set)})) from None
         assert set(windows_partitions(a_set)) | set(windows_partitions(c_set)) == set(range(base.kafka.partitions))
         assert all(n == PER_POD for n, _ in counts.values()), counts
 
