@@ -338,6 +338,8 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
         held.clear()  # reloaded from the tables on the next batch (the table moved with its partition)
         sent_by.clear()
 
+    runtime.stats.gauge("window_states", lambda: sum(len(part.windows.due) for part in held.values()))
+
     async def windows(stream: faust.StreamT) -> None:
         await runtime.ready()
         async for event in stream.events():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -137,6 +138,11 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
                     for group in by_match(matches, predictions):
                         await dead_letter_match(runtime, group, f"{type(e).__name__}: {e}")
             runtime.stats.add(STAGE, len(events))
+            if events:  # an event's time -> its write: publish -> graph where collectors stamp what they see
+                oldest = min(e.timestamp for e in events)
+                runtime.stats.time("graph_event_delay", time.time() - oldest.timestamp(), len(events))
+            for prediction in predictions:
+                runtime.stats.count("predictions", prediction.pattern)
             if written and runtime.progress is not None:  # what the graph now holds, in JetStream's terms
                 for progress in written:
                     runtime.progress.written(progress.partition, progress.seq)

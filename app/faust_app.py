@@ -41,6 +41,7 @@ from app import gc_tuning, memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge, partition_for
 from app.learning import Learning, rule_of
+from app.metrics import StatsCollector, metrics_registry, register_metrics
 from app.progress import Sample, kafka_samples
 from app.restart import (
     EpochWatch,
@@ -272,6 +273,8 @@ def create_app(settings: Settings) -> tuple[TapioApp, Runtime]:
               catalog=app.tapio_catalog, learning=learning, progress=progress)
     register_api(app.web.web_app.router, api)
     register_ui(app.web.web_app.router, api)
+    register_metrics(app.web.web_app.router, metrics_registry(StatsCollector(
+        runtime.stats, lag=lambda: kafka_samples(app.monitor), votes=lambda: learning.votes if learning else {})))
 
     @app.page("/tapio/health/")
     async def health(web: Any, request: Any) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from scrape import Samples, scrape
 from waiting import until
 
 from app.demo import publish_recordings, wait_for_events
@@ -131,6 +132,29 @@ async def test_replayed_files_become_exact_graph(bridge, flow_settings: Settings
     assert again.duplicates == 8
     rows = await graph_rows(flow_settings, queries.EVENT_IDS_IN_NAMESPACE, namespace=ns)
     assert [r["id"] for r in rows] == ids
+
+
+async def test_the_worker_metrics_count_what_it_wrote_and_its_lag(bridge, flow_settings: Settings) -> None:
+    """GET /metrics of the worker after the replay above: every stage of the chain counted the same events
+    (the graph's own count is compared in tests/app/test_api.py, on a graph of its own), each write's delay
+    was observed, and the consumer lag is there per partition of each topic it reads (once it committed)."""
+    def through(got: Samples) -> dict[str, float]:
+        return {k[1][0][1]: v for k, v in got.items() if k[0] == "tapio_stage_events_total"}
+
+    def lagged(got: Samples) -> set[tuple[str, str]]:
+        return {(dict(labels)["topic"].rsplit(".", 1)[-1], dict(labels)["partition"]) for name, labels in got
+                if name == "tapio_consumer_lag_records"}
+
+    def settled() -> Samples | None:
+        got = scrape(flow_settings.worker.web_port)
+        counts = through(got)
+        agree = len({counts.get(s) for s in ("enrich", "normalize", "sink")}) == 1 and counts.get("sink", 0) >= 8
+        return got if agree and {"raw", "insights"} <= {topic for topic, _ in lagged(got)} else None
+    got = await until(settled, timeout=60, what="the chain's counts to agree and its lag to be reported")
+    assert {p for _, p in lagged(got)} == {str(p) for p in range(flow_settings.kafka.partitions)}
+    assert got[("tapio_stage_batch_size_count", (("stage", "sink"),))] == got[
+        ("tapio_stage_batches_total", (("stage", "sink"),))]
+    assert got[("tapio_graph_event_delay_seconds_count", ())] == through(got)["sink"]
 
 
 def synthetic(i: int, namespace: str) -> RawEvent:

@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from prediction_waits import settle
+from scrape import scrape
 from waiting import until, wait_worker_ready
 
 from agents.confidence import LearningRule, Votes, adjusted, factor
@@ -27,7 +28,7 @@ from app.demo import publish_recordings
 from app.stack import EmbeddedStack, free_port
 from app.workers import start_worker, with_worker_port
 from core.settings import Settings, isolated
-from topology import insight_queries
+from topology import insight_queries, queries
 from topology.feedback import count_feedback, vote_counts
 from topology.graph import open_graph
 from topology.predictions import StoredPrediction
@@ -316,6 +317,32 @@ async def test_read_api(flow: dict, first_round: list[StoredPrediction]) -> None
     assert call(flow["predictor"], "GET", "/api/v1/patterns", "/api/v1/patterns", status=200).votes_refreshed > 0
 
 
+async def test_metrics_count_what_reached_the_graph(flow: dict, first_round: list[StoredPrediction]) -> None:
+    """GET /metrics (Prometheus text): the sink's event count is the graph's, its predictions per pattern
+    are the graph's, and the windows, lag and process figures are there."""
+    settings = flow["settings"]
+
+    async def counted() -> tuple[float, int] | None:
+        events = scrape(settings.worker.web_port)[("tapio_stage_events_total", (("stage", "sink"),))]
+        in_graph = await graph_read(settings, lambda g: g.query(queries.COUNT_ALL_EVENTS))
+        return (events, in_graph[0]["n"]) if events == in_graph[0]["n"] else None
+    events, in_graph = await until(counted, timeout=60, what="the sink's count to be the graph's")
+    assert events == in_graph >= 15  # the first round's events at least
+    got = scrape(settings.worker.web_port)
+    stored = await graph_read(settings, lambda g: g.query(insight_queries.COUNT_PREDICTIONS))
+    made = {k[1][0][1]: v for k, v in got.items() if k[0] == "tapio_predictions_total"}
+    assert set(made) == set(PATTERNS) and sum(made.values()) >= stored[0]["n"] >= len(first_round)
+    assert ("tapio_window_states", ()) in got  # (0 by now: event time went past every window of the round)
+    # (the consumer lag per partition: tests/test_dataflow.py; here the predictor's joining rebalanced the
+    # group, and Faust's monitor learns a partition's end again only from records fetched after that)
+    assert got[("tapio_match_latency_seconds_count", ())] > 0
+    assert got[("process_resident_memory_bytes", ())] > 0
+    # the predictor runs predict alone: it counts the batches it predicted, and no sink
+    predictor = scrape(flow["predictor"].worker.web_port)
+    assert predictor[("tapio_stage_batches_total", (("stage", "predict"),))] > 0
+    assert ("tapio_stage_events_total", (("stage", "sink"),)) not in predictor
+
+
 def test_the_openapi_document_is_what_the_server_does(flow: dict) -> None:
     from app.faust_app import create_app
     settings = flow["settings"]
@@ -324,11 +351,11 @@ def test_the_openapi_document_is_what_the_server_does(flow: dict) -> None:
     documented = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
     # the routes a worker registers (built as `tapio worker` builds it), outside the inspection
     # pages: /tapio/... and Faust's /table/... views (app.table_view serves them decoded), and the
-    # HTML pages for people (/ui/..., app.ui; tests/test_ui_browser.py)
+    # HTML pages for people (/ui/..., app.ui; tests/test_ui_browser.py) and the Prometheus /metrics
     app, _ = create_app(msgspec.structs.replace(settings, worker=msgspec.structs.replace(
         settings.worker, data_dir=str(flow["folder"] / "introspect"))))
     registered = {(r.method, r.resource.canonical) for r in app.web.web_app.router.routes()
-                  if not r.resource.canonical.startswith(("/tapio/", "/table/", "/ui/"))}
+                  if not r.resource.canonical.startswith(("/tapio/", "/table/", "/ui/", "/metrics"))}
     assert registered == documented
     for method, path in sorted(documented):
         # the live server answers each with a status the document lists, and a body of its type
