@@ -38,6 +38,7 @@ from agents.match import TableStore, dead_letter_selected, select_events, send_s
 from agents.normalize import normalize_stage
 from agents.stage import Rejected, dead_letter_rejects, encode_each
 from core.codec import Poison, where_of
+from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import Hit, Progress, RawBatch
 
@@ -98,6 +99,7 @@ def register_front(app: faust.App, *, source: faust.TopicT, insights: faust.Topi
         await runtime.ready()
         async for event in stream.events():
             message, value = event.message, event.value
+            bind_log(stage="front", partition=message.partition, offset=message.offset)
             where = where_of(message)
             if isinstance(value, Poison):
                 await runtime.dead_letter(stage="enrich", reason=value.reason, where=value.where, payload=value.payload)

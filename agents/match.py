@@ -46,6 +46,7 @@ from agents.window_log import WindowLog, delta_prefix
 from agents.windows import WindowState, decode_state, evidence_key, stored_changes, stored_states, with_evidence
 from core.codec import Poison, msgpack_encoder, where_of
 from core.events import UnifiedEvent
+from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import Hit, HitBatch, InsightBatchView, PatternMatch, Progress, UnifiedBatchView, msgpack_array
 
@@ -188,6 +189,7 @@ def register_select(app: faust.App, *, source: faust.TopicT, insights: faust.Top
         await runtime.ready()
         async for event in stream.events():
             message, value = event.message, event.value
+            bind_log(stage="match", partition=message.partition, offset=message.offset)
             if isinstance(value, Poison):
                 await runtime.dead_letter(stage="match", reason=value.reason, where=value.where, payload=value.payload)
                 continue
@@ -344,6 +346,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
         await runtime.ready()
         async for event in stream.events():
             message, value = event.message, event.value
+            bind_log(stage="windows", partition=message.partition, offset=message.offset)
             if isinstance(value, Poison):
                 await runtime.dead_letter(stage="windows", reason=value.reason, where=value.where,
                                           payload=value.payload)

@@ -32,6 +32,7 @@ import faust
 
 from core.codec import Poison, msgpack_encoder
 from core.events import UnifiedEvent
+from core.log_context import bind as bind_log
 from core.ports import GraphQueryError, GraphUnavailable, InvalidInsight, StageRuntime
 from core.records import InsightBatch, MatchGroup, PatternMatch, Prediction, Progress, by_match
 
@@ -106,6 +107,7 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
     events/s for the same CPU; a burst fills the batch before the wait ends."""
     async def sink(stream: faust.StreamT) -> None:
         await runtime.ready()
+        bind_log(stage="sink")  # its batches gather records of every partition it holds
         async for values in stream.take(max_records, within=within):
             events: list[UnifiedEvent] = []
             matches: list[PatternMatch] = []

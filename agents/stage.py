@@ -22,6 +22,7 @@ import faust
 import msgspec
 
 from core.codec import Poison, msgpack_encoder, safe_payload, where_of, wire_problem
+from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import batch_size
 
@@ -117,6 +118,7 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
             await before()
         async for event in stream.events():
             message, value = event.message, event.value
+            bind_log(stage=name, partition=message.partition, offset=message.offset)
             where = where_of(message)
             if isinstance(value, Poison):
                 await runtime.dead_letter(stage=name, reason=value.reason, where=value.where, payload=value.payload)

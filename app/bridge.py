@@ -75,6 +75,7 @@ from app.kafka_epoch import broker_epoch
 from app.topics import ensure_topics, faust_topics, recreate_topics, topic_name
 from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms, is_object_event
+from core.log_context import bind as bind_log
 from core.records import Progress, RawBatch
 from core.settings import Settings
 
@@ -700,6 +701,7 @@ class Bridge:
 
     async def step_logged(self) -> int:
         """`step`, but a failure is logged and waited out with backoff instead of raised."""
+        bind_log(stage="bridge")
         try:
             handled = await self.step()
         except Exception as e:  # the bridge never dies: unacked messages come back from JetStream

@@ -41,6 +41,7 @@ from app import gc_tuning, memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge, partition_for
 from app.learning import Learning, rule_of
+from app.log_format import logging_config
 from app.metrics import StatsCollector, metrics_registry, register_metrics
 from app.progress import Sample, kafka_samples
 from app.restart import (
@@ -337,7 +338,8 @@ class BridgeService(Service):
         await self.bridge.close()
 
 
-def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None) -> None:
+def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | None = None,
+               log_format: str = "text") -> None:
     """Block running one worker of the group until SIGINT/SIGTERM.
 
     Raises WorkerStartError (before Faust starts) when Kafka cannot be reached to create the
@@ -367,6 +369,12 @@ def run_worker(settings: Settings, *, with_bridge: bool = True, loglevel: str | 
         runtime.runs_bridge = True
     if "topology" in settings.worker.stages:
         services.append(TopologyService(settings, runtime))
-    worker = faust.Worker(app, *services, loglevel=loglevel or settings.worker.log_level,
-                          workdir=settings.worker.data_dir, redirect_stdouts=False)
+    level = loglevel or settings.worker.log_level
+    json_lines = log_format == "json"  # else Faust's own text format
+    if json_lines:
+        logging.captureWarnings(True)  # a Python warning is a JSON line too
+    worker = faust.Worker(app, *services, loglevel=level, workdir=settings.worker.data_dir, redirect_stdouts=False,
+                          logging_config=logging_config(log_format, level, stream="ext://sys.stdout")
+                          if json_lines else None,
+                          quiet=json_lines)  # (quiet: no start-up banner, which is not a log line)
     worker.execute_from_commandline()

@@ -413,7 +413,8 @@ class DeadLetterPublisher:
                             at=datetime.now(UTC), event_id=event_id)
         subject = f"{self.settings.deadletter_prefix}.{subject_token(stage)}"
         msg_id = deadletter_id(stage=stage, reason=reason, where=where, payload=payload, event_id=event_id)
-        log.warning("dead-lettered %s input from %s: %s (inspect with `tapio deadletters`)", stage, where, reason)
+        log.warning("dead-lettered %s input from %s: %s (inspect with `tapio deadletters`)", stage, where, reason,
+                    extra={"stage": stage, **({"event_id": event_id} if event_id else {})})
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_exponential(multiplier=0.1, max=3),
                                            reraise=True):
             with attempt:

@@ -35,6 +35,7 @@ from app.runtime import Runtime
 from app.topics import topic_name
 from core.events import RawEvent, content_id
 from core.kube.changes import REVERTED, ObjectChange, diff_objects, tracked_values
+from core.log_context import bind as bind_log
 from core.ports import GraphError, GraphQueryError
 from core.settings import Settings
 from topology.index import ObjectIndex
@@ -139,6 +140,7 @@ class TopologyService(Service):
 
     @Service.task
     async def _run(self) -> None:
+        bind_log(stage="topology")
         await self.runtime.ready()
         await self._assign()
         publisher = EventPublisher(self.runtime.nc.jetstream(), self.settings.nats)

@@ -23,7 +23,7 @@ from waiting import until
 from app.demo import wait_for_events
 from app.jetstream import RAW_CODEC, EventPublisher, connect, ensure_streams, event_subject, read_deadletters
 from app.stack import EmbeddedStack, free_port
-from app.workers import ChildProcess, start_worker, with_worker_port
+from app.workers import ChildProcess, with_worker_port
 from core.events import RawEvent, content_id
 from core.settings import Settings, isolated
 from topology import queries
@@ -58,7 +58,9 @@ def flow(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> d
                                      data_dir=str(tmp_path_factory.mktemp("bad-input-worker"))), "bad-input")
     settings = msgspec.structs.replace(base, match=msgspec.structs.replace(
         base.match, patterns_dir=str(patterns), idle_advance_s=1.0))
-    proc = start_worker(settings, log_dir=tmp_path_factory.mktemp("bad-input-logs"))
+    # in JSON lines (`tapio --log-format json worker`): test_the_worker_logs_json_lines_that_say_where reads them
+    proc = ChildProcess(settings, ["--log-format", "json", "worker"], name="worker",
+                        log_dir=tmp_path_factory.mktemp("bad-input-logs"))
     yield {"settings": settings, "proc": proc}
     proc.stop()
 
@@ -184,3 +186,26 @@ async def test_bad_events_are_dead_lettered_alone_and_matching_goes_on(flow: dic
                                       for task in held["tasks"] for link in task["chain"]), held
     await nc.drain()
 
+
+
+def test_the_worker_logs_json_lines_that_say_where(flow: dict) -> None:
+    """The worker above runs with `--log-format json`: every line it wrote is one JSON object with time,
+    level, logger and message; the dead letters of the test above say their stage and event id, and the
+    lines of the stages say their partition and offset."""
+    proc: ChildProcess = flow["proc"]
+    lines = [line for line in proc.log_path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line[:500]!r}") from None
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    dead = [r for r in records if r["message"].startswith("dead-lettered enrich input")]
+    assert {r.get("event_id") for r in dead} == {content_id("bad-input", str(i)) for i in (1001, 1002, 1003)}
+    assert all(r["stage"] == "enrich" and r["level"] == "WARNING" for r in dead)
+    windows = [r for r in records if r["message"].startswith("windows: partition")]
+    assert windows and all(r["stage"] == "windows" and r["message"].startswith(f"windows: partition {r['partition']}:")
+                           and isinstance(r["offset"], int) for r in windows)
+    bridge = [r for r in records if r["message"].startswith("dead-lettered bridge input")]
+    assert len(bridge) == 2 and all(r["stage"] == "bridge" and "event_id" not in r for r in bridge)

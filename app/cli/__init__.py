@@ -19,11 +19,13 @@ Shared by the groups: `app.cli.settings` (the settings of --config, a graph conn
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 
 import click
 
 from app.cli import agent, catalog, deadletters, diagnosis, ingest, queries, stack
+from app.log_format import FORMATS, logging_config
 from core.settings import ConfigError
 
 
@@ -31,12 +33,16 @@ from core.settings import ConfigError
 @click.option("--config", type=click.Path(dir_okay=False), envvar="TAPIO_CONFIG",
               help="YAML configuration (default: the running embedded stack, then built-in defaults).")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True, envvar="TAPIO_LOG_FORMAT",
+              help="json: one JSON object a line (time, level, logger, message; stage, partition, offset and "
+                   "event_id where known), for a log pipeline.")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, log_level: str, log_format: str) -> None:
     """Tapio: Kubernetes behavior research engine."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj["log_format"] = log_format
+    logging.config.dictConfig(logging_config(log_format, log_level))
 
 
 for group in (stack, ingest, agent, diagnosis, queries, catalog, deadletters):

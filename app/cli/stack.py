@@ -80,7 +80,7 @@ def worker(ctx: click.Context, bridge: bool, stages: str | None) -> None:
         settings = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, stages=chosen))
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
     try:
-        run_worker(settings, with_bridge=bridge)
+        run_worker(settings, with_bridge=bridge, log_format=ctx.obj.get("log_format", "text"))
     except (WorkerStartError, ValueError) as e:
         raise click.ClickException(str(e)) from e
 
