@@ -41,6 +41,7 @@ from core.codec import Poison, where_of
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import Hit, Progress, RawBatch
+from core.trace_links import stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -105,20 +106,23 @@ def register_front(app: faust.App, *, source: faust.TopicT, insights: faust.Topi
                 await runtime.dead_letter(stage="enrich", reason=value.reason, where=value.where, payload=value.payload)
                 continue
             selected_at = time.time()
-            try:
-                out = front_batch(value, selector=catalog.selector, store=store, partitions=partitions)
-            except StageFailed as e:  # a bug or a case nobody foresaw: keep the batch, keep going
-                log.exception("%s failed on %s; the batch is dead-lettered", e.stage, where)
-                await runtime.dead_letter(stage=e.stage, reason=str(e), where=where, payload=message.value or b"")
-                continue
-            for stage, reject in out.rejected:
-                if stage == "match":  # the event goes on to the graph; its matching is dead-lettered (and logged)
-                    await dead_letter_selected(runtime, [reject], where)  # type: ignore[list-item]
-                else:
-                    await dead_letter_rejects(runtime, stage, where, [reject])
-            await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
-                                events=out.events, by_partition=out.hits, watermark=out.watermark,
-                                progress=out.progress, selected_at=selected_at)
+            with stage_span(runtime.tracer, "front", traced(value), limit=runtime.settings.otel.max_links,
+                            partition=message.partition, offset=message.offset):
+                try:
+                    out = front_batch(value, selector=catalog.selector, store=store, partitions=partitions)
+                except StageFailed as e:  # a bug or a case nobody foresaw: keep the batch, keep going
+                    log.exception("%s failed on %s; the batch is dead-lettered", e.stage, where)
+                    await runtime.dead_letter(stage=e.stage, reason=str(e), where=where,
+                                              payload=message.value or b"")
+                    continue
+                for stage, reject in out.rejected:
+                    if stage == "match":  # the event goes on to the graph; its matching is dead-lettered (and logged)
+                        await dead_letter_selected(runtime, [reject], where)  # type: ignore[list-item]
+                    else:
+                        await dead_letter_rejects(runtime, stage, where, [reject])
+                await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
+                                    events=out.events, by_partition=out.hits, watermark=out.watermark,
+                                    progress=out.progress, selected_at=selected_at)
             for stage, n in out.passed.items():
                 runtime.stats.add(stage, n)
 

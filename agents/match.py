@@ -49,6 +49,7 @@ from core.events import UnifiedEvent
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import Hit, HitBatch, InsightBatchView, PatternMatch, Progress, UnifiedBatchView, msgpack_array
+from core.trace_links import stage_span
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +202,17 @@ def register_select(app: faust.App, *, source: faust.TopicT, insights: faust.Top
                 await runtime.dead_letter(stage="match", reason=f"events do not decode: {e}",
                                           where=where_of(message), payload=message.value or b"")
                 continue
-            selected_at = time.time()
-            by_partition, rejected = select_events(events, catalog.selector, store, runtime.settings.kafka.partitions)
-            await dead_letter_selected(runtime, rejected, where_of(message))
-            # an event whose test failed is still an event: the graph gets it (its matching is dead-lettered)
-            await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
-                                events=[raw for _, raw in events], by_partition=by_partition,
-                                watermark=value.watermark, progress=value.progress, selected_at=selected_at)
+            traces = ((e.trace.trace_id, e.trace.span_id) for e, _ in events if e.trace is not None)
+            with stage_span(runtime.tracer, "match", traces, limit=runtime.settings.otel.max_links,
+                            partition=message.partition, offset=message.offset):
+                selected_at = time.time()
+                by_partition, rejected = select_events(events, catalog.selector, store,
+                                                       runtime.settings.kafka.partitions)
+                await dead_letter_selected(runtime, rejected, where_of(message))
+                # an event whose test failed is still an event: the graph gets it (its matching is dead-lettered)
+                await send_selected(runtime, partition=message.partition, insights=insights, hits=hits,
+                                    events=[raw for _, raw in events], by_partition=by_partition,
+                                    watermark=value.watermark, progress=value.progress, selected_at=selected_at)
 
     return app.agent(source, name="tapio.match")(select)
 
@@ -362,19 +367,20 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
                     await send_matches(again, message.partition)
                     log.info("windows: partition %d taken up; its %d newest matches sent again (the graph "
                              "merges them by id)", message.partition, len(again))
-            try:  # the matches are kept to be sent again before the states saying they were made are written
-                late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms,
-                                    record=sent_by[message.partition].add)
-            except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
-                log.exception("windows: batch %s failed; it is dead-lettered", where_of(message))
-                await runtime.dead_letter(stage="windows", reason=f"{type(e).__name__}: {e}",
-                                          where=where_of(message), payload=message.value or b"")
-                held.pop(message.partition, None)  # reload this partition's states from the table
-                continue
-            if found:  # (a send can wait for a broker that died: the worker may restart in it)
-                log.info("windows: partition %d: %d match(es): %s", message.partition, len(found),
-                         ", ".join(f"{m.pattern} {m.scope} x{m.count}" for m in found[:10])[:1000])
-                await send_matches(found, message.partition)
+            with stage_span(runtime.tracer, "windows", partition=message.partition, offset=message.offset):
+                try:  # the matches are kept to be sent again before the states saying they were made are written
+                    late, found = _take(part, value, marks, catalog, lateness_ms, max_ahead_ms,
+                                        record=sent_by[message.partition].add)
+                except Exception as e:  # a bug nobody foresaw: keep the batch, keep going
+                    log.exception("windows: batch %s failed; it is dead-lettered", where_of(message))
+                    await runtime.dead_letter(stage="windows", reason=f"{type(e).__name__}: {e}",
+                                              where=where_of(message), payload=message.value or b"")
+                    held.pop(message.partition, None)  # reload this partition's states from the table
+                    continue
+                if found:  # (a send can wait for a broker that died: the worker may restart in it)
+                    log.info("windows: partition %d: %d match(es): %s", message.partition, len(found),
+                             ", ".join(f"{m.pattern} {m.scope} x{m.count}" for m in found[:10])[:1000])
+                    await send_matches(found, message.partition)
             if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
                 runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)
                 await runtime.progress.save()

@@ -35,6 +35,7 @@ from core.events import UnifiedEvent
 from core.log_context import bind as bind_log
 from core.ports import GraphQueryError, GraphUnavailable, InvalidInsight, StageRuntime
 from core.records import InsightBatch, MatchGroup, PatternMatch, Prediction, Progress, by_match
+from core.trace_links import stage_span
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,28 @@ async def write_insights_with_backoff(runtime: StageRuntime, matches: list[Patte
                 await dead_letter_match(runtime, group, f"invalid match: {one}")
 
 
+async def _write(runtime: StageRuntime, events: list[UnifiedEvent], matches: list[PatternMatch],
+                 predictions: list[Prediction]) -> None:
+    """One write of what the sink took: the events, then the matches and predictions; whatever fails
+    unexpectedly goes to the dead letters (the loop never stops)."""
+    if events:
+        try:
+            await write_with_backoff(runtime, events)
+        except Exception as e:  # never leave the loop: keep the events in the dead-letter stream
+            log.exception("graph sink failed unexpectedly on %d events; dead-lettering them", len(events))
+            for event in events:
+                await runtime.dead_letter(stage=STAGE, reason=f"{type(e).__name__}: {e}",
+                                          where=f"event {event.id}", payload=msgpack_encoder.encode(event),
+                                          event_id=event.id)
+    if matches or predictions:
+        try:
+            await write_insights_with_backoff(runtime, matches, predictions)
+        except Exception as e:  # as above: keep them in the dead-letter stream
+            log.exception("graph sink failed unexpectedly on %d matches; dead-lettering them", len(matches))
+            for group in by_match(matches, predictions):
+                await dead_letter_match(runtime, group, f"{type(e).__name__}: {e}")
+
+
 def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime, max_records: int = 50,
                   within: float = 0.02) -> Any:
     """Up to `max_records` insights records a write, waiting at most `within` s for them to come:
@@ -123,22 +146,9 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
                     predictions.extend(value.predictions)
                     if value.progress is not None:
                         written.append(value.progress)
-            if events:
-                try:
-                    await write_with_backoff(runtime, events)
-                except Exception as e:  # never leave the loop: keep the events in the dead-letter stream
-                    log.exception("graph sink failed unexpectedly on %d events; dead-lettering them", len(events))
-                    for event in events:
-                        await runtime.dead_letter(stage=STAGE, reason=f"{type(e).__name__}: {e}",
-                                                  where=f"event {event.id}", payload=msgpack_encoder.encode(event),
-                                                  event_id=event.id)
-            if matches or predictions:
-                try:
-                    await write_insights_with_backoff(runtime, matches, predictions)
-                except Exception as e:  # as above: keep them in the dead-letter stream
-                    log.exception("graph sink failed unexpectedly on %d matches; dead-lettering them", len(matches))
-                    for group in by_match(matches, predictions):
-                        await dead_letter_match(runtime, group, f"{type(e).__name__}: {e}")
+            links = ((e.trace.trace_id, e.trace.span_id) for e in events if e.trace is not None)
+            with stage_span(runtime.tracer, STAGE, links, limit=runtime.settings.otel.max_links):
+                await _write(runtime, events, matches, predictions)
             runtime.stats.add(STAGE, len(events))
             if events:  # an event's time -> its write: publish -> graph where collectors stamp what they see
                 oldest = min(e.timestamp for e in events)

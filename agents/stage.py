@@ -25,6 +25,7 @@ from core.codec import Poison, msgpack_encoder, safe_payload, where_of, wire_pro
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import batch_size
+from core.trace_links import stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +125,18 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                 await runtime.dead_letter(stage=name, reason=value.reason, where=value.where, payload=value.payload)
                 continue
             args = (value, message.partition) if with_partition else (value,)
-            done = await apply_transform(runtime, name, where, message.value or b"", transform, *args)
-            if done is None:
-                continue
-            data, out = done
-            count = batch_size(out) if out is not None else 0
-            # an empty batch still carries the event-time watermark (app.bridge.Watermark)
-            # and its JetStream progress (app.checkpoint)
-            if out is not None and (count or getattr(out, "watermark", 0) or getattr(out, "matches", None)
-                                    or getattr(out, "progress", None)):
-                await target.send(value=data, partition=message.partition)  # bytes: sent as they are
+            with stage_span(runtime.tracer, name, traced(value), limit=runtime.settings.otel.max_links,
+                            partition=message.partition, offset=message.offset):
+                done = await apply_transform(runtime, name, where, message.value or b"", transform, *args)
+                if done is None:
+                    continue
+                data, out = done
+                count = batch_size(out) if out is not None else 0
+                # an empty batch still carries the event-time watermark (app.bridge.Watermark)
+                # and its JetStream progress (app.checkpoint)
+                if out is not None and (count or getattr(out, "watermark", 0) or getattr(out, "matches", None)
+                                        or getattr(out, "progress", None)):
+                    await target.send(value=data, partition=message.partition)  # bytes: sent as they are
             runtime.stats.add(name, count)
 
     run.__name__ = name

@@ -64,7 +64,7 @@ from aiokafka.errors import (
 )
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+from opentelemetry.trace import NonRecordingSpan, NoOpTracer, Tracer, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from agents.partition_windows import beyond_wall_clock
@@ -73,11 +73,13 @@ from app.checkpoint import lowest_mark, progress_bucket, record_epoch, recorded_
 from app.jetstream import RAW_CODEC, DeadLetterPublisher, PullBatches, connect, ensure_streams, events_in
 from app.kafka_epoch import broker_epoch
 from app.topics import ensure_topics, faust_topics, recreate_topics, topic_name
+from app.tracing import tracer_for
 from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms, is_object_event
 from core.log_context import bind as bind_log
 from core.records import Progress, RawBatch
 from core.settings import Settings
+from core.trace_links import span_context, stage_span
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +103,8 @@ def partition_for(namespace: str, partitions: int) -> int:
 
 def traceparent(event: RawEvent) -> str | None:
     """W3C traceparent for the event's trace context, or None when it has none or it is malformed."""
-    if not event.trace_id:
-        return None
-    try:
-        ctx = SpanContext(trace_id=int(event.trace_id, 16), span_id=int(event.span_id or "1", 16),
-                          is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    except ValueError:
-        return None
-    if not ctx.is_valid:
+    ctx = span_context(event.trace_id, event.span_id)
+    if ctx is None:
         return None
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=set_span_in_context(NonRecordingSpan(ctx)))
@@ -325,6 +321,7 @@ class Bridge:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.tracer: Tracer = NoOpTracer()  # a worker's runtime or `tapio bridge` sets its own (app.tracing)
         self.topic = topic_name(settings.kafka, "raw")
         self.objects_topic = topic_name(settings.kafka, "objects")
         self.partitions = settings.kafka.partitions
@@ -426,9 +423,11 @@ class Bridge:
             await self._reject(msg, reason)
         for msg, index, data, reason in decoded.poison_items:  # the batch's others go on
             await self._reject_item(msg, index, data, reason)
-        sent = await self._send_decoded(decoded, stamp)
-        beats = await self._send_heartbeats(stamp, skip=decoded.events.keys())
-        results = await asyncio.gather(*(f for f, _ in sent), *beats, return_exceptions=True)
+        traces = ((e.trace_id, e.span_id) for events in decoded.events.values() for e in events if e.trace_id)
+        with stage_span(self.tracer, "bridge", traces, limit=self.settings.otel.max_links):
+            sent = await self._send_decoded(decoded, stamp)
+            beats = await self._send_heartbeats(stamp, skip=decoded.events.keys())
+            results = await asyncio.gather(*(f for f, _ in sent), *beats, return_exceptions=True)
         failed: dict[int, tuple[Msg, BaseException]] = {}
         for (_, held), result in zip(sent, results, strict=False):
             if isinstance(result, BaseException):
@@ -723,6 +722,7 @@ class Bridge:
 async def run_alone(settings: Settings) -> None:
     """`tapio bridge`: one bridge in this process, pumping until SIGINT or SIGTERM."""
     bridge = Bridge(settings)
+    bridge.tracer, close_tracer = tracer_for(settings, role="bridge")
     await bridge.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -731,4 +731,5 @@ async def run_alone(settings: Settings) -> None:
         await bridge.run()
     finally:
         await bridge.close()
+        close_tracer()
         log.info("bridge stopped after %d events", bridge.bridged)

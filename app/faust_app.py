@@ -323,6 +323,7 @@ class BridgeService(Service):
         super().__init__(**kwargs)
         self.bridge = bridge
         self.runtime = runtime
+        bridge.tracer = runtime.tracer
 
     async def on_start(self) -> None:
         await self.bridge.start()

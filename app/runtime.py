@@ -14,6 +14,7 @@ import mode
 
 from app.checkpoint import StageProgress, progress_bucket
 from app.jetstream import DeadLetterPublisher, connect, ensure_streams
+from app.tracing import tracer_for
 from core.settings import Settings
 from core.stats import StageStats
 from topology.graph import GraphStore, open_graph
@@ -30,6 +31,7 @@ class Runtime(mode.Service):
         self.graph: GraphStore | None = None
         self.progress: StageProgress | None = None
         self.runs_bridge = False  # the JetStream -> Kafka bridge runs in this process (app.progress watches it)
+        self.tracer, self._close_tracer = tracer_for(settings)  # a span per batch per stage (otel.endpoint)
 
     async def on_start(self) -> None:
         self.nc = await connect(self.settings.nats, name=f"{self.settings.worker.app_id}-worker")
@@ -48,6 +50,7 @@ class Runtime(mode.Service):
         if self.graph is not None:
             await self.graph.close()
         await self.nc.drain()
+        self._close_tracer()  # the spans still batched go out
 
     async def ready(self) -> None:
         await self._ready.wait()

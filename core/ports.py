@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from opentelemetry.trace import Tracer
+
 from core.events import RawEvent, UnifiedEvent
 from core.records import PatternMatch, Prediction
 from core.settings import Settings
@@ -81,6 +83,7 @@ class StageRuntime(Protocol):
     stats: StageStats
     graph: GraphWriter | None
     progress: ProgressRecorder | None
+    tracer: Tracer  # a span per batch (core.trace_links.stage_span); a no-op one without otel.endpoint
 
     async def ready(self) -> None: ...
 

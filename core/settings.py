@@ -224,6 +224,14 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                              "agent.restart_max_s >= agent.restart_initial_s")
 
 
+class OtelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Traces (`app.tracing`): a span per batch per stage, linked to the events' own trace contexts."""
+
+    endpoint: str = ""  # OTLP/HTTP traces URL (http://collector:4318/v1/traces); "" = no spans are made
+    service_name: str = "tapio"
+    max_links: int = 32  # links to events' trace contexts per span (the first of the batch)
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
@@ -234,6 +242,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     feedback: FeedbackSettings = msgspec.field(default_factory=FeedbackSettings)
     secrets: SecretsSettings = msgspec.field(default_factory=SecretsSettings)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    otel: OtelSettings = msgspec.field(default_factory=OtelSettings)
     state_dir: str = ".tapio"
 
 

@@ -42,7 +42,8 @@ def cli(ctx: click.Context, config: str | None, log_level: str, log_format: str)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
     ctx.obj["log_format"] = log_format
-    logging.config.dictConfig(logging_config(log_format, log_level))
+    if not logging.root.handlers:  # as logging.basicConfig: a host that configured logging (a test) keeps it
+        logging.config.dictConfig(logging_config(log_format, log_level))
 
 
 for group in (stack, ingest, agent, diagnosis, queries, catalog, deadletters):
