@@ -3,7 +3,8 @@
 Fed by: the settings (`agent.*`, `nats.*`), the CLI (`--node`, `--only`, `--disable`) and each collector's
 source (`collectors.node`'s contract). Feeds: JetStream `events.<collector>.<namespace>` (every batch a
 collector emits, each event stamped with the W3C trace context of the batch's span) and the agent's
-own `/healthz` and `/readyz` on agent.web_host:web_port (`app.agent_health`).
+own `/healthz` and `/readyz` on agent.web_host:web_port (`app.agent_health`), and its `/metrics`
+(`app.metrics.AgentCollector`).
 
 Each selected collector (`app.node_registry`) is built and checked; one that cannot start here is
 unavailable, said once with its reason, and the others go on. One that fails at run time is restarted
@@ -39,6 +40,7 @@ from tenacity import (
 
 from app.agent_health import AgentHealth, CollectorStatus, health, summary
 from app.jetstream import DeadLetterPublisher, EventPublisher, PublishFailed, connect, ensure_streams
+from app.metrics import AgentCollector, metrics_registry, register_metrics
 from app.node_registry import CollectorUnavailable, build, registry_with, select
 from collectors.node import Emit, NodeCollector, SourceUnavailable
 from core.events import RawEvent
@@ -259,6 +261,7 @@ class Agent:
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
+        register_metrics(app.router, metrics_registry(AgentCollector(lambda: self.document().collectors)))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:

@@ -28,7 +28,7 @@ counters):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
@@ -37,10 +37,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from agents.confidence import Votes
+from app.agent_health import CollectorStatus
 from app.progress import Sample
 from core.stats import StageStats
 
-__all__ = ["StatsCollector", "metrics_registry", "register_metrics"]
+__all__ = ["AgentCollector", "StatsCollector", "metrics_registry", "register_metrics"]
 
 #: what a labelled count is called here: StageStats.count's name -> (metric, label, help)
 LABELLED = {"predictions": ("tapio_predictions", "pattern", "Predictions written to the graph by this worker's sink.")}
@@ -98,6 +99,42 @@ class StatsCollector(Collector):
                 total.add_metric([pattern, version], v.total)
                 accurate.add_metric([pattern, version], v.accurate)
             yield from (total, accurate)
+
+
+class AgentCollector(Collector):
+    """The node agent's metrics (`tapio agent`, its `/metrics` beside `/healthz`), per node collector:
+
+        tapio_agent_events_sent_total{collector}      events JetStream acknowledged
+        tapio_agent_batches_total{collector}          batches published
+        tapio_agent_events_lost_total{collector}      what its source dropped (lost())
+        tapio_agent_events_unsent_total{collector}    what the agent gave up publishing (at shutdown)
+        tapio_agent_events_waiting{collector}         the batch held back while JetStream is away
+        tapio_agent_collector_restarts_total{collector}
+        tapio_agent_collector_running{collector}      1 while it runs
+    """
+
+    def __init__(self, statuses: Callable[[], Sequence[CollectorStatus]]) -> None:
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {name: CounterMetricFamily(f"tapio_agent_{name}", text, labels=["collector"]) for name, text in (
+            ("events_sent", "Events JetStream acknowledged."), ("batches", "Batches published."),
+            ("events_lost", "Events the collector's source dropped."),
+            ("events_unsent", "Events the agent gave up publishing."),
+            ("collector_restarts", "Restarts of the collector after a failure."))}
+        waiting = GaugeMetricFamily("tapio_agent_events_waiting", "Events held back while JetStream is away.",
+                                    labels=["collector"])
+        running = GaugeMetricFamily("tapio_agent_collector_running", "1 while the collector runs.",
+                                    labels=["collector"])
+        for s in self.statuses():
+            if not s.enabled:
+                continue
+            for name, value in (("events_sent", s.sent), ("batches", s.batches), ("events_lost", s.lost),
+                                ("events_unsent", s.unsent), ("collector_restarts", s.restarts)):
+                counters[name].add_metric([s.name], value)
+            waiting.add_metric([s.name], s.waiting)
+            running.add_metric([s.name], 1 if s.state == "running" else 0)
+        yield from (*counters.values(), waiting, running)
 
 
 def metrics_registry(collector: Collector) -> CollectorRegistry:

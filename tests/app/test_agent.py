@@ -18,6 +18,7 @@ import aiohttp
 import msgspec
 import nats.js.errors
 import pytest
+from scrape import scrape
 from waiting import until
 
 from app.agent import Agent
@@ -113,6 +114,13 @@ async def test_the_agent_publishes_procfs_events_says_why_another_cannot_start_a
         assert (doc["node"], doc["status"], doc["ready"]) == (NODE, "degraded", True)
         status, ready = await _page(port, "/readyz")
         assert status == 200 and ready["problems"] == [] and ready["jetstream"].startswith("connected to")
+        # /metrics (Prometheus text) says the same per collector: what was sent, in how many batches, running
+        metrics = await asyncio.to_thread(scrape, port)
+        assert metrics[("tapio_agent_batches_total", (("collector", "procfs"),))] >= 3
+        assert metrics[("tapio_agent_events_sent_total", (("collector", "procfs"),))] >= 3
+        assert metrics[("tapio_agent_collector_running", (("collector", "procfs"),))] == 1
+        assert metrics[("tapio_agent_collector_running", (("collector", "ghost"),))] == 0
+        assert ("tapio_agent_batches_total", (("collector", "dns"),)) not in metrics  # switched off: not shown
 
         stored = await until(lambda: _stored(settings), timeout=30, what="the agent's events in JetStream")
         prefix = settings.nats.subject_prefix
