@@ -53,6 +53,7 @@ from typing import Any
 import msgspec
 import nats.errors
 import nats.js.errors
+from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
@@ -79,6 +80,7 @@ from core.events import RawEvent, epoch_ms, is_object_event
 from core.log_context import bind as bind_log
 from core.records import Progress, RawBatch
 from core.settings import Settings
+from core.stats import StageStats
 from core.trace_links import span_context, stage_span
 
 log = logging.getLogger(__name__)
@@ -322,6 +324,7 @@ class Bridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tracer: Tracer = NoOpTracer()  # a worker's runtime or `tapio bridge` sets its own (app.tracing)
+        self.stats = StageStats()  # a worker's runtime's, in a worker (its /metrics and /tapio/stages/)
         self.topic = topic_name(settings.kafka, "raw")
         self.objects_topic = topic_name(settings.kafka, "objects")
         self.partitions = settings.kafka.partitions
@@ -669,6 +672,7 @@ class Bridge:
                                     where=f"{msg.subject} stream_seq={meta.sequence.stream}")
         await msg.term()
         self.dead_lettered += 1
+        self.stats.add("bridge", 0, rejected=1)
 
     async def _reject_item(self, msg: Msg, index: int, data: bytes, reason: str) -> None:
         """Dead-letter one event of a batch message (its JSON, the reason and where it sits). A batch
@@ -677,6 +681,7 @@ class Bridge:
         await self.deadletters.send(stage="bridge", reason=reason, payload=data,
                                     where=f"{msg.subject} stream_seq={meta.sequence.stream} event {index}")
         self.dead_lettered += 1
+        self.stats.add("bridge", 0, rejected=1)
 
     async def _send_heartbeats(self, stamp: int, *, skip: Iterable[int]) -> list[asyncio.Future]:
         """An empty batch carrying the watermark to every partition this round had no events for."""
@@ -701,6 +706,7 @@ class Bridge:
     async def step_logged(self) -> int:
         """`step`, but a failure is logged and waited out with backoff instead of raised."""
         bind_log(stage="bridge")
+        before = self.bridged
         try:
             handled = await self.step()
         except Exception as e:  # the bridge never dies: unacked messages come back from JetStream
@@ -711,6 +717,8 @@ class Bridge:
             self._backoff = min(self._backoff * 2, 10.0)
             return 0
         self._backoff = 0.5
+        if handled:  # counted in events (a message may hold a batch of them)
+            self.stats.add("bridge", self.bridged - before)
         return handled
 
     async def run(self) -> None:
@@ -724,6 +732,7 @@ async def run_alone(settings: Settings) -> None:
     bridge = Bridge(settings)
     bridge.tracer, close_tracer = tracer_for(settings, role="bridge")
     await bridge.start()
+    web = await _serve(bridge) if settings.nats.bridge_web_port else None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bridge.stop()))
@@ -732,4 +741,33 @@ async def run_alone(settings: Settings) -> None:
     finally:
         await bridge.close()
         close_tracer()
+        if web is not None:
+            await web.cleanup()
         log.info("bridge stopped after %d events", bridge.bridged)
+
+
+async def _serve(bridge: Bridge) -> web.AppRunner:
+    """`tapio bridge`'s own pages: /healthz (200 while it is connected to NATS, with its counts) and
+    /metrics (`app.metrics`: the bridge's events, batches and dead letters, the process)."""
+    from app.metrics import StatsCollector, metrics_registry, register_metrics
+
+    async def healthz(_: web.Request) -> web.Response:
+        connected = bridge.nc is not None and bridge.nc.is_connected
+        body = {"status": "ok" if connected else "not connected to NATS", "bridged": bridge.bridged,
+                "dead_lettered": bridge.dead_lettered}
+        return web.json_response(body, status=200 if connected else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    register_metrics(app.router, metrics_registry(StatsCollector(bridge.stats)))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    nats = bridge.settings.nats
+    try:
+        await web.TCPSite(runner, nats.bridge_web_host, nats.bridge_web_port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise BridgeError(f"cannot serve /healthz and /metrics on {nats.bridge_web_host}:{nats.bridge_web_port}: "
+                          f"{e}; set nats.bridge_web_port (TAPIO_NATS_BRIDGE_WEB_PORT) to a free port") from e
+    return runner
+

@@ -323,7 +323,7 @@ class BridgeService(Service):
         super().__init__(**kwargs)
         self.bridge = bridge
         self.runtime = runtime
-        bridge.tracer = runtime.tracer
+        bridge.tracer, bridge.stats = runtime.tracer, runtime.stats
 
     async def on_start(self) -> None:
         await self.bridge.start()
@@ -331,9 +331,7 @@ class BridgeService(Service):
     @Service.task
     async def _pump(self) -> None:
         while not self.should_stop:
-            handled = await self.bridge.step_logged()
-            if handled:
-                self.runtime.stats.add("bridge", handled)
+            await self.bridge.step_logged()  # counted on the runtime's stats (bridge.stats)
 
     async def on_stop(self) -> None:
         await self.bridge.close()

@@ -49,6 +49,9 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # an event whose JSON is larger than this is dead-lettered by the bridge (NATS' own default
     # max_payload is the same 1 MiB; a server configured for more must not let one event fill a batch)
     bridge_max_event_bytes: int = 1024 * 1024
+    # `tapio bridge` (on its own) serves /healthz and /metrics on bridge_web_host:bridge_web_port; 0: none
+    bridge_web_host: str = "127.0.0.1"
+    bridge_web_port: int = 0
     publish_in_flight: int = 2000
     # a publish carries many events of one subject as one JSON array (app.jetstream.batch_messages):
     # at most this many events and this many bytes (the server's max_payload bounds it too)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,8 +37,10 @@ T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 def flow_settings(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = with_worker_port(embedded.settings(), free_port(),
                                 data_dir=str(tmp_path_factory.mktemp("worker")))
-    # a killed bridge's unacked fetch comes back after ack_wait: keep the test short
-    return msgspec.structs.replace(settings, nats=msgspec.structs.replace(settings.nats, bridge_ack_wait_s=4.0))
+    # a killed bridge's unacked fetch comes back after ack_wait: keep the test short; the bridge serves
+    # /healthz and /metrics (test_the_worker_metrics_count_what_it_wrote_and_its_lag reads them)
+    return msgspec.structs.replace(settings, nats=msgspec.structs.replace(settings.nats, bridge_ack_wait_s=4.0,
+                                                                          bridge_web_port=free_port()))
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +158,14 @@ async def test_the_worker_metrics_count_what_it_wrote_and_its_lag(bridge, flow_s
     assert got[("tapio_stage_batch_size_count", (("stage", "sink"),))] == got[
         ("tapio_stage_batches_total", (("stage", "sink"),))]
     assert got[("tapio_graph_event_delay_seconds_count", ())] == through(got)["sink"]
+    # the bridge on its own (`tapio bridge`) serves its pages too: what it bridged, no dead letter yet
+    bridged = await asyncio.to_thread(scrape, flow_settings.nats.bridge_web_port)
+    assert bridged[("tapio_stage_events_total", (("stage", "bridge"),))] >= 8
+    assert bridged[("tapio_stage_dead_letters_total", (("stage", "bridge"),))] == 0
+    assert bridged[("process_resident_memory_bytes", ())] > 0
+    url = f"http://127.0.0.1:{flow_settings.nats.bridge_web_port}/healthz"
+    health = await asyncio.to_thread(lambda: json.load(urllib.request.urlopen(url, timeout=10)))  # 503 raises
+    assert health["status"] == "ok" and health["bridged"] >= 8
 
 
 def synthetic(i: int, namespace: str) -> RawEvent:
