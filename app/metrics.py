@@ -39,9 +39,10 @@ from prometheus_client.registry import Collector
 from agents.confidence import Votes
 from app.agent_health import CollectorStatus
 from app.progress import Sample
+from core.settings import Settings
 from core.stats import StageStats
 
-__all__ = ["AgentCollector", "StatsCollector", "metrics_registry", "register_metrics"]
+__all__ = ["AgentCollector", "StatsCollector", "metrics_registry", "otlp_metrics", "register_metrics"]
 
 #: what a labelled count is called here: StageStats.count's name -> (metric, label, help)
 LABELLED = {"predictions": ("tapio_predictions", "pattern", "Predictions written to the graph by this worker's sink.")}
@@ -153,3 +154,35 @@ def register_metrics(router: web.UrlDispatcher, registry: CollectorRegistry) -> 
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encode(registry), headers={"Content-Type": content_type})
     router.add_route("GET", "/metrics", metrics, name="metrics")
+
+
+def otlp_metrics(settings: Settings, stats: StageStats, *, role: str = "worker") -> Callable[[], None]:
+    """The same counters pushed by OTLP/HTTP to `otel.metrics_endpoint` every `otel.metrics_interval_s`
+    (OpenTelemetry's names: `tapio.stage.events`, `tapio.stage.batches`, `tapio.stage.dead_letters`
+    {stage}, `tapio.predictions` {pattern}, `tapio.window_states`); the histograms stay on /metrics.
+    Returns how to flush and stop it (nothing to do without an endpoint)."""
+    if not settings.otel.metrics_endpoint:
+        return lambda: None
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    from app.tracing import resource_for
+
+    def per_stage(field: str) -> Callable[[CallbackOptions], list[Observation]]:
+        return lambda _: [Observation(getattr(c, field), {"stage": name}) for name, c in stats.snapshot().items()]
+
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=settings.otel.metrics_endpoint),
+                                           export_interval_millis=settings.otel.metrics_interval_s * 1000)
+    provider = MeterProvider(resource=resource_for(settings, role), metric_readers=[reader])
+    meter = provider.get_meter("tapio")
+    meter.create_observable_counter("tapio.stage.events", [per_stage("events")], unit="{event}")
+    meter.create_observable_counter("tapio.stage.batches", [per_stage("batches")], unit="{batch}")
+    meter.create_observable_counter("tapio.stage.dead_letters", [per_stage("rejected")], unit="{record}")
+    meter.create_observable_counter("tapio.predictions", [lambda _: [
+        Observation(n, {"pattern": p}) for p, n in stats.labelled.get("predictions", {}).items()]], unit="{prediction}")
+    meter.create_observable_gauge("tapio.window_states", [lambda _: [
+        Observation(read()) for read in [stats.gauges.get("window_states")] if read is not None]])
+    return provider.shutdown
+

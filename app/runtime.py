@@ -14,6 +14,7 @@ import mode
 
 from app.checkpoint import StageProgress, progress_bucket
 from app.jetstream import DeadLetterPublisher, connect, ensure_streams
+from app.metrics import otlp_metrics
 from app.tracing import tracer_for
 from core.settings import Settings
 from core.stats import StageStats
@@ -32,6 +33,7 @@ class Runtime(mode.Service):
         self.progress: StageProgress | None = None
         self.runs_bridge = False  # the JetStream -> Kafka bridge runs in this process (app.progress watches it)
         self.tracer, self._close_tracer = tracer_for(settings)  # a span per batch per stage (otel.endpoint)
+        self._close_metrics = otlp_metrics(settings, self.stats)  # pushed by OTLP too (otel.metrics_endpoint)
 
     async def on_start(self) -> None:
         self.nc = await connect(self.settings.nats, name=f"{self.settings.worker.app_id}-worker")
@@ -51,6 +53,7 @@ class Runtime(mode.Service):
             await self.graph.close()
         await self.nc.drain()
         self._close_tracer()  # the spans still batched go out
+        self._close_metrics()  # and the counters' last values
 
     async def ready(self) -> None:
         await self._ready.wait()

@@ -18,7 +18,13 @@ from opentelemetry.trace import NoOpTracer, Tracer
 
 from core.settings import Settings
 
-__all__ = ["tracer_for"]
+__all__ = ["resource_for", "tracer_for"]
+
+
+def resource_for(settings: Settings, role: str) -> Resource:
+    """Who sends the spans and metrics: the service, the worker group, this process."""
+    return Resource.create({"service.name": settings.otel.service_name, "service.namespace": settings.worker.app_id,
+                            "service.instance.id": f"{role}-{os.getpid()}"})
 
 
 def tracer_for(settings: Settings, *, role: str = "worker") -> tuple[Tracer, Callable[[], None]]:
@@ -27,8 +33,6 @@ def tracer_for(settings: Settings, *, role: str = "worker") -> tuple[Tracer, Cal
         return NoOpTracer(), lambda: None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    provider = TracerProvider(resource=Resource.create({
-        "service.name": settings.otel.service_name, "service.namespace": settings.worker.app_id,
-        "service.instance.id": f"{role}-{os.getpid()}"}))
+    provider = TracerProvider(resource=resource_for(settings, role))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel.endpoint)))
     return provider.get_tracer("tapio"), provider.shutdown

@@ -233,6 +233,9 @@ class OtelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     endpoint: str = ""  # OTLP/HTTP traces URL (http://collector:4318/v1/traces); "" = no spans are made
     service_name: str = "tapio"
     max_links: int = 32  # links to events' trace contexts per span (the first of the batch)
+    # the worker's counters by OTLP/HTTP too (http://collector:4318/v1/metrics), every metrics_interval_s
+    metrics_endpoint: str = ""
+    metrics_interval_s: float = 15.0
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,10 +1,11 @@
-"""Traces of a real `tapio worker` (issue 19, point 1), exported by OTLP/HTTP to a receiver in this test
+"""Traces and metrics of a real `tapio worker` (issue 19), exported by OTLP/HTTP to a receiver in this test
 (aiohttp on loopback, decoding the protobuf requests with opentelemetry-proto): events published with a
 collector's trace context are bridged, chained and written to the graph, and each stage's span of the
 batch that held one of them links to that event's own span, with the Kafka partition and offset it read."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from waiting import until, wait_worker_ready
 
@@ -36,6 +38,18 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
+        self.metrics: dict[tuple[str, tuple[tuple[str, object], ...]], object] = {}  # the last value of each
+
+    async def metrics_in(self, request: web.Request) -> web.Response:
+        body = ExportMetricsServiceRequest.FromString(await request.read())
+        for resource_metrics in body.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    kind = metric.WhichOneof("data")
+                    for point in getattr(metric, kind).data_points:
+                        labels = tuple(sorted((a.key, _value(a.value)) for a in point.attributes))
+                        self.metrics[(metric.name, labels)] = getattr(point, point.WhichOneof("value"))
+        return web.Response(body=b"", content_type="application/x-protobuf")
 
     async def traces(self, request: web.Request) -> web.Response:
         body = ExportTraceServiceRequest.FromString(await request.read())
@@ -55,12 +69,13 @@ async def receiver() -> Any:
     found = Receiver()
     app = web.Application()
     app.router.add_post("/v1/traces", found.traces)
+    app.router.add_post("/v1/metrics", found.metrics_in)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield found, f"http://127.0.0.1:{port}/v1/traces"
+        yield found, f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -82,8 +97,9 @@ async def test_each_stage_spans_its_batch_linked_to_the_events_own_traces(
     found, endpoint = receiver
     base = isolated(with_worker_port(embedded.settings(), free_port(), data_dir=str(tmp_path_factory.mktemp("w"))),
                     "traced")
-    settings = msgspec.structs.replace(base, otel=msgspec.structs.replace(base.otel, endpoint=endpoint,
-                                                                          service_name="tapio-test"))
+    settings = msgspec.structs.replace(base, otel=msgspec.structs.replace(
+        base.otel, endpoint=f"{endpoint}/v1/traces", metrics_endpoint=f"{endpoint}/v1/metrics", metrics_interval_s=1.0,
+        service_name="tapio-test"))
     proc = start_worker(settings, log_dir=tmp_path_factory.mktemp("traced-logs"))
     try:
         wait_worker_ready(settings.worker.web_port, proc)
@@ -98,7 +114,8 @@ async def test_each_stage_spans_its_batch_linked_to_the_events_own_traces(
             await nc.drain()
         assert await wait_for_events(settings, [e.id for e in events], timeout=120) == len(events), proc.log_tail()
     finally:
-        assert proc.stop() == 0, proc.log_tail()  # a clean stop flushes the spans still batched
+        # a clean stop flushes the spans and metrics still held (from a thread: this loop serves the receiver)
+        assert await asyncio.to_thread(proc.stop) == 0, proc.log_tail()
 
     event = events[2]
     mine = (event.trace_id, event.span_id)
@@ -114,3 +131,7 @@ async def test_each_stage_spans_its_batch_linked_to_the_events_own_traces(
     assert isinstance(front["attributes"]["messaging.kafka.offset"], int)
     assert all(s["resource"]["service.name"] == "tapio-test" for s in found.spans)
     assert {"tapio.windows"} <= {s["name"] for s in found.spans}  # the hits' windows, a span per batch too
+    # the counters by OTLP too (the last push, at the stop): the sink wrote the 5 events
+    assert found.metrics[("tapio.stage.events", (("stage", "sink"),))] == len(events)
+    assert found.metrics[("tapio.stage.events", (("stage", "enrich"),))] == len(events)
+    assert ("tapio.window_states", ()) in found.metrics
