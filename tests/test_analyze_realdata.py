@@ -108,6 +108,8 @@ def test_several_incidents_at_once_and_a_truncated_file_beside_them(tmp_path: Pa
     top = result.hypotheses[0]
     assert (top.pattern, top.ongoing) == ("volume-mount", True) and "volume-mount-failure" in top.patterns
     assert top.scope == "Pod/message-container-creating-failed-mount/troubleshoot-copyfromhost-4m79m-psdjm"
+    # the kubelet's timeout names the volume only in its list of unmounted ones: that name, not "?"
+    assert "waits for volume host: Unable to attach or mount volumes" in top.message, top.message
     others = [c for c in result.hypotheses[1:] if "image-pull-failure" in c.patterns]
     assert others and not others[0].ongoing and others[0].scope.startswith(
         "Pod/message-container-creating-failed-mount/no-image-deployment-")

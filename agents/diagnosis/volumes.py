@@ -24,6 +24,8 @@ _MISSING = re.compile(r"(configmaps?|secrets?|persistentvolumeclaims?|serviceacc
 _KEY = re.compile(r"couldn't find key (\S+) in (ConfigMap|Secret) ([^/\s]+)/(\S+)")
 _SA = re.compile(r"serviceaccount \"([^\"]+)\" not found|service account [^/\s]+/(\S+?):", re.I)
 _VOLUME = re.compile(r"volume \"([^\"]+)\"")
+#: the kubelet's summary when a mount times out: `Unable to attach or mount volumes: unmounted volumes=[a b]`
+_UNMOUNTED = re.compile(r"unmounted volumes=\[([^\]]*)\]")
 _STARTED = frozenset({"Pulling", "Pulled", "Created", "Started"})
 _KINDS = {"configmap": "ConfigMap", "secret": "Secret", "persistentvolumeclaim": "PersistentVolumeClaim",
           "serviceaccount": "ServiceAccount", "storageclass": "StorageClass"}
@@ -112,8 +114,7 @@ def diagnose_pod(observed: Observed, pod: ObjectKey, seen: Seen | None) -> list[
         if not group or running:
             continue
         last = max(group, key=lambda e: e.at)
-        volume = _VOLUME.search(last.message)
-        name = volume.group(1) if volume else ""
+        name = _volume_names(last.message)
         first_line = last.message.split("\n")[0][:300]
         message = (f"Pod {pod.name}{in_namespace(pod)} waits for volume {name or '?'}: {first_line}")
         waiting = seen is not None and phase(seen.obj) == "Pending"
@@ -180,3 +181,14 @@ def diagnose_claim(observed: Observed, seen: Seen) -> list[Diagnosis]:
                       remediation=remedy, at=min((e.at for e in events), default=seen.at), ongoing=True,
                       evidence=evidence, caused_by=missing, detail=detail,
                       chain=[f"{key}: Pending: {what}"])]
+
+
+def _volume_names(message: str) -> str:
+    """The volume a FailedMount/FailedAttachVolume message names: `volume "x"`, else the kubelet's list of
+    the volumes still unmounted ("a, b"); "" when it names none."""
+    if quoted := _VOLUME.search(message):
+        return quoted.group(1)
+    if listed := _UNMOUNTED.search(message):
+        return ", ".join(listed.group(1).split())
+    return ""
+
