@@ -45,7 +45,7 @@ def test_the_chart_lints_clean() -> None:
 def test_every_rendered_document_is_valid_kubernetes(values: dict[str, Any]) -> None:
     docs = render(values)
     for (kind, _), doc in docs.items():
-        if kind == "ServiceMonitor":  # the Prometheus Operator's CRD: not in the Kubernetes schemas
+        if kind in ("ServiceMonitor", "PodMonitor"):  # the Prometheus Operator's CRDs: not in the schemas
             assert doc["apiVersion"] == "monitoring.coreos.com/v1"
             continue
         kubernetes_validate.validate(doc, KUBE, strict=True)
@@ -81,6 +81,13 @@ def test_the_worker_group_keeps_its_tables_is_probed_and_reads_secrets_by_refere
     selected = [d for (kind, _), d in docs.items() if kind == "Service" and all(
         d["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
     assert [d["metadata"]["name"] for d in selected] == ["tapio-worker"]  # scraped once, not through both Services
+    # the bridge's and the agents' /metrics through a PodMonitor each, on the port their pods name
+    for component, port in (("bridge", "http"), ("agent", "health")):
+        monitor = docs[("PodMonitor", f"tapio-{component}")]
+        [pod] = [d for (kind, _), d in docs.items() if kind in ("Deployment", "DaemonSet") and d["spec"]["selector"][
+            "matchLabels"] == monitor["spec"]["selector"]["matchLabels"]]
+        assert monitor["spec"]["podMetricsEndpoints"][0] == {"port": port, "path": "/metrics", "interval": "30s"}
+        assert port in {p["name"] for p in _container(pod)["ports"]}
 
 
 def test_an_existing_secret_is_referenced_and_nothing_is_created_without_values() -> None:
