@@ -41,7 +41,7 @@ from core.codec import Poison, where_of
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import Hit, Progress, RawBatch
-from core.trace_links import stage_span, traced
+from core.trace_links import batch_events, stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def register_front(app: faust.App, *, source: faust.TopicT, insights: faust.Topi
                 await runtime.dead_letter(stage="enrich", reason=value.reason, where=value.where, payload=value.payload)
                 continue
             selected_at = time.time()
-            with stage_span(runtime.tracer, "front", traced(value), limit=runtime.settings.otel.max_links,
+            with stage_span(runtime.tracer, "front", traced(batch_events(value)), limit=runtime.settings.otel.max_links,
                             partition=message.partition, offset=message.offset):
                 try:
                     out = front_batch(value, selector=catalog.selector, store=store, partitions=partitions)

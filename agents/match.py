@@ -49,7 +49,7 @@ from core.events import UnifiedEvent
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import Hit, HitBatch, InsightBatchView, PatternMatch, Progress, UnifiedBatchView, msgpack_array
-from core.trace_links import stage_span
+from core.trace_links import stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,8 @@ def register_select(app: faust.App, *, source: faust.TopicT, insights: faust.Top
                 await runtime.dead_letter(stage="match", reason=f"events do not decode: {e}",
                                           where=where_of(message), payload=message.value or b"")
                 continue
-            traces = ((e.trace.trace_id, e.trace.span_id) for e, _ in events if e.trace is not None)
-            with stage_span(runtime.tracer, "match", traces, limit=runtime.settings.otel.max_links,
-                            partition=message.partition, offset=message.offset):
+            with stage_span(runtime.tracer, "match", traced(e for e, _ in events),
+                            limit=runtime.settings.otel.max_links, partition=message.partition, offset=message.offset):
                 selected_at = time.time()
                 by_partition, rejected = select_events(events, catalog.selector, store,
                                                        runtime.settings.kafka.partitions)

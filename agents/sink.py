@@ -35,7 +35,7 @@ from core.events import UnifiedEvent
 from core.log_context import bind as bind_log
 from core.ports import GraphQueryError, GraphUnavailable, InvalidInsight, StageRuntime
 from core.records import InsightBatch, MatchGroup, PatternMatch, Prediction, Progress, by_match
-from core.trace_links import stage_span
+from core.trace_links import stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
                     predictions.extend(value.predictions)
                     if value.progress is not None:
                         written.append(value.progress)
-            links = ((e.trace.trace_id, e.trace.span_id) for e in events if e.trace is not None)
-            with stage_span(runtime.tracer, STAGE, links, limit=runtime.settings.otel.max_links):
+            with stage_span(runtime.tracer, STAGE, traced(events), limit=runtime.settings.otel.max_links):
                 await _write(runtime, events, matches, predictions)
             runtime.stats.add(STAGE, len(events))
             if events:  # an event's time -> its write: publish -> graph where collectors stamp what they see

@@ -25,7 +25,7 @@ from core.codec import Poison, msgpack_encoder, safe_payload, where_of, wire_pro
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
 from core.records import batch_size
-from core.trace_links import stage_span, traced
+from core.trace_links import batch_events, stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def register_stage(app: faust.App, *, name: str, source: faust.TopicT, target: f
                 await runtime.dead_letter(stage=name, reason=value.reason, where=value.where, payload=value.payload)
                 continue
             args = (value, message.partition) if with_partition else (value,)
-            with stage_span(runtime.tracer, name, traced(value), limit=runtime.settings.otel.max_links,
+            with stage_span(runtime.tracer, name, traced(batch_events(value)), limit=runtime.settings.otel.max_links,
                             partition=message.partition, offset=message.offset):
                 done = await apply_transform(runtime, name, where, message.value or b"", transform, *args)
                 if done is None:

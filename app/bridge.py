@@ -81,7 +81,7 @@ from core.log_context import bind as bind_log
 from core.records import Progress, RawBatch
 from core.settings import Settings
 from core.stats import StageStats
-from core.trace_links import span_context, stage_span
+from core.trace_links import span_context, stage_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +426,7 @@ class Bridge:
             await self._reject(msg, reason)
         for msg, index, data, reason in decoded.poison_items:  # the batch's others go on
             await self._reject_item(msg, index, data, reason)
-        traces = ((e.trace_id, e.span_id) for events in decoded.events.values() for e in events if e.trace_id)
+        traces = traced(e for events in decoded.events.values() for e in events)
         with stage_span(self.tracer, "bridge", traces, limit=self.settings.otel.max_links):
             sent = await self._send_decoded(decoded, stamp)
             beats = await self._send_heartbeats(stamp, skip=decoded.events.keys())

@@ -7,12 +7,13 @@ Pure: no I/O (the OpenTelemetry API only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from opentelemetry.trace import INVALID_SPAN, Link, NoOpTracer, Span, SpanContext, SpanKind, TraceFlags, Tracer
 
-__all__ = ["links", "span_context", "stage_span", "traced"]
+__all__ = ["batch_events", "links", "span_context", "stage_span", "traced"]
 
 
 def span_context(trace_id: str | None, span_id: str | None) -> SpanContext | None:
@@ -56,15 +57,18 @@ def stage_span(tracer: Tracer, stage: str, ids: Iterable[tuple[str | None, str |
                                         attributes=attributes)
 
 
-def traced(batch: object) -> Iterator[tuple[str | None, str | None]]:
-    """The (trace id, span id) of each event of a batch that has them: RawEvents carry their own, an
-    enriched event its raw one's, a UnifiedEvent its `trace` (lazily: `links` reads only what it keeps)."""
-    events = getattr(batch, "events", None)
-    if not isinstance(events, list | tuple):  # a batch read as a view keeps its events undecoded
-        return
+def traced(events: Iterable[Any]) -> Iterator[tuple[str | None, str | None]]:
+    """The (trace id, span id) of each event that has them: a RawEvent carries its own, an enriched event
+    its raw one's, a UnifiedEvent its `trace` (lazily: `links` reads only what it keeps)."""
     for event in events:
         raw = getattr(event, "raw", event)
         if trace_id := getattr(raw, "trace_id", None):
             yield trace_id, getattr(raw, "span_id", None)
         elif (trace := getattr(event, "trace", None)) is not None:
             yield trace.trace_id, trace.span_id
+
+
+def batch_events(batch: object) -> Sequence[Any]:
+    """A batch's decoded events; none for a batch read as a view (its events stay undecoded) or without any."""
+    events = getattr(batch, "events", None)
+    return events if isinstance(events, list | tuple) else ()

@@ -16,6 +16,7 @@ autoescaped, under `templates/`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
@@ -59,7 +60,9 @@ def _environment() -> jinja2.Environment:
 _ENV = _environment()
 
 
+@functools.cache
 def _asset(name: str) -> str:
+    """A packaged file, read once a process (a worker serves it with every page)."""
     return resources.files("app.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
