@@ -21,6 +21,7 @@ ports it had, and keeps what runs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import random
@@ -82,14 +83,39 @@ class StackState(msgspec.Struct, kw_only=True):
 _PICK_FROM = range(20000, 32768)
 
 
+#: where free_port records the ports it handed out, one file a port, so that two callers on the
+#: machine (the test suite's workers, a `tapio up` beside a test run) never get the same port while
+#: the first has yet to bind it: a real cluster's kubelet binds ~6 s after its ports are picked and
+#: once died on "address already in use" (CI of 434b531)
+_CLAIMS = Path(tempfile.gettempdir()) / "tapio-port-claims"
+#: seconds a claim holds; long enough for the slowest server to bind what it was given
+_CLAIM_FOR_S = 600.0
+
+
+def _claim(port: int) -> bool:
+    """Claim `port` for the next `_CLAIM_FOR_S` seconds; False when another caller holds it."""
+    _CLAIMS.mkdir(mode=0o1777, exist_ok=True)
+    with open(_CLAIMS / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        claim = _CLAIMS / str(port)
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - claim.stat().st_mtime < _CLAIM_FOR_S:
+                return False
+        claim.write_text(f"{os.getpid()}\n")
+        os.utime(claim)
+        return True
+
+
 def free_port() -> int:
-    """A loopback TCP port nothing listens on, outside the ephemeral range (`_PICK_FROM`)."""
-    for port in random.sample(_PICK_FROM, 200):
+    """A loopback TCP port nothing listens on and no other caller on the machine was given in the
+    last ten minutes (`_claim`), outside the ephemeral range (`_PICK_FROM`)."""
+    for port in random.sample(_PICK_FROM, min(200, len(_PICK_FROM))):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if _claim(port):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # all 200 taken: let the kernel choose
         s.bind(("127.0.0.1", 0))

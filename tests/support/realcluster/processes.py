@@ -7,6 +7,7 @@ checks (`alive`, `log_tail` for the error when a part does not come up) and `sto
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,6 +17,8 @@ from app.stack import free_port
 from realcluster.errors import MissingBinary
 
 __all__ = ["Process", "exists", "free_port", "kill_pids"]
+
+_FATAL = re.compile(r"^(F\d{4} |panic: |fatal error: )")
 
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 
@@ -48,7 +51,14 @@ class Process:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        all_lines = text.splitlines()
+        # klog's fatal line (F1205 ...) and Go's panics come before a goroutine dump that fills any
+        # tail: say them first, or the reason a part exited is cut off
+        fatal = [line for line in all_lines if _FATAL.match(line)][:5]
+        tail = all_lines[-lines:]
+        if fatal and not set(fatal) <= set(tail):
+            return "\n".join([*fatal, "...", *tail[-10:]])
+        return "\n".join(tail)
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         if not self.alive():
