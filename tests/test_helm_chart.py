@@ -114,3 +114,30 @@ def test_the_collector_may_read_what_docker_rbac_yaml_grants_and_nothing_more() 
     # the worker and the bridge need no API access at all
     for name in (("StatefulSet", "tapio-worker"), ("Deployment", "tapio-bridge")):
         assert docs[name]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_a_cluster_before_1_30_gets_the_apparmor_annotation_instead_of_the_field() -> None:
+    def agent(values: dict[str, Any]) -> dict[str, Any]:
+        return render(values)[("DaemonSet", "tapio-agent")]["spec"]["template"]
+
+    old = agent({"kubeVersionOverride": "1.20.2"})
+    assert old["metadata"]["annotations"] == {"container.apparmor.security.beta.kubernetes.io/agent": "unconfined"}
+    assert "appArmorProfile" not in old["spec"]["containers"][0]["securityContext"]
+    new = agent({"kubeVersionOverride": "1.30.0"})
+    assert "annotations" not in new["metadata"]
+    assert new["spec"]["containers"][0]["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+
+
+def test_servers_on_the_node_and_no_volume_provisioner() -> None:
+    docs = render({"hostNetwork": True, "worker": {"persistence": {"enabled": False}}})
+    for kind, name in (("StatefulSet", "tapio-worker"), ("Deployment", "tapio-bridge"), ("Deployment", "tapio-collector")):
+        spec = docs[(kind, name)]["spec"]["template"]["spec"]
+        assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet", name
+    worker = docs[("StatefulSet", "tapio-worker")]
+    assert "volumeClaimTemplates" not in worker["spec"]
+    assert {"name": "data", "emptyDir": {}} in worker["spec"]["template"]["spec"]["volumes"]
+    for doc in docs.values():
+        if doc["kind"] not in ("ServiceMonitor", "PodMonitor"):
+            kubernetes_validate.validate(doc, KUBE, strict=True)
+    defaults = render({})
+    assert "hostNetwork" not in defaults[("Deployment", "tapio-bridge")]["spec"]["template"]["spec"]

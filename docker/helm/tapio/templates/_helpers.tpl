@@ -67,3 +67,16 @@ seccompProfile:
 {{- define "tapio.patternsConfigMap" -}}
 {{- .Values.patterns.existingConfigMap | default (printf "%s-patterns" (include "tapio.fullname" .)) -}}
 {{- end -}}
+
+{{/* "true" where the cluster knows securityContext.appArmorProfile (1.30 on); empty before */}}
+{{- define "tapio.appArmorField" -}}
+{{- if semverCompare ">=1.30-0" (.Values.kubeVersionOverride | default .Capabilities.KubeVersion.Version) }}true{{ end -}}
+{{- end -}}
+
+{{/* the pod's network: the node's where the servers listen on the node itself (hostNetwork) */}}
+{{- define "tapio.podNetwork" -}}
+{{- if .Values.hostNetwork }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
+{{- end -}}
