@@ -23,6 +23,7 @@ import faust
 import msgspec
 from aiokafka.errors import KafkaError
 from mode import Service
+from mode.utils.objects import cached_property
 
 from agents.catalog import Catalog
 from agents.diagnose import VERSIONS as DIAGNOSIS_VERSIONS
@@ -40,6 +41,7 @@ from agents.stage import register_stage
 from app import gc_tuning, memory_view
 from app.api import Api, register_api
 from app.bridge import Bridge, partition_for
+from app.flow_control import ReleasingFlowControl
 from app.learning import Learning, rule_of
 from app.log_format import logging_config
 from app.metrics import StatsCollector, metrics_registry, register_metrics
@@ -82,6 +84,10 @@ class TapioApp(faust.App):
 
     def _new_transport(self) -> Any:
         return TapioTransport(self.conf.broker_consumer, self)
+
+    @cached_property
+    def flow_control(self) -> ReleasingFlowControl:
+        return ReleasingFlowControl(loop=self.loop)
 
 
 #: the stateless batch stages: (name, source topic, target topic, transform)

@@ -14,6 +14,9 @@ check off, lost state). With `kafka.probe_highwaters` the highwaters come from a
 A stream partition nobody committed yet is sought to the beginning when Faust seeks back to the
 committed offsets (`seek_to_committed`): without it, a worker taking over the partitions of one
 killed before its first commit skipped the records fetched during the rebalance.
+
+A rebalance no longer waits for ever for a message it cleared from one stream's queue while another
+stream had taken it (`app.flow_control`).
 """
 
 from __future__ import annotations
@@ -115,6 +118,25 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _forget_dropped(self) -> None:
+        """Stop waiting for the messages a rebalance cleared from a stream's queue (app.flow_control):
+        they can never be acked, and are read again from the committed offsets."""
+        take_dropped = getattr(self.app.flow_control, "take_dropped", None)
+        if take_dropped is not None:
+            dropped = [m for m in take_dropped() if not m.acked]
+            if dropped:
+                log.info("a rebalance dropped %d message(s) from the streams' queues; they are read "
+                            "again from the committed offsets", len(dropped))
+            self._unacked_messages.difference_update(dropped)
+
+    async def wait_empty(self) -> None:
+        self._forget_dropped()
+        await super().wait_empty()
+
+    def _clean_unacked_messages(self) -> None:
+        super()._clean_unacked_messages()
+        self._forget_dropped()
 
 
 class TapioTransport(faust_aiokafka.Transport):
