@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo check cluster node-sources test bench soak
+.PHONY: install demo check cluster node-sources image test bench soak
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -34,7 +34,13 @@ cluster: $(STAMP)
 node-sources: $(STAMP)
 	PYTHONPATH=tests/support $(VENV)/bin/python -m nodesources.install --if-possible
 
-test: check cluster node-sources
+# the worker's container image, built with buildah from a debootstrap'ed Debian (no Docker, no registry) into
+# ~/.cache/tapio/images as a docker-archive tar; rebuilt only when the sources change (docker/image.py).
+# tests/cluster/test_chart_deploy.py imports it into the real cluster and installs the chart with it
+image: $(STAMP)
+	$(VENV)/bin/python docker/image.py --if-possible
+
+test: check cluster node-sources image
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)

@@ -2,7 +2,8 @@
 
 `real_cluster` builds the binaries first when they are not cached (`make test` has done it
 already: then it costs seconds), starts the cluster once for the module and stops it after.
-A module may set `APISERVER_FLAGS` (a list of kube-apiserver flags) for its own cluster.
+A module may set `APISERVER_FLAGS` (a list of kube-apiserver flags) for its own cluster, and
+`SERVICE_ACCOUNTS = True` for pods that get their service account's token (in-cluster clients).
 It skips only when the machine cannot run a cluster at all (not root, no cgroup v1 memory
 controller), with that reason; a build or start failure is an error.
 """
@@ -32,7 +33,8 @@ def real_cluster(request: pytest.FixtureRequest) -> Iterator[RealCluster]:
     except MachineUnfit as e:
         pytest.skip(f"this machine cannot run the real cluster: {e}")
     flags = getattr(request.module, "APISERVER_FLAGS", ())
-    cluster = RealCluster(bin_dir=bin_dir, apiserver_flags=flags).start()
+    service_accounts = getattr(request.module, "SERVICE_ACCOUNTS", False)
+    cluster = RealCluster(bin_dir=bin_dir, apiserver_flags=flags, service_accounts=service_accounts).start()
     try:
         yield cluster
     finally:

@@ -117,14 +117,14 @@ def write_image_tar(path: Path) -> Path:
     return path
 
 
-def import_images(containerd_socket: Path, tar: Path) -> None:
+def import_images(containerd_socket: Path, tar: Path, *, timeout: float = 120.0) -> None:
     """`ctr images import` into the CRI namespace with the native snapshotter (unpacked at once)."""
     argv = [
         "ctr", "-a", str(containerd_socket), "-n", CONTAINERD_NAMESPACE,
         "images", "import", "--snapshotter", "native", str(tar),
     ]  # fmt: skip
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
     except FileNotFoundError as e:
         raise MissingBinary("ctr is missing: apt-get install containerd") from e
     if result.returncode != 0:

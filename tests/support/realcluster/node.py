@@ -72,12 +72,17 @@ class RealCluster:
     def __init__(
         self, *, bin_dir: Path | None = None, node_name: str = NODE_NAME, apiserver_flags: Sequence[str] = (),
         kubelet_settings: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+        service_accounts: bool = False,
     ) -> None:
         self.bin_dir = bin_dir or build.bin_dir()
         self.node_name = node_name
         self.apiserver_flags = tuple(apiserver_flags)  # added last: a test's own settings (`--watch-cache-sizes=...`)
         # a recording's own (eviction thresholds); a callable is asked when the kubelet's config is written
         self.kubelet_settings = kubelet_settings
+        # the ServiceAccount admission plugin: pods get their account's token mounted, as in-cluster
+        # clients (a chart's collector) read it. Off by default: a pod made right after its namespace
+        # is then refused until the namespace's default account exists
+        self.service_accounts = service_accounts
         suffix = secrets.token_hex(3)
         self.bridge = f"tapio{suffix}"  # at most 15 characters, the kernel's limit for a link name
         self.network = f"tapio-{suffix}"
@@ -189,8 +194,11 @@ class RealCluster:
                 "--authorization-mode=Node,RBAC", f"--token-auth-file={pki.tokens_csv}",
                 "--allow-privileged=true",
                 "--kubelet-preferred-address-types=Hostname",  # see NODE_NAME
-                "--enable-admission-plugins=NodeRestriction",
-                "--disable-admission-plugins=ServiceAccount",
+                *(
+                    ["--enable-admission-plugins=NodeRestriction,ServiceAccount"]
+                    if self.service_accounts
+                    else ["--enable-admission-plugins=NodeRestriction", "--disable-admission-plugins=ServiceAccount"]
+                ),
                 "--profiling=false",
                 *self.apiserver_flags,
             ],

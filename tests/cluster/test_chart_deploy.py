@@ -1,0 +1,201 @@
+"""The image and the chart for real: built without Docker, deployed to a real node, processing a failure.
+
+`docker/image.py` builds the worker image (Debian's python3 in a debootstrap'ed bookworm, the wheel
+of this checkout, buildah with vfs storage and chroot isolation; cached by the sources' hash: `make
+image` has built it already), and it is imported into the real single-node cluster's containerd. The
+chart (docker/helm/tapio) is rendered with the Helm SDK for this cluster's version and its documents
+created through the API server as they are: the KubeAPI collector (its own service account and the
+read-only ClusterRole; in-cluster config), the bridge and one worker. The servers are an embedded
+stack of this module's own on the node's loopback, which the pods reach on the node's network
+(`hostNetwork`), and the collector reaches the API server there too (KUBERNETES_SERVICE_HOST: the
+cluster runs no kube-proxy for the `kubernetes` Service).
+
+Then: every pod becomes ready (the worker's /readyz: NATS, Kafka, the graph, patterns loaded), a
+Deployment whose command exits is applied, and `explain` of its pod, read from the graph the pods
+wrote, names the root cause; the worker's /metrics counts the events, and its log is JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client import AppsV1Api, CoreV1Api
+from realcluster.images import import_images
+from realcluster.node import RealCluster
+from realcluster.workloads import WORKLOADS, Runner, observe, symptom_object
+from scrape import scrape
+
+from app.explain import explain
+from app.stack import EmbeddedStack, free_port
+from core.settings import Settings
+from topology.graph import open_graph
+
+pytestmark = [pytest.mark.xdist_group("real-cluster"), pytest.mark.timeout(1500)]
+
+SERVICE_ACCOUNTS = True  # tests/cluster/conftest.py: pods get their account's token (the collector's in-cluster config)
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "docker" / "helm" / "tapio"
+RELEASE, NAMESPACE = "tapio", "tapio-system"
+[FAILURE] = [w for w in WORKLOADS if w.case == "crashloop-exit-code"]
+
+
+def _image_module() -> Any:
+    spec = importlib.util.spec_from_file_location("tapio_image", ROOT / "docker" / "image.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def image() -> tuple[str, Path]:
+    """The worker image's name and its docker-archive (built now unless `make image` built these sources)."""
+    module = _image_module()
+    return f"{module.IMAGE_NAME}:{module.project_version()}", module.build_image()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """NATS, Kafka (Tansu) and FalkorDB of this module's own, on the node's loopback."""
+    stack = EmbeddedStack(tmp_path_factory.mktemp("chart-stack"))
+    settings = stack.start()
+    yield settings
+    stack.stop()
+
+
+def _values(image: str, servers: Settings, cluster: RealCluster, worker_port: int, bridge_port: int) -> dict[str, Any]:
+    repository, tag = image.rsplit(":", 1)
+    api_port = cluster.server.rsplit(":", 1)[1]
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "kubeVersionOverride": "1.20.2",
+        "hostNetwork": True,
+        "nats": {"urls": servers.nats.urls, "replicas": 1},
+        "kafka": {"bootstrapServers": servers.kafka.bootstrap_servers, "partitions": servers.kafka.partitions},
+        "graph": {"uri": servers.graph.uri, "name": servers.graph.name, "username": ""},
+        "extraEnv": {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": api_port},
+        "worker": {"replicas": 1, "persistence": {"enabled": False},
+                   "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}},
+        "bridge": {"port": bridge_port, "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
+        "collector": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
+        "agent": {"enabled": False},  # the node agent's image (--target agent) is not built here
+        "service": {"port": worker_port},
+    }
+
+
+def _documents(values: dict[str, Any]) -> list[dict[str, Any]]:
+    rendered = helm_python.Chart.load(CHART).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return [d for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d]
+
+
+def _ready(api: kubernetes.client.ApiClient) -> dict[str, bool]:
+    apps = AppsV1Api(api)
+    out = {d.metadata.name: (d.status.ready_replicas or 0) >= 1
+           for d in apps.list_namespaced_deployment(NAMESPACE).items}
+    out |= {s.metadata.name: (s.status.ready_replicas or 0) >= 1
+            for s in apps.list_namespaced_stateful_set(NAMESPACE).items}
+    return out
+
+
+def _pod_report(api: kubernetes.client.ApiClient) -> str:
+    """Each pod's phase, container states and its log's tail: why a part did not become ready."""
+    core = CoreV1Api(api)
+    lines = []
+    for pod in core.list_namespaced_pod(NAMESPACE).items:
+        states = [f"{c.name}: ready={c.ready} restarts={c.restart_count} {c.state}"
+                  for c in pod.status.container_statuses or []]
+        lines.append(f"{pod.metadata.name} {pod.status.phase} {states}")
+        try:
+            lines.append(core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, tail_lines=20))
+        except kubernetes.client.ApiException as e:
+            lines.append(f"(no log: {e.reason})")
+    events = core.list_namespaced_event(NAMESPACE).items
+    lines += [f"event {e.involved_object.name}: {e.reason}: {e.message}" for e in events[-20:]]
+    return "\n".join(lines)
+
+
+class Deployed:
+    def __init__(self, api: kubernetes.client.ApiClient, worker_port: int, bridge_port: int, kinds: list[str],
+                 took: float) -> None:
+        self.api, self.worker_port, self.bridge_port, self.kinds, self.took = api, worker_port, bridge_port, kinds, took
+
+
+@pytest.fixture(scope="module")
+def deployed(real_cluster: RealCluster, api: kubernetes.client.ApiClient, image: tuple[str, Path],
+             servers: Settings) -> Iterator[Deployed]:
+    name, tar = image
+    assert real_cluster.paths is not None
+    import_images(real_cluster.paths.containerd_socket, tar, timeout=600)
+    worker_port, bridge_port = free_port(), free_port()
+    documents = _documents(_values(name, servers, real_cluster, worker_port, bridge_port))
+    core = CoreV1Api(api)
+    core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=NAMESPACE)))
+    started = time.monotonic()
+    for doc in documents:  # as `helm install` or `kubectl apply` would send them
+        kubernetes.utils.create_from_dict(api, doc, namespace=NAMESPACE)
+    deadline = time.monotonic() + 420
+    ready = _ready(api)
+    while time.monotonic() < deadline and not (ready and all(ready.values())):
+        time.sleep(3)
+        ready = _ready(api)
+    assert ready and all(ready.values()), f"not ready: {ready}\n{_pod_report(api)}"
+    yield Deployed(api, worker_port, bridge_port, [d["kind"] for d in documents], time.monotonic() - started)
+    core.delete_namespace(NAMESPACE)
+
+
+def test_the_collector_bridge_and_worker_of_the_chart_become_ready(deployed: Deployed) -> None:
+    assert {"Deployment", "StatefulSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(deployed.kinds)
+    ready = _ready(deployed.api)
+    assert set(ready) == {f"{RELEASE}-collector", f"{RELEASE}-bridge", f"{RELEASE}-worker"} and all(ready.values())
+    # the images the pods run are the one built here, as the numeric non-root user the chart asks for
+    for pod in CoreV1Api(deployed.api).list_namespaced_pod(NAMESPACE).items:
+        [container] = pod.spec.containers
+        assert container.security_context.run_as_user == 10001 and container.image_pull_policy == "Never"
+
+
+async def _named(servers: Settings, kind: str, ns: str, name: str) -> tuple[str, str]:
+    graph = open_graph(servers.graph)
+    try:
+        got = await explain(graph, kind=kind, name=name, namespace=ns)
+    except LookupError as e:
+        return "", str(e)
+    finally:
+        await graph.close()
+    ongoing = [h.prediction for h in got.hypotheses if h.prediction.resolved_at is None]
+    return (ongoing[0].type or ongoing[0].pattern, ongoing[0].message) if ongoing else ("", "no ongoing hypothesis")
+
+
+def test_a_failing_workload_is_collected_in_the_cluster_and_its_cause_named(
+    deployed: Deployed, servers: Settings
+) -> None:
+    runner = Runner(deployed.api, (FAILURE,))
+    runner.start()
+    waiting = runner.run(timeout=240)
+    assert not waiting, f"the workload did not fail as it should: {waiting}"
+    kind, ns, name = symptom_object(FAILURE, observe(deployed.api, FAILURE.namespace)).split("/")
+    deadline = time.monotonic() + 180
+    named, message = asyncio.run(_named(servers, kind, ns, name))
+    while time.monotonic() < deadline and named != FAILURE.cause:
+        time.sleep(3)
+        named, message = asyncio.run(_named(servers, kind, ns, name))
+    assert named == FAILURE.cause, f"explain {kind}/{ns}/{name}: {named}: {message}\n{_pod_report(deployed.api)}"
+
+    # the worker's and the bridge's Prometheus pages count what went through them
+    assert scrape(deployed.worker_port)[("tapio_stage_events_total", (("stage", "sink"),))] > 0
+    assert scrape(deployed.bridge_port)[("tapio_stage_events_total", (("stage", "bridge"),))] > 0
+    # the worker logs JSON (the chart's logFormat), read back through the API server as kubectl logs would
+    core = CoreV1Api(deployed.api)
+    [pod] = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=worker").items
+    lines = [line for line in core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE).splitlines() if line.strip()]
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
