@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # what the subprocesses may inherit: where pip finds packages and certificates, never a Python path
 PASSED_ON = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
              "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+#: the project's packages (pyproject.toml), and their files that only the checkout reads
+PACKAGES = ("core", "app", "agents", "collectors", "topology", "bpf", "patterns")
+CHECKOUT_ONLY = {"app/report/example.png", "bpf/README.md"}
+GENERATOR = "patterns/scenarios/diagnosis/_generator/"  # the script that wrote the diagnosis cases
 
 
 def _image_sources() -> list[str]:
@@ -72,6 +79,13 @@ def test_the_wheel_lints_backtests_and_analyzes_outside_the_checkout(tmp_path: P
         _run([python, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", tmp_path / "dist", source],
              cwd=elsewhere, env=env, timeout=600)
         (wheel,) = (tmp_path / "dist").glob("tapio-*.whl")
+        # every file of the packages ships (a worker installed from a wheel once lacked its log signals'
+        # YAML), but for what only the checkout reads: a README, the README's picture, a generator's config
+        with zipfile.ZipFile(wheel) as shipped_files:
+            in_wheel = set(shipped_files.namelist())
+        tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", *PACKAGES], capture_output=True, text=True,
+                                 check=True).stdout.split()
+        assert tracked and {f for f in tracked if f not in in_wheel and not f.startswith(GENERATOR)} == CHECKOUT_ONLY
         _run([python, "-m", "pip", "install", "--quiet", wheel], cwd=elsewhere, env=env, timeout=900)
         shutil.rmtree(source)  # nothing left to import from but the virtualenv
 
