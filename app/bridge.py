@@ -746,19 +746,37 @@ async def run_alone(settings: Settings) -> None:
         log.info("bridge stopped after %d events", bridge.bridged)
 
 
+def bridge_health(bridge: Bridge) -> tuple[bool, dict]:
+    """Whether the bridge is ready, and the document its pages serve: ready while it is connected to NATS and
+    Kafka answered since its last error (its epoch check after a failure, `Bridge.step`)."""
+    nc = getattr(bridge, "nc", None)
+    problems = []
+    if nc is None or not nc.is_connected:
+        problems.append("not connected to NATS")
+    if bridge._kafka_failed:
+        problems.append("Kafka has not answered since its last error (or since the start)")
+    body = {"status": "ok" if not problems else "degraded", "problems": problems, "bridged": bridge.bridged,
+            "dead_lettered": bridge.dead_lettered}
+    return not problems, body
+
+
 async def _serve(bridge: Bridge) -> web.AppRunner:
-    """`tapio bridge`'s own pages: /healthz (200 while it is connected to NATS, with its counts) and
-    /metrics (`app.metrics`: the bridge's events, batches and dead letters, the process)."""
+    """`tapio bridge`'s own pages: /healthz (200 while the process serves: NATS or Kafka away is not a
+    reason for a restart, the bridge reconnects and retries by itself), /readyz (200 while it is connected
+    to NATS and Kafka answers; both with its counts and what is wrong) and /metrics (`app.metrics`: the
+    bridge's events, batches and dead letters, the process)."""
     from app.metrics import StatsCollector, metrics_registry, register_metrics
 
     async def healthz(_: web.Request) -> web.Response:
-        connected = bridge.nc is not None and bridge.nc.is_connected
-        body = {"status": "ok" if connected else "not connected to NATS", "bridged": bridge.bridged,
-                "dead_lettered": bridge.dead_lettered}
-        return web.json_response(body, status=200 if connected else 503)
+        return web.json_response(bridge_health(bridge)[1])
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready, body = bridge_health(bridge)
+        return web.json_response(body, status=200 if ready else 503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     register_metrics(app.router, metrics_registry(StatsCollector(bridge.stats)))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

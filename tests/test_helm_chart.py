@@ -111,6 +111,7 @@ def test_the_collector_may_read_what_docker_rbac_yaml_grants_and_nothing_more() 
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tapio-collector", "namespace": "observability"}]
     bridge = _container(docs[("Deployment", "tapio-bridge")])
     assert bridge["livenessProbe"]["httpGet"]["path"] == "/healthz" and _env(bridge)["TAPIO_NATS_BRIDGE_WEB_PORT"] == "6068"
+    assert bridge["readinessProbe"]["httpGet"]["path"] == "/readyz"
     # the worker and the bridge need no API access at all
     for name in (("StatefulSet", "tapio-worker"), ("Deployment", "tapio-bridge")):
         assert docs[name]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False

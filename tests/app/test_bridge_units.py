@@ -112,3 +112,21 @@ def test_an_end_marker_moves_event_time_and_is_not_an_event() -> None:
     mark = Watermark(idle_advance_s=5.0)
     assert mark.observe([*decoded.events.get(partition_for("_cluster", 4), []), *decoded.marks], now=1.0) == \
         int(at.timestamp() * 1000)
+
+
+def test_the_bridge_is_alive_but_not_ready_while_nats_or_kafka_is_away() -> None:
+    from app.bridge import Bridge, bridge_health
+    from core.settings import Settings
+
+    bridge = Bridge(Settings())  # not started: no NATS connection yet
+    ready, body = bridge_health(bridge)
+    assert not ready and body["status"] == "degraded" and body["problems"] == ["not connected to NATS"]
+
+    class Connected:
+        is_connected = True
+
+    bridge.nc = Connected()  # type: ignore[assignment]
+    assert bridge_health(bridge) == (True, {"status": "ok", "problems": [], "bridged": 0, "dead_lettered": 0})
+    bridge._kafka_failed = True  # a Kafka error, and no epoch check has gone through since
+    ready, body = bridge_health(bridge)
+    assert not ready and body["problems"] == ["Kafka has not answered since its last error (or since the start)"]
