@@ -34,11 +34,11 @@ cluster: $(STAMP)
 node-sources: $(STAMP)
 	PYTHONPATH=tests/support $(VENV)/bin/python -m nodesources.install --if-possible
 
-# the worker's container image, built with buildah from a debootstrap'ed Debian (no Docker, no registry) into
-# ~/.cache/tapio/images as a docker-archive tar; rebuilt only when the sources change (docker/image.py).
-# tests/cluster/test_chart_deploy.py imports it into the real cluster and installs the chart with it
+# the worker's and the node agent's container images, built with buildah from a debootstrap'ed Debian (no
+# Docker, no registry) into ~/.cache/tapio/images as docker-archive tars; rebuilt only when the sources change
+# (docker/image.py). tests/cluster/test_chart_deploy.py imports them into the real cluster and installs the chart
 image: $(STAMP)
-	$(VENV)/bin/python docker/image.py --if-possible
+	$(VENV)/bin/python docker/image.py --agent --if-possible
 
 test: check cluster node-sources image
 	$(VENV)/bin/pytest

@@ -40,7 +40,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINERFILE = REPO / "docker" / "Containerfile"
+AGENT_CONTAINERFILE = REPO / "docker" / "Containerfile.agent"
 IMAGE_NAME = "localhost/tapio"
+AGENT_IMAGE_NAME = "localhost/tapio-agent"
 BASE_NAME = "localhost/tapio-base"
 
 SUITE = "bookworm"
@@ -340,10 +342,44 @@ def build_image(cache: Path | None = None) -> Path:
         buildah("push", tag, f"docker-archive:{partial}:{tag}", step="buildah push (docker-archive)")
         partial.rename(tar)
         for old in cache.glob("tapio-*.tar"):
-            if old != tar:
+            if old != tar and not old.name.startswith("tapio-agent-"):
                 log.info("removing the outdated %s", old.name)
                 old.unlink()
         buildah("rmi", "--prune", step="buildah rmi --prune", check=False)  # the images the tag moved off
+        log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
+        return tar
+
+
+def build_agent_image(cache: Path | None = None) -> Path:
+    """The node agent's image (docker/Containerfile.agent: the worker image plus BCC and journalctl) as a
+    docker-archive tar (tag AGENT_IMAGE_NAME:<version>); built only if the worker image or that file changed."""
+    cache = (cache or default_cache()).expanduser().resolve()
+    worker_tar = build_image(cache)
+    version = project_version()
+    worker, tag = f"{IMAGE_NAME}:{version}", f"{AGENT_IMAGE_NAME}:{version}"
+    with locked(cache):
+        recipe = hashlib.sha256(worker_tar.name.encode() + AGENT_CONTAINERFILE.read_bytes()).hexdigest()[:16]
+        tar = cache / f"tapio-agent-{version}-{recipe}.tar"
+        if tar.is_file():
+            log.info("%s is up to date (%s): nothing rebuilt", tag, tar.name)
+            return tar
+        ensure_tools()
+        buildah = Buildah(cache)
+        if not buildah.has_image(worker):  # its tar was kept, the storage was not
+            buildah("pull", f"docker-archive:{worker_tar}", step="buildah pull (the worker image)")
+        with tempfile.TemporaryDirectory(prefix="build-agent-", dir=cache) as context:
+            buildah("bud", "--isolation", "chroot", "--pull=never", "--layers=false", "--format", "docker",
+                    "--build-arg", f"WORKER={worker}", "-f", AGENT_CONTAINERFILE, "-t", tag, context,
+                    step="buildah bud (agent image)")
+        partial = tar.with_suffix(".tar.partial")
+        partial.unlink(missing_ok=True)
+        buildah("push", tag, f"docker-archive:{partial}:{tag}", step="buildah push (agent docker-archive)")
+        partial.rename(tar)
+        for old in cache.glob("tapio-agent-*.tar"):
+            if old != tar:
+                log.info("removing the outdated %s", old.name)
+                old.unlink()
+        buildah("rmi", "--prune", step="buildah rmi --prune", check=False)
         log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
         return tar
 
@@ -357,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="folder for buildah's storage, the base image and the tars "
                              "(default: $TAPIO_IMAGE_CACHE or ~/.cache/tapio/images)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each command")
+    parser.add_argument("--agent", action="store_true",
+                        help="also the node agent's image (docker/Containerfile.agent); its tar's path is then "
+                             "the last line, the worker's the one before")
     parser.add_argument("--if-possible", action="store_true",
                         help="where this machine cannot build (not root, no apt-get), say so and exit 0: "
                              "`make test` then runs without the image, and its deploy test skips with the "
@@ -368,11 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("image: not built: it needs root and apt-get (debootstrap, buildah)", file=sys.stderr)
         return 0
     try:
-        tar = build_image(args.cache)
+        tars = [build_image(args.cache)] + ([build_agent_image(args.cache)] if args.agent else [])
     except ImageBuildError as e:
         print(f"image: {e}", file=sys.stderr)
         return 1
-    print(tar)
+    print("\n".join(map(str, tars)))
     return 0
 
 

@@ -142,3 +142,14 @@ def test_servers_on_the_node_and_no_volume_provisioner() -> None:
             kubernetes_validate.validate(doc, KUBE, strict=True)
     defaults = render({})
     assert "hostNetwork" not in defaults[("Deployment", "tapio-bridge")]["spec"]["template"]["spec"]
+
+
+def test_the_agent_is_granted_what_its_collectors_need_and_no_more() -> None:
+    from app.node_privileges import grants
+
+    [container] = render({})[("DaemonSet", "tapio-agent")]["spec"]["template"]["spec"]["containers"]
+    assert sorted(container["securityContext"]["capabilities"]["add"]) == list(grants().capabilities)
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    trimmed = render({"agent": {"capabilities": ["BPF", "PERFMON"]}})[("DaemonSet", "tapio-agent")]
+    assert trimmed["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] == [
+        "BPF", "PERFMON"]

@@ -18,8 +18,10 @@ wrote, names the root cause; the worker's /metrics counts the events, and its lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +48,7 @@ SERVICE_ACCOUNTS = True  # tests/cluster/conftest.py: pods get their account's t
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "docker" / "helm" / "tapio"
 RELEASE, NAMESPACE = "tapio", "tapio-system"
+log = logging.getLogger(__name__)
 [FAILURE] = [w for w in WORKLOADS if w.case == "crashloop-exit-code"]
 
 
@@ -58,10 +61,13 @@ def _image_module() -> Any:
 
 
 @pytest.fixture(scope="module")
-def image() -> tuple[str, Path]:
-    """The worker image's name and its docker-archive (built now unless `make image` built these sources)."""
+def image() -> tuple[str, Path, str, Path]:
+    """The worker's and the node agent's images and their docker-archives (built now unless `make image` built
+    them from these sources)."""
     module = _image_module()
-    return f"{module.IMAGE_NAME}:{module.project_version()}", module.build_image()
+    version = module.project_version()
+    return (f"{module.IMAGE_NAME}:{version}", module.build_image(),
+            f"{module.AGENT_IMAGE_NAME}:{version}", module.build_agent_image())
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +79,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     stack.stop()
 
 
-def _values(image: str, servers: Settings, cluster: RealCluster, worker_port: int, bridge_port: int) -> dict[str, Any]:
+def _values(image: str, agent_image: str, servers: Settings, cluster: RealCluster, ports: dict[str, int]
+            ) -> dict[str, Any]:
     repository, tag = image.rsplit(":", 1)
     api_port = cluster.server.rsplit(":", 1)[1]
     return {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never",
+                  "agentRepository": agent_image.rsplit(":", 1)[0]},
         "kubeVersionOverride": "1.20.2",
         "hostNetwork": True,
         "nats": {"urls": servers.nats.urls, "replicas": 1},
@@ -86,11 +94,28 @@ def _values(image: str, servers: Settings, cluster: RealCluster, worker_port: in
         "extraEnv": {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": api_port},
         "worker": {"replicas": 1, "persistence": {"enabled": False},
                    "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}},
-        "bridge": {"port": bridge_port, "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
+        "bridge": {"port": ports["bridge"], "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
         "collector": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
-        "agent": {"enabled": False},  # the node agent's image (--target agent) is not built here
-        "service": {"port": worker_port},
+        # the DaemonSet with the chart's privileges, mounts and resources, but a capability this machine's
+        # bounding set lacks (runc cannot grant it: "unable to apply caps")
+        "agent": {"port": ports["agent"], "capabilities": _grantable(DEFAULT_AGENT_CAPABILITIES)},
+        "service": {"port": ports["worker"]},
     }
+
+
+DEFAULT_AGENT_CAPABILITIES = yaml.safe_load((CHART / "values.yaml").read_text())["agent"]["capabilities"]
+#: capability numbers (linux/capability.h) of those the agent asks for
+_CAP_NUMBERS = {"NET_ADMIN": 12, "NET_RAW": 13, "SYS_ADMIN": 21, "SYS_RESOURCE": 24, "PERFMON": 38, "BPF": 39}
+
+
+def _grantable(capabilities: list[str]) -> list[str]:
+    """The capabilities this machine can give a container: those in its bounding set (a sandbox may lack some)."""
+    status = Path("/proc/self/status").read_text()
+    bounding = int(status.split("CapBnd:")[1].split()[0], 16)
+    kept = [c for c in capabilities if bounding >> _CAP_NUMBERS[c] & 1]
+    if kept != capabilities:
+        log.warning("chart: this machine cannot grant %s; the agent runs without", sorted(set(capabilities) - set(kept)))
+    return kept
 
 
 def _documents(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,7 +130,14 @@ def _ready(api: kubernetes.client.ApiClient) -> dict[str, bool]:
            for d in apps.list_namespaced_deployment(NAMESPACE).items}
     out |= {s.metadata.name: (s.status.ready_replicas or 0) >= 1
             for s in apps.list_namespaced_stateful_set(NAMESPACE).items}
+    out |= {d.metadata.name: (d.status.number_ready or 0) >= 1 for d in apps.list_namespaced_daemon_set(NAMESPACE).items}
     return out
+
+
+def _crash_looping(api: kubernetes.client.ApiClient) -> bool:
+    """A container restarted three times: it will not become ready by waiting."""
+    return any(c.restart_count >= 3 for pod in CoreV1Api(api).list_namespaced_pod(NAMESPACE).items
+               for c in pod.status.container_statuses or [])
 
 
 def _pod_report(api: kubernetes.client.ApiClient) -> str:
@@ -113,11 +145,13 @@ def _pod_report(api: kubernetes.client.ApiClient) -> str:
     core = CoreV1Api(api)
     lines = []
     for pod in core.list_namespaced_pod(NAMESPACE).items:
-        states = [f"{c.name}: ready={c.ready} restarts={c.restart_count} {c.state}"
-                  for c in pod.status.container_statuses or []]
+        statuses = pod.status.container_statuses or []
+        states = [f"{c.name}: ready={c.ready} restarts={c.restart_count} {c.state} last: {c.last_state}"
+                  for c in statuses]
         lines.append(f"{pod.metadata.name} {pod.status.phase} {states}")
-        try:
-            lines.append(core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, tail_lines=20))
+        try:  # a container that exited: the log of the run that failed
+            lines.append(core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, tail_lines=30,
+                                                      previous=any(c.restart_count for c in statuses)))
         except kubernetes.client.ApiException as e:
             lines.append(f"(no log: {e.reason})")
     events = core.list_namespaced_event(NAMESPACE).items
@@ -126,42 +160,65 @@ def _pod_report(api: kubernetes.client.ApiClient) -> str:
 
 
 class Deployed:
-    def __init__(self, api: kubernetes.client.ApiClient, worker_port: int, bridge_port: int, kinds: list[str],
-                 took: float) -> None:
-        self.api, self.worker_port, self.bridge_port, self.kinds, self.took = api, worker_port, bridge_port, kinds, took
+    def __init__(self, api: kubernetes.client.ApiClient, ports: dict[str, int], kinds: list[str]) -> None:
+        self.api, self.ports, self.kinds = api, ports, kinds
+
+
+#: host folders the agent's DaemonSet mounts that containerd makes when they are missing (this machine has no
+#: CNI state of its own nor a volatile journal): removed after the test when it made them
+_MADE_BY_MOUNTS = (Path("/var/lib/cni"), Path("/run/log/journal"), Path("/run/log"))
 
 
 @pytest.fixture(scope="module")
-def deployed(real_cluster: RealCluster, api: kubernetes.client.ApiClient, image: tuple[str, Path],
+def deployed(real_cluster: RealCluster, api: kubernetes.client.ApiClient, image: tuple[str, Path, str, Path],
              servers: Settings) -> Iterator[Deployed]:
-    name, tar = image
+    name, tar, agent_name, agent_tar = image
     assert real_cluster.paths is not None
-    import_images(real_cluster.paths.containerd_socket, tar, timeout=600)
-    worker_port, bridge_port = free_port(), free_port()
-    documents = _documents(_values(name, servers, real_cluster, worker_port, bridge_port))
+    for archive in (tar, agent_tar):
+        import_images(real_cluster.paths.containerd_socket, archive, timeout=600)
+    ports = {"worker": free_port(), "bridge": free_port(), "agent": free_port()}
+    missing = [p for p in _MADE_BY_MOUNTS if not p.exists()]
+    documents = _documents(_values(name, agent_name, servers, real_cluster, ports))
     core = CoreV1Api(api)
     core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=NAMESPACE)))
-    started = time.monotonic()
-    for doc in documents:  # as `helm install` or `kubectl apply` would send them
-        kubernetes.utils.create_from_dict(api, doc, namespace=NAMESPACE)
-    deadline = time.monotonic() + 420
-    ready = _ready(api)
-    while time.monotonic() < deadline and not (ready and all(ready.values())):
-        time.sleep(3)
+    try:
+        started = time.monotonic()
+        for doc in documents:  # as `helm install` or `kubectl apply` would send them
+            kubernetes.utils.create_from_dict(api, doc, namespace=NAMESPACE)
+        deadline = time.monotonic() + 420
         ready = _ready(api)
-    assert ready and all(ready.values()), f"not ready: {ready}\n{_pod_report(api)}"
-    yield Deployed(api, worker_port, bridge_port, [d["kind"] for d in documents], time.monotonic() - started)
-    core.delete_namespace(NAMESPACE)
+        while time.monotonic() < deadline and not (ready and all(ready.values())) and not _crash_looping(api):
+            time.sleep(3)
+            ready = _ready(api)
+        assert ready and all(ready.values()), f"not ready: {ready}\n{_pod_report(api)}"
+        log.info("chart: every part ready %.0f s after its documents were created", time.monotonic() - started)
+        yield Deployed(api, ports, [d["kind"] for d in documents])
+    finally:
+        core.delete_namespace(NAMESPACE)
+        for folder in missing:  # made empty for read-only mounts: gone again (the deepest first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
-def test_the_collector_bridge_and_worker_of_the_chart_become_ready(deployed: Deployed) -> None:
-    assert {"Deployment", "StatefulSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(deployed.kinds)
+def test_the_collector_bridge_worker_and_node_agent_of_the_chart_become_ready(deployed: Deployed) -> None:
+    assert {"Deployment", "StatefulSet", "DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= set(
+        deployed.kinds)
     ready = _ready(deployed.api)
-    assert set(ready) == {f"{RELEASE}-collector", f"{RELEASE}-bridge", f"{RELEASE}-worker"} and all(ready.values())
-    # the images the pods run are the one built here, as the numeric non-root user the chart asks for
+    assert set(ready) == {f"{RELEASE}-{part}" for part in ("collector", "bridge", "worker", "agent")}
+    assert all(ready.values()), ready
+    # the pods run the images built here (never pulled), as the numeric non-root user the chart asks for
+    # but the node agent (root with the capabilities the DaemonSet lists)
     for pod in CoreV1Api(deployed.api).list_namespaced_pod(NAMESPACE).items:
         [container] = pod.spec.containers
-        assert container.security_context.run_as_user == 10001 and container.image_pull_policy == "Never"
+        assert container.image_pull_policy == "Never"
+        agent = pod.metadata.labels["app.kubernetes.io/component"] == "agent"
+        assert container.security_context.run_as_user == (0 if agent else 10001), pod.metadata.name
+        if agent:  # which collectors run on this node, and why the others cannot (said once at the start)
+            said = [json.loads(line)["message"] for line in
+                    CoreV1Api(deployed.api).read_namespaced_pod_log(pod.metadata.name, NAMESPACE).splitlines()
+                    if line.startswith("{") and "running" in line and "unavailable" in line]
+            assert said and ": running " in said[0], said
+            log.info("chart: %s", said[0])
 
 
 async def _named(servers: Settings, kind: str, ns: str, name: str) -> tuple[str, str]:
@@ -192,8 +249,8 @@ def test_a_failing_workload_is_collected_in_the_cluster_and_its_cause_named(
     assert named == FAILURE.cause, f"explain {kind}/{ns}/{name}: {named}: {message}\n{_pod_report(deployed.api)}"
 
     # the worker's and the bridge's Prometheus pages count what went through them
-    assert scrape(deployed.worker_port)[("tapio_stage_events_total", (("stage", "sink"),))] > 0
-    assert scrape(deployed.bridge_port)[("tapio_stage_events_total", (("stage", "bridge"),))] > 0
+    assert scrape(deployed.ports["worker"])[("tapio_stage_events_total", (("stage", "sink"),))] > 0
+    assert scrape(deployed.ports["bridge"])[("tapio_stage_events_total", (("stage", "bridge"),))] > 0
     # the worker logs JSON (the chart's logFormat), read back through the API server as kubectl logs would
     core = CoreV1Api(deployed.api)
     [pod] = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=worker").items
