@@ -309,6 +309,22 @@ def default_cache() -> Path:
     return Path(os.environ.get("TAPIO_IMAGE_CACHE") or Path.home() / ".cache" / "tapio" / "images")
 
 
+def _export(buildah: Buildah, tag: str, tar: Path, *, outdated: list[Path]) -> Path:
+    """`tag` written to `tar` as a docker-archive (whole or not at all), the image's `outdated` tars removed,
+    and the images its tag moved off pruned from the store."""
+    partial = tar.with_suffix(".tar.partial")
+    partial.unlink(missing_ok=True)
+    buildah("push", tag, f"docker-archive:{partial}:{tag}", step=f"buildah push {tag} (docker-archive)")
+    partial.rename(tar)
+    for old in outdated:
+        if old != tar:
+            log.info("removing the outdated %s", old.name)
+            old.unlink()
+    buildah("rmi", "--prune", step="buildah rmi --prune", check=False)
+    log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
+    return tar
+
+
 def build_image(cache: Path | None = None) -> Path:
     """The worker image as a docker-archive tar (tag IMAGE_NAME:<version>); built only if its sources changed."""
     cache = (cache or default_cache()).expanduser().resolve()
@@ -337,17 +353,8 @@ def build_image(cache: Path | None = None) -> Path:
             buildah("bud", "--isolation", "chroot", "--pull=never", "--layers=false", "--format", "docker",
                     "--build-arg", f"BASE={base}", *(a for v in volumes for a in ("--volume", v)),
                     "-f", CONTAINERFILE, "-t", tag, context, step="buildah bud (worker image)")
-        partial = tar.with_suffix(".tar.partial")
-        partial.unlink(missing_ok=True)
-        buildah("push", tag, f"docker-archive:{partial}:{tag}", step="buildah push (docker-archive)")
-        partial.rename(tar)
-        for old in cache.glob("tapio-*.tar"):
-            if old != tar and not old.name.startswith("tapio-agent-"):
-                log.info("removing the outdated %s", old.name)
-                old.unlink()
-        buildah("rmi", "--prune", step="buildah rmi --prune", check=False)  # the images the tag moved off
-        log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
-        return tar
+        return _export(buildah, tag, tar, outdated=[t for t in cache.glob("tapio-*.tar")
+                                                   if not t.name.startswith("tapio-agent-")])
 
 
 def build_agent_image(cache: Path | None = None) -> Path:
@@ -371,17 +378,7 @@ def build_agent_image(cache: Path | None = None) -> Path:
             buildah("bud", "--isolation", "chroot", "--pull=never", "--layers=false", "--format", "docker",
                     "--build-arg", f"WORKER={worker}", "-f", AGENT_CONTAINERFILE, "-t", tag, context,
                     step="buildah bud (agent image)")
-        partial = tar.with_suffix(".tar.partial")
-        partial.unlink(missing_ok=True)
-        buildah("push", tag, f"docker-archive:{partial}:{tag}", step="buildah push (agent docker-archive)")
-        partial.rename(tar)
-        for old in cache.glob("tapio-agent-*.tar"):
-            if old != tar:
-                log.info("removing the outdated %s", old.name)
-                old.unlink()
-        buildah("rmi", "--prune", step="buildah rmi --prune", check=False)
-        log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
-        return tar
+        return _export(buildah, tag, tar, outdated=list(cache.glob("tapio-agent-*.tar")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
