@@ -1,18 +1,20 @@
-"""The image and the chart for real: built without Docker, deployed to a real node, processing a failure.
+"""The images and the chart for real: built without Docker, deployed to a real node, processing a failure.
 
-`docker/image.py` builds the worker image (Debian's python3 in a debootstrap'ed bookworm, the wheel
-of this checkout, buildah with vfs storage and chroot isolation; cached by the sources' hash: `make
-image` has built it already), and it is imported into the real single-node cluster's containerd. The
-chart (docker/helm/tapio) is rendered with the Helm SDK for this cluster's version and its documents
-created through the API server as they are: the KubeAPI collector (its own service account and the
-read-only ClusterRole; in-cluster config), the bridge and one worker. The servers are an embedded
-stack of this module's own on the node's loopback, which the pods reach on the node's network
-(`hostNetwork`), and the collector reaches the API server there too (KUBERNETES_SERVICE_HOST: the
-cluster runs no kube-proxy for the `kubernetes` Service).
+`docker/image.py` builds the worker image (Debian's python3 in a debootstrap'ed bookworm, the wheel of
+this checkout, buildah with vfs storage and chroot isolation) and the node agent's (the worker image plus
+Debian's BCC and journalctl), cached by the sources' hash (`make image` has built them already), and both
+are imported into the real single-node cluster's containerd. The chart (docker/helm/tapio) is rendered
+with the Helm SDK for this cluster's version and its documents created through the API server as they
+are: the KubeAPI collector (its own service account and the read-only ClusterRole; in-cluster config),
+the bridge, one worker and the node agent's DaemonSet. The servers are an embedded stack of this
+module's own on the node's loopback, which the pods reach on the node's network (`hostNetwork`), and the
+collector reaches the API server there too (KUBERNETES_SERVICE_HOST: the cluster runs no kube-proxy for
+the `kubernetes` Service).
 
-Then: every pod becomes ready (the worker's /readyz: NATS, Kafka, the graph, patterns loaded), a
-Deployment whose command exits is applied, and `explain` of its pod, read from the graph the pods
-wrote, names the root cause; the worker's /metrics counts the events, and its log is JSON.
+Then: every pod becomes ready (the worker's /readyz: NATS, Kafka, the graph, patterns loaded; the
+bridge's; the agent's: JetStream and a collector running), a Deployment whose command exits is applied,
+and `explain` of its pod, read from the graph the pods wrote, names the root cause; the worker's and the
+bridge's /metrics count the events, and the worker's log is JSON.
 """
 
 from __future__ import annotations
