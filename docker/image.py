@@ -6,13 +6,17 @@ not ignored included, plus pyproject.toml, README.md and docker/Containerfile), 
 the host's pip configuration (its merged settings, and read-only mounts of the indexes, find-links,
 constraint file and CA bundle it names, so pip inside the build reaches the same package sources as pip
 here). Feeds a docker-archive tar, `<cache>/tapio-<version>-<sourcehash>.tar` tagged
-`localhost/tapio:<version>`, that the cluster tests import into containerd (`ctr -n k8s.io images import`).
+`localhost/tapio:<version>`, that the cluster tests import into containerd (`ctr -n k8s.io images import`);
+with `--agent` also the node agent's, `<cache>/tapio-agent-<version>-<hash>.tar` tagged
+`localhost/tapio-agent:<version>` (docker/Containerfile.agent: the worker image plus Debian's BCC and
+journalctl).
 
 Everything buildah keeps lives under the cache folder (`~/.cache/tapio/images/`, or TAPIO_IMAGE_CACHE, or
 --cache), with the vfs driver: never /var/lib/containers. The base image is kept there, keyed by suite and
 package list, so a later run skips debootstrap; a tar whose source hash is already there is not rebuilt.
 
     python docker/image.py            # the tar's path is the last line of stdout; logging goes to stderr
+    python docker/image.py --agent    # the worker's tar, then the agent's (make image)
 
 Needs root (debootstrap, buildah's chroot isolation); installs buildah and debootstrap with apt-get if
 missing.
