@@ -1,4 +1,4 @@
-"""The worker's container image, built with buildah from a debootstrap'ed Debian: no Docker, no registry.
+"""Tapio's container images, the worker's and the node agent's, built with buildah: no Docker, no registry.
 
 Fed by the checkout (the files `git ls-files` lists under the project's packages, untracked ones that are
 not ignored included, plus pyproject.toml, README.md and docker/Containerfile), Debian's archive
