@@ -38,7 +38,7 @@ import tempfile
 import tomllib
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -313,20 +313,28 @@ def default_cache() -> Path:
     return Path(os.environ.get("TAPIO_IMAGE_CACHE") or Path.home() / ".cache" / "tapio" / "images")
 
 
-def _export(buildah: Buildah, tag: str, tar: Path, *, outdated: list[Path]) -> Path:
-    """`tag` written to `tar` as a docker-archive (whole or not at all), the image's `outdated` tars removed,
-    and the images its tag moved off pruned from the store."""
-    partial = tar.with_suffix(".tar.partial")
-    partial.unlink(missing_ok=True)
-    buildah("push", tag, f"docker-archive:{partial}:{tag}", step=f"buildah push {tag} (docker-archive)")
-    partial.rename(tar)
-    for old in outdated:
-        if old != tar:
-            log.info("removing the outdated %s", old.name)
-            old.unlink()
-    buildah("rmi", "--prune", step="buildah rmi --prune", check=False)
-    log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
-    return tar
+def _built(cache: Path, tag: str, tar: Path, outdated: str, make: Callable[[Buildah], None]) -> Path:
+    """`tar` if it is there; else the tools and the store, `make(buildah)` to build image `tag`, then `tag`
+    written to `tar` as a docker-archive (whole or not at all), the tars `outdated` (a glob) names
+    removed and the images the tag moved off pruned from the store."""
+    with locked(cache):
+        if tar.is_file():
+            log.info("%s is up to date (%s): nothing rebuilt", tag, tar.name)
+            return tar
+        ensure_tools()
+        buildah = Buildah(cache)
+        make(buildah)
+        partial = tar.with_suffix(".tar.partial")
+        partial.unlink(missing_ok=True)
+        buildah("push", tag, f"docker-archive:{partial}:{tag}", step=f"buildah push {tag} (docker-archive)")
+        partial.rename(tar)
+        for old in cache.glob(outdated):
+            if old != tar:
+                log.info("removing the outdated %s", old.name)
+                old.unlink()
+        buildah("rmi", "--prune", step="buildah rmi --prune", check=False)
+        log.info("%s: %s (%.0f MiB)", tag, tar, tar.stat().st_size / 2**20)
+        return tar
 
 
 def build_image(cache: Path | None = None) -> Path:
@@ -335,14 +343,8 @@ def build_image(cache: Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     version = project_version()
     tag = f"{IMAGE_NAME}:{version}"
-    base = base_image_name()
-    with locked(cache):
-        tar = cache / f"tapio-{version}-{source_hash(extra=base)}.tar"
-        if tar.is_file():
-            log.info("%s is up to date (%s): nothing rebuilt", tag, tar.name)
-            return tar
-        ensure_tools()
-        buildah = Buildah(cache)
+
+    def make(buildah: Buildah) -> None:
         base = ensure_base(buildah, cache)
         with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as tmp:
             context = Path(tmp) / "context"
@@ -357,8 +359,9 @@ def build_image(cache: Path | None = None) -> Path:
             buildah("bud", "--isolation", "chroot", "--pull=never", "--layers=false", "--format", "docker",
                     "--build-arg", f"BASE={base}", *(a for v in volumes for a in ("--volume", v)),
                     "-f", CONTAINERFILE, "-t", tag, context, step="buildah bud (worker image)")
-        return _export(buildah, tag, tar, outdated=[t for t in cache.glob("tapio-*.tar")
-                                                   if not t.name.startswith("tapio-agent-")])
+
+    tar = cache / f"tapio-{version}-{source_hash(extra=base_image_name())}.tar"
+    return _built(cache, tag, tar, "tapio-[0-9]*.tar", make)  # the worker's tars: tapio-<version>-<hash>.tar
 
 
 def build_agent_image(cache: Path | None = None) -> Path:
@@ -368,21 +371,17 @@ def build_agent_image(cache: Path | None = None) -> Path:
     worker_tar = build_image(cache)
     version = project_version()
     worker, tag = f"{IMAGE_NAME}:{version}", f"{AGENT_IMAGE_NAME}:{version}"
-    with locked(cache):
-        recipe = hashlib.sha256(worker_tar.name.encode() + AGENT_CONTAINERFILE.read_bytes()).hexdigest()[:16]
-        tar = cache / f"tapio-agent-{version}-{recipe}.tar"
-        if tar.is_file():
-            log.info("%s is up to date (%s): nothing rebuilt", tag, tar.name)
-            return tar
-        ensure_tools()
-        buildah = Buildah(cache)
+
+    def make(buildah: Buildah) -> None:
         if not buildah.has_image(worker):  # its tar was kept, the storage was not
             buildah("pull", f"docker-archive:{worker_tar}", step="buildah pull (the worker image)")
         with tempfile.TemporaryDirectory(prefix="build-agent-", dir=cache) as context:
             buildah("bud", "--isolation", "chroot", "--pull=never", "--layers=false", "--format", "docker",
                     "--build-arg", f"WORKER={worker}", "-f", AGENT_CONTAINERFILE, "-t", tag, context,
                     step="buildah bud (agent image)")
-        return _export(buildah, tag, tar, outdated=list(cache.glob("tapio-agent-*.tar")))
+
+    recipe = hashlib.sha256(worker_tar.name.encode() + AGENT_CONTAINERFILE.read_bytes()).hexdigest()[:16]
+    return _built(cache, tag, cache / f"tapio-agent-{version}-{recipe}.tar", "tapio-agent-*.tar", make)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
