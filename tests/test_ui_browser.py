@@ -5,7 +5,6 @@ the graph, the pattern catalog. Each page: no console error, no request outside 
 
 from __future__ import annotations
 
-import http.client
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 import msgspec
 import pytest
 from nodesources.browser import browser, unavailable, wait_drawn
+from scrape import get
 from waiting import until_sync, wait_worker_ready
 
 from app.analyze import analyze_dataflow
@@ -168,12 +168,7 @@ def test_the_pattern_catalog_shows_confidence_votes_and_accuracy(served: Setting
 
 
 def test_an_unknown_prediction_is_a_404_page_that_says_where_to_look(served: Settings, chrome: Any) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", served.worker.web_port, timeout=20)
-    try:
-        conn.request("GET", "/ui/predictions/no-such-id")
-        response = conn.getresponse()
-        body = response.read().decode()
-    finally:
-        conn.close()
-    assert response.status == 404 and response.getheader("Content-Type", "").startswith("text/html")
+    status, content_type, page = get(served.worker.web_port, "/ui/predictions/no-such-id")
+    body = page.decode()
+    assert status == 404 and content_type.startswith("text/html")
     assert "no prediction with id &#39;no-such-id&#39;" in body and "/ui/" in body

@@ -6,7 +6,6 @@ while events keep arriving in JetStream: /readyz names the bridge as stalled, wi
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from scrape import get
 
 from app.progress import Mark, ProgressWatch, Sample, judge
 from tests.support.waiting import until_sync
@@ -43,13 +43,8 @@ def test_the_watch_names_what_is_stalled() -> None:
 
 
 def _readyz(port: int) -> tuple[int, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", "/readyz")
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
+    status, _, body = get(port, "/readyz", timeout=10)
+    return status, json.loads(body)
 
 
 def _events(at: datetime, n: int, tag: str) -> list:

@@ -1,5 +1,5 @@
 """Scraping a worker's Prometheus `/metrics` for the tests (not a test module): every sample, keyed by its
-name and its sorted labels, parsed by the official client's parser."""
+name and its sorted labels, parsed by the official client's parser; `get` for any other page."""
 
 from __future__ import annotations
 
@@ -10,16 +10,21 @@ from prometheus_client.parser import text_string_to_metric_families
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(port: int) -> Samples:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+def get(port: int, path: str, *, timeout: float = 20) -> tuple[int, str, bytes]:
+    """GET `path` from 127.0.0.1:`port`: the status, the Content-Type and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", "/metrics")
+        conn.request("GET", path)
         response = conn.getresponse()
-        text = response.read().decode()
+        return response.status, response.getheader("Content-Type", ""), response.read()
     finally:
         conn.close()
-    assert response.status == 200, text[:2000]
-    assert response.getheader("Content-Type", "").startswith("text/plain; version=0.0.4"), response.getheader(
-        "Content-Type")
+
+
+def scrape(port: int) -> Samples:
+    status, content_type, body = get(port, "/metrics")
+    text = body.decode()
+    assert status == 200, text[:2000]
+    assert content_type.startswith("text/plain; version=0.0.4"), content_type
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}

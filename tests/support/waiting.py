@@ -96,14 +96,9 @@ def until_sync(condition: Callable[[], Any], *, timeout: float, what: str | Call
 
 def worker_ready(port: int) -> bool:
     """Whether the worker serving on 127.0.0.1:`port` answers /readyz with 200 (OSError: not up yet)."""
-    import http.client
+    from scrape import get
 
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", "/readyz")
-        return conn.getresponse().status == 200
-    finally:
-        conn.close()
+    return get(port, "/readyz", timeout=5)[0] == 200
 
 
 def wait_worker_ready(port: int, proc: Any, *, timeout: float = 90) -> None:
