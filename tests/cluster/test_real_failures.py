@@ -258,21 +258,7 @@ def test_what_the_predictions_say_counts_the_pods_the_cluster_shows(live: Outcom
             assert ready > 0, f"{message!r}: no pod is ready"
 
 
-#: issue 15, open: explain of Deployment ledger-api in the full suite. The ninth session's clean-clone CI of
-#: 69d3e22 (3 full runs before it passed) failed both checks: the headline was ('ScalingReplicaSet', 'info')
-#: after 120 s, and 300 s after the ConfigMap was put back the graph held no `Reverted` on it and only the first
-#: edit's 2 `Changed` on the Deployment (the passing runs: 4). Every change event comes from the topology
-#: service (`app.topology_service`), which logged no error: it fell minutes behind the objects topic, or was
-#: held in an await. Next: its /tapio/stages/ count against the objects topic's end offset at the timeout
-LEDGER_EXPLAIN = "issue 15 open: explain of Deployment ledger-api lags in the full suite (see the comment above)"
-
-
-def _headline_cases() -> list:
-    return [pytest.param(w, id=w.case, marks=pytest.mark.xfail(strict=False, reason=LEDGER_EXPLAIN))
-            if w.case == "configmap-rollout" else pytest.param(w, id=w.case) for w in INCIDENTS]
-
-
-@pytest.mark.parametrize("workload", _headline_cases())
+@pytest.mark.parametrize("workload", INCIDENTS, ids=[w.case for w in INCIDENTS])
 def test_explain_heads_with_the_failure_and_no_routine_update_is_its_root_cause(live: Outcome,
                                                                                workload: Workload) -> None:
     # a first run on a real node headed with MissingClusterDNS x27 (this cluster has no DNS) instead of
@@ -310,7 +296,6 @@ def _rolled_out(api: kubernetes.client.ApiClient, namespace: str) -> bool:
         and (d.status.replicas or 0) == d.spec.replicas for d in seen.deployments)
 
 
-@pytest.mark.xfail(strict=False, reason=LEDGER_EXPLAIN)
 async def test_a_reverted_configmap_rolled_out_again_is_told_as_recovered(
         live: Outcome, replayed: dict, flow: Settings, api: kubernetes.client.ApiClient) -> None:
     # the first run on a real node still said the rollout was failing after the fix; this runs last
