@@ -185,12 +185,32 @@ def story(evidence: list[EvidenceEvent], caused: list[tuple[str, str]]) -> Match
     ids = [e.id for e in evidence]
     links = sorted((c, e) for c, e in caused if c in text and e in text)
     if links:
-        root = links[0][0]
-        effects = [effect for cause, effect in links if cause == root]
-        chain = [text[root]] + [text[e] for e in effects[:3]]
+        chain = [text[i] for i in _chain(links, {event_id: i for i, event_id in enumerate(ids)})]
     else:
         chain = [text[i] for i in ids[:1] + ids[-1:]] if len(ids) > 1 else [text[i] for i in ids]
     return MatchStory(evidence=evidence, caused=[[c, e] for c, e in links], chain=chain)
+
+
+#: events a story's chain names: its root and what followed from it
+CHAIN_LENGTH = 4
+
+
+def _chain(links: list[tuple[str, str]], order: dict[str, int]) -> list[str]:
+    """The chain from the root cause: the oldest event that causes and is caused by none (the oldest
+    cause where every cause is also caused), then what it caused, nearest links first and each
+    level in time order (A -> B -> C reads A, B, C, whichever id sorts first)."""
+    effects = {effect for _, effect in links}
+    causes = [cause for cause, _ in links]
+    root = min((c for c in causes if c not in effects), default=None, key=order.__getitem__) \
+        or min(causes, key=order.__getitem__)
+    caused_by: dict[str, list[str]] = {}
+    for cause, effect in links:
+        caused_by.setdefault(cause, []).append(effect)
+    chain, level = [root], [root]
+    while level and len(chain) < CHAIN_LENGTH:
+        level = sorted({e for c in level for e in caused_by.get(c, ()) if e not in chain}, key=order.__getitem__)
+        chain += level[:CHAIN_LENGTH - len(chain)]
+    return chain
 
 
 def reaches_back_to_a_change(told: MatchStory) -> bool:

@@ -96,3 +96,16 @@ def test_a_match_reaches_back_to_a_change_when_a_change_causes_one_of_its_events
     assert reaches_back_to_a_change(story([edit, crash], [("e1", "e2")]))
     assert not reaches_back_to_a_change(story([edit, crash], []))  # an edit beside the crashes, not linked
     assert not reaches_back_to_a_change(story([crash, edit], [("e2", "e1")]))
+
+
+def test_the_story_starts_at_the_root_cause_whatever_the_ids() -> None:
+    # ids are content hashes: the chain once started at the smallest cause id, here the pod's BackOff
+    # in the middle of edit -> crash -> endpoints, and never named the edit
+    edit = EvidenceEvent(id="f9", at=T0, text="ConfigMap cfg edited", intent="config-change")
+    crash = EvidenceEvent(id="a1", at=T0 + timedelta(seconds=30), text="web-0 BackOff", intent="crash")
+    crash2 = EvidenceEvent(id="c3", at=T0 + timedelta(seconds=20), text="web-1 BackOff", intent="crash")
+    gone = EvidenceEvent(id="b2", at=T0 + timedelta(seconds=40), text="Endpoints web: 0 ready")
+    told_chain = story([edit, crash2, crash, gone], [("a1", "b2"), ("f9", "a1"), ("f9", "c3")]).chain
+    assert told_chain == ["ConfigMap cfg edited", "web-1 BackOff", "web-0 BackOff", "Endpoints web: 0 ready"]
+    # where every cause is also caused (a loop), the oldest cause leads
+    assert story([edit, crash], [("a1", "f9"), ("f9", "a1")]).chain == ["ConfigMap cfg edited", "web-0 BackOff"]
