@@ -94,7 +94,8 @@ def test_an_existing_secret_is_referenced_and_nothing_is_created_without_values(
     docs = render({"api": {"existingSecret": "ops-tapio"}})
     env = _env(_container(docs[("StatefulSet", "tapio-worker")]))
     assert env["TAPIO_API_TOKEN"] == {"secretKeyRef": {"name": "ops-tapio", "key": "api-token"}}
-    assert not any(kind in ("Secret", "ConfigMap") for kind, _ in docs)
+    # no Secret and no patterns ConfigMap (the agent's settings are its ConfigMap, always there)
+    assert not [(kind, name) for kind, name in docs if kind in ("Secret", "ConfigMap") and name != "tapio-agent"]
     assert "TAPIO_GRAPH_PASSWORD" not in env and "TAPIO_MATCH_PATTERNS_DIR" not in env  # the image's catalog
 
 
@@ -121,11 +122,12 @@ def test_a_cluster_before_1_30_gets_the_apparmor_annotation_instead_of_the_field
     def agent(values: dict[str, Any]) -> dict[str, Any]:
         return render(values)[("DaemonSet", "tapio-agent")]["spec"]["template"]
 
+    apparmor = "container.apparmor.security.beta.kubernetes.io/agent"
     old = agent({"kubeVersionOverride": "1.20.2"})
-    assert old["metadata"]["annotations"] == {"container.apparmor.security.beta.kubernetes.io/agent": "unconfined"}
+    assert old["metadata"]["annotations"][apparmor] == "unconfined"
     assert "appArmorProfile" not in old["spec"]["containers"][0]["securityContext"]
     new = agent({"kubeVersionOverride": "1.30.0"})
-    assert "annotations" not in new["metadata"]
+    assert apparmor not in new["metadata"]["annotations"]
     assert new["spec"]["containers"][0]["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
 
 
@@ -153,3 +155,37 @@ def test_the_agent_is_granted_what_its_collectors_need_and_no_more() -> None:
     trimmed = render({"agent": {"capabilities": ["BPF", "PERFMON"]}})[("DaemonSet", "tapio-agent")]
     assert trimmed["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] == [
         "BPF", "PERFMON"]
+
+
+def test_the_agent_reads_its_collectors_and_their_settings_from_the_values(tmp_path: Path) -> None:
+    # a k3s node keeps containerd's socket under /run/k3s: without a value for it the CRI collector was
+    # unavailable on such nodes, and no collector setting could be given but through extraEnv
+    from app.node_registry import build
+    from collectors.cri import CriCollector
+    from core.settings import load_settings
+
+    def agent(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        docs = render(values)
+        spec = docs[("DaemonSet", "tapio-agent")]["spec"]["template"]
+        [container] = spec["spec"]["containers"]
+        config = tmp_path / "agent.yaml"  # the file the pod reads, as the ConfigMap holds it
+        config.write_text(docs[("ConfigMap", "tapio-agent")]["data"]["agent.yaml"])
+        assert _env(container)["TAPIO_CONFIG"] == "/etc/tapio/agent.yaml"
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["config"] == "/etc/tapio"
+        return spec, mounts, load_settings(config, environ={}).agent
+
+    spec, mounts, settings = agent({})
+    assert mounts["containerd"] == "/run/containerd" and settings.only == [] and settings.disable == []
+    assert settings.options == {"cri": {"socket": "/run/containerd/containerd.sock"}}
+    k3s = {"containerdSocket": "/run/k3s/containerd/containerd.sock", "disable": ["kernel"],
+           "options": {"kubelet": {"url": "https://127.0.0.1:10250"}}}
+    spec_k3s, mounts, settings = agent({"agent": k3s})
+    assert mounts["containerd"] == "/run/k3s/containerd"
+    assert {"name": "containerd", "hostPath": {"path": "/run/k3s/containerd"}} in spec_k3s["spec"]["volumes"]
+    assert settings.disable == ["kernel"] and settings.options["kubelet"] == {"url": "https://127.0.0.1:10250"}
+    cri = build("cri", "collectors.cri:CriCollector", node="node-1", options=settings.options["cri"])
+    assert isinstance(cri, CriCollector)
+    assert cri.socket == "/run/k3s/containerd/containerd.sock"
+    # a change of them rolls the agents (the pod template changes with the config)
+    assert spec_k3s["metadata"]["annotations"]["checksum/config"] != spec["metadata"]["annotations"]["checksum/config"]

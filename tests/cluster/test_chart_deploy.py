@@ -37,7 +37,7 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 from realcluster.images import import_images
 from realcluster.node import RealCluster
 from realcluster.workloads import WORKLOADS, Runner, observe, symptom_object
-from scrape import scrape
+from scrape import get, scrape
 
 from app.explain import explain
 from app.stack import EmbeddedStack, free_port
@@ -100,7 +100,9 @@ def _values(image: str, agent_image: str, servers: Settings, cluster: RealCluste
         "collector": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
         # the DaemonSet with the chart's privileges, mounts and resources, but a capability this machine's
         # bounding set lacks (runc cannot grant it: "unable to apply caps")
-        "agent": {"port": ports["agent"], "capabilities": _grantable(DEFAULT_AGENT_CAPABILITIES)},
+        "agent": {"port": ports["agent"], "capabilities": _grantable(DEFAULT_AGENT_CAPABILITIES),
+                  # the test cluster's containerd listens in its own folder, as k3s's does under /run/k3s
+                  "containerdSocket": str(cluster.paths.containerd_socket)},
         "service": {"port": ports["worker"]},
     }
 
@@ -220,6 +222,8 @@ def test_the_collector_bridge_worker_and_node_agent_of_the_chart_become_ready(de
                     CoreV1Api(deployed.api).read_namespaced_pod_log(pod.metadata.name, NAMESPACE).splitlines()
                     if line.startswith("{") and "running" in line and "unavailable" in line]
             assert said and ": running " in said[0], said
+            running = said[0].split(": running ", 1)[1].split(";", 1)[0].split(", ")
+            assert "cri" in running, said[0]  # containerd's events, on the socket the values named
             log.info("chart: %s", said[0])
 
 
@@ -250,6 +254,12 @@ def test_a_failing_workload_is_collected_in_the_cluster_and_its_cause_named(
         named, message = asyncio.run(_named(servers, kind, ns, name))
     assert named == FAILURE.cause, f"explain {kind}/{ns}/{name}: {named}: {message}\n{_pod_report(deployed.api)}"
 
+    # the node agent's CRI collector published containerd's events of the failing container
+    [agent] = CoreV1Api(deployed.api).list_namespaced_pod(
+        NAMESPACE, label_selector="app.kubernetes.io/component=agent").items
+    health = json.loads(get(deployed.ports["agent"], "/healthz", host=agent.status.host_ip)[2])
+    [cri] = [c for c in health["collectors"] if c["name"] == "cri"]
+    assert cri["state"] == "running" and cri["sent"] > 0, cri
     # the worker's and the bridge's Prometheus pages count what went through them
     assert scrape(deployed.ports["worker"])[("tapio_stage_events_total", (("stage", "sink"),))] > 0
     assert scrape(deployed.ports["bridge"])[("tapio_stage_events_total", (("stage", "bridge"),))] > 0

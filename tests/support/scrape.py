@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def get(port: int, path: str, *, timeout: float = 20) -> tuple[int, str, bytes]:
-    """GET `path` from 127.0.0.1:`port`: the status, the Content-Type and the body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def get(port: int, path: str, *, timeout: float = 20, host: str = "127.0.0.1") -> tuple[int, str, bytes]:
+    """GET `path` from `host`:`port`: the status, the Content-Type and the body."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
         response = conn.getresponse()

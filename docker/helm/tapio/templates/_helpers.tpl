@@ -80,3 +80,12 @@ hostNetwork: true
 dnsPolicy: ClusterFirstWithHostNet
 {{- end }}
 {{- end -}}
+
+{{/* `tapio agent`'s config file (core.settings.AgentSettings): which collectors run, and their settings */}}
+{{- define "tapio.agentConfig" -}}
+{{- $options := mustMergeOverwrite (dict "cri" (dict "socket" .Values.agent.containerdSocket)) (deepCopy .Values.agent.options) -}}
+agent:
+  only: {{ toJson .Values.agent.only }}
+  disable: {{ toJson .Values.agent.disable }}
+  options: {{ toJson $options }}
+{{- end -}}
