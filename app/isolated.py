@@ -14,13 +14,17 @@ The run ends once its predictions are all in the graph. With an end marker, that
 worker's own pages: every hits partition's event time (`tapio-watermarks`) has passed the newest
 event, so every window holding an event has been evaluated; the windows agent has taken one more
 batch since (`/tapio/stages/`), so the matches of that evaluation are counted; and the graph holds
-every match counted (a match is written with its predictions in one query). Whichever comes
+every match counted (a match is written with its predictions in one query), and each of the newest
+matches the windows keep to send again (`tapio-sent-matches`), as new as they were sent: after a
+restart of the worker (Kafka lost its data) its count starts again, and the graph's older matches
+would otherwise make up for those still on their way. Whichever comes
 first, that or no new prediction for a few seconds (as before, and the only way without a marker).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -30,6 +34,8 @@ from typing import Any
 import msgspec
 
 from core.settings import Settings, isolated
+
+log = logging.getLogger(__name__)
 
 
 class IsolatedRun(msgspec.Struct, kw_only=True):
@@ -115,6 +121,7 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
     import aiohttp
 
     from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
+    from app.table_view import SENT
     from core.events import epoch_ms
     from topology import insight_queries
     from topology.graph import open_graph
@@ -164,12 +171,26 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
                 matches = now[1]
                 break
             await asyncio.sleep(POLL_S)
+        kept = await page(http, f"/tapio/tables/{SENT}/")
+    # the newest matches each hits partition sent (they outlive a restart of the worker, whose count of
+    # matches starts again at 0): each in the graph, as new as it was sent (an episode's update keeps its id)
+    sent: dict[str, int] = {}
+    for row in (kept or {}).get("rows", []):
+        for m in row["matches"]:
+            at = epoch_ms(datetime.fromisoformat(m["matched_at"]))
+            sent[m["id"]] = max(at, sent.get(m["id"], at))
+    log.info("isolated run: every window evaluated; waiting for %d match(es) counted and the %d kept to send "
+             "again in the graph", matches, len(sent))
     graph = open_graph(target.graph)
     try:
         while True:
             rows = await graph.query(insight_queries.ALL_MATCHES)
             # the windows' matches only: the diagnose stage's are written beside them
-            if len({row["match_id"] for row in rows if not row["pattern"].startswith(DIAGNOSIS_PREFIX)}) >= matches:
+            written: dict[str, int] = {}
+            for row in rows:
+                if not row["pattern"].startswith(DIAGNOSIS_PREFIX):
+                    written[row["match_id"]] = max(row["matched_at"] or 0, written.get(row["match_id"], 0))
+            if len(written) >= matches and all(written.get(i, -1) >= at for i, at in sent.items()):
                 return
             await asyncio.sleep(POLL_S)
     finally:

@@ -1,7 +1,7 @@
 """Table inspection: what the dataflow's tables hold, decoded, on every worker's web server.
 
-Fed by: the worker's Faust tables (`tapio-members`, `tapio-windows`, `tapio-watermarks`, all
-bytes in RocksDB), the pattern catalog (condition types and windows) and the group assignment
+Fed by: the worker's Faust tables (`tapio-members`, `tapio-windows`, `tapio-watermarks`,
+`tapio-sent-matches`, all bytes in RocksDB), the pattern catalog (condition types and windows) and the group assignment
 (which worker holds which partition of each table). Feeds: the JSON pages
 
     /tapio/tables/                    every table: its partitions here and on the other workers, live rows
@@ -15,7 +15,8 @@ Why decoding is needed: `tapio-windows` holds a log of per-batch delta records
 (`agents.window_log`), not one value per window, and every value is MessagePack. A row here is
 the live state of one window (pattern + scope key) replayed from that log, with its condition
 counts, first/last hit, evidence and its partition's event time; a member is its `Member`
-record; a watermark row is each source partition's event time.
+record; a watermark row is each source partition's event time; a sent-matches row is one batch's
+matches that a hits partition keeps to send again when it is taken up (`agents.match.SentMatches`).
 
 A key's partition is known from the key itself (the dataflow placed it there): a window
 `pattern|scope` on `agents.match.hits_partition`, a member `namespace/Kind/name` on its
@@ -42,11 +43,13 @@ from agents.partition_windows import event_time
 from agents.window_log import WindowLog, decode_delta, delta_prefix
 from agents.windows import EVIDENCE_SEP, WindowState, decode_state, stored_states, with_evidence
 from app.bridge import partition_for
+from core.records import PatternMatch
 
 log = logging.getLogger(__name__)
 
-MEMBERS, WINDOWS, WATERMARKS = "tapio-members", "tapio-windows", "tapio-watermarks"
-TABLES = (MEMBERS, WINDOWS, WATERMARKS)
+MEMBERS, WINDOWS, WATERMARKS, SENT = "tapio-members", "tapio-windows", "tapio-watermarks", "tapio-sent-matches"
+TABLES = (MEMBERS, WINDOWS, WATERMARKS, SENT)
+_SENT = msgspec.msgpack.Decoder(list[PatternMatch])
 _MEMBER = msgspec.msgpack.Decoder(Member)
 _SERVICES = msgspec.msgpack.Decoder(ServiceIndex)
 _MARKS = msgspec.msgpack.Decoder(dict[int, int])
@@ -119,6 +122,23 @@ class WatermarkView(msgspec.Struct, kw_only=True, omit_defaults=True):
     event_time: datetime | None = None  # lowest source minus the allowed lateness, once all reported
 
 
+class SentMatchView(msgspec.Struct, kw_only=True):
+    id: str
+    pattern: str
+    scope: str
+    matched_at: datetime
+    count: int
+
+
+class SentView(msgspec.Struct, kw_only=True):
+    """One batch's matches that a hits partition keeps after sending them (key `p<partition>:<seq>`):
+    sent again when a worker takes the partition up, in case Kafka lost them before the graph had them."""
+
+    key: str
+    partition: int
+    matches: list[SentMatchView]
+
+
 class DeltaView(msgspec.Struct, kw_only=True):
     """One stored delta record of `tapio-windows` (a raw table key `d:<partition>:<seq>`)."""
 
@@ -142,6 +162,18 @@ def watermark_rows(items: Iterable[tuple[bytes | str, bytes]], *, partitions: in
                                   sources={s: _dt(t) for s, t in sorted(sources.items())},
                                   event_time=_dt(event_time(sources, partitions, lateness_ms))))
     return sorted(rows, key=lambda r: r.partition)
+
+
+def sent_row(key: str, value: bytes) -> SentView:
+    return SentView(key=key, partition=int(key[1:].split(":", 1)[0]), matches=[
+        SentMatchView(id=m.id, pattern=m.pattern, scope=m.scope, matched_at=m.matched_at, count=m.count)
+        for m in _SENT.decode(value)])
+
+
+def sent_rows(items: Iterable[tuple[bytes | str, bytes]]) -> list[SentView]:
+    """The batches of matches kept, oldest first per partition (the legacy single record `p<N>` too)."""
+    rows = [sent_row(_text(k), v) for k, v in items if v and _text(k)[1:].split(":", 1)[0].isdigit()]
+    return sorted(rows, key=lambda r: (r.partition, r.key))
 
 
 def member_partition(key: str, partitions: int) -> int:
@@ -238,6 +270,9 @@ def key_partition(table: str, key: str, partitions: int) -> int | None:
         return hits_partition(name, scope, partitions) if sep else None
     if table == WATERMARKS:
         return int(key[1:]) if key.startswith("p") and key[1:].isdigit() else None
+    if table == SENT:
+        where = key[1:].split(":", 1)[0]
+        return int(where) if key.startswith("p") and where.isdigit() else None
     if table == MEMBERS:
         return member_partition(key, partitions) if "/" in key else None
     return None
@@ -307,6 +342,8 @@ def register_table_views(app: Any, *, catalog: Any, settings: Any) -> None:
             return window_rows(items(WINDOWS), compiled=compiled(), event_times=event_times())
         if name == MEMBERS:
             return member_rows(items(MEMBERS), partitions=partitions)
+        if name == SENT:
+            return sent_rows(items(SENT))
         return _marks()
 
     def one(name: str, key: str) -> msgspec.Struct | None:
@@ -325,6 +362,8 @@ def register_table_views(app: Any, *, catalog: Any, settings: Any) -> None:
             return None
         if name == MEMBERS:
             return member_row(key, value, partitions=partitions)
+        if name == SENT:
+            return sent_row(key, value)
         return watermark_rows([(key, value)], partitions=partitions, lateness_ms=lateness_ms)[0]
 
     def summary(name: str) -> TableSummary:

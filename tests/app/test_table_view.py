@@ -23,11 +23,13 @@ from agents.windows import MAX_KEPT_EVIDENCE, stored_changes
 from app.bridge import partition_for
 from app.table_view import (
     MEMBERS,
+    SENT,
     WATERMARKS,
     WINDOWS,
     delta_row,
     key_partition,
     member_rows,
+    sent_rows,
     watermark_rows,
     window_rows,
 )
@@ -157,3 +159,25 @@ def test_members_watermarks_and_where_a_key_lives() -> None:
     assert key_partition(WINDOWS, "crashes|object:Pod/shop/web-1", 4) == hits_partition(
         "crashes", "object:Pod/shop/web-1", 4)
     assert key_partition(WINDOWS, "no-bar", 4) is None
+
+
+def test_the_matches_a_partition_keeps_to_send_again_are_shown_by_batch() -> None:
+    from agents.match import RESEND_LAST, SentMatches
+    from core.records import PatternMatch
+
+    def match(i: int) -> PatternMatch:
+        return PatternMatch(id=f"m{i}", pattern="crashes", version="1.0.0", scope=f"object:Pod/shop/web-{i}",
+                            matched_at=T0 + timedelta(seconds=i), window_start=T0, event_ids=[f"e{i}"], count=i)
+
+    table: dict[str, bytes] = {}  # as the worker's table: written by the windows stage's own class
+    kept = SentMatches(2, table)
+    kept.add([match(1), match(2)])
+    kept.add([match(3)])
+    rows = sent_rows(table.items())
+    assert [(r.key, r.partition, [m.id for m in r.matches]) for r in rows] == [
+        ("p2:000000000000", 2, ["m1", "m2"]), ("p2:000000000001", 2, ["m3"])]
+    assert rows[1].matches[0].matched_at == T0 + timedelta(seconds=3) and rows[1].matches[0].count == 3
+    assert key_partition(SENT, "p2:000000000001", 4) == 2 and key_partition(SENT, "windows", 4) is None
+    for i in range(4, RESEND_LAST + 4):  # the oldest batches go once the newer hold RESEND_LAST matches
+        kept.add([match(i)])
+    assert [m.id for r in sent_rows(table.items()) for m in r.matches][0] == "m4"
