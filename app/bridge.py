@@ -44,6 +44,7 @@ import asyncio
 import logging
 import signal
 import time
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -144,8 +145,12 @@ END_MARKER_ACTION = "END_OF_INPUT"
 def end_marker(at: datetime, *, subject_namespace: str = "_control") -> RawEvent:
     """A message that says "the input ends here; event time is now `at`": an isolated run (a
     replayed range, `tapio analyze`) publishes it after its last event so the last windows close
-    at once instead of waiting for the idle advance. The bridge moves its watermark and drops it."""
-    return RawEvent(id=f"end-of-input-{epoch_ms(at)}", timestamp=at, type=END_MARKER_TYPE, data=b"",
+    at once instead of waiting for the idle advance. The bridge moves its watermark and drops it.
+    Its id is new each time: a second run of the same isolated dataflow (the same input analysed again)
+    finds its events already in the stream, and a marker JetStream dropped as a duplicate of the first
+    run's would leave it waiting for event time that never comes."""
+    return RawEvent(id=f"end-of-input-{epoch_ms(at)}-{uuid.uuid4().hex[:12]}", timestamp=at, type=END_MARKER_TYPE,
+                    data=b"",
                     metadata={"action": END_MARKER_ACTION, "namespace": subject_namespace})
 
 

@@ -86,3 +86,15 @@ async def test_the_dataflow_gives_the_answer_the_process_gives(embedded: Embedde
     assert [(h.pattern, h.scope, h.ongoing, h.patterns, h.confidence) for h in there.hypotheses] == \
         [(h.pattern, h.scope, h.ongoing, h.patterns, h.confidence) for h in here.hypotheses]
     assert [h.chain for h in there.hypotheses] == [h.chain for h in here.hypotheses]
+
+
+@pytest.mark.timeout(240)
+async def test_the_same_input_through_the_dataflow_twice_gives_the_same_answer(embedded: EmbeddedStack) -> None:
+    """A second run finds its events already in its stream (JetStream drops them as duplicates): it once
+    waited for the end-of-input marker, dropped as a duplicate of the first run's, until its timeout."""
+    paths = [str(ROOT / "patterns" / "scenarios" / "diagnosis" / "containers" / "oom-killed")]
+    first = await analyze_dataflow(embedded.settings(), paths)
+    again = await analyze_dataflow(embedded.settings(), paths)
+    assert again.graph == first.graph and again.events == first.events
+    assert [(h.pattern, h.scope, h.confidence, h.chain) for h in again.hypotheses] == \
+        [(h.pattern, h.scope, h.confidence, h.chain) for h in first.hypotheses]
