@@ -11,6 +11,7 @@ checks msgspec cannot express live in `agents.patterns`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import typing
 from pathlib import Path
@@ -108,6 +109,19 @@ def load_pattern(path: str | Path, *, intents: frozenset[str] | None = None) -> 
     return pattern
 
 
+def catalog_files(directory: str | Path) -> list[Path]:
+    """The files a catalog loads: every `*.yaml` / `*.yml` in `directory`, sorted by name."""
+    return sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def catalog_digest(directory: str | Path) -> str:
+    """A digest of the catalog's files (names and contents): an edit of any pattern changes it."""
+    digest = hashlib.sha256()
+    for file in catalog_files(directory):
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def load_patterns(directory: str | Path, *, intents: frozenset[str] | None = None
                   ) -> tuple[list[BehaviorPattern], list[PatternError]]:
     """Every `*.yaml` / `*.yml` in `directory`, sorted by name; one bad file does not stop the others.
@@ -118,8 +132,7 @@ def load_patterns(directory: str | Path, *, intents: frozenset[str] | None = Non
     patterns: list[BehaviorPattern] = []
     errors: list[PatternError] = []
     seen: dict[str, str] = {}
-    files = sorted(p for p in Path(directory).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    for file in files:
+    for file in catalog_files(directory):
         try:
             pattern = load_pattern(file, intents=intents)
         except PatternError as exc:

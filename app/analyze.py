@@ -154,6 +154,7 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
     from agents.diagnose import PATTERN_PREFIX as DIAGNOSIS_PREFIX
     from agents.diagnosis import diagnose_events
     from agents.offline import unified_events
+    from agents.pattern_files import catalog_digest
     from app.isolated import run_isolated
     from app.jetstream import EventPublisher, connect, ensure_streams
     from topology.graph import open_graph
@@ -161,7 +162,9 @@ async def analyze_dataflow(live: Settings, paths: list[str], *, now: datetime | 
 
     got = read(paths, now=now)
     ordered = got.events
-    name = "analyze-" + content_id(*sorted({e.id for e in ordered}))[:12]
+    # named after the input and the catalog: the same input analysed again reuses its dataflow (its events
+    # are already in its stream and its graph: the same answer), a pattern edit gets a fresh one
+    name = "analyze-" + content_id(*sorted({e.id for e in ordered}), catalog_digest(live.match.patterns_dir))[:12]
 
     async def feed(target: Settings) -> tuple[list[str], datetime | None]:
         nc = await connect(target.nats, name="tapio-analyze")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from app.analyze import Analysis, analyze, analyze_dataflow, render
@@ -89,12 +90,24 @@ async def test_the_dataflow_gives_the_answer_the_process_gives(embedded: Embedde
 
 
 @pytest.mark.timeout(240)
-async def test_the_same_input_through_the_dataflow_twice_gives_the_same_answer(embedded: EmbeddedStack) -> None:
+async def test_the_same_input_through_the_dataflow_twice_gives_the_same_answer(embedded: EmbeddedStack,
+                                                                               tmp_path: Path) -> None:
     """A second run finds its events already in its stream (JetStream drops them as duplicates): it once
-    waited for the end-of-input marker, dropped as a duplicate of the first run's, until its timeout."""
+    waited for the end-of-input marker, dropped as a duplicate of the first run's, until its timeout.
+    After a pattern edit the input goes through a dataflow of its own (the first one's windows have
+    matched already: it would tell what the old catalog said)."""
     paths = [str(ROOT / "patterns" / "scenarios" / "diagnosis" / "containers" / "oom-killed")]
     first = await analyze_dataflow(embedded.settings(), paths)
     again = await analyze_dataflow(embedded.settings(), paths)
     assert again.graph == first.graph and again.events == first.events
-    assert [(h.pattern, h.scope, h.confidence, h.chain) for h in again.hypotheses] == \
-        [(h.pattern, h.scope, h.confidence, h.chain) for h in first.hypotheses]
+    told = [(h.pattern, h.scope, h.confidence, h.chain) for h in first.hypotheses]
+    assert [(h.pattern, h.scope, h.confidence, h.chain) for h in again.hypotheses] == told
+    edited = tmp_path / "patterns"
+    edited.mkdir()
+    for file in (ROOT / "patterns").glob("*.yaml"):
+        (edited / file.name).write_text(file.read_text() + ("# edited\n" if file.name == "oom-kill-loop.yaml" else ""))
+    live = embedded.settings()
+    after_edit = await analyze_dataflow(
+        msgspec.structs.replace(live, match=msgspec.structs.replace(live.match, patterns_dir=str(edited))), paths)
+    assert after_edit.graph != first.graph
+    assert [(h.pattern, h.scope, h.confidence, h.chain) for h in after_edit.hypotheses] == told
