@@ -4,8 +4,10 @@ Fed by: what the worker can see of its parts, sampled when `/readyz` is asked: p
 partition a stage reads, the committed offset (how far it has taken its input) and the
 partition's end (Faust's monitor, from the fetch responses' high watermarks); for the bridge in
 this process, how many events it has bridged and how many wait in its JetStream consumer.
-Not seen yet: a broker that came back empty while the bridge writes into it and the stages wait
-at their old offsets (issue 14 keeps it open).
+Not seen here: a broker that came back empty (its ends fall below the committed offsets, so nothing
+looks waiting). The Kafka epoch sees that instead (`app.kafka_epoch`): the bridge has the topics
+rebuilt and bridges again what the graph lacks, and the workers restart themselves on them
+(tests/test_kafka_loss.py).
 Feeds: the `progress` check of `/readyz` (app.api): not ready while a part is stalled, with
 what is stalled and for how long.
 
