@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from agents.pattern_files import catalog_files
 from app.analyze import Analysis, analyze, analyze_dataflow, render
 from app.hypotheses import Evidence, RootCause, is_ongoing, last_failures, rank, verdict
 from app.stack import EmbeddedStack
@@ -104,7 +105,7 @@ async def test_the_same_input_through_the_dataflow_twice_gives_the_same_answer(e
     assert [(h.pattern, h.scope, h.confidence, h.chain) for h in again.hypotheses] == told
     edited = tmp_path / "patterns"
     edited.mkdir()
-    for file in (ROOT / "patterns").glob("*.yaml"):
+    for file in catalog_files(ROOT / "patterns"):
         (edited / file.name).write_text(file.read_text() + ("# edited\n" if file.name == "oom-kill-loop.yaml" else ""))
     live = embedded.settings()
     after_edit = await analyze_dataflow(

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
-from scrape import Samples, scrape
+from scrape import Samples, get, scrape
 from waiting import until
 
 from app.demo import publish_recordings, wait_for_events
@@ -163,10 +162,10 @@ async def test_the_worker_metrics_count_what_it_wrote_and_its_lag(bridge, flow_s
     assert bridged[("tapio_stage_events_total", (("stage", "bridge"),))] >= 8
     assert bridged[("tapio_stage_dead_letters_total", (("stage", "bridge"),))] == 0
     assert bridged[("process_resident_memory_bytes", ())] > 0
-    for page in ("healthz", "readyz"):
-        url = f"http://127.0.0.1:{flow_settings.nats.bridge_web_port}/{page}"
-        health = await asyncio.to_thread(lambda u=url: json.load(urllib.request.urlopen(u, timeout=10)))  # 503 raises
-        assert health["status"] == "ok" and health["problems"] == [] and health["bridged"] >= 8, page
+    for page in ("/healthz", "/readyz"):
+        status, _, body = await asyncio.to_thread(get, flow_settings.nats.bridge_web_port, page, timeout=10)
+        health = json.loads(body)
+        assert status == 200 and health["status"] == "ok" and health["problems"] == [] and health["bridged"] >= 8, page
 
 
 def synthetic(i: int, namespace: str) -> RawEvent:

@@ -227,6 +227,12 @@ def test_the_collector_bridge_worker_and_node_agent_of_the_chart_become_ready(de
             log.info("chart: %s", said[0])
 
 
+def _pod(core: CoreV1Api, component: str) -> Any:
+    """The one pod of a part of the chart (`app.kubernetes.io/component`)."""
+    [pod] = core.list_namespaced_pod(NAMESPACE, label_selector=f"app.kubernetes.io/component={component}").items
+    return pod
+
+
 async def _named(servers: Settings, kind: str, ns: str, name: str) -> tuple[str, str]:
     graph = open_graph(servers.graph)
     try:
@@ -255,8 +261,8 @@ def test_a_failing_workload_is_collected_in_the_cluster_and_its_cause_named(
     assert named == FAILURE.cause, f"explain {kind}/{ns}/{name}: {named}: {message}\n{_pod_report(deployed.api)}"
 
     # the node agent's CRI collector published containerd's events of the failing container
-    [agent] = CoreV1Api(deployed.api).list_namespaced_pod(
-        NAMESPACE, label_selector="app.kubernetes.io/component=agent").items
+    core = CoreV1Api(deployed.api)
+    agent = _pod(core, "agent")
     health = json.loads(get(deployed.ports["agent"], "/healthz", host=agent.status.host_ip)[2])
     [cri] = [c for c in health["collectors"] if c["name"] == "cri"]
     assert cri["state"] == "running" and cri["sent"] > 0, cri
@@ -264,7 +270,6 @@ def test_a_failing_workload_is_collected_in_the_cluster_and_its_cause_named(
     assert scrape(deployed.ports["worker"])[("tapio_stage_events_total", (("stage", "sink"),))] > 0
     assert scrape(deployed.ports["bridge"])[("tapio_stage_events_total", (("stage", "bridge"),))] > 0
     # the worker logs JSON (the chart's logFormat), read back through the API server as kubectl logs would
-    core = CoreV1Api(deployed.api)
-    [pod] = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=worker").items
+    pod = _pod(core, "worker")
     lines = [line for line in core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE).splitlines() if line.strip()]
     assert lines and all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
