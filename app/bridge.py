@@ -290,8 +290,9 @@ class Watermark:
     Every round sends a batch to every partition (an empty one where the round had no events), so
     each partition learns how far event time has come even when its namespaces are quiet. Snapshots
     (objects read from a list) carry no moment of their own and do not move it. When nothing
-    arrives for `idle_advance_s`, the stamp moves on with the wall clock (once a second), so the
-    last windows of a quiet stream still close; a replay at full speed is never idle that long.
+    arrives for `idle_advance_s` (JetStream saying it has nothing more: not while it is away), the
+    stamp moves on with the wall clock (once a second), so the last windows of a quiet stream still
+    close; a replay at full speed is never idle that long.
     The allowed lateness is subtracted by the windows, not here.
     """
 
@@ -314,8 +315,14 @@ class Watermark:
         self._last_event = now
         return self.newest
 
-    def idle_stamp(self, now: float) -> int | None:
-        """The stamp to send while idle, or None (not idle long enough, or sent less than 1 s ago)."""
+    def idle_stamp(self, now: float, *, answered: bool = True) -> int | None:
+        """The stamp to send after a round without events, or None (not idle long enough, or sent less
+        than 1 s ago). `answered`: JetStream ended the round itself, having nothing more. A round it did
+        not answer (NATS away or restarting) is a wait, not idleness: moving on with the wall clock then
+        would make the events published meanwhile late once they arrive, so the idle clock starts again."""
+        if not answered:
+            self._last_event = now
+            return None
         idle = now - self._last_event
         if not self.newest or idle < self.idle_advance_s or now - self._last_idle < 1.0:
             return None
@@ -419,7 +426,7 @@ class Bridge:
             await self.take_over()
         msgs = await self.pull.next_batch()  # full, or what came within the linger time
         if not msgs:
-            idle = self.watermark.idle_stamp(time.monotonic())
+            idle = self.watermark.idle_stamp(time.monotonic(), answered=self.pull.answered_empty)
             if idle is not None:
                 await self._heartbeat(idle, skip=())
             return 0

@@ -332,6 +332,10 @@ class PullBatches:
         self._rounds: dict[str, tuple[list[nats.aio.msg.Msg], asyncio.Event]] = {}
         self._order: list[str] = []
         self._seq = 0
+        self._expired: set[str] = set()  # rounds JetStream ended with 408: nothing more to give
+        # the last round JetStream ended itself, having nothing more (408): the stream is quiet. False
+        # when it did not answer (restarting, unreachable) or refused (503 while JetStream starts)
+        self.answered_empty = False
 
     async def start(self) -> None:
         s = self.settings
@@ -355,8 +359,11 @@ class PullBatches:
     async def _on_message(self, msg: nats.aio.msg.Msg) -> None:
         if msg.headers and msg.headers.get(STATUS_HEADER) and not msg.data:
             # a status message comes on the request's own inbox: 408 expired, 409 limits...
-            round_ = self._rounds.get(msg.subject.rpartition(".")[2])
+            token = msg.subject.rpartition(".")[2]
+            round_ = self._rounds.get(token)
             if round_ is not None and msg.headers[STATUS_HEADER] != "100":  # 100: heartbeat
+                if msg.headers[STATUS_HEADER] == "408":
+                    self._expired.add(token)
                 round_[1].set()
             return
         # A data message carries its stream subject, not the inbox. JetStream serves waiting
@@ -380,6 +387,8 @@ class PullBatches:
             pass  # the server never answered (restart?): whatever came is used, the rest redelivers
         self._order.pop(0)
         del self._rounds[token]
+        self.answered_empty = token in self._expired and not msgs
+        self._expired.discard(token)
         await self._request()
         return msgs
 

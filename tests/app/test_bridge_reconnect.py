@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,6 +85,58 @@ async def test_after_nats_comes_back_the_messages_lost_on_the_way_are_bridged_fi
         # well before ACK_WAIT_S: without the take-over they would come back only then
         await until(bridged_again, timeout=60, what=f"the {LOST} messages lost on the way to be bridged again")
         assert sum(taken) == LOST
+    finally:
+        await bridge.close()
+        stack.stop()
+
+
+async def test_event_time_waits_while_nats_is_away_and_moves_on_once_the_stream_is_quiet(tmp_path: Path) -> None:
+    from app.cli import cli
+
+    # the kill test's [nats] run once counted 335 hits as late: while nats-server restarted, the bridge's
+    # rounds went unanswered, it took that for a quiet stream and moved event time on with the wall clock,
+    # past the events published meanwhile. The rule is test_bridge_units'; here, on real servers, that an
+    # idle stamp still comes from a round JetStream ended (408) once it is back, and none while it is away
+    # (this bridge spends most of the outage in its failing epoch check: that half passed before the fix too)
+    stack = EmbeddedStack(tmp_path, bolt_port=None)
+    settings = isolated(stack.start(), "bridge-away")
+    settings = msgspec.structs.replace(settings, match=msgspec.structs.replace(settings.match, idle_advance_s=1.0))
+    bridge = Bridge(settings)
+    nats_server = {s.name: s for s in stack.servers}["nats"]
+    try:
+        await bridge.start()
+        nc = await connect(settings.nats, name="away-test")
+        js = nc.jetstream()
+        await ensure_streams(js, settings.nats)
+        await EventPublisher(js, settings.nats).publish_many([_event(0)])
+        await nc.close()
+        await until(lambda: bridge.step(), timeout=30, what="the event to be bridged")
+        newest = bridge.watermark.newest
+        stamps: list[int] = []  # what the bridge's idle heartbeats say event time is
+        original = bridge._heartbeat
+
+        async def heartbeat(stamp: int, **kwargs: object) -> None:
+            stamps.append(stamp)
+            await original(stamp, **kwargs)
+
+        bridge._heartbeat = heartbeat  # type: ignore[method-assign]
+        kill_process(nats_server.pid, "nats-server")  # away for a while, then back on its port
+        started = time.monotonic()
+        while time.monotonic() - started < 6.0:  # six times idle_advance_s
+            await asyncio.wait_for(bridge.step_logged(), 30)  # as `run` does: errors waited out
+        assert stamps == [], "event time moved on while the stream could not be read"
+        result = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        stack.servers = read_state(tmp_path).servers
+        await until(lambda: bridge.nc.is_connected, timeout=30, what="the bridge to reconnect")
+
+        # answered again and quiet: event time moves on with the wall clock, as for any quiet stream
+        async def idled() -> list[int]:
+            await bridge.step_logged()
+            return stamps
+
+        await until(idled, timeout=30, what="an idle heartbeat once JetStream answers again")
+        assert stamps and stamps[0] > newest
     finally:
         await bridge.close()
         stack.stop()
