@@ -220,7 +220,9 @@ class WindowPartition:
     """One hits partition: its `PartitionWindows`, stored as a `WindowLog` of deltas in the table,
     and each source's watermark."""
 
-    def __init__(self, partition: int, table: Any, marks: Any, partitions: int, max_ahead_ms: int) -> None:
+    def __init__(self, partition: int, table: Any, marks: Any, partitions: int, max_ahead_ms: int, *,
+                 ahead: bool = False) -> None:
+        """`ahead`: provisional matches ahead of the watermark too (`match.early_firing`)."""
         self.partition, self.table, self.marks, self.partitions = partition, table, marks, partitions
         self.max_ahead_ms = max_ahead_ms
         data = marks.get(f"p{partition}")
@@ -241,7 +243,7 @@ class WindowPartition:
                          for i in self._evidence.pop(key)}
         for key in [k for k in self.written if k not in self._stored]:
             del self.written[key]
-        self.windows = PartitionWindows(self._load, list(self._stored))
+        self.windows = PartitionWindows(self._load, list(self._stored), ahead=ahead)
 
     def _load(self, key: str) -> WindowState | None:
         data = self._stored.pop(key, None)
@@ -330,6 +332,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
     partitions = settings.kafka.partitions
     lateness_ms = int(settings.match.allowed_lateness_s * 1000)
     max_ahead_ms = int(settings.match.max_ahead_s * 1000)
+    early_firing = settings.match.early_firing
     table = app.Table("tapio-windows", default=None, key_type=bytes, value_type=bytes,
                       partitions=partitions, options=TABLE_OPTIONS)
     marks = app.Table("tapio-watermarks", default=None, key_type=bytes, value_type=bytes,
@@ -359,7 +362,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
             part = held.get(message.partition)
             if part is None:
                 part = held[message.partition] = WindowPartition(message.partition, table, marks, partitions,
-                                                                    max_ahead_ms)
+                                                                    max_ahead_ms, ahead=early_firing)
                 sent_by[message.partition] = recent = SentMatches(message.partition, sent)
                 again = recent.newest()
                 if again:  # taken up: the newest matches again, in case Kafka lost them before the graph had them
@@ -378,7 +381,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
                     continue
                 if found:  # (a send can wait for a broker that died: the worker may restart in it)
                     log.info("windows: partition %d: %d match(es): %s", message.partition, len(found),
-                             ", ".join(f"{m.pattern} {m.scope} x{m.count}" for m in found[:10])[:1000])
+                             ", ".join(_told(m) for m in found[:10])[:1000])
                     await send_matches(found, message.partition)
             if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
                 runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)
@@ -388,16 +391,27 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
                 runtime.stats.time("match_latency", time.time() - value.selected_at, len(value.hits))
             if late:
                 runtime.stats.add("late", late)
-            if found:
-                runtime.stats.add("matches", len(found))
+            if found:  # the final matches (an isolated run waits for as many in the graph), the others apart
+                final = sum(1 for m in found if not m.provisional and not m.withdrawn)
+                runtime.stats.add("matches", final)
+                if final < len(found):
+                    runtime.stats.add("provisional_matches", sum(1 for m in found if m.provisional))
+                    runtime.stats.add("withdrawn_matches", sum(1 for m in found if m.withdrawn))
 
     return app.agent(source, name="tapio.windows")(windows)
+
+
+def _told(match: PatternMatch) -> str:
+    state = " (provisional)" if match.provisional else " (withdrawn)" if match.withdrawn else ""
+    return f"{match.pattern} {match.scope} x{match.count}{state}"
+
 
 
 def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int,
           max_ahead_ms: int, record: Callable[[list[PatternMatch]], None] | None = None) -> tuple[int, list]:
     """One hits batch: add its hits, move the source's watermark, evaluate, `record` the matches
-    found (SentMatches), then write the states back. In that order: a worker that stops between the
+    found (SentMatches), look ahead of the watermark (provisional matches, after the final ones of
+    the same batch), then write the states back. In that order: a worker that stops between the
     two sends the match again after its restart, or finds it again in the hits it reads again. In
     the other order, a worker restarted while its send waited on a dead broker left a state saying
     "matched" and nothing that would send the match again."""
@@ -412,7 +426,8 @@ def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, 
             marks[f"p{part.partition}"] = msgpack_encoder.encode(part.sources)
             part.marks_saved = now_s
     found = part.windows.advance(catalog.compiled, part.watermark(lateness_ms, max_ahead_ms))
-    if found and record is not None:
+    if found and record is not None:  # final matches and withdrawals: a provisional one is not sent again
         record(found)
+    found += part.windows.early(catalog.compiled)  # nothing unless the partition is `ahead`
     part.write_back()
     return late, found

@@ -20,7 +20,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping
 
 from agents.hits import CompiledPattern
-from agents.windows import WindowState, add_hits, advance
+from agents.windows import WindowState, add_hits, advance, early
 from core.records import Hit, PatternMatch
 
 NEVER = 2**62
@@ -79,7 +79,10 @@ def within_guard(state: WindowState, horizon_ms: int) -> WindowState | None:
         quiet_until=state.quiet_until if state.quiet_until <= horizon_ms else 0,
         episode=state.episode if state.last_hit <= horizon_ms else "",
         last_hit=state.last_hit if state.last_hit <= horizon_ms else 0,
-        episode_at=state.episode_at if state.last_hit <= horizon_ms else 0)
+        episode_at=state.episode_at if state.last_hit <= horizon_ms else 0,
+        early=state.early if state.early_at <= horizon_ms else "",
+        early_at=state.early_at if state.early_at <= horizon_ms else 0,
+        early_to=min(state.early_to, horizon_ms))
 
 
 def _pending(state: WindowState) -> int:
@@ -92,14 +95,19 @@ def _last(state: WindowState) -> int:
 
 
 class PartitionWindows:
-    def __init__(self, load: Callable[[str], WindowState | None], keys: Iterable[str] = ()) -> None:
+    def __init__(self, load: Callable[[str], WindowState | None], keys: Iterable[str] = (), *,
+                 ahead: bool = False) -> None:
+        """`ahead`: keep the times of the hits added, for `early` (the live windows agent with
+        `match.early_firing`; the offline runner evaluates final matches only)."""
         self._load = load
+        self._ahead = ahead
         self.states: dict[str, WindowState] = {}
         self.due: dict[str, int] = {key: 0 for key in keys}  # key -> event time it next needs a look
         # (due, key) for every due time set; an entry whose time is no longer the key's due is
         # stale and skipped. `advance` pops only what is due instead of scanning every key.
         self._heap: list[tuple[int, str]] = [(0, key) for key in self.due]
         self._dirty: set[str] = set()
+        self._added: dict[str, set[int]] = {}  # key -> the times of the hits added since the last `early`
 
     def _set_due(self, key: str, due: int) -> None:
         if self.due.get(key) != due:
@@ -129,6 +137,8 @@ class PartitionWindows:
             late += dropped
             if dropped < len(key_hits):
                 self._dirty.add(key)
+                if self._ahead:
+                    self._added.setdefault(key, set()).update(h.t for h in key_hits)
                 due = self.due.get(key)
                 if due is None:  # a state no look is set for: its earliest pending hit
                     self._set_due(key, _pending(state))
@@ -153,9 +163,9 @@ class PartitionWindows:
                 self.due.pop(key)
                 self._dirty.add(key)
                 continue
-            before = (state.quiet_until, sum(len(v) for v in state.entries.values()))
+            before = (state.quiet_until, state.early, sum(len(v) for v in state.entries.values()))
             found.extend(advance(pattern, scope, state, watermark))
-            if (state.quiet_until, sum(len(v) for v in state.entries.values())) != before:
+            if (state.quiet_until, state.early, sum(len(v) for v in state.entries.values())) != before:
                 self._dirty.add(key)
             pending = _pending(state)
             if state.empty():
@@ -167,6 +177,23 @@ class PartitionWindows:
                 looked.append((next_due, key))
         for entry in looked:
             heapq.heappush(heap, entry)
+        found.sort(key=lambda m: (m.matched_at, m.pattern, m.scope))
+        return found
+
+    def early(self, compiled: dict[str, CompiledPattern]) -> list[PatternMatch]:
+        """Provisional matches ahead of the watermark (`agents.windows.early`), from the states that took
+        hits since the last call; call it after `advance`, so a state's final evaluation comes first."""
+        found: list[PatternMatch] = []
+        added, self._added = self._added, {}
+        for key, times in added.items():
+            name, _, scope = key.partition("|")
+            pattern, state = compiled.get(name), self.states.get(key)
+            if pattern is None or state is None:
+                continue
+            match = early(pattern, scope, state, times)
+            if match is not None:
+                found.append(match)
+                self._dirty.add(key)  # its provisional match is withdrawn after a restart too
         found.sort(key=lambda m: (m.matched_at, m.pattern, m.scope))
         return found
 

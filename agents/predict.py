@@ -105,17 +105,20 @@ def predictions_for(match: PatternMatch, pattern: BehaviorPattern,
             time_horizon_s=spec.time_horizon.seconds, message=spec.message.render(**values),
             scope=match.scope, at=match.matched_at, due=match.matched_at + timedelta(seconds=spec.time_horizon.seconds),
             score=round(confidence * (0.5 + match.priority / 100), 4), impact=list(spec.impact), impacted=impacted,
-            remediation=spec.remediation.render(**values), since=match.since))
+            remediation=spec.remediation.render(**values), since=match.since, provisional=match.provisional))
     return out
 
 
 def predict_batch(batch: MatchedBatch, patterns: dict[str, BehaviorPattern],
                   adjustments: Mapping[str, Adjustment] | None = None) -> tuple[InsightBatch, list]:
     """Predictions for the batch's matches; a match whose pattern was deleted since, or whose
-    pattern feedback disabled (`adjustments`), keeps no prediction (the match itself is kept)."""
+    pattern feedback disabled (`adjustments`), keeps no prediction (the match itself is kept). A
+    withdrawn match makes none: it passes on for the graph to drop its provisional predictions."""
     predictions: list[Prediction] = []
     adjustments = adjustments or {}
     for match in batch.matches:
+        if match.withdrawn:
+            continue
         pattern = patterns.get(match.pattern)
         adjustment = adjustments.get(match.pattern, NO_FEEDBACK)
         if pattern is not None and adjustment.disabled is None:

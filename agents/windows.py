@@ -16,6 +16,17 @@ id of the episode's first match, so its predictions update the episode's (same i
 instead of adding one per window. After such a silence a match starts a new episode, with an id of
 its own (pattern, scope, time).
 
+Ahead of the watermark (`early`, `match.early_firing`): waiting for the watermark delays every
+match by the allowed lateness (10 s by default), while most hits arrive in order. So, as Flink's
+early-firing triggers and Kafka Streams' emit-on-update do, a state whose new hits make the pattern
+hold starts a provisional match at once, from the hits in so far: the same id the final evaluation
+gives a new episode at that time. The final evaluation stays the only truth: once event time passes
+the provisional time it confirms the match (a final match of the same id) or withdraws it (a
+`withdrawn` record: a late hit made the pattern hold earlier, or a non-monotone condition, a metric
+or a rate below a bound, stopped holding). A state has at most one provisional match at a time, and
+only a new episode is sent ahead (an open episode's update already has its predictions in the
+graph). A replay ends with every provisional match confirmed or withdrawn: the same graph as live.
+
 Counting: a `count`/`rate` condition counts occurrences. A repeated Kubernetes Event (a series:
 same object, reason, message) adds the increase of its `count` since its last observation held
 here, or its whole `count` when first seen. `distinct` counts distinct values instead. A hit
@@ -74,6 +85,9 @@ class WindowState(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     episode: str = ""  # the id of the matches of the current episode (its first match's); "" when none is open
     last_hit: int = 0  # the newest hit time evaluated
     episode_at: int = 0  # the event time of the episode's first match
+    early: str = ""  # the id of the provisional match sent ahead of the watermark, until event time passes it
+    early_at: int = 0  # its event time
+    early_to: int = 0  # hit times up to here were looked at ahead of the watermark
 
     def empty(self) -> bool:
         return not any(self.entries.values())
@@ -205,7 +219,9 @@ def holds(pattern: CompiledPattern, state: WindowState, t: int) -> tuple[list[He
 
 
 def advance(pattern: CompiledPattern, key: str, state: WindowState, watermark: int) -> list[PatternMatch]:
-    """Evaluate every hit time in (done_to, watermark], in order; prune what no window can use again."""
+    """Evaluate every hit time in (done_to, watermark], in order; prune what no window can use again.
+    A provisional match whose time is now evaluated is confirmed (a match of its id is found) or
+    withdrawn (a `withdrawn` record among the matches)."""
     matches: list[PatternMatch] = []
     if watermark <= state.done_to:
         return matches
@@ -224,10 +240,58 @@ def advance(pattern: CompiledPattern, key: str, state: WindowState, watermark: i
             state.episode = content_id("match", pattern.name, key, str(t))  # a new episode
             state.episode_at = t
         matches.append(_match(pattern, key, state, t, helds, boost))
+        if matches[-1].id == state.early:
+            state.early = ""  # the provisional match confirmed: this one, final, replaces it in the graph
         state.quiet_until = t + pattern.span_ms
     state.done_to = watermark
+    if state.early and state.early_at <= watermark:
+        matches.append(_withdrawn(pattern, key, state.early, state.early_at))
+        state.early = ""
     _prune(state, watermark - pattern.span_ms)
     return matches
+
+
+def early(pattern: CompiledPattern, key: str, state: WindowState, new_times: Iterable[int]) -> PatternMatch | None:
+    """A provisional match ahead of the watermark, when the pattern holds at one of `new_times` (the
+    times of the hits a batch just added) beyond what was evaluated and looked at, and a match there
+    would start a new episode; None otherwise. At most one per state until the final evaluation
+    passes it (see the module docstring)."""
+    if state.early:
+        return None
+    looked = max(state.done_to, state.early_to)
+    times = sorted({t for t in new_times if t > looked})
+    if not times:
+        return None
+    state.early_to = times[-1]
+    for t in times:
+        if t < state.quiet_until or _episode_open(pattern, state, t):
+            continue
+        found = holds(pattern, state, t)
+        if found is None:
+            continue
+        helds, boost = found
+        match_id = content_id("match", pattern.name, key, str(t))  # as `advance` names a new episode at t
+        state.early, state.early_at = match_id, t
+        return _match(pattern, key, state, t, helds, boost, provisional=True)
+    return None
+
+
+def _episode_open(pattern: CompiledPattern, state: WindowState, t: int) -> bool:
+    """Whether the final evaluation would find the state's episode still open at t: no silence longer
+    than the span between its last evaluated hit and t (the rule of `advance`)."""
+    if not state.episode:
+        return False
+    previous = state.last_hit
+    for hit_t in sorted({e.t for entries in state.entries.values() for e in entries if previous < e.t <= t}):
+        if hit_t - previous > pattern.span_ms:
+            return False
+        previous = hit_t
+    return t - previous <= pattern.span_ms
+
+
+def _withdrawn(pattern: CompiledPattern, key: str, match_id: str, t: int) -> PatternMatch:
+    return PatternMatch(id=match_id, pattern=pattern.name, version=pattern.version, scope=key,
+                        matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=[], withdrawn=True)
 
 
 def _prune(state: WindowState, before: int) -> None:
@@ -256,7 +320,8 @@ def _dt(ms: int) -> datetime:
 
 
 def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds: list[Held],
-           boost: float) -> PatternMatch:
+           boost: float, *, provisional: bool = False) -> PatternMatch:
+    """The match at t; `provisional`: one sent ahead of the watermark, named as a new episode at t."""
     ids: list[str] = []
     for held in helds:
         for entry in held.entries:
@@ -264,13 +329,14 @@ def _match(pattern: CompiledPattern, key: str, state: WindowState, t: int, helds
                 ids.append(entry.id)
     ids = ids[:MAX_EVIDENCE]
     return PatternMatch(
-        id=state.episode, pattern=pattern.name, version=pattern.version,
+        id=state.early if provisional else state.episode, pattern=pattern.name, version=pattern.version,
         scope=key, matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=ids,
         evidence=[_EVENT.decode(state.evidence[i]) for i in ids if i in state.evidence],
         links=[link for held in helds for link in held.links][:MAX_EVIDENCE],
         count=helds[0].count if helds else 0, boost=boost, priority=pattern.pattern.spec.priority,
         pods=_pods(state, helds[0]) if helds else 0,
-        since=_dt(state.episode_at) if state.episode_at and state.episode_at < t else None)
+        since=_dt(state.episode_at) if not provisional and state.episode_at and state.episode_at < t else None,
+        provisional=provisional)
 
 
 def _pods(state: WindowState, held: Held) -> int:

@@ -174,9 +174,14 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
         kept = await page(http, f"/tapio/tables/{SENT}/")
     # the newest matches each hits partition sent (they outlive a restart of the worker, whose count of
     # matches starts again at 0): each in the graph, as new as it was sent (an episode's update keeps its id)
+    # (a provisional match withdrawn, `withdrawn`: gone from the graph)
     sent: dict[str, int] = {}
+    withdrawn: set[str] = set()
     for row in (kept or {}).get("rows", []):
         for m in row["matches"]:
+            if m.get("withdrawn"):
+                withdrawn.add(m["id"])
+                continue
             at = epoch_ms(datetime.fromisoformat(m["matched_at"]))
             sent[m["id"]] = max(at, sent.get(m["id"], at))
     log.info("isolated run: every window evaluated; waiting for %d match(es) counted and the %d kept to send "
@@ -190,7 +195,8 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
             for row in rows:
                 if not row["pattern"].startswith(DIAGNOSIS_PREFIX):
                     written[row["match_id"]] = max(row["matched_at"] or 0, written.get(row["match_id"], 0))
-            if len(written) >= matches and all(written.get(i, -1) >= at for i, at in sent.items()):
+            if (len(written) - len(written.keys() & withdrawn) >= matches
+                    and all(written.get(i, -1) >= at for i, at in sent.items()) and not written.keys() & withdrawn):
                 return
             await asyncio.sleep(POLL_S)
     finally:

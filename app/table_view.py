@@ -128,6 +128,7 @@ class SentMatchView(msgspec.Struct, kw_only=True):
     scope: str
     matched_at: datetime
     count: int
+    withdrawn: bool = False  # a provisional match withdrawn: the graph must not hold it
 
 
 class SentView(msgspec.Struct, kw_only=True):
@@ -166,7 +167,8 @@ def watermark_rows(items: Iterable[tuple[bytes | str, bytes]], *, partitions: in
 
 def sent_row(key: str, value: bytes) -> SentView:
     return SentView(key=key, partition=int(key[1:].split(":", 1)[0]), matches=[
-        SentMatchView(id=m.id, pattern=m.pattern, scope=m.scope, matched_at=m.matched_at, count=m.count)
+        SentMatchView(id=m.id, pattern=m.pattern, scope=m.scope, matched_at=m.matched_at, count=m.count,
+                      withdrawn=m.withdrawn)
         for m in _SENT.decode(value)])
 
 

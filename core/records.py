@@ -140,6 +140,13 @@ class PatternMatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_def
     priority: int = 50
     pods: int = 0  # distinct pods among the events the deciding condition counted
     since: datetime | None = None  # the episode's first match, when this one updates it (same id)
+    #: sent ahead of the watermark (`match.early_firing`): the pattern holds on the hits in so far; the
+    #: final evaluation, once event time passes `matched_at`, confirms it (the same id, not provisional)
+    #: or withdraws it
+    provisional: bool = False
+    #: a provisional match the final evaluation did not confirm: the graph drops it and its predictions
+    #: (only `id`, `pattern`, `scope` and `matched_at` say anything)
+    withdrawn: bool = False
 
 
 class MatchedBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
@@ -178,6 +185,7 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     #: Versions travel on different partitions (a node's event re-diagnoses pods of every namespace),
     #: so the order they reach the graph in says nothing
     revision: int = 0
+    provisional: bool = False  # made from a provisional match (PatternMatch.provisional)
 
 
 class InsightBatch(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

@@ -153,6 +153,9 @@ class MatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reload_interval_s: float = 0.25  # how often the pattern folder is looked at (hot reload)
     # event-time watermark: how late (in event time) an event may arrive and still count
     allowed_lateness_s: float = 10.0
+    # a pattern that holds on the hits in so far is sent at once as a provisional match, confirmed or
+    # withdrawn once event time passes it (agents/windows.py); false: final matches only, a lateness later
+    early_firing: bool = True
     # when no event arrives for this long (wall clock), the bridge moves the watermark on by the
     # time that passed, so the last windows of a quiet stream still close
     idle_advance_s: float = 5.0

@@ -21,6 +21,15 @@ def test_publish_to_prediction_counts_the_windows_the_load_closed_and_gives_the_
     assert prediction_latency({}, 10_000, made=0, until_ms=1).startswith("publish->prediction: no prediction timed")
 
 
+def test_with_early_firing_publish_to_prediction_is_the_first_sight_of_each_prediction_as_measured() -> None:
+    # provisional predictions come from the hits in so far: no lateness to take off, and a prediction
+    # whose time is within the load counts even though its window closed only after it
+    seen = {"a": (1_000, 1_100), "b": (2_000, 2_300), "late": (99_000, 99_450), "after": (101_000, 101_100)}
+    line = prediction_latency(seen, 10_000, made=4, until_ms=100_000, early=True)
+    assert "p50 300 ms p99 450 ms (bar 500 ms: ratio 0.90)" in line and "less the allowed lateness" not in line
+    assert "3 predictions timed of 4 made" in line
+
+
 def test_a_group_reports_the_worst_workers_percentiles_and_the_sum_of_its_counts() -> None:
     from benchmarks.pipeline import merged_stages
 

@@ -27,6 +27,7 @@ from core.events import UnifiedEvent
 from core.ports import GraphQueryError
 from core.records import PatternMatch, Prediction
 from core.settings import GraphSettings
+from topology.insight_queries import WITHDRAW
 from topology.insight_queries import write_insights as write_insights_query
 from topology.insight_rows import chunks, insight_rows, labels_of
 from topology.queries import (
@@ -197,6 +198,9 @@ class FalkorStore:
             await self.write_events(planned.evidence)
         for chunk in chunks(planned.groups, size=self._settings.batch_size):
             await self._run(write_insights_query(labels_of(chunk)), {"groups": chunk}, read_only=False)
+        if planned.withdrawn:
+            for statement in WITHDRAW:
+                await self._run(statement, {"rows": planned.withdrawn}, read_only=False)
         return planned.count
 
     async def query(self, q: Query, **params: object) -> list[dict]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from topology.insight_rows import EventEdgeRow, ImpactRow, InsightGroupRow, PredictionRow
+from topology.insight_rows import EventEdgeRow, ImpactRow, InsightGroupRow, PredictionRow, WithdrawnRow
 from topology.model import (
     AFFECTED,
     ALL_RESOURCE_LABELS,
@@ -70,7 +70,8 @@ _STORED_REV, _SENT_REV = "coalesce(pr.revision, 0)", f"x[{_P.index('revision')}]
 _RESOLUTION = f"(x[{_P.index('resolved_at')}] IS NOT NULL OR pr.resolved_at IS NULL)"
 _NOT_OLDER = (f"{_STORED} < {_SENT} OR ({_STORED} = {_SENT} AND ({_STORED_REV} < {_SENT_REV} OR "
               f"({_STORED_REV} = {_SENT_REV} AND {_RESOLUTION})))")
-_MATCH_SET = ", ".join(f"m.{name} = {_g(name)}" for name in ("scope", "matched_at", "window_start", "count", "boost"))
+_MATCH_SET = ", ".join(f"m.{name} = {_g(name)}"
+                       for name in ("scope", "matched_at", "window_start", "count", "boost", "provisional"))
 
 
 def _impacts(label: str) -> str:
@@ -87,7 +88,9 @@ def _impacts(label: str) -> str:
 def write_insights(labels: tuple[str, ...]) -> Query:
     """`$groups`: list of `topology.insight_rows.InsightGroupRow` whose IMPACTS edges point at
     resources of `labels` only (`insight_rows.labels_of`). Every write MERGEs on a key, so a
-    replay leaves one copy of every node and edge.
+    replay leaves one copy of every node and edge. A provisional match (flagged on its MATCHES edges
+    and predictions, the flag removed when its final version comes) does not move its Pattern's
+    version, priority and last match: a withdrawn one leaves no trace on it.
     """
     unknown = set(labels) - set(ALL_RESOURCE_LABELS)
     if unknown:
@@ -97,7 +100,7 @@ def write_insights(labels: tuple[str, ...]) -> Query:
     FOREACH (i IN x[{_P.index("impacts")}] |{impacts})""" if labels else ""
     return Query(f"write_insights:{','.join(labels) or '-'}", f"""UNWIND $groups AS g
 MERGE (p:{PATTERN_LABEL} {{{PATTERN_KEY}: {_g("pattern")}}})
-WITH p, g, coalesce(p.last_matched, -1) <= {_g("seen_at")} AS newer
+WITH p, g, coalesce(p.last_matched, -1) <= {_g("seen_at")} AND {_g("provisional")} IS NULL AS newer
 FOREACH (ignored IN CASE WHEN newer THEN [1] ELSE [] END |
     SET p.version = {_g("version")}, p.priority = coalesce({_g("priority")}, p.priority),
         p.last_matched = {_g("seen_at")})
@@ -118,6 +121,34 @@ FOREACH (ignored IN CASE WHEN b IS NULL THEN [] ELSE [1] END |
     MERGE (a)-[:{CAUSED}]->(b)
     MERGE (a)-[d:{PRECEDED}]->(b)
     SET d.delay_s = x[{_E.index("delay_s")}])""")
+
+
+_W = WithdrawnRow.__struct_fields__
+
+#: `$rows`: list of `topology.insight_rows.WithdrawnRow`. A withdrawn provisional match's predictions
+#: go, those still provisional only (a final version of the same id is never withdrawn: see
+#: agents/windows.py), with their PREDICTED and IMPACTS edges. Written after the groups of its batch.
+WITHDRAW_PREDICTIONS = Query("withdraw_predictions", f"""UNWIND $rows AS w
+MATCH (pr:{PREDICTION_LABEL})
+WHERE pr.match_id = w[{_W.index("match_id")}] AND pr.provisional = true
+DETACH DELETE pr""")
+
+#: `$rows` as WITHDRAW_PREDICTIONS: the withdrawn match's MATCHES edges (still provisional). Its
+#: evidence events stay (they happened), and so do the CAUSED/PRECEDED edges between them.
+WITHDRAW_MATCH_EDGES = Query("withdraw_match_edges", f"""UNWIND $rows AS w
+MATCH (:{EVENT_LABEL})-[m:{MATCHES}]->(:{PATTERN_LABEL} {{{PATTERN_KEY}: w[{_W.index("pattern")}]}})
+WHERE m.match_id = w[{_W.index("match_id")}] AND m.provisional = true
+DELETE m""")
+
+#: `$rows` as WITHDRAW_PREDICTIONS: a Pattern node only a withdrawn match made (no final match ever
+#: set its `last_matched`, nothing points at it any more) goes too.
+WITHDRAW_BARE_PATTERN = Query("withdraw_bare_pattern", f"""UNWIND $rows AS w
+MATCH (p:{PATTERN_LABEL} {{{PATTERN_KEY}: w[{_W.index("pattern")}]}})
+WHERE p.last_matched IS NULL AND NOT (p)--()
+DELETE p""")
+
+#: the withdrawal's statements, in order (predictions first: what a reader sees goes first)
+WITHDRAW = (WITHDRAW_PREDICTIONS, WITHDRAW_MATCH_EDGES, WITHDRAW_BARE_PATTERN)
 
 
 # --- reads ------------------------------------------------------------------------------
@@ -202,6 +233,12 @@ ALL_MATCHES = Query("all_matches", f"""MATCH (e:{EVENT_LABEL})-[m:{MATCHES}]->(p
 RETURN e.id AS event, p.name AS pattern, m.match_id AS match_id, m.scope AS scope,
        m.matched_at AS matched_at, m.window_start AS window_start, m.count AS count, m.boost AS boost
 ORDER BY match_id, event""")
+
+#: Params `match_id`. Rows: event, provisional (true, or null once final) of one match's MATCHES edges.
+MATCH_EDGES = Query("match_edges", f"""MATCH (e:{EVENT_LABEL})-[m:{MATCHES}]->(:{PATTERN_LABEL})
+WHERE m.match_id = $match_id
+RETURN e.id AS event, m.provisional AS provisional
+ORDER BY event""")
 
 #: Rows: pattern, prediction (id) of every PREDICTED edge.
 ALL_PREDICTED = Query("all_predicted", f"""MATCH (p:{PATTERN_LABEL})-[:{PREDICTED}]->(pr:{PREDICTION_LABEL})

@@ -61,6 +61,7 @@ class PredictionRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
     resolved_at: int | None  # epoch ms; None while it holds
     since: int | None  # epoch ms: the episode's first prediction, when this version updates it
     revision: int  # updates in place before this version (core.records.Prediction.revision)
+    provisional: bool | None  # True while its match is provisional; None (not stored) once final
     impacts: list[ImpactRow]
 
 
@@ -91,6 +92,14 @@ class InsightGroupRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True
     window_start: int | None = None
     count: int | None = None
     boost: float | None = None
+    provisional: bool | None = None  # the MATCHES edges' flag while the match is provisional
+
+
+class WithdrawnRow(msgspec.Struct, array_like=True, frozen=True, kw_only=True):
+    """A provisional match the final evaluation withdrew: its MATCHES edges and predictions go."""
+
+    match_id: str
+    pattern: str
 
 
 class InsightWrite(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,11 +107,12 @@ class InsightWrite(msgspec.Struct, frozen=True, kw_only=True):
 
     evidence: list[UnifiedEvent]
     groups: list[InsightGroupRow]
+    withdrawn: list[WithdrawnRow] = []  # dropped after the groups are written
 
     @property
     def count(self) -> int:
-        """Matches plus predictions written."""
-        return sum((g.match_id is not None) + len(g.predictions) for g in self.groups)
+        """Matches plus predictions written, and matches withdrawn."""
+        return sum((g.match_id is not None) + len(g.predictions) for g in self.groups) + len(self.withdrawn)
 
 
 def prediction_namespace(prediction: Prediction) -> str | None:
@@ -148,7 +158,8 @@ def prediction_row(p: Prediction) -> PredictionRow:
         at=epoch_ms(p.at), due=epoch_ms(p.due), score=_finite(p.score, f"{where}: score"),
         impact=list(p.impact) or None, remediation=p.remediation or None,
         resolved_at=epoch_ms(p.resolved_at) if p.resolved_at is not None else None,
-        since=epoch_ms(p.since) if p.since is not None else None, revision=p.revision, impacts=impacts)
+        since=epoch_ms(p.since) if p.since is not None else None, revision=p.revision,
+        provisional=p.provisional or None, impacts=impacts)
 
 
 def _edges(m: PatternMatch) -> list[EventEdgeRow]:
@@ -185,17 +196,25 @@ def group_row(group: MatchGroup) -> InsightGroupRow:
         pattern=m.pattern, version=m.version or None, priority=_int64(m.priority, f"match {m.id!r}: priority"),
         seen_at=matched_at, predictions=predictions, edges=_edges(m), match_id=m.id, scope=m.scope or None,
         matched_at=matched_at, window_start=epoch_ms(m.window_start), count=_int64(m.count, f"match {m.id!r}: count"),
-        boost=_finite(m.boost, f"match {m.id!r}: boost"))
+        boost=_finite(m.boost, f"match {m.id!r}: boost"), provisional=m.provisional or None)
 
 
 def insight_rows(matches: Sequence[PatternMatch], predictions: Sequence[Prediction]) -> InsightWrite:
-    """The evidence to write (deduplicated by id, the last wins) and one row per match group.
+    """The evidence to write (deduplicated by id, the last wins), one row per match group, and the
+    withdrawn matches (a group whose newest version is a withdrawal: its predictions, provisional,
+    go with it, whether in this batch or in the graph).
 
     Raises InvalidInsight for the first group the graph could not hold; nothing is written then.
     """
-    evidence = {e.id: e for m in matches for e in m.evidence}
-    groups = [group_row(g) for g in by_match(matches, predictions)]
-    return InsightWrite(evidence=[evidence[i] for i in sorted(evidence)], groups=groups)
+    evidence = {e.id: e for m in matches if not m.withdrawn for e in m.evidence}
+    groups: list[InsightGroupRow] = []
+    withdrawn: list[WithdrawnRow] = []
+    for group in by_match(matches, predictions):
+        if group.match is not None and group.match.withdrawn:
+            withdrawn.append(WithdrawnRow(match_id=group.match.id, pattern=group.match.pattern))
+        else:
+            groups.append(group_row(group))
+    return InsightWrite(evidence=[evidence[i] for i in sorted(evidence)], groups=groups, withdrawn=withdrawn)
 
 
 def labels_of(groups: Sequence[InsightGroupRow]) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from core.events import UnifiedEvent
 from core.ports import GraphError, GraphQueryError, GraphUnavailable
 from core.records import PatternMatch, Prediction
 from core.settings import GraphSettings
+from topology.insight_queries import WITHDRAW
 from topology.insight_queries import write_insights as write_insights_query
 from topology.insight_rows import chunks, insight_rows, labels_of
 from topology.queries import (
@@ -110,8 +111,10 @@ class Neo4jStore:
             for chunk in groups:
                 await (await tx.run(write_insights_query(labels_of(chunk)).text,
                                     groups=msgspec.to_builtins(chunk))).consume()
+            for statement in WITHDRAW if planned.withdrawn else ():
+                await (await tx.run(statement.text, rows=msgspec.to_builtins(planned.withdrawn))).consume()
 
-        if groups or events:
+        if groups or events or planned.withdrawn:
             await self._transaction(work, write=True, what=f"write_insights ({len(planned.groups)} match groups)")
         return planned.count
 

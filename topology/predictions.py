@@ -58,6 +58,7 @@ class StoredPrediction(msgspec.Struct, frozen=True, kw_only=True):
     remediation: str = ""
     resolved_at: datetime | None = None  # when it stopped holding (a diagnosis whose object recovered)
     since: datetime | None = None  # the episode's first prediction, when this version updates it
+    provisional: bool = False  # its match was sent ahead of the watermark and is not final yet
     impacted: list[ImpactedResource] = []
 
 

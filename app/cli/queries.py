@@ -105,6 +105,8 @@ def predictions(ctx: click.Context, namespace: str | None, pattern: str | None, 
         click.echo("no predictions" + (f" in namespace {namespace}" if namespace else ""))
     for p in found:
         stopped = f", resolved {p.resolved_at:%Y-%m-%d %H:%M:%S}Z" if p.resolved_at is not None else ""
+        if p.provisional:  # sent ahead of event time (match.early_firing): confirmed or withdrawn soon
+            stopped += ", provisional"
         click.echo(f"{p.score:.2f} {p.at:%Y-%m-%d %H:%M:%S}Z [{p.pattern}] {p.scope}: {p.message} "
                    f"(confidence {p.confidence:.0%}, {p.type} by {p.due:%H:%M:%S}Z{stopped})")
 

@@ -337,7 +337,53 @@ async def test_neo4j_store_writes_and_reads_insights_over_bolt(tmp_path: Path) -
             assert found["impacts"] == [("p1", "Pod", "u-web-1"), ("p1", "Service", "Service:shop/front")]
             hypotheses = await asyncio.wait_for(hypotheses_for(graph, "Pod", "shop", "web-1"), 60)
             assert [(h.prediction.id, h.via) for h in hypotheses] == [("p1", ["impacts", "evidence"])]
+            # a provisional match withdrawn, in the same transaction path (WITHDRAW after the groups)
+            early = msgspec.structs.replace(drift("m2", second=40), provisional=True)
+            await asyncio.wait_for(graph.write_insights([early], [prediction("p2", "m2", provisional=True)]), 60)
+            assert {p.id for p in await asyncio.wait_for(list_predictions(graph), 60)} == {"p1", "p2"}
+            gone = match("m2", withdrawn=True, matched_at=T0 + timedelta(seconds=40))
+            assert await asyncio.wait_for(graph.write_insights([gone], []), 60) == 1
+            assert await asyncio.wait_for(inventory(graph), 60) == found
         finally:
             await asyncio.wait_for(graph.close(), 30)
     finally:
         _terminate(server.pid)
+
+
+async def test_a_provisional_match_is_confirmed_in_place_or_withdrawn_with_its_predictions(store: GraphStore) -> None:
+    # agents/windows.py sends a match ahead of the watermark (provisional), then the final
+    # evaluation confirms it (the same id, final) or withdraws it: the graph then holds what a run
+    # with final matches only would hold, and never drops a final match on a withdrawal
+    early = msgspec.structs.replace(drift(), provisional=True)
+    early_prediction = msgspec.structs.replace(DRIFT_PREDICTION, provisional=True)
+    await store.write_insights([early], [early_prediction])
+    [stored] = await list_predictions(store)
+    assert stored.id == "p1" and stored.provisional
+    await store.write_insights([drift()], [DRIFT_PREDICTION])  # confirmed
+    confirmed = await inventory(store)
+    [stored] = await list_predictions(store)
+    assert not stored.provisional
+    assert await store.query(insight_queries.ALL_MATCHES) == [
+        {"event": e, "pattern": "config-drift", "match_id": "m1", "scope": "configmap:ConfigMap/shop/cfg",
+         "matched_at": T0_MS + 30_000, "window_start": T0_MS, "count": 3, "boost": 0.1} for e in ("e-cfg", "e-web1")]
+    withdrawn_final = match("m1", withdrawn=True, matched_at=T0 + timedelta(seconds=30))
+    await store.write_insights([withdrawn_final], [])  # (never sent for a final match; it must not drop one)
+    assert await inventory(store) == confirmed
+
+    other = msgspec.structs.replace(drift("m2", second=40), provisional=True)
+    other_prediction = prediction("p2", "m2", provisional=True, at=T0 + timedelta(seconds=40),
+                                  impacted=[ObjectRef(kind="Pod", name="web-1", namespace="shop", uid="u-web-1")])
+    await store.write_insights([other], [other_prediction])
+    assert {p.id for p in await list_predictions(store)} == {"p1", "p2"}
+    await store.write_insights([match("m2", withdrawn=True, matched_at=T0 + timedelta(seconds=40))], [])
+    assert await inventory(store) == confirmed  # its prediction, IMPACTS and MATCHES edges gone; events kept
+    # a provisional match and its withdrawal in one sink batch: the withdrawal is the newer version
+    await store.write_insights([other, match("m2", withdrawn=True, matched_at=T0 + timedelta(seconds=40))],
+                               [other_prediction])
+    assert await inventory(store) == confirmed
+    # a pattern only a withdrawn match named leaves no Pattern node behind
+    lone = match("m3", pattern="oom-cascade", provisional=True, event_ids=["e-web1"])
+    await store.write_insights([lone], [prediction("p3", "m3", pattern="oom-cascade", provisional=True)])
+    assert len((await inventory(store))["patterns"]) == 2
+    await store.write_insights([match("m3", pattern="oom-cascade", withdrawn=True)], [])
+    assert await inventory(store) == confirmed
