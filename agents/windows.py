@@ -263,30 +263,35 @@ def early(pattern: CompiledPattern, key: str, state: WindowState, new_times: Ite
     if not times:
         return None
     state.early_to = times[-1]
+    open_at = _episode_open_at(pattern, state, times)
     for t in times:
-        if t < state.quiet_until or _episode_open(pattern, state, t):
+        if t < state.quiet_until or open_at[t]:
             continue
         found = holds(pattern, state, t)
         if found is None:
             continue
         helds, boost = found
-        match_id = content_id("match", pattern.name, key, str(t))  # as `advance` names a new episode at t
-        state.early, state.early_at = match_id, t
+        state.early, state.early_at = content_id("match", pattern.name, key, str(t)), t  # as `advance` names it
         return _match(pattern, key, state, t, helds, boost, provisional=True)
     return None
 
 
-def _episode_open(pattern: CompiledPattern, state: WindowState, t: int) -> bool:
-    """Whether the final evaluation would find the state's episode still open at t: no silence longer
-    than the span between its last evaluated hit and t (the rule of `advance`)."""
+def _episode_open_at(pattern: CompiledPattern, state: WindowState, times: list[int]) -> dict[int, bool]:
+    """For each of `times` (sorted), whether the final evaluation would find the state's episode still
+    open there: no silence longer than the span between its last evaluated hit and t (the rule of
+    `advance`). One pass over the hit times in between, however many `times`."""
     if not state.episode:
-        return False
-    previous = state.last_hit
-    for hit_t in sorted({e.t for entries in state.entries.values() for e in entries if previous < e.t <= t}):
-        if hit_t - previous > pattern.span_ms:
-            return False
-        previous = hit_t
-    return t - previous <= pattern.span_ms
+        return dict.fromkeys(times, False)
+    between = sorted({e.t for entries in state.entries.values() for e in entries if state.last_hit < e.t <= times[-1]})
+    out: dict[int, bool] = {}
+    previous, still_open, i = state.last_hit, True, 0
+    for t in times:
+        while i < len(between) and between[i] < t:  # the hits before t, in time order
+            still_open = still_open and between[i] - previous <= pattern.span_ms
+            previous = between[i]
+            i += 1
+        out[t] = still_open and t - previous <= pattern.span_ms
+    return out
 
 
 def _withdrawn(pattern: CompiledPattern, key: str, match_id: str, t: int) -> PatternMatch:
