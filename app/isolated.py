@@ -17,7 +17,9 @@ batch since (`/tapio/stages/`), so the matches of that evaluation are counted; a
 every match counted (a match is written with its predictions in one query), and each of the newest
 matches the windows keep to send again (`tapio-sent-matches`), as new as they were sent: after a
 restart of the worker (Kafka lost its data) its count starts again, and the graph's older matches
-would otherwise make up for those still on their way. Whichever comes
+would otherwise make up for those still on their way; and no match in the graph is still
+provisional (`match.early_firing`: a provisional match has its final version's id and time, and
+the evaluation past the input settles every one; a withdrawn one kept must be gone). Whichever comes
 first, that or no new prediction for a few seconds (as before, and the only way without a marker).
 """
 
@@ -196,7 +198,9 @@ async def _all_matches_written(target: Settings, newest: datetime, *, alive: Cal
                 if not row["pattern"].startswith(DIAGNOSIS_PREFIX):
                     written[row["match_id"]] = max(row["matched_at"] or 0, written.get(row["match_id"], 0))
             if (len(written) - len(written.keys() & withdrawn) >= matches
-                    and all(written.get(i, -1) >= at for i, at in sent.items()) and not written.keys() & withdrawn):
+                    and all(written.get(i, -1) >= at for i, at in sent.items()) and not written.keys() & withdrawn
+                    # a provisional match and its final version share id and time: the final one must be in
+                    and not await graph.query(insight_queries.PROVISIONAL_MATCH_IDS)):
                 return
             await asyncio.sleep(POLL_S)
     finally:

@@ -234,6 +234,11 @@ RETURN e.id AS event, p.name AS pattern, m.match_id AS match_id, m.scope AS scop
        m.matched_at AS matched_at, m.window_start AS window_start, m.count AS count, m.boost AS boost
 ORDER BY match_id, event""")
 
+#: Rows: match_id of every match still provisional (some MATCHES edge of it flagged).
+PROVISIONAL_MATCH_IDS = Query("provisional_match_ids", f"""MATCH (:{EVENT_LABEL})-[m:{MATCHES}]->(:{PATTERN_LABEL})
+WHERE m.provisional = true
+RETURN DISTINCT m.match_id AS match_id""")
+
 #: Params `match_id`. Rows: event, provisional (true, or null once final) of one match's MATCHES edges.
 MATCH_EDGES = Query("match_edges", f"""MATCH (e:{EVENT_LABEL})-[m:{MATCHES}]->(:{PATTERN_LABEL})
 WHERE m.match_id = $match_id
