@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -53,6 +54,20 @@ TARGET = 10_000
 #: predictions are looked for among those of the last minute (event time): one first seen later is not timed
 PREDICTION_WINDOW_MS = 60_000
 PREDICTION_POLL_S = 0.05  # how often the graph is asked for new predictions (adds half of it to the figure on average)
+
+
+def leave_only_profiles(root: Path) -> None:
+    """The run's folder once its servers stopped: the py-spy profiles stay (their paths are printed),
+    the servers' data and logs go (~0.3-1.2 GiB a run: 116 runs had left 29 GiB in /tmp)."""
+    for path in root.iterdir():
+        if path.is_file() and path.name.startswith("profile-"):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def prediction_latency(seen: dict[str, tuple[int, int]], lateness_ms: int, made: int, *, until_ms: int,
@@ -579,6 +594,7 @@ async def run(args: argparse.Namespace) -> int:
         for w in workers.values():
             w.stop()
         stack.stop()
+        leave_only_profiles(root)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.pipeline import prediction_latency  # noqa: E402
+from benchmarks.pipeline import leave_only_profiles, prediction_latency  # noqa: E402
 
 
 def test_publish_to_prediction_counts_the_windows_the_load_closed_and_gives_the_figure_net_of_lateness() -> None:
@@ -40,3 +40,17 @@ def test_a_group_reports_the_worst_workers_percentiles_and_the_sum_of_its_counts
     merged = merged_stages([one, two])
     assert merged["match"] == {"events": 40, "batches": 5, "rate": 12.0}
     assert merged["timings"]["match_latency"] == {"samples": 40, "p50_ms": 40.0, "p99_ms": 80.0, "max_ms": 120.0}
+
+
+def test_a_run_leaves_its_profiles_and_nothing_else(tmp_path: Path) -> None:
+    run = tmp_path / "tapio-bench-x"
+    (run / "falkordb" / "data").mkdir(parents=True)
+    (run / "falkordb" / "data" / "dump.rdb").write_bytes(b"x" * 100)
+    (run / "worker.log").write_text("log")
+    (run / "profile-worker.txt").write_text("samples")
+    leave_only_profiles(run)
+    assert sorted(p.name for p in run.iterdir()) == ["profile-worker.txt"]
+    (run / "profile-worker.txt").unlink()
+    (run / "nats").mkdir()
+    leave_only_profiles(run)
+    assert not run.exists()
