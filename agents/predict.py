@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
+import msgspec
+
 from agents.confidence import NO_FEEDBACK, Adjustment, adjusted
 from agents.hits import compile_test
 from agents.patterns import BehaviorPattern, Predicate
@@ -123,4 +125,8 @@ def predict_batch(batch: MatchedBatch, patterns: dict[str, BehaviorPattern],
         adjustment = adjustments.get(match.pattern, NO_FEEDBACK)
         if pattern is not None and adjustment.disabled is None:
             predictions.extend(predictions_for(match, pattern, adjustment))
-    return InsightBatch(matches=batch.matches, predictions=predictions), []
+    # a provisional match goes on without its evidence events: its predictions were made from them, the
+    # graph links it to those it already holds (they travel to it beside the hits), and its final version
+    # brings them all; carried twice, they were most of what early firing cost the worker and the graph
+    matches = [msgspec.structs.replace(m, evidence=[]) if m.provisional else m for m in batch.matches]
+    return InsightBatch(matches=matches, predictions=predictions), []

@@ -55,8 +55,8 @@ def predicting(insights: faust.TopicT, predict: Predict, runtime: StageRuntime,
             await before()  # type: ignore[misc]
             waited = True
         batch = MatchedBatch(matches=found)
-        done = await apply_transform(runtime, STAGE, f"windows partition {partition}",
-                                     msgpack_encoder.encode(batch), predict, batch)
+        done = await apply_transform(runtime, STAGE, f"windows partition {partition}",  # encoded only to dead-letter
+                                     lambda: msgpack_encoder.encode(batch), predict, batch)
         if done is None:  # dead-lettered: a bug, the matches kept in the dead-letter stream
             return
         data, out = done

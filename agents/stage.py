@@ -81,17 +81,20 @@ async def dead_letter_rejects(runtime: StageRuntime, stage: str, where: str, rej
                                   payload=safe_payload(item), event_id=event_id)
 
 
-async def apply_transform(runtime: StageRuntime, name: str, where: str, payload: bytes,
+async def apply_transform(runtime: StageRuntime, name: str, where: str, payload: bytes | Callable[[], bytes],
                           transform: Transform, *args: Any) -> tuple[bytes, msgspec.Struct | None] | None:
     """One batch through a stage's `transform(*args)`, encoded, each item it rejected or that does
     not encode dead-lettered alone: (the output's MessagePack, the output without what failed), or
     (b"", None) when it made no output. None when the transform raised or its output cannot be encoded
-    as a batch: the whole input (`payload`) is dead-lettered under the stage's name."""
+    as a batch: the whole input (`payload`, or what it returns: made only then) is dead-lettered under
+    the stage's name."""
+    def payload_of() -> bytes:
+        return payload() if callable(payload) else payload
     try:
         out, rejected = transform(*args)
     except Exception as e:  # a bug or a case nobody foresaw: keep the batch, keep going
         log.exception("%s failed on %s; the batch is dead-lettered", name, where)
-        await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where, payload=payload)
+        await runtime.dead_letter(stage=name, reason=f"{type(e).__name__}: {e}", where=where, payload=payload_of())
         return None
     data = b""
     if out is not None:
@@ -100,7 +103,7 @@ async def apply_transform(runtime: StageRuntime, name: str, where: str, payload:
         except Exception as e:  # not an item's fault: the batch itself
             log.exception("%s cannot encode its output for %s; the batch is dead-lettered", name, where)
             await runtime.dead_letter(stage=name, reason=f"output cannot be encoded: {type(e).__name__}: {e}",
-                                      where=where, payload=payload)
+                                      where=where, payload=payload_of())
             return None
         rejected = [*rejected, *unencodable]
     await dead_letter_rejects(runtime, name, where, rejected)

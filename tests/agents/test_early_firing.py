@@ -113,6 +113,7 @@ def test_a_late_sample_that_breaks_a_metric_condition_withdraws_it_and_its_predi
     assert graph_after(sent) == {} and run(events, [hot]) == []
     batch, _ = predict_batch(MatchedBatch(matches=[m for _, m in sent]), {"hot": hot.pattern})
     assert [p.provisional for p in batch.predictions] == [True]  # the withdrawal makes none
+    assert sent[0][1].evidence and batch.matches[0].evidence == []  # predicted from it; the final brings it
     write = insight_rows(batch.matches, batch.predictions)  # one sink batch holding both: a withdrawal
     assert write.groups == [] and [w.match_id for w in write.withdrawn] == [sent[0][1].id]
 
