@@ -20,7 +20,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping
 
 from agents.hits import CompiledPattern
-from agents.windows import WindowState, add_hits, advance, early
+from agents.windows import WindowState, add_hits, advance, early, withdrawal
 from core.records import Hit, PatternMatch
 
 NEVER = 2**62
@@ -158,7 +158,9 @@ class PartitionWindows:
             name, _, scope = key.partition("|")
             state = self.state(key)
             pattern = compiled.get(name)
-            if pattern is None:  # the pattern was deleted: its state goes with it
+            if pattern is None:  # the pattern was deleted: its state goes with it, and its provisional match
+                if state.early:
+                    found.append(withdrawal(name, scope, state.early, state.early_at))
                 self.states[key] = WindowState()
                 self.due.pop(key)
                 self._dirty.add(key)

@@ -295,8 +295,13 @@ def _episode_open_at(pattern: CompiledPattern, state: WindowState, times: list[i
 
 
 def _withdrawn(pattern: CompiledPattern, key: str, match_id: str, t: int) -> PatternMatch:
-    return PatternMatch(id=match_id, pattern=pattern.name, version=pattern.version, scope=key,
-                        matched_at=_dt(t), window_start=_dt(t - pattern.span_ms), event_ids=[], withdrawn=True)
+    return withdrawal(pattern.name, key, match_id, t, version=pattern.version, span_ms=pattern.span_ms)
+
+
+def withdrawal(name: str, key: str, match_id: str, t: int, *, version: str = "", span_ms: int = 0) -> PatternMatch:
+    """The record that withdraws provisional match `match_id` of pattern `name` in scope `key` at t."""
+    return PatternMatch(id=match_id, pattern=name, version=version, scope=key, matched_at=_dt(t),
+                        window_start=_dt(t - span_ms), event_ids=[], withdrawn=True)
 
 
 def _prune(state: WindowState, before: int) -> None:

@@ -165,3 +165,15 @@ def test_a_provisional_match_outlives_a_restart_and_is_still_withdrawn(tmp_path:
     assert [(m.provisional, m.withdrawn) for _, m in sent] == [(True, False), (False, True)]
     state = WindowState(early="x", early_at=5, early_to=7)
     assert decode_state(encode_state(state)) == state
+
+
+def test_a_deleted_pattern_withdraws_its_provisional_match_with_its_state(tmp_path: Path) -> None:
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    windows = PartitionWindows(lambda key: None, ahead=True)
+    windows.add([h for i in range(3) for h in Selector([oom]).hits(ev(i, "oom-kill", name=f"p{i}", node="n1"), {})],
+                watermark=0)
+    [early] = windows.early({"oom": oom})
+    assert early.provisional
+    [gone] = windows.advance({}, epoch_ms(T0) + 60_000)  # the file deleted before event time passed it
+    assert (gone.id, gone.withdrawn, gone.pattern, gone.scope) == (early.id, True, "oom", "node:n1")
+    assert windows.flush() == {"oom|node:n1": None}
