@@ -86,7 +86,7 @@ class Pages:
         if found is None:
             raise PageProblem(404, "No such prediction", f"the graph has no prediction with id {prediction_id!r}: "
                                                          f"the list at /ui/ has every one it holds")
-        state = "resolved" if found.resolved_at else "ongoing"
+        state = "resolved" if found.resolved_at else "provisional" if found.provisional else "ongoing"
         analysis = await prediction_analysis(
             graph, [found], verdict=f"{found.pattern} in {found.scope} ({found.confidence:.0%}, {state}): "
                                     f"{found.message}", events=0, where="this worker's graph")

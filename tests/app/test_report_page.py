@@ -54,3 +54,18 @@ def test_the_vote_panel_says_how_to_turn_votes_on_where_the_worker_has_no_token(
     assert 'id="tapio-token"' in on and 'data-prediction="pr-1"' in on and " disabled" not in on.split(
         'class="vote"')[1].split("</div>")[0]
     assert "Votes are off" not in on
+
+
+def test_the_predictions_list_tells_a_provisional_prediction_from_an_ongoing_and_a_resolved_one() -> None:
+    from datetime import timedelta
+
+    from app.report.page import render_predictions
+    from topology.predictions import StoredPrediction
+
+    def stored(pid: str, **changes: object) -> StoredPrediction:
+        return StoredPrediction(id=pid, match_id="m-" + pid, pattern="oom-kill-loop", at=T0,
+                                due=T0 + timedelta(minutes=10), message=f"message {pid}", **changes)
+    page = render_predictions([stored("a", provisional=True), stored("b"), stored("c", resolved_at=T0)],
+                              query={"namespace": "", "pattern": "", "since": "", "until": "", "limit": 50}, show="all")
+    pills = re.findall(r'<span class="pill (\w+)"[^>]*>([^<]*)</span>', page)
+    assert [text.split()[0] for _, text in pills] == ["provisional", "ongoing", "resolved"]
