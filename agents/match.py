@@ -406,7 +406,6 @@ def _told(match: PatternMatch) -> str:
     return f"{match.pattern} {match.scope} x{match.count}{state}"
 
 
-
 def _take(part: WindowPartition, value: HitBatch, marks: Any, catalog: Catalog, lateness_ms: int,
           max_ahead_ms: int, record: Callable[[list[PatternMatch]], None] | None = None) -> tuple[int, list]:
     """One hits batch: add its hits, move the source's watermark, evaluate, `record` the matches
