@@ -244,7 +244,10 @@ def advance(pattern: CompiledPattern, key: str, state: WindowState, watermark: i
             state.early = ""  # the provisional match confirmed: this one, final, replaces it in the graph
         state.quiet_until = t + pattern.span_ms
     state.done_to = watermark
-    if state.early and state.early_at <= watermark:
+    # withdrawn once evaluated and not confirmed, or as soon as a final match's quiet period covers it (a
+    # late hit made the pattern hold sooner): it can no longer be confirmed, and it would stand beside the
+    # final match until event time reaches it (two predictions of one incident)
+    if state.early and (state.early_at <= watermark or state.early_at < state.quiet_until):
         matches.append(_withdrawn(pattern, key, state.early, state.early_at))
         state.early = ""
     _prune(state, watermark - pattern.span_ms)

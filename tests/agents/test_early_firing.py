@@ -177,3 +177,21 @@ def test_a_deleted_pattern_withdraws_its_provisional_match_with_its_state(tmp_pa
     [gone] = windows.advance({}, epoch_ms(T0) + 60_000)  # the file deleted before event time passed it
     assert (gone.id, gone.withdrawn, gone.pattern, gone.scope) == (early.id, True, "oom", "node:n1")
     assert windows.flush() == {"oom|node:n1": None}
+
+
+def test_a_final_match_that_quiets_the_provisional_ones_time_withdraws_it_in_the_same_batch(tmp_path: Path) -> None:
+    """The final evaluation finds the pattern held sooner (a late hit) while event time is still short of
+    the provisional match: the provisional one can no longer be confirmed (its time is in the final
+    match's quiet period), so it is withdrawn with the final match, not a lateness later; until then
+    the graph would have held two predictions of one incident (a real-cluster run showed them)."""
+    oom = compile_pattern(load_pattern(pattern_file(tmp_path, OOM)))
+    events = [ev(10, "oom-kill", name="a", node="n1"), ev(12, "oom-kill", name="b", node="n1"),
+              ev(19, "oom-kill", name="c", node="n1"),  # holds at 19 on what is in: provisional
+              ev(11, "oom-kill", name="d", node="n1"),  # late: it held at 12
+              ev(23, "oom-kill", name="x", node="n2"),  # event time moves to 13: 12 is evaluated, 19 not yet
+              ev(24, "oom-kill", name="y", node="n3")]
+    sent = run_ahead(events, [oom])
+    told = [(at - epoch_ms(T0), m.provisional, m.withdrawn, int((m.matched_at - T0).total_seconds()))
+            for at, m in sent]
+    assert told[:3] == [(19_000, True, False, 19), (23_000, False, False, 12), (23_000, False, True, 19)]
+    assert final_view(graph_after(sent).values()) == final_view(run(events, [oom]))
