@@ -38,8 +38,10 @@ def flow_settings(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFact
                                 data_dir=str(tmp_path_factory.mktemp("worker")))
     # a killed bridge's unacked fetch comes back after ack_wait: keep the test short; the bridge serves
     # /healthz and /metrics (test_the_worker_metrics_count_what_it_wrote_and_its_lag reads them)
+    # match.early_firing on: test_a_new_incident_is_predicted_before_event_time_passes_it_then_confirmed
     return msgspec.structs.replace(settings, nats=msgspec.structs.replace(settings.nats, bridge_ack_wait_s=4.0,
-                                                                          bridge_web_port=free_port()))
+                                                                          bridge_web_port=free_port()),
+                                   match=msgspec.structs.replace(settings.match, early_firing=True))
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +310,7 @@ def failed_scheduling(i: int, namespace: str, at: datetime) -> RawEvent:
 
 async def test_a_new_incident_is_predicted_before_event_time_passes_it_then_confirmed(bridge,
                                                                                      flow_settings: Settings) -> None:
-    """`match.early_firing` (on by default): the third scheduling failure makes unschedulable-pod hold,
+    """`match.early_firing` (on in this module's settings): the third scheduling failure makes unschedulable-pod hold,
     and its prediction is in the graph, provisional, while event time is still short of it by the
     allowed lateness (10 s); once the bridge's idle advance has moved event time past it, the final
     evaluation confirms it in place: the same prediction, no longer provisional. (Last in the module:
