@@ -155,10 +155,17 @@ def netns_made(before: HostBefore) -> list[Path]:
 
 
 def remove_netns(before: HostBefore) -> None:
+    netns = Path("/run/netns")
+    if netns not in before.existing:
+        # the folder is the cluster's, and so is every mount in it. The CNI plugins bind-mount it on itself
+        # when they first make it; a namespace mounted in it just before (two pods at once) is then hidden
+        # under that bind mount: no umount of its path reaches it, and unlinking it fails with EBUSY (seen
+        # 2026-12-06: the next cluster of the run could not start). Detaching the folder's mounts first,
+        # the bind mount included, uncovers the hidden ones for the next round of `unmount_all`.
+        unmount_all([netns])
     for path in netns_made(before):
         unmount_all([path])
         path.unlink(missing_ok=True)
-    netns = Path("/run/netns")
     if netns not in before.existing and netns.is_dir() and not os.listdir(netns):
         unmount_all([netns])
         netns.rmdir()

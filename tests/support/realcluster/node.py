@@ -326,19 +326,23 @@ class RealCluster:
                 by_name[name].stop()
         self._stopped_pids = [p.pid for p in self.processes]
         problems: list[str] = []
-        if self.work_dir != Path() and self._before is not None and self.paths is not None:
-            problems += cleanup.take_away(
-                self._before,
-                work_dir=self.work_dir,
-                bridge=self.bridge,
-                network=self.network,
-                containerd_socket=self.paths.containerd_socket,
-                containerd_state=self.paths.containerd_state,
-            )
-            problems += self.leftovers()
-        elif self.work_dir != Path():
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-        self._lock.release()
+        try:
+            if self.work_dir != Path() and self._before is not None and self.paths is not None:
+                problems += cleanup.take_away(
+                    self._before,
+                    work_dir=self.work_dir,
+                    bridge=self.bridge,
+                    network=self.network,
+                    containerd_socket=self.paths.containerd_socket,
+                    containerd_state=self.paths.containerd_state,
+                )
+                problems += self.leftovers()
+            elif self.work_dir != Path():
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+        finally:
+            # a take-away that raised must not keep the machine: the next cluster (of this process too)
+            # would wait LOCK_WAIT for it, and its sweep takes away what is left (its record stays)
+            self._lock.release()
         self.processes = []
         self.timings["stop"] = time.monotonic() - started
         if problems:
