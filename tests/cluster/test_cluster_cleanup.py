@@ -1,12 +1,11 @@
 """Taking away what a stopped cluster left on the host (`realcluster.cleanup`), and the machine lock.
 
-A full test run on 2026-12-06 hung for 15 minutes: a network namespace mounted in `/run/netns` just
-before the CNI plugins bind-mounted that folder on itself was hidden under the bind mount, unlinking
-it failed with EBUSY, the cluster's stop raised before it let go of the machine lock, and the next
-cluster of the same test process waited for the lock until its timeout. These tests make that host
-state with real mounts (root is needed: they skip without it, or where the host has a `/run/netns`
-of its own, which they must not touch). They run in the real-cluster group, holding the machine
-lock, so no cluster is running beside them.
+A full test run on 2026-12-06 hung for 15 minutes: `ip netns add` in a test beside the cluster
+(tests/collectors/test_dns_capture.py) bind-mounted `/run/netns` on itself over the cluster's network
+namespaces; hidden, one could not be unlinked (EBUSY), the cluster's stop raised before it let go of
+the machine lock, and the next cluster of the same test process waited for the lock until its timeout.
+These tests use real mounts and the real `ip` (root is needed: they skip without it). They run in the
+real-cluster group, holding the machine lock, so no cluster is running beside them.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from realcluster.stale import MachineLock
 
 pytestmark = [pytest.mark.xdist_group("real-cluster")]
 
-NETNS = Path("/run/netns")
-
 
 @pytest.fixture
 def machine() -> Iterator[MachineLock]:
@@ -40,49 +37,35 @@ def machine() -> Iterator[MachineLock]:
         lock.release()
 
 
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
 
 
-def _namespace_file(path: Path) -> None:
-    """`path` as `ip netns add` and the CNI plugins make it: a file with a network namespace bind-mounted on it."""
-    path.touch()
-    _mount("--bind", "/proc/self/ns/net", str(path))
-
-
-@pytest.fixture
-def netns_folder(machine: MachineLock) -> Iterator[cleanup.HostBefore]:
-    """The host as a cluster found it (no /run/netns); whatever a test leaves is taken away after it."""
-    if NETNS.exists():
-        pytest.skip(f"this host has a {NETNS} of its own (a cluster running outside the tests?); not touching it")
+def test_a_namespace_another_tool_adds_later_does_not_hide_the_clusters(machine: MachineLock) -> None:
     before = cleanup.host_before()
+    ours = cleanup.NETNS_DIR / f"cni-00000000-{os.getpid()}"
+    theirs = f"tapio-cleanup-{os.getpid()}"
     try:
-        yield before
+        cleanup.share_netns_folder()  # as the cluster does at start
+        ours.touch()  # as the CNI plugins make a pod's namespace
+        subprocess.run(["mount", "--bind", "/proc/self/ns/net", str(ours)], check=True, capture_output=True)
+        added = _ip("netns", "add", theirs)  # a first `ip netns add` bind-mounts the folder unless it is a mount
+        assert added.returncode == 0, added.stderr
+
+        assert cleanup.remove_netns(before) == []
+
+        assert not ours.exists() and cleanup.mounts_under([ours]) == []
+        used = _ip("netns", "exec", theirs, "true")  # the other tool's namespace is left working
+        assert used.returncode == 0, used.stderr
+        assert _ip("netns", "del", theirs).returncode == 0
+        assert cleanup.remove_netns(before) == []
+        if cleanup.NETNS_DIR not in before.existing:
+            assert not cleanup.NETNS_DIR.exists()
     finally:
-        cleanup.unmount_all([NETNS])
-        if NETNS.exists():
-            for entry in NETNS.iterdir():
-                entry.unlink(missing_ok=True)
-            NETNS.rmdir()
-
-
-def test_a_namespace_hidden_under_the_bind_mounted_folder_is_taken_away(netns_folder: cleanup.HostBefore) -> None:
-    NETNS.mkdir()
-    hidden = NETNS / "cni-00000000-hidden"
-    _namespace_file(hidden)
-    _mount("--bind", str(NETNS), str(NETNS))  # what the CNI plugins do when they first make the folder
-    _mount("--make-shared", str(NETNS))
-    _namespace_file(NETNS / "cni-00000000-visible")
-    # the state of the hang: no umount by its path reaches the hidden namespace, and it cannot be unlinked
-    cleanup.unmount_all([hidden])
-    with pytest.raises(OSError) as busy:
-        hidden.unlink()
-    assert busy.value.errno == errno.EBUSY
-
-    cleanup.remove_netns(netns_folder)
-
-    assert not NETNS.exists()
-    assert cleanup.mounts_under([NETNS]) == []
+        _ip("netns", "del", theirs)
+        cleanup.unmount_all([ours])
+        ours.unlink(missing_ok=True)
+        cleanup.remove_netns(before)
 
 
 def test_a_stop_whose_take_away_fails_still_lets_the_next_cluster_have_the_machine(

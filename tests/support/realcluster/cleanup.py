@@ -27,13 +27,14 @@ from realcluster.processes import exists, kill_pids
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINERD_NAMESPACE = "k8s.io"
 MNT_DETACH = 2
+NETNS_DIR = Path("/run/netns")  # where `ip netns` and the CNI plugins mount network namespaces
 HOST_PATHS = (
     Path("/var/log/pods"),
     Path("/var/lib/kubelet"),
     Path("/var/lib/cni"),
     Path("/etc/cni"),
     Path("/etc/cni/net.d"),
-    Path("/run/netns"),
+    NETNS_DIR,
     Path("/usr/libexec/kubernetes"),
     Path("/run/containerd"),  # shim sockets: /run/containerd/s/<hash>, whatever containerd's state dir is
     Path("/run/containerd/s"),
@@ -147,28 +148,40 @@ def unmount_all(prefixes: list[Path]) -> list[Path]:
 
 
 def netns_made(before: HostBefore) -> list[Path]:
-    netns = Path("/run/netns")
-    if not netns.is_dir():
+    if not NETNS_DIR.is_dir():
         return []
-    old = before.entries.get(netns, frozenset())
-    return [netns / name for name in os.listdir(netns) if name.startswith("cni-") and name not in old]
+    old = before.entries.get(NETNS_DIR, frozenset())
+    return [NETNS_DIR / name for name in os.listdir(NETNS_DIR) if name.startswith("cni-") and name not in old]
 
 
-def remove_netns(before: HostBefore) -> None:
-    netns = Path("/run/netns")
-    if netns not in before.existing:
-        # the folder is the cluster's, and so is every mount in it. The CNI plugins bind-mount it on itself
-        # when they first make it; a namespace mounted in it just before (two pods at once) is then hidden
-        # under that bind mount: no umount of its path reaches it, and unlinking it fails with EBUSY (seen
-        # 2026-12-06: the next cluster of the run could not start). Detaching the folder's mounts first,
-        # the bind mount included, uncovers the hidden ones for the next round of `unmount_all`.
-        unmount_all([netns])
+def share_netns_folder() -> None:
+    """Make `/run/netns` a shared mount point of its own before the CNI plugins mount namespaces in it,
+    as `ip netns add` does the first time. Otherwise the first `ip netns add` on the host while the
+    cluster runs (tests/collectors/test_dns_capture.py does) bind-mounts the folder on itself over the
+    cluster's namespaces: hidden, they can be neither unmounted by path nor unlinked (EBUSY), and the
+    folder can never go (seen 2026-12-06). Idempotent; the folder is removed in `remove_netns` when
+    the cluster made it and it is empty."""
+    NETNS_DIR.mkdir(exist_ok=True)
+    if NETNS_DIR not in mounts_under([NETNS_DIR]):
+        subprocess.run(["mount", "--rbind", str(NETNS_DIR), str(NETNS_DIR)], check=True, capture_output=True)
+    subprocess.run(["mount", "--make-rshared", str(NETNS_DIR)], check=True, capture_output=True)
+
+
+def remove_netns(before: HostBefore) -> list[str]:
+    """Unmount and unlink the cluster's network namespaces; the folder too when the cluster made it and
+    nothing else is in it (a test beside the cluster may have namespaces of its own there). Returns
+    what could not be removed."""
+    problems = []
     for path in netns_made(before):
         unmount_all([path])
-        path.unlink(missing_ok=True)
-    if netns not in before.existing and netns.is_dir() and not os.listdir(netns):
-        unmount_all([netns])
-        netns.rmdir()
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:  # EBUSY: mounted under a later bind mount of the folder (see share_netns_folder)
+            problems.append(f"network namespace {path}: {e.strerror} (hidden under a bind mount of {NETNS_DIR})")
+    if NETNS_DIR not in before.existing and NETNS_DIR.is_dir() and not os.listdir(NETNS_DIR):
+        unmount_all([NETNS_DIR])
+        NETNS_DIR.rmdir()
+    return problems
 
 
 def link_exists(name: str) -> bool:
@@ -183,7 +196,7 @@ def delete_link(name: str) -> None:
 def restore_host_paths(before: HostBefore, *, network: str) -> None:
     """Remove host paths that did not exist before; in those that did, only the new entries."""
     for path in HOST_PATHS:
-        if path == Path("/run/netns") or not path.exists():
+        if path == NETNS_DIR or not path.exists():
             continue
         if path not in before.existing:
             unmount_all([path])
@@ -225,7 +238,7 @@ def take_away(
     netns, cgroups, the bridge, new host paths, the work dir. Returns what could not be removed."""
     ids = kill_containers(containerd_socket, containerd_state)
     problems = [f"still mounted: {p}" for p in unmount_all([work_dir, Path("/var/lib/kubelet")])]
-    remove_netns(before)
+    problems += remove_netns(before)
     problems += remove_cgroups(ids, before)
     delete_link(bridge)
     restore_host_paths(before, network=network)

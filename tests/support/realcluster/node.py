@@ -112,6 +112,7 @@ class RealCluster:
         try:
             stale.sweep()  # holding the lock, any other cluster's work dir is a dead run's
             self._before = cleanup.host_before()
+            cleanup.share_netns_folder()  # before the CNI plugins mount namespaces in it
             self.work_dir = Path(tempfile.mkdtemp(prefix=stale.PREFIX))
             self.paths = self._node_paths()
             self._record = stale.Record.new(
