@@ -154,10 +154,9 @@ class MatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # event-time watermark: how late (in event time) an event may arrive and still count
     allowed_lateness_s: float = 10.0
     # a pattern that holds on the hits in so far is sent at once as a provisional match, confirmed or
-    # withdrawn once event time passes it (agents/windows.py); false: final matches only, a lateness later.
-    # Off by default until the full suite passes with it on: three clean-clone CIs on 2026-12-06 failed
-    # test_real_failures' configmap-rollout pair with it on (the module alone passed); see that day's note
-    early_firing: bool = False
+    # withdrawn once event time passes it (agents/windows.py); false: final matches only, a lateness later
+    # (a prediction ~10 s after its cause; early firing costs 3-20 % more of the worker's CPU: benchmarks/README.md)
+    early_firing: bool = True
     # when no event arrives for this long (wall clock), the bridge moves the watermark on by the
     # time that passed, so the last windows of a quiet stream still close
     idle_advance_s: float = 5.0

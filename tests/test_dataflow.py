@@ -38,7 +38,7 @@ def flow_settings(embedded: EmbeddedStack, tmp_path_factory: pytest.TempPathFact
                                 data_dir=str(tmp_path_factory.mktemp("worker")))
     # a killed bridge's unacked fetch comes back after ack_wait: keep the test short; the bridge serves
     # /healthz and /metrics (test_the_worker_metrics_count_what_it_wrote_and_its_lag reads them)
-    # match.early_firing on: test_a_new_incident_is_predicted_before_event_time_passes_it_then_confirmed
+    # match.early_firing on (the default; said here, as test_a_new_incident_is_predicted_before_... needs it)
     return msgspec.structs.replace(settings, nats=msgspec.structs.replace(settings.nats, bridge_ack_wait_s=4.0,
                                                                           bridge_web_port=free_port()),
                                    match=msgspec.structs.replace(settings.match, early_firing=True))
