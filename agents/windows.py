@@ -285,7 +285,11 @@ def _episode_open_at(pattern: CompiledPattern, state: WindowState, times: list[i
     `advance`). One pass over the hit times in between, however many `times`."""
     if not state.episode:
         return dict.fromkeys(times, False)
-    between = sorted({e.t for entries in state.entries.values() for e in entries if state.last_hit < e.t <= times[-1]})
+    # each list is sorted by t: only its slice after the last evaluated hit is read (about a lateness of
+    # hits), not the whole window, which a busy state (a scheduler's Scheduled events) holds thousands of
+    between = sorted({e.t for entries in state.entries.values()
+                      for e in entries[bisect.bisect_right(entries, state.last_hit, key=_time):
+                                       bisect.bisect_right(entries, times[-1], key=_time)]})
     out: dict[int, bool] = {}
     previous, still_open, i = state.last_hit, True, 0
     for t in times:
@@ -295,6 +299,10 @@ def _episode_open_at(pattern: CompiledPattern, state: WindowState, times: list[i
             i += 1
         out[t] = still_open and t - previous <= pattern.span_ms
     return out
+
+
+def _time(entry: Entry) -> int:
+    return entry.t
 
 
 def _withdrawn(pattern: CompiledPattern, key: str, match_id: str, t: int) -> PatternMatch:

@@ -195,3 +195,34 @@ def test_a_final_match_that_quiets_the_provisional_ones_time_withdraws_it_in_the
             for at, m in sent]
     assert told[:3] == [(19_000, True, False, 19), (23_000, False, False, 12), (23_000, False, True, 19)]
     assert final_view(graph_after(sent).values()) == final_view(run(events, [oom]))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_whether_an_episode_is_still_open_reads_only_the_hits_after_the_last_evaluated_one(seed: int) -> None:
+    # `_episode_open_at` reads each sorted list from the last evaluated hit on (bisect), not the whole
+    # window: the same answer as a scan of every entry, for random hits, spans and times
+    from types import SimpleNamespace
+
+    from agents.windows import Entry, _episode_open_at, _insert
+
+    rng = random.Random(seed)
+    span = rng.choice([1_000, 5_000, 60_000])
+    last = 1_000_000
+    state = WindowState(episode="m1", last_hit=last)
+    for name in ("a:first", "b:then", "c:count"):  # hits before and after the last evaluated one, gaps about a span
+        entries: list[Entry] = []
+        for i in range(rng.randrange(0, 25)):
+            _insert(entries, Entry(t=last + rng.randrange(-5 * span, 12 * span), w=1, id=f"{name}{i}"))
+        state.entries[name] = entries
+    times = sorted({last + rng.randrange(0, 12 * span) for _ in range(rng.randrange(1, 8))})
+
+    def scanned(t: int) -> bool:
+        hits = sorted({e.t for es in state.entries.values() for e in es if state.last_hit < e.t < t})
+        previous = state.last_hit
+        for h in hits:
+            if h - previous > span:
+                return False
+            previous = h
+        return t - previous <= span
+
+    assert _episode_open_at(SimpleNamespace(span_ms=span), state, times) == {t: scanned(t) for t in times}
