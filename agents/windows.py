@@ -285,11 +285,9 @@ def _episode_open_at(pattern: CompiledPattern, state: WindowState, times: list[i
     `advance`). One pass over the hit times in between, however many `times`."""
     if not state.episode:
         return dict.fromkeys(times, False)
-    # each list is sorted by t: only its slice after the last evaluated hit is read (about a lateness of
-    # hits), not the whole window, which a busy state (a scheduler's Scheduled events) holds thousands of
-    between = sorted({e.t for entries in state.entries.values()
-                      for e in entries[bisect.bisect_right(entries, state.last_hit, key=_time):
-                                       bisect.bisect_right(entries, times[-1], key=_time)]})
+    # only each list's slice after the last evaluated hit (about a lateness of hits), not the whole window,
+    # which a busy state (a scheduler's Scheduled events) holds thousands of
+    between = sorted({e.t for entries in state.entries.values() for e in _window(entries, state.last_hit, times[-1])})
     out: dict[int, bool] = {}
     previous, still_open, i = state.last_hit, True, 0
     for t in times:
@@ -299,10 +297,6 @@ def _episode_open_at(pattern: CompiledPattern, state: WindowState, times: list[i
             i += 1
         out[t] = still_open and t - previous <= pattern.span_ms
     return out
-
-
-def _time(entry: Entry) -> int:
-    return entry.t
 
 
 def _withdrawn(pattern: CompiledPattern, key: str, match_id: str, t: int) -> PatternMatch:
