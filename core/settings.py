@@ -105,7 +105,12 @@ class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = "tapio"  # FalkorDB graph key, or Neo4j database
     username: str = ""
     password: str = ""
-    batch_size: int = 500
+    # events per write statement (and matches per insights statement). The sink's statements go one at
+    # a time from the worker's event loop, and each answer waits for the loop's next turn, behind the
+    # other agents' batches: with 500, a burst's graph writes fell behind the flow and FalkorDB idled
+    # until the windows were done (8,185-9,206 events/s end to end); with 5,000 they keep pace
+    # (10,246-10,768, benchmarks/README.md). Neo4j's guidance for UNWIND writes is 1,000-10,000 rows.
+    batch_size: int = 5000
     # retention of Event nodes (topology.retention), run by the leader of the sink's worker group:
     # an event the sink wrote more than `retention_s` ago is deleted (0: kept for ever), and above
     # `max_events` Event nodes the oldest are deleted down to 90 % of it (0: no cap; FalkorDB holds
