@@ -385,7 +385,7 @@ def register_windows(app: faust.App, *, source: faust.TopicT, send_matches: Send
                     await send_matches(found, message.partition)
             if value.progress is not None and runtime.progress is not None:  # these hits are in the windows' table
                 runtime.progress.absorbed(message.partition, value.progress.partition, value.progress.seq)
-                await runtime.progress.save()
+                runtime.progress.save_behind()
             runtime.stats.add("windows", len(value.hits), rejected=0)
             if value.hits and value.selected_at:  # select took the events -> their windows are evaluated
                 runtime.stats.time("match_latency", time.time() - value.selected_at, len(value.hits))

@@ -157,6 +157,6 @@ def register_sink(app: faust.App, *, source: faust.TopicT, runtime: StageRuntime
             if written and runtime.progress is not None:  # what the graph now holds, in JetStream's terms
                 for progress in written:
                     runtime.progress.written(progress.partition, progress.seq)
-                await runtime.progress.save()
+                runtime.progress.save_behind()
 
     return app.agent(source, name="tapio.sink")(sink)

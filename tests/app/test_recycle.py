@@ -101,3 +101,56 @@ async def test_the_checkpoint_is_the_lowest_mark_of_the_sink_and_the_windows_and
     marks.absorbed(0, 0, 80)  # an older sequence never moves a mark back
     await marks.save()
     assert await lowest_mark(kv, 2) == (91, "windows.q0.p1")
+
+
+async def _until_mark(kv, partitions: int, wanted: tuple[int, str]) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    got = await lowest_mark(kv, partitions)
+    for _ in range(100):
+        if got == wanted:
+            break
+        await asyncio.sleep(0.05)
+        got = await lowest_mark(kv, partitions)
+    return got
+
+
+async def test_a_stage_saves_its_progress_behind_itself_and_a_stop_waits_for_the_newest(kv) -> None:  # type: ignore[no-untyped-def]
+    marks = StageProgress(kv, every_s=0.0)
+    marks.written(0, 7)
+    marks.absorbed(0, 0, 5)
+    assert marks.save_behind() is None  # not awaited: the stage goes on at once
+    assert await _until_mark(kv, 1, (5, "windows.q0.p0")) == (5, "windows.q0.p0"), "the save ran behind the stage"
+    marks.written(0, 12)
+    marks.absorbed(0, 0, 11)
+    marks.save_behind()
+    marks.save_behind()  # one save at a time: the second call while the first runs adds none
+    await marks.save(force=True)  # a stop: waits for the one running, then saves what is newest
+    assert await lowest_mark(kv, 1) == (11, "windows.q0.p0")
+
+
+class _RefusingOnce:
+    """The real bucket, whose first write fails as a NATS timeout would."""
+
+    def __init__(self, kv) -> None:  # type: ignore[no-untyped-def]
+        self.kv, self.refused = kv, 0
+
+    async def put(self, key: str, value: bytes) -> int:
+        if not self.refused:
+            self.refused += 1
+            raise TimeoutError("refused by the test")
+        return await self.kv.put(key, value)
+
+
+async def test_a_save_behind_that_fails_is_logged_and_the_next_one_saves_the_marks(kv, caplog) -> None:  # type: ignore[no-untyped-def]
+    marks = StageProgress(_RefusingOnce(kv), every_s=0.0)  # type: ignore[arg-type]
+    marks.written(0, 3)
+    marks.absorbed(0, 0, 3)
+    with caplog.at_level("WARNING", logger="app.checkpoint"):
+        marks.save_behind()
+        for _ in range(100):
+            if caplog.records:
+                break
+            await asyncio.sleep(0.01)
+    assert "saving the stages' progress failed (refused by the test)" in caplog.text
+    assert await lowest_mark(kv, 1) == (0, "sink.p0"), "nothing saved by the refused write"
+    marks.save_behind()
+    assert await _until_mark(kv, 1, (3, "sink.p0")) == (3, "sink.p0"), "the next save wrote both marks"
