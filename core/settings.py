@@ -109,7 +109,7 @@ class GraphSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # a time from the worker's event loop, and each answer waits for the loop's next turn, behind the
     # other agents' batches: with 500, a burst's graph writes fell behind the flow and FalkorDB idled
     # until the windows were done (8,185-9,206 events/s end to end); with 5,000 they keep pace
-    # (10,246-10,768, benchmarks/README.md). Neo4j's guidance for UNWIND writes is 1,000-10,000 rows.
+    # (10,246-11,843, benchmarks/README.md). Neo4j's guidance for UNWIND writes is 1,000-10,000 rows.
     batch_size: int = 5000
     # retention of Event nodes (topology.retention), run by the leader of the sink's worker group:
     # an event the sink wrote more than `retention_s` ago is deleted (0: kept for ever), and above
