@@ -48,7 +48,16 @@ from core.codec import Poison, msgpack_encoder, where_of
 from core.events import UnifiedEvent
 from core.log_context import bind as bind_log
 from core.ports import StageRuntime
-from core.records import Hit, HitBatch, InsightBatchView, PatternMatch, Progress, UnifiedBatchView, msgpack_array
+from core.records import (
+    Hit,
+    HitBatch,
+    InsightBatchView,
+    PatternMatch,
+    Progress,
+    UnifiedBatchView,
+    byte_slices,
+    msgpack_array,
+)
 from core.trace_links import stage_span, traced
 
 log = logging.getLogger(__name__)
@@ -158,19 +167,50 @@ def select_events(events: Iterable[tuple[UnifiedEvent, msgspec.Raw]], selector: 
     return by_partition, rejected
 
 
+#: a record the front sends (a batch's events for the graph sink, or one hits partition's hits) holds at
+#: most this many bytes of them; more go in the next record of the same partition. One raw record may
+#: hold 8 MiB of events (app.bridge.RECORD_BYTES) after a backlog, which enrichment makes larger and each
+#: event's hits repeat once per condition it passes (a 24 MiB hits record was seen), while the producer
+#: refuses a record over its maximum request size (16 MiB, app.faust_app): the front agent crashed on
+#: it, again at every restart, and the dataflow stood still.
+RECORD_BYTES = 4 * 1024 * 1024
+#: a hit's bytes beside its event's (pattern, key, condition, id...), for splitting
+HIT_BYTES = 256
+
+
+def insight_records(events: Sequence[bytes | msgspec.Raw], progress: Progress | None) -> list[InsightBatchView]:
+    """Pure: a batch's events (MessagePack each) as records of at most RECORD_BYTES of them; the
+    checkpoint rides on the last, so it moves once the graph holds the whole batch. One record, maybe
+    empty, when there is nothing to split (progress alone still goes on)."""
+    slices = byte_slices([len(e) for e in events], RECORD_BYTES) or [(0, 0)]
+    return [InsightBatchView(events=msgpack_array(events[start:end]),
+                             progress=progress if end == len(events) else None) for start, end in slices]
+
+
+def hit_records(source: int, watermark: int, found: list[Hit], selected_at: float,
+                progress: Progress | None) -> list[HitBatch]:
+    """Pure: one hits partition's hits of a batch as records of at most RECORD_BYTES of them. Event
+    time (the watermark) and the checkpoint ride on the last only: the windows must not close a window
+    on hits still to come in the next record. One record, maybe empty, when there is nothing to split:
+    every hits partition learns every source's watermark."""
+    slices = byte_slices([len(h.event) + HIT_BYTES for h in found], RECORD_BYTES) or [(0, 0)]
+    return [HitBatch(source=source, watermark=watermark if end == len(found) else 0, hits=found[start:end],
+                     selected_at=selected_at, progress=progress if end == len(found) else None)
+            for start, end in slices]
+
+
 async def send_selected(runtime: StageRuntime, *, partition: int, insights: faust.TopicT, hits: faust.TopicT,
                         events: Sequence[bytes | msgspec.Raw], by_partition: dict[int, list[Hit]], watermark: int,
                         progress: Progress | None, selected_at: float) -> None:
     """The events (MessagePack each) to the graph sink's partition, and to every hits partition its
     hits with the source's watermark; progress alone still goes on (app.checkpoint)."""
     if events or progress is not None:  # progress alone: the graph sink's checkpoint moves on
-        await insights.send(value=InsightBatchView(events=msgpack_array(events), progress=progress),
-                            partition=partition)
+        for record in insight_records(events, progress):
+            await insights.send(value=record, partition=partition)
     if watermark or by_partition:
         for p in range(runtime.settings.kafka.partitions):
-            await hits.send(value=HitBatch(source=partition, watermark=watermark, hits=by_partition.get(p, []),
-                                           selected_at=selected_at, progress=progress),
-                            partition=p)
+            for batch in hit_records(partition, watermark, by_partition.get(p, []), selected_at, progress):
+                await hits.send(value=batch, partition=p)
     runtime.stats.add("match", len(events))
     runtime.stats.add("hits", sum(len(h) for h in by_partition.values()))
 

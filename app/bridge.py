@@ -79,7 +79,7 @@ from app.tracing import tracer_for
 from core.codec import Codec, utf8_problem
 from core.events import RawEvent, epoch_ms, is_object_event
 from core.log_context import bind as bind_log
-from core.records import Progress, RawBatch
+from core.records import Progress, RawBatch, byte_slices
 from core.settings import Settings
 from core.stats import StageStats
 from core.trace_links import span_context, stage_span, traced
@@ -239,16 +239,7 @@ RECORD_BYTES = 8 * 1024 * 1024
 def chunks(wire: Sequence[bytes], limit: int = RECORD_BYTES) -> list[tuple[int, int]]:
     """Pure: (start, end) slices of consecutive events whose MessagePack adds up to at most `limit`
     (an event alone is one slice, whatever its size)."""
-    out: list[tuple[int, int]] = []
-    start, size = 0, 0
-    for i, data in enumerate(wire):
-        if i > start and size + len(data) > limit:
-            out.append((start, i))
-            start, size = i, 0
-        size += len(data)
-    if start < len(wire):
-        out.append((start, len(wire)))
-    return out
+    return byte_slices([len(data) for data in wire], limit)
 
 
 class _RawBatchWire(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):

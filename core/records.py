@@ -231,6 +231,22 @@ def batch_size(batch: msgspec.Struct) -> int:
     return len(events)
 
 
+def byte_slices(sizes: Sequence[int], limit: int) -> list[tuple[int, int]]:
+    """Pure: (start, end) slices of consecutive items whose sizes add up to at most `limit` (an item
+    alone is one slice, whatever its size): how a batch is split over Kafka records that each stay
+    under the producer's maximum request size."""
+    out: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            out.append((start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append((start, len(sizes)))
+    return out
+
+
 def msgpack_array(items: Sequence[bytes | msgspec.Raw]) -> msgspec.Raw:
     """Pure: items each already MessagePack, as one MessagePack array (a view's `events`), without
     decoding or encoding them again."""
