@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from nodesources.browser import browser, unavailable, wait_drawn
 from scrape import get
+from selenium.common.exceptions import StaleElementReferenceException
 from waiting import until_sync, wait_worker_ready
 
 from app.analyze import analyze_dataflow
@@ -84,6 +85,14 @@ def _rows(driver: Any) -> list[str]:
     return [tr.get_attribute("data-pattern") for tr in driver.find_elements("css selector", "#predictions tbody tr")]
 
 
+def _rows_after(driver: Any, query: str) -> list[str] | None:
+    """The rows once a click's page load with `query` in its URL is complete (None before: a row read
+    while the old page goes is stale, or the old page's)."""
+    if query not in driver.current_url or driver.execute_script("return document.readyState") != "complete":
+        return None
+    return _rows(driver) or None
+
+
 async def test_the_list_shows_predictions_and_diagnoses_best_first_and_filters_them(served: Settings, chrome: Any,
                                                                                     tmp_path: Path) -> None:
     graph = open_graph(served.graph)
@@ -99,7 +108,9 @@ async def test_the_list_shows_predictions_and_diagnoses_best_first_and_filters_t
 
     chrome.find_element("css selector", "form.filters select[name=show] option[value=diagnoses]").click()
     chrome.find_element("css selector", "form.filters button[type=submit]").click()
-    assert _rows(chrome) and all(r.startswith("diagnosis/") for r in _rows(chrome))
+    shown = until_sync(lambda: _rows_after(chrome, "show=diagnoses"), timeout=30, what="the filtered list",
+                       ignoring=(StaleElementReferenceException,))
+    assert all(r.startswith("diagnosis/") for r in shown), shown
     _visit(chrome, _base(served) + "/ui/?pattern=config-drift")
     assert _rows(chrome) == ["config-drift"]
     _visit(chrome, _base(served) + "/ui/?since=yesterday")
