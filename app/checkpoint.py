@@ -120,11 +120,13 @@ class StageProgress:
             await asyncio.wait([self._saving])
         await self._save(force=force)
 
+    def _due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_s
+
     async def _save(self, *, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.every_s:
+        if not force and not self._due():
             return
-        self._last = now
+        self._last = time.monotonic()
         for key, seq in list(self.newest.items()):
             if self._saved.get(key) != seq:
                 await self.kv.put(key, str(seq).encode())
@@ -136,7 +138,7 @@ class StageProgress:
         event loop's next turn: ~35 ms of the windows agent once a second at 5,000 events/s, which the
         hits behind it waited for; benchmarks/README.md). A save that fails is logged and tried again
         at the next one; as a late one, it only makes a recovery bridge a little more again."""
-        if self._saving is not None or time.monotonic() - self._last < self.every_s:
+        if self._saving is not None or not self._due():
             return
         self._saving = asyncio.ensure_future(self._save(force=False))
         self._saving.add_done_callback(self._saved_behind)
